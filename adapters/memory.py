@@ -1,0 +1,62 @@
+"""In-memory EventStore: the fake for unit tests, held to the same contract as the real ones."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+
+from lineage.ports import DuplicateEventError, VersionConflictError
+
+
+class MemoryEventStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._log: list[Notification] = []
+        self._streams: dict[UUID, dict[int, StoredEvent]] = {}
+        self._event_ids: set[UUID] = set()
+
+    @property
+    def location(self) -> str:
+        return "memory://"
+
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[UUID]) -> None:
+        with self._lock:
+            known = self._event_ids.intersection(event_ids)
+            if known or len(set(event_ids)) != len(event_ids):
+                raise DuplicateEventError(known or set(event_ids))
+            keys = [(e.originator_id, e.originator_version) for e in events]
+            if len(set(keys)) != len(keys) or any(
+                version in self._streams.get(stream, {}) for stream, version in keys
+            ):
+                raise VersionConflictError()
+            for event in events:
+                assert isinstance(event.originator_id, UUID)
+                self._streams.setdefault(event.originator_id, {})[event.originator_version] = event
+                self._log.append(Notification(id=len(self._log) + 1, **vars(event)))
+            self._event_ids.update(event_ids)
+
+    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
+        with self._lock:
+            return self._event_ids.intersection(event_ids)
+
+    def read_stream(self, stream_id: UUID, *, after: int | None = None,
+                    desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
+        with self._lock:
+            stream = self._streams.get(stream_id, {})
+            events = [stream[v] for v in sorted(stream, reverse=desc) if after is None or v > after]
+        return events[:limit] if limit is not None else events
+
+    def read_log(self, start: int, limit: int, topics: Sequence[str] = ()) -> Sequence[Notification]:
+        with self._lock:
+            selected = [n for n in self._log[max(start - 1, 0):] if not topics or n.topic in topics]
+        return selected[:limit]
+
+    def max_position(self) -> int:
+        with self._lock:
+            return len(self._log)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,98 @@
+"""Describing an artifact before it is registered: where it is, how big, what it hashes to.
+
+Local paths and ``file://`` uris are sized and hashed here (SHA-256, streamed in 1 MiB chunks,
+any size); remote uris are recorded as given, with the caller's checksum if they have one. This
+runs in the caller's thread, before anything is queued, so a bad path is an immediate error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+from uuid import UUID
+
+from lineage import validation
+from lineage.domain import ids
+from lineage.errors import ChecksumMismatchError, ValidationError
+
+REMOTE_SCHEMES = ("tinker", "s3", "gs", "hf", "https", "http", "az", "abfs")
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Location:
+    """The normalised location of an artifact and what we know of its content."""
+
+    uri: str
+    local_path: Path | None
+    size: int | None
+    checksum_algorithm: str | None
+    checksum: str | None
+
+    def artifact_id(self, tenant_id: str) -> UUID:
+        """Content-addressed when the content is known, else named by the uri."""
+        if self.checksum_algorithm and self.checksum:
+            return ids.artifact_id_for_content(tenant_id, self.checksum_algorithm, self.checksum)
+        return ids.artifact_id_for_uri(tenant_id, self.uri)
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    """(size, hex digest) of a file, streamed."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def hash_file(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
+           size: int | None = None, field: str = "uri") -> Location:
+    """Resolve ``target`` (a path or a uri) and describe it. Raises ValidationError naming
+    ``field`` for a missing local file, a malformed or mismatching checksum, a bad size."""
+    supplied = validation.checksum(checksum, "checksum") if checksum is not None else None
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValidationError("size", "must be a non-negative integer number of bytes", size)
+    text = os.fspath(target)
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError(field, "must be a non-empty path or uri", target)
+    scheme = urlparse(text).scheme.lower()
+    if scheme in REMOTE_SCHEMES:
+        algorithm, digest = supplied if supplied else (None, None)
+        return Location(text, None, size, algorithm, digest)
+    if scheme == "file":
+        path = Path(unquote(urlparse(text).path))
+    elif scheme and len(scheme) > 1:
+        raise ValidationError(
+            field, f"unsupported uri scheme {scheme!r}; use a local path, file:// or one of "
+            f"{', '.join(s + '://' for s in REMOTE_SCHEMES)}", text)
+    else:
+        path = Path(text)
+    return _locate_local(path.expanduser().resolve(), supplied, field)
+
+
+def _locate_local(path: Path, supplied: tuple[str, str] | None, field: str) -> Location:
+    if not path.exists():
+        raise ValidationError(field, f"local file {path} does not exist", str(path))
+    if not path.is_file():
+        raise ValidationError(field, f"{path} is not a regular file", str(path))
+    size, digest = sha256_file(path)
+    if supplied is not None:
+        algorithm, expected = supplied
+        actual = digest if algorithm == "sha256" else hash_file(path, algorithm)
+        if actual != expected:
+            raise ChecksumMismatchError("checksum", f"{algorithm}:{expected}",
+                                        f"{algorithm}:{actual}", path.as_uri())
+    return Location(path.as_uri(), path, size, "sha256", digest)

@@ -1,0 +1,71 @@
+"""The composition root: turns a database URL into an EventStore adapter.
+
+The only module of ``lineage`` (with the CLI) that imports adapters and SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from lineage.errors import ConfigurationError, StoreError
+from lineage.ports import EventStore
+
+SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
+POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgres", "postgresql+psycopg2")
+
+
+def open_store(url: str) -> EventStore:
+    """Open (creating tables if needed) the event store a URL names.
+
+    Accepted: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare file path (SQLite),
+    ``postgresql+psycopg://user[:password]@host[:port]/db[?schema=name]``, ``memory://``.
+    """
+    if url == "memory://":
+        from lineage.adapters.memory import MemoryEventStore
+
+        return MemoryEventStore()
+    if "://" not in url:
+        return _sqlite(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise ConfigurationError(
+            f"LINEAGE_DATABASE_URL {url!r} is not a database URL ({error}); "
+            "use sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
+        ) from None
+    if parsed.drivername in SQLITE_DRIVERS:
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigurationError(
+                "SQLite needs a file (sqlite:///path.db); use memory:// for a throwaway store"
+            )
+        return _sqlite(parsed.database)
+    if parsed.drivername in POSTGRES_DRIVERS:
+        from lineage.adapters.eventstore import PostgresEventStore
+
+        if not parsed.database:
+            raise ConfigurationError(f"{url!r} names no database; add /dbname to the URL")
+        schema = parsed.query.get("schema", "public")
+        return PostgresEventStore(
+            dbname=parsed.database,
+            host=parsed.host or "127.0.0.1",
+            port=parsed.port or 5432,
+            user=parsed.username or "postgres",
+            password=parsed.password or "",
+            schema=schema if isinstance(schema, str) else schema[0],
+            display=parsed.render_as_string(hide_password=True),
+        )
+    raise ConfigurationError(
+        f"unsupported database {parsed.drivername!r} in {url!r}; use sqlite or postgresql+psycopg"
+    )
+
+
+def _sqlite(path: str) -> EventStore:
+    from lineage.adapters.eventstore import SQLiteEventStore
+
+    file = Path(path).expanduser()
+    if not file.parent.exists():
+        raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
+    return SQLiteEventStore(str(file.resolve()))

@@ -1,0 +1,48 @@
+"""The envelope every stored event carries (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+ENVELOPE_FIELDS = ("event_id", "occurred_at", "occurred_at_raw", "source", "tenant_id", "actor")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Who said what happened, and when it happened.
+
+    ``event_id`` is the idempotency key: a write with an event id already stored is a no-op.
+    ``occurred_at`` is UTC with microseconds; ``occurred_at_raw`` keeps what the caller gave
+    when it was not already that. The time the event was recorded is the event's ``timestamp``
+    (exposed as ``recorded_at``), set by the writer when it commits.
+    """
+
+    event_id: UUID
+    occurred_at: datetime
+    occurred_at_raw: str | None
+    source: str
+    tenant_id: str
+    actor: str
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ENVELOPE_FIELDS}
+
+
+class EnvelopedEvent(Aggregate.Event):
+    """Base of every aggregate event: the library's id, version and timestamp plus the envelope."""
+
+    event_id: UUID
+    occurred_at: datetime
+    occurred_at_raw: str | None
+    source: str
+    tenant_id: str
+    actor: str
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.timestamp

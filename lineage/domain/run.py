@@ -1,0 +1,256 @@
+"""The Run aggregate: one training run, one LineageIR trace, one NSAI job.
+
+Low-rate facts only (start, inputs, checkpoints, evaluations, failures, recoveries, finish);
+steps go to the run's step log (``lineage.domain.steps``) and are never replayed into a Run.
+
+Every command method takes the envelope and the record time (``timestamp``) from the caller,
+checks its invariants first, then triggers exactly one event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from lineage.domain.envelope import EnvelopedEvent, Envelope
+from lineage.errors import InvariantError, RunFinishedError
+
+FINAL_STATUSES = ("completed", "failed", "cancelled", "superseded")
+
+
+class Run(Aggregate):
+    class Event(EnvelopedEvent):
+        pass
+
+    class Started(Event, Aggregate.Created):
+        name: str
+        job: dict[str, Any]
+        tags: dict[str, str]
+        start_step: int
+
+    class InputUsed(Event):
+        artifact_id: UUID
+        uri: str
+        role: str
+
+        def apply(self, run: Run) -> None:
+            run.inputs.append(self.artifact_id)
+
+    class EvaluationRecorded(Event):
+        step: int
+        metrics: dict[str, float]
+        dataset: str | None
+        split: str | None
+
+        def apply(self, run: Run) -> None:
+            run.evaluations += 1
+
+    class CheckpointSaved(Event):
+        artifact_id: UUID
+        uri: str
+        step: int
+        format: str | None
+        includes_optimizer: bool
+
+        def apply(self, run: Run) -> None:
+            run.checkpoints.append((self.artifact_id, self.step))
+
+    class FailureDetected(Event):
+        signal: str
+        error_type: str
+        message: str
+        retryable: bool
+        corrupted: bool
+        step: int | None
+
+        def apply(self, run: Run) -> None:
+            run.failures += 1
+            run.corrupted = run.corrupted or self.corrupted
+
+    class RecoveryStarted(Event):
+        attempt: int
+        strategy: str
+
+        def apply(self, run: Run) -> None:
+            run.recovery_attempts = self.attempt
+            run.recovering = True
+
+    class RecoveryCheckpointSelected(Event):
+        attempt: int
+        checkpoint_id: UUID
+        step: int
+        reason: str
+
+    class RecoveryCompleted(Event):
+        attempt: int
+        new_run_id: UUID
+        checkpoint_id: UUID
+
+        def apply(self, run: Run) -> None:
+            run.recovering = False
+            run.superseded_by = self.new_run_id
+
+    class RecoveryFailed(Event):
+        attempt: int
+        error_type: str
+        message: str
+
+        def apply(self, run: Run) -> None:
+            run.recovering = False
+
+    class RecoveryExhausted(Event):
+        attempts: int
+
+        def apply(self, run: Run) -> None:
+            run.recovering = False
+
+    class ResumedFrom(Event):
+        previous_run_id: UUID
+        checkpoint_id: UUID
+        step: int
+        optimizer_restored: bool
+
+        def apply(self, run: Run) -> None:
+            run.resumed_from = self.previous_run_id
+
+    class Finished(Event):
+        status: str
+        reason: str | None
+        superseded_by: UUID | None
+
+        def apply(self, run: Run) -> None:
+            run.status = self.status
+            run.finished_at = self.occurred_at
+
+    def __init__(self, name: str, job: dict[str, Any], tags: dict[str, str], start_step: int,
+                 tenant_id: str, occurred_at: datetime) -> None:
+        self.name = name
+        self.job = job
+        self.tags = tags
+        self.start_step = start_step
+        self.tenant_id = tenant_id
+        self.started_at = occurred_at
+        self.finished_at: datetime | None = None
+        self.status = "running"
+        self.inputs: list[UUID] = []
+        self.checkpoints: list[tuple[UUID, int]] = []
+        self.evaluations = 0
+        self.failures = 0
+        self.corrupted = False
+        self.recovering = False
+        self.recovery_attempts = 0
+        self.resumed_from: UUID | None = None
+        self.superseded_by: UUID | None = None
+
+    @classmethod
+    def start(cls, run_id: UUID, name: str, job: dict[str, Any], tags: dict[str, str],
+              start_step: int, envelope: Envelope, timestamp: datetime) -> Run:
+        return cls._create(cls.Started, id=run_id, name=name, job=job, tags=tags,
+                           start_step=start_step, timestamp=timestamp, **envelope.fields())
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def _require_open(self, what: str) -> None:
+        if self.finished:
+            raise RunFinishedError(self.id, self.status, what)
+
+    def use_input(self, artifact_id: UUID, uri: str, role: str, envelope: Envelope,
+                  timestamp: datetime) -> None:
+        self._require_open("inputs")
+        if artifact_id in self.inputs:
+            return
+        self.trigger_event(self.InputUsed, artifact_id=artifact_id, uri=uri, role=role,
+                           timestamp=timestamp, **envelope.fields())
+
+    def record_evaluation(self, step: int, metrics: dict[str, float], dataset: str | None,
+                          split: str | None, envelope: Envelope, timestamp: datetime) -> None:
+        self._require_open("evaluations")
+        self.trigger_event(self.EvaluationRecorded, step=step, metrics=metrics, dataset=dataset,
+                           split=split, timestamp=timestamp, **envelope.fields())
+
+    def save_checkpoint(self, artifact_id: UUID, uri: str, step: int, format: str | None,
+                        includes_optimizer: bool, envelope: Envelope, timestamp: datetime) -> None:
+        self._require_open("checkpoints")
+        if step < self.start_step:
+            raise InvariantError(
+                f"checkpoint step {step} is before run {self.id} started (step {self.start_step})"
+            )
+        if any(existing == artifact_id for existing, _ in self.checkpoints):
+            return
+        self.trigger_event(self.CheckpointSaved, artifact_id=artifact_id, uri=uri, step=step,
+                           format=format, includes_optimizer=includes_optimizer,
+                           timestamp=timestamp, **envelope.fields())
+
+    def detect_failure(self, signal: str, error_type: str, message: str, retryable: bool,
+                       corrupted: bool, step: int | None, envelope: Envelope,
+                       timestamp: datetime) -> None:
+        # A failure may be reported after the run ended (a backend flags it corrupted later).
+        self.trigger_event(self.FailureDetected, signal=signal, error_type=error_type,
+                           message=message, retryable=retryable, corrupted=corrupted, step=step,
+                           timestamp=timestamp, **envelope.fields())
+
+    def start_recovery(self, strategy: str, envelope: Envelope, timestamp: datetime) -> int:
+        if self.recovering:
+            raise InvariantError(f"run {self.id} is already recovering")
+        if self.superseded_by is not None:
+            raise InvariantError(f"run {self.id} was already recovered as {self.superseded_by}")
+        if self.failures == 0 and self.status not in ("failed",):
+            raise InvariantError(f"run {self.id} has no failure to recover from")
+        attempt = self.recovery_attempts + 1
+        self.trigger_event(self.RecoveryStarted, attempt=attempt, strategy=strategy,
+                           timestamp=timestamp, **envelope.fields())
+        return attempt
+
+    def select_recovery_checkpoint(self, checkpoint_id: UUID, step: int, reason: str,
+                                   envelope: Envelope, timestamp: datetime) -> None:
+        self._require_recovering()
+        self.trigger_event(self.RecoveryCheckpointSelected, attempt=self.recovery_attempts,
+                           checkpoint_id=checkpoint_id, step=step, reason=reason,
+                           timestamp=timestamp, **envelope.fields())
+
+    def complete_recovery(self, new_run_id: UUID, checkpoint_id: UUID, envelope: Envelope,
+                          timestamp: datetime) -> None:
+        self._require_recovering()
+        self.trigger_event(self.RecoveryCompleted, attempt=self.recovery_attempts,
+                           new_run_id=new_run_id, checkpoint_id=checkpoint_id,
+                           timestamp=timestamp, **envelope.fields())
+
+    def fail_recovery(self, error_type: str, message: str, envelope: Envelope,
+                      timestamp: datetime) -> None:
+        self._require_recovering()
+        self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
+                           error_type=error_type, message=message, timestamp=timestamp,
+                           **envelope.fields())
+
+    def exhaust_recovery(self, envelope: Envelope, timestamp: datetime) -> None:
+        self.trigger_event(self.RecoveryExhausted, attempts=self.recovery_attempts,
+                           timestamp=timestamp, **envelope.fields())
+
+    def _require_recovering(self) -> None:
+        if not self.recovering:
+            raise InvariantError(f"run {self.id} has no recovery in progress")
+
+    def resume_from(self, previous_run_id: UUID, checkpoint_id: UUID, step: int,
+                    optimizer_restored: bool, envelope: Envelope, timestamp: datetime) -> None:
+        self._require_open("resume link")
+        if self.resumed_from is not None:
+            raise InvariantError(f"run {self.id} already resumed from {self.resumed_from}")
+        self.trigger_event(self.ResumedFrom, previous_run_id=previous_run_id,
+                           checkpoint_id=checkpoint_id, step=step,
+                           optimizer_restored=optimizer_restored, timestamp=timestamp,
+                           **envelope.fields())
+
+    def finish(self, status: str, reason: str | None, superseded_by: UUID | None,
+               envelope: Envelope, timestamp: datetime) -> None:
+        if self.finished:
+            if self.status == status:
+                return  # finishing twice the same way is a no-op, not an error
+            if not (status == "superseded" and self.status == "failed"):
+                raise RunFinishedError(self.id, self.status, "finish")
+        self.trigger_event(self.Finished, status=status, reason=reason,
+                           superseded_by=superseded_by, timestamp=timestamp, **envelope.fields())

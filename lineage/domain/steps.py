@@ -1,0 +1,76 @@
+"""The step log: one append-only stream per run, never replayed into an object.
+
+The stream id is ``ids.step_stream_id(run_id)``; the stream's own counter is its version, so a
+step number may repeat (after a resume, or when a loop re-does a step). ``StepRecorded`` is a
+plain domain event: the writer encodes it with a fast path (``encode_step``) that produces the
+same stored state the library's JSON mapper would, and the mapper decodes it as usual.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEvent
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+
+
+class StepRecorded(DomainEvent):
+    run_id: UUID
+    step: int
+    epoch: int | None
+    metrics: dict[str, float]
+    durations: dict[str, float] | None
+    tokens: int | None
+    resources: dict[str, float] | None
+    event_id: UUID
+    occurred_at: datetime
+    occurred_at_raw: str | None
+    source: str
+    tenant_id: str
+    actor: str
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.timestamp
+
+
+STEP_TOPIC = f"{StepRecorded.__module__}:{StepRecorded.__qualname__}"
+
+
+def encode_step(record: Any, event_hex: str, occurred_iso: str, timestamp_iso: str,
+                envelope_tail: str) -> bytes:
+    """Stored state of one StepRecorded, byte-compatible with the library's JSONTranscoder.
+
+    ``record`` is a writer StepRecord; ``envelope_tail`` is the pre-encoded
+    ``"source":..,"tenant_id":..,"actor":..`` part shared by every step of a run.
+    """
+    return (
+        '{"timestamp":{"_type_":"datetime_iso","_data_":"%s"},'
+        '"run_id":{"_type_":"uuid_hex","_data_":"%s"},"step":%d,"epoch":%s,"metrics":%s,'
+        '"durations":%s,"tokens":%s,"resources":%s,'
+        '"event_id":{"_type_":"uuid_hex","_data_":"%s"},'
+        '"occurred_at":{"_type_":"datetime_iso","_data_":"%s"},"occurred_at_raw":%s,%s}'
+        % (
+            timestamp_iso,
+            record.run_id.hex,
+            record.step,
+            "null" if record.epoch is None else "%d" % record.epoch,
+            _dumps(record.metrics),
+            "null" if record.durations is None else _dumps(record.durations),
+            "null" if record.tokens is None else "%d" % record.tokens,
+            "null" if record.resources is None else _dumps(record.resources),
+            event_hex,
+            occurred_iso,
+            "null" if record.occurred_at_raw is None else _dumps(record.occurred_at_raw),
+            envelope_tail,
+        )
+    ).encode()
+
+
+def envelope_tail(source: str, tenant_id: str, actor: str) -> str:
+    return '"source":%s,"tenant_id":%s,"actor":%s' % (_dumps(source), _dumps(tenant_id), _dumps(actor))

@@ -1,0 +1,109 @@
+"""The one error tree of lineage.
+
+    LineageError
+    ├── ValidationError            bad input, raised before anything is stored
+    │   └── ChecksumMismatchError  a supplied checksum does not match the file
+    ├── NotFoundError
+    │   ├── RunNotFoundError
+    │   └── ArtifactNotFoundError
+    ├── InvariantError             the domain refuses the change
+    │   ├── RunFinishedError       steps or changes after a run finished
+    │   └── ArtifactRetiredError   aliases on a retired artifact
+    ├── ConflictError              two writers changed one aggregate; retries ran out
+    ├── StoreError                 the event store failed (connection, disk, schema)
+    ├── WriterError                the background writer could not commit some events
+    └── ConfigurationError         a missing or invalid setting
+
+Every error carries its context on the instance (``field``, ``run_id``, ``artifact_id``,
+``uri``) so callers and the CLI can report it without parsing the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LineageError(Exception):
+    """Root of every error lineage raises on purpose."""
+
+
+class ValidationError(LineageError, ValueError):
+    """A field of the input breaks a rule. ``field`` names it, ``rule`` says what was wrong."""
+
+    def __init__(self, field: str, rule: str, value: Any = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.value = value
+        super().__init__(f"{field}: {rule}")
+
+
+class ChecksumMismatchError(ValidationError):
+    """The caller supplied a checksum that the file's content does not have."""
+
+    def __init__(self, field: str, expected: str, actual: str, uri: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        self.uri = uri
+        super().__init__(field, f"does not match the file {uri} (file has {actual})", expected)
+
+
+class NotFoundError(LineageError, LookupError):
+    """Something named by id does not exist in the store."""
+
+
+class RunNotFoundError(NotFoundError):
+    def __init__(self, run_id: Any) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} not found")
+
+
+class ArtifactNotFoundError(NotFoundError):
+    def __init__(self, artifact_id: Any) -> None:
+        self.artifact_id = artifact_id
+        super().__init__(f"artifact {artifact_id} not found")
+
+
+class InvariantError(LineageError):
+    """The domain refuses a change that would break one of its rules."""
+
+
+class RunFinishedError(InvariantError):
+    def __init__(self, run_id: Any, status: str, what: str = "change") -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(f"run {run_id} is {status}: no {what} after a run finished")
+
+
+class ArtifactRetiredError(InvariantError):
+    def __init__(self, artifact_id: Any, what: str = "change") -> None:
+        self.artifact_id = artifact_id
+        super().__init__(f"artifact {artifact_id} is retired: no {what} on a retired artifact")
+
+
+class ConflictError(LineageError):
+    """Another writer changed the same aggregate, and reload-and-retry did not succeed."""
+
+    def __init__(self, aggregate_id: Any, attempts: int) -> None:
+        self.aggregate_id = aggregate_id
+        self.attempts = attempts
+        super().__init__(
+            f"{aggregate_id} was changed by another writer; gave up after {attempts} attempts"
+        )
+
+
+class StoreError(LineageError):
+    """The event store failed (connection refused, disk full, schema problem)."""
+
+
+class WriterError(LineageError):
+    """The background writer could not commit some events; ``failures`` lists why."""
+
+    def __init__(self, failures: list[BaseException], lost: int) -> None:
+        self.failures = failures
+        self.lost = lost
+        first = failures[0] if failures else None
+        super().__init__(f"{lost} event(s) were not committed; first error: {first!r}")
+
+
+class ConfigurationError(LineageError):
+    """A setting is missing or invalid; the message says what to set."""

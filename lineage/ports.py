@@ -1,0 +1,61 @@
+"""Ports: the small interfaces the core owns and adapters implement.
+
+``EventStore`` is what the writer and the queries need from persistence. Adapters:
+``lineage.adapters.eventstore.SQLiteEventStore`` / ``PostgresEventStore`` (the eventsourcing
+library's own recorders plus an event-id table) and ``lineage.adapters.memory.MemoryEventStore``
+(the fake). ``tests/contract/test_event_store.py`` runs one set of cases against all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+
+
+class DuplicateEventError(Exception):
+    """An append carried event ids that are already stored; nothing of it was written."""
+
+    def __init__(self, event_ids: set[UUID]) -> None:
+        self.event_ids = event_ids
+        super().__init__(f"{len(event_ids)} event id(s) already stored")
+
+
+class VersionConflictError(Exception):
+    """An append collided with a stream version another writer stored first; nothing written."""
+
+
+class EventStore(Protocol):
+    """An append-only store of events in streams, with one global order (the notification log).
+
+    Thread-safety: every method may be called from any thread. ``append`` is atomic: all the
+    events and their ids are stored in one transaction, or none are.
+    """
+
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[UUID]) -> None:
+        """Store ``events`` (``event_ids[i]`` is the id of ``events[i]``) durably.
+
+        Raises DuplicateEventError when any id is already stored, VersionConflictError when a
+        (stream, version) is taken, lineage.errors.StoreError when the store fails.
+        """
+
+    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
+        """The subset of ``event_ids`` already stored."""
+
+    def read_stream(self, stream_id: UUID, *, after: int | None = None,
+                    desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
+        """Events of one stream by version (ascending unless ``desc``)."""
+
+    def read_log(self, start: int, limit: int, topics: Sequence[str] = ()) -> Sequence[Notification]:
+        """Notifications with id >= ``start`` in order; ids may have gaps."""
+
+    def max_position(self) -> int:
+        """The highest notification id stored, 0 when empty."""
+
+    @property
+    def location(self) -> str:
+        """Where the events are, for people (a file path or a URL without password)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,144 @@
+"""Questions answered straight from the event store (until the read models answer them).
+
+These replay aggregates and read the ends of step streams; they never scan a run's steps except
+when asked to list them. ``Tracker`` inherits them; the CLI formats what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Mapper
+
+from lineage.commands import id_of
+from lineage.domain import Artifact, Run, StepRecorded, ids
+from lineage.errors import ArtifactNotFoundError, RunNotFoundError
+from lineage.ports import EventStore
+
+RUN_STARTED = f"{Run.Started.__module__}:{Run.Started.__qualname__}"
+ARTIFACT_REGISTERED = f"{Artifact.Registered.__module__}:{Artifact.Registered.__qualname__}"
+PAGE = 1000
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: UUID
+    name: str
+    status: str
+    job: dict[str, Any]
+    tags: dict[str, str]
+    started_at: datetime
+    finished_at: datetime | None
+    start_step: int
+    steps: int
+    last_step: int | None
+    last_metrics: dict[str, float]
+    checkpoints: list[tuple[UUID, int]]
+    evaluations: int
+    failures: int
+    corrupted: bool
+    resumed_from: UUID | None
+    superseded_by: UUID | None
+    inputs: list[UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ArtifactView:
+    id: UUID
+    type: str
+    uri: str
+    name: str | None
+    size: int | None
+    checksum_algorithm: str | None
+    checksum: str | None
+    format: str | None
+    run_id: UUID | None
+    step: int | None
+    parents: list[UUID]
+    status: str
+    registered_at: datetime
+    metadata: dict[str, Any]
+    includes_optimizer: bool | None
+
+
+class Queries:
+    store: EventStore
+    mapper: Mapper
+
+    def run(self, run: Any) -> RunView:
+        run_id = id_of(run, "run")
+        aggregate = self._replay(run_id)
+        if not isinstance(aggregate, Run):
+            raise RunNotFoundError(run_id)
+        last = self.store.read_stream(ids.step_stream_id(run_id), desc=True, limit=1)
+        step: StepRecorded | None = self.mapper.to_domain_event(last[0]) if last else None  # type: ignore[assignment]
+        return RunView(
+            id=run_id, name=aggregate.name, status=aggregate.status, job=aggregate.job,
+            tags=aggregate.tags, started_at=aggregate.started_at,
+            finished_at=aggregate.finished_at, start_step=aggregate.start_step,
+            steps=last[0].originator_version if last else 0,
+            last_step=step.step if step else None, last_metrics=step.metrics if step else {},
+            checkpoints=list(aggregate.checkpoints), evaluations=aggregate.evaluations,
+            failures=aggregate.failures, corrupted=aggregate.corrupted,
+            resumed_from=aggregate.resumed_from, superseded_by=aggregate.superseded_by,
+            inputs=list(aggregate.inputs),
+        )
+
+    def runs(self, status: str | None = None) -> list[RunView]:
+        """Every run, oldest first (optionally only those with ``status``)."""
+        views = [self.run(n.originator_id) for n in self._log([RUN_STARTED])]
+        return [v for v in views if status is None or v.status == status]
+
+    def run_events(self, run: Any, *, steps: bool = True) -> list[Any]:
+        """The run's aggregate events and (when ``steps``) its step events, in commit order."""
+        run_id = id_of(run, "run")
+        self.run(run_id)
+        wanted = {run_id, ids.step_stream_id(run_id)} if steps else {run_id}
+        return [self.mapper.to_domain_event(n) for n in self._log() if n.originator_id in wanted]
+
+    def steps(self, run: Any, *, after: int = 0, limit: int | None = None) -> list[StepRecorded]:
+        """Step events of a run in the order logged (``after`` is a stream position)."""
+        stored = self.store.read_stream(ids.step_stream_id(id_of(run, "run")), after=after or None,
+                                        limit=limit)
+        return [self.mapper.to_domain_event(s) for s in stored]  # type: ignore[misc]
+
+    def artifact(self, artifact: Any) -> ArtifactView:
+        artifact_id = id_of(artifact, "artifact")
+        aggregate = self._replay(artifact_id)
+        if not isinstance(aggregate, Artifact):
+            raise ArtifactNotFoundError(artifact_id)
+        return ArtifactView(
+            id=artifact_id, type=aggregate.type, uri=aggregate.uri, name=aggregate.name,
+            size=aggregate.size, checksum_algorithm=aggregate.checksum_algorithm,
+            checksum=aggregate.checksum, format=aggregate.format, run_id=aggregate.run_id,
+            step=aggregate.step, parents=list(aggregate.parents), status=aggregate.status,
+            registered_at=aggregate.created_on, metadata=aggregate.metadata,
+            includes_optimizer=aggregate.includes_optimizer,
+        )
+
+    def artifacts(self, *, type: str | None = None, run: Any = None) -> list[ArtifactView]:
+        """Registered artifacts, oldest first, optionally by type and producing run."""
+        run_id = None if run is None else id_of(run, "run")
+        views = [self.artifact(n.originator_id) for n in self._log([ARTIFACT_REGISTERED])]
+        return [v for v in views
+                if (type is None or v.type == type) and (run_id is None or v.run_id == run_id)]
+
+    def _replay(self, aggregate_id: UUID) -> Aggregate | None:
+        aggregate: Any = None
+        for stored in self.store.read_stream(aggregate_id):
+            aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)
+        return aggregate  # type: ignore[no-any-return]
+
+    def _log(self, topics: list[str] | None = None) -> Iterator[Any]:
+        start = 1
+        while True:
+            page = self.store.read_log(start, PAGE, topics or ())
+            yield from page
+            if len(page) < PAGE:
+                return
+            start = page[-1].id + 1

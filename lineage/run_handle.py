@@ -1,0 +1,248 @@
+"""``RunHandle``: what training code holds while a run is going on.
+
+``log_step`` is the hot path: it validates, builds one tuple and appends it to the writer's
+queue; it never waits for the database (only for room in a full queue). Everything else is rare
+and returns a ``Pending`` (or an ``ArtifactRef``) that resolves once committed.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from lineage import validation
+from lineage.artifacts import locate
+from lineage.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.errors import RunFinishedError, ValidationError
+from lineage.handles import ArtifactRef, Pending
+from lineage.timestamps import normalise
+from lineage.unit_of_work import UnitOfWork
+from lineage.writer import StepRecord
+
+if TYPE_CHECKING:
+    from lineage.tracker import Tracker
+
+_check_metrics = validation.metrics
+
+
+class RunHandle:
+    """One run being recorded. Thread-safe: several threads may log to one run."""
+
+    def __init__(self, tracker: Tracker, run_id: UUID, name: str, *, start_step: int = 0) -> None:
+        self.tracker = tracker
+        self.id = run_id
+        self.name = name
+        self.start_step = start_step
+        self.max_step: int | None = None
+        self.finished_status: str | None = None
+        self._put = tracker.writer.put_step
+        self._now_ns = tracker.now_ns
+        self._last_checkpoint: UUID | None = None
+
+    def __repr__(self) -> str:
+        return f"RunHandle(id={self.id}, name={self.name!r})"
+
+    # -- the hot path --------------------------------------------------------------------------
+
+    def log_step(self, step: int, metrics: dict[str, float] | None = None, *,
+                 epoch: int | None = None, durations: dict[str, float] | None = None,
+                 tokens: int | None = None, resources: dict[str, float] | None = None,
+                 occurred_at: Any = None, event_id: Any = None) -> None:
+        """Record one training step. Returns as soon as the step is queued (microseconds).
+
+        ``metrics`` are numbers (NaN and +-inf are kept as they are); ``durations`` (seconds),
+        ``tokens`` and ``resources`` are optional. Raises ValidationError for bad input and
+        RunFinishedError after the run finished, before anything is queued.
+        """
+        if self.finished_status is not None:
+            raise RunFinishedError(self.id, self.finished_status, "steps")
+        if type(step) is not int or step < 0:
+            step = validation.step(step)
+        metrics = {} if metrics is None else dict(_check_metrics(metrics))
+        if epoch is not None:
+            epoch = validation.step(epoch, "epoch")
+        if durations is not None:
+            durations = dict(_check_metrics(durations, "durations"))
+        if tokens is not None:
+            tokens = validation.step(tokens, "tokens")
+        if resources is not None:
+            resources = dict(_check_metrics(resources, "resources"))
+        if occurred_at is None:
+            ns, moment, raw = self._now_ns(), None, None
+        else:
+            ns = 0
+            moment, raw = normalise(occurred_at)
+        if event_id is not None and type(event_id) is not UUID:
+            event_id = as_uuid(event_id, "event_id")
+        self._put(StepRecord(self.id, step, metrics, epoch, durations, tokens, resources,
+                             ns, moment, raw, event_id))
+        if self.max_step is None or step > self.max_step:
+            self.max_step = step
+
+    # -- rare, important events ----------------------------------------------------------------
+
+    def log_eval(self, step: int, metrics: dict[str, float], *, dataset: str | None = None,
+                 split: str | None = None, event_id: Any = None,
+                 occurred_at: Any = None) -> Pending:
+        """Record an evaluation (validation metrics at a step)."""
+        step = validation.step(step)
+        values = dict(validation.metrics(metrics))
+        dataset = validation.optional_text(dataset, "dataset")
+        split = validation.optional_text(split, "split", max_length=64)
+        return self._command("evaluation", event_id, occurred_at,
+                             lambda uow: uow.run(self.id).record_evaluation(
+                                 step, values, dataset, split, uow.envelope(), uow.timestamp))
+
+    def save_checkpoint(self, path: str | os.PathLike[str], *, step: int,
+                        format: str | None = None, includes_optimizer: bool = False,
+                        metadata: dict[str, Any] | None = None, checksum: str | None = None,
+                        parents: list[Any] | None = None, event_id: Any = None,
+                        occurred_at: Any = None) -> ArtifactRef:
+        """Register a checkpoint this run saved (hashed now when local) and record the save.
+
+        The checkpoint derives from the run's previous checkpoint unless ``parents`` is given.
+        The run-scoped alias ``latest`` moves to it. Returns at once; ``.wait()`` to block.
+        """
+        step = validation.step(step)
+        self._require_open("checkpoints")
+        if self.max_step is not None and step > self.max_step:
+            raise ValidationError("step", f"checkpoint step {step} is after the last step "
+                                          f"logged by this run ({self.max_step})", step)
+        if step < self.start_step:
+            raise ValidationError("step", f"checkpoint step {step} is before the run's first "
+                                          f"step ({self.start_step})", step)
+        if format is not None:
+            format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
+        meta = validation.json_object(metadata, "metadata")
+        location = locate(path, checksum=checksum, field="path")
+        artifact_id = location.artifact_id(self.tracker.tenant_id)
+        previous = self._last_checkpoint
+        parent_ids = ([id_of(p, "parents") for p in parents] if parents is not None
+                      else [previous] if previous is not None else [])
+        fields = {"type": "checkpoint", "name": None, "format": format, "run_id": self.id,
+                  "step": step, "parents": parent_ids, "includes_optimizer": includes_optimizer,
+                  "metadata": meta, "uri": location.uri, "size": location.size,
+                  "checksum": location.checksum, "checksum_algorithm": location.checksum_algorithm}
+
+        def save(uow: UnitOfWork) -> UUID:
+            register_in(uow, artifact_id, fields)
+            uow.run(self.id).save_checkpoint(artifact_id, location.uri, step, format,
+                                             includes_optimizer, uow.envelope(), uow.timestamp)
+            move_alias_in(uow, artifact_id, str(self.id), "latest", False, False)
+            return artifact_id
+
+        pending = self._command("checkpoint", event_id, occurred_at, save)
+        self._last_checkpoint = artifact_id
+        return ArtifactRef(artifact_id, location.uri, "checkpoint", location.size,
+                           location.checksum_algorithm, location.checksum, step, pending)
+
+    def use_input(self, artifact: Any, *, role: str | None = None) -> Pending:
+        """Record that this run consumed an artifact (dataset, base model, checkpoint)."""
+        artifact_id = id_of(artifact, "artifact")
+
+        def use(uow: UnitOfWork) -> None:
+            found = uow.artifact(artifact_id)
+            uow.run(self.id).use_input(artifact_id, found.uri, role or found.type,
+                                       uow.envelope(), uow.timestamp)
+
+        return self._command("input", None, None, use)
+
+    def record_failure(self, error_type: str, message: str = "", *, signal: str = "exception",
+                       retryable: bool = False, corrupted: bool = False, step: int | None = None,
+                       event_id: Any = None, occurred_at: Any = None) -> Pending:
+        """Record a detected failure (an exception, a backend ``corrupted`` flag, a lost worker)."""
+        error_type = validation.text(error_type, "error_type", max_length=256)
+        message = validation.text(message, "message", max_length=8192, allow_empty=True)
+        signal = validation.text(signal, "signal", max_length=64)
+        at_step = validation.optional_step(step, "step")
+        return self._command("failure", event_id, occurred_at,
+                             lambda uow: uow.run(self.id).detect_failure(
+                                 signal, error_type, message, bool(retryable), bool(corrupted),
+                                 at_step, uow.envelope(), uow.timestamp))
+
+    def finish(self, status: str = "completed", *, reason: str | None = None,
+               superseded_by: Any = None, event_id: Any = None, occurred_at: Any = None) -> Pending:
+        """End the run: completed, failed, cancelled or superseded."""
+        status = validation.choice(status, "status", validation.RUN_STATUSES_FINAL)
+        reason = validation.optional_text(reason, "reason", max_length=8192)
+        successor = None if superseded_by is None else as_uuid(
+            getattr(superseded_by, "id", superseded_by), "superseded_by")
+        pending = self._command("finish", event_id, occurred_at,
+                                lambda uow: uow.run(self.id).finish(
+                                    status, reason, successor, uow.envelope(), uow.timestamp))
+        self.finished_status = status
+        return pending
+
+    # -- recovery (recorded on the failed run; see DESIGN §7) -----------------------------------
+
+    def begin_recovery(self, strategy: str = "latest", *, event_id: Any = None) -> Pending:
+        """Record ``recovery started``; resolves to the attempt number. Raises InvariantError
+        (on ``wait()``) when a recovery is already in progress: exactly one executor wins."""
+        strategy = validation.text(str(strategy), "strategy", max_length=128)
+        return self._command("recovery", event_id, None, lambda uow: uow.run(self.id)
+                             .start_recovery(strategy, uow.envelope(), uow.timestamp))
+
+    def select_recovery_checkpoint(self, checkpoint: Any, *, step: int, reason: str) -> Pending:
+        checkpoint_id = id_of(checkpoint, "checkpoint")
+        step = validation.step(step)
+        reason = validation.text(reason, "reason", max_length=8192)
+        return self._command("recovery", None, None, lambda uow: uow.run(self.id)
+                             .select_recovery_checkpoint(checkpoint_id, step, reason,
+                                                         uow.envelope(), uow.timestamp))
+
+    def complete_recovery(self, new_run: Any, checkpoint: Any) -> Pending:
+        """Record that ``new_run`` resumed this run, and mark this run superseded by it."""
+        new_id = id_of(new_run, "new_run")
+        checkpoint_id = id_of(checkpoint, "checkpoint")
+
+        def complete(uow: UnitOfWork) -> None:
+            run = uow.run(self.id)
+            run.complete_recovery(new_id, checkpoint_id, uow.envelope(), uow.timestamp)
+            run.finish("superseded", f"resumed as {new_id}", new_id, uow.envelope(), uow.timestamp)
+
+        pending = self._command("recovery", None, None, complete)
+        self.finished_status = "superseded"
+        return pending
+
+    def fail_recovery(self, error_type: str, message: str = "") -> Pending:
+        error_type = validation.text(error_type, "error_type", max_length=256)
+        message = validation.text(message, "message", max_length=8192, allow_empty=True)
+        return self._command("recovery", None, None, lambda uow: uow.run(self.id)
+                             .fail_recovery(error_type, message, uow.envelope(), uow.timestamp))
+
+    def exhaust_recovery(self) -> Pending:
+        return self._command("recovery", None, None, lambda uow: uow.run(self.id)
+                             .exhaust_recovery(uow.envelope(), uow.timestamp))
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.tracker.flush(timeout)
+
+    def __enter__(self) -> RunHandle:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        """Finish the run (failed on an exception, cancelled on Ctrl-C) and wait for it all."""
+        if self.finished_status is None:
+            if error is None:
+                self.finish("completed")
+            elif isinstance(error, KeyboardInterrupt):
+                self.finish("cancelled", reason="KeyboardInterrupt")
+            else:
+                self.record_failure(type(error).__name__, str(error)[:8192], signal="exception",
+                                    step=self.max_step)
+                self.finish("failed", reason=f"{type(error).__name__}: {error}"[:8192])
+        self.tracker.flush()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _require_open(self, what: str) -> None:
+        if self.finished_status is not None:
+            raise RunFinishedError(self.id, self.finished_status, what)
+
+    def _command(self, label: str, event_id: Any, occurred_at: Any, handler: Any) -> Pending:
+        envelope = self.tracker.envelope(event_id, occurred_at)
+        return self.tracker.submit(f"{label} for run {self.id}", handler, envelope)
+

@@ -1,0 +1,248 @@
+"""The public Python API: ``Tracker`` (one per process and store) and the commands it queues.
+
+Threading: every method may be called from any thread. Writes are validated in the caller's
+thread (a bad input raises here, before anything is queued) and committed by the writer thread.
+Methods returning ``Pending`` or ``ArtifactRef`` do not wait unless you call ``.wait()``;
+``register_artifact`` and ``start_run`` wait by default (they are rare, and what follows
+usually needs them committed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from lineage import validation
+from lineage.artifacts import locate
+from lineage.config import Settings
+from lineage.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.domain import Run, ids
+from lineage.domain.envelope import Envelope
+from lineage.handles import ArtifactRef, Pending
+from lineage.jobspec import job_spec
+from lineage.ports import EventStore
+from lineage.queries import Queries
+from lineage.run_handle import RunHandle
+from lineage.serialization import make_mapper
+from lineage.timestamps import normalise
+from lineage.unit_of_work import UnitOfWork
+from lineage.writer import Command, Writer
+
+RunLike = UUID | str | RunHandle
+ArtifactLike = UUID | str | ArtifactRef
+
+
+class Tracker(Queries):
+    """Records runs, steps and artifacts into an event store, and answers questions about them.
+
+    ``Tracker()`` uses ``LINEAGE_DATABASE_URL``, else ``./lineage.db`` (SQLite). Pass a URL
+    (``"postgresql+psycopg://postgres@127.0.0.1:5432/test"``) or an EventStore to choose.
+    Close it (or use it as a context manager) to wait for every queued event; an open tracker is
+    also flushed at interpreter exit.
+    """
+
+    def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 id_source: Callable[[], UUID] | None = None, **settings: Any) -> None:
+        self.settings = Settings.load(database_url=database_url, **settings)
+        if store is None:
+            from lineage.bootstrap import open_store  # the composition root wires adapters
+
+            store = open_store(self.settings.database_url)
+        self.store = store
+        self.mapper = make_mapper()
+        self._clock_given = clock is not None
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.new_id = id_source or uuid4
+        self.writer = Writer(
+            store, self.mapper, source=self.settings.source, tenant_id=self.settings.tenant_id,
+            actor=self.settings.actor, clock=self.clock, id_source=self.new_id,
+            max_queue=self.settings.queue_size, batch_size=self.settings.batch_size,
+            batch_interval_s=self.settings.batch_interval_s, retry_for_s=self.settings.retry_for_s,
+        )
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _close_at_exit, self.writer, store)
+        atexit.register(self._finalizer)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    @property
+    def tenant_id(self) -> str:
+        return self.settings.tenant_id
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything queued so far is committed; raise WriterError on losses."""
+        self.writer.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.writer.close(timeout)
+        finally:
+            atexit.unregister(self._finalizer)
+            self._finalizer.detach()
+            self.store.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- envelopes and commands ----------------------------------------------------------------
+
+    def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
+        """The envelope for a new event, validated now (in the caller's thread)."""
+        if occurred_at is None:
+            moment, raw = self.clock(), None
+        else:
+            moment, raw = normalise(occurred_at)
+        return Envelope(
+            event_id=self.new_id() if event_id is None else as_uuid(event_id, "event_id"),
+            occurred_at=moment, occurred_at_raw=raw, source=self.settings.source,
+            tenant_id=self.settings.tenant_id, actor=self.settings.actor,
+        )
+
+    def submit(self, label: str, handler: Callable[[UnitOfWork], Any], envelope: Envelope) -> Pending:
+        future = self.writer.submit(Command(handler, envelope, label))
+        return Pending(future, self.writer)
+
+    def now_ns(self) -> int:
+        """Epoch nanoseconds for a step's default time (the injected clock, when there is one)."""
+        if self._clock_given:
+            return int(self.clock().timestamp() * 1_000_000) * 1000
+        return time.time_ns()
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def register_artifact(self, target: str | os.PathLike[str], *, type: str,
+                          name: str | None = None, checksum: str | None = None,
+                          size: int | None = None, format: str | None = None,
+                          metadata: dict[str, Any] | None = None,
+                          parents: Iterable[ArtifactLike] = (), run: RunLike | None = None,
+                          step: int | None = None, includes_optimizer: bool | None = None,
+                          event_id: Any = None, occurred_at: Any = None,
+                          wait: bool = True) -> ArtifactRef:
+        """Register a checkpoint, model, dataset or log. Local files are sized and hashed now.
+
+        The id is deterministic (content digest, else uri), so registering the same thing twice
+        returns the same artifact and stores nothing new.
+        """
+        kind = validation.choice(type, "type", validation.ARTIFACT_TYPES)
+        if format is not None and kind == "checkpoint":
+            format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
+        fields = {
+            "type": kind, "name": validation.optional_text(name, "name"),
+            "format": validation.optional_text(format, "format", max_length=64),
+            "run_id": None if run is None else id_of(run, "run"),
+            "step": validation.optional_step(step, "step"),
+            "parents": [id_of(parent, "parents") for parent in parents],
+            "includes_optimizer": includes_optimizer,
+            "metadata": validation.json_object(metadata, "metadata"),
+        }
+        location = locate(target, checksum=checksum, size=size)
+        artifact_id = location.artifact_id(self.tenant_id)
+        fields.update(uri=location.uri, size=location.size, checksum=location.checksum,
+                      checksum_algorithm=location.checksum_algorithm)
+        envelope = self.envelope(event_id, occurred_at)
+
+        def register(uow: UnitOfWork) -> UUID:
+            return register_in(uow, artifact_id, fields)
+
+        pending = self.submit(f"register artifact {location.uri}", register, envelope)
+        ref = ArtifactRef(artifact_id, location.uri, kind, location.size,
+                          location.checksum_algorithm, location.checksum, fields["step"], pending)
+        return ref.wait() if wait else ref
+
+    def move_alias(self, artifact: ArtifactLike, alias: str, *, scope: str = "registry",
+                   protected: bool = False, force: bool = False, event_id: Any = None,
+                   occurred_at: Any = None) -> Pending:
+        """Point ``alias`` (in ``scope``: a run id or ``registry``) at ``artifact``."""
+        artifact_id = id_of(artifact, "artifact")
+        name = validation.text(alias, "alias", max_length=128)
+        scope = validation.text(str(scope), "scope", max_length=128)
+        envelope = self.envelope(event_id, occurred_at)
+
+        def move(uow: UnitOfWork) -> None:
+            move_alias_in(uow, artifact_id, scope, name, protected, force)
+
+        return self.submit(f"move alias {name}", move, envelope)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, name: str, *, job: dict[str, Any] | None = None,
+                  inputs: Sequence[ArtifactLike] = (), tags: Any = None,
+                  run_id: Any = None, start_step: int = 0, event_id: Any = None,
+                  occurred_at: Any = None, wait: bool = True) -> RunHandle:
+        """Start a run (a LineageIR trace). Use the handle as a context manager: leaving the
+        block finishes the run as completed, or as failed when an exception escapes."""
+        name = validation.text(name, "name", max_length=256)
+        spec = job_spec(job)
+        tag_map = validation.tags(tags)
+        start = validation.step(start_step, "start_step")
+        input_ids = [id_of(item, "inputs") for item in inputs]
+        if run_id is not None:
+            new_id = as_uuid(run_id, "run_id")
+        elif "key" in spec:
+            new_id = ids.run_id_for_key(self.tenant_id, spec["key"])
+        else:
+            new_id = self.new_id()
+        envelope = self.envelope(event_id, occurred_at)
+
+        def start_it(uow: UnitOfWork) -> UUID:
+            run = uow.add(Run.start(new_id, name, spec, tag_map, start, uow.envelope(), uow.timestamp))
+            for artifact_id in input_ids:
+                artifact = uow.artifact(artifact_id)
+                run.use_input(artifact_id, artifact.uri, artifact.type, uow.envelope(), uow.timestamp)
+            return new_id
+
+        pending = self.submit(f"start run {name}", start_it, envelope)
+        if wait:
+            pending.wait()
+        return RunHandle(self, new_id, name, start_step=start)
+
+    def run_handle(self, run: RunLike) -> RunHandle:
+        """A handle to record more on an existing run (e.g. a failure flagged later)."""
+        view = self.run(run)
+        return RunHandle(self, view.id, view.name, start_step=view.start_step)
+
+    def resume_run(self, previous: RunLike, checkpoint: ArtifactLike, *, name: str | None = None,
+                   optimizer_restored: bool = True, job: dict[str, Any] | None = None,
+                   step: int | None = None, **start: Any) -> RunHandle:
+        """Start a new run that resumes ``previous`` from ``checkpoint`` (linked both ways by
+        the recovery events; see ``lineage.recovery``)."""
+        previous_id = id_of(previous, "run")
+        checkpoint_id = id_of(checkpoint, "checkpoint")
+        old = self.run(previous_id)
+        ckpt = self.artifact(checkpoint_id)
+        resume_step = ckpt.step if step is None else validation.step(step)
+        handle = self.start_run(name or old.name, job=job if job is not None else old.job,
+                                inputs=[checkpoint_id], start_step=resume_step or 0, **start)
+        envelope = self.envelope()
+
+        def link(uow: UnitOfWork) -> None:
+            uow.run(handle.id).resume_from(previous_id, checkpoint_id, resume_step or 0,
+                                           optimizer_restored, uow.envelope(), uow.timestamp)
+
+        self.submit(f"resume {previous_id}", link, envelope).wait()
+        return handle
+
+
+
+def _close_at_exit(writer: Writer, store: EventStore) -> None:
+    try:
+        writer.close(timeout=60)
+    finally:
+        store.close()

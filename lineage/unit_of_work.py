@@ -1,0 +1,160 @@
+"""The writer's view of the aggregates while it builds one batch.
+
+Aggregates are cached between batches (the writer is their only user in this process). A batch
+mutates cached aggregates in place; when a command fails half-way, the aggregates it touched are
+rebuilt from the store plus the batch's earlier events, so one bad command never leaks into the
+others. When the whole append fails, the writer drops the cache and rebuilds the batch.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Mapper
+
+from lineage.domain import Alias, Artifact, Run
+from lineage.domain.envelope import Envelope
+from lineage.errors import ArtifactNotFoundError, RunNotFoundError
+from lineage.ports import EventStore
+
+A = TypeVar("A", bound=Aggregate)
+
+CACHE_LIMIT = 10_000
+
+
+class AggregateCache:
+    """Least-recently-used aggregates by id, shared by the writer's batches."""
+
+    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+        self.limit = limit
+        self.items: OrderedDict[UUID, Aggregate] = OrderedDict()
+
+    def get(self, aggregate_id: UUID) -> Aggregate | None:
+        aggregate = self.items.get(aggregate_id)
+        if aggregate is not None:
+            self.items.move_to_end(aggregate_id)
+        return aggregate
+
+    def put(self, aggregate: Aggregate) -> None:
+        self.items[aggregate.id] = aggregate
+        self.items.move_to_end(aggregate.id)
+        while len(self.items) > self.limit:
+            self.items.popitem(last=False)
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
+class UnitOfWork:
+    """Loads and creates aggregates for command handlers; collects their events in order."""
+
+    def __init__(self, store: EventStore, mapper: Mapper, cache: AggregateCache,
+                 timestamp: datetime) -> None:
+        self.store = store
+        self.mapper = mapper
+        self.cache = cache
+        self.timestamp = timestamp
+        self.events: list[Any] = []
+        self.stored: list[Any] = []
+        self.event_ids: list[UUID] = []
+        self._batch_events: dict[UUID, list[Any]] = {}
+        self._touched: set[UUID] = set()
+        self._envelope: Envelope | None = None
+        self._issued: dict[UUID, int] = {}
+
+    # -- used by command handlers ------------------------------------------------------------
+
+    def run(self, run_id: UUID) -> Run:
+        run = self._get(run_id, Run)
+        if run is None:
+            raise RunNotFoundError(run_id)
+        return run
+
+    def artifact(self, artifact_id: UUID) -> Artifact:
+        artifact = self.find_artifact(artifact_id)
+        if artifact is None:
+            raise ArtifactNotFoundError(artifact_id)
+        return artifact
+
+    def find_artifact(self, artifact_id: UUID) -> Artifact | None:
+        return self._get(artifact_id, Artifact)
+
+    def find_alias(self, alias_id: UUID) -> Alias | None:
+        return self._get(alias_id, Alias)
+
+    def envelope(self) -> Envelope:
+        """The envelope for the next event of the current command (see ``apply``)."""
+        base = self._envelope
+        assert base is not None, "envelope() is only valid inside a command handler"
+        count = len(self._issued)
+        issued = base if count == 0 else replace(base, event_id=uuid5(base.event_id, str(count)))
+        self._issued[issued.event_id] = count
+        return issued
+
+    def add(self, aggregate: A) -> A:
+        self.cache.put(aggregate)
+        self._touched.add(aggregate.id)
+        return aggregate
+
+    # -- used by the writer --------------------------------------------------------------------
+
+    def apply(self, handler: Callable[[UnitOfWork], Any], envelope: Envelope) -> Any:
+        """Run one command handler; on success its events join the batch, on error none do.
+
+        The k-th event of a command gets ``event_id`` = the envelope's id for k = 0, and a
+        uuid5 of it after that, so a retried command carries the same ids.
+        """
+        self._touched = set()
+        self._envelope, self._issued = envelope, {}
+        try:
+            result = handler(self)
+        except BaseException:
+            self._discard_touched()
+            raise
+        finally:
+            self._envelope = None
+        new_events = [
+            event
+            for aggregate_id in self._touched
+            if (aggregate := self.cache.get(aggregate_id)) is not None
+            for event in aggregate.collect_events()
+        ]
+        # Keep the order in which the handler triggered them (envelopes were issued in order).
+        new_events.sort(key=lambda event: self._issued[event.event_id])
+        for event in new_events:
+            self._batch_events.setdefault(event.originator_id, []).append(event)
+            self.events.append(event)
+            self.event_ids.append(event.event_id)
+        return result
+
+    def _discard_touched(self) -> None:
+        for aggregate_id in self._touched:
+            aggregate = self.cache.get(aggregate_id)
+            if aggregate is not None and aggregate.pending_events:
+                self.cache.items.pop(aggregate_id, None)
+
+    def _get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        aggregate = self.cache.get(aggregate_id)
+        if aggregate is None:
+            aggregate = self._load(aggregate_id)
+            if aggregate is None:
+                return None
+            self.cache.put(aggregate)
+        if not isinstance(aggregate, kind):
+            return None
+        self._touched.add(aggregate_id)
+        return aggregate
+
+    def _load(self, aggregate_id: UUID) -> Aggregate | None:
+        aggregate: Any = None
+        for stored in self.store.read_stream(aggregate_id):
+            aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)
+        for event in self._batch_events.get(aggregate_id, ()):
+            aggregate = event.mutate(aggregate)
+        return aggregate  # type: ignore[no-any-return]

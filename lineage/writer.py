@@ -1,0 +1,373 @@
+"""The write path: a bounded in-memory queue and one writer thread (DESIGN §4).
+
+Threading contract:
+
+- ``put_step`` is called on the training thread. It appends a plain tuple to a deque
+  (microseconds) and never touches the database. When the queue holds ``max_queue`` items it
+  blocks until the writer has made room: nothing is dropped.
+- ``submit`` queues a command (a handler run against the aggregates) behind the steps already
+  queued, so order is kept, and returns a Future that resolves once its events are committed
+  (or with the domain error that refused it).
+- The writer thread owns the event-sourcing objects. It takes up to ``batch_size`` items, or
+  what arrived within ``batch_interval_s``, and appends them in one transaction.
+- ``flush`` waits until everything queued before it is committed, then raises WriterError if
+  any event since the previous flush could not be committed.
+
+Failures: a duplicate event id makes its command a no-op; a version conflict (another writer)
+reloads the aggregates and re-runs the batch's commands against the fresh state, so invariants
+still hold; a store error is retried with backoff for ``retry_for_s`` and then reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from lineage.domain.envelope import Envelope
+from lineage.domain.ids import step_stream_id
+from lineage.domain.steps import STEP_TOPIC, encode_step, envelope_tail
+from lineage.errors import ConflictError, LineageError, RunFinishedError, StoreError, WriterError
+from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
+from lineage.timestamps import iso
+from lineage.unit_of_work import AggregateCache, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+CONFLICT_ATTEMPTS = 5
+
+
+class StepRecord(NamedTuple):
+    """One ``log_step`` call, as queued by the training thread (already validated)."""
+
+    run_id: UUID
+    step: int
+    metrics: dict[str, float]
+    epoch: int | None
+    durations: dict[str, float] | None
+    tokens: int | None
+    resources: dict[str, float] | None
+    occurred_ns: int
+    occurred_at: datetime | None  # set when the caller gave a time; else from occurred_ns
+    occurred_at_raw: str | None
+    event_id: UUID | None
+
+
+@dataclass(eq=False)
+class Command:
+    """A change to aggregates: ``handler(uow)`` runs on the writer thread."""
+
+    handler: Callable[[UnitOfWork], Any]
+    envelope: Envelope
+    label: str
+    future: Future[Any] = field(default_factory=Future)
+    result: Any = None
+
+    @property
+    def event_id(self) -> UUID:
+        return self.envelope.event_id
+
+
+@dataclass(eq=False)
+class _Flush:
+    future: Future[None] = field(default_factory=Future)
+
+
+@dataclass
+class WriterStats:
+    committed_events: int = 0
+    committed_batches: int = 0
+    duplicate_events: int = 0
+    conflicts_retried: int = 0
+    store_retries: int = 0
+    lost_events: int = 0
+
+
+class _IsoSeconds:
+    """Formats epoch nanoseconds as UTC ISO strings, caching the whole-second prefix."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, ns: int) -> str:
+        second, rest = divmod(ns, 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return "%s.%06d+00:00" % (self._prefix, rest // 1000)
+
+
+class Writer:
+    def __init__(self, store: EventStore, mapper: Mapper, *, source: str, tenant_id: str,
+                 actor: str, clock: Callable[[], datetime],
+                 id_source: Callable[[], UUID] = uuid4, max_queue: int = 100_000,
+                 batch_size: int = 1000, batch_interval_s: float = 0.05,
+                 retry_for_s: float = 30.0) -> None:
+        self.store = store
+        self.mapper = mapper
+        self.clock = clock
+        self.new_id = id_source
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.batch_interval_s = batch_interval_s
+        self.retry_for_s = retry_for_s
+        self.stats = WriterStats()
+        self._tail = envelope_tail(source, tenant_id, actor)
+        self._queue: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._space = threading.Condition()
+        self._urgent = False
+        self._closing = False
+        self._cache = AggregateCache()
+        self._step_versions: dict[UUID, int] = {}
+        self._failures: list[BaseException] = []
+        self._lost_since_flush = 0
+        self._iso_ns = _IsoSeconds()
+        self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
+        self._thread.start()
+
+    # -- producer side (any thread) ------------------------------------------------------------
+
+    def put_step(self, record: StepRecord) -> None:
+        """Queue one validated step. Blocks only while the queue is full."""
+        if len(self._queue) >= self.max_queue:
+            self._wait_for_space()
+        self._queue.append(record)
+
+    def submit(self, command: Command) -> Future[Any]:
+        if self._closing:
+            raise WriterError([RuntimeError("the tracker is closed")], 1)
+        if len(self._queue) >= self.max_queue:
+            self._wait_for_space()
+        self._queue.append(command)
+        self._wake.set()
+        return command.future
+
+    def expedite(self) -> None:
+        """Commit what is queued now rather than waiting for the batch interval."""
+        self._urgent = True
+        self._wake.set()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything queued before this call is committed.
+
+        Raises WriterError when events since the previous flush could not be committed, and
+        TimeoutError when ``timeout`` passes first.
+        """
+        if not self._thread.is_alive():
+            self._raise_failures()
+            return
+        marker = _Flush()
+        self._queue.append(marker)
+        self.expedite()
+        marker.future.result(timeout)
+        self._raise_failures()
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._closing and not self._thread.is_alive():
+            return
+        try:
+            self.flush(timeout)
+        finally:
+            self._closing = True
+            self._wake.set()
+            self._thread.join(timeout)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _wait_for_space(self) -> None:
+        with self._space:
+            while len(self._queue) >= self.max_queue and self._thread.is_alive():
+                self._wake.set()
+                self._space.wait(0.05)
+
+    def _raise_failures(self) -> None:
+        if self._failures:
+            failures, lost = self._failures, self._lost_since_flush
+            self._failures, self._lost_since_flush = [], 0
+            raise WriterError(failures, lost)
+
+    # -- writer thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                if self._closing:
+                    return
+                self._wake.wait(self.batch_interval_s)
+                self._wake.clear()
+                continue
+            deadline = time.monotonic() + self.batch_interval_s
+            while (len(queue) < self.batch_size and not self._urgent and not self._closing
+                   and (remaining := deadline - time.monotonic()) > 0):
+                self._wake.wait(remaining)
+                self._wake.clear()
+            self._urgent = False
+            count = min(len(queue), self.batch_size)
+            batch = [queue.popleft() for _ in range(count)]
+            with self._space:
+                self._space.notify_all()
+            try:
+                self._commit(batch)
+            except BaseException as error:  # never let the writer thread die silently
+                log.exception("lineage writer: unexpected error")
+                self._fail(batch, error)
+
+    def _commit(self, batch: list[Any]) -> None:
+        flushes = [item for item in batch if type(item) is _Flush]
+        pending = [item for item in batch if type(item) is not _Flush]
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            uow, rejected = self._build(pending)
+            try:
+                self._append_with_retry(uow)
+            except DuplicateEventError as duplicate:
+                self._forget()
+                pending = self._drop_duplicates(pending, duplicate.event_ids)
+                continue
+            except VersionConflictError:
+                self.stats.conflicts_retried += 1
+                self._forget()
+                continue
+            except StoreError as error:
+                self._forget()
+                self._fail(pending, error)
+                break
+            self._succeed(pending, rejected, len(uow.event_ids))
+            break
+        else:
+            self._fail(pending, ConflictError(_first_subject(pending), CONFLICT_ATTEMPTS))
+        for marker in flushes:
+            marker.future.set_result(None)
+
+    def _build(self, items: list[Any]) -> tuple[UnitOfWork, dict[int, BaseException]]:
+        """Turn queued items into events; items the domain refuses are set aside by index."""
+        now = self.clock()
+        uow = UnitOfWork(self.store, self.mapper, self._cache, now)
+        rejected: dict[int, BaseException] = {}
+        steps: list[tuple[int, StoredEvent, UUID]] = []
+        now_iso = iso(now)
+        for index, item in enumerate(items):
+            if type(item) is StepRecord:
+                try:
+                    steps.append((len(uow.events), *self._encode_step(uow, item, now_iso)))
+                except LineageError as error:
+                    rejected[index] = error
+                continue
+            try:
+                item.result = uow.apply(item.handler, item.envelope)
+            except Exception as error:  # a refused or broken command fails alone
+                rejected[index] = error
+        uow.stored = self._merge(uow, steps)
+        return uow, rejected
+
+    def _merge(self, uow: UnitOfWork, steps: list[tuple[int, StoredEvent, UUID]]) -> list[StoredEvent]:
+        """Interleave step events with aggregate events in queue order."""
+        aggregate_stored = [self.mapper.to_stored_event(event) for event in uow.events]
+        if not steps:
+            return aggregate_stored
+        stored: list[StoredEvent] = []
+        ids: list[UUID] = []
+        taken = 0
+        for position, step_event, step_id in steps:
+            while taken < position:
+                stored.append(aggregate_stored[taken])
+                ids.append(uow.event_ids[taken])
+                taken += 1
+            stored.append(step_event)
+            ids.append(step_id)
+        stored.extend(aggregate_stored[taken:])
+        ids.extend(uow.event_ids[taken:])
+        uow.event_ids = ids
+        return stored
+
+    def _encode_step(self, uow: UnitOfWork, record: StepRecord, now_iso: str) -> tuple[StoredEvent, UUID]:
+        run = uow.run(record.run_id)
+        if run.finished:
+            raise RunFinishedError(run.id, run.status, "steps")
+        stream = step_stream_id(record.run_id)
+        version = self._step_versions.get(stream)
+        if version is None:
+            last = self.store.read_stream(stream, desc=True, limit=1)
+            version = last[0].originator_version if last else 0
+        version += 1
+        self._step_versions[stream] = version
+        event_id = record.event_id or self.new_id()
+        occurred = (self._iso_ns(record.occurred_ns) if record.occurred_at is None
+                    else iso(record.occurred_at))
+        state = encode_step(record, event_id.hex, occurred, now_iso, self._tail)
+        return StoredEvent(stream, version, STEP_TOPIC, state), event_id
+
+    def _append_with_retry(self, uow: UnitOfWork) -> None:
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.05
+        while True:
+            try:
+                self.store.append(uow.stored, uow.event_ids)
+                return
+            except StoreError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.stats.store_retries += 1
+                log.warning("lineage writer: store unavailable, retrying in %.2fs", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _drop_duplicates(self, pending: list[Any], known: set[UUID]) -> list[Any]:
+        kept = []
+        for item in pending:
+            if item.event_id is not None and item.event_id in known:
+                self.stats.duplicate_events += 1
+                if type(item) is Command:
+                    item.future.set_result(None)
+            else:
+                kept.append(item)
+        return kept
+
+    def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int) -> None:
+        self.stats.committed_events += count
+        self.stats.committed_batches += 1
+        for index, item in enumerate(pending):
+            error = rejected.get(index)
+            if type(item) is Command:
+                if error is None:
+                    item.future.set_result(getattr(item, "result", None))
+                else:
+                    item.future.set_exception(error)
+            elif error is not None:
+                self._failures.append(error)
+                self._lost_since_flush += 1
+                self.stats.lost_events += 1
+
+    def _fail(self, items: list[Any], error: BaseException) -> None:
+        for item in items:
+            if type(item) is Command and not item.future.done():
+                item.future.set_exception(error)
+            elif type(item) is _Flush and not item.future.done():
+                item.future.set_result(None)
+        lost = sum(1 for item in items if type(item) is not _Flush)
+        self._failures.append(error)
+        self._lost_since_flush += lost
+        self.stats.lost_events += lost
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._step_versions.clear()
+
+
+def _first_subject(items: list[Any]) -> Any:
+    for item in items:
+        return item.run_id if type(item) is StepRecord else item.label
+    return None

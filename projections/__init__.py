@@ -1,0 +1,1 @@
+"""Read models built from the notification log (installed as ``lineage.projections``)."""
