@@ -70,7 +70,7 @@ class _SQLiteRecorder(SQLiteApplicationRecorder):
         )
         c.executemany(
             f"INSERT INTO {EVENT_IDS_TABLE} VALUES (?)",
-            [(event_id.hex,) for event_id in kwargs.get("event_ids", ())],
+            [(event_id,) for event_id in kwargs.get("event_ids", ())],
         )
         return None
 
@@ -111,7 +111,7 @@ class _RecorderEventStore:
 
     recorder: SQLiteApplicationRecorder | PostgresApplicationRecorder
 
-    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[UUID]) -> None:
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
         if not events:
             return
         try:
@@ -148,7 +148,7 @@ class _RecorderEventStore:
     def location(self) -> str:
         raise NotImplementedError
 
-    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         raise NotImplementedError
 
 
@@ -168,9 +168,9 @@ class SQLiteEventStore(_RecorderEventStore):
     def location(self) -> str:
         return self.path
 
-    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
-        hexes = [event_id.hex for event_id in event_ids]
-        found: set[UUID] = set()
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        hexes = list(event_ids)
+        found: set[str] = set()
         with self._translated("read"), self.datastore.transaction(commit=False) as c:
             for start in range(0, len(hexes), 500):
                 chunk = hexes[start:start + 500]
@@ -179,7 +179,7 @@ class SQLiteEventStore(_RecorderEventStore):
                     f"({','.join('?' * len(chunk))})",
                     chunk,
                 )
-                found.update(UUID(row[0]) for row in c.fetchall())
+                found.update(row[0] for row in c.fetchall())
         return found
 
     def integrity_check(self) -> str:
@@ -211,10 +211,10 @@ class PostgresEventStore(_RecorderEventStore):
     def location(self) -> str:
         return self.display
 
-    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         with self._translated("read"), self.datastore.transaction(commit=False) as curs:
-            curs.execute(self.recorder.select_ids, ([str(e) for e in event_ids],))
-            return {row["event_id"] for row in curs.fetchall()}
+            curs.execute(self.recorder.select_ids, (list(event_ids),))
+            return {row["event_id"].hex for row in curs.fetchall()}
 
     def close(self) -> None:
         self.datastore.close()

@@ -16,13 +16,13 @@ class MemoryEventStore:
         self._lock = threading.Lock()
         self._log: list[Notification] = []
         self._streams: dict[UUID, dict[int, StoredEvent]] = {}
-        self._event_ids: set[UUID] = set()
+        self._event_ids: set[str] = set()
 
     @property
     def location(self) -> str:
         return "memory://"
 
-    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[UUID]) -> None:
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
         with self._lock:
             known = self._event_ids.intersection(event_ids)
             if known or len(set(event_ids)) != len(event_ids):
@@ -32,13 +32,18 @@ class MemoryEventStore:
                 version in self._streams.get(stream, {}) for stream, version in keys
             ):
                 raise VersionConflictError()
-            for event in events:
+            for given in events:
+                event = StoredEvent(given.originator_id, given.originator_version, given.topic,
+                                    given.state)
                 assert isinstance(event.originator_id, UUID)
                 self._streams.setdefault(event.originator_id, {})[event.originator_version] = event
-                self._log.append(Notification(id=len(self._log) + 1, **vars(event)))
+                self._log.append(Notification(
+                    id=len(self._log) + 1, originator_id=event.originator_id,
+                    originator_version=event.originator_version, topic=event.topic,
+                    state=event.state))
             self._event_ids.update(event_ids)
 
-    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         with self._lock:
             return self._event_ids.intersection(event_ids)
 

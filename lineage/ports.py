@@ -18,7 +18,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 class DuplicateEventError(Exception):
     """An append carried event ids that are already stored; nothing of it was written."""
 
-    def __init__(self, event_ids: set[UUID]) -> None:
+    def __init__(self, event_ids: set[str]) -> None:
         self.event_ids = event_ids
         super().__init__(f"{len(event_ids)} event id(s) already stored")
 
@@ -34,15 +34,16 @@ class EventStore(Protocol):
     events and their ids are stored in one transaction, or none are.
     """
 
-    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[UUID]) -> None:
-        """Store ``events`` (``event_ids[i]`` is the id of ``events[i]``) durably.
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
+        """Store ``events`` (``event_ids[i]``, 32 lowercase hex digits, is the id of
+        ``events[i]``) durably. ``events`` may be any objects with StoredEvent's attributes.
 
         Raises DuplicateEventError when any id is already stored, VersionConflictError when a
         (stream, version) is taken, lineage.errors.StoreError when the store fails.
         """
 
-    def known_event_ids(self, event_ids: Iterable[UUID]) -> set[UUID]:
-        """The subset of ``event_ids`` already stored."""
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """The subset of ``event_ids`` (hex) already stored."""
 
     def read_stream(self, stream_id: UUID, *, after: int | None = None,
                     desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:

@@ -62,6 +62,7 @@ class UnitOfWork:
         self.timestamp = timestamp
         self.events: list[Any] = []
         self.stored: list[Any] = []
+        self.hex_ids: list[str] = []
         self.event_ids: list[UUID] = []
         self._batch_events: dict[UUID, list[Any]] = {}
         self._touched: set[UUID] = set()

@@ -21,17 +21,18 @@ still hold; a store error is retried with backoff for ``retry_for_s`` and then r
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper
 
 from lineage.domain.envelope import Envelope
 from lineage.domain.ids import step_stream_id
@@ -44,6 +45,15 @@ from lineage.unit_of_work import AggregateCache, UnitOfWork
 log = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 5
+
+
+class _Stored(NamedTuple):
+    """A StoredEvent look-alike that is 3x cheaper to build (the step path makes millions)."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 class StepRecord(NamedTuple):
@@ -117,6 +127,7 @@ class Writer:
         self.mapper = mapper
         self.clock = clock
         self.new_id = id_source
+        self._injected_ids = id_source is not uuid4
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.batch_interval_s = batch_interval_s
@@ -130,6 +141,7 @@ class Writer:
         self._closing = False
         self._cache = AggregateCache()
         self._step_versions: dict[UUID, int] = {}
+        self._step_streams: dict[UUID, UUID] = {}
         self._failures: list[BaseException] = []
         self._lost_since_flush = 0
         self._iso_ns = _IsoSeconds()
@@ -245,7 +257,7 @@ class Writer:
                 self._forget()
                 self._fail(pending, error)
                 break
-            self._succeed(pending, rejected, len(uow.event_ids))
+            self._succeed(pending, rejected, len(uow.hex_ids))
             break
         else:
             self._fail(pending, ConflictError(_first_subject(pending), CONFLICT_ATTEMPTS))
@@ -257,12 +269,21 @@ class Writer:
         now = self.clock()
         uow = UnitOfWork(self.store, self.mapper, self._cache, now)
         rejected: dict[int, BaseException] = {}
-        steps: list[tuple[int, StoredEvent, UUID]] = []
+        steps: list[tuple[int, _Stored, str]] = []
         now_iso = iso(now)
+        runs: dict[UUID, Any] = {}
+        step_count = sum(1 for item in items if type(item) is StepRecord)
+        fresh_ids = (iter([self.new_id().hex for _ in range(step_count)]) if self._injected_ids
+                     else _random_hex_ids(step_count))
         for index, item in enumerate(items):
             if type(item) is StepRecord:
                 try:
-                    steps.append((len(uow.events), *self._encode_step(uow, item, now_iso)))
+                    run = runs.get(item.run_id) or runs.setdefault(item.run_id, uow.run(item.run_id))
+                    if run.finished:
+                        raise RunFinishedError(run.id, run.status, "steps")
+                    event_id = next(fresh_ids) if item.event_id is None else item.event_id.hex
+                    steps.append((len(uow.events), self._encode_step(item, event_id, now_iso),
+                                  event_id))
                 except LineageError as error:
                     rejected[index] = error
                 continue
@@ -273,49 +294,49 @@ class Writer:
         uow.stored = self._merge(uow, steps)
         return uow, rejected
 
-    def _merge(self, uow: UnitOfWork, steps: list[tuple[int, StoredEvent, UUID]]) -> list[StoredEvent]:
-        """Interleave step events with aggregate events in queue order."""
+    def _merge(self, uow: UnitOfWork, steps: list[tuple[int, _Stored, str]]) -> list[Any]:
+        """Interleave step events with aggregate events in queue order; ids become hex."""
         aggregate_stored = [self.mapper.to_stored_event(event) for event in uow.events]
+        aggregate_ids = [event_id.hex for event_id in uow.event_ids]
         if not steps:
+            uow.hex_ids = aggregate_ids
             return aggregate_stored
-        stored: list[StoredEvent] = []
-        ids: list[UUID] = []
+        stored: list[Any] = []
+        hex_ids: list[str] = []
         taken = 0
         for position, step_event, step_id in steps:
-            while taken < position:
-                stored.append(aggregate_stored[taken])
-                ids.append(uow.event_ids[taken])
-                taken += 1
+            if taken < position:
+                stored.extend(aggregate_stored[taken:position])
+                hex_ids.extend(aggregate_ids[taken:position])
+                taken = position
             stored.append(step_event)
-            ids.append(step_id)
+            hex_ids.append(step_id)
         stored.extend(aggregate_stored[taken:])
-        ids.extend(uow.event_ids[taken:])
-        uow.event_ids = ids
+        hex_ids.extend(aggregate_ids[taken:])
+        uow.hex_ids = hex_ids
         return stored
 
-    def _encode_step(self, uow: UnitOfWork, record: StepRecord, now_iso: str) -> tuple[StoredEvent, UUID]:
-        run = uow.run(record.run_id)
-        if run.finished:
-            raise RunFinishedError(run.id, run.status, "steps")
-        stream = step_stream_id(record.run_id)
+    def _encode_step(self, record: StepRecord, event_id: str, now_iso: str) -> _Stored:
+        stream = self._step_streams.get(record.run_id)
+        if stream is None:
+            stream = self._step_streams[record.run_id] = step_stream_id(record.run_id)
         version = self._step_versions.get(stream)
         if version is None:
             last = self.store.read_stream(stream, desc=True, limit=1)
             version = last[0].originator_version if last else 0
         version += 1
         self._step_versions[stream] = version
-        event_id = record.event_id or self.new_id()
         occurred = (self._iso_ns(record.occurred_ns) if record.occurred_at is None
                     else iso(record.occurred_at))
-        state = encode_step(record, event_id.hex, occurred, now_iso, self._tail)
-        return StoredEvent(stream, version, STEP_TOPIC, state), event_id
+        state = encode_step(record, event_id, occurred, now_iso, self._tail)
+        return _Stored(stream, version, STEP_TOPIC, state)
 
     def _append_with_retry(self, uow: UnitOfWork) -> None:
         deadline = time.monotonic() + self.retry_for_s
         delay = 0.05
         while True:
             try:
-                self.store.append(uow.stored, uow.event_ids)
+                self.store.append(uow.stored, uow.hex_ids)
                 return
             except StoreError:
                 if time.monotonic() + delay > deadline:
@@ -325,10 +346,10 @@ class Writer:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _drop_duplicates(self, pending: list[Any], known: set[UUID]) -> list[Any]:
+    def _drop_duplicates(self, pending: list[Any], known: set[str]) -> list[Any]:
         kept = []
         for item in pending:
-            if item.event_id is not None and item.event_id in known:
+            if item.event_id is not None and item.event_id.hex in known:
                 self.stats.duplicate_events += 1
                 if type(item) is Command:
                     item.future.set_result(None)
@@ -365,6 +386,23 @@ class Writer:
     def _forget(self) -> None:
         self._cache.clear()
         self._step_versions.clear()
+
+
+def _random_hex_ids(count: int) -> Iterator[str]:
+    """``count`` version-7 UUIDs (time-ordered, RFC 9562) as hex, from one urandom call.
+
+    Time-ordered ids append at the right edge of the event-id index instead of touching a
+    random page per event, which keeps commit cost flat as the table grows; and they are
+    ~10x cheaper than ``uuid4()``.
+    """
+    prefix = "%012x" % (time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF)
+    pool = os.urandom(10 * count).hex()
+    for start in range(0, 20 * count, 20):
+        raw = pool[start:start + 20]
+        yield f"{prefix}7{raw[:3]}{_VARIANT[raw[3]]}{raw[4:19]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def _first_subject(items: list[Any]) -> Any:
