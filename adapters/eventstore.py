@@ -62,7 +62,7 @@ class _SQLiteRecorder(SQLiteApplicationRecorder):
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
-        # executemany: we do not need the notification ids back, and it is ~2x faster.
+        # executemany instead of the library's execute-per-row: ~2x faster for batches.
         c.executemany(
             self.insert_events_statement,
             [(e.originator_id.hex if isinstance(e.originator_id, UUID) else e.originator_id,
@@ -72,7 +72,11 @@ class _SQLiteRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {EVENT_IDS_TABLE} VALUES (?)",
             [(event_id,) for event_id in kwargs.get("event_ids", ())],
         )
-        return None
+        # The writer holds the database's write lock and rows are never deleted, so the new
+        # rowids (notification ids) are the last len(stored_events) ones.
+        c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
+        last = c.fetchone()[0]
+        return list(range(last - len(stored_events) + 1, last + 1))
 
 
 class _PostgresRecorder(PostgresApplicationRecorder):
