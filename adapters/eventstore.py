@@ -113,7 +113,7 @@ class _DurablePostgresDatastore(PostgresDatastore):
 class _RecorderEventStore:
     """The shared half of both adapters: translate library errors into ours, in one place."""
 
-    recorder: SQLiteApplicationRecorder | PostgresApplicationRecorder
+    recorder: Any  # the library's SQLite or PostgreSQL application recorder, extended above
 
     def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
         if not events:

@@ -15,7 +15,7 @@ class MemoryEventStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._log: list[Notification] = []
-        self._streams: dict[UUID, dict[int, StoredEvent]] = {}
+        self._streams: dict[UUID | str, dict[int, StoredEvent]] = {}
         self._event_ids: set[str] = set()
 
     @property
@@ -35,7 +35,6 @@ class MemoryEventStore:
             for given in events:
                 event = StoredEvent(given.originator_id, given.originator_version, given.topic,
                                     given.state)
-                assert isinstance(event.originator_id, UUID)
                 self._streams.setdefault(event.originator_id, {})[event.originator_version] = event
                 self._log.append(Notification(
                     id=len(self._log) + 1, originator_id=event.originator_id,

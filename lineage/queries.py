@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -131,8 +131,9 @@ class Queries:
     def _replay(self, aggregate_id: UUID) -> Aggregate | None:
         aggregate: Any = None
         for stored in self.store.read_stream(aggregate_id):
-            aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)
-        return aggregate  # type: ignore[no-any-return]
+            event: Any = self.mapper.to_domain_event(stored)
+            aggregate = event.mutate(aggregate)
+        return cast(Aggregate | None, aggregate)
 
     def _log(self, topics: list[str] | None = None) -> Iterator[Any]:
         start = 1

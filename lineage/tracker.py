@@ -20,8 +20,8 @@ from uuid import UUID, uuid4
 
 from lineage import validation
 from lineage.artifacts import locate
-from lineage.config import Settings
 from lineage.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
 from lineage.handles import ArtifactRef, Pending
@@ -141,13 +141,14 @@ class Tracker(Queries):
         returns the same artifact and stores nothing new.
         """
         kind = validation.choice(type, "type", validation.ARTIFACT_TYPES)
+        step = validation.optional_step(step, "step")
         if format is not None and kind == "checkpoint":
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
         fields = {
             "type": kind, "name": validation.optional_text(name, "name"),
             "format": validation.optional_text(format, "format", max_length=64),
             "run_id": None if run is None else id_of(run, "run"),
-            "step": validation.optional_step(step, "step"),
+            "step": step,
             "parents": [id_of(parent, "parents") for parent in parents],
             "includes_optimizer": includes_optimizer,
             "metadata": validation.json_object(metadata, "metadata"),
@@ -163,7 +164,7 @@ class Tracker(Queries):
 
         pending = self.submit(f"register artifact {location.uri}", register, envelope)
         ref = ArtifactRef(artifact_id, location.uri, kind, location.size,
-                          location.checksum_algorithm, location.checksum, fields["step"], pending)
+                          location.checksum_algorithm, location.checksum, step, pending)
         return ref.wait() if wait else ref
 
     def move_alias(self, artifact: ArtifactLike, alias: str, *, scope: str = "registry",

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -120,7 +120,7 @@ class UnitOfWork:
             raise
         finally:
             self._envelope = None
-        new_events = [
+        new_events: list[Any] = [
             event
             for aggregate_id in self._touched
             if (aggregate := self.cache.get(aggregate_id)) is not None
@@ -155,7 +155,8 @@ class UnitOfWork:
     def _load(self, aggregate_id: UUID) -> Aggregate | None:
         aggregate: Any = None
         for stored in self.store.read_stream(aggregate_id):
-            aggregate = self.mapper.to_domain_event(stored).mutate(aggregate)
+            event: Any = self.mapper.to_domain_event(stored)
+            aggregate = event.mutate(aggregate)
         for event in self._batch_events.get(aggregate_id, ()):
             aggregate = event.mutate(aggregate)
-        return aggregate  # type: ignore[no-any-return]
+        return cast(Aggregate | None, aggregate)

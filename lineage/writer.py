@@ -241,7 +241,7 @@ class Writer:
     def _commit(self, batch: list[Any]) -> None:
         flushes = [item for item in batch if type(item) is _Flush]
         pending = [item for item in batch if type(item) is not _Flush]
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        for _attempt in range(CONFLICT_ATTEMPTS):
             uow, rejected = self._build(pending)
             try:
                 self._append_with_retry(uow)
@@ -278,7 +278,9 @@ class Writer:
         for index, item in enumerate(items):
             if type(item) is StepRecord:
                 try:
-                    run = runs.get(item.run_id) or runs.setdefault(item.run_id, uow.run(item.run_id))
+                    run = runs.get(item.run_id)
+                    if run is None:
+                        run = runs[item.run_id] = uow.run(item.run_id)
                     if run.finished:
                         raise RunFinishedError(run.id, run.status, "steps")
                     event_id = next(fresh_ids) if item.event_id is None else item.event_id.hex

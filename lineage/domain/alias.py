@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from lineage.domain.envelope import EnvelopedEvent, Envelope
+from lineage.domain.envelope import Envelope, EnvelopedEvent
 from lineage.errors import InvariantError
 
 

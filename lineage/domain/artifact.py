@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from lineage.domain.envelope import EnvelopedEvent, Envelope
+from lineage.domain.envelope import Envelope, EnvelopedEvent
 from lineage.errors import ArtifactRetiredError
 
 

@@ -15,7 +15,6 @@ from uuid import UUID
 
 from eventsourcing.domain import DomainEvent
 
-
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
 
 
@@ -83,11 +82,14 @@ def encode_numbers(values: dict[str, float]) -> str:
     for key, number in values.items():
         encoded_key = _KEYS.get(key)
         if encoded_key is None:
-            encoded_key = _KEYS[key] = _dumps(key) if len(_KEYS) < 10_000 else _dumps(key)
+            encoded_key = _dumps(key)
+            if len(_KEYS) < 10_000:  # bounded: metric names are few, but not trusted
+                _KEYS[key] = encoded_key
         text = repr(number)
         parts.append("%s:%s" % (encoded_key, _NON_FINITE.get(text, text)))
     return "{%s}" % ",".join(parts)
 
 
 def envelope_tail(source: str, tenant_id: str, actor: str) -> str:
-    return '"source":%s,"tenant_id":%s,"actor":%s' % (_dumps(source), _dumps(tenant_id), _dumps(actor))
+    return '"source":%s,"tenant_id":%s,"actor":%s' % (
+        _dumps(source), _dumps(tenant_id), _dumps(actor))
