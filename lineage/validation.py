@@ -7,6 +7,7 @@ They are on the hot path of ``log_step``: keep them to a few isinstance calls.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -25,11 +26,12 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 def step(value: Any, field: str = "step") -> int:
     if type(value) is int and value >= 0:
         return value
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise ValidationError(field, f"must be a non-negative integer, not {type(value).__name__}")
-    if value < 0:
-        raise ValidationError(field, f"must be a non-negative integer, got {value}", value)
-    return int(value)
+    number = operator.index(value)  # numpy and torch integers are accepted as plain ints
+    if number < 0:
+        raise ValidationError(field, f"must be a non-negative integer, got {number}", value)
+    return number
 
 
 def optional_step(value: Any, field: str) -> int | None:

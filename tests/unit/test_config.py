@@ -1,0 +1,56 @@
+"""Configuration precedence as a table: explicit > LINEAGE_* environment > default."""
+
+from __future__ import annotations
+
+import pytest
+
+from lineage.config import SETTINGS, Settings
+from lineage.errors import ConfigurationError
+
+CASES = [
+    # explicit, environment, expected
+    ({}, {}, "sqlite:///lineage.db"),
+    ({}, {"LINEAGE_DATABASE_URL": "sqlite:///env.db"}, "sqlite:///env.db"),
+    ({"database_url": "sqlite:///arg.db"}, {"LINEAGE_DATABASE_URL": "sqlite:///env.db"}, "sqlite:///arg.db"),
+    ({"database_url": None}, {"LINEAGE_DATABASE_URL": "sqlite:///env.db"}, "sqlite:///env.db"),
+    ({}, {"LINEAGE_DATABASE_URL": "   "}, "sqlite:///lineage.db"),
+]
+
+
+@pytest.mark.parametrize(("explicit", "environ", "expected"), CASES)
+def test_database_url_precedence(explicit: dict, environ: dict, expected: str) -> None:
+    assert Settings.load(environ, **explicit).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "text", "value"),
+    [
+        ("tenant_id", "LINEAGE_TENANT", "acme", "acme"),
+        ("actor", "LINEAGE_ACTOR", "alice", "alice"),
+        ("source", "LINEAGE_SOURCE", "node-7/train.py", "node-7/train.py"),
+        ("queue_size", "LINEAGE_QUEUE_SIZE", "5000", 5000),
+        ("batch_size", "LINEAGE_BATCH_SIZE", "250", 250),
+        ("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", "0.01", 0.01),
+        ("retry_for_s", "LINEAGE_RETRY_FOR_S", "3", 3.0),
+    ],
+)
+def test_every_setting_reads_its_environment_variable(name: str, env: str, text: str, value: object) -> None:
+    assert getattr(Settings.load({env: text}), name) == value
+    assert getattr(Settings.load({env: text}, **{name: value}), name) == value
+
+
+def test_each_setting_is_declared_once_with_a_lineage_variable() -> None:
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+    assert all(s.env.startswith("LINEAGE_") and s.meaning for s in SETTINGS)
+
+
+@pytest.mark.parametrize("env", ["LINEAGE_QUEUE_SIZE", "LINEAGE_BATCH_SIZE"])
+@pytest.mark.parametrize("text", ["0", "-3", "many"])
+def test_invalid_values_say_what_to_set(env: str, text: str) -> None:
+    with pytest.raises(ConfigurationError, match=env):
+        Settings.load({env: text})
+
+
+def test_unknown_explicit_setting_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="colour"):
+        Settings.load({}, colour="blue")
