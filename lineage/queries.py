@@ -98,14 +98,20 @@ class Queries:
         """The run's aggregate events and (when ``steps``) its step events, in commit order."""
         run_id = id_of(run, "run")
         self.run(run_id)
-        wanted = {run_id, ids.step_stream_id(run_id)} if steps else {run_id}
+        if not steps:
+            return [self.mapper.to_domain_event(s) for s in self.store.read_stream(run_id)]
+        # Interleaving with steps needs the global order: one pass over the log.
+        wanted = {run_id, ids.step_stream_id(run_id)}
         return [self.mapper.to_domain_event(n) for n in self._log() if n.originator_id in wanted]
 
-    def steps(self, run: Any, *, after: int = 0, limit: int | None = None) -> list[StepRecorded]:
-        """Step events of a run in the order logged (``after`` is a stream position)."""
-        stored = self.store.read_stream(ids.step_stream_id(id_of(run, "run")), after=after or None,
-                                        limit=limit)
-        return [self.mapper.to_domain_event(s) for s in stored]  # type: ignore[misc]
+    def steps(self, run: Any, *, after: int = 0, limit: int | None = None,
+              last: bool = False) -> list[StepRecorded]:
+        """Step events of a run in the order logged (``after`` is a stream position); with
+        ``last``, the final ``limit`` steps (still in logged order)."""
+        stream = ids.step_stream_id(id_of(run, "run"))
+        stored = self.store.read_stream(stream, after=after or None, limit=limit, desc=last)
+        events = [self.mapper.to_domain_event(s) for s in stored]
+        return events[::-1] if last else events  # type: ignore[return-value]
 
     def artifact(self, artifact: Any) -> ArtifactView:
         artifact_id = id_of(artifact, "artifact")

@@ -241,7 +241,7 @@ class Writer:
     def _commit(self, batch: list[Any]) -> None:
         flushes = [item for item in batch if type(item) is _Flush]
         pending = [item for item in batch if type(item) is not _Flush]
-        for _attempt in range(CONFLICT_ATTEMPTS):
+        for _attempt in range(CONFLICT_ATTEMPTS if pending else 0):
             uow, rejected = self._build(pending)
             try:
                 self._append_with_retry(uow)
@@ -260,7 +260,8 @@ class Writer:
             self._succeed(pending, rejected, len(uow.hex_ids))
             break
         else:
-            self._fail(pending, ConflictError(_first_subject(pending), CONFLICT_ATTEMPTS))
+            if pending:
+                self._fail(pending, ConflictError(_first_subject(pending), CONFLICT_ATTEMPTS))
         for marker in flushes:
             marker.future.set_result(None)
 

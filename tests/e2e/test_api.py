@@ -48,7 +48,7 @@ def test_an_exception_in_the_block_marks_the_run_failed_and_re_raises(
         1 / 0  # noqa: B018
     view = tracker.run(run.id)
     assert (view.status, view.failures) == ("failed", 1)
-    failure = [e for e in tracker.run_events(run.id) if isinstance(e, Run.FailureDetected)][0]
+    failure = next(e for e in tracker.run_events(run.id) if isinstance(e, Run.FailureDetected))
     assert failure.error_type == "ZeroDivisionError" and failure.step == 1
     with pytest.raises(lineage.RunFinishedError):
         run.log_step(2, {"loss": 1.0})
@@ -134,6 +134,7 @@ def test_commands_refused_by_the_domain_fail_alone(any_url: str, make_tracker: C
 
 def test_the_store_failing_is_reported_not_silent(make_tracker: Callable[..., Any]) -> None:
     from lineage.adapters.memory import MemoryEventStore
+
     from lineage.errors import StoreError
 
     class Broken(MemoryEventStore):
@@ -169,3 +170,22 @@ def test_events_carry_the_envelope(any_url: str, make_tracker: Callable[..., Any
     assert step.occurred_at.isoformat() == "2026-11-20T12:00:00+00:00"
     assert step.occurred_at_raw == "2026-11-20T12:00:00Z" and step.recorded_at >= step.occurred_at
     assert len({e.event_id for e in events}) == len(events)
+
+
+def test_an_unclosed_tracker_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    database = tmp_path / "exit.db"
+    script = (
+        "import lineage\n"
+        f"tracker = lineage.Tracker({str(database)!r})\n"
+        "run = tracker.start_run('no close')\n"
+        "for step in range(5000):\n"
+        "    run.log_step(step, {'loss': 1.0})\n"
+        "print(run.id)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with lineage.Tracker(str(database)) as tracker:
+        assert tracker.run(result.stdout.strip()).steps == 5000

@@ -42,13 +42,15 @@ def rejects(tracker: lineage.Tracker, action: Callable[[], Any], field: str, rul
 
 
 def test_unknown_artifact_type(tracker: lineage.Tracker, weights: Path) -> None:
-    rejects(tracker, lambda: tracker.register_artifact(weights, type="weights"), "type", "must be one of")
+    rejects(tracker, lambda: tracker.register_artifact(weights, type="weights"),
+            "type", "must be one of")
 
 
 def test_unknown_checkpoint_format(tracker: lineage.Tracker, weights: Path) -> None:
     with tracker.start_run("r") as run:
         run.log_step(10, {"loss": 1.0})
-        rejects(tracker, lambda: run.save_checkpoint(weights, step=10, format="pickle"), "format", "safetensors")
+        rejects(tracker, lambda: run.save_checkpoint(weights, step=10, format="pickle"),
+                "format", "safetensors")
 
 
 def test_missing_local_path(tracker: lineage.Tracker, tmp_path: Path) -> None:
@@ -72,7 +74,8 @@ def test_matching_checksum_is_accepted(tracker: lineage.Tracker, weights: Path) 
 
 @pytest.mark.parametrize("checksum", ["sha256:xyz", "md4:" + "0" * 32, "sha256:" + "a" * 63, 42])
 def test_malformed_checksum(tracker: lineage.Tracker, checksum: Any) -> None:
-    rejects(tracker, lambda: tracker.register_artifact("s3://b/model.bin", type="model", checksum=checksum),
+    rejects(tracker,
+            lambda: tracker.register_artifact("s3://b/model.bin", type="model", checksum=checksum),
             "checksum", "")
 
 
@@ -83,7 +86,8 @@ def test_negative_or_non_integer_step(tracker: lineage.Tracker, step: Any, rule:
         rejects(tracker, lambda: run.log_step(step, {"loss": 1.0}), "step", rule)
 
 
-@pytest.mark.parametrize("metrics", [{"loss": "low"}, {"loss": None}, {"loss": [1.0]}, {3: 1.0}, [("loss", 1.0)]])
+@pytest.mark.parametrize("metrics", [{"loss": "low"}, {"loss": None}, {"loss": [1.0]}, {3: 1.0},
+                                     [("loss", 1.0)]])
 def test_metrics_that_are_not_numbers(tracker: lineage.Tracker, metrics: Any) -> None:
     with tracker.start_run("r") as run:
         before = stored(tracker)
@@ -94,7 +98,8 @@ def test_metrics_that_are_not_numbers(tracker: lineage.Tracker, metrics: Any) ->
 
 
 def test_metadata_not_json(tracker: lineage.Tracker) -> None:
-    rejects(tracker, lambda: tracker.register_artifact("hf://org/model", type="model", metadata={"x": object()}),
+    rejects(tracker,
+            lambda: tracker.register_artifact("hf://org/model", type="model", metadata={"x": object()}),
             "metadata", "JSON-serialisable")
 
 
