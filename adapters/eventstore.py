@@ -201,12 +201,12 @@ class PostgresEventStore(_RecorderEventStore):
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
                  schema: str = "public", display: str = "", pool_size: int = 2) -> None:
         self.display = display or f"postgresql://{user}@{host}:{port}/{dbname}"
-        self.datastore = _DurablePostgresDatastore(
-            dbname, host, port, user, password, schema=schema, pool_size=pool_size,
-            max_overflow=4, lock_timeout=30, connect_timeout=10,
-        )
-        self.recorder = _PostgresRecorder(self.datastore)
         with self._translated("open"):
+            self.datastore = _DurablePostgresDatastore(
+                dbname, host, port, user, password, schema=schema, pool_size=pool_size,
+                max_overflow=4, lock_timeout=30, connect_timeout=10,
+            )
+            self.recorder = _PostgresRecorder(self.datastore)
             with self.datastore.transaction(commit=True) as curs:
                 curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
             self.recorder.create_table()

@@ -17,21 +17,23 @@ SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgres", "postgresql+psycopg2")
 
 
-def open_store(url: str) -> EventStore:
+def open_store(url: str, *, create: bool = True) -> EventStore:
     """Open (creating tables if needed) the event store a URL names.
 
     Accepted: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare file path (SQLite),
     ``postgresql+psycopg://user[:password]@host[:port]/db[?schema=name]``, ``memory://``.
+    With ``create=False`` a SQLite file that does not exist is an error (read-only commands
+    must not leave an empty database behind a mistyped path).
     """
     if url == "memory://":
         from lineage.adapters.memory import MemoryEventStore
 
         return MemoryEventStore()
     if "://" not in url:
-        return _sqlite(url)
+        return _sqlite(url, create)
     try:
         parsed = make_url(url)
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:
         raise ConfigurationError(
             f"LINEAGE_DATABASE_URL {url!r} is not a database URL ({error}); "
             "use sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
@@ -41,7 +43,7 @@ def open_store(url: str) -> EventStore:
             raise ConfigurationError(
                 "SQLite needs a file (sqlite:///path.db); use memory:// for a throwaway store"
             )
-        return _sqlite(parsed.database)
+        return _sqlite(parsed.database, create)
     if parsed.drivername in POSTGRES_DRIVERS:
         from lineage.adapters.eventstore import PostgresEventStore
 
@@ -62,10 +64,12 @@ def open_store(url: str) -> EventStore:
     )
 
 
-def _sqlite(path: str) -> EventStore:
+def _sqlite(path: str, create: bool) -> EventStore:
     from lineage.adapters.eventstore import SQLiteEventStore
 
     file = Path(path).expanduser()
+    if not create and not file.exists():
+        raise StoreError(f"no lineage database at {file} (set --db or LINEAGE_DATABASE_URL)")
     if not file.parent.exists():
         raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
     return SQLiteEventStore(str(file.resolve()))

@@ -42,19 +42,21 @@ class Tracker(Queries):
     """Records runs, steps and artifacts into an event store, and answers questions about them.
 
     ``Tracker()`` uses ``LINEAGE_DATABASE_URL``, else ``./lineage.db`` (SQLite). Pass a URL
-    (``"postgresql+psycopg://postgres@127.0.0.1:5432/test"``) or an EventStore to choose.
+    (``"postgresql+psycopg://postgres@127.0.0.1:5432/test"``) or an EventStore to choose;
+    ``create=False`` refuses to create a new SQLite file.
     Close it (or use it as a context manager) to wait for every queued event; an open tracker is
     also flushed at interpreter exit.
     """
 
     def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 id_source: Callable[[], UUID] | None = None, **settings: Any) -> None:
+                 id_source: Callable[[], UUID] | None = None, create: bool = True,
+                 **settings: Any) -> None:
         self.settings = Settings.load(database_url=database_url, **settings)
         if store is None:
             from lineage.bootstrap import open_store  # the composition root wires adapters
 
-            store = open_store(self.settings.database_url)
+            store = open_store(self.settings.database_url, create=create)
         self.store = store
         self.mapper = make_mapper()
         self._clock_given = clock is not None
