@@ -63,7 +63,7 @@ SETTINGS = (
             "who writes the events (default: the OS user)"),
     Setting("source", "LINEAGE_SOURCE", _default_source, str,
             "where the events come from (default: host/program)"),
-    Setting("queue_size", "LINEAGE_QUEUE_SIZE", lambda: 100_000, _positive_int,
+    Setting("queue_size", "LINEAGE_QUEUE_SIZE", lambda: 20_000, _positive_int,
             "bounded write queue; a full queue blocks the caller"),
     Setting("batch_size", "LINEAGE_BATCH_SIZE", lambda: 1000, _positive_int,
             "most events the writer commits in one transaction"),

@@ -56,6 +56,18 @@ class _Stored(NamedTuple):
     state: bytes
 
 
+class _StepCursor:
+    """Where one run's step stream stands while a batch is built."""
+
+    __slots__ = ("run", "run_id", "stream", "version")
+
+    def __init__(self, run_id: UUID, run: Any, stream: UUID, version: int) -> None:
+        self.run_id = run_id
+        self.run = run
+        self.stream = stream
+        self.version = version
+
+
 class StepRecord(NamedTuple):
     """One ``log_step`` call, as queued by the training thread (already validated)."""
 
@@ -120,7 +132,7 @@ class _IsoSeconds:
 class Writer:
     def __init__(self, store: EventStore, mapper: Mapper, *, source: str, tenant_id: str,
                  actor: str, clock: Callable[[], datetime],
-                 id_source: Callable[[], UUID] = uuid4, max_queue: int = 100_000,
+                 id_source: Callable[[], UUID] = uuid4, max_queue: int = 20_000,
                  batch_size: int = 1000, batch_interval_s: float = 0.05,
                  retry_for_s: float = 30.0) -> None:
         self.store = store
@@ -272,28 +284,35 @@ class Writer:
         rejected: dict[int, BaseException] = {}
         steps: list[tuple[int, _Stored, str]] = []
         now_iso = iso(now)
-        runs: dict[UUID, Any] = {}
         step_count = sum(1 for item in items if type(item) is StepRecord)
         fresh_ids = (iter([self.new_id().hex for _ in range(step_count)]) if self._injected_ids
                      else _random_hex_ids(step_count))
+        cursors: dict[UUID, _StepCursor] = {}
+        cursor: _StepCursor | None = None
         for index, item in enumerate(items):
             if type(item) is StepRecord:
                 try:
-                    run = runs.get(item.run_id)
-                    if run is None:
-                        run = runs[item.run_id] = uow.run(item.run_id)
-                    if run.finished:
-                        raise RunFinishedError(run.id, run.status, "steps")
+                    # Identity check: a run's steps share its handle's UUID object, so a run of
+                    # consecutive steps costs no hashing.
+                    if cursor is None or item.run_id is not cursor.run_id:
+                        cursor = self._cursor(uow, item.run_id, cursors)
+                    if cursor.run.finished:
+                        raise RunFinishedError(cursor.run.id, cursor.run.status, "steps")
+                    cursor.version += 1
                     event_id = next(fresh_ids) if item.event_id is None else item.event_id.hex
-                    steps.append((len(uow.events), self._encode_step(item, event_id, now_iso),
-                                  event_id))
+                    state = self._step_state(item, event_id, now_iso)
+                    steps.append((len(uow.events), _Stored(cursor.stream, cursor.version, STEP_TOPIC,
+                                                           state), event_id))
                 except LineageError as error:
                     rejected[index] = error
                 continue
+            cursor = None  # a command may change or reload the run: look it up again
             try:
                 item.result = uow.apply(item.handler, item.envelope)
             except Exception as error:  # a refused or broken command fails alone
                 rejected[index] = error
+        for done in cursors.values():
+            self._step_versions[done.stream] = done.version
         uow.stored = self._merge(uow, steps)
         return uow, rejected
 
@@ -319,20 +338,25 @@ class Writer:
         uow.hex_ids = hex_ids
         return stored
 
-    def _encode_step(self, record: StepRecord, event_id: str, now_iso: str) -> _Stored:
-        stream = self._step_streams.get(record.run_id)
+    def _cursor(self, uow: UnitOfWork, run_id: UUID, cursors: dict[UUID, _StepCursor]) -> _StepCursor:
+        cursor = cursors.get(run_id)
+        if cursor is not None:
+            cursor.run = uow.run(run_id)
+            return cursor
+        stream = self._step_streams.get(run_id)
         if stream is None:
-            stream = self._step_streams[record.run_id] = step_stream_id(record.run_id)
+            stream = self._step_streams[run_id] = step_stream_id(run_id)
         version = self._step_versions.get(stream)
         if version is None:
             last = self.store.read_stream(stream, desc=True, limit=1)
             version = last[0].originator_version if last else 0
-        version += 1
-        self._step_versions[stream] = version
+        cursor = cursors[run_id] = _StepCursor(run_id, uow.run(run_id), stream, version)
+        return cursor
+
+    def _step_state(self, record: StepRecord, event_id: str, now_iso: str) -> bytes:
         occurred = (self._iso_ns(record.occurred_ns) if record.occurred_at is None
                     else iso(record.occurred_at))
-        state = encode_step(record, event_id, occurred, now_iso, self._tail)
-        return _Stored(stream, version, STEP_TOPIC, state)
+        return encode_step(record, event_id, occurred, now_iso, self._tail)
 
     def _append_with_retry(self, uow: UnitOfWork) -> None:
         deadline = time.monotonic() + self.retry_for_s

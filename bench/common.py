@@ -1,0 +1,263 @@
+"""Shared helpers for the benchmarks: throwaway stores, percentiles, the report printer.
+
+Benchmarks print figures and compare them with targets; they never assert on time (a shared
+2-core machine is too noisy for that). Every store they open is temporary: a SQLite file in a
+fresh temp directory, or a fresh PostgreSQL schema that is dropped (CASCADE) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES_ENV = "LINEAGE_BENCH_POSTGRES_URL"
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- stores ------------------------------------------------------------------------------------
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as psycopg wants it (no query string)."""
+    return url.split("?")[0].replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def postgres_base_url(given: str | None = None) -> str:
+    return given or os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES_URL
+
+
+def postgres_reachable(base_url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(libpq_url(base_url), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+@contextmanager
+def sqlite_store(directory: str | None = None, keep: bool = False) -> Iterator[str]:
+    """Yields the path of a new SQLite file in a fresh temp directory (removed afterwards)."""
+    folder = tempfile.mkdtemp(prefix="lineage_bench_", dir=directory)
+    try:
+        yield os.path.join(folder, "lineage.db")
+    finally:
+        if keep:
+            print(f"# kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[tuple[str, str]]:
+    """Yields (SQLAlchemy URL naming a fresh schema, schema name); drops the schema after."""
+    import psycopg
+    from psycopg import sql
+
+    schema = f"lineage_bench_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}schema={schema}", schema
+    finally:
+        with psycopg.connect(libpq_url(base_url), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def open_tracker(url: str, args: argparse.Namespace) -> Any:
+    """A Tracker on ``url`` with the queue/batch settings from the command line (None = default)."""
+    from lineage import Tracker
+
+    return Tracker(url, source="bench", actor="bench", tenant_id="bench",
+                   queue_size=getattr(args, "queue_size", None),
+                   batch_size=getattr(args, "batch_size", None),
+                   batch_interval_s=getattr(args, "batch_interval", None))
+
+
+def add_store_options(parser: argparse.ArgumentParser, *, postgres_default: bool | None) -> None:
+    parser.add_argument("--postgres", action=argparse.BooleanOptionalAction,
+                        default=postgres_default,
+                        help="also/only use PostgreSQL (default: "
+                             + ("on when the server is reachable" if postgres_default is None
+                                else "on" if postgres_default else "off") + ")")
+    parser.add_argument("--postgres-url", default=None,
+                        help=f"base SQLAlchemy URL (default ${POSTGRES_ENV} or "
+                             f"{DEFAULT_POSTGRES_URL}); a fresh schema is created and dropped")
+    parser.add_argument("--dir", default=None, help="where to create the temp SQLite directory")
+    parser.add_argument("--keep", action="store_true", help="keep the SQLite file")
+    parser.add_argument("--queue-size", type=int, default=None, help="Tracker queue_size")
+    parser.add_argument("--batch-size", type=int, default=None, help="Tracker batch_size")
+    parser.add_argument("--batch-interval", type=float, default=None,
+                        help="Tracker batch_interval_s")
+    parser.add_argument("--json", action="store_true", help="also print a JSON dump at the end")
+
+
+def writer_stats(tracker: Any) -> dict[str, int]:
+    return dict(asdict(tracker.writer.stats))
+
+
+def stats_delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {key: after[key] - before.get(key, 0) for key in after}
+
+
+# -- workload ----------------------------------------------------------------------------------
+
+
+def metric_series(count: int, seed: int = 1) -> list[dict[str, float]]:
+    """``count`` realistic metric dicts (full-precision floats, like a real loss curve).
+
+    Prebuilt so the benchmark loop measures the tracker, not random number generation.
+    Reused cyclically for longer runs.
+    """
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        progress = i / max(count, 1)
+        out.append({
+            "loss": 2.5 * math.exp(-3 * progress) + rng.random() * 0.05,
+            "lr": 3e-4 * 0.5 * (1 + math.cos(math.pi * progress)),
+            "grad_norm": 0.5 + rng.random(),
+        })
+    return out
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (p in 0..100)."""
+    if not ordered:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def environment() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} x{os.cpu_count()} cpu",
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "commit": commit,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+@dataclass
+class Report:
+    """Figures printed as plain ``name: value unit  [target ...: met/MISSED]`` lines."""
+
+    title: str
+    env: dict[str, Any] = field(default_factory=environment)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    _current: str = "main"
+
+    def header(self) -> None:
+        print(f"== {self.title}")
+        print("# " + "  ".join(f"{k}={v}" for k, v in self.env.items()))
+
+    def section(self, name: str) -> None:
+        self._current = name
+        self.sections.setdefault(name, {})
+        print(f"-- {name}")
+
+    def figure(self, name: str, value: Any, unit: str = "", *, fmt: str = "{:,.1f}",
+               target: tuple[str, float] | None = None, note: str = "") -> None:
+        """Record and print one figure. ``target`` is (op, bound) with op in '<=', '>=', '<'."""
+        self.sections.setdefault(self._current, {})[name] = value
+        shown = fmt.format(value) if isinstance(value, int | float) else str(value)
+        line = f"{name:<28} {shown:>14} {unit}".rstrip()
+        if target is not None:
+            op, bound = target
+            met = {"<=": value <= bound, ">=": value >= bound, "<": value < bound,
+                   ">": value > bound}[op]
+            unit_suffix = f" {unit}" if unit else ""
+            line += f"   target {op} {fmt.format(bound)}{unit_suffix}: {'met' if met else 'MISSED'}"
+            self.targets.append({"section": self._current, "figure": name, "value": value,
+                                 "op": op, "bound": bound, "unit": unit, "met": bool(met)})
+        if note:
+            line += f"   ({note})"
+        print(line, flush=True)
+
+    def note(self, text: str) -> None:
+        self.sections.setdefault(self._current, {}).setdefault("notes", []).append(text)
+        print(f"   {text}", flush=True)
+
+    def finish(self, as_json: bool) -> None:
+        self.env["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        self.env["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        missed = [t for t in self.targets if not t["met"]]
+        print(f"# loadavg_end={self.env['loadavg_end']}  peak_rss={self.env['peak_rss_mb']} MB")
+        print(f"targets: {len(self.targets) - len(missed)}/{len(self.targets)} met"
+              + (": missed " + ", ".join(f"{t['section']}/{t['figure']}" for t in missed)
+                 if missed else ""))
+        if as_json:
+            print(json.dumps({"title": self.title, "env": self.env, "sections": self.sections,
+                              "targets": self.targets}, indent=2, default=str))
+
+
+# -- profiling ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def writer_profile(enabled: bool, top: int = 25) -> Iterator[None]:
+    """cProfile the writer thread of trackers opened inside the block; print the top costs.
+
+    Patches ``Writer._run`` in this process only (no file changes): the thread enables a
+    cProfile.Profile on itself and disables it when it exits (at ``tracker.close()``).
+    """
+    if not enabled:
+        yield
+        return
+    import cProfile
+    import pstats
+
+    from lineage.writer import Writer
+
+    profile = cProfile.Profile()
+    original = Writer._run
+
+    def profiled_run(self: Any) -> None:
+        profile.enable()
+        try:
+            original(self)
+        finally:
+            profile.disable()
+
+    Writer._run = profiled_run  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Writer._run = original  # type: ignore[method-assign]
+        stats = pstats.Stats(profile)
+        for key in ("tottime", "cumulative"):
+            print(f"# writer thread profile, top {top} by {key}")
+            stats.sort_stats(key).print_stats(top)
