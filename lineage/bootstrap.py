@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from lineage.errors import ConfigurationError, StoreError
-from lineage.ports import EventStore
+from lineage.ports import EventStore, PositionStore
 
 SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgres", "postgresql+psycopg2")
@@ -73,3 +73,11 @@ def _sqlite(path: str, create: bool) -> EventStore:
     if not file.parent.exists():
         raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
     return SQLiteEventStore(str(file.resolve()))
+
+
+def open_positions(url: str) -> PositionStore:
+    """The tracked-position table in the database ``url`` names (see ``open_store``)."""
+    from lineage.adapters.positions import SqlAlchemyPositionStore
+    from lineage.adapters.sql import engine_for
+
+    return SqlAlchemyPositionStore(engine_for(url))

@@ -60,3 +60,19 @@ class EventStore(Protocol):
         """Where the events are, for people (a file path or a URL without password)."""
 
     def close(self) -> None: ...
+
+
+class PositionStore(Protocol):
+    """Where each follower of the notification log (projection, exporter) has got to.
+
+    Adapter: ``lineage.adapters.positions.SqlAlchemyPositionStore`` (a ``lineage_positions``
+    table in the store's own database).
+    """
+
+    def get(self, name: str) -> int:
+        """The last notification id processed by ``name``; 0 when none."""
+
+    def set(self, name: str, position: int) -> None:
+        """Durably record that ``name`` has processed everything up to ``position``."""
+
+    def all(self) -> dict[str, int]: ...
