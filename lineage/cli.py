@@ -15,6 +15,7 @@ error (argparse), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
@@ -41,6 +42,10 @@ _ID_PREFIX = re.compile(r"^[0-9a-f-]+$")
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
+# Modules adding command groups: each has ``register(commands)`` and uses ``add_command``,
+# ``json_option``, ``at_least``, ``resolve`` and ``print_json`` from here.
+COMMAND_GROUPS: tuple[str, ...] = ()
+
 
 # -- the parser ----------------------------------------------------------------------------------
 
@@ -52,38 +57,40 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = _command(commands, "demo", _demo, "record a small training run with a failure "
+    demo = add_command(commands, "demo", _demo, "record a small training run with a failure "
                                              "and its recovery")
     demo.add_argument("--dir", type=Path, default=Path("lineage-demo"),
                       help="where to write the demo's data and checkpoints (default: "
                            "./lineage-demo)")
-    demo.add_argument("--steps", type=_at_least(100), default=300,
+    demo.add_argument("--steps", type=at_least(100), default=300,
                       help="training steps (default: 300; at least 100)")
 
-    runs = _command(commands, "runs", _runs, "list runs; 'runs show RUN' for one run")
+    runs = add_command(commands, "runs", _runs, "list runs; 'runs show RUN' for one run")
     runs.add_argument("--status", choices=("running", *RUN_STATUSES_FINAL),
                       help="only runs with this status")
-    _json_option(runs)
-    show = _command(runs.add_subparsers(dest="runs_command", metavar="show"), "show",
+    json_option(runs)
+    show = add_command(runs.add_subparsers(dest="runs_command", metavar="show"), "show",
                     _run_show, "a run's summary and its events in order")
     show.add_argument("run", metavar="RUN", help="run id, or a unique prefix of one")
-    show.add_argument("--steps", type=_at_least(0), default=5, metavar="N",
+    show.add_argument("--steps", type=at_least(0), default=5, metavar="N",
                       help="show the first and last N step events (default: 5)")
-    _json_option(show)
+    json_option(show)
 
-    artifacts = _command(commands, "artifacts", _artifacts,
+    artifacts = add_command(commands, "artifacts", _artifacts,
                          "list registered artifacts; 'artifacts show ID' for one")
     artifacts.add_argument("--type", choices=ARTIFACT_TYPES, help="only artifacts of this type")
     artifacts.add_argument("--run", metavar="RUN", help="only those a run produced (id/prefix)")
-    _json_option(artifacts)
-    one = _command(artifacts.add_subparsers(dest="artifacts_command", metavar="show"), "show",
+    json_option(artifacts)
+    one = add_command(artifacts.add_subparsers(dest="artifacts_command", metavar="show"), "show",
                    _artifact_show, "one artifact in full")
     one.add_argument("artifact", metavar="ARTIFACT", help="artifact id, or a unique prefix")
-    _json_option(one)
+    json_option(one)
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(commands)
     return parser
 
 
-def _command(commands: Any, name: str, handler: Handler, summary: str) -> argparse.ArgumentParser:
+def add_command(commands: Any, name: str, handler: Handler, summary: str) -> argparse.ArgumentParser:
     sub: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
     sub.set_defaults(handler=handler)
     _db_option(sub, default=argparse.SUPPRESS)  # also accepted after the subcommand
@@ -95,13 +102,13 @@ def _db_option(parser: argparse.ArgumentParser, default: Any) -> None:
                         help="SQLAlchemy URL or SQLite file path of the event store")
 
 
-def _json_option(parser: argparse.ArgumentParser) -> None:
+def json_option(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS: a nested command must not reset a --json given before it.
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print machine-readable JSON")
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
+def at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -127,8 +134,8 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
 def _runs(args: argparse.Namespace, console: Console) -> int:
     with Tracker(args.db, create=False) as tracker:
         views = tracker.runs(status=args.status)
-    if _wants_json(args):
-        _print_json([fmt.run_json(view) for view in views])
+    if wants_json(args):
+        print_json([fmt.run_json(view) for view in views])
     elif views:
         console.print(fmt.runs_table(views, console.width))
     else:
@@ -142,8 +149,8 @@ def _run_show(args: argparse.Namespace, console: Console) -> int:
         view = tracker.run(run_id)
         events = tracker.run_events(run_id)
     shown, total, elided = fmt.select_events(events, args.steps)
-    if _wants_json(args):
-        _print_json({"run": fmt.run_json(view), "steps": fmt.steps_json(total, elided),
+    if wants_json(args):
+        print_json({"run": fmt.run_json(view), "steps": fmt.steps_json(total, elided),
                      "events": [fmt.event_json(event, position) for position, event in shown
                                 if not isinstance(event, fmt.Elided)]})
         return 0
@@ -160,8 +167,8 @@ def _artifacts(args: argparse.Namespace, console: Console) -> int:
             run_id = resolve(args.run, lambda: (view.id for view in tracker.runs()), "run")
             tracker.run(run_id)  # an unknown run is an error, not an empty list
         views = tracker.artifacts(type=args.type, run=run_id)
-    if _wants_json(args):
-        _print_json(views)
+    if wants_json(args):
+        print_json(views)
     elif views:
         console.print(fmt.artifacts_table(views, console.width))
     else:
@@ -174,8 +181,8 @@ def _artifact_show(args: argparse.Namespace, console: Console) -> int:
         artifact_id = resolve(args.artifact, lambda: (v.id for v in tracker.artifacts()),
                               "artifact")
         view = tracker.artifact(artifact_id)
-    if _wants_json(args):
-        _print_json(view)
+    if wants_json(args):
+        print_json(view)
     else:
         console.print(fmt.artifact_summary(view))
     return 0
@@ -235,11 +242,11 @@ def make_console() -> Console:
     return console
 
 
-def _wants_json(args: argparse.Namespace) -> bool:
+def wants_json(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False))
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
     sys.stdout.write(fmt.dumps(value) + "\n")
 
 
