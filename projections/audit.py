@@ -1,0 +1,78 @@
+"""The audit log: one row per event: who, what, when, tenant, subject, a short summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from lineage.projections.decoding import Item
+from lineage.projections.tables import audit
+from lineage.timestamps import iso
+
+SUBJECT = {"Run": "run", "Artifact": "artifact", "Alias": "alias"}
+
+
+def _short(value: Any) -> str:
+    return str(value)[:8]
+
+
+def _metrics(values: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in list(values.items())[:4])
+
+
+SUMMARIES: dict[str, Callable[[Any], str]] = {
+    "Run.Started": lambda e: f"started run {e.name!r} at step {e.start_step}",
+    "Run.InputUsed": lambda e: f"used {e.role} {_short(e.artifact_id)} ({e.uri})",
+    "Run.EvaluationRecorded": lambda e: f"evaluation at step {e.step}: {_metrics(e.metrics)}",
+    "Run.CheckpointSaved": lambda e: f"saved checkpoint {_short(e.artifact_id)} at step {e.step}",
+    "Run.FailureDetected": lambda e: f"failure {e.error_type} ({e.signal})"
+                                     + (", corrupted" if e.corrupted else ""),
+    "Run.RecoveryStarted": lambda e: f"recovery attempt {e.attempt} started ({e.strategy})",
+    "Run.RecoveryCheckpointSelected": lambda e: f"recovery selected checkpoint "
+                                                f"{_short(e.checkpoint_id)} (step {e.step}): {e.reason}",
+    "Run.RecoveryCompleted": lambda e: f"recovered as run {_short(e.new_run_id)}",
+    "Run.RecoveryFailed": lambda e: f"recovery attempt {e.attempt} failed: {e.error_type}",
+    "Run.RecoveryExhausted": lambda e: f"recovery exhausted after {e.attempts} attempt(s)",
+    "Run.ResumedFrom": lambda e: f"resumed from run {_short(e.previous_run_id)} at step {e.step}",
+    "Run.Finished": lambda e: f"finished: {e.status}" + (f" ({e.reason})" if e.reason else ""),
+    "Artifact.Registered": lambda e: f"registered {e.type} {e.uri}",
+    "Artifact.Verified": lambda e: f"verified: {'ok' if e.ok else 'MISMATCH'} {e.detail}",
+    "Artifact.Retired": lambda e: f"retired: {e.reason}",
+    "Artifact.Expired": lambda e: f"expired: {e.reason}",
+    "Alias.Created": lambda e: f"alias {e.name!r} created in {e.scope}",
+    "Alias.Moved": lambda e: f"alias moved to {_short(e.artifact_id)}",
+}
+
+
+class AuditProjection:
+    name = "audit"
+    tables = (audit,)
+
+    def apply(self, items: Sequence[Item], conn: Connection) -> None:
+        rows = [self._row(item) for item in items]
+        conn.execute(audit.insert(), rows)
+
+    def _row(self, item: Item) -> dict[str, Any]:
+        e = item.event
+        if item.kind == "StepRecorded":
+            return {"position": item.position, "event_id": e.event_id, "occurred_at": e.occurred_at,
+                    "recorded_at": e.recorded_at, "tenant_id": e.tenant_id, "actor": e.actor,
+                    "source": e.source, "kind": "run.step_recorded", "subject_type": "run",
+                    "subject_id": e.run_id, "run_id": e.run_id,
+                    "summary": f"step {e.step}: {_metrics(e.metrics)}"}
+        aggregate, _, name = item.kind.partition(".")
+        summary = SUMMARIES.get(item.kind, lambda _: name)(e)
+        subject = str(e.originator_id)
+        run_id = subject if aggregate == "Run" else (str(e.run_id) if getattr(e, "run_id", None) else None)
+        return {"position": item.position, "event_id": str(e.event_id),
+                "occurred_at": iso(e.occurred_at), "recorded_at": iso(e.timestamp),
+                "tenant_id": e.tenant_id, "actor": e.actor, "source": e.source,
+                "kind": f"{SUBJECT.get(aggregate, aggregate.lower())}.{_snake(name)}",
+                "subject_type": SUBJECT.get(aggregate, aggregate.lower()), "subject_id": subject,
+                "run_id": run_id, "summary": summary[:500]}
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")

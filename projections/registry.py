@@ -1,0 +1,72 @@
+"""The artifact registry: artifacts, their status history, aliases (current and history)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, select, update
+
+from lineage.domain import Alias, Artifact
+from lineage.projections.decoding import Item, dumps
+from lineage.projections.tables import alias_history, aliases, artifact_history, artifacts
+from lineage.timestamps import iso
+
+
+class RegistryProjection:
+    name = "registry"
+    tables = (artifacts, artifact_history, aliases, alias_history)
+
+    def apply(self, items: Sequence[Item], conn: Connection) -> None:
+        for item in items:
+            handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
+            if handler is not None:
+                handler(conn, item.position, item.event)
+
+    def _Artifact_Registered(self, conn: Connection, position: int, e: Artifact.Registered) -> None:
+        artifact_id = str(e.originator_id)
+        run_id = str(e.run_id) if e.run_id else None
+        at = iso(e.occurred_at)
+        conn.execute(artifacts.insert().values(
+            id=artifact_id, tenant_id=e.tenant_id, type=e.type, uri=e.uri, name=e.name,
+            size=e.size, checksum_algorithm=e.checksum_algorithm, checksum=e.checksum,
+            format=e.format, run_id=run_id, step=e.step, includes_optimizer=e.includes_optimizer,
+            status="live", status_reason=None, verified=None, metadata=dumps(e.metadata),
+            registered_at=at, actor=e.actor, position=position))
+        conn.execute(artifact_history.insert().values(
+            position=position, artifact_id=artifact_id, status="live", reason="registered", at=at))
+
+    def _Artifact_Verified(self, conn: Connection, position: int, e: Artifact.Verified) -> None:
+        conn.execute(update(artifacts).where(artifacts.c.id == str(e.originator_id))
+                     .values(verified=e.ok))
+
+    def _Artifact_Retired(self, conn: Connection, position: int, e: Artifact.Retired) -> None:
+        reason = f"{e.reason} ({e.policy})" if e.policy else e.reason
+        self._status(conn, position, str(e.originator_id), "retired", reason, iso(e.occurred_at))
+
+    def _Artifact_Expired(self, conn: Connection, position: int, e: Artifact.Expired) -> None:
+        self._status(conn, position, str(e.originator_id), "expired", e.reason, iso(e.occurred_at))
+
+    def _status(self, conn: Connection, position: int, artifact_id: str, status: str,
+                reason: str, at: str) -> None:
+        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id)
+                     .values(status=status, status_reason=reason))
+        conn.execute(artifact_history.insert().values(
+            position=position, artifact_id=artifact_id, status=status, reason=reason, at=at))
+
+    def _Alias_Created(self, conn: Connection, position: int, e: Alias.Created) -> None:
+        conn.execute(aliases.insert().values(
+            alias_id=str(e.originator_id), scope=e.scope, name=e.name, artifact_id=None,
+            protected=False, moved_at=None, position=position))
+
+    def _Alias_Moved(self, conn: Connection, position: int, e: Alias.Moved) -> None:
+        alias_id = str(e.originator_id)
+        at = iso(e.occurred_at)
+        row = conn.execute(select(aliases.c.scope, aliases.c.name)
+                           .where(aliases.c.alias_id == alias_id)).one()
+        conn.execute(update(aliases).where(aliases.c.alias_id == alias_id).values(
+            artifact_id=str(e.artifact_id), protected=e.protected, moved_at=at, position=position))
+        conn.execute(alias_history.insert().values(
+            position=position, alias_id=alias_id, scope=row.scope, name=row.name,
+            artifact_id=str(e.artifact_id),
+            previous_artifact_id=str(e.previous_artifact_id) if e.previous_artifact_id else None,
+            protected=e.protected, moved_at=at, actor=e.actor))

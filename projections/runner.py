@@ -1,0 +1,263 @@
+"""Running projections: follow the notification log, exactly once, resumably (DESIGN §5).
+
+Each projection has its own tracked position (``lineage_positions``). A batch of notifications
+is decoded once; each projection whose position is behind applies the part it has not seen,
+and its rows and its new position are written in ONE transaction. Killed at any moment, a
+projection resumes from its last committed position: no duplicate, no gap. Notification ids
+may have gaps (PostgreSQL); the runner only ever asks for "ids after the last one I saw".
+
+Only one runner may project into a database at a time: ``ProjectionLock`` guards it (a
+PostgreSQL advisory lock, a file lock next to a SQLite file).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Mapper
+from sqlalchemy import Connection, Engine, Table, text
+
+from lineage.adapters.positions import metadata as positions_metadata
+from lineage.adapters.positions import read_position, write_position
+from lineage.adapters.sql import WRITE
+from lineage.errors import LineageError
+from lineage.ports import EventStore
+from lineage.projections.decoding import Item, decode
+
+BATCH = 2000
+
+
+class Projection(Protocol):
+    """One read model: ``apply`` writes the rows for a batch using the caller's connection."""
+
+    name: str
+    tables: Sequence[Table]
+
+    def apply(self, items: Sequence[Item], conn: Connection) -> None: ...
+
+
+class ProjectionBusyError(LineageError):
+    """Another process is running the projections on this database."""
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+
+Progress = Callable[[int, int], None]  # (position reached, head)
+
+
+class ProjectionRunner:
+    def __init__(self, store: EventStore, engine: Engine, mapper: Mapper,
+                 projections: Sequence[Projection], *, batch_size: int = BATCH,
+                 lock: ProjectionLock | None = None) -> None:
+        self.store = store
+        self.engine = engine
+        self.mapper = mapper
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.lock = lock or ProjectionLock.for_engine(engine)
+        self._thread_lock = threading.Lock()
+        positions_metadata.create_all(engine)
+        for projection in self.projections:
+            projection.tables[0].metadata.create_all(engine, tables=list(projection.tables))
+
+    def status(self) -> list[Status]:
+        head = self.store.max_position()
+        with self.engine.connect() as conn:
+            return [Status(p.name, read_position(conn, p.name), head) for p in self.projections]
+
+    def catch_up(self, progress: Progress | None = None, *, wait_s: float = 10.0) -> int:
+        """Project everything stored so far; returns how many notifications were applied.
+
+        When another process holds the projection lock, wait (up to ``wait_s``) for it to
+        reach the head instead, so a query right after a write still sees it.
+        """
+        with self._thread_lock:
+            if not self.lock.acquire():
+                self._wait_for_others(wait_s)
+                return 0
+            try:
+                return self._catch_up(progress)
+            finally:
+                self.lock.release()
+
+    def rebuild(self, names: Sequence[str] = (), progress: Progress | None = None) -> int:
+        """Drop and re-project the named read models (all when none) from position 0."""
+        chosen = [p for p in self.projections if not names or p.name in names]
+        unknown = set(names) - {p.name for p in self.projections}
+        if unknown:
+            raise LineageError(f"unknown read model(s): {', '.join(sorted(unknown))}; "
+                               f"known: {', '.join(p.name for p in self.projections)}")
+        with self._thread_lock:
+            if not self.lock.acquire():
+                raise ProjectionBusyError("projections are running in another process; stop it first")
+            try:
+                for projection in chosen:
+                    self._reset(projection)
+                return self._catch_up(progress)
+            finally:
+                self.lock.release()
+
+    def follow(self, stop: threading.Event, *, poll_s: float = 0.5,
+               on_batch: Callable[[int], None] | None = None) -> None:
+        """Project continuously until ``stop`` is set (polling; woken by NOTIFY on PostgreSQL)."""
+        with self._thread_lock:
+            if not self.lock.acquire():
+                raise ProjectionBusyError("projections are already running against this database")
+            try:
+                with self._wakeups(poll_s) as wait:
+                    while not stop.is_set():
+                        applied = self._catch_up(None)
+                        if on_batch is not None:
+                            on_batch(applied)
+                        if not applied:
+                            wait()
+            finally:
+                self.lock.release()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _catch_up(self, progress: Progress | None) -> int:
+        with self.engine.connect() as conn:
+            positions = {p.name: read_position(conn, p.name) for p in self.projections}
+        head = self.store.max_position()
+        start = min(positions.values(), default=head) + 1
+        applied = 0
+        while start <= head:
+            notifications = self.store.read_log(start, self.batch_size)
+            if not notifications:
+                break
+            items = decode(notifications, self.mapper)
+            last = notifications[-1].id
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                for projection in self.projections:
+                    unseen = [item for item in items if item.position > positions[projection.name]]
+                    if unseen:
+                        projection.apply(unseen, conn)
+                    write_position(conn, projection.name, max(last, positions[projection.name]))
+            for name in positions:
+                positions[name] = max(positions[name], last)
+            applied += len(items)
+            start = last + 1
+            if progress is not None:
+                progress(last, head)
+        return applied
+
+    def _reset(self, projection: Projection) -> None:
+        tables = list(projection.tables)
+        metadata = tables[0].metadata
+        metadata.drop_all(self.engine, tables=tables)
+        metadata.create_all(self.engine, tables=tables)
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            write_position(conn, projection.name, 0)
+
+    def _wait_for_others(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if all(status.lag == 0 for status in self.status()):
+                return
+            time.sleep(0.05)
+
+    @contextmanager
+    def _wakeups(self, poll_s: float) -> Iterator[Callable[[], None]]:
+        """A ``wait()`` that returns on a NOTIFY from the event store (PostgreSQL) or after
+        ``poll_s`` seconds, whichever comes first."""
+        if self.engine.dialect.name != "postgresql":
+            yield lambda: time.sleep(poll_s)
+            return
+        raw = self.engine.raw_connection()
+        try:
+            driver: Any = raw.driver_connection
+            driver.autocommit = True
+            driver.execute("LISTEN stored_events")
+
+            def wait() -> None:
+                for _ in driver.notifies(timeout=poll_s, stop_after=1):
+                    pass
+
+            yield wait
+        finally:
+            raw.close()
+
+
+class ProjectionLock:
+    """At most one projection runner per database (across processes)."""
+
+    @staticmethod
+    def for_engine(engine: Engine) -> ProjectionLock:
+        if engine.dialect.name == "postgresql":
+            return PostgresAdvisoryLock(engine)
+        database = engine.url.database
+        if not database or database == ":memory:":
+            return ProjectionLock()
+        return FileLock(f"{database}.projections.lock")
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class FileLock(ProjectionLock):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class PostgresAdvisoryLock(ProjectionLock):
+    KEY = 0x6C696E65  # "line"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    def acquire(self) -> bool:
+        conn = self.engine.connect()
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k, hashtext(:s))"),
+                           {"k": self.KEY, "s": str(schema)}).scalar()
+        conn.commit()
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            self._conn.commit()
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,197 @@
+"""The read-model tables (SQLAlchemy Core; the same SQL on SQLite and PostgreSQL).
+
+Ids are UUID strings (36 characters), times are UTC ISO 8601 strings with microseconds (they sort
+as text and read the same in ``sqlite3`` and ``psql``), JSON columns hold compact JSON text.
+``position`` columns are notification ids of the event that wrote the row.
+
+These tables are a public interface for auditors (README "Read models in SQL"): rename nothing
+without a migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ID = String(36)
+TIME = String(32)
+
+traces = Table(
+    "lineage_traces", metadata,
+    Column("id", ID, primary_key=True),  # = the run id
+    Column("root_trace_id", ID, nullable=False),
+    Column("parent_trace_id", ID),  # the run this one resumed from
+    Column("name", Text, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # running|completed|failed|cancelled|superseded
+    Column("job_status", String(16), nullable=False),  # + pending|corrupted (NSAI work model)
+    Column("status_reason", Text),
+    Column("started_at", TIME, nullable=False),
+    Column("finished_at", TIME),
+    Column("start_step", BigInteger, nullable=False),
+    Column("steps", BigInteger, nullable=False),  # step events logged
+    Column("last_step", BigInteger),
+    Column("last_metrics", Text, nullable=False),
+    Column("checkpoints", Integer, nullable=False),
+    Column("evaluations", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("corrupted", Boolean, nullable=False),
+    Column("superseded_by", ID),
+    Column("job", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+Index("lineage_traces_status", traces.c.job_status)
+Index("lineage_traces_started", traces.c.started_at)
+
+spans = Table(
+    "lineage_spans", metadata,
+    Column("id", ID, primary_key=True),
+    Column("trace_id", ID, nullable=False),
+    Column("parent_span_id", ID),
+    Column("kind", String(16), nullable=False),  # run|steps|checkpoint|evaluation|failure|recovery
+    Column("name", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # ok|error|running
+    Column("started_at", TIME, nullable=False),
+    Column("finished_at", TIME),
+    Column("step_from", BigInteger),
+    Column("step_to", BigInteger),
+    Column("attributes", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("error_type", Text),
+    Column("error_message", Text),
+    Column("position", BigInteger, nullable=False),
+)
+Index("lineage_spans_trace", spans.c.trace_id, spans.c.started_at)
+
+artifacts = Table(
+    "lineage_artifacts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("name", Text),
+    Column("size", BigInteger),
+    Column("checksum_algorithm", String(16)),
+    Column("checksum", String(128)),
+    Column("format", String(64)),
+    Column("run_id", ID),
+    Column("step", BigInteger),
+    Column("includes_optimizer", Boolean),
+    Column("status", String(16), nullable=False),  # live|retired|expired
+    Column("status_reason", Text),
+    Column("verified", Boolean),
+    Column("metadata", Text, nullable=False),
+    Column("registered_at", TIME, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+Index("lineage_artifacts_type", artifacts.c.type, artifacts.c.registered_at)
+Index("lineage_artifacts_run", artifacts.c.run_id)
+Index("lineage_artifacts_checksum", artifacts.c.checksum)
+Index("lineage_artifacts_position", artifacts.c.position)
+
+artifact_history = Table(  # every status change, for the registry as of a past position
+    "lineage_artifact_history", metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("artifact_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("at", TIME, nullable=False),
+)
+Index("lineage_artifact_history_artifact", artifact_history.c.artifact_id, artifact_history.c.position)
+
+aliases = Table(  # one row per alias (a name in a scope); artifact_id is where it points now
+    "lineage_aliases", metadata,
+    Column("alias_id", ID, primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("artifact_id", ID),
+    Column("protected", Boolean, nullable=False),
+    Column("moved_at", TIME),
+    Column("position", BigInteger, nullable=False),
+)
+Index("lineage_aliases_name", aliases.c.scope, aliases.c.name, unique=True)
+Index("lineage_aliases_artifact", aliases.c.artifact_id)
+
+alias_history = Table(
+    "lineage_alias_history", metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("alias_id", ID, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("artifact_id", ID, nullable=False),
+    Column("previous_artifact_id", ID),
+    Column("protected", Boolean, nullable=False),
+    Column("moved_at", TIME, nullable=False),
+    Column("actor", Text, nullable=False),
+)
+Index("lineage_alias_history_name", alias_history.c.scope, alias_history.c.name, alias_history.c.position)
+
+# Provenance edges, LineageIR style (source -> target with a relationship), plus the direction
+# of flow (upstream -> downstream) so one recursive query walks every relationship.
+edges = Table(
+    "lineage_edges", metadata,
+    Column("id", ID, primary_key=True),
+    Column("trace_id", ID),
+    Column("source_type", String(16), nullable=False),  # trace|span|artifact
+    Column("source_id", ID, nullable=False),
+    Column("target_type", String(16), nullable=False),
+    Column("target_id", ID, nullable=False),
+    Column("relationship", String(16), nullable=False),  # derived_from|produces|consumes|...
+    Column("upstream_id", ID, nullable=False),
+    Column("upstream_type", String(16), nullable=False),
+    Column("downstream_id", ID, nullable=False),
+    Column("downstream_type", String(16), nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+)
+Index("lineage_edges_down", edges.c.downstream_id, edges.c.upstream_id)
+Index("lineage_edges_up", edges.c.upstream_id, edges.c.downstream_id)
+Index("lineage_edges_trace", edges.c.trace_id)
+
+audit = Table(
+    "lineage_audit", metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("event_id", ID, nullable=False),
+    Column("occurred_at", TIME, nullable=False),
+    Column("recorded_at", TIME, nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("kind", String(64), nullable=False),  # e.g. run.checkpoint_saved
+    Column("subject_type", String(16), nullable=False),  # run|artifact|alias
+    Column("subject_id", ID, nullable=False),
+    Column("run_id", ID),
+    Column("summary", Text, nullable=False),
+)
+Index("lineage_audit_subject", audit.c.subject_id, audit.c.position)
+Index("lineage_audit_run", audit.c.run_id, audit.c.position)
+Index("lineage_audit_recorded", audit.c.recorded_at)
+Index("lineage_audit_actor", audit.c.actor, audit.c.position)
+
+step_metrics = Table(
+    "lineage_step_metrics", metadata,
+    Column("run_id", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),  # the step stream's version (steps may repeat)
+    Column("step", BigInteger, nullable=False),
+    Column("epoch", BigInteger),
+    Column("occurred_at", TIME, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("tokens", BigInteger),
+    Column("duration_s", Float),
+    Column("position", BigInteger, nullable=False),
+)
+Index("lineage_step_metrics_step", step_metrics.c.run_id, step_metrics.c.step)

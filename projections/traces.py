@@ -1,0 +1,234 @@
+"""Traces and spans in LineageIR form, with job status: one trace per run.
+
+Spans: the run itself, step ranges (every ``STEP_RANGE`` step events of a run roll up into one
+``train steps`` span, so a million-step run has ten thousand step spans, not a million),
+checkpoint saves, evaluations, failures and each recovery attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid5
+
+from sqlalchemy import Connection, select, update
+
+from lineage.domain import Run
+from lineage.projections.decoding import Item, StepRow, dumps, loads
+from lineage.projections.tables import spans, traces
+from lineage.timestamps import iso
+
+STEP_RANGE = 100
+JOB_STATUS = {"completed": "completed", "failed": "failed", "cancelled": "failed",
+              "superseded": "superseded"}
+
+
+def run_span_id(run_id: str) -> str:
+    return str(uuid5(UUID(run_id), "run"))
+
+
+def step_span_id(run_id: str, seq: int) -> str:
+    return str(uuid5(UUID(run_id), f"steps:{(seq - 1) // STEP_RANGE}"))
+
+
+def recovery_span_id(run_id: str, attempt: int) -> str:
+    return str(uuid5(UUID(run_id), f"recovery:{attempt}"))
+
+
+class TraceProjection:
+    name = "traces"
+    tables = (traces, spans)
+
+    def apply(self, items: Sequence[Item], conn: Connection) -> None:
+        steps: list[StepRow] = []
+        for item in items:
+            if item.kind == "StepRecorded":
+                steps.append(item.event)
+                continue
+            if steps:
+                StepRollup(conn).apply(steps)
+                steps = []
+            handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
+            if handler is not None:
+                handler(conn, item.position, item.event)
+        if steps:
+            StepRollup(conn).apply(steps)
+
+    # -- run events ----------------------------------------------------------------------------
+
+    def _Run_Started(self, conn: Connection, position: int, e: Run.Started) -> None:
+        run_id = str(e.originator_id)
+        conn.execute(traces.insert().values(
+            id=run_id, root_trace_id=run_id, parent_trace_id=None, name=e.name,
+            tenant_id=e.tenant_id, status="running", job_status="running", status_reason=None,
+            started_at=iso(e.occurred_at), finished_at=None, start_step=e.start_step, steps=0,
+            last_step=None, last_metrics="{}", checkpoints=0, evaluations=0, failures=0,
+            corrupted=False, superseded_by=None, job=dumps(e.job), tags=dumps(e.tags),
+            position=position))
+        _span(conn, run_span_id(run_id), run_id, None, "run", "train run", "running", e, position,
+              attributes={"name": e.name, "job": e.job, "tags": e.tags, "actor": e.actor,
+                          "source": e.source})
+
+    def _Run_EvaluationRecorded(self, conn: Connection, position: int, e: Run.EvaluationRecorded) -> None:
+        run_id = str(e.originator_id)
+        _bump(conn, run_id, evaluations=1)
+        _span(conn, str(e.event_id), run_id, run_span_id(run_id), "evaluation", "evaluate", "ok", e,
+              position, step=e.step, metrics=e.metrics,
+              attributes={"dataset": e.dataset, "split": e.split}, finished=True)
+
+    def _Run_CheckpointSaved(self, conn: Connection, position: int, e: Run.CheckpointSaved) -> None:
+        run_id = str(e.originator_id)
+        _bump(conn, run_id, checkpoints=1)
+        _span(conn, str(e.event_id), run_id, run_span_id(run_id), "checkpoint", "save checkpoint",
+              "ok", e, position, step=e.step, finished=True,
+              attributes={"artifact_id": str(e.artifact_id), "uri": e.uri, "format": e.format,
+                          "includes_optimizer": e.includes_optimizer})
+
+    def _Run_FailureDetected(self, conn: Connection, position: int, e: Run.FailureDetected) -> None:
+        run_id = str(e.originator_id)
+        _bump(conn, run_id, failures=1)
+        if e.corrupted:
+            conn.execute(update(traces).where(traces.c.id == run_id).values(corrupted=True))
+        row = conn.execute(select(traces.c.status).where(traces.c.id == run_id)).one()
+        if row.status == "running" or e.corrupted:
+            _job_status(conn, run_id, "corrupted" if e.corrupted else "failed",
+                        f"{e.error_type}: {e.message}" if e.message else e.error_type)
+        _span(conn, str(e.event_id), run_id, run_span_id(run_id), "failure", "detect failure",
+              "error", e, position, step=e.step, finished=True, error=(e.error_type, e.message),
+              attributes={"signal": e.signal, "retryable": e.retryable, "corrupted": e.corrupted})
+
+    def _Run_RecoveryStarted(self, conn: Connection, position: int, e: Run.RecoveryStarted) -> None:
+        run_id = str(e.originator_id)
+        _span(conn, recovery_span_id(run_id, e.attempt), run_id, run_span_id(run_id), "recovery",
+              "recover run", "running", e, position,
+              attributes={"attempt": e.attempt, "strategy": e.strategy})
+
+    def _Run_RecoveryCheckpointSelected(self, conn: Connection, position: int,
+                                        e: Run.RecoveryCheckpointSelected) -> None:
+        _merge_span(conn, recovery_span_id(str(e.originator_id), e.attempt),
+                    {"checkpoint_id": str(e.checkpoint_id), "checkpoint_step": e.step,
+                     "selection_reason": e.reason})
+
+    def _Run_RecoveryCompleted(self, conn: Connection, position: int, e: Run.RecoveryCompleted) -> None:
+        run_id = str(e.originator_id)
+        span_id = recovery_span_id(run_id, e.attempt)
+        _merge_span(conn, span_id, {"new_run_id": str(e.new_run_id)}, status="ok",
+                    finished_at=iso(e.occurred_at))
+
+    def _Run_RecoveryFailed(self, conn: Connection, position: int, e: Run.RecoveryFailed) -> None:
+        _merge_span(conn, recovery_span_id(str(e.originator_id), e.attempt), {}, status="error",
+                    finished_at=iso(e.occurred_at), error=(e.error_type, e.message))
+
+    def _Run_RecoveryExhausted(self, conn: Connection, position: int, e: Run.RecoveryExhausted) -> None:
+        run_id = str(e.originator_id)
+        _merge_span(conn, recovery_span_id(run_id, e.attempts), {"exhausted": True})
+        _job_status(conn, run_id, "failed", f"recovery exhausted after {e.attempts} attempt(s)")
+
+    def _Run_ResumedFrom(self, conn: Connection, position: int, e: Run.ResumedFrom) -> None:
+        run_id, previous = str(e.originator_id), str(e.previous_run_id)
+        root = conn.execute(select(traces.c.root_trace_id).where(traces.c.id == previous)).scalar()
+        conn.execute(update(traces).where(traces.c.id == run_id)
+                     .values(parent_trace_id=previous, root_trace_id=root or previous))
+        _merge_span(conn, run_span_id(run_id), {"resumed_from": previous,
+                                                "resumed_from_checkpoint": str(e.checkpoint_id),
+                                                "resume_step": e.step,
+                                                "optimizer_restored": e.optimizer_restored})
+
+    def _Run_Finished(self, conn: Connection, position: int, e: Run.Finished) -> None:
+        run_id = str(e.originator_id)
+        at = iso(e.occurred_at)
+        row = conn.execute(select(traces.c.corrupted).where(traces.c.id == run_id)).one()
+        job = JOB_STATUS[e.status]
+        if job == "failed" and row.corrupted:
+            job = "corrupted"
+        conn.execute(update(traces).where(traces.c.id == run_id).values(
+            status=e.status, job_status=job, status_reason=e.reason, finished_at=at,
+            superseded_by=str(e.superseded_by) if e.superseded_by else None))
+        _merge_span(conn, run_span_id(run_id), {"reason": e.reason},
+                    status="ok" if e.status in ("completed", "superseded") else "error",
+                    finished_at=at)
+
+
+class StepRollup:
+    """Folds a run of step rows into the traces' counters and the step-range spans."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def apply(self, rows: list[StepRow]) -> None:
+        by_run: dict[str, list[StepRow]] = {}
+        for row in rows:
+            by_run.setdefault(row.run_id, []).append(row)
+        for run_id, run_rows in by_run.items():
+            last = run_rows[-1]
+            self.conn.execute(update(traces).where(traces.c.id == run_id).values(
+                steps=traces.c.steps + len(run_rows), last_step=last.step,
+                last_metrics=dumps(last.metrics)))
+            self._ranges(run_id, run_rows)
+
+    def _ranges(self, run_id: str, rows: list[StepRow]) -> None:
+        groups: dict[str, list[StepRow]] = {}
+        for row in rows:
+            groups.setdefault(step_span_id(run_id, row.seq), []).append(row)
+        existing = {r.id: r for r in self.conn.execute(
+            select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.started_at,
+                   spans.c.attributes).where(spans.c.id.in_(list(groups))))}
+        for span_id, group in groups.items():
+            first, last = group[0], group[-1]
+            steps = [row.step for row in group]
+            found = existing.get(span_id)
+            attributes = loads(found.attributes) if found else {"count": 0, "seq_from": first.seq}
+            attributes.update(count=attributes["count"] + len(group), seq_to=last.seq)
+            values = dict(
+                step_from=min(steps + ([found.step_from] if found else [])),
+                step_to=max(steps + ([found.step_to] if found else [])),
+                finished_at=last.recorded_at if last.recorded_at > last.occurred_at else last.occurred_at,
+                metrics=dumps(last.metrics), attributes=dumps(attributes), position=last.position)
+            if found:
+                self.conn.execute(update(spans).where(spans.c.id == span_id).values(**values))
+            else:
+                self.conn.execute(spans.insert().values(
+                    id=span_id, trace_id=run_id, parent_span_id=run_span_id(run_id), kind="steps",
+                    name="train steps", status="ok", started_at=first.occurred_at,
+                    error_type=None, error_message=None, **values))
+
+
+def _span(conn: Connection, span_id: str, trace_id: str, parent: str | None, kind: str, name: str,
+          status: str, e: Any, position: int, *, step: int | None = None,
+          metrics: dict[str, float] | None = None, attributes: dict[str, Any] | None = None,
+          finished: bool = False, error: tuple[str, str] | None = None) -> None:
+    at = iso(e.occurred_at)
+    attributes = {**(attributes or {}), "event_id": str(e.event_id)}
+    conn.execute(spans.insert().values(
+        id=span_id, trace_id=trace_id, parent_span_id=parent, kind=kind, name=name, status=status,
+        started_at=at, finished_at=at if finished else None, step_from=step, step_to=step,
+        attributes=dumps(attributes), metrics=dumps(metrics or {}),
+        error_type=error[0] if error else None, error_message=error[1] if error else None,
+        position=position))
+
+
+def _merge_span(conn: Connection, span_id: str, attributes: dict[str, Any], *,
+                status: str | None = None, finished_at: str | None = None,
+                error: tuple[str, str] | None = None) -> None:
+    row = conn.execute(select(spans.c.attributes).where(spans.c.id == span_id)).one_or_none()
+    if row is None:
+        return
+    values: dict[str, Any] = {"attributes": dumps({**loads(row.attributes), **attributes})}
+    if status is not None:
+        values["status"] = status
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+    if error is not None:
+        values.update(error_type=error[0], error_message=error[1])
+    conn.execute(update(spans).where(spans.c.id == span_id).values(**values))
+
+
+def _bump(conn: Connection, run_id: str, **counters: int) -> None:
+    conn.execute(update(traces).where(traces.c.id == run_id).values(
+        **{name: traces.c[name] + amount for name, amount in counters.items()}))
+
+
+def _job_status(conn: Connection, run_id: str, status: str, reason: str) -> None:
+    conn.execute(update(traces).where(traces.c.id == run_id)
+                 .values(job_status=status, status_reason=reason))
+
