@@ -14,6 +14,7 @@ and explicit durability settings (SQLite WAL + ``synchronous=FULL``; PostgreSQL
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,7 +37,7 @@ from eventsourcing.sqlite import (
 from psycopg.sql import SQL, Identifier
 
 from lineage.errors import StoreError
-from lineage.ports import DuplicateEventError, VersionConflictError
+from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
 EVENT_IDS_TABLE = "lineage_event_ids"
 
@@ -137,9 +138,10 @@ class _RecorderEventStore:
         if not events:
             return
         try:
-            self.recorder.insert_events(events, event_ids=event_ids)
+            with self._in_flight():
+                self.recorder.insert_events(events, event_ids=event_ids)
         except IntegrityError:
-            known = self.known_event_ids(event_ids)
+            known = self.known_event_ids(event_ids) | repeated(event_ids)
             if known:
                 raise DuplicateEventError(known) from None
             raise VersionConflictError() from None
@@ -162,9 +164,35 @@ class _RecorderEventStore:
     @contextmanager
     def _translated(self, verb: str) -> Iterator[None]:
         try:
-            yield
+            with self._in_flight():
+                yield
         except PersistenceError as error:
             raise StoreError(f"could not {verb} {self.location}: {error}") from error
+
+    def _start_guard(self) -> None:
+        self._users = 0
+        self._closed = False
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Count operations in progress, so ``close`` never closes a connection under one
+        (the sqlite3 module crashes the process when that happens)."""
+        with self._idle:
+            if self._closed:
+                raise StoreError(f"{self.location} is closed")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._users -= 1
+                self._idle.notify_all()
+
+    def _wait_idle(self, timeout: float = 30.0) -> None:
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._users == 0, timeout)
 
     @property
     def location(self) -> str:
@@ -178,6 +206,7 @@ class SQLiteEventStore(_RecorderEventStore):
     """Events in one SQLite file (WAL, synchronous=FULL). One writer process per file."""
 
     def __init__(self, path: str, *, lock_timeout_s: int = 30) -> None:
+        self._start_guard()
         self.path = path
         self.datastore = SQLiteDatastore(path, lock_timeout=lock_timeout_s)
         self.datastore.pool.close()
@@ -205,11 +234,12 @@ class SQLiteEventStore(_RecorderEventStore):
         return found
 
     def integrity_check(self) -> str:
-        with self.datastore.transaction(commit=False) as c:
+        with self._translated("check"), self.datastore.transaction(commit=False) as c:
             c.execute("PRAGMA integrity_check")
             return str(c.fetchone()[0])
 
     def close(self) -> None:
+        self._wait_idle()
         self.datastore.close()
 
 
@@ -218,6 +248,7 @@ class PostgresEventStore(_RecorderEventStore):
 
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
                  schema: str = "public", display: str = "", pool_size: int = 2) -> None:
+        self._start_guard()
         self.display = display or f"postgresql://{user}@{host}:{port}/{dbname}"
         with self._translated("open"):
             self.datastore = _DurablePostgresDatastore(
@@ -225,13 +256,23 @@ class PostgresEventStore(_RecorderEventStore):
                 max_overflow=4, lock_timeout=30, connect_timeout=10,
             )
             self.recorder = _PostgresRecorder(self.datastore)
-            with self.datastore.transaction(commit=True) as curs:
-                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
-            self.recorder.create_table()
+            self._create_tables(schema)
 
     @property
     def location(self) -> str:
         return self.display
+
+    def _create_tables(self, schema: str) -> None:
+        """The library re-creates its type, table and function on every open; concurrent opens
+        then fail ("tuple concurrently updated"). One advisory lock per schema serialises them."""
+        key = f"lineage-schema:{schema}"
+        with self.datastore.get_connection() as conn:  # autocommit: a session-level lock
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            try:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+                self.recorder.create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         with self._translated("read"), self.datastore.transaction(commit=False) as curs:
@@ -239,4 +280,5 @@ class PostgresEventStore(_RecorderEventStore):
             return {row["event_id"].hex for row in curs.fetchall()}
 
     def close(self) -> None:
+        self._wait_idle()
         self.datastore.close()

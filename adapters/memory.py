@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from lineage.ports import DuplicateEventError, VersionConflictError
+from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
 
 class MemoryEventStore:
@@ -24,9 +24,9 @@ class MemoryEventStore:
 
     def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
         with self._lock:
-            known = self._event_ids.intersection(event_ids)
-            if known or len(set(event_ids)) != len(event_ids):
-                raise DuplicateEventError(known or set(event_ids))
+            known = self._event_ids.intersection(event_ids) | repeated(event_ids)
+            if known:
+                raise DuplicateEventError(known)
             keys = [(e.originator_id, e.originator_version) for e in events]
             if len(set(keys)) != len(keys) or any(
                 version in self._streams.get(stream, {}) for stream, version in keys

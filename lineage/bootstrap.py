@@ -6,6 +6,7 @@ The only module of ``lineage`` (with the CLI) that imports adapters and SQLAlche
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -81,3 +82,15 @@ def open_positions(url: str) -> PositionStore:
     from lineage.adapters.sql import engine_for
 
     return SqlAlchemyPositionStore(engine_for(url))
+
+
+def open_read_models(url: str, store: EventStore, mapper: Any, *, catch_up: bool = True) -> Any:
+    """The read models (tables created if needed) in the database ``url`` names, fed from
+    ``store``: a ``lineage.projections.queries.ReadModels``."""
+    from lineage.adapters.sql import engine_for
+    from lineage.projections import ProjectionRunner, all_projections
+    from lineage.projections.queries import ReadModels
+
+    engine = engine_for(url)
+    runner = ProjectionRunner(store, engine, mapper, all_projections())
+    return ReadModels(runner, engine, catch_up=catch_up)

@@ -23,6 +23,15 @@ class DuplicateEventError(Exception):
         super().__init__(f"{len(event_ids)} event id(s) already stored")
 
 
+def repeated(event_ids: Sequence[str]) -> set[str]:
+    """The ids that occur more than once in one append (a batch repeating a write)."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for event_id in event_ids:
+        (twice if event_id in seen else seen).add(event_id)
+    return twice
+
+
 class VersionConflictError(Exception):
     """An append collided with a stream version another writer stored first; nothing written."""
 

@@ -64,6 +64,7 @@ class ArtifactView:
     registered_at: datetime
     metadata: dict[str, Any]
     includes_optimizer: bool | None
+    aliases: list[str] = field(default_factory=list)  # from the read models; [] when replayed
 
 
 class Queries:

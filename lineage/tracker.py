@@ -28,6 +28,7 @@ from lineage.handles import ArtifactRef, Pending
 from lineage.jobspec import job_spec
 from lineage.ports import EventStore
 from lineage.queries import Queries
+from lineage.read_api import ReadAPI
 from lineage.run_handle import RunHandle
 from lineage.serialization import make_mapper
 from lineage.timestamps import normalise
@@ -38,7 +39,7 @@ RunLike = UUID | str | RunHandle
 ArtifactLike = UUID | str | ArtifactRef
 
 
-class Tracker(Queries):
+class Tracker(ReadAPI, Queries):
     """Records runs, steps and artifacts into an event store, and answers questions about them.
 
     ``Tracker()`` uses ``LINEAGE_DATABASE_URL``, else ``./lineage.db`` (SQLite). Pass a URL

@@ -77,6 +77,16 @@ class UnitOfWork:
             raise RunNotFoundError(run_id)
         return run
 
+    def fresh_run(self, run_id: UUID) -> Run:
+        """``run``, reloaded first when the store holds events the cached copy lacks (another
+        writer changed it). One stream read."""
+        run = self.run(run_id)
+        last = self.store.read_stream(run_id, desc=True, limit=1)
+        if last and last[0].originator_version > run.version:
+            self.cache.items.pop(run_id, None)
+            run = self.run(run_id)
+        return run
+
     def artifact(self, artifact_id: UUID) -> Artifact:
         artifact = self.find_artifact(artifact_id)
         if artifact is None:

@@ -11,7 +11,8 @@ Threading contract:
 - The writer thread owns the event-sourcing objects. It takes up to ``batch_size`` items, or
   what arrived within ``batch_interval_s``, and appends them in one transaction.
 - ``flush`` waits until everything queued before it is committed, then raises WriterError if
-  any event since the previous flush could not be committed.
+  any step since the previous flush could not be committed (a command's error is raised by
+  its handle's ``wait()``).
 
 Failures: a duplicate event id makes its command a no-op; a version conflict (another writer)
 reloads the aggregates and re-runs the batch's commands against the fresh state, so invariants
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -44,7 +46,6 @@ from lineage.unit_of_work import AggregateCache, UnitOfWork
 
 log = logging.getLogger(__name__)
 
-CONFLICT_ATTEMPTS = 5
 
 
 class _Stored(NamedTuple):
@@ -150,6 +151,7 @@ class Writer:
         self._wake = threading.Event()
         self._space = threading.Condition()
         self._urgent = False
+        self._flushes_pending = 0
         self._closing = False
         self._cache = AggregateCache()
         self._step_versions: dict[UUID, int] = {}
@@ -192,6 +194,7 @@ class Writer:
             self._raise_failures()
             return
         marker = _Flush()
+        self._flushes_pending += 1
         self._queue.append(marker)
         self.expedite()
         marker.future.result(timeout)
@@ -239,7 +242,7 @@ class Writer:
                    and (remaining := deadline - time.monotonic()) > 0):
                 self._wake.wait(remaining)
                 self._wake.clear()
-            self._urgent = False
+            self._urgent = self._flushes_pending > 0  # a queued flush keeps every batch prompt
             count = min(len(queue), self.batch_size)
             batch = [queue.popleft() for _ in range(count)]
             with self._space:
@@ -252,8 +255,24 @@ class Writer:
 
     def _commit(self, batch: list[Any]) -> None:
         flushes = [item for item in batch if type(item) is _Flush]
-        pending = [item for item in batch if type(item) is not _Flush]
-        for _attempt in range(CONFLICT_ATTEMPTS if pending else 0):
+        pending = self._dedupe([item for item in batch if type(item) is not _Flush])
+        if pending and not self._commit_items(pending, final=False):
+            # Another writer kept winning on some aggregate: commit the items one by one, so
+            # only those that really cannot be applied fail.
+            for item in pending:
+                self._commit_items([item], final=True)
+        for marker in flushes:
+            marker.future.set_result(None)
+            self._flushes_pending -= 1
+
+    def _commit_items(self, pending: list[Any], *, final: bool) -> bool:
+        """Append ``pending`` in one transaction, rebuilding it after version conflicts with
+        jittered backoff for up to ``retry_for_s``. Returns False when conflicts persisted and
+        ``final`` is not set (nothing resolved); otherwise every item is resolved."""
+        deadline = time.monotonic() + (self.retry_for_s if not final else min(self.retry_for_s, 2.0))
+        delay, attempts = 0.002, 0
+        while pending:
+            attempts += 1
             uow, rejected = self._build(pending)
             try:
                 self._append_with_retry(uow)
@@ -264,18 +283,38 @@ class Writer:
             except VersionConflictError:
                 self.stats.conflicts_retried += 1
                 self._forget()
+                if time.monotonic() + delay > deadline:
+                    if not final:
+                        return False
+                    self._fail(pending, ConflictError(_first_subject(pending), attempts))
+                    return True
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
                 continue
             except StoreError as error:
                 self._forget()
                 self._fail(pending, error)
-                break
+                return True
             self._succeed(pending, rejected, len(uow.hex_ids))
-            break
-        else:
-            if pending:
-                self._fail(pending, ConflictError(_first_subject(pending), CONFLICT_ATTEMPTS))
-        for marker in flushes:
-            marker.future.set_result(None)
+            return True
+        return True
+
+    def _dedupe(self, items: list[Any]) -> list[Any]:
+        """Keep the first of several items with one event id (a retry queued before the first
+        was committed); the others are no-ops, resolved as duplicates."""
+        seen: set[UUID] = set()
+        kept = []
+        for item in items:
+            event_id = item.event_id
+            if event_id is not None:
+                if event_id in seen:
+                    self.stats.duplicate_events += 1
+                    if type(item) is Command:
+                        item.future.set_result(None)
+                    continue
+                seen.add(event_id)
+            kept.append(item)
+        return kept
 
     def _build(self, items: list[Any]) -> tuple[UnitOfWork, dict[int, BaseException]]:
         """Turn queued items into events; items the domain refuses are set aside by index."""
@@ -343,6 +382,8 @@ class Writer:
         if cursor is not None:
             cursor.run = uow.run(run_id)
             return cursor
+        # Once per run per batch: another writer may have finished the run since we cached it.
+        run = uow.fresh_run(run_id)
         stream = self._step_streams.get(run_id)
         if stream is None:
             stream = self._step_streams[run_id] = step_stream_id(run_id)
@@ -350,7 +391,7 @@ class Writer:
         if version is None:
             last = self.store.read_stream(stream, desc=True, limit=1)
             version = last[0].originator_version if last else 0
-        cursor = cursors[run_id] = _StepCursor(run_id, uow.run(run_id), stream, version)
+        cursor = cursors[run_id] = _StepCursor(run_id, run, stream, version)
         return cursor
 
     def _step_state(self, record: StepRecord, event_id: str, now_iso: str) -> bytes:
@@ -405,10 +446,14 @@ class Writer:
                 item.future.set_exception(error)
             elif type(item) is _Flush and not item.future.done():
                 item.future.set_result(None)
-        lost = sum(1 for item in items if type(item) is not _Flush)
-        self._failures.append(error)
-        self._lost_since_flush += lost
-        self.stats.lost_events += lost
+                self._flushes_pending -= 1
+        # A command's error reaches its caller through its handle; steps have no handle, so
+        # their loss is what the next flush() reports.
+        lost = sum(1 for item in items if type(item) is StepRecord)
+        self.stats.lost_events += sum(1 for item in items if type(item) is not _Flush)
+        if lost:
+            self._failures.append(error)
+            self._lost_since_flush += lost
 
     def _forget(self) -> None:
         self._cache.clear()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
-
 from lineage.projections.decoding import Item
 from lineage.projections.tables import audit
+from sqlalchemy import Connection
+
 from lineage.timestamps import iso
 
 SUBJECT = {"Run": "run", "Artifact": "artifact", "Alias": "alias"}

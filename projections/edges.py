@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import Connection, select
-
-from lineage.domain import Artifact, Run
 from lineage.projections.decoding import Item, dumps
 from lineage.projections.tables import edges
 from lineage.projections.traces import recovery_span_id
+from sqlalchemy import Connection, select
+
+from lineage.domain import Artifact, Run
 
 RELATIONSHIPS = ("derived_from", "produces", "consumes", "depends_on", "triggers")
 

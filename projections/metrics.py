@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection
-
 from lineage.projections.decoding import Item, dumps
 from lineage.projections.tables import step_metrics
+from sqlalchemy import Connection
 
 
 class StepMetricsProjection:

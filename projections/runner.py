@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper
-from sqlalchemy import Connection, Engine, Table, text
-
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.adapters.sql import WRITE
+from lineage.projections.decoding import Item, decode
+from sqlalchemy import Connection, Engine, Table, text
+
 from lineage.errors import LineageError
 from lineage.ports import EventStore
-from lineage.projections.decoding import Item, decode
 
 BATCH = 2000
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid5
 
+from lineage.projections.decoding import Item, StepRow, dumps, loads
+from lineage.projections.tables import spans, traces
 from sqlalchemy import Connection, select, update
 
 from lineage.domain import Run
-from lineage.projections.decoding import Item, StepRow, dumps, loads
-from lineage.projections.tables import spans, traces
 from lineage.timestamps import iso
 
 STEP_RANGE = 100

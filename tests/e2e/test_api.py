@@ -189,3 +189,12 @@ def test_an_unclosed_tracker_is_flushed_at_interpreter_exit(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     with lineage.Tracker(str(database)) as tracker:
         assert tracker.run(result.stdout.strip()).steps == 5000
+
+
+def test_flush_commits_every_queued_batch_at_once(make_tracker: Callable[..., Any], sqlite_url: str) -> None:
+    tracker = make_tracker(sqlite_url, batch_size=10, batch_interval_s=3600)
+    run = tracker.start_run("slow batches")
+    for step in range(25):
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush(timeout=30)  # three batches; none may wait for the hour-long interval
+    assert tracker.run(run.id).steps == 25

@@ -1,0 +1,321 @@
+"""Queries over the read models: plain methods returning plain dicts (JSON-ready).
+
+Embedded use stays simple: every query first catches the projections up to the head of the
+log (``ReadModels(catch_up=True)``), so a query right after a write sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lineage.projections.decoding import loads, numbers
+from lineage.projections.lineageir import lineage_graph, nested
+from lineage.projections.runner import ProjectionRunner
+from lineage.projections.tables import (
+    alias_history,
+    aliases,
+    artifact_history,
+    artifacts,
+    audit,
+    edges,
+    spans,
+    step_metrics,
+    traces,
+)
+from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
+
+from lineage.errors import ArtifactNotFoundError, ValidationError
+from lineage.timestamps import iso, normalise
+
+MAX_DEPTH = 10_000
+MAX_PAGE = 10_000
+
+
+class ReadModels:
+    def __init__(self, runner: ProjectionRunner, engine: Engine, *, catch_up: bool = True) -> None:
+        self.runner = runner
+        self.engine = engine
+        self.auto_catch_up = catch_up
+
+    def _conn(self) -> Connection:
+        if self.auto_catch_up:
+            self.runner.catch_up()
+        return self.engine.connect()
+
+    # -- traces ----------------------------------------------------------------------------------
+
+    def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]:
+        """A run's LineageIR graph (``shape="lineageir"``) or the seed's nested form."""
+        if shape not in ("lineageir", "nested"):
+            raise ValidationError("format", f"must be lineageir or nested, got {shape!r}")
+        with self._conn() as conn:
+            graph = lineage_graph(conn, run_id)
+        return graph if shape == "lineageir" else nested(graph)
+
+    def runs(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        query = select(traces).order_by(traces.c.started_at, traces.c.id)
+        if status is not None:
+            query = query.where(or_(traces.c.job_status == status, traces.c.status == status))
+        with self._conn() as conn:
+            return [_trace_row(r) for r in conn.execute(_page(query, limit, offset))]
+
+    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
+        with self._conn() as conn:
+            rows = conn.execute(select(step_metrics.c.step, step_metrics.c.metrics)
+                                .where(step_metrics.c.run_id == run_id).order_by(step_metrics.c.seq))
+            return [(r.step, numbers(r.metrics)[name]) for r in rows if name in loads(r.metrics)]
+
+    # -- the registry ---------------------------------------------------------------------------
+
+    def artifacts(self, *, type: str | None = None, run: str | None = None,
+                  alias: str | None = None, checksum: str | None = None,
+                  since: Any = None, until: Any = None, as_of: Any = None,
+                  status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Registered artifacts, oldest first, filtered; ``as_of`` (a time or a position) gives
+        the registry as it was then: only what was registered by then, with the status and
+        aliases it had then."""
+        with self._conn() as conn:
+            position = self._position(conn, as_of)
+            query, status_then = _registry_query(position)
+            filters = [] if status is None else [status_then == status]
+            if type is not None:
+                filters.append(artifacts.c.type == type)
+            if run is not None:
+                filters.append(artifacts.c.run_id == run)
+            if checksum is not None:
+                filters.append(artifacts.c.checksum == checksum.split(":")[-1].lower())
+            if since is not None:
+                filters.append(artifacts.c.registered_at >= iso(normalise(since, "since")[0]))
+            if until is not None:
+                filters.append(artifacts.c.registered_at <= iso(normalise(until, "until")[0]))
+            if alias is not None:
+                held = self._alias_holders(position, alias)
+                filters.append(artifacts.c.id.in_(held))
+            query = query.where(and_(*filters)) if filters else query
+            rows = conn.execute(_page(query.order_by(artifacts.c.position), limit, offset)).all()
+            ids = [r.id for r in rows]
+            holders = self._aliases_of(conn, ids, position)
+            parents = _parents_of(conn, ids)
+            return [{**_artifact_row(r, holders.get(r.id, []), status_then=r.status_then),
+                     "parents": parents.get(r.id, [])} for r in rows]
+
+    def artifact(self, artifact_id: str) -> dict[str, Any]:
+        with self._conn() as conn:
+            query, _ = _registry_query(None)
+            row = conn.execute(query.where(artifacts.c.id == artifact_id)).one_or_none()
+            if row is None:
+                raise ArtifactNotFoundError(artifact_id)
+            found = _artifact_row(row, self._aliases_of(conn, [artifact_id], None).get(artifact_id, []),
+                                  status_then=row.status)
+            found["history"] = [dict(r._mapping) for r in conn.execute(
+                select(artifact_history).where(artifact_history.c.artifact_id == artifact_id)
+                .order_by(artifact_history.c.position))]
+            return found
+
+    def alias_history(self, name: str, *, scope: str | None = None) -> list[dict[str, Any]]:
+        query = select(alias_history).where(alias_history.c.name == name)
+        if scope is not None:
+            query = query.where(alias_history.c.scope == scope)
+        with self._conn() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(alias_history.c.position))]
+
+    def position_at(self, moment: Any) -> int:
+        """The last notification position recorded at or before ``moment``."""
+        with self._conn() as conn:
+            return self._position(conn, moment) or 0
+
+    def _position(self, conn: Connection, as_of: Any) -> int | None:
+        if as_of is None:
+            return None
+        if isinstance(as_of, int) and not isinstance(as_of, bool):
+            return as_of
+        moment = iso(normalise(as_of, "as_of")[0])
+        found = conn.execute(select(func.max(audit.c.position))
+                             .where(audit.c.recorded_at <= moment)).scalar()
+        return int(found or 0)
+
+    def _alias_holders(self, position: int | None, alias: str) -> Select[Any]:
+        if position is None:
+            return select(aliases.c.artifact_id).where(aliases.c.name == alias)
+        latest = (select(func.max(alias_history.c.position))
+                  .where(alias_history.c.position <= position)
+                  .group_by(alias_history.c.alias_id))
+        return select(alias_history.c.artifact_id).where(
+            alias_history.c.name == alias, alias_history.c.position.in_(latest))
+
+    def _aliases_of(self, conn: Connection, ids: list[str], position: int | None) -> dict[str, list[str]]:
+        if not ids:
+            return {}
+        if position is None:
+            rows = conn.execute(select(aliases.c.artifact_id, aliases.c.scope, aliases.c.name)
+                                .where(aliases.c.artifact_id.in_(ids)))
+        else:
+            latest = (select(func.max(alias_history.c.position))
+                      .where(alias_history.c.position <= position).group_by(alias_history.c.alias_id))
+            rows = conn.execute(select(alias_history.c.artifact_id, alias_history.c.scope,
+                                       alias_history.c.name)
+                                .where(alias_history.c.position.in_(latest),
+                                       alias_history.c.artifact_id.in_(ids)))
+        found: dict[str, list[str]] = {}
+        for row in rows:
+            label = row.name if row.scope == "registry" else f"{row.name}@{row.scope[:8]}"
+            found.setdefault(row.artifact_id, []).append(label)
+        return found
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    def audit(self, *, subject: str | None = None, actor: str | None = None,
+              kind: str | None = None, since: Any = None, until: Any = None,
+              include_steps: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Who did what and when, in log order. ``subject`` matches a run (its own events and
+        its artifacts') or an artifact; page with ``after`` = the last position you saw."""
+        query = select(audit).where(audit.c.position > after).order_by(audit.c.position)
+        if subject is not None:
+            query = query.where(or_(audit.c.subject_id == subject, audit.c.run_id == subject))
+        if actor is not None:
+            query = query.where(audit.c.actor == actor)
+        if kind is not None:
+            query = query.where(audit.c.kind.like(f"%{kind}%"))
+        if not include_steps:
+            query = query.where(audit.c.kind != "run.step_recorded")
+        if since is not None:
+            query = query.where(audit.c.recorded_at >= iso(normalise(since, "since")[0]))
+        if until is not None:
+            query = query.where(audit.c.recorded_at <= iso(normalise(until, "until")[0]))
+        with self._conn() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(_limit(limit)))]
+
+    # -- lineage --------------------------------------------------------------------------------
+
+    def lineage(self, node_id: str, *, direction: str = "up", depth: int = 20) -> dict[str, Any]:
+        """Ancestors (``up``), descendants (``down``) or both of an artifact or run, to
+        ``depth`` edges, each walk ONE recursive SQL query. A cycle cannot loop: the walk stops
+        at ``depth`` and nodes are reported once, at their shortest distance."""
+        if direction not in ("up", "down", "both"):
+            raise ValidationError("direction", f"must be up, down or both, got {direction!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+            raise ValidationError("depth", f"must be an integer from 0 to {MAX_DEPTH}", depth)
+        with self._conn() as conn:
+            root = _node(conn, node_id)
+            found: dict[str, dict[str, Any]] = {}
+            for way in (("up", "down") if direction == "both" else (direction,)):
+                for row in conn.execute(text(_WALK[way][conn.dialect.name == "postgresql"]),
+                                        {"start": node_id, "depth": depth}):
+                    signed = row.depth if way == "down" else -row.depth
+                    if row.node_id not in found or abs(signed) < abs(found[row.node_id]["depth"]):
+                        found[row.node_id] = {"id": row.node_id, "type": row.node_type, "depth": signed}
+            found.pop(node_id, None)
+            ids = [node_id, *found]
+            edge_rows = conn.execute(select(edges).where(edges.c.upstream_id.in_(ids),
+                                                         edges.c.downstream_id.in_(ids))
+                                     .order_by(edges.c.position)).all()
+            nodes = [{**root, "depth": 0}, *(_describe(conn, n) for n in found.values())]
+        return {"root": root, "direction": direction, "depth": depth,
+                "nodes": sorted(nodes, key=lambda n: (n["depth"], n["id"])),
+                "edges": [{"id": r.id, "source_type": r.source_type, "source_id": r.source_id,
+                           "target_type": r.target_type, "target_id": r.target_id,
+                           "relationship": r.relationship, "upstream_id": r.upstream_id,
+                           "downstream_id": r.downstream_id, "metadata": loads(r.metadata)}
+                          for r in edge_rows]}
+
+
+_STEP = {"up": ("upstream", "downstream"), "down": ("downstream", "upstream")}
+
+
+def _walk_sql(way: str, postgres: bool) -> str:
+    to, frm = _STEP[way]
+    cast = "CAST(:start AS VARCHAR(36))" if postgres else ":start"
+    return (
+        f"WITH RECURSIVE walk(node_id, node_type, depth) AS ("
+        f" SELECT {cast}, CAST('start' AS VARCHAR(16)), 0"
+        f" UNION"
+        f" SELECT e.{to}_id, e.{to}_type, w.depth + 1 FROM lineage_edges e"
+        f" JOIN walk w ON e.{frm}_id = w.node_id WHERE w.depth < :depth)"
+        f" SELECT node_id, MIN(node_type) AS node_type, MIN(depth) AS depth FROM walk"
+        f" GROUP BY node_id"
+    )
+
+
+_WALK = {way: {pg: _walk_sql(way, pg) for pg in (False, True)} for way in ("up", "down")}
+
+
+def _node(conn: Connection, node_id: str) -> dict[str, Any]:
+    for kind in ("artifact", "trace"):
+        described = _describe(conn, {"id": node_id, "type": kind, "depth": 0})
+        if described.get("found"):
+            return described
+    raise ArtifactNotFoundError(node_id)
+
+
+def _describe(conn: Connection, node: dict[str, Any]) -> dict[str, Any]:
+    out = {**node, "found": False}
+    if node["type"] == "artifact":
+        row = conn.execute(select(artifacts.c.type, artifacts.c.uri, artifacts.c.status,
+                                  artifacts.c.step, artifacts.c.run_id)
+                           .where(artifacts.c.id == node["id"])).one_or_none()
+        if row is not None:
+            out.update(found=True, label=f"{row.type} {row.uri}", artifact_type=row.type,
+                       uri=row.uri, status=row.status, step=row.step, run_id=row.run_id)
+    elif node["type"] == "trace":
+        row = conn.execute(select(traces.c.name, traces.c.job_status)
+                           .where(traces.c.id == node["id"])).one_or_none()
+        if row is not None:
+            out.update(found=True, label=f"run {row.name}", status=row.job_status)
+    elif node["type"] == "span":
+        row = conn.execute(select(spans.c.name, spans.c.trace_id, spans.c.status)
+                           .where(spans.c.id == node["id"])).one_or_none()
+        if row is not None:
+            out.update(found=True, label=row.name, status=row.status, trace_id=row.trace_id)
+    return out
+
+
+def _parents_of(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    if ids:
+        for row in conn.execute(select(edges.c.target_id, edges.c.source_id)
+                                .where(edges.c.relationship == "derived_from",
+                                       edges.c.target_id.in_(ids)).order_by(edges.c.position)):
+            found.setdefault(row.target_id, []).append(row.source_id)
+    return found
+
+
+def _registry_query(position: int | None) -> tuple[Select[Any], Any]:
+    """The registry (as of ``position``) and the expression of each artifact's status then."""
+    if position is None:
+        return select(artifacts, artifacts.c.status.label("status_then")), artifacts.c.status
+    latest = (select(func.max(artifact_history.c.position))
+              .where(artifact_history.c.artifact_id == artifacts.c.id,
+                     artifact_history.c.position <= position).scalar_subquery())
+    status_then = (select(artifact_history.c.status)
+                   .where(artifact_history.c.position == latest).scalar_subquery())
+    query = select(artifacts, status_then.label("status_then")).where(artifacts.c.position <= position)
+    return query, status_then
+
+
+def _artifact_row(row: Any, alias_names: list[str], *, status_then: str) -> dict[str, Any]:
+    data = dict(row._mapping)
+    data.pop("status_then", None)
+    data["status"] = status_then
+    data["metadata"] = loads(data["metadata"])
+    data["aliases"] = sorted(alias_names)
+    return data
+
+
+def _trace_row(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    data.update(job=loads(data["job"]), tags=loads(data["tags"]),
+                last_metrics=numbers(data["last_metrics"]), corrupted=bool(data["corrupted"]))
+    return data
+
+
+def _limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
+        raise ValidationError("limit", f"must be an integer from 1 to {MAX_PAGE}", limit)
+    return limit
+
+
+def _page(query: Select[Any], limit: int, offset: int) -> Select[Any]:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValidationError("offset", "must be a non-negative integer", offset)
+    return query.limit(_limit(limit)).offset(offset)
+
