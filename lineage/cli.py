@@ -8,7 +8,7 @@ error (argparse), 130 interrupted.
     lineage [--db URL] demo [--dir DIR] [--steps N]
     lineage [--db URL] runs [--status S] [--json]
     lineage [--db URL] runs show RUN [--steps N] [--json]
-    lineage [--db URL] artifacts [--type T] [--run RUN] [--json]
+    lineage [--db URL] artifacts [--type T] [--run RUN] [--alias A] [--since T] [--as-of T] [--json]
     lineage [--db URL] artifacts show ARTIFACT [--json]
 """
 
@@ -44,7 +44,7 @@ Handler = Callable[[argparse.Namespace, Console], int]
 
 # Modules adding command groups: each has ``register(commands)`` and uses ``add_command``,
 # ``json_option``, ``at_least``, ``resolve`` and ``print_json`` from here.
-COMMAND_GROUPS: tuple[str, ...] = ()
+COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli_query",)
 
 
 # -- the parser ----------------------------------------------------------------------------------
@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "list registered artifacts; 'artifacts show ID' for one")
     artifacts.add_argument("--type", choices=ARTIFACT_TYPES, help="only artifacts of this type")
     artifacts.add_argument("--run", metavar="RUN", help="only those a run produced (id/prefix)")
+    artifacts.add_argument("--alias", help="only those an alias (latest, best, ...) points to")
+    artifacts.add_argument("--checksum", help="only those with this digest (sha256:... or hex)")
+    artifacts.add_argument("--since", metavar="TIME", help="registered at or after (ISO 8601)")
+    artifacts.add_argument("--until", metavar="TIME", help="registered at or before (ISO 8601)")
+    artifacts.add_argument("--as-of", metavar="TIME|POSITION",
+                           help="the registry as it was then (a time, or a log position)")
+    artifacts.add_argument("--status", choices=("live", "retired", "expired"))
+    artifacts.add_argument("--limit", type=at_least(1), default=100)
+    artifacts.add_argument("--offset", type=at_least(0), default=0)
     json_option(artifacts)
     one = add_command(artifacts.add_subparsers(dest="artifacts_command", metavar="show"), "show",
                    _artifact_show, "one artifact in full")
@@ -166,7 +175,13 @@ def _artifacts(args: argparse.Namespace, console: Console) -> int:
         if args.run is not None:
             run_id = resolve(args.run, lambda: (view.id for view in tracker.runs()), "run")
             tracker.run(run_id)  # an unknown run is an error, not an empty list
-        views = tracker.artifacts(type=args.type, run=run_id)
+        as_of: Any = args.as_of
+        if as_of is not None and as_of.isdigit():
+            as_of = int(as_of)  # a log position
+        views = tracker.artifacts(type=args.type, run=run_id, alias=args.alias,
+                                  checksum=args.checksum, since=args.since, until=args.until,
+                                  as_of=as_of, status=args.status, limit=args.limit,
+                                  offset=args.offset)
     if wants_json(args):
         print_json(views)
     elif views:
@@ -178,7 +193,7 @@ def _artifacts(args: argparse.Namespace, console: Console) -> int:
 
 def _artifact_show(args: argparse.Namespace, console: Console) -> int:
     with Tracker(args.db, create=False) as tracker:
-        artifact_id = resolve(args.artifact, lambda: (v.id for v in tracker.artifacts()),
+        artifact_id = resolve(args.artifact, lambda: (v.id for v in tracker.artifacts(limit=10_000)),
                               "artifact")
         view = tracker.artifact(artifact_id)
     if wants_json(args):

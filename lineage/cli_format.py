@@ -214,6 +214,7 @@ ARTIFACT_COLUMNS = [
     Column("size", 7, lambda v: "" if v.size is None else f"{v.size:,}", 4, True),
     Column("sha256", 12, lambda v: (v.checksum or "")[:12], 5),
     Column("status", 7, lambda v: status(v.status), 7),
+    Column("aliases", 8, lambda v: Text(" ".join(v.aliases)), 8),
     Column("uri", 24, lambda v: Text(v.uri), 3),
 ]
 

@@ -13,6 +13,7 @@ Memory is bounded by the number of spans, not steps: steps are rolled up into ra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lineage.projections.decoding import loads, numbers
@@ -129,7 +130,7 @@ def _edge(row: Row[Any]) -> dict[str, Any]:
             "metadata": loads(row.metadata)}
 
 
-def _checkpoint_spans(span_rows: list[Row[Any]]) -> dict[str, str]:
+def _checkpoint_spans(span_rows: Sequence[Row[Any]]) -> dict[str, str]:
     found = {}
     for row in span_rows:
         if row.kind == "checkpoint":
@@ -137,7 +138,7 @@ def _checkpoint_spans(span_rows: list[Row[Any]]) -> dict[str, str]:
     return found
 
 
-def _metadata(conn: Connection, trace: Row[Any], span_rows: list[Row[Any]]) -> dict[str, Any]:
+def _metadata(conn: Connection, trace: Row[Any], span_rows: Sequence[Row[Any]]) -> dict[str, Any]:
     """Derived facts: the steps this run lost to a recovery (logged after the checkpoint the
     recovery resumed from), and the shape of the data."""
     selected = [loads(r.attributes) for r in span_rows if r.kind == "recovery" and r.status == "ok"]

@@ -283,11 +283,12 @@ def _registry_query(position: int | None) -> tuple[Select[Any], Any]:
     """The registry (as of ``position``) and the expression of each artifact's status then."""
     if position is None:
         return select(artifacts, artifacts.c.status.label("status_then")), artifacts.c.status
-    latest = (select(func.max(artifact_history.c.position))
-              .where(artifact_history.c.artifact_id == artifacts.c.id,
-                     artifact_history.c.position <= position).scalar_subquery())
-    status_then = (select(artifact_history.c.status)
-                   .where(artifact_history.c.position == latest).scalar_subquery())
+    changes, change = artifact_history.alias("changes"), artifact_history.alias("change")
+    latest = (select(func.max(changes.c.position))
+              .where(changes.c.artifact_id == artifacts.c.id, changes.c.position <= position)
+              .correlate(artifacts).scalar_subquery())
+    status_then = (select(change.c.status).where(change.c.position == latest)
+                   .correlate(artifacts).scalar_subquery())
     query = select(artifacts, status_then.label("status_then")).where(artifacts.c.position <= position)
     return query, status_then
 
