@@ -46,19 +46,25 @@ class Tracker(ReadAPI, Queries):
     (``"postgresql+psycopg://postgres@127.0.0.1:5432/test"``) or an EventStore to choose;
     ``create=False`` refuses to create a new SQLite file.
     Close it (or use it as a context manager) to wait for every queued event; an open tracker is
-    also flushed at interpreter exit.
+    also flushed at interpreter exit. ``export_otlp=True`` (or an OTLP endpoint in the
+    environment, see ``lineage.otlp_config``) also sends spans to a collector from a background
+    thread that never blocks or breaks training (``lineage.adapters.otlp.background``).
     """
 
     def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
                  clock: Callable[[], datetime] | None = None,
                  id_source: Callable[[], UUID] | None = None, create: bool = True,
-                 **settings: Any) -> None:
+                 export_otlp: bool | None = None, **settings: Any) -> None:
         self.settings = Settings.load(database_url=database_url, **settings)
+        otlp_url = self.settings.database_url if store is None else None
         if store is None:
             from lineage.bootstrap import open_store  # the composition root wires adapters
 
             store = open_store(self.settings.database_url, create=create)
         self.store = store
+        from lineage.bootstrap import start_otlp_export  # None unless OTLP export is enabled
+
+        self._otlp = start_otlp_export(store, otlp_url, export_otlp)
         self.mapper = make_mapper()
         self._clock_given = clock is not None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -94,9 +100,13 @@ class Tracker(ReadAPI, Queries):
         try:
             self.writer.close(timeout)
         finally:
+            if self._otlp is not None:
+                self._otlp.close(drain=self.writer.stats.committed_events > 0)
             atexit.unregister(self._finalizer)
             self._finalizer.detach()
             self.store.close()
+        if self._otlp is not None:
+            self._otlp.raise_if_strict()
 
     def __enter__(self) -> Tracker:
         return self
@@ -234,6 +244,7 @@ class Tracker(ReadAPI, Queries):
         resume_step = ckpt.step if step is None else validation.step(step)
         handle = self.start_run(name or old.name, job=job if job is not None else old.job,
                                 inputs=[checkpoint_id], start_step=resume_step or 0, **start)
+        handle._last_checkpoint = checkpoint_id  # its first checkpoint derives from this one
         envelope = self.envelope()
 
         def link(uow: UnitOfWork) -> None:
