@@ -68,6 +68,7 @@ def register(commands: Any) -> None:
 
 def _trace(args: argparse.Namespace, console: Console) -> int:
     with Tracker(args.db, create=False) as tracker:
+        catch_up(tracker, console)
         run_id = resolve(args.run, lambda: (v.id for v in tracker.runs()), "run")
         graph = tracker.trace(run_id, format=args.format if wants_json(args) else "lineageir")
     if wants_json(args):
@@ -79,6 +80,7 @@ def _trace(args: argparse.Namespace, console: Console) -> int:
 
 def _lineage(args: argparse.Namespace, console: Console) -> int:
     with Tracker(args.db, create=False) as tracker:
+        catch_up(tracker, console)
         node = resolve(args.node, lambda: _all_ids(tracker), "artifact")
         graph = tracker.lineage(node, direction=args.direction, depth=args.depth)
     if args.format == "json" or wants_json(args):
@@ -94,6 +96,7 @@ def _lineage(args: argparse.Namespace, console: Console) -> int:
 
 def _audit(args: argparse.Namespace, console: Console) -> int:
     with Tracker(args.db, create=False) as tracker:
+        catch_up(tracker, console)
         subject = None
         if args.subject is not None:
             subject = resolve(args.subject, lambda: _all_ids(tracker), "artifact")
@@ -152,6 +155,20 @@ def _project_follow(args: argparse.Namespace, console: Console) -> int:
         except KeyboardInterrupt:
             stop.set()
     return 0
+
+
+def catch_up(tracker: Tracker, console: Console, *, threshold: int = 20_000) -> None:
+    """Bring the read models to the head before a query, with a progress bar (on stderr) when
+    the backlog is long enough for someone to wonder what is happening."""
+    runner = tracker.views.runner
+    lag = max((status.lag for status in runner.status()), default=0)
+    if lag < threshold:
+        return
+    stderr = Console(stderr=True)
+    with _progress(stderr) as progress:
+        task = progress.add_task("projecting", total=lag)
+        start = tracker.store.max_position() - lag
+        runner.catch_up(lambda at, head: progress.update(task, completed=at - start, total=head - start))
 
 
 def _progress(console: Console) -> Progress:
