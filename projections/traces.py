@@ -182,7 +182,7 @@ class StepRollup:
             values = dict(
                 step_from=min(steps + ([found.step_from] if found else [])),
                 step_to=max(steps + ([found.step_to] if found else [])),
-                finished_at=last.recorded_at if last.recorded_at > last.occurred_at else last.occurred_at,
+                finished_at=last.occurred_at,
                 metrics=dumps(last.metrics), attributes=dumps(attributes), position=last.position)
             if found:
                 self.conn.execute(update(spans).where(spans.c.id == span_id).values(**values))
