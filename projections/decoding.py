@@ -101,8 +101,8 @@ def loads(text: str | None) -> Any:
 
 def numbers(text: str | None) -> dict[str, float]:
     """A metrics column back as floats (``"NaN"``/``"Infinity"`` strings restored)."""
-    values = loads(text)
-    return {key: _NON_FINITE.get(item, item) if isinstance(item, str) else item
+    values: dict[str, Any] = loads(text)
+    return {key: _NON_FINITE[item] if isinstance(item, str) and item in _NON_FINITE else item
             for key, item in values.items()}
 
 

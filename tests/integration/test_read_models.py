@@ -10,11 +10,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+from lineage.projections.runner import ProjectionBusyError, ProjectionRunner
+from lineage.projections.tables import edges, metadata
 from sqlalchemy import insert, select
 
 import lineage
-from lineage.projections.runner import ProjectionBusyError, ProjectionRunner
-from lineage.projections.tables import edges, metadata
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "projections" / "schemas"
 MakeTracker = Callable[..., Any]
@@ -52,7 +52,7 @@ def validate(document: Any, schema: str) -> None:
 
 def test_trace_of_a_recovered_run(any_url: str, make_tracker: MakeTracker) -> None:
     tracker = make_tracker(any_url)
-    data, run, checkpoints, new = record_corruption_scenario(tracker)
+    _, run, checkpoints, new = record_corruption_scenario(tracker)
     graph = tracker.trace(run.id)
     validate(graph, "lineageir.schema.json")
     trace = graph["trace"]
