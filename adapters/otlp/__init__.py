@@ -1,0 +1,1 @@
+"""OTLP export: encoder, transports (HTTP and gRPC) and the runner that follows the log."""

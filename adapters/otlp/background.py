@@ -1,0 +1,124 @@
+"""The exporter on a daemon thread, for a training process (``Tracker(export_otlp=True)``).
+
+Telemetry never breaks training (STYLE habit 9): nothing here raises into the caller's thread
+and nothing blocks it. The thread follows the log with an ``OtlpExportRunner``; a failure is
+logged once (a warning on the ``lineage.otlp`` logger), counted in ``failures``, and retried
+with backoff (0.5 s doubling to 30 s) for as long as the process runs: the spans stay in the
+event store behind the tracked position, so nothing is lost, and ``lineage export otlp`` sends
+whatever this process did not. A request the collector refuses for good (``ExportRejectedError``:
+bad configuration) stops the thread after logging it.
+
+``close(drain=True)`` stops the thread. When asked to drain (the tracker wrote something) and
+the collector is healthy, it first waits up to ``drain_s`` for the spans of everything committed
+so far to go out (so a script's run shows up in Jaeger when it ends); while the collector is
+failing it does not wait. In ``strict`` mode (tests) ``raise_if_strict()`` raises the first
+failure, which is otherwise only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from lineage.errors import ExportError, ExportRejectedError
+
+from .runner import ExportStats, OtlpExportRunner
+
+log = logging.getLogger("lineage.otlp")
+
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 30.0
+JOIN_S = 2.0
+
+
+class BackgroundExporter:
+    """Runs ``runner`` on a daemon thread; see the module docstring for the contract."""
+
+    def __init__(self, runner: OtlpExportRunner, *, poll_s: float = 0.5, drain_s: float = 10.0,
+                 strict: bool = False) -> None:
+        self.runner = runner
+        self.poll_s = poll_s
+        self.drain_s = drain_s
+        self.strict = strict
+        self.failures = 0
+        self.first_error: BaseException | None = None
+        self.healthy = True
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lineage-otlp-export", daemon=True)
+
+    @property
+    def stats(self) -> ExportStats:
+        return self.runner.stats
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> BackgroundExporter:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Look for new events now rather than at the next poll."""
+        self._wake.set()
+
+    def close(self, drain: bool = True) -> None:
+        """Drain (when ``drain``: see the module doc), stop and join the thread (at most ~2 s
+        after the drain). Never raises; see ``raise_if_strict``."""
+        if drain and self._thread.is_alive() and self.healthy:
+            self._drain()
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(JOIN_S)
+        try:
+            self.runner.transport.close()
+        except Exception:  # closing a broken connection is not worth a message
+            log.debug("closing the OTLP transport failed", exc_info=True)
+
+    def raise_if_strict(self) -> None:
+        """In strict mode, raise the first failure (an ExportError) if there was one."""
+        if self.strict and self.first_error is not None:
+            error = self.first_error
+            raise error if isinstance(error, ExportError) else ExportError(
+                self.runner.transport.endpoint, repr(error))
+
+    def _drain(self) -> None:
+        target = self.runner.head()
+        deadline = time.monotonic() + self.drain_s
+        while (self._thread.is_alive() and self.healthy and self.runner.position < target
+               and time.monotonic() < deadline):
+            self._wake.set()
+            time.sleep(0.02)
+
+    def _loop(self) -> None:
+        backoff = FIRST_BACKOFF_S
+        while not self._stop.is_set():
+            try:
+                self.runner.export_to_head(self._stop)
+            except ExportRejectedError as error:
+                self._failed(error)
+                return
+            except Exception as error:  # never let the thread die on a surprise
+                self._failed(error)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if not self.healthy:
+                log.info("OTLP export to %s recovered after %d failure(s)",
+                         self.runner.transport.endpoint, self.failures)
+            self.healthy, backoff = True, FIRST_BACKOFF_S
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _failed(self, error: BaseException) -> None:
+        self.failures += 1
+        self.healthy = False
+        if self.first_error is None:
+            self.first_error = error
+            log.warning("OTLP export is failing (%s); spans wait in the event store from "
+                        "position %d and are sent when the collector is back (or by "
+                        "'lineage export otlp')", error, self.runner.position)
+        else:
+            log.debug("OTLP export failed again: %s", error)

@@ -1,0 +1,168 @@
+"""The exporter: follows the notification log and delivers its spans at least once.
+
+``OtlpExportRunner.export_page`` reads the page of notifications after its tracked position,
+builds their spans (``lineage.span_builder``), packs them into requests (at most
+``batch_spans`` spans and ``batch_bytes`` bytes each, a notification's spans together), sends
+each request through the transport, and only after the transport returned advances the tracked
+position to the last notification whose spans have all been delivered. So:
+
+- a collector that is down or answers 503 delays the export (the transport retries; when its
+  budget runs out the error reaches the caller with the position unchanged), nothing is lost;
+- a crash between a send and the position write re-sends that request's notifications on the
+  next start, with the same span ids and bytes (the spans are a function of the stored events);
+- notifications that complete no span just move the position.
+
+With ``track=False`` (a dry run, or a re-export of one run) the position store is not written.
+Threading: one runner per thread. ``BackgroundExporter`` (``lineage.adapters.otlp.background``)
+runs one on a daemon thread for a Tracker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from lineage.domain import ids
+from lineage.ports import EventStore, PositionStore
+from lineage.span_builder import SpanBuilder
+from lineage.spans import SpanRecord
+
+from .encoder import OtlpEncoder, entry_size
+from .transport import OtlpTransport
+
+DEFAULT_NAME = "otlp"
+
+
+@dataclass
+class ExportStats:
+    """What a runner has done so far (``position``: last notification id fully exported)."""
+
+    position: int = 0
+    notifications: int = 0
+    spans: int = 0
+    requests: int = 0
+    bytes: int = 0
+    rejected_spans: int = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    payload: bytes
+    spans: int
+    position: int  # the tracked position once this request is delivered
+
+
+class OtlpExportRunner:
+    """Exports the spans of the notification log after a tracked position (module doc)."""
+
+    def __init__(self, store: EventStore, positions: PositionStore, builder: SpanBuilder,
+                 encoder: OtlpEncoder, transport: OtlpTransport, *, name: str = DEFAULT_NAME,
+                 page_size: int = 1000, batch_spans: int = 512, batch_bytes: int = 4_000_000,
+                 track: bool = True, start: int | None = None) -> None:
+        self.store = store
+        self.positions = positions
+        self.builder = builder
+        self.encoder = encoder
+        self.transport = transport
+        self.name = name
+        self.page_size = page_size
+        self.batch_spans = batch_spans
+        self.room = batch_bytes - encoder.overhead
+        self.track = track
+        first = start if start is not None else positions.get(name)
+        self.stats = ExportStats(position=first)
+
+    @property
+    def position(self) -> int:
+        return self.stats.position
+
+    def head(self) -> int:
+        return self.store.max_position()
+
+    def export_page(self, cancel: threading.Event | None = None) -> int:
+        """Export the next page; returns how many notifications it covered (0: at the head).
+
+        Raises CollectorUnavailableError / ExportRejectedError with the position left after the
+        last delivered request."""
+        notes = self.store.read_log(self.position + 1, self.page_size)
+        if not notes:
+            return 0
+        built = self.builder.build(notes)
+        for request in self.pack([(note.id, spans) for note, spans in zip(notes, built, strict=True)],
+                                 self.position):
+            self.send(request, cancel)
+        self._advance(notes[-1].id)
+        self.stats.notifications += len(notes)
+        return len(notes)
+
+    def export_to_head(self, cancel: threading.Event | None = None,
+                       on_page: Callable[[ExportStats], None] | None = None) -> int:
+        """Export page after page until the log has nothing new (or ``cancel`` is set);
+        returns how many notifications were covered."""
+        total = 0
+        while not (cancel is not None and cancel.is_set()):
+            covered = self.export_page(cancel)
+            if covered == 0:
+                break
+            total += covered
+            if on_page is not None:
+                on_page(self.stats)
+        return total
+
+    def export_run(self, run_id: UUID, cancel: threading.Event | None = None) -> int:
+        """Export the spans of one run (its aggregate and step streams), without reading or
+        moving the tracked position; returns how many spans were sent."""
+        before = self.stats.spans
+        stream, after = ids.step_stream_id(run_id), 0
+        while True:
+            page = self.store.read_stream(stream, after=after, limit=self.page_size)
+            if not page:
+                break
+            self._send_built(page, cancel)
+            after = page[-1].originator_version
+        self._send_built(self.store.read_stream(run_id), cancel)
+        return self.stats.spans - before
+
+    def _send_built(self, events: Sequence[StoredEvent], cancel: threading.Event | None) -> None:
+        built = self.builder.build(events)
+        for request in self.pack([(0, spans) for spans in built], 0):
+            self.send(request, cancel, advance=False)
+
+    def pack(self, items: Sequence[tuple[int, list[SpanRecord]]], position: int) -> Iterator[Request]:
+        """Requests for ``(notification id, spans)`` items in order. A request's position is
+        the last notification all of whose spans are in it or an earlier request."""
+        pending: list[bytes] = []
+        size, done = 0, position
+        for note_id, spans in items:
+            for record in spans:
+                encoded = self.encoder.encode_span(record, self.room)
+                if pending and (len(pending) >= self.batch_spans
+                                or size + entry_size(encoded) > self.room):
+                    yield Request(self.encoder.request(pending), len(pending), done)
+                    pending, size = [], 0
+                pending.append(encoded)
+                size += entry_size(encoded)
+            done = note_id
+        if pending:
+            yield Request(self.encoder.request(pending), len(pending), done)
+
+    def send(self, request: Request, cancel: threading.Event | None = None,
+             advance: bool = True) -> None:
+        result = self.transport.export(request.payload, cancel)
+        self.stats.requests += 1
+        self.stats.spans += request.spans
+        self.stats.bytes += len(request.payload)
+        self.stats.rejected_spans += result.rejected_spans
+        if advance:
+            self._advance(request.position)
+
+    def _advance(self, position: int) -> None:
+        if position <= self.stats.position:
+            return
+        if self.track:
+            self.positions.set(self.name, position)
+        self.stats.position = position

@@ -1,0 +1,244 @@
+"""OTLP export settings: each declared once, with its sources in precedence order.
+
+Precedence: explicit argument > ``LINEAGE_*`` environment variable > the standard
+``OTEL_EXPORTER_OTLP_TRACES_*`` variable > ``OTEL_EXPORTER_OTLP_*`` > default (the table test in
+``tests/unit/test_otlp_config.py`` pins it). No I/O at import; ``OtlpSettings.load`` reads the
+environment when called and raises ConfigurationError naming the variable, the rule and what to
+set, so a malformed endpoint or header fails at start-up rather than at the first export.
+
+The endpoint follows the OTLP exporter specification: ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base
+URL to which ``/v1/traces`` is appended for HTTP; ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used
+as given, and so are ours (``LINEAGE_OTLP_ENDPOINT``, an explicit endpoint) unless they have no
+path (then ``/v1/traces`` is added: ``--endpoint http://127.0.0.1:4318`` works). For gRPC the
+URL names host and port.
+``OTEL_EXPORTER_OTLP_TIMEOUT`` is in milliseconds, ``LINEAGE_OTLP_TIMEOUT_S`` in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from lineage.errors import ConfigurationError
+
+HTTP_PROTOBUF, GRPC = "http/protobuf", "grpc"
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_OTEL_BASE_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+Parse = Callable[[str], Any]
+
+
+def parse_endpoint(text: str) -> str:
+    """An ``http(s)://host[:port][/path]`` URL, stripped; ValueError says what is wrong."""
+    url = text.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    if not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError("must name a host, with no spaces")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("has port 0")
+    return url
+
+
+def parse_protocol(text: str) -> str:
+    value = text.strip().lower()
+    if value not in (HTTP_PROTOBUF, GRPC):
+        raise ValueError(f"must be {HTTP_PROTOBUF} or {GRPC}")
+    return value
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """W3C-baggage-like ``key=value,key2=value2`` (values percent-decoded), as the OTLP
+    specification defines ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    headers: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals:
+            raise ValueError(f"entry {item.strip()!r} has no '='")
+        if not _TOKEN.match(key):
+            raise ValueError(f"{key!r} is not a valid header name")
+        decoded = unquote(value.strip())
+        if any(c in decoded for c in "\r\n\0"):
+            raise ValueError(f"the value of {key!r} contains a line break or NUL")
+        headers[key.lower()] = decoded
+    return headers
+
+
+def parse_export(text: str) -> str:
+    value = text.strip().lower()
+    aliases = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
+    value = aliases.get(value, value)
+    if value not in ("auto", "on", "off"):
+        raise ValueError("must be auto, on or off")
+    return value
+
+
+def _number(kind: Callable[[str], Any], minimum: float, maximum: float | None = None,
+            scale: float = 1) -> Parse:
+    def parse(text: str) -> Any:
+        value = kind(text.strip())
+        if not value >= minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise ValueError(f"must be a number at least {minimum}{upper}")
+        return value * scale if scale != 1 else value
+
+    return parse
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError("must be true or false")
+    return value in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class OtlpSetting:
+    """One setting: its sources (environment variable, parser) in precedence order."""
+
+    name: str
+    sources: tuple[tuple[str, Parse], ...]
+    default: Any
+    meaning: str
+    parse: Parse  # for explicit string values
+
+
+_MS = _number(float, 0.001, None, 0.001)
+SETTINGS = (
+    OtlpSetting("export", (("LINEAGE_OTLP_EXPORT", parse_export),), "auto",
+                "auto (export when an OTLP endpoint is configured), on or off", parse_export),
+    OtlpSetting("protocol", (("LINEAGE_OTLP_PROTOCOL", parse_protocol),
+                             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", parse_protocol),
+                             ("OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol)),
+                HTTP_PROTOBUF, "http/protobuf or grpc", parse_protocol),
+    OtlpSetting("endpoint", (("LINEAGE_OTLP_ENDPOINT", parse_endpoint),
+                             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", parse_endpoint),
+                             (_OTEL_BASE_ENDPOINT, parse_endpoint)),
+                None, "a URL such as http://127.0.0.1:4318 (gRPC: http://127.0.0.1:4317)",
+                parse_endpoint),
+    OtlpSetting("headers", (("LINEAGE_OTLP_HEADERS", parse_headers),
+                            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", parse_headers),
+                            ("OTEL_EXPORTER_OTLP_HEADERS", parse_headers)),
+                {}, "comma-separated key=value pairs, e.g. authorization=Bearer%20abc",
+                parse_headers),
+    OtlpSetting("timeout_s", (("LINEAGE_OTLP_TIMEOUT_S", _number(float, 0.001)),
+                              ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", _MS),
+                              ("OTEL_EXPORTER_OTLP_TIMEOUT", _MS)),
+                10.0, "the per-request timeout (OTEL_*: milliseconds, LINEAGE_*: seconds)",
+                _number(float, 0.001)),
+    OtlpSetting("service_name", (("LINEAGE_SERVICE_NAME", str.strip),
+                                 ("OTEL_SERVICE_NAME", str.strip)),
+                "lineage", "the service.name resource attribute", str.strip),
+    OtlpSetting("steps_per_span", (("LINEAGE_OTLP_STEPS_PER_SPAN", _number(int, 1)),), 1,
+                "step-stream versions per step span (1: a span per step; e.g. 100 for very "
+                "long runs)", _number(int, 1)),
+    OtlpSetting("batch_spans", (("LINEAGE_OTLP_BATCH_SPANS", _number(int, 1, 100_000)),), 512,
+                "most spans in one export request", _number(int, 1, 100_000)),
+    OtlpSetting("batch_bytes", (("LINEAGE_OTLP_BATCH_BYTES",
+                                 _number(int, 65_536, MAX_BATCH_BYTES)),), 4_000_000,
+                "most bytes in one export request (at most 4 MiB)",
+                _number(int, 65_536, MAX_BATCH_BYTES)),
+    OtlpSetting("retry_for_s", (("LINEAGE_OTLP_RETRY_FOR_S", _number(float, 0)),), 60.0,
+                "how long one request is retried before the collector is reported unavailable",
+                _number(float, 0)),
+    OtlpSetting("poll_s", (("LINEAGE_OTLP_POLL_S", _number(float, 0.01)),), 0.5,
+                "how often a following exporter looks for new events, in seconds",
+                _number(float, 0.01)),
+    OtlpSetting("drain_s", (("LINEAGE_OTLP_DRAIN_S", _number(float, 0)),), 10.0,
+                "how long Tracker.close() waits for the background exporter to send what the "
+                "tracker wrote (not at all while the collector is failing)", _number(float, 0)),
+    OtlpSetting("strict", (("LINEAGE_OTLP_STRICT", _flag),), False,
+                "raise background export failures at Tracker.close() (for tests)", _flag),
+)
+
+
+@dataclass(frozen=True)
+class OtlpSettings:
+    """Resolved OTLP export settings. ``endpoint`` is the full URL requests go to."""
+
+    export: str
+    protocol: str
+    endpoint: str
+    endpoint_configured: bool
+    headers: dict[str, str]
+    timeout_s: float
+    service_name: str
+    steps_per_span: int
+    batch_spans: int
+    batch_bytes: int
+    retry_for_s: float
+    poll_s: float
+    drain_s: float
+    strict: bool
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a tracker starts the background exporter: ``on``, or ``auto`` with an
+        endpoint set explicitly or in the environment."""
+        return self.export == "on" or (self.export == "auto" and self.endpoint_configured)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> OtlpSettings:
+        """Resolve every setting (explicit values that are None count as not given)."""
+        env = os.environ if environ is None else environ
+        names = {f.name for f in fields(cls)} - {"endpoint_configured"}
+        unknown = set(explicit) - names
+        if unknown:
+            raise ConfigurationError(f"unknown OTLP setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        sources: dict[str, str | None] = {}
+        for setting in SETTINGS:
+            values[setting.name], sources[setting.name] = _resolve(setting, explicit, env)
+        values["endpoint_configured"] = values["endpoint"] is not None
+        values["endpoint"] = _traces_endpoint(values["endpoint"], sources["endpoint"],
+                                              values["protocol"])
+        return cls(**values)
+
+
+def _resolve(setting: OtlpSetting, explicit: Mapping[str, Any],
+             env: Mapping[str, str]) -> tuple[Any, str | None]:
+    given = explicit.get(setting.name)
+    if given is not None:
+        if setting.name == "export" and isinstance(given, bool):
+            return ("on" if given else "off"), "explicit"
+        if isinstance(given, str):
+            return _parse(setting.name, setting.parse, given, setting.meaning), "explicit"
+        return given, "explicit"
+    for variable, parse in setting.sources:
+        text = env.get(variable, "")
+        if text.strip():
+            return _parse(variable, parse, text, setting.meaning), variable
+    default = setting.default
+    return (dict(default) if isinstance(default, dict) else default), None
+
+
+def _parse(label: str, parse: Parse, text: str, meaning: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise ConfigurationError(f"{label}={text!r} is invalid ({error}); set it to {meaning}") \
+            from None
+
+
+def _traces_endpoint(endpoint: str | None, source: str | None, protocol: str) -> str:
+    """The URL requests go to: the default for the protocol, or the base endpoint with
+    ``/v1/traces`` appended for HTTP when it came from OTEL_EXPORTER_OTLP_ENDPOINT."""
+    if endpoint is None:
+        return "http://localhost:4317" if protocol == GRPC else "http://localhost:4318/v1/traces"
+    if protocol == HTTP_PROTOBUF and (source == _OTEL_BASE_ENDPOINT or (
+            source in ("explicit", "LINEAGE_OTLP_ENDPOINT") and urlsplit(endpoint).path in ("", "/"))):
+        return endpoint.rstrip("/") + "/v1/traces"
+    return endpoint

@@ -1,0 +1,196 @@
+"""Real OTLP receivers on loopback for the tests: OTLP/HTTP and OTLP/gRPC.
+
+Both decode every ``ExportTraceServiceRequest`` with ``opentelemetry-proto`` and keep the raw
+bytes, so tests can check structure and byte identity. Behaviour is scripted: ``fail_next``
+queues status codes (HTTP) or status codes (gRPC) for the next requests, ``delay_next`` makes
+the next requests slow, and ``stop()`` / ``start()`` take the server down and bring it back on
+the same port (a collector outage).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Receiver:
+    """What both receivers share: the recorded requests and the scripted behaviour."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.raw: list[bytes] = []  # accepted requests, in arrival order
+        self.attempts = 0  # every request that arrived, accepted or not
+        self.headers: list[dict[str, str]] = []
+        self._failures: deque[Any] = deque()
+        self._delays: deque[float] = deque()
+        self._stall_from: int | None = None
+        self._release = threading.Event()
+
+    def fail_next(self, *codes: Any) -> None:
+        with self.lock:
+            self._failures.extend(codes)
+
+    def delay_next(self, *seconds: float) -> None:
+        with self.lock:
+            self._delays.extend(seconds)
+
+    def stall_from(self, accepted: int) -> None:
+        """Requests after the first ``accepted`` are recorded, then get no answer until
+        ``release()`` (an exporter can be killed while it waits)."""
+        self._stall_from = accepted
+
+    def release(self) -> None:
+        self._release.set()
+
+    def _script(self) -> tuple[Any, float]:
+        with self.lock:
+            self.attempts += 1
+            failure = self._failures.popleft() if self._failures else None
+            delay = self._delays.popleft() if self._delays else 0.0
+        return failure, delay
+
+    def _accept(self, body: bytes, headers: dict[str, str]) -> None:
+        ExportTraceServiceRequest.FromString(body)  # a request that does not decode is a bug
+        with self.lock:
+            self.raw.append(body)
+            self.headers.append(headers)
+            stall = self._stall_from is not None and len(self.raw) > self._stall_from
+        if stall:
+            self._release.wait(30)
+
+    def requests(self) -> list[ExportTraceServiceRequest]:
+        with self.lock:
+            return [ExportTraceServiceRequest.FromString(body) for body in self.raw]
+
+    def spans(self) -> list[Span]:
+        return [span for request in self.requests() for rs in request.resource_spans
+                for ss in rs.scope_spans for span in ss.spans]
+
+    def span_bytes(self) -> list[bytes]:
+        return [span.SerializeToString(deterministic=True) for span in self.spans()]
+
+    def wait_for_spans(self, count: int, timeout: float = 20.0) -> list[Span]:
+        """Block until at least ``count`` spans arrived (a bound, not a timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            spans = self.spans()
+            if len(spans) >= count:
+                return spans
+            time.sleep(0.02)
+        raise AssertionError(f"only {len(self.spans())} of {count} spans arrived")
+
+
+class HttpReceiver(Receiver):
+    """OTLP/HTTP on ``http://127.0.0.1:PORT/v1/traces``; failures are HTTP status codes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base}/v1/traces"
+
+    def start(self) -> HttpReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                failure, delay = receiver._script()
+                time.sleep(delay)
+                if self.path != "/v1/traces":
+                    return self._reply(404, b"not found")
+                if failure is not None:
+                    return self._reply(failure, b"try later", {"retry-after": "0"})
+                receiver._accept(body, {k.lower(): v for k, v in self.headers.items()})
+                self._reply(200, ExportTraceServiceResponse().SerializeToString())
+
+            def _reply(self, code: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+                try:
+                    self.send_response(code)
+                    self.send_header("content-type", "application/x-protobuf")
+                    self.send_header("content-length", str(len(body)))
+                    for key, value in (extra or {}).items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test): nothing to tell it
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class GrpcReceiver(Receiver):
+    """OTLP/gRPC on ``127.0.0.1:PORT``; failures are ``grpc.StatusCode`` values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: grpc.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GrpcReceiver:
+        def export(body: bytes, context: grpc.ServicerContext) -> bytes:
+            failure, delay = self._script()
+            time.sleep(delay)
+            if failure is not None:
+                context.abort(failure, "scripted failure")
+            self._accept(body, {k: v for k, v in context.invocation_metadata()})
+            return ExportTraceServiceResponse().SerializeToString()
+
+        handler = grpc.method_handlers_generic_handler(SERVICE, {
+            "Export": grpc.unary_unary_rpc_method_handler(export)})  # raw bytes in and out
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.stop(grace=None).wait()
+            self._server = None

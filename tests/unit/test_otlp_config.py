@@ -1,0 +1,138 @@
+"""OTLP settings: precedence explicit > LINEAGE_* > OTEL_*_TRACES_* > OTEL_* > default, as a
+table, and clear start-up errors for malformed values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lineage.errors import ConfigurationError
+from lineage.otlp_config import SETTINGS, OtlpSettings, parse_headers
+
+BASE, TRACES, OURS = "http://base:4318", "http://traces:4318/custom", "http://ours:4318/x"
+
+ENDPOINTS = [
+    # explicit, environment, expected endpoint (HTTP)
+    ({}, {}, "http://localhost:4318/v1/traces"),
+    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, f"{BASE}/v1/traces"),
+    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE + "/"}, f"{BASE}/v1/traces"),
+    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": TRACES}, TRACES),
+    ({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": TRACES, "LINEAGE_OTLP_ENDPOINT": OURS}, OURS),
+    ({"endpoint": "http://arg:1/y"}, {"LINEAGE_OTLP_ENDPOINT": OURS}, "http://arg:1/y"),
+    ({"endpoint": None}, {"LINEAGE_OTLP_ENDPOINT": OURS}, OURS),
+    ({"endpoint": "http://arg:4318"}, {}, "http://arg:4318/v1/traces"),
+    ({}, {"LINEAGE_OTLP_ENDPOINT": "http://ours:4318/"}, "http://ours:4318/v1/traces"),
+    ({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4318"}, "http://t:4318"),
+    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "  "}, "http://localhost:4318/v1/traces"),
+    ({"protocol": "grpc"}, {}, "http://localhost:4317"),
+    ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"},
+     "http://c:4317"),
+]
+
+
+@pytest.mark.parametrize(("explicit", "environ", "expected"), ENDPOINTS)
+def test_endpoint_precedence(explicit: dict[str, Any], environ: dict[str, str], expected: str) -> None:
+    assert OtlpSettings.load(environ, **explicit).endpoint == expected
+
+
+_ALL = {"LINEAGE_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "LINEAGE_OTLP_HEADERS": "a=ours", "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "a=traces",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=all",
+        "LINEAGE_OTLP_TIMEOUT_S": "2.5", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "3500",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "4500",
+        "LINEAGE_SERVICE_NAME": "ours", "OTEL_SERVICE_NAME": "std"}
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in _ALL.items() if k not in names}
+
+
+PRECEDENCE = [
+    # setting, explicit value, environment, expected
+    ("protocol", "grpc", _ALL, "grpc"),
+    ("protocol", None, _ALL, "http/protobuf"),
+    ("protocol", None, _without("LINEAGE_OTLP_PROTOCOL"), "grpc"),
+    ("protocol", None, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc"),
+    ("protocol", None, {}, "http/protobuf"),
+    ("headers", {"a": "explicit"}, _ALL, {"a": "explicit"}),
+    ("headers", None, _ALL, {"a": "ours"}),
+    ("headers", None, _without("LINEAGE_OTLP_HEADERS"), {"a": "traces"}),
+    ("headers", None, {"OTEL_EXPORTER_OTLP_HEADERS": "a=all"}, {"a": "all"}),
+    ("headers", None, {}, {}),
+    ("timeout_s", 1.5, _ALL, 1.5),
+    ("timeout_s", None, _ALL, 2.5),
+    ("timeout_s", None, _without("LINEAGE_OTLP_TIMEOUT_S"), 3.5),  # OTEL_*: milliseconds
+    ("timeout_s", None, {"OTEL_EXPORTER_OTLP_TIMEOUT": "4500"}, 4.5),
+    ("timeout_s", None, {}, 10.0),
+    ("service_name", "arg", _ALL, "arg"),
+    ("service_name", None, _ALL, "ours"),
+    ("service_name", None, _without("LINEAGE_SERVICE_NAME"), "std"),
+    ("service_name", None, {}, "lineage"),
+    ("steps_per_span", 10, {"LINEAGE_OTLP_STEPS_PER_SPAN": "100"}, 10),
+    ("steps_per_span", None, {"LINEAGE_OTLP_STEPS_PER_SPAN": "100"}, 100),
+    ("steps_per_span", None, {}, 1),
+]
+
+
+@pytest.mark.parametrize(("name", "explicit", "environ", "expected"), PRECEDENCE)
+def test_each_layer_beats_the_ones_below(name: str, explicit: Any, environ: dict[str, str],
+                                          expected: Any) -> None:
+    assert getattr(OtlpSettings.load(environ, **{name: explicit}), name) == expected
+
+
+@pytest.mark.parametrize(("export", "environ", "enabled"), [
+    (None, {}, False),
+    (None, {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, True),
+    (None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": TRACES}, True),
+    (None, {"LINEAGE_OTLP_EXPORT": "on"}, True),
+    (None, {"LINEAGE_OTLP_EXPORT": "off", "OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, False),
+    (True, {"LINEAGE_OTLP_EXPORT": "off"}, True),
+    (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, False),
+    ("auto", {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, True),
+])
+def test_auto_exports_when_an_endpoint_is_configured(export: Any, environ: dict[str, str],
+                                                      enabled: bool) -> None:
+    assert OtlpSettings.load(environ, export=export).enabled is enabled
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318", "must start with http"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://", "must name a host"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://host:99999/v1/traces", "port"),
+    ("LINEAGE_OTLP_ENDPOINT", "ftp://host", "must start with http"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "authorization", "has no '='"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "bad key=1", "not a valid header name"),
+    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=%0d%0aInjected: 1", "line break"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/protobuf or grpc"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "could not convert"),
+    ("LINEAGE_OTLP_EXPORT", "maybe", "auto, on or off"),
+    ("LINEAGE_OTLP_BATCH_BYTES", "9999999", "at most"),
+    ("LINEAGE_OTLP_STEPS_PER_SPAN", "0", "at least 1"),
+])
+def test_malformed_values_fail_at_start_up_naming_the_variable(variable: str, value: str,
+                                                                says: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable) as caught:
+        OtlpSettings.load({variable: value})
+    assert says in str(caught.value) and "set it to" in str(caught.value)
+
+
+def test_an_explicit_malformed_endpoint_is_refused_too() -> None:
+    with pytest.raises(ConfigurationError, match="endpoint='nope'"):
+        OtlpSettings.load({}, endpoint="nope")
+    with pytest.raises(ConfigurationError, match="unknown OTLP setting"):
+        OtlpSettings.load({}, colour="blue")
+
+
+def test_headers_follow_the_otlp_format() -> None:
+    assert parse_headers("Authorization=Bearer%20abc, x-tenant = acme ,,") == {
+        "authorization": "Bearer abc", "x-tenant": "acme"}
+    assert parse_headers("") == {}
+
+
+def test_each_setting_is_declared_once() -> None:
+    names = [s.name for s in SETTINGS]
+    variables = [variable for s in SETTINGS for variable, _ in s.sources]
+    assert len(set(names)) == len(names) and len(set(variables)) == len(variables)
+    assert all(s.meaning and s.sources[0][0].startswith("LINEAGE_") for s in SETTINGS)

@@ -1,0 +1,253 @@
+"""Stored events -> span records (lineage.spans, lineage.span_builder), tested by value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from lineage import spans as spans_module
+from lineage.span_builder import STEP_TOPIC, SpanBuilder
+from lineage.spans import (
+    STATUS_ERROR,
+    STATUS_OK,
+    SpanLimits,
+    SpanRecord,
+    attributes,
+    flatten,
+    ns_of,
+    span_id_of,
+    trace_id_of,
+)
+from lineage.step_facts import StepFacts, fast_step
+from tests.otlp_scenario import START, Scenario, deterministic_tracker, record_scenario
+
+
+def build(tracker: Any, steps_per_span: int = 1, page: int = 1000,
+          limits: SpanLimits | None = None) -> list[SpanRecord]:
+    builder = SpanBuilder(tracker.store, tracker.mapper, steps_per_span=steps_per_span,
+                          **({"limits": limits} if limits else {}))
+    out: list[SpanRecord] = []
+    start = 1
+    while notes := tracker.store.read_log(start, page):
+        out += [span for group in builder.build(notes) for span in group]
+        start = notes[-1].id + 1
+    return out
+
+
+@pytest.fixture
+def scenario(make_tracker: Callable[..., Any]) -> tuple[Any, Scenario]:
+    tracker, clock = deterministic_tracker("memory://", make_tracker)
+    return tracker, record_scenario(tracker, clock)
+
+
+def named(spans: list[SpanRecord], name: str, run: UUID | None = None) -> list[SpanRecord]:
+    return [s for s in spans if s.name == name and (run is None or s.trace_id == run.bytes)]
+
+
+def attrs(span: SpanRecord) -> dict[str, Any]:
+    return dict(span.attributes)
+
+
+def at(seconds: int) -> int:
+    return ns_of(START + timedelta(seconds=seconds))
+
+
+# -- ids, times, limits --------------------------------------------------------------------------
+
+
+def test_span_ids_are_8_bytes_of_a_hash_of_the_event_id_and_stable() -> None:
+    event = UUID("12345678-1234-4234-8234-123456789abc")
+    assert span_id_of(event) == span_id_of(UUID(str(event))) and len(span_id_of(event)) == 8
+    assert span_id_of(event) != span_id_of(uuid4())
+    assert trace_id_of(event) == event.bytes
+
+
+def test_a_zero_digest_never_becomes_a_zero_span_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Zero:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def digest(self) -> bytes:
+            return bytes(8)
+
+    monkeypatch.setattr(spans_module.hashlib, "blake2b", Zero)
+    assert span_id_of(uuid4()) == b"\x00" * 7 + b"\x01"
+
+
+def test_times_are_exact_nanoseconds() -> None:
+    moment = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert ns_of(moment) == 1740830400_123456000
+    assert ns_of(moment.replace(tzinfo=None)) == ns_of(moment)
+
+
+def test_attributes_are_bounded_and_counted() -> None:
+    pairs = [(f"k{i:03d}", i) for i in range(200)] + [("k000", "again"), ("none", None)]
+    kept, dropped = attributes(pairs)
+    assert len(kept) == 128 and dropped == 72 and kept[0] == ("k000", 0)
+    long, _ = attributes([("text", "x" * 5000), ("big", 2**70), ("nan", float("nan"))],
+                         SpanLimits(max_value_length=100))
+    values = dict(long)
+    assert values["text"] == "x" * 100 and values["big"] == str(2**70)
+    assert values["nan"] != values["nan"]
+
+
+def test_flatten_keeps_scalars_sorted() -> None:
+    job = {"model": "m", "adapter": {"rank": 16, "type": "lora"}, "gpus": [0, 1],
+           "nested": [{"a": 1}]}
+    assert flatten("lineage.job", job) == [
+        ("lineage.job.adapter.rank", 16), ("lineage.job.adapter.type", "lora"),
+        ("lineage.job.gpus", "0,1"), ("lineage.job.model", "m")]
+
+
+# -- the scenario ----------------------------------------------------------------------------
+
+
+def test_every_span_belongs_to_its_run_trace_under_the_run_span(scenario: tuple[Any, Scenario]) -> None:
+    tracker, s = scenario
+    spans = build(tracker)
+    runs = {span.trace_id: span for span in named(spans, "train run")}
+    assert set(runs) == {s.failed_run.bytes, s.resumed_run.bytes}
+    assert all(span.parent_span_id == b"" for span in runs.values())
+    for span in spans:
+        if span.name != "train run":
+            assert span.parent_span_id == runs[span.trace_id].span_id, span.name
+    assert sorted(span.name for span in spans) == sorted(
+        ["train run"] * 2 + ["train step"] * 9 + ["save checkpoint"] * 2
+        + ["evaluate", "detect failure", "recover run"])
+    assert len({span.span_id for span in spans}) == len(spans)
+
+
+def test_spans_carry_the_events_own_historical_times(scenario: tuple[Any, Scenario]) -> None:
+    tracker, s = scenario
+    spans = build(tracker)
+    [failed] = named(spans, "train run", s.failed_run)
+    steps = named(spans, "train step", s.failed_run)
+    assert failed.start_ns == at(0) and steps[0].start_ns == at(0)  # started before step 1
+    assert [(x.start_ns, x.end_ns) for x in steps] == [(at(i), at(i + 1)) for i in range(6)]
+    [recover] = named(spans, "recover run")
+    assert (recover.start_ns, recover.end_ns) == (at(10), at(13))
+    assert failed.end_ns == at(13) and all(x.end_ns < ns_of(datetime.now(UTC)) for x in spans)
+
+
+def test_attributes_name_runs_steps_artifacts_and_metrics(scenario: tuple[Any, Scenario]) -> None:
+    tracker, s = scenario
+    spans = build(tracker)
+    step = attrs(named(spans, "train step", s.failed_run)[2])
+    assert step == {"lineage.run.id": str(s.failed_run), "lineage.step": 3, "lineage.epoch": 0,
+                    "lineage.tokens": 64, "lineage.metric.loss": 0.333333,
+                    "lineage.metric.lr": 1e-4}
+    checkpoint = attrs(named(spans, "save checkpoint", s.failed_run)[0])
+    assert checkpoint["lineage.artifact.uri"] == "tinker://sft/ckpt-4"
+    assert checkpoint["lineage.artifact.checksum"] == "a" * 64
+    assert (checkpoint["lineage.step"], checkpoint["lineage.artifact.id"]) == (4, str(s.checkpoint))
+    evaluation = attrs(named(spans, "evaluate")[0])
+    assert evaluation["lineage.metric.val_loss"] == 0.5 and evaluation["lineage.eval.dataset"] == "val"
+    run = attrs(named(spans, "train run", s.failed_run)[0])
+    assert run["lineage.run.status"] == "superseded" and run["lineage.run.steps"] == 6
+    assert run["lineage.job.adapter.rank"] == 16 and run["lineage.tag.team"] == "alignment"
+    assert run["error.type"] == "backend_corrupted" and run["lineage.tenant.id"] == "acme"
+
+
+def test_failures_are_errors_with_exception_events(scenario: tuple[Any, Scenario]) -> None:
+    tracker, s = scenario
+    spans = build(tracker)
+    [failure] = named(spans, "detect failure")
+    assert failure.status == STATUS_ERROR and attrs(failure)["error.type"] == "backend_corrupted"
+    [event] = failure.events
+    assert event.name == "exception" and dict(event.attributes) == {
+        "exception.type": "backend_corrupted",
+        "exception.message": "training service flagged the session corrupted"}
+    [failed] = named(spans, "train run", s.failed_run)
+    assert failed.status == STATUS_ERROR
+    assert [e.name for e in failed.events] == ["input used", "exception"]
+    [resumed] = named(spans, "train run", s.resumed_run)
+    assert resumed.status == STATUS_OK and named(spans, "recover run")[0].status == STATUS_OK
+
+
+def test_links_join_a_resumed_run_to_its_origin(scenario: tuple[Any, Scenario]) -> None:
+    tracker, s = scenario
+    spans = build(tracker)
+    [failed] = named(spans, "train run", s.failed_run)
+    [resumed] = named(spans, "train run", s.resumed_run)
+    [first, second] = named(spans, "save checkpoint")
+
+    def targets(span: SpanRecord) -> list[tuple[bytes, bytes, str]]:
+        return [(x.trace_id, x.span_id, dict(x.attributes)["lineage.link.type"]) for x in span.links]
+
+    assert targets(resumed) == [(failed.trace_id, failed.span_id, "resumed_from"),
+                                (first.trace_id, first.span_id, "resumed_from_checkpoint")]
+    assert targets(named(spans, "recover run")[0]) == [
+        (resumed.trace_id, resumed.span_id, "resumed_as"),
+        (first.trace_id, first.span_id, "resumed_from_checkpoint")]
+    assert targets(second) == [(first.trace_id, first.span_id, "derived_from")]
+
+
+def test_the_same_events_give_equal_spans_whatever_the_page_size(scenario: tuple[Any, Scenario]) -> None:
+    tracker, _ = scenario
+    assert build(tracker) == build(tracker, page=3) == build(tracker, page=1)
+
+
+def test_step_ranges_for_long_runs(scenario: tuple[Any, Scenario]) -> None:
+    tracker, s = scenario
+    spans = build(tracker, steps_per_span=4)
+    ranges = named(spans, "train steps", s.failed_run)
+    assert [(attrs(r)["lineage.step.first"], attrs(r)["lineage.step"], attrs(r)["lineage.step.count"])
+            for r in ranges] == [(1, 4, 4), (5, 6, 2)]  # the partial range when the run ends
+    assert (ranges[0].start_ns, ranges[0].end_ns, ranges[1].start_ns) == (at(0), at(4), at(4))
+    assert [attrs(r)["lineage.step.count"] for r in named(spans, "train steps", s.resumed_run)] == [3]
+    assert build(tracker, steps_per_span=4, page=2) == spans
+    assert not named(spans, "train step")
+
+
+def test_a_run_span_is_emitted_once_even_when_a_failed_run_is_later_superseded(
+        make_tracker: Callable[..., Any]) -> None:
+    tracker = make_tracker("memory://", export_otlp=False)
+    with pytest.raises(RuntimeError), tracker.start_run("boom") as run:
+        run.log_step(1, {"loss": 1.0})
+        ckpt = run.save_checkpoint("s3://b/c1", step=1, checksum="sha256:" + "c" * 64)
+        raise RuntimeError("out of memory")
+    handle = tracker.run_handle(run.id)
+    handle.begin_recovery().wait()
+    resumed = tracker.resume_run(run.id, ckpt)
+    handle.complete_recovery(resumed, ckpt).wait()
+    resumed.finish().wait()
+    spans = build(tracker)
+    [failed] = named(spans, "train run", run.id)
+    assert attrs(failed)["lineage.run.status"] == "failed" and failed.status == STATUS_ERROR
+    assert failed.status_message == "RuntimeError: out of memory"
+    assert [dict(e.attributes)["exception.message"] for e in failed.events
+            if e.name == "exception"] == ["out of memory"]
+
+
+def test_span_limits_hold_for_huge_runs(make_tracker: Callable[..., Any]) -> None:
+    tracker = make_tracker("memory://", export_otlp=False)
+    tags = {f"tag{i:03d}": "v" * 3000 for i in range(200)}
+    with tracker.start_run("wide", tags=tags) as run:
+        for i in range(130):
+            run.record_failure("flaky", f"failure {i}")
+    [span] = named(build(tracker), "train run")
+    assert len(span.attributes) == 128 and span.dropped_attributes > 0
+    assert all(len(v) <= 2048 for _, v in span.attributes if isinstance(v, str))
+    assert len(span.events) == 128 and span.dropped_events == 2
+
+
+def test_the_fast_step_reader_agrees_with_the_library_mapper(make_tracker: Callable[..., Any]) -> None:
+    tracker = make_tracker("memory://", export_otlp=False)
+    with tracker.start_run("steps") as run:
+        run.log_step(1, {"loss": float("nan"), "lr": float("inf")})
+        run.log_step(2, {"loss": 0.5}, epoch=3, durations={"step_s": 0.25}, tokens=64,
+                     resources={"gpu_mem": 1.5e9}, occurred_at="2025-01-01T00:00:00.5")
+        run.log_step(2, {}, occurred_at=1735689600123456789)
+    stored = [n for n in tracker.store.read_log(1, 100) if n.topic == STEP_TOPIC]
+    assert len(stored) == 3
+    for item in stored:
+        fast, event = fast_step(item.state), tracker.mapper.to_domain_event(item)
+        assert fast is not None
+        for name in StepFacts._fields:
+            value, expected = getattr(fast, name), getattr(event, name)
+            assert repr(value) == repr(expected), name  # repr: NaN equals itself
+    assert fast_step(b'{"class_version": 2}') is None and fast_step(b"not json") is None
