@@ -27,7 +27,10 @@ from lineage.errors import (
     WriterError,
 )
 from lineage.handles import ArtifactRef, Pending
+from lineage.monitor import LocalRunStatusSource, RecoveryMonitor
+from lineage.policies import CheckpointPolicy, RetryPolicy
 from lineage.queries import ArtifactView, RunView
+from lineage.recovery import RecoveryResult
 from lineage.run_handle import RunHandle
 from lineage.tracker import Tracker
 
@@ -38,13 +41,18 @@ __all__ = [
     "ArtifactRef",
     "ArtifactRetiredError",
     "ArtifactView",
+    "CheckpointPolicy",
     "ChecksumMismatchError",
     "ConfigurationError",
     "ConflictError",
     "InvariantError",
     "LineageError",
+    "LocalRunStatusSource",
     "NotFoundError",
     "Pending",
+    "RecoveryMonitor",
+    "RecoveryResult",
+    "RetryPolicy",
     "RunFinishedError",
     "RunHandle",
     "RunNotFoundError",

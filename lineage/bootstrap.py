@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from lineage.errors import ConfigurationError, StoreError
-from lineage.ports import EventStore, PositionStore
+from lineage.ports import ArtifactStorage, EventStore, PositionStore
 
 SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgres", "postgresql+psycopg2")
@@ -94,3 +94,88 @@ def open_read_models(url: str, store: EventStore, mapper: Any, *, catch_up: bool
     engine = engine_for(url)
     runner = ProjectionRunner(store, engine, mapper, all_projections())
     return ReadModels(runner, engine, catch_up=catch_up)
+
+
+def open_artifact_storage() -> ArtifactStorage:
+    """Where retention deletes and recovery checks checkpoint bytes: local ``file://`` files
+    (remote uris are only ever marked retired)."""
+    from lineage.adapters.storage import LocalArtifactStorage
+
+    return LocalArtifactStorage()
+
+
+# -- OTLP export (DESIGN §6) ---------------------------------------------------------------------
+
+
+def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
+    """The transport ``settings.protocol`` names (``lineage.otlp_config.OtlpSettings``);
+    ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
+    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryPolicy
+    from lineage.otlp_config import GRPC
+
+    retry = RetryPolicy(settings.retry_for_s if retry_for_s is None else retry_for_s)
+    if settings.protocol == GRPC:
+        return OtlpGrpcTransport(settings.endpoint, headers=settings.headers,
+                                 timeout_s=settings.timeout_s, retry=retry, channel=client)
+    return OtlpHttpTransport(settings.endpoint, headers=settings.headers,
+                             timeout_s=settings.timeout_s, retry=retry, client=client)
+
+
+def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, transport: Any, *,
+                name: str = "otlp", track: bool = True, start: int | None = None) -> Any:
+    """An ``OtlpExportRunner`` following ``store``'s log from ``positions[name]`` (or
+    ``start``), sending through ``transport``."""
+    from lineage.adapters.otlp.encoder import OtlpEncoder
+    from lineage.adapters.otlp.runner import OtlpExportRunner
+    from lineage.serialization import make_mapper
+    from lineage.span_builder import SpanBuilder
+
+    builder = SpanBuilder(store, make_mapper(), steps_per_span=settings.steps_per_span)
+    return OtlpExportRunner(store, positions, builder, OtlpEncoder(settings.service_name),
+                            transport, name=name, batch_spans=settings.batch_spans,
+                            batch_bytes=settings.batch_bytes, track=track, start=start)
+
+
+def start_otlp_export(store: EventStore, database_url: str | None, export: bool | None,
+                      **overrides: Any) -> Any:
+    """Start the background exporter for a Tracker when OTLP export is enabled (``export``
+    True, or None with LINEAGE_OTLP_EXPORT / an OTLP endpoint in the environment); None when
+    it is not. Positions live in ``database_url``'s database (in memory without one).
+
+    Raises ConfigurationError for a malformed endpoint, header or other OTLP setting.
+    """
+    import os
+
+    from lineage.adapters.otlp.background import BackgroundExporter
+    from lineage.otlp_config import OtlpSettings
+
+    if export is False or (export is None
+                           and os.environ.get("LINEAGE_OTLP_EXPORT", "").strip().lower() == "off"):
+        return None
+    settings = OtlpSettings.load(export=export, **overrides)
+    if not settings.enabled:
+        return None
+    positions = open_positions(database_url or "memory://")
+    # One attempt per call: the background loop owns the backoff, so it knows at once when
+    # the collector is failing (and Tracker.close() does not wait on it).
+    runner = otlp_runner(store, positions, settings, otlp_transport(settings, retry_for_s=0))
+    return BackgroundExporter(runner, poll_s=settings.poll_s, drain_s=settings.drain_s,
+                              strict=settings.strict).start()
+
+
+def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_start: bool = False,
+                       dry_run: Any = None) -> Any:
+    """An ``OtlpExportRunner`` on the existing store ``url`` names, for ``lineage export otlp``.
+
+    ``from_start`` begins at position 0 (the tracked position is then rewritten as the export
+    goes); ``dry_run`` (a text stream) writes OTLP/JSON lines there instead of sending, and
+    leaves the tracked position alone. The caller closes ``runner.transport`` and
+    ``runner.store``.
+    """
+    from lineage.adapters.otlp.transport import OtlpJsonWriter
+
+    store = open_store(url, create=False)
+    positions = open_positions(url)
+    transport = OtlpJsonWriter(dry_run) if dry_run is not None else otlp_transport(settings)
+    return otlp_runner(store, positions, settings, transport, name=name,
+                       track=dry_run is None, start=0 if from_start else None)

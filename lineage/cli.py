@@ -33,8 +33,9 @@ from lineage.errors import (
     RunNotFoundError,
     ValidationError,
 )
+from lineage.job_status import JOB_STATUSES
 from lineage.tracker import Tracker
-from lineage.validation import ARTIFACT_TYPES, RUN_STATUSES_FINAL
+from lineage.validation import ARTIFACT_TYPES
 
 PROG = "lineage"
 PIPE_WIDTH = 200  # when stdout is not a terminal (and COLUMNS is unset): don't fold tables
@@ -44,7 +45,8 @@ Handler = Callable[[argparse.Namespace, Console], int]
 
 # Modules adding command groups: each has ``register(commands)`` and uses ``add_command``,
 # ``json_option``, ``at_least``, ``resolve`` and ``print_json`` from here.
-COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli_query",)
+COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli_query", "lineage.cli_export",
+                                   "lineage.cli_recovery")
 
 
 # -- the parser ----------------------------------------------------------------------------------
@@ -66,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training steps (default: 300; at least 100)")
 
     runs = add_command(commands, "runs", _runs, "list runs; 'runs show RUN' for one run")
-    runs.add_argument("--status", choices=("running", *RUN_STATUSES_FINAL),
-                      help="only runs with this status")
+    runs.add_argument("--status", choices=JOB_STATUSES,
+                      help="only runs with this job status")
     json_option(runs)
     show = add_command(runs.add_subparsers(dest="runs_command", metavar="show"), "show",
                     _run_show, "a run's summary and its events in order")

@@ -23,11 +23,14 @@ from rich.text import Text
 from lineage.queries import ArtifactView, RunView
 
 STATUS_STYLES = {"running": "cyan", "completed": "green", "failed": "red",
-                 "cancelled": "yellow", "superseded": "magenta", "live": "green"}
+                 "cancelled": "yellow", "superseded": "magenta", "live": "green",
+                 "pending": "dim", "corrupted": "bold red"}
 EVENT_STYLES = {"FailureDetected": "bold red", "RecoveryStarted": "yellow",
                 "RecoveryCheckpointSelected": "yellow", "RecoveryCompleted": "yellow",
                 "RecoveryFailed": "red", "RecoveryExhausted": "red", "ResumedFrom": "yellow",
-                "CheckpointSaved": "blue", "EvaluationRecorded": "cyan", "StepRecorded": "dim"}
+                "CheckpointSaved": "blue", "EvaluationRecorded": "cyan", "StepRecorded": "dim",
+                "RecoveryCheckpointRejected": "yellow", "StepsLost": "red",
+                "BestCheckpointChanged": "green"}
 # Fields every event has; the event table shows them in their own columns or not at all.
 ENVELOPE = frozenset({"timestamp", "originator_id", "originator_version", "originator_topic",
                       "event_id", "occurred_at", "occurred_at_raw", "source", "tenant_id",
@@ -197,7 +200,7 @@ def fitted_table(columns: list[Column], rows: list[Any], width: int) -> Table:
 RUN_COLUMNS = [
     Column("id", 36, lambda v: str(v.id)),
     Column("name", 8, lambda v: Text(v.name)),
-    Column("status", 10, lambda v: status(v.status)),
+    Column("status", 10, lambda v: status(v.job_status)),  # job status (lineage.job_status)
     Column("steps", 5, lambda v: str(v.steps), right=True),
     Column("last step", 4, lambda v: "" if v.last_step is None else str(v.last_step), 1, True),
     Column("last metrics", 24, lambda v: metrics_text(v.last_metrics, limit=3), 3),
@@ -229,7 +232,9 @@ def run_summary(view: RunView) -> Table:
     grid.add_column(overflow="fold")
     first = view.start_step + 1 if view.steps else None
     rows: list[tuple[str, Any]] = [
-        ("run", str(view.id)), ("name", Text(view.name)), ("status", status(view.status)),
+        ("run", str(view.id)), ("name", Text(view.name)),
+        ("status", status(view.job_status).append(f"  {view.status_reason}" if view.status_reason
+                                                  else "", style="default")),
         ("started (UTC)", when(view.started_at)), ("finished (UTC)", when(view.finished_at)),
         ("steps", f"{view.steps} logged" + (f", steps {first}-{view.last_step}" if first else "")),
         ("last metrics", metrics_text(view.last_metrics)),

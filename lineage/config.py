@@ -71,6 +71,9 @@ SETTINGS = (
             "longest the writer waits to fill a batch, in seconds"),
     Setting("retry_for_s", "LINEAGE_RETRY_FOR_S", lambda: 30.0, _positive_float,
             "how long the writer retries an unavailable store before reporting the loss"),
+    Setting("heartbeat_interval_s", "LINEAGE_HEARTBEAT_INTERVAL_S", lambda: 30.0, _positive_float,
+            "how often an idle open run writes a heartbeat, in seconds (a monitor treats a run "
+            "with no event for several intervals as crashed)"),
 )
 
 
@@ -84,6 +87,7 @@ class Settings:
     batch_size: int
     batch_interval_s: float
     retry_for_s: float
+    heartbeat_interval_s: float
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:

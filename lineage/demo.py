@@ -6,9 +6,12 @@ of the demo computes the same numbers). Batches are a pure function of the step,
 from a checkpoint with its optimizer state replays exactly the trajectory that was lost.
 
 Everything is recorded through the public API, as training code would: datasets and the base
-model registered, a run started with its job spec, every step logged, a safetensors checkpoint
-every 50 steps, evaluations every 100, the backend flagging the session corrupted, a recovery
-from the latest verified checkpoint into a new run that finishes the job.
+model registered, a run started with its job spec and a ``CheckpointPolicy`` (a safetensors
+checkpoint every 25 steps when ``should_checkpoint`` says so, ``keep_last=2``: older checkpoints
+are retired and their files deleted, except the best by ``val_loss`` and the one resumed from),
+every step logged, evaluations every 100 moving the ``best`` alias, the backend flagging the
+session corrupted, and ``tracker.recover`` (the executor: verify the latest checkpoint, resume a
+new run with the optimizer state, record the lost steps) into a new run that finishes the job.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +31,22 @@ import numpy as np
 import lineage
 from lineage import safetensors
 from lineage.handles import ArtifactRef
-from lineage.queries import RunView
+from lineage.queries import ArtifactView, RunView
+from lineage.recovery import RecoveryResult
 
 SEED = 1234
 FEATURES, CLASSES, RANK, ALPHA = 16, 4, 4, 8.0
 TRAIN_ROWS, VAL_ROWS, BATCH = 4800, 960, 32
 LEARNING_RATE, MOMENTUM, WARMUP = 0.05, 0.9, 20
-SAVE_EVERY, EVAL_EVERY = 50, 100
+SAVE_EVERY, EVAL_EVERY, KEEP_LAST = 25, 100, 2
 MIN_STEPS = 100
 PARAMS = ("lora_A", "lora_B", "bias")
+
+POLICY = lineage.CheckpointPolicy(strategy="steps", save_every=SAVE_EVERY, keep_last=KEEP_LAST,
+                                  save_best=True, best_metric="val_loss", best_mode="min",
+                                  format="safetensors")
+RETRY = lineage.RetryPolicy(max_attempts=3, backoff="exponential", initial_delay_s=1.0,
+                            max_delay_s=10.0)
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,9 @@ class DemoResult:
     failed_run: RunView
     resumed_run: RunView
     failure_step: int
-    recovery_checkpoint: ArtifactRef
+    recovery_checkpoint: ArtifactView
     checkpoints: list[ArtifactRef] = field(default_factory=list)  # both runs, in save order
+    checkpoint_states: list[ArtifactView] = field(default_factory=list)  # same order, at the end
     lost_steps: list[int] = field(default_factory=list)  # logged by the failed run, then lost
     final_eval: dict[str, float] = field(default_factory=dict)
 
@@ -197,8 +207,8 @@ def job_spec(steps: int, datasets: list[ArtifactRef]) -> dict[str, Any]:
                      "optimizer": "sgd_momentum", "schedule": "warmup_cosine",
                      "warmup_steps": WARMUP, "max_steps": steps},
         "datasets": [{"uri": ref.uri, "digest": ref.digest} for ref in datasets],
-        "checkpoint_policy": {"strategy": "steps", "save_every": SAVE_EVERY, "keep_last": 5,
-                              "format": "safetensors"},
+        "checkpoint_policy": POLICY,
+        "retry_policy": RETRY,
         "validation": {"every": EVAL_EVERY, "metric": "val_loss", "dataset": "val"},
         "resources": {"device": "cpu", "workers": 1},
         "tags": {"demo": "true", "scenario": "corruption-recovery"},
@@ -207,7 +217,12 @@ def job_spec(steps: int, datasets: list[ArtifactRef]) -> dict[str, Any]:
 
 def train(run: lineage.RunHandle, trainer: Trainer, first: int, last: int, total: int,
           directory: Path, parent: ArtifactRef | None = None) -> list[ArtifactRef]:
-    """Train steps ``first..last`` (inclusive) on ``run``; returns the checkpoints saved."""
+    """Train steps ``first..last`` (inclusive) on ``run``; returns the checkpoints saved.
+
+    The run's checkpoint policy decides when to save (every SAVE_EVERY steps, the final step,
+    and an evaluation that improves val_loss); a save comes before the evaluation of the same
+    step, so the ``best`` alias can point at it.
+    """
     saved: list[ArtifactRef] = []
     folder = directory / "checkpoints" / f"run-{run.id.hex[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -216,18 +231,20 @@ def train(run: lineage.RunHandle, trainer: Trainer, first: int, last: int, total
         metrics = trainer.step(step, total)
         run.log_step(step, metrics, epoch=trainer.epoch(step), tokens=BATCH,
                      durations={"step_s": time.perf_counter() - began})
-        if step % EVAL_EVERY == 0 or step == total:
-            run.log_eval(step, trainer.evaluate(), dataset="val")
-        if step % SAVE_EVERY == 0 or step == total:
+        evaluation = trainer.evaluate() if step % EVAL_EVERY == 0 or step == total else None
+        if run.should_checkpoint(step, epoch=trainer.epoch(step), metrics=evaluation,
+                                 final=step == total):
             path = safetensors.save(folder / f"step-{step:06d}.safetensors", trainer.state(step),
                                     {"run_id": str(run.id), "step": str(step)})
             parents = [parent] if parent is not None and not saved else None
-            saved.append(run.save_checkpoint(path, step=step, format="safetensors",
-                                             includes_optimizer=True, parents=parents))
+            saved.append(run.save_checkpoint(path, step=step, includes_optimizer=True,
+                                             parents=parents))
+        if evaluation is not None:
+            run.log_eval(step, evaluation, dataset="val")
     return saved
 
 
-def verified_bytes(ref: ArtifactRef) -> bytes:
+def verified_bytes(ref: ArtifactRef | ArtifactView) -> bytes:
     """The checkpoint file's bytes, after checking they still hash to what was registered."""
     data = local_path(ref.uri).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
@@ -237,24 +254,21 @@ def verified_bytes(ref: ArtifactRef) -> bytes:
     return data
 
 
-def recover(tracker: lineage.Tracker, failed: lineage.RunHandle, saved: list[ArtifactRef],
-            trainer: Trainer) -> tuple[ArtifactRef, lineage.RunHandle]:
-    """Recovery recorded on the failed run: pick the latest checkpoint, verify it, resume."""
-    failed.begin_recovery("latest").wait()
-    checkpoint = saved[-1]
-    try:
-        data = verified_bytes(checkpoint)
-    except (OSError, lineage.LineageError) as error:
-        failed.fail_recovery(type(error).__name__, str(error)).wait()
-        raise
-    failed.select_recovery_checkpoint(checkpoint, step=checkpoint.step or 0,
-                                      reason="latest committed checkpoint; sha256 verified").wait()
-    resumed = tracker.resume_run(failed, checkpoint, optimizer_restored=True,
-                                 tags={"demo": "true", "resumed": "true"})
-    if trainer.restore(safetensors.deserialize(data)) != checkpoint.step:
-        raise RuntimeError(f"{checkpoint.uri} does not hold step {checkpoint.step}")
-    failed.complete_recovery(resumed, checkpoint).wait()
-    return checkpoint, resumed
+def recover(tracker: lineage.Tracker, failed: lineage.RunHandle,
+            trainer: Trainer) -> RecoveryResult:
+    """``tracker.recover``: the executor picks the latest checkpoint, verifies its sha256 and
+    optimizer state, starts the resumed run and calls ``resume`` to load it into the trainer;
+    the steps after the checkpoint are recorded as lost and the failed run superseded."""
+
+    def resume(checkpoint: ArtifactView, new_run: lineage.RunHandle) -> None:
+        if trainer.restore(safetensors.deserialize(verified_bytes(checkpoint))) != checkpoint.step:
+            raise RuntimeError(f"{checkpoint.uri} does not hold step {checkpoint.step}")
+
+    result = tracker.recover(failed, strategy="latest", restore_optimizer=True, retry=RETRY,
+                             resume=resume, tags={"demo": "true", "resumed": "true"})
+    if not result.recovered or result.new_run is None or result.checkpoint is None:
+        raise RuntimeError(f"the demo's recovery did not succeed: {result.message}")
+    return result
 
 
 def run_demo(database_url: str | None, directory: Path, steps: int = 300,
@@ -268,10 +282,7 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
     data = make_data()
     train_file, val_file, base_file = write_inputs(directory, data)
     with lineage.Tracker(database_url) as tracker:
-        train_ref = tracker.register_artifact(train_file, type="dataset", name="demo-train")
-        val_ref = tracker.register_artifact(val_file, type="dataset", name="demo-val")
-        base_ref = tracker.register_artifact(base_file, type="model", name="demo-linear-16x4",
-                                             format="safetensors")
+        train_ref, val_ref, base_ref = register_inputs(tracker, train_file, val_file, base_file)
         trainer, fail_at = Trainer(data), failure_step(steps)
         job = job_spec(steps, [train_ref, val_ref])
         with tracker.start_run("demo-sft", job=job, inputs=[train_ref, val_ref, base_ref],
@@ -282,19 +293,46 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
                                  "corrupted", signal="tinker.corrupted", corrupted=True,
                                  retryable=True, step=fail_at)
             _say(console, f"[red]step {fail_at}: backend flagged the session corrupted[/red]")
-            checkpoint, resumed = recover(tracker, first, saved, trainer)
+            recovery = recover(tracker, first, trainer)
+        checkpoint, resumed = recovery.checkpoint, recovery.new_run
+        assert checkpoint is not None and resumed is not None  # recover() checked
         start = (checkpoint.step or 0) + 1
         _say(console, f"run {resumed.id}: resumed at step {start}, training steps {start}-{steps}")
         with resumed:
-            saved += train(resumed, trainer, start, steps, steps, directory, parent=checkpoint)
+            saved += train(resumed, trainer, start, steps, steps, directory,
+                           parent=tracker_ref(checkpoint))
         result = DemoResult(
             tracker.location, directory, train_ref, val_ref, base_ref, tracker.run(first.id),
-            tracker.run(resumed.id), fail_at, checkpoint, saved,
-            [s.step for s in tracker.steps(first.id) if s.step > (checkpoint.step or 0)],
-            trainer.evaluate())
+            tracker.run(resumed.id), fail_at, checkpoint, saved, final_states(tracker, saved),
+            lost_steps(tracker, first.id, checkpoint.step or 0), trainer.evaluate())
     if console is not None:
+        from lineage.demo_report import report
+
         report(console, result, database_url)
     return result
+
+
+def register_inputs(tracker: lineage.Tracker, train_file: Path, val_file: Path,
+                    base_file: Path) -> tuple[ArtifactRef, ArtifactRef, ArtifactRef]:
+    return (tracker.register_artifact(train_file, type="dataset", name="demo-train"),
+            tracker.register_artifact(val_file, type="dataset", name="demo-val"),
+            tracker.register_artifact(base_file, type="model", name="demo-linear-16x4",
+                                      format="safetensors"))
+
+
+def final_states(tracker: lineage.Tracker, saved: list[ArtifactRef]) -> list[ArtifactView]:
+    """Each saved checkpoint as it ended up (live, or retired and deleted by retention)."""
+    return [tracker.artifact(ref.id) for ref in saved]
+
+
+def lost_steps(tracker: lineage.Tracker, run_id: UUID, after: int) -> list[int]:
+    return [s.step for s in tracker.steps(run_id) if s.step > after]
+
+
+def tracker_ref(view: ArtifactView) -> ArtifactRef:
+    """An ArtifactRef for a registered artifact (to name it as a parent)."""
+    return ArtifactRef(view.id, view.uri, view.type, view.size, view.checksum_algorithm,
+                       view.checksum, view.step)
 
 
 def _say(console: Any, message: str) -> None:
@@ -304,79 +342,3 @@ def _say(console: Any, message: str) -> None:
 
 def local_path(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path))
-
-
-# -- the summary ---------------------------------------------------------------------------------
-
-
-def report(console: Any, result: DemoResult, database_url: str | None) -> None:
-    """Print what was recorded and where, and what to try next."""
-    from rich.text import Text
-
-    from lineage.cli_format import table
-
-    failed, resumed = result.failed_run, result.resumed_run
-    console.print()
-    console.print(Text.assemble(("Recorded into ", "bold"), (result.database, "cyan")),
-                  soft_wrap=True)
-    runs = table("Runs")
-    runs.add_column("run", no_wrap=True, min_width=36)
-    for column in ("status", "steps", "ckpts", "evals"):
-        runs.add_column(column, overflow="fold")
-    for view in (failed, resumed):
-        first = view.start_step + 1 if view.steps else None
-        runs.add_row(str(view.id), view.status, f"{first}-{view.last_step}",
-                     str(len(view.checkpoints)), str(view.evaluations))
-    console.print(runs)
-    console.print()
-    console.print(Text.assemble(
-        f"{failed.id.hex[:8]}: the backend flagged the session corrupted at step "
-        f"{result.failure_step}; recovered from checkpoint step "
-        f"{result.recovery_checkpoint.step} as {resumed.id.hex[:8]}, which finished with ",
-        (", ".join(f"{k} {v:.4f}" for k, v in result.final_eval.items()), "bold"), "."))
-    console.print(_lost_steps(result))
-    console.print()
-    console.print(_files_table(result))
-    console.print()
-    console.print(Text("Try next:", style="bold"))
-    for command, why in _next_commands(result, database_url):
-        console.print(Text(f"  # {why}", style="dim"))
-        console.print(Text(f"  {command}", style="green"), soft_wrap=True)
-
-
-def _files_table(result: DemoResult) -> Any:
-    from lineage.cli_format import table
-
-    files = table(f"Files under {result.directory}")
-    files.add_column("type", no_wrap=True)
-    files.add_column("path", overflow="fold")
-    files.add_column("bytes", justify="right", no_wrap=True)
-    files.add_column("sha256", no_wrap=True)
-    for ref in [result.dataset, result.val_dataset, result.base_model, *result.checkpoints]:
-        path = local_path(ref.uri)
-        shown = path.relative_to(result.directory) if path.is_relative_to(result.directory) else path
-        files.add_row(ref.type, str(shown), f"{ref.size:,}", (ref.checksum or "")[:8])
-    return files
-
-
-def _lost_steps(result: DemoResult) -> Any:
-    from rich.text import Text
-
-    lost, checkpoint = result.lost_steps, result.recovery_checkpoint
-    if not lost:
-        return Text("No steps were lost.")
-    return Text.assemble(
-        ("Lost steps: ", "bold"), f"{lost[0]}-{lost[-1]} ({len(lost)} steps) were logged by "
-        f"run {result.failed_run.id.hex[:8]} after checkpoint step {checkpoint.step} "
-        f"(sha256 {(checkpoint.checksum or '')[:8]}) and re-done by run "
-        f"{result.resumed_run.id.hex[:8]}.")
-
-
-def _next_commands(result: DemoResult, database_url: str | None) -> list[tuple[str, str]]:
-    prefix = "lineage" if database_url is None else f"lineage --db {shlex.quote(database_url)}"
-    return [
-        (f"{prefix} runs", "both runs"),
-        (f"{prefix} runs show {result.failed_run.id}", "the failure and the recovery"),
-        (f"{prefix} runs show {result.resumed_run.id}", "the resumed run"),
-        (f"{prefix} artifacts --type checkpoint", "the checkpoint files"),
-    ]

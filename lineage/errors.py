@@ -12,7 +12,10 @@
     ├── ConflictError              two writers changed one aggregate; retries ran out
     ├── StoreError                 the event store failed (connection, disk, schema)
     ├── WriterError                the background writer could not commit some events
-    └── ConfigurationError         a missing or invalid setting
+    ├── ConfigurationError         a missing or invalid setting
+    └── ExportError                spans could not be delivered to the OTLP collector
+        ├── CollectorUnavailableError  unreachable, 503/429 or timing out past the retry budget
+        └── ExportRejectedError        the collector refused the request (not retried)
 
 Every error carries its context on the instance (``field``, ``run_id``, ``artifact_id``,
 ``uri``) so callers and the CLI can report it without parsing the message.
@@ -107,3 +110,25 @@ class WriterError(LineageError):
 
 class ConfigurationError(LineageError):
     """A setting is missing or invalid; the message says what to set."""
+
+
+class ExportError(LineageError):
+    """Spans could not be delivered; ``endpoint`` names the collector. The exporter's tracked
+    position is not advanced past them, so a later export sends them again."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"OTLP export to {endpoint} failed: {reason}")
+
+
+class CollectorUnavailableError(ExportError):
+    """The collector could not be reached, or answered "try later", for the whole retry budget."""
+
+    def __init__(self, endpoint: str, reason: str, attempts: int) -> None:
+        self.attempts = attempts
+        super().__init__(endpoint, f"collector unavailable after {attempts} attempt(s): {reason}")
+
+
+class ExportRejectedError(ExportError):
+    """The collector refused the request for good (bad request, authentication, not found)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,17 @@ class Pending:
         if not self._future.done():
             self._writer.expedite()
         return self._future.result(timeout)
+
+    def on_done(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(error)`` once the write is committed (``error`` None) or refused.
+
+        It runs on the writer thread (or at once, here, when already done): it must be quick
+        and must not wait for other writes; hand work to another thread.
+        """
+        def done(future: Future[Any]) -> None:
+            callback(future.exception())
+
+        self._future.add_done_callback(done)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,6 +7,10 @@ from typing import Any
 
 from lineage import validation
 from lineage.errors import ValidationError
+from lineage.policies import CheckpointPolicy, RetryPolicy
+
+# Policy fields are checked by their policy class and stored in its full (defaulted) form.
+POLICIES: dict[str, Any] = {"checkpoint_policy": CheckpointPolicy, "retry_policy": RetryPolicy}
 
 # field -> kind; "mapping" fields may hold anything JSON-serialisable.
 JOB_FIELDS: dict[str, str] = {
@@ -57,4 +61,6 @@ def _check(name: str, kind: str, item: Any) -> Any:
         return [str(entry) if not isinstance(entry, Mapping) else dict(entry) for entry in item]
     if name == "tags":
         return validation.tags(item, field)
+    if name in POLICIES:
+        return POLICIES[name].from_dict(item, field).to_dict()
     return validation.json_object(item, field)

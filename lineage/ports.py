@@ -9,7 +9,8 @@ library's own recorders plus an event-id table) and ``lineage.adapters.memory.Me
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
@@ -85,3 +86,59 @@ class PositionStore(Protocol):
         """Durably record that ``name`` has processed everything up to ``position``."""
 
     def all(self) -> dict[str, int]: ...
+
+
+class Deletion(NamedTuple):
+    """What deleting an artifact's bytes did: ``outcome`` is one of ``deleted``,
+    ``already_gone`` (nothing to delete: recorded, not an error), ``remote`` (not ours to
+    delete: only marked retired), ``content_changed`` (the bytes there are no longer the
+    artifact's: kept) or ``failed`` (retried by the next repair); ``detail`` says more."""
+
+    outcome: str
+    detail: str
+
+
+class ArtifactStorage(Protocol):
+    """Where artifact bytes live, as far as lineage touches them: checking and deleting.
+
+    Adapters: ``lineage.adapters.storage.LocalArtifactStorage`` (``file://`` uris) and
+    ``MemoryArtifactStorage`` (the fake); ``tests/contract/test_artifact_storage.py`` runs one
+    set of cases against both. Thread-safety: any method from any thread.
+    """
+
+    def manages(self, uri: str) -> bool:
+        """True when this storage can read and delete ``uri``; other uris (``s3://``,
+        ``tinker://``...) are never read or deleted through it."""
+
+    def digest(self, uri: str, algorithm: str = "sha256") -> str | None:
+        """The hex digest of the bytes at ``uri``, None when nothing is there. Raises OSError
+        when the bytes exist but cannot be read, ValueError for a uri it does not manage."""
+
+    def delete(self, uri: str, expected: tuple[str, str] | None = None) -> Deletion:
+        """Delete the bytes at ``uri`` if they still hash to ``expected`` (algorithm, hex).
+        Idempotent; never raises for a missing file or an I/O error (they are outcomes)."""
+
+
+@dataclass(frozen=True)
+class RunSignal:
+    """A status source's report that a run needs recovering."""
+
+    run_id: UUID
+    signal: str  # "heartbeat.lost", "tinker.corrupted", "session.failed"...
+    error_type: str
+    message: str
+    corrupted: bool = False
+    retryable: bool = True
+    step: int | None = None
+    already_recorded: bool = False  # the failure is already an event on the run
+
+
+class RunStatusSource(Protocol):
+    """Something that knows which runs failed: the local store (crashed processes, recorded
+    failures) now, a training service's REST API (its ``corrupted`` flag) later."""
+
+    name: str
+
+    def poll(self) -> Sequence[RunSignal]:
+        """Runs that need recovering now. May raise: the monitor records the error and goes
+        on polling."""

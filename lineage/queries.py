@@ -17,12 +17,22 @@ from eventsourcing.persistence import Mapper
 
 from lineage.commands import id_of
 from lineage.domain import Artifact, Run, StepRecorded, ids
-from lineage.errors import ArtifactNotFoundError, RunNotFoundError
+from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
+from lineage.job_status import JOB_STATUSES, job_status
 from lineage.ports import EventStore
 
 RUN_STARTED = f"{Run.Started.__module__}:{Run.Started.__qualname__}"
 ARTIFACT_REGISTERED = f"{Artifact.Registered.__module__}:{Artifact.Registered.__qualname__}"
 PAGE = 1000
+
+
+@dataclass(frozen=True)
+class LostSteps:
+    """Steps a run logged after the checkpoint it was recovered from (redone by its successor)."""
+
+    first_step: int
+    last_step: int
+    count: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,15 @@ class RunView:
     resumed_from: UUID | None
     superseded_by: UUID | None
     inputs: list[UUID] = field(default_factory=list)
+    job_status: str = "running"  # lineage.job_status: pending, running, ..., superseded
+    status_reason: str | None = None
+    failure_retryable: bool = False  # the last failure recorded says a retry may help
+    recovering: bool = False
+    recovery_attempts: int = 0
+    best_checkpoint: UUID | None = None
+    best_value: float | None = None
+    resumed_checkpoint: UUID | None = None
+    lost_steps: LostSteps | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,9 @@ class ArtifactView:
     metadata: dict[str, Any]
     includes_optimizer: bool | None
     aliases: list[str] = field(default_factory=list)  # from the read models; [] when replayed
+    pins: dict[str, str] = field(default_factory=dict)  # why retention keeps it (replay only)
+    deletion: str | None = None  # outcome of deleting a retired artifact's bytes (replay only)
+    last_verified_ok: bool | None = None
 
 
 class Queries:
@@ -78,22 +100,33 @@ class Queries:
             raise RunNotFoundError(run_id)
         last = self.store.read_stream(ids.step_stream_id(run_id), desc=True, limit=1)
         step: StepRecorded | None = self.mapper.to_domain_event(last[0]) if last else None  # type: ignore[assignment]
+        count = last[0].originator_version if last else 0
+        status, reason = job_status(aggregate, count)
         return RunView(
             id=run_id, name=aggregate.name, status=aggregate.status, job=aggregate.job,
             tags=aggregate.tags, started_at=aggregate.started_at,
             finished_at=aggregate.finished_at, start_step=aggregate.start_step,
-            steps=last[0].originator_version if last else 0,
+            steps=count,
             last_step=step.step if step else None, last_metrics=step.metrics if step else {},
             checkpoints=list(aggregate.checkpoints), evaluations=aggregate.evaluations,
             failures=aggregate.failures, corrupted=aggregate.corrupted,
             resumed_from=aggregate.resumed_from, superseded_by=aggregate.superseded_by,
-            inputs=list(aggregate.inputs),
+            inputs=list(aggregate.inputs), job_status=status, status_reason=reason,
+            failure_retryable=aggregate.failure_retryable,
+            recovering=aggregate.recovering, recovery_attempts=aggregate.recovery_attempts,
+            best_checkpoint=aggregate.best_checkpoint, best_value=aggregate.best_value,
+            resumed_checkpoint=aggregate.resumed_checkpoint,
+            lost_steps=None if aggregate.lost_steps is None else LostSteps(*aggregate.lost_steps),
         )
 
     def runs(self, status: str | None = None) -> list[RunView]:
-        """Every run, oldest first (optionally only those with ``status``)."""
+        """Every run, oldest first; with ``status``, only runs with that job status (pending,
+        running, completed, failed, corrupted, superseded, cancelled: see lineage.job_status)."""
+        if status is not None and status not in JOB_STATUSES:
+            raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}; "
+                                            f"got {status!r}", status)
         views = [self.run(n.originator_id) for n in self._log([RUN_STARTED])]
-        return [v for v in views if status is None or v.status == status]
+        return [v for v in views if status is None or v.job_status == status]
 
     def run_events(self, run: Any, *, steps: bool = True) -> list[Any]:
         """The run's aggregate events and (when ``steps``) its step events, in commit order."""
@@ -125,7 +158,8 @@ class Queries:
             checksum=aggregate.checksum, format=aggregate.format, run_id=aggregate.run_id,
             step=aggregate.step, parents=list(aggregate.parents), status=aggregate.status,
             registered_at=aggregate.created_on, metadata=aggregate.metadata,
-            includes_optimizer=aggregate.includes_optimizer,
+            includes_optimizer=aggregate.includes_optimizer, pins=dict(aggregate.pins),
+            deletion=aggregate.deletion, last_verified_ok=aggregate.last_verified_ok,
         )
 
     def artifacts(self, *, type: str | None = None, run: Any = None) -> list[ArtifactView]:

@@ -7,16 +7,21 @@ and returns a ``Pending`` (or an ``ArtifactRef``) that resolves once committed.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from lineage import validation
 from lineage.artifacts import locate
+from lineage.best import LATEST_ALIAS, evaluate_in
 from lineage.commands import as_uuid, id_of, move_alias_in, register_in
 from lineage.errors import RunFinishedError, ValidationError
 from lineage.handles import ArtifactRef, Pending
+from lineage.policies import CheckpointPolicy
+from lineage.queries import LostSteps
 from lineage.timestamps import normalise
 from lineage.unit_of_work import UnitOfWork
 from lineage.writer import StepRecord
@@ -25,21 +30,30 @@ if TYPE_CHECKING:
     from lineage.tracker import Tracker
 
 _check_metrics = validation.metrics
+log = logging.getLogger(__name__)
 
 
 class RunHandle:
     """One run being recorded. Thread-safe: several threads may log to one run."""
 
-    def __init__(self, tracker: Tracker, run_id: UUID, name: str, *, start_step: int = 0) -> None:
+    def __init__(self, tracker: Tracker, run_id: UUID, name: str, *, start_step: int = 0,
+                 job: dict[str, Any] | None = None) -> None:
         self.tracker = tracker
         self.id = run_id
         self.name = name
         self.start_step = start_step
         self.max_step: int | None = None
         self.finished_status: str | None = None
+        self.policy = _policy_of(job, run_id)
         self._put = tracker.writer.put_step
         self._now_ns = tracker.now_ns
         self._last_checkpoint: UUID | None = None
+        self._previous_epoch: int | None = None
+        self._best_seen: float | None = None
+        self._schedule_lock = threading.Lock()
+        tracker.heartbeats.watch(self)
+        if self.policy is not None and self.policy.keep_last is not None:
+            tracker.retention.repair_once()  # finish deletions a crash interrupted
 
     def __repr__(self) -> str:
         return f"RunHandle(id={self.id}, name={self.name!r})"
@@ -81,19 +95,45 @@ class RunHandle:
         if self.max_step is None or step > self.max_step:
             self.max_step = step
 
+    def should_checkpoint(self, step: int, epoch: int | None = None,
+                          metrics: dict[str, float] | None = None, *, final: bool = False) -> bool:
+        """Whether the run's checkpoint policy wants a checkpoint after ``step`` (no I/O).
+
+        Call it once per step from the training loop; the handle remembers the previous epoch
+        (strategy ``epoch``) and the best ``best_metric`` value among the calls that returned
+        True (``best`` / ``save_best``), so save when it says so. ``final=True`` on the last
+        step. Raises ValidationError when the job spec has no ``checkpoint_policy``.
+        """
+        policy = self._require_policy()
+        with self._schedule_lock:
+            due = policy.should_checkpoint(step, epoch, metrics, previous_epoch=self._previous_epoch,
+                                           best_value=self._best_seen, final=final)
+            if epoch is not None:
+                self._previous_epoch = epoch
+            value = None if metrics is None else policy.metric_value(metrics)
+            if due and policy.is_better(value, self._best_seen):
+                self._best_seen = value
+        return due
+
     # -- rare, important events ----------------------------------------------------------------
 
     def log_eval(self, step: int, metrics: dict[str, float], *, dataset: str | None = None,
                  split: str | None = None, event_id: Any = None,
                  occurred_at: Any = None) -> Pending:
-        """Record an evaluation (validation metrics at a step)."""
+        """Record an evaluation (validation metrics at a step, on ``dataset``/``split``).
+
+        With a policy ``best_metric``, a strictly better value moves the run's ``best`` alias to
+        its latest committed checkpoint at or before ``step`` (see lineage.best); the Pending
+        resolves to that checkpoint's id, or None when the best did not change.
+        """
         step = validation.step(step)
         values = dict(validation.metrics(metrics))
         dataset = validation.optional_text(dataset, "dataset")
         split = validation.optional_text(split, "split", max_length=64)
+        policy = self.policy
         return self._command("evaluation", event_id, occurred_at,
-                             lambda uow: uow.run(self.id).record_evaluation(
-                                 step, values, dataset, split, uow.envelope(), uow.timestamp))
+                             lambda uow: evaluate_in(uow, self.id, policy, step, values,
+                                                     dataset, split))
 
     def save_checkpoint(self, path: str | os.PathLike[str], *, step: int,
                         format: str | None = None, includes_optimizer: bool = False,
@@ -103,16 +143,13 @@ class RunHandle:
         """Register a checkpoint this run saved (hashed now when local) and record the save.
 
         The checkpoint derives from the run's previous checkpoint unless ``parents`` is given.
-        The run-scoped alias ``latest`` moves to it. Returns at once; ``.wait()`` to block.
+        The run-scoped alias ``latest`` moves to it. ``format`` defaults to the policy's. Once
+        the save is committed, retention (a policy ``keep_last``) runs on a background thread
+        (lineage.retention). Returns at once; ``.wait()`` to block.
         """
-        step = validation.step(step)
-        self._require_open("checkpoints")
-        if self.max_step is not None and step > self.max_step:
-            raise ValidationError("step", f"checkpoint step {step} is after the last step "
-                                          f"logged by this run ({self.max_step})", step)
-        if step < self.start_step:
-            raise ValidationError("step", f"checkpoint step {step} is before the run's first "
-                                          f"step ({self.start_step})", step)
+        step = self._checkpoint_step(step)
+        if format is None and self.policy is not None:
+            format = self.policy.format
         if format is not None:
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
         meta = validation.json_object(metadata, "metadata")
@@ -130,11 +167,13 @@ class RunHandle:
             register_in(uow, artifact_id, fields)
             uow.run(self.id).save_checkpoint(artifact_id, location.uri, step, format,
                                              includes_optimizer, uow.envelope(), uow.timestamp)
-            move_alias_in(uow, artifact_id, str(self.id), "latest", False, False)
+            move_alias_in(uow, artifact_id, str(self.id), LATEST_ALIAS, False, False)
             return artifact_id
 
         pending = self._command("checkpoint", event_id, occurred_at, save)
         self._last_checkpoint = artifact_id
+        if self.policy is not None and self.policy.keep_last is not None:
+            self.tracker.retention.after_save(pending, self.id, self.policy)
         return ArtifactRef(artifact_id, location.uri, "checkpoint", location.size,
                            location.checksum_algorithm, location.checksum, step, pending)
 
@@ -192,13 +231,30 @@ class RunHandle:
                              .select_recovery_checkpoint(checkpoint_id, step, reason,
                                                          uow.envelope(), uow.timestamp))
 
-    def complete_recovery(self, new_run: Any, checkpoint: Any) -> Pending:
-        """Record that ``new_run`` resumed this run, and mark this run superseded by it."""
+    def reject_recovery_checkpoint(self, checkpoint: Any, *, step: int | None,
+                                   reason: str) -> Pending:
+        """Record why a candidate checkpoint was not used by the recovery in progress."""
+        checkpoint_id = id_of(checkpoint, "checkpoint")
+        step = validation.optional_step(step, "step")
+        reason = validation.text(reason, "reason", max_length=8192)
+        return self._command("recovery", None, None, lambda uow: uow.run(self.id)
+                             .reject_recovery_checkpoint(checkpoint_id, step, reason,
+                                                         uow.envelope(), uow.timestamp))
+
+    def complete_recovery(self, new_run: Any, checkpoint: Any, *,
+                          lost: LostSteps | None = None, checkpoint_step: int = 0) -> Pending:
+        """Record that ``new_run`` resumed this run, and mark this run superseded by it.
+        ``lost`` (the steps logged after ``checkpoint``, at ``checkpoint_step``) is recorded
+        first as ``StepsLost``."""
         new_id = id_of(new_run, "new_run")
         checkpoint_id = id_of(checkpoint, "checkpoint")
 
         def complete(uow: UnitOfWork) -> None:
             run = uow.run(self.id)
+            if lost is not None:
+                run.record_lost_steps(checkpoint_id, checkpoint_step, lost.first_step,
+                                      lost.last_step, lost.count, new_id, uow.envelope(),
+                                      uow.timestamp)
             run.complete_recovery(new_id, checkpoint_id, uow.envelope(), uow.timestamp)
             run.finish("superseded", f"resumed as {new_id}", new_id, uow.envelope(), uow.timestamp)
 
@@ -238,6 +294,24 @@ class RunHandle:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _checkpoint_step(self, step: Any) -> int:
+        step = validation.step(step)
+        self._require_open("checkpoints")
+        if self.max_step is not None and step > self.max_step:
+            raise ValidationError("step", f"checkpoint step {step} is after the last step "
+                                          f"logged by this run ({self.max_step})", step)
+        if step < self.start_step:
+            raise ValidationError("step", f"checkpoint step {step} is before the run's first "
+                                          f"step ({self.start_step})", step)
+        return step
+
+    def _require_policy(self) -> CheckpointPolicy:
+        if self.policy is None:
+            raise ValidationError("job.checkpoint_policy", "this run's job spec has none; start "
+                                  "the run with job={'checkpoint_policy': "
+                                  "lineage.CheckpointPolicy(...)}")
+        return self.policy
+
     def _require_open(self, what: str) -> None:
         if self.finished_status is not None:
             raise RunFinishedError(self.id, self.finished_status, what)
@@ -246,3 +320,15 @@ class RunHandle:
         envelope = self.tracker.envelope(event_id, occurred_at)
         return self.tracker.submit(f"{label} for run {self.id}", handler, envelope)
 
+
+def _policy_of(job: dict[str, Any] | None, run_id: UUID) -> CheckpointPolicy | None:
+    """The run's checkpoint policy from its stored job spec (None when it has none, or when a
+    spec stored before policies were checked holds one that is no longer valid)."""
+    data = (job or {}).get("checkpoint_policy")
+    if data is None:
+        return None
+    try:
+        return CheckpointPolicy.from_dict(data, "job.checkpoint_policy")
+    except ValidationError as error:
+        log.warning("run %s: ignoring its stored checkpoint policy (%s)", run_id, error)
+        return None

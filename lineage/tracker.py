@@ -24,11 +24,16 @@ from lineage.commands import as_uuid, id_of, move_alias_in, register_in
 from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
+from lineage.errors import WriterError
 from lineage.handles import ArtifactRef, Pending
+from lineage.heartbeat import Heartbeats
 from lineage.jobspec import job_spec
-from lineage.ports import EventStore
+from lineage.policies import RetryPolicy
+from lineage.ports import ArtifactStorage, EventStore
 from lineage.queries import Queries
 from lineage.read_api import ReadAPI
+from lineage.recovery import RecoveryExecutor, RecoveryResult, ResumeFunction
+from lineage.retention import RetentionWorker
 from lineage.run_handle import RunHandle
 from lineage.serialization import make_mapper
 from lineage.timestamps import normalise
@@ -54,7 +59,8 @@ class Tracker(ReadAPI, Queries):
     def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
                  clock: Callable[[], datetime] | None = None,
                  id_source: Callable[[], UUID] | None = None, create: bool = True,
-                 export_otlp: bool | None = None, **settings: Any) -> None:
+                 export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
+                 **settings: Any) -> None:
         self.settings = Settings.load(database_url=database_url, **settings)
         otlp_url = self.settings.database_url if store is None else None
         if store is None:
@@ -76,6 +82,9 @@ class Tracker(ReadAPI, Queries):
             batch_interval_s=self.settings.batch_interval_s, retry_for_s=self.settings.retry_for_s,
         )
         self._closed = False
+        self._storage = storage  # ArtifactStorage for retention and recovery; default on use
+        self.retention = RetentionWorker(self)
+        self.heartbeats = Heartbeats(self, self.settings.heartbeat_interval_s)
         self._finalizer = weakref.finalize(self, _close_at_exit, self.writer, store)
         atexit.register(self._finalizer)
 
@@ -90,14 +99,33 @@ class Tracker(ReadAPI, Queries):
         return self.settings.tenant_id
 
     def flush(self, timeout: float | None = None) -> None:
-        """Block until everything queued so far is committed; raise WriterError on losses."""
+        """Block until everything queued so far is committed, including the retention that
+        committed checkpoint saves set off; raise WriterError on losses."""
         self.writer.flush(timeout)
+        self.retention.drain(timeout)
+        self.writer.flush(timeout)
+
+    @property
+    def storage(self) -> ArtifactStorage:
+        """Where checkpoint bytes are checked and deleted (local files unless one was given)."""
+        if self._storage is None:
+            from lineage.bootstrap import open_artifact_storage  # the composition root
+
+            self._storage = open_artifact_storage()
+        return self._storage
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True
+        failure: WriterError | None = None
         try:
+            self.heartbeats.close()
+            try:
+                self.writer.flush(timeout)  # committed saves set off retention: let it run
+            except WriterError as error:
+                failure = error
+            self.retention.close(timeout)
             self.writer.close(timeout)
         finally:
             if self._otlp is not None:
@@ -107,6 +135,8 @@ class Tracker(ReadAPI, Queries):
             self.store.close()
         if self._otlp is not None:
             self._otlp.raise_if_strict()
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> Tracker:
         return self
@@ -225,12 +255,12 @@ class Tracker(ReadAPI, Queries):
         pending = self.submit(f"start run {name}", start_it, envelope)
         if wait:
             pending.wait()
-        return RunHandle(self, new_id, name, start_step=start)
+        return RunHandle(self, new_id, name, start_step=start, job=spec)
 
     def run_handle(self, run: RunLike) -> RunHandle:
         """A handle to record more on an existing run (e.g. a failure flagged later)."""
         view = self.run(run)
-        return RunHandle(self, view.id, view.name, start_step=view.start_step)
+        return RunHandle(self, view.id, view.name, start_step=view.start_step, job=view.job)
 
     def resume_run(self, previous: RunLike, checkpoint: ArtifactLike, *, name: str | None = None,
                    optimizer_restored: bool = True, job: dict[str, Any] | None = None,
@@ -250,9 +280,38 @@ class Tracker(ReadAPI, Queries):
         def link(uow: UnitOfWork) -> None:
             uow.run(handle.id).resume_from(previous_id, checkpoint_id, resume_step or 0,
                                            optimizer_restored, uow.envelope(), uow.timestamp)
+            # retention must keep what another run resumed from
+            uow.artifact(checkpoint_id).pin(f"resumed:{handle.id}", f"run {handle.id} resumed "
+                                            "from it", uow.envelope(), uow.timestamp)
 
         self.submit(f"resume {previous_id}", link, envelope).wait()
         return handle
+
+    # -- policies and recovery (DESIGN §7) ------------------------------------------------------
+
+    def recover(self, run: RunLike, *, strategy: Any = "latest", restore_optimizer: bool = True,
+                allow_weights_only: bool = False, retry: RetryPolicy | dict[str, Any] | None = None,
+                resume: ResumeFunction | None = None, name: str | None = None,
+                tags: Any = None, sleep: Callable[[float], None] = time.sleep) -> RecoveryResult:
+        """Recover a failed or corrupted run into a new run (see lineage.recovery).
+
+        ``strategy``: ``"latest"``, ``"best"`` or a checkpoint (id or ref). ``resume(checkpoint,
+        new_run)`` is your function that loads the checkpoint into the new run's trainer; an
+        exception from it fails the attempt, retried per ``retry`` (default: the job spec's
+        ``retry_policy``, else ``RetryPolicy()``), sleeping with ``sleep``. Returns a
+        RecoveryResult (``.new_run`` when recovered); a run another executor is recovering gives
+        status ``already_recovering``, not an exception.
+        """
+        executor = RecoveryExecutor(self, sleep=sleep)
+        return executor.recover(run, strategy=strategy, restore_optimizer=restore_optimizer,
+                                allow_weights_only=allow_weights_only, retry=retry,
+                                resume=resume, name=name, tags=tags)
+
+    def repair_retention(self) -> list[tuple[UUID, Any]]:
+        """Delete the bytes of artifacts retired on this machine whose deletion a crash
+        interrupted (runs by itself when a run with a retention policy starts); returns
+        (artifact id, Deletion) pairs. Blocks until done."""
+        return self.retention.repair()
 
 
 

@@ -68,6 +68,7 @@ class UnitOfWork:
         self._touched: set[UUID] = set()
         self._envelope: Envelope | None = None
         self._issued: dict[UUID, int] = {}
+        self._logged: list[Any] = []
 
     # -- used by command handlers ------------------------------------------------------------
 
@@ -108,6 +109,20 @@ class UnitOfWork:
         self._issued[issued.event_id] = count
         return issued
 
+    def next_log_version(self, stream_id: UUID) -> int:
+        """The next version of a log stream (a stream no aggregate owns, such as a run's
+        heartbeats): its last stored version, or the last one this batch adds, plus one."""
+        for event in reversed([*self._logged, *self.events]):
+            if event.originator_id == stream_id:
+                return int(event.originator_version) + 1
+        last = self.store.read_stream(stream_id, desc=True, limit=1)
+        return (last[0].originator_version if last else 0) + 1
+
+    def log(self, event: Any) -> None:
+        """Append a log-stream event built by the handler (its ``event_id`` from ``envelope()``
+        and its version from ``next_log_version``). Dropped if the handler then fails."""
+        self._logged.append(event)
+
     def add(self, aggregate: A) -> A:
         self.cache.put(aggregate)
         self._touched.add(aggregate.id)
@@ -122,7 +137,7 @@ class UnitOfWork:
         uuid5 of it after that, so a retried command carries the same ids.
         """
         self._touched = set()
-        self._envelope, self._issued = envelope, {}
+        self._envelope, self._issued, self._logged = envelope, {}, []
         try:
             result = handler(self)
         except BaseException:
@@ -136,6 +151,8 @@ class UnitOfWork:
             if (aggregate := self.cache.get(aggregate_id)) is not None
             for event in aggregate.collect_events()
         ]
+        new_events.extend(self._logged)
+        self._logged = []
         # Keep the order in which the handler triggered them (envelopes were issued in order).
         new_events.sort(key=lambda event: self._issued[event.event_id])
         for event in new_events:

@@ -37,7 +37,17 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     "Run.RecoveryExhausted": lambda e: f"recovery exhausted after {e.attempts} attempt(s)",
     "Run.ResumedFrom": lambda e: f"resumed from run {_short(e.previous_run_id)} at step {e.step}",
     "Run.Finished": lambda e: f"finished: {e.status}" + (f" ({e.reason})" if e.reason else ""),
+    "Run.RecoveryCheckpointRejected": lambda e: f"recovery rejected checkpoint "
+                                                f"{_short(e.checkpoint_id)}: {e.reason}",
+    "Run.StepsLost": lambda e: f"steps {e.first_step}-{e.last_step} lost ({e.count}), redone by "
+                               f"run {_short(e.new_run_id)}",
+    "Run.BestCheckpointChanged": lambda e: f"best checkpoint is now {_short(e.artifact_id)} "
+                                           f"({e.metric}={e.value:.4g} at step {e.eval_step})",
     "Artifact.Registered": lambda e: f"registered {e.type} {e.uri}",
+    "Artifact.Pinned": lambda e: f"pinned ({e.key}): {e.reason}",
+    "Artifact.Unpinned": lambda e: f"unpinned ({e.key})",
+    "Artifact.DeletionRecorded": lambda e: f"bytes {e.outcome}: {e.detail}",
+    "HeartbeatRecorded": lambda e: f"heartbeat from pid {e.pid} (last step {e.last_step})",
     "Artifact.Verified": lambda e: f"verified: {'ok' if e.ok else 'MISMATCH'} {e.detail}",
     "Artifact.Retired": lambda e: f"retired: {e.reason}",
     "Artifact.Expired": lambda e: f"expired: {e.reason}",
@@ -66,6 +76,8 @@ class AuditProjection:
         summary = SUMMARIES.get(item.kind, lambda _: name)(e)
         subject = str(e.originator_id)
         run_id = subject if aggregate == "Run" else (str(e.run_id) if getattr(e, "run_id", None) else None)
+        if item.kind == "HeartbeatRecorded":  # on its own stream: the subject is the run
+            aggregate, name, subject = "Run", "Heartbeat", str(e.run_id)
         return {"position": item.position, "event_id": str(e.event_id),
                 "occurred_at": iso(e.occurred_at), "recorded_at": iso(e.timestamp),
                 "tenant_id": e.tenant_id, "actor": e.actor, "source": e.source,

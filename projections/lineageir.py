@@ -92,7 +92,9 @@ def _trace(row: Row[Any]) -> dict[str, Any]:
                        "steps": row.steps, "last_step": row.last_step,
                        "last_metrics": numbers(row.last_metrics), "checkpoints": row.checkpoints,
                        "evaluations": row.evaluations, "failures": row.failures,
-                       "corrupted": bool(row.corrupted), "superseded_by": row.superseded_by},
+                       "corrupted": bool(row.corrupted), "superseded_by": row.superseded_by,
+                       "finished_reason": row.finished_reason, "last_failure": row.last_failure,
+                       "recovery": loads(row.recovery)},
     }
 
 
@@ -118,7 +120,8 @@ def _artifact(row: Row[Any], span_id: str | None) -> dict[str, Any]:
         "size_bytes": row.size, "mime_type": _mime(row.format),
         "metadata": {**loads(row.metadata), "status": row.status, "step": row.step,
                      "format": row.format, "name": row.name,
-                     "includes_optimizer": row.includes_optimizer},
+                     "includes_optimizer": row.includes_optimizer, "pins": loads(row.pins),
+                     "deletion": row.deletion},
         "created_at": row.registered_at,
     }
 
@@ -142,15 +145,17 @@ def _metadata(conn: Connection, trace: Row[Any], span_rows: Sequence[Row[Any]]) 
     """Derived facts: the steps this run lost to a recovery (logged after the checkpoint the
     recovery resumed from), and the shape of the data."""
     selected = [loads(r.attributes) for r in span_rows if r.kind == "recovery" and r.status == "ok"]
-    lost = None
-    if selected and "checkpoint_step" in selected[-1]:
+    lost = loads(trace.lost_steps) if trace.lost_steps else None
+    if lost is None and selected and "checkpoint_step" in selected[-1]:
         after = selected[-1]["checkpoint_step"]
         row = conn.execute(select(func.count(), func.min(step_metrics.c.step),
                                   func.max(step_metrics.c.step))
                            .where(step_metrics.c.run_id == trace.id, step_metrics.c.step > after)).one()
         lost = {"after_checkpoint_step": after, "count": row[0], "from_step": row[1],
                 "to_step": row[2], "resumed_as": selected[-1].get("new_run_id")}
-    return {"schema": "lineageir/1", "lost_steps": lost, "spans": len(span_rows)}
+    return {"schema": "lineageir/1", "lost_steps": lost, "spans": len(span_rows),
+            "best": {**loads(trace.best), "checkpoint_id": trace.best_checkpoint_id} if trace.best else None,
+            "last_heartbeat_at": trace.last_heartbeat_at}
 
 
 def _mime(fmt: str | None) -> str | None:

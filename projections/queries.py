@@ -176,8 +176,8 @@ class ReadModels:
             query = query.where(audit.c.actor == actor)
         if kind is not None:
             query = query.where(audit.c.kind.like(f"%{kind}%"))
-        if not include_steps:
-            query = query.where(audit.c.kind != "run.step_recorded")
+        if not include_steps:  # the high-volume operational events
+            query = query.where(audit.c.kind.not_in(("run.step_recorded", "run.heartbeat")))
         if since is not None:
             query = query.where(audit.c.recorded_at >= iso(normalise(since, "since")[0]))
         if until is not None:
@@ -298,6 +298,7 @@ def _artifact_row(row: Any, alias_names: list[str], *, status_then: str) -> dict
     data.pop("status_then", None)
     data["status"] = status_then
     data["metadata"] = loads(data["metadata"])
+    data["pins"] = loads(data["pins"])
     data["aliases"] = sorted(alias_names)
     return data
 

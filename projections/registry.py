@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from lineage.projections.decoding import Item, dumps
+from lineage.projections.decoding import Item, dumps, loads
 from lineage.projections.tables import alias_history, aliases, artifact_history, artifacts
 from sqlalchemy import Connection, select, update
 
@@ -30,7 +31,8 @@ class RegistryProjection:
             id=artifact_id, tenant_id=e.tenant_id, type=e.type, uri=e.uri, name=e.name,
             size=e.size, checksum_algorithm=e.checksum_algorithm, checksum=e.checksum,
             format=e.format, run_id=run_id, step=e.step, includes_optimizer=e.includes_optimizer,
-            status="live", status_reason=None, verified=None, metadata=dumps(e.metadata),
+            status="live", status_reason=None, verified=None, pins="{}", deletion=None,
+            metadata=dumps(e.metadata),
             registered_at=at, actor=e.actor, position=position))
         conn.execute(artifact_history.insert().values(
             position=position, artifact_id=artifact_id, status="live", reason="registered", at=at))
@@ -45,6 +47,28 @@ class RegistryProjection:
 
     def _Artifact_Expired(self, conn: Connection, position: int, e: Artifact.Expired) -> None:
         self._status(conn, position, str(e.originator_id), "expired", e.reason, iso(e.occurred_at))
+
+    def _Artifact_Pinned(self, conn: Connection, position: int, e: Artifact.Pinned) -> None:
+        self._pins(conn, str(e.originator_id), lambda pins: {**pins, e.key: e.reason})
+
+    def _Artifact_Unpinned(self, conn: Connection, position: int, e: Artifact.Unpinned) -> None:
+        self._pins(conn, str(e.originator_id),
+                   lambda pins: {k: v for k, v in pins.items() if k != e.key})
+
+    def _pins(self, conn: Connection, artifact_id: str, change: Any) -> None:
+        current = loads(conn.execute(select(artifacts.c.pins)
+                                     .where(artifacts.c.id == artifact_id)).scalar())
+        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id)
+                     .values(pins=dumps(change(current))))
+
+    def _Artifact_DeletionRecorded(self, conn: Connection, position: int,
+                                   e: Artifact.DeletionRecorded) -> None:
+        artifact_id = str(e.originator_id)
+        status = conn.execute(select(artifacts.c.status).where(artifacts.c.id == artifact_id)).scalar()
+        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id).values(deletion=e.outcome))
+        conn.execute(artifact_history.insert().values(
+            position=position, artifact_id=artifact_id, status=status or "retired",
+            reason=f"bytes {e.outcome}: {e.detail}"[:500], at=iso(e.occurred_at)))
 
     def _status(self, conn: Connection, position: int, artifact_id: str, status: str,
                 reason: str, at: str) -> None:

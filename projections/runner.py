@@ -26,12 +26,16 @@ from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.adapters.sql import WRITE
 from lineage.projections.decoding import Item, decode
+from lineage.projections.tables import SCHEMA_VERSION
+from lineage.projections.tables import metadata as read_models
 from sqlalchemy import Connection, Engine, Table, text
 
 from lineage.errors import LineageError
 from lineage.ports import EventStore
 
 BATCH = 2000
+SCHEMA_KEY = "__read_model_schema__"
+ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
 
 
 class Projection(Protocol):
@@ -73,6 +77,7 @@ class ProjectionRunner:
         self.lock = lock or ProjectionLock.for_engine(engine)
         self._thread_lock = threading.Lock()
         positions_metadata.create_all(engine)
+        self._upgrade_if_needed()
         for projection in self.projections:
             projection.tables[0].metadata.create_all(engine, tables=list(projection.tables))
 
@@ -157,6 +162,23 @@ class ProjectionRunner:
             if progress is not None:
                 progress(last, head)
         return applied
+
+    def _upgrade_if_needed(self) -> None:
+        """Read models written by another table layout are dropped and rebuilt from the events
+        (they are derived data); the layout version is kept as a pseudo-position."""
+        with self.engine.connect() as conn:
+            version = read_position(conn, SCHEMA_KEY)
+        if version == SCHEMA_VERSION or not self.lock.acquire():
+            return
+        try:
+            read_models.drop_all(self.engine)
+            read_models.create_all(self.engine)
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                for name in {p.name for p in self.projections} | set(ALL_NAMES):
+                    write_position(conn, name, 0)
+                write_position(conn, SCHEMA_KEY, SCHEMA_VERSION)
+        finally:
+            self.lock.release()
 
     def _reset(self, projection: Projection) -> None:
         tables = list(projection.tables)

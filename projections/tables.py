@@ -25,6 +25,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Bump when a table changes shape: the runner then drops and rebuilds every read model from the
+# events (they are derived data), instead of failing on an old table.
+SCHEMA_VERSION = 2
+
 ID = String(36)
 TIME = String(32)
 
@@ -36,8 +40,15 @@ traces = Table(
     Column("name", Text, nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("status", String(16), nullable=False),  # running|completed|failed|cancelled|superseded
-    Column("job_status", String(16), nullable=False),  # + pending|corrupted (NSAI work model)
-    Column("status_reason", Text),
+    Column("job_status", String(16), nullable=False),  # lineage.job_status: + pending|corrupted
+    Column("status_reason", Text),  # why the job status is what it is
+    Column("finished_reason", Text),
+    Column("last_failure", Text),
+    Column("recovery", Text, nullable=False),  # JSON: recovering, attempts, exhausted, last_error
+    Column("lost_steps", Text),  # JSON: steps logged after the checkpoint a recovery used
+    Column("best_checkpoint_id", ID),
+    Column("best", Text),  # JSON: metric, mode, value, eval_step, checkpoint_step
+    Column("last_heartbeat_at", TIME),
     Column("started_at", TIME, nullable=False),
     Column("finished_at", TIME),
     Column("start_step", BigInteger, nullable=False),
@@ -93,6 +104,8 @@ artifacts = Table(
     Column("status", String(16), nullable=False),  # live|retired|expired
     Column("status_reason", Text),
     Column("verified", Boolean),
+    Column("pins", Text, nullable=False),  # JSON: why retention must keep it (key -> reason)
+    Column("deletion", Text),  # outcome of deleting its bytes after retirement
     Column("metadata", Text, nullable=False),
     Column("registered_at", TIME, nullable=False),
     Column("actor", Text, nullable=False),

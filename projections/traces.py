@@ -8,6 +8,7 @@ checkpoint saves, evaluations, failures and each recovery attempt.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -16,11 +17,11 @@ from lineage.projections.tables import spans, traces
 from sqlalchemy import Connection, select, update
 
 from lineage.domain import Run
+from lineage.job_status import job_status
 from lineage.timestamps import iso
 
 STEP_RANGE = 100
-JOB_STATUS = {"completed": "completed", "failed": "failed", "cancelled": "failed",
-              "superseded": "superseded"}
+NO_RECOVERY = {"recovering": False, "attempts": 0, "exhausted": False, "last_error": None}
 
 
 def run_span_id(run_id: str) -> str:
@@ -46,13 +47,19 @@ class TraceProjection:
                 steps.append(item.event)
                 continue
             if steps:
-                StepRollup(conn).apply(steps)
+                self._steps(conn, steps)
                 steps = []
             handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
             if handler is not None:
                 handler(conn, item.position, item.event)
+                if item.kind.startswith("Run."):
+                    _refresh_job(conn, str(item.event.originator_id))
         if steps:
-            StepRollup(conn).apply(steps)
+            self._steps(conn, steps)
+
+    def _steps(self, conn: Connection, steps: list[StepRow]) -> None:
+        for run_id in StepRollup(conn).apply(steps):
+            _refresh_job(conn, run_id)
 
     # -- run events ----------------------------------------------------------------------------
 
@@ -60,7 +67,9 @@ class TraceProjection:
         run_id = str(e.originator_id)
         conn.execute(traces.insert().values(
             id=run_id, root_trace_id=run_id, parent_trace_id=None, name=e.name,
-            tenant_id=e.tenant_id, status="running", job_status="running", status_reason=None,
+            tenant_id=e.tenant_id, status="running", job_status="pending", status_reason=None,
+            finished_reason=None, last_failure=None, recovery=dumps(NO_RECOVERY), lost_steps=None,
+            best_checkpoint_id=None, best=None, last_heartbeat_at=None,
             started_at=iso(e.occurred_at), finished_at=None, start_step=e.start_step, steps=0,
             last_step=None, last_metrics="{}", checkpoints=0, evaluations=0, failures=0,
             corrupted=False, superseded_by=None, job=dumps(e.job), tags=dumps(e.tags),
@@ -87,18 +96,18 @@ class TraceProjection:
     def _Run_FailureDetected(self, conn: Connection, position: int, e: Run.FailureDetected) -> None:
         run_id = str(e.originator_id)
         _bump(conn, run_id, failures=1)
+        values: dict[str, Any] = {"last_failure": f"{e.error_type}: {e.message}" if e.message
+                                  else e.error_type}
         if e.corrupted:
-            conn.execute(update(traces).where(traces.c.id == run_id).values(corrupted=True))
-        row = conn.execute(select(traces.c.status).where(traces.c.id == run_id)).one()
-        if row.status == "running" or e.corrupted:
-            _job_status(conn, run_id, "corrupted" if e.corrupted else "failed",
-                        f"{e.error_type}: {e.message}" if e.message else e.error_type)
+            values["corrupted"] = True
+        conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
         _span(conn, str(e.event_id), run_id, run_span_id(run_id), "failure", "detect failure",
               "error", e, position, step=e.step, finished=True, error=(e.error_type, e.message),
               attributes={"signal": e.signal, "retryable": e.retryable, "corrupted": e.corrupted})
 
     def _Run_RecoveryStarted(self, conn: Connection, position: int, e: Run.RecoveryStarted) -> None:
         run_id = str(e.originator_id)
+        _recovery(conn, run_id, recovering=True, attempts=e.attempt)
         _span(conn, recovery_span_id(run_id, e.attempt), run_id, run_span_id(run_id), "recovery",
               "recover run", "running", e, position,
               attributes={"attempt": e.attempt, "strategy": e.strategy})
@@ -109,20 +118,44 @@ class TraceProjection:
                     {"checkpoint_id": str(e.checkpoint_id), "checkpoint_step": e.step,
                      "selection_reason": e.reason})
 
+    def _Run_RecoveryCheckpointRejected(self, conn: Connection, position: int,
+                                        e: Run.RecoveryCheckpointRejected) -> None:
+        rejection = {"checkpoint_id": str(e.checkpoint_id), "step": e.step, "reason": e.reason}
+        _merge_span(conn, recovery_span_id(str(e.originator_id), e.attempt), {},
+                    append={"rejected": rejection})
+
+    def _Run_StepsLost(self, conn: Connection, position: int, e: Run.StepsLost) -> None:
+        conn.execute(update(traces).where(traces.c.id == str(e.originator_id)).values(
+            lost_steps=dumps({"after_checkpoint_step": e.checkpoint_step, "count": e.count,
+                              "from_step": e.first_step, "to_step": e.last_step,
+                              "resumed_as": str(e.new_run_id),
+                              "checkpoint_id": str(e.checkpoint_id)})))
+
     def _Run_RecoveryCompleted(self, conn: Connection, position: int, e: Run.RecoveryCompleted) -> None:
         run_id = str(e.originator_id)
-        span_id = recovery_span_id(run_id, e.attempt)
-        _merge_span(conn, span_id, {"new_run_id": str(e.new_run_id)}, status="ok",
-                    finished_at=iso(e.occurred_at))
+        _recovery(conn, run_id, recovering=False)
+        conn.execute(update(traces).where(traces.c.id == run_id)
+                     .values(superseded_by=str(e.new_run_id)))
+        _merge_span(conn, recovery_span_id(run_id, e.attempt), {"new_run_id": str(e.new_run_id)},
+                    status="ok", finished_at=iso(e.occurred_at))
 
     def _Run_RecoveryFailed(self, conn: Connection, position: int, e: Run.RecoveryFailed) -> None:
-        _merge_span(conn, recovery_span_id(str(e.originator_id), e.attempt), {}, status="error",
+        run_id = str(e.originator_id)
+        _recovery(conn, run_id, recovering=False, last_error=f"{e.error_type}: {e.message}")
+        _merge_span(conn, recovery_span_id(run_id, e.attempt), {}, status="error",
                     finished_at=iso(e.occurred_at), error=(e.error_type, e.message))
 
     def _Run_RecoveryExhausted(self, conn: Connection, position: int, e: Run.RecoveryExhausted) -> None:
         run_id = str(e.originator_id)
+        _recovery(conn, run_id, recovering=False, exhausted=True)
         _merge_span(conn, recovery_span_id(run_id, e.attempts), {"exhausted": True})
-        _job_status(conn, run_id, "failed", f"recovery exhausted after {e.attempts} attempt(s)")
+
+    def _Run_BestCheckpointChanged(self, conn: Connection, position: int,
+                                   e: Run.BestCheckpointChanged) -> None:
+        conn.execute(update(traces).where(traces.c.id == str(e.originator_id)).values(
+            best_checkpoint_id=str(e.artifact_id),
+            best=dumps({"metric": e.metric, "mode": e.mode, "value": e.value,
+                        "eval_step": e.eval_step, "checkpoint_step": e.checkpoint_step})))
 
     def _Run_ResumedFrom(self, conn: Connection, position: int, e: Run.ResumedFrom) -> None:
         run_id, previous = str(e.originator_id), str(e.previous_run_id)
@@ -137,16 +170,17 @@ class TraceProjection:
     def _Run_Finished(self, conn: Connection, position: int, e: Run.Finished) -> None:
         run_id = str(e.originator_id)
         at = iso(e.occurred_at)
-        row = conn.execute(select(traces.c.corrupted).where(traces.c.id == run_id)).one()
-        job = JOB_STATUS[e.status]
-        if job == "failed" and row.corrupted:
-            job = "corrupted"
-        conn.execute(update(traces).where(traces.c.id == run_id).values(
-            status=e.status, job_status=job, status_reason=e.reason, finished_at=at,
-            superseded_by=str(e.superseded_by) if e.superseded_by else None))
+        values: dict[str, Any] = {"status": e.status, "finished_reason": e.reason, "finished_at": at}
+        if e.superseded_by:
+            values["superseded_by"] = str(e.superseded_by)
+        conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
         _merge_span(conn, run_span_id(run_id), {"reason": e.reason},
                     status="ok" if e.status in ("completed", "superseded") else "error",
                     finished_at=at)
+
+    def _HeartbeatRecorded(self, conn: Connection, position: int, e: Any) -> None:
+        conn.execute(update(traces).where(traces.c.id == str(e.run_id))
+                     .values(last_heartbeat_at=iso(e.occurred_at)))
 
 
 class StepRollup:
@@ -155,7 +189,8 @@ class StepRollup:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def apply(self, rows: list[StepRow]) -> None:
+    def apply(self, rows: list[StepRow]) -> list[str]:
+        """Fold ``rows`` in; returns the runs they touched."""
         by_run: dict[str, list[StepRow]] = {}
         for row in rows:
             by_run.setdefault(row.run_id, []).append(row)
@@ -165,6 +200,7 @@ class StepRollup:
                 steps=traces.c.steps + len(run_rows), last_step=last.step,
                 last_metrics=dumps(last.metrics)))
             self._ranges(run_id, run_rows)
+        return list(by_run)
 
     def _ranges(self, run_id: str, rows: list[StepRow]) -> None:
         groups: dict[str, list[StepRow]] = {}
@@ -209,11 +245,15 @@ def _span(conn: Connection, span_id: str, trace_id: str, parent: str | None, kin
 
 def _merge_span(conn: Connection, span_id: str, attributes: dict[str, Any], *,
                 status: str | None = None, finished_at: str | None = None,
-                error: tuple[str, str] | None = None) -> None:
+                error: tuple[str, str] | None = None,
+                append: dict[str, Any] | None = None) -> None:
     row = conn.execute(select(spans.c.attributes).where(spans.c.id == span_id)).one_or_none()
     if row is None:
         return
-    values: dict[str, Any] = {"attributes": dumps({**loads(row.attributes), **attributes})}
+    merged = {**loads(row.attributes), **attributes}
+    for key, item in (append or {}).items():
+        merged[key] = [*merged.get(key, []), item]
+    values: dict[str, Any] = {"attributes": dumps(merged)}
     if status is not None:
         values["status"] = status
     if finished_at is not None:
@@ -228,7 +268,28 @@ def _bump(conn: Connection, run_id: str, **counters: int) -> None:
         **{name: traces.c[name] + amount for name, amount in counters.items()}))
 
 
-def _job_status(conn: Connection, run_id: str, status: str, reason: str) -> None:
+def _recovery(conn: Connection, run_id: str, **changes: Any) -> None:
+    current = loads(conn.execute(select(traces.c.recovery).where(traces.c.id == run_id)).scalar())
     conn.execute(update(traces).where(traces.c.id == run_id)
-                 .values(job_status=status, status_reason=reason))
+                 .values(recovery=dumps({**NO_RECOVERY, **current, **changes})))
+
+
+def _refresh_job(conn: Connection, run_id: str) -> None:
+    """Job status by the same rules as the domain (``lineage.job_status``), from the row."""
+    row = conn.execute(select(traces).where(traces.c.id == run_id)).one_or_none()
+    if row is None:
+        return
+    recovery = {**NO_RECOVERY, **loads(row.recovery)}
+    lost = loads(row.lost_steps) if row.lost_steps else None
+    run = SimpleNamespace(
+        superseded_by=row.superseded_by, status=row.status, finished_reason=row.finished_reason,
+        lost_steps=(lost["from_step"], lost["to_step"], lost["count"]) if lost else None,
+        corrupted=bool(row.corrupted), last_failure=row.last_failure, failures=row.failures,
+        recovering=recovery["recovering"], recovery_attempts=recovery["attempts"],
+        recovery_exhausted=recovery["exhausted"], last_recovery_error=recovery["last_error"],
+        checkpoints=row.checkpoints, resumed_from=row.parent_trace_id)
+    status, reason = job_status(run, row.steps)
+    if (status, reason) != (row.job_status, row.status_reason):
+        conn.execute(update(traces).where(traces.c.id == run_id)
+                     .values(job_status=status, status_reason=reason))
 

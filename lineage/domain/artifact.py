@@ -1,4 +1,12 @@
-"""The Artifact aggregate: one registry entry (checkpoint, model, dataset or log)."""
+"""The Artifact aggregate: one registry entry (checkpoint, model, dataset or log).
+
+Retention (DESIGN §7) needs to know, inside this aggregate, what must never be retired, so the
+rule holds under concurrent writers (optimistic concurrency on this stream): a ``Pinned`` event
+records each reason to keep it (a protected alias or the ``best`` alias on it, a run that
+resumed from it, an artifact derived from it), ``Unpinned`` removes one when an alias moves
+away. A retirement by policy refuses a pinned artifact. Deleting the bytes comes after the
+retirement and is recorded by ``DeletionRecorded`` with its outcome.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from lineage.domain.envelope import Envelope, EnvelopedEvent
-from lineage.errors import ArtifactRetiredError
+from lineage.errors import ArtifactRetiredError, InvariantError
+
+# Outcomes of deleting a retired artifact's bytes. "failed" is retried by the next repair.
+DELETION_OUTCOMES = ("deleted", "already_gone", "remote", "content_changed", "failed")
 
 
 class Artifact(Aggregate):
@@ -51,6 +62,26 @@ class Artifact(Aggregate):
         def apply(self, artifact: Artifact) -> None:
             artifact.status = "expired"
 
+    class Pinned(Event):
+        key: str
+        reason: str
+
+        def apply(self, artifact: Artifact) -> None:
+            artifact.pins[self.key] = self.reason
+
+    class Unpinned(Event):
+        key: str
+
+        def apply(self, artifact: Artifact) -> None:
+            artifact.pins.pop(self.key, None)
+
+    class DeletionRecorded(Event):
+        outcome: str
+        detail: str
+
+        def apply(self, artifact: Artifact) -> None:
+            artifact.deletion = self.outcome
+
     def __init__(self, type: str, uri: str, name: str | None, size: int | None,
                  checksum_algorithm: str | None, checksum: str | None, format: str | None,
                  run_id: UUID | None, step: int | None, parents: list[UUID],
@@ -71,6 +102,8 @@ class Artifact(Aggregate):
         self.tenant_id = tenant_id
         self.status = "live"
         self.last_verified_ok: bool | None = None
+        self.pins: dict[str, str] = {}
+        self.deletion: str | None = None
 
     @classmethod
     def register(cls, artifact_id: UUID, fields: dict[str, Any], envelope: Envelope,
@@ -91,13 +124,49 @@ class Artifact(Aggregate):
         self.trigger_event(self.Verified, ok=ok, observed_checksum=observed_checksum,
                            detail=detail, timestamp=timestamp, **envelope.fields())
 
+    @property
+    def needs_deletion(self) -> bool:
+        """Retired, and its bytes not yet dealt with (never tried, or the last try failed)."""
+        return self.status == "retired" and self.deletion in (None, "failed")
+
     def retire(self, reason: str, policy: str | None, envelope: Envelope,
                timestamp: datetime) -> None:
+        """Retire the artifact. A retirement by ``policy`` refuses a pinned artifact; one by
+        hand (``policy`` None) is the user's decision."""
         if self.status == "retired":
             return
         self.require_live("retirement")
+        if policy is not None and self.pins:
+            raise InvariantError(f"artifact {self.id} must be kept: "
+                                 f"{'; '.join(self.pins.values())}")
         self.trigger_event(self.Retired, reason=reason, policy=policy, timestamp=timestamp,
                            **envelope.fields())
+
+    def pin(self, key: str, reason: str, envelope: Envelope, timestamp: datetime) -> None:
+        """Record a reason to keep this artifact (idempotent per ``key``)."""
+        if key in self.pins:
+            return
+        self.trigger_event(self.Pinned, key=key, reason=reason, timestamp=timestamp,
+                           **envelope.fields())
+
+    def unpin(self, key: str, envelope: Envelope, timestamp: datetime) -> None:
+        if key not in self.pins:
+            return
+        self.trigger_event(self.Unpinned, key=key, timestamp=timestamp, **envelope.fields())
+
+    def record_deletion(self, outcome: str, detail: str, envelope: Envelope,
+                        timestamp: datetime) -> None:
+        """Record what deleting the bytes of this retired artifact did. A no-op once an
+        outcome other than ``failed`` is recorded (deletion is idempotent)."""
+        if outcome not in DELETION_OUTCOMES:
+            raise InvariantError(f"unknown deletion outcome {outcome!r}")
+        if self.status == "live":
+            raise InvariantError(f"artifact {self.id} is live: only a retired artifact's "
+                                 "bytes are deleted")
+        if not self.needs_deletion:
+            return
+        self.trigger_event(self.DeletionRecorded, outcome=outcome, detail=detail,
+                           timestamp=timestamp, **envelope.fields())
 
     def expire(self, reason: str, envelope: Envelope, timestamp: datetime) -> None:
         if self.status == "expired":

@@ -30,3 +30,8 @@ def step_stream_id(run_id: UUID) -> UUID:
 
 def alias_id(tenant_id: str, scope: str, name: str) -> UUID:
     return uuid5(NAMESPACE, f"alias:{tenant_id}:{scope}:{name}")
+
+
+def heartbeat_stream_id(run_id: UUID) -> UUID:
+    """The id of a run's heartbeat stream (written while the run is open and idle)."""
+    return uuid5(run_id, "heartbeats")

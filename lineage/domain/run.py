@@ -69,6 +69,9 @@ class Run(Aggregate):
         def apply(self, run: Run) -> None:
             run.failures += 1
             run.corrupted = run.corrupted or self.corrupted
+            run.last_failure = (f"{self.error_type}: {self.message}" if self.message
+                                else self.error_type)
+            run.failure_retryable = self.retryable
 
     class RecoveryStarted(Event):
         attempt: int
@@ -83,6 +86,25 @@ class Run(Aggregate):
         checkpoint_id: UUID
         step: int
         reason: str
+
+    class RecoveryCheckpointRejected(Event):
+        attempt: int
+        checkpoint_id: UUID
+        step: int | None
+        reason: str
+
+    class StepsLost(Event):
+        """Steps this run logged after the checkpoint it was recovered from: redone elsewhere."""
+
+        checkpoint_id: UUID
+        checkpoint_step: int
+        first_step: int
+        last_step: int
+        count: int
+        new_run_id: UUID
+
+        def apply(self, run: Run) -> None:
+            run.lost_steps = (self.first_step, self.last_step, self.count)
 
     class RecoveryCompleted(Event):
         attempt: int
@@ -100,12 +122,30 @@ class Run(Aggregate):
 
         def apply(self, run: Run) -> None:
             run.recovering = False
+            run.last_recovery_error = f"{self.error_type}: {self.message}"
 
     class RecoveryExhausted(Event):
         attempts: int
 
         def apply(self, run: Run) -> None:
             run.recovering = False
+            run.recovery_exhausted = True
+
+    class BestCheckpointChanged(Event):
+        """An evaluation beat the run's best: ``artifact_id`` (the latest checkpoint at or
+        before ``eval_step``) is now its best checkpoint."""
+
+        artifact_id: UUID
+        previous_artifact_id: UUID | None
+        metric: str
+        mode: str
+        value: float
+        checkpoint_step: int
+        eval_step: int
+
+        def apply(self, run: Run) -> None:
+            run.best_checkpoint = self.artifact_id
+            run.best_value = self.value
 
     class ResumedFrom(Event):
         previous_run_id: UUID
@@ -115,6 +155,7 @@ class Run(Aggregate):
 
         def apply(self, run: Run) -> None:
             run.resumed_from = self.previous_run_id
+            run.resumed_checkpoint = self.checkpoint_id
 
     class Finished(Event):
         status: str
@@ -124,6 +165,7 @@ class Run(Aggregate):
         def apply(self, run: Run) -> None:
             run.status = self.status
             run.finished_at = self.occurred_at
+            run.finished_reason = self.reason
 
     def __init__(self, name: str, job: dict[str, Any], tags: dict[str, str], start_step: int,
                  tenant_id: str, occurred_at: datetime) -> None:
@@ -144,6 +186,15 @@ class Run(Aggregate):
         self.recovery_attempts = 0
         self.resumed_from: UUID | None = None
         self.superseded_by: UUID | None = None
+        self.resumed_checkpoint: UUID | None = None
+        self.finished_reason: str | None = None
+        self.last_failure: str | None = None
+        self.failure_retryable = False
+        self.last_recovery_error: str | None = None
+        self.recovery_exhausted = False
+        self.best_checkpoint: UUID | None = None
+        self.best_value: float | None = None
+        self.lost_steps: tuple[int, int, int] | None = None
 
     @classmethod
     def start(cls, run_id: UUID, name: str, job: dict[str, Any], tags: dict[str, str],
@@ -226,6 +277,36 @@ class Run(Aggregate):
         self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
                            error_type=error_type, message=message, timestamp=timestamp,
                            **envelope.fields())
+
+    def reject_recovery_checkpoint(self, checkpoint_id: UUID, step: int | None, reason: str,
+                                   envelope: Envelope, timestamp: datetime) -> None:
+        """Record why a candidate checkpoint was not used (missing, corrupted, no optimizer
+        state...) before the recovery falls back to an older one."""
+        self._require_recovering()
+        self.trigger_event(self.RecoveryCheckpointRejected, attempt=self.recovery_attempts,
+                           checkpoint_id=checkpoint_id, step=step, reason=reason,
+                           timestamp=timestamp, **envelope.fields())
+
+    def record_lost_steps(self, checkpoint_id: UUID, checkpoint_step: int, first_step: int,
+                          last_step: int, count: int, new_run_id: UUID, envelope: Envelope,
+                          timestamp: datetime) -> None:
+        self._require_recovering()
+        if count <= 0:
+            return
+        self.trigger_event(self.StepsLost, checkpoint_id=checkpoint_id,
+                           checkpoint_step=checkpoint_step, first_step=first_step,
+                           last_step=last_step, count=count, new_run_id=new_run_id,
+                           timestamp=timestamp, **envelope.fields())
+
+    def change_best(self, artifact_id: UUID, metric: str, mode: str, value: float,
+                    checkpoint_step: int, eval_step: int, envelope: Envelope,
+                    timestamp: datetime) -> None:
+        """Make ``artifact_id`` the run's best checkpoint (the caller decided it is better)."""
+        self._require_open("best checkpoint")
+        self.trigger_event(self.BestCheckpointChanged, artifact_id=artifact_id,
+                           previous_artifact_id=self.best_checkpoint, metric=metric, mode=mode,
+                           value=value, checkpoint_step=checkpoint_step, eval_step=eval_step,
+                           timestamp=timestamp, **envelope.fields())
 
     def exhaust_recovery(self, envelope: Envelope, timestamp: datetime) -> None:
         self.trigger_event(self.RecoveryExhausted, attempts=self.recovery_attempts,

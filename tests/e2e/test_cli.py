@@ -23,9 +23,10 @@ import lineage
 from lineage.cli import main
 from lineage.demo import run_demo
 
-STEPS = 200  # checkpoints at 50, 100; failure at 113; resume from 100
-RECOVERY = ["FailureDetected", "RecoveryStarted", "RecoveryCheckpointSelected",
+STEPS = 200  # checkpoints every 25 (keep_last=2); failure at 113; resume from 100
+RECOVERY = ["FailureDetected", "RecoveryStarted", "RecoveryCheckpointSelected", "StepsLost",
             "RecoveryCompleted", "Finished"]
+RETIRED_STEPS = [25, 50, 125, 150]  # older than the newest two, and neither best nor resumed from
 ANSI = "\x1b["
 
 
@@ -120,6 +121,9 @@ def test_run_show_lists_the_failure_and_recovery_events_in_order(
     failure = events[types.index("FailureDetected")]
     assert (failure["signal"], failure["corrupted"], failure["step"]) == ("tinker.corrupted",
                                                                           True, 113)
+    lost = events[types.index("StepsLost")]
+    assert (lost["first_step"], lost["last_step"], lost["count"]) == (101, 113, 13)
+    assert shown["run"]["job_status"] == "superseded"
 
 
 def test_run_show_of_the_resumed_run_starts_after_the_checkpoint(
@@ -144,14 +148,18 @@ def test_checkpoint_artifacts_are_real_files_with_the_recorded_sha256(
 
     assert code == 0
     checkpoints = strict_json(out)
-    assert [c["step"] for c in checkpoints] == [50, 100, 150, 200]
+    assert [c["step"] for c in checkpoints] == [25, 50, 75, 100, 125, 150, 175, 200]
     for checkpoint in checkpoints:
         path = local_file(checkpoint["uri"])
         assert path.is_relative_to(demo.directory) and path.suffix == ".safetensors"
+        assert checkpoint["includes_optimizer"] is True and checkpoint["format"] == "safetensors"
+        if checkpoint["step"] in RETIRED_STEPS:  # retention: retired, then the file deleted
+            assert checkpoint["status"] == "retired" and not path.exists()
+            continue
+        assert checkpoint["status"] == "live"
         data = path.read_bytes()
         assert len(data) == checkpoint["size"]
         assert hashlib.sha256(data).hexdigest() == checkpoint["checksum"]
-        assert checkpoint["includes_optimizer"] is True and checkpoint["format"] == "safetensors"
 
 
 def test_artifacts_of_one_run_by_prefix_and_show(demo: Demo,
@@ -163,7 +171,7 @@ def test_artifacts_of_one_run_by_prefix_and_show(demo: Demo,
     assert code == 0
     produced = strict_json(out)
     assert {a["run_id"] for a in produced} == {resumed["id"]}
-    assert [a["step"] for a in produced] == [150, 200]
+    assert [a["step"] for a in produced] == [125, 150, 175, 200]
 
     code, out, _ = run_cli(capsys, "--db", demo.db, "artifacts", "show", produced[0]["id"],
                            "--json")
@@ -221,6 +229,8 @@ def test_console_script_runs_the_demo_and_prints_plain_text(tmp_path: Path) -> N
     ids = [run["id"] for run in strict_json(listed.stdout)]
     assert len(ids) == 2 and all(run_id in demo.stdout for run_id in ids)
     assert f"lineage --db {db} runs show {ids[0]}" in demo.stdout
+    assert "Retention: keep_last=2 retired 1 of 5 checkpoints (steps 75)" in demo.stdout
+    assert "retired, file deleted" in demo.stdout and "Lost steps: 51-68" in demo.stdout
     assert ANSI not in demo.stdout and demo.stderr == ""
 
 

@@ -4,8 +4,9 @@ import lineage
 
 PINNED = [
     "ArtifactNotFoundError", "ArtifactRef", "ArtifactRetiredError", "ArtifactView",
-    "ChecksumMismatchError", "ConfigurationError", "ConflictError", "InvariantError",
-    "LineageError", "NotFoundError", "Pending", "RunFinishedError", "RunHandle",
+    "CheckpointPolicy", "ChecksumMismatchError", "ConfigurationError", "ConflictError",
+    "InvariantError", "LineageError", "LocalRunStatusSource", "NotFoundError", "Pending",
+    "RecoveryMonitor", "RecoveryResult", "RetryPolicy", "RunFinishedError", "RunHandle",
     "RunNotFoundError", "RunView", "Settings", "StoreError", "Tracker", "ValidationError",
     "WriterError", "__version__",
 ]

@@ -1,0 +1,251 @@
+"""Retention (DESIGN §7): after a checkpoint save is committed, retire what the policy does not
+keep, then delete the bytes.
+
+Order, so a crash at any point is safe:
+
+1. the save commits (retention never looks at a save that is not committed: it plans from the
+   Run aggregate's committed checkpoints, on the writer thread);
+2. one command retires the checkpoints outside the policy: a ``Retired`` event each, with the
+   reason and the policy. The Artifact aggregate refuses a pinned artifact (the run's best, a
+   protected alias, a checkpoint another run resumed from or derived from), so the rule holds
+   even against another writer;
+3. the bytes are deleted through the ``ArtifactStorage`` port and the outcome recorded
+   (``DeletionRecorded``). A crash between 2 and 3 leaves retired artifacts with no outcome;
+   ``repair`` (run once per tracker when a run with a retention policy starts) finds them and
+   deletes again: deletion is idempotent and a file already gone is an outcome, not an error.
+
+Steps 2 and 3 run on ``RetentionWorker``'s thread, never on the training thread, and never
+raise into it: failures are logged and kept in ``errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+from uuid import UUID
+
+from lineage.domain import Artifact
+from lineage.handles import Pending
+from lineage.policies import CheckpointPolicy
+from lineage.ports import Deletion
+from lineage.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from lineage.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+RETIRED_TOPIC = f"{Artifact.Retired.__module__}:{Artifact.Retired.__qualname__}"
+PAGE = 1000
+IDLE_EXIT_S = 30.0  # the worker thread ends after this long with nothing to do (restarts on use)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One checkpoint of a run, as retention sees it."""
+
+    artifact_id: UUID
+    step: int
+    order: int  # save order within the run
+    live: bool
+    pins: tuple[str, ...] = ()
+
+
+class Retirement(NamedTuple):
+    """A retired artifact whose bytes are to be deleted."""
+
+    artifact_id: UUID
+    uri: str
+    expected: tuple[str, str] | None  # (algorithm, digest) the bytes must still have
+
+
+def plan_retention(policy: CheckpointPolicy, held: list[Held]) -> list[tuple[UUID, str]]:
+    """Which live checkpoints to retire, oldest first, with the reason. Pure.
+
+    Kept: the newest ``keep_last`` live checkpoints (by step, then save order) and every pinned
+    one, in addition. Nothing is retired when ``keep_last`` is None.
+    """
+    if policy.keep_last is None:
+        return []
+    live = sorted((c for c in held if c.live), key=lambda c: (c.step, c.order))
+    newest = {c.artifact_id for c in live[-policy.keep_last:]}
+    reason = f"keep_last={policy.keep_last}: {policy.keep_last} newer checkpoint(s) kept"
+    return [(c.artifact_id, reason) for c in live if c.artifact_id not in newest and not c.pins]
+
+
+def retire_outside_policy(uow: UnitOfWork, run_id: UUID, policy: CheckpointPolicy) -> list[Retirement]:
+    """Command handler (writer thread): retire the run's checkpoints the policy does not keep.
+
+    Only checkpoints this run produced are considered (a content-addressed checkpoint another
+    run registered first is that run's to retire).
+    """
+    run = uow.run(run_id)
+    held = []
+    for order, (artifact_id, step) in enumerate(run.checkpoints):
+        artifact = uow.find_artifact(artifact_id)
+        if artifact is not None and artifact.run_id == run_id:
+            held.append(Held(artifact_id, step, order, artifact.live, tuple(artifact.pins)))
+    retired = []
+    for artifact_id, reason in plan_retention(policy, held):
+        artifact = uow.artifact(artifact_id)
+        artifact.retire(reason, policy.name, uow.envelope(), uow.timestamp)
+        retired.append(Retirement(artifact_id, artifact.uri, expected_bytes(artifact)))
+    return retired
+
+
+def expected_bytes(artifact: Any) -> tuple[str, str] | None:
+    if artifact.checksum_algorithm and artifact.checksum:
+        return artifact.checksum_algorithm, artifact.checksum
+    return None
+
+
+def record_deletion_in(uow: UnitOfWork, artifact_id: UUID, deletion: Deletion) -> None:
+    uow.artifact(artifact_id).record_deletion(deletion.outcome, deletion.detail[:8192],
+                                              uow.envelope(), uow.timestamp)
+
+
+def host_of(source: str) -> str:
+    """The machine part of an envelope's ``source`` (``host/program``)."""
+    return source.split("/", 1)[0]
+
+
+def unfinished_deletions(tracker: Tracker) -> Iterator[Retirement]:
+    """Artifacts of this tenant retired on this machine whose bytes were not dealt with.
+
+    Local paths only mean something on the machine that wrote them, so an artifact retired
+    from another host is left for that host's repair.
+    """
+    here = host_of(tracker.settings.source)
+    retired_on: dict[UUID, str] = {}
+    start = 1
+    while True:
+        page = tracker.store.read_log(start, PAGE, [RETIRED_TOPIC])
+        for notification in page:
+            event: Any = tracker.mapper.to_domain_event(notification)
+            retired_on[event.originator_id] = host_of(event.source)
+        if len(page) < PAGE:
+            break
+        start = page[-1].id + 1
+    for artifact_id, host in retired_on.items():
+        if host != here:
+            continue
+        artifact: Any = None
+        for stored in tracker.store.read_stream(artifact_id):
+            artifact = tracker.mapper.to_domain_event(stored).mutate(artifact)
+        if (isinstance(artifact, Artifact) and artifact.needs_deletion
+                and artifact.tenant_id == tracker.tenant_id):
+            yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
+
+
+class RetentionWorker:
+    """Runs retention and deletions on one background thread (started on first use).
+
+    ``after_save`` may be called from any thread, including the writer thread (it only queues);
+    ``drain`` waits until everything queued is done; nothing here raises into the caller's
+    training loop: a failed job is logged and appended to ``errors``.
+    """
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.errors: list[BaseException] = []
+        self.deletions: list[tuple[UUID, Deletion]] = []
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._unfinished = 0
+        self._stopping = False
+        self._repair_queued = False
+        self._thread: threading.Thread | None = None
+
+    def after_save(self, pending: Pending, run_id: UUID, policy: CheckpointPolicy) -> None:
+        """Apply ``policy`` to the run once the save behind ``pending`` is committed."""
+        def job() -> None:
+            self.apply(run_id, policy)
+
+        pending.on_done(lambda error: None if error is not None else self._put(job))
+
+    def repair_once(self) -> None:
+        """Queue one repair pass for this tracker (later calls do nothing)."""
+        with self._cond:
+            if self._repair_queued:
+                return
+            self._repair_queued = True
+
+        def job() -> None:
+            self.repair()
+
+        self._put(job)
+
+    def apply(self, run_id: UUID, policy: CheckpointPolicy) -> list[Retirement]:
+        """Retire what ``policy`` does not keep of ``run_id``'s checkpoints, then delete."""
+        retired: list[Retirement] = self._submit(
+            f"retention for run {run_id}", lambda uow: retire_outside_policy(uow, run_id, policy))
+        for retirement in retired:
+            self.delete(retirement)
+        return retired
+
+    def repair(self) -> list[tuple[UUID, Deletion]]:
+        """Finish deletions a crash interrupted; returns what each one did."""
+        return [(r.artifact_id, self.delete(r)) for r in unfinished_deletions(self.tracker)]
+
+    def delete(self, retirement: Retirement) -> Deletion:
+        storage = self.tracker.storage
+        try:
+            deletion = storage.delete(retirement.uri, retirement.expected)
+        except Exception as error:  # an adapter broke its contract: still an outcome
+            deletion = Deletion("failed", f"{type(error).__name__}: {error}")
+        self._submit(f"deletion of {retirement.artifact_id}",
+                     lambda uow: record_deletion_in(uow, retirement.artifact_id, deletion))
+        self.deletions.append((retirement.artifact_id, deletion))
+        return deletion
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every queued job is done; False when ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.drain(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _submit(self, label: str, handler: Callable[[UnitOfWork], Any]) -> Any:
+        return self.tracker.submit(label, handler, self.tracker.envelope()).wait()
+
+    def _put(self, job: Callable[[], None]) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+            self._jobs.append(job)
+            self._unfinished += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="lineage-retention",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._jobs or self._stopping, IDLE_EXIT_S)
+                if not self._jobs:
+                    self._thread = None  # idle or stopping: a later job starts a new thread
+                    return
+                job = self._jobs.popleft()
+            try:
+                job()
+            except Exception as error:  # never let retention reach the training loop
+                if not self.errors:
+                    log.exception("lineage retention failed (further failures are counted)")
+                self.errors.append(error)
+            finally:
+                with self._cond:
+                    self._unfinished -= 1
+                    self._cond.notify_all()
