@@ -80,6 +80,49 @@ class _SQLiteRecorder(SQLiteApplicationRecorder):
         return list(range(last - len(stored_events) + 1, last + 1))
 
 
+    def select_notifications(self, start: int | None, limit: int, stop: int | None = None,
+                             topics: Sequence[str] = (), *,
+                             inclusive_of_start: bool = True) -> Sequence[Notification]:
+        """The library's query, with ~3x cheaper rows: projections read the whole log through
+        here. Stream ids are cached (a log has few streams and many events per stream)."""
+        clauses: list[str] = []
+        params: list[int | str] = []
+        if start is not None:
+            clauses.append("rowid>=?" if inclusive_of_start else "rowid>?")
+            params.append(start)
+        if stop is not None:
+            clauses.append("rowid<=?")
+            params.append(stop)
+        if topics:
+            clauses.append(f"topic IN ({','.join('?' * len(topics))})")
+            params.extend(topics)
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        statement = (f"SELECT rowid, originator_id, originator_version, topic, state "
+                     f"FROM {self.events_table_name} {where}ORDER BY rowid LIMIT ?")
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, [*params, limit])
+            rows = c.fetchall()
+        streams = _STREAM_IDS
+        notifications = []
+        for rowid, originator_id, version, topic, state in rows:
+            stream = streams.get(originator_id)
+            if stream is None:
+                stream = self.convert_originator_id(originator_id)
+                if len(streams) < 100_000:
+                    streams[originator_id] = stream
+            notification = _new(Notification)
+            _set(notification, "__dict__", {"id": rowid, "originator_id": stream,
+                                            "originator_version": version, "topic": topic,
+                                            "state": state})
+            notifications.append(notification)
+        return notifications
+
+
+_STREAM_IDS: dict[str, UUID | str] = {}  # hex -> UUID: a pure mapping, shared by every store
+_new = object.__new__
+_set = object.__setattr__  # what the library's mapper does to build frozen events fast
+
+
 class _PostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore)

@@ -81,7 +81,7 @@ def artifact_rows(registry: Registry) -> Iterator[tuple[Any, ...]]:
         at = (EPOCH + timedelta(milliseconds=index)).isoformat(timespec="microseconds")
         yield (artifact_id, "bench", "checkpoint", f"tinker://bench/weights/{index}", None,
                1 << 30, "sha256", f"{index:064x}", "safetensors", None, index, True, "live",
-               None, None, "{}", at, "bench", index + 1)
+               None, None, "{}", None, "{}", at, "bench", index + 1)
 
 
 def edge_rows(registry: Registry) -> Iterator[tuple[Any, ...]]:

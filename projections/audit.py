@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item
 from lineage.projections.tables import audit
 from sqlalchemy import Connection
@@ -61,29 +62,24 @@ class AuditProjection:
     tables = (audit,)
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None:
-        rows = [self._row(item) for item in items]
-        conn.execute(audit.insert(), rows)
+        append_rows(conn, audit, [
+            (item.position, e.event_id, e.occurred_at, e.recorded_at, e.tenant_id, e.actor,
+             e.source, "run.step_recorded", "run", e.run_id, e.run_id,
+             f"step {e.step}: {e.metrics_json}"[:500])
+            if item.kind == "StepRecorded" else self._row(item)
+            for item in items for e in (item.event,)])
 
-    def _row(self, item: Item) -> dict[str, Any]:
+    def _row(self, item: Item) -> tuple[Any, ...]:
         e = item.event
-        if item.kind == "StepRecorded":
-            return {"position": item.position, "event_id": e.event_id, "occurred_at": e.occurred_at,
-                    "recorded_at": e.recorded_at, "tenant_id": e.tenant_id, "actor": e.actor,
-                    "source": e.source, "kind": "run.step_recorded", "subject_type": "run",
-                    "subject_id": e.run_id, "run_id": e.run_id,
-                    "summary": f"step {e.step}: {_metrics(e.metrics)}"}
         aggregate, _, name = item.kind.partition(".")
         summary = SUMMARIES.get(item.kind, lambda _: name)(e)
         subject = str(e.originator_id)
         run_id = subject if aggregate == "Run" else (str(e.run_id) if getattr(e, "run_id", None) else None)
         if item.kind == "HeartbeatRecorded":  # on its own stream: the subject is the run
             aggregate, name, subject = "Run", "Heartbeat", str(e.run_id)
-        return {"position": item.position, "event_id": str(e.event_id),
-                "occurred_at": iso(e.occurred_at), "recorded_at": iso(e.timestamp),
-                "tenant_id": e.tenant_id, "actor": e.actor, "source": e.source,
-                "kind": f"{SUBJECT.get(aggregate, aggregate.lower())}.{_snake(name)}",
-                "subject_type": SUBJECT.get(aggregate, aggregate.lower()), "subject_id": subject,
-                "run_id": run_id, "summary": summary[:500]}
+        kind = SUBJECT.get(aggregate, aggregate.lower())
+        return (item.position, str(e.event_id), iso(e.occurred_at), iso(e.timestamp), e.tenant_id,
+                e.actor, e.source, f"{kind}.{_snake(name)}", kind, subject, run_id, summary[:500])
 
 
 def _snake(name: str) -> str:

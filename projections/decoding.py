@@ -16,6 +16,10 @@ from eventsourcing.persistence import Mapper, Notification
 
 from lineage.domain.steps import STEP_TOPIC
 
+# Built once: json.dumps/json.loads with options build a new encoder/decoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str).encode
+_decode = json.JSONDecoder().decode
+
 
 class StepRow(NamedTuple):
     position: int
@@ -24,6 +28,7 @@ class StepRow(NamedTuple):
     step: int
     epoch: int | None
     metrics: dict[str, float]
+    metrics_json: str  # strict JSON of ``metrics``, as stored when possible (no re-encoding)
     tokens: int | None
     duration_s: float | None
     occurred_at: str
@@ -53,25 +58,40 @@ def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:
     return items
 
 
+_RUN_IDS: dict[str, str] = {}
+
+
 def _step(note: Notification) -> StepRow:
-    state = json.loads(note.state)
+    text = note.state.decode()
+    state = _decode(text)
     durations = state["durations"] or {}
-    return StepRow(
-        position=note.id,
-        run_id=uuid_text(state["run_id"]["_data_"]),
-        seq=note.originator_version,
-        step=state["step"],
-        epoch=state["epoch"],
-        metrics=state["metrics"],
-        tokens=state["tokens"],
-        duration_s=durations.get("step_s"),
-        occurred_at=_utc(state["occurred_at"]["_data_"]),
-        recorded_at=_utc(state["timestamp"]["_data_"]),
-        event_id=uuid_text(state["event_id"]["_data_"]),
-        tenant_id=state["tenant_id"],
-        actor=state["actor"],
-        source=state["source"],
-    )
+    run_hex = state["run_id"]["_data_"]
+    run_id = _RUN_IDS.get(run_hex)
+    if run_id is None:
+        run_id = uuid_text(run_hex)
+        if len(_RUN_IDS) < 100_000:
+            _RUN_IDS[run_hex] = run_id
+    # tuple.__new__: a NamedTuple's keyword constructor costs ~1 µs a row here.
+    return _new_row(StepRow, (
+        note.id, run_id, note.originator_version, state["step"], state["epoch"],
+        state["metrics"], _stored_metrics(text) or dumps(state["metrics"]), state["tokens"],
+        durations.get("step_s"), _utc(state["occurred_at"]["_data_"]),
+        _utc(state["timestamp"]["_data_"]), uuid_text(state["event_id"]["_data_"]),
+        state["tenant_id"], state["actor"], state["source"]))
+
+
+_new_row = tuple.__new__
+
+
+def _stored_metrics(text: str) -> str | None:
+    """The ``metrics`` object exactly as the writer stored it (``lineage.domain.steps``), when
+    it is strict JSON; None to re-encode (NaN/Infinity tokens, or another layout)."""
+    start = text.find('"metrics":{')
+    end = text.find('},"durations":', start)
+    if start < 0 or end < 0:
+        return None
+    found = text[start + 10:end + 1]
+    return None if "NaN" in found or "Infinity" in found else found
 
 
 def uuid_text(hex32: str) -> str:
@@ -90,9 +110,9 @@ def dumps(value: Any) -> str:
     ``"Infinity"`` and ``"-Infinity"``; ``loads`` turns them back into floats.
     """
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+        return _encode(value)
     except ValueError:
-        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False, default=str)
+        return _encode(_finite(value))
 
 
 def loads(text: str | None) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lineage.projections.decoding import Item, dumps
+from lineage.projections.bulk import append_rows
+from lineage.projections.decoding import Item
 from lineage.projections.tables import step_metrics
 from sqlalchemy import Connection
 
@@ -14,11 +15,7 @@ class StepMetricsProjection:
     tables = (step_metrics,)
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None:
-        rows = [
-            {"run_id": e.run_id, "seq": e.seq, "step": e.step, "epoch": e.epoch,
-             "occurred_at": e.occurred_at, "metrics": dumps(e.metrics), "tokens": e.tokens,
-             "duration_s": e.duration_s, "position": e.position}
-            for item in items if item.kind == "StepRecorded" for e in (item.event,)
-        ]
-        if rows:
-            conn.execute(step_metrics.insert(), rows)
+        append_rows(conn, step_metrics, [
+            (e.run_id, e.seq, e.step, e.epoch, e.occurred_at, e.metrics_json, e.tokens,
+             e.duration_s, e.position)
+            for item in items if item.kind == "StepRecorded" for e in (item.event,)])

@@ -171,7 +171,8 @@ class ReadModels:
         its artifacts') or an artifact; page with ``after`` = the last position you saw."""
         query = select(audit).where(audit.c.position > after).order_by(audit.c.position)
         if subject is not None:
-            query = query.where(or_(audit.c.subject_id == subject, audit.c.run_id == subject))
+            query = query.where(or_(audit.c.subject_id == subject,
+                                    and_(audit.c.run_id == subject, audit.c.subject_type != "run")))
         if actor is not None:
             query = query.where(audit.c.actor == actor)
         if kind is not None:
@@ -197,42 +198,65 @@ class ReadModels:
             raise ValidationError("depth", f"must be an integer from 0 to {MAX_DEPTH}", depth)
         with self._conn() as conn:
             root = _node(conn, node_id)
-            found: dict[str, dict[str, Any]] = {}
+            nodes: dict[str, dict[str, Any]] = {}
+            found_edges: dict[str, Any] = {}
             for way in (("up", "down") if direction == "both" else (direction,)):
                 for row in conn.execute(text(_WALK[way][conn.dialect.name == "postgresql"]),
                                         {"start": node_id, "depth": depth}):
                     signed = row.depth if way == "down" else -row.depth
-                    if row.node_id not in found or abs(signed) < abs(found[row.node_id]["depth"]):
-                        found[row.node_id] = {"id": row.node_id, "type": row.node_type, "depth": signed}
-            found.pop(node_id, None)
-            ids = [node_id, *found]
-            edge_rows = conn.execute(select(edges).where(edges.c.upstream_id.in_(ids),
-                                                         edges.c.downstream_id.in_(ids))
-                                     .order_by(edges.c.position)).all()
-            nodes = [{**root, "depth": 0}, *(_describe(conn, n) for n in found.values())]
+                    if row.e_id is not None:
+                        found_edges.setdefault(row.e_id, row)
+                    known = nodes.get(row.node_id)
+                    if row.node_id != node_id and (known is None or abs(signed) < abs(known["depth"])):
+                        nodes[row.node_id] = _walked(row, signed)
+        ordered = sorted(found_edges.values(), key=lambda r: (r.e_position, r.e_id))
         return {"root": root, "direction": direction, "depth": depth,
-                "nodes": sorted(nodes, key=lambda n: (n["depth"], n["id"])),
-                "edges": [{"id": r.id, "source_type": r.source_type, "source_id": r.source_id,
+                "nodes": sorted([{**root, "depth": 0}, *nodes.values()],
+                                key=lambda n: (n["depth"], n["id"])),
+                "edges": [{"id": r.e_id, "source_type": r.source_type, "source_id": r.source_id,
                            "target_type": r.target_type, "target_id": r.target_id,
                            "relationship": r.relationship, "upstream_id": r.upstream_id,
-                           "downstream_id": r.downstream_id, "metadata": loads(r.metadata)}
-                          for r in edge_rows]}
+                           "downstream_id": r.downstream_id, "metadata": loads(r.e_metadata)}
+                          for r in ordered]}
+
+
+def _walked(row: Any, depth: int) -> dict[str, Any]:
+    """A node the walk reached, described from the columns the walk joined in."""
+    node = {"id": row.node_id, "type": row.node_type, "depth": depth, "found": False}
+    if row.a_type is not None:
+        node.update(found=True, label=f"{row.a_type} {row.a_uri}", artifact_type=row.a_type,
+                    uri=row.a_uri, status=row.a_status, step=row.a_step, run_id=row.a_run)
+    elif row.t_name is not None:
+        node.update(found=True, label=f"run {row.t_name}", status=row.t_status)
+    elif row.s_name is not None:
+        node.update(found=True, label=row.s_name, status=row.s_status, trace_id=row.s_trace)
+    return node
 
 
 _STEP = {"up": ("upstream", "downstream"), "down": ("downstream", "upstream")}
 
 
 def _walk_sql(way: str, postgres: bool) -> str:
+    """One recursive walk along ``way``, returning each node reached with the edge that
+    reached it and the node's description (one query, whatever the depth)."""
     to, frm = _STEP[way]
-    cast = "CAST(:start AS VARCHAR(36))" if postgres else ":start"
+    start = "CAST(:start AS VARCHAR(36))" if postgres else ":start"
     return (
-        f"WITH RECURSIVE walk(node_id, node_type, depth) AS ("
-        f" SELECT {cast}, CAST('start' AS VARCHAR(16)), 0"
+        f"WITH RECURSIVE walk(node_id, node_type, depth, edge_id) AS ("
+        f" SELECT {start}, CAST('start' AS VARCHAR(16)), 0, CAST(NULL AS VARCHAR(36))"
         f" UNION"
-        f" SELECT e.{to}_id, e.{to}_type, w.depth + 1 FROM lineage_edges e"
+        f" SELECT e.{to}_id, e.{to}_type, w.depth + 1, e.id FROM lineage_edges e"
         f" JOIN walk w ON e.{frm}_id = w.node_id WHERE w.depth < :depth)"
-        f" SELECT node_id, MIN(node_type) AS node_type, MIN(depth) AS depth FROM walk"
-        f" GROUP BY node_id"
+        " SELECT w.node_id, w.node_type, w.depth, e.id AS e_id, e.source_type, e.source_id,"
+        " e.target_type, e.target_id, e.relationship, e.upstream_id, e.downstream_id,"
+        " e.metadata AS e_metadata, e.position AS e_position,"
+        " a.type AS a_type, a.uri AS a_uri, a.status AS a_status, a.step AS a_step,"
+        " a.run_id AS a_run, t.name AS t_name, t.job_status AS t_status,"
+        " s.name AS s_name, s.trace_id AS s_trace, s.status AS s_status"
+        " FROM walk w LEFT JOIN lineage_edges e ON e.id = w.edge_id"
+        " LEFT JOIN lineage_artifacts a ON w.node_type = 'artifact' AND a.id = w.node_id"
+        " LEFT JOIN lineage_traces t ON w.node_type = 'trace' AND t.id = w.node_id"
+        " LEFT JOIN lineage_spans s ON w.node_type = 'span' AND s.id = w.node_id"
     )
 
 

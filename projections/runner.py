@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, Table, text
 from lineage.errors import LineageError
 from lineage.ports import EventStore
 
-BATCH = 2000
+BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
 
@@ -171,9 +171,9 @@ class ProjectionRunner:
         if version == SCHEMA_VERSION or not self.lock.acquire():
             return
         try:
-            read_models.drop_all(self.engine)
-            read_models.create_all(self.engine)
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                read_models.drop_all(conn)
+                read_models.create_all(conn)
                 for name in {p.name for p in self.projections} | set(ALL_NAMES):
                     write_position(conn, name, 0)
                 write_position(conn, SCHEMA_KEY, SCHEMA_VERSION)
@@ -181,11 +181,13 @@ class ProjectionRunner:
             self.lock.release()
 
     def _reset(self, projection: Projection) -> None:
+        # One transaction: a rebuild killed half-way leaves the old rows and position, never
+        # empty tables with a position at the head.
         tables = list(projection.tables)
         metadata = tables[0].metadata
-        metadata.drop_all(self.engine, tables=tables)
-        metadata.create_all(self.engine, tables=tables)
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            metadata.drop_all(conn, tables=tables)
+            metadata.create_all(conn, tables=tables)
             write_position(conn, projection.name, 0)
 
     def _wait_for_others(self, wait_s: float) -> None:

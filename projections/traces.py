@@ -14,7 +14,7 @@ from uuid import UUID, uuid5
 
 from lineage.projections.decoding import Item, StepRow, dumps, loads
 from lineage.projections.tables import spans, traces
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from lineage.domain import Run
 from lineage.job_status import job_status
@@ -41,25 +41,23 @@ class TraceProjection:
     tables = (traces, spans)
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None:
+        # Steps fold in once per batch, after the run events: run events never touch the step
+        # columns, and every run a step names was started by an earlier event. Job status is
+        # refreshed again for runs the steps touched, so it ends the same whatever the batching.
         steps: list[StepRow] = []
+        touched: set[str] = set()
         for item in items:
             if item.kind == "StepRecorded":
                 steps.append(item.event)
                 continue
-            if steps:
-                self._steps(conn, steps)
-                steps = []
             handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
             if handler is not None:
                 handler(conn, item.position, item.event)
                 if item.kind.startswith("Run."):
-                    _refresh_job(conn, str(item.event.originator_id))
+                    touched.add(str(item.event.originator_id))
         if steps:
-            self._steps(conn, steps)
-
-    def _steps(self, conn: Connection, steps: list[StepRow]) -> None:
-        for run_id in StepRollup(conn).apply(steps):
-            _refresh_job(conn, run_id)
+            touched.update(StepRollup(conn).apply(steps))
+        _refresh_jobs(conn, touched)
 
     # -- run events ----------------------------------------------------------------------------
 
@@ -184,7 +182,8 @@ class TraceProjection:
 
 
 class StepRollup:
-    """Folds a run of step rows into the traces' counters and the step-range spans."""
+    """Folds a batch's step rows into the traces' counters and the step-range spans, with a
+    handful of statements per batch (one lookup of the ranges touched, bulk inserts)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -194,39 +193,55 @@ class StepRollup:
         by_run: dict[str, list[StepRow]] = {}
         for row in rows:
             by_run.setdefault(row.run_id, []).append(row)
+        ranges: dict[str, tuple[str, list[StepRow]]] = {}
+        counters = []
         for run_id, run_rows in by_run.items():
             last = run_rows[-1]
-            self.conn.execute(update(traces).where(traces.c.id == run_id).values(
-                steps=traces.c.steps + len(run_rows), last_step=last.step,
-                last_metrics=dumps(last.metrics)))
-            self._ranges(run_id, run_rows)
+            counters.append({"run": run_id, "added": len(run_rows), "step": last.step,
+                             "metrics": dumps(last.metrics)})
+            for index, group in _by_range(run_rows).items():
+                ranges[step_span_id(run_id, index * STEP_RANGE + 1)] = (run_id, group)
+        self.conn.execute(update(traces).where(traces.c.id == bindparam("run")).values(
+            steps=traces.c.steps + bindparam("added"), last_step=bindparam("step"),
+            last_metrics=bindparam("metrics")), counters)
+        self._spans(ranges)
         return list(by_run)
 
-    def _ranges(self, run_id: str, rows: list[StepRow]) -> None:
-        groups: dict[str, list[StepRow]] = {}
-        for row in rows:
-            groups.setdefault(step_span_id(run_id, row.seq), []).append(row)
+    def _spans(self, ranges: dict[str, tuple[str, list[StepRow]]]) -> None:
         existing = {r.id: r for r in self.conn.execute(
-            select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.started_at,
-                   spans.c.attributes).where(spans.c.id.in_(list(groups))))}
-        for span_id, group in groups.items():
-            first, last = group[0], group[-1]
-            steps = [row.step for row in group]
+            select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.attributes)
+            .where(spans.c.id.in_(list(ranges))))}
+        inserts, updates = [], []
+        for span_id, (run_id, group) in ranges.items():
             found = existing.get(span_id)
+            first, last = group[0], group[-1]
             attributes = loads(found.attributes) if found else {"count": 0, "seq_from": first.seq}
             attributes.update(count=attributes["count"] + len(group), seq_to=last.seq)
-            values = dict(
-                step_from=min(steps + ([found.step_from] if found else [])),
-                step_to=max(steps + ([found.step_to] if found else [])),
-                finished_at=last.occurred_at,
-                metrics=dumps(last.metrics), attributes=dumps(attributes), position=last.position)
+            low = min(row.step for row in group)
+            high = max(row.step for row in group)
+            values = {"step_from": min(low, found.step_from) if found else low,
+                      "step_to": max(high, found.step_to) if found else high,
+                      "finished_at": last.occurred_at, "metrics": dumps(last.metrics),
+                      "attributes": dumps(attributes), "position": last.position}
             if found:
-                self.conn.execute(update(spans).where(spans.c.id == span_id).values(**values))
+                updates.append({"span_id": span_id, **values})
             else:
-                self.conn.execute(spans.insert().values(
-                    id=span_id, trace_id=run_id, parent_span_id=run_span_id(run_id), kind="steps",
-                    name="train steps", status="ok", started_at=first.occurred_at,
-                    error_type=None, error_message=None, **values))
+                inserts.append({"id": span_id, "trace_id": run_id, "parent_span_id": run_span_id(run_id),
+                                "kind": "steps", "name": "train steps", "status": "ok",
+                                "started_at": first.occurred_at, "error_type": None,
+                                "error_message": None, **values})
+        if inserts:
+            self.conn.execute(spans.insert(), inserts)
+        if updates:
+            self.conn.execute(update(spans).where(spans.c.id == bindparam("span_id")).values(
+                {name: bindparam(name) for name in updates[0] if name != "span_id"}), updates)
+
+
+def _by_range(rows: list[StepRow]) -> dict[int, list[StepRow]]:
+    groups: dict[int, list[StepRow]] = {}
+    for row in rows:
+        groups.setdefault((row.seq - 1) // STEP_RANGE, []).append(row)
+    return groups
 
 
 def _span(conn: Connection, span_id: str, trace_id: str, parent: str | None, kind: str, name: str,
@@ -274,22 +289,22 @@ def _recovery(conn: Connection, run_id: str, **changes: Any) -> None:
                  .values(recovery=dumps({**NO_RECOVERY, **current, **changes})))
 
 
-def _refresh_job(conn: Connection, run_id: str) -> None:
-    """Job status by the same rules as the domain (``lineage.job_status``), from the row."""
-    row = conn.execute(select(traces).where(traces.c.id == run_id)).one_or_none()
-    if row is None:
+def _refresh_jobs(conn: Connection, run_ids: set[str]) -> None:
+    """Job status by the same rules as the domain (``lineage.job_status``), from the rows;
+    once per run per batch (the result depends only on the row, not on the batching)."""
+    if not run_ids:
         return
-    recovery = {**NO_RECOVERY, **loads(row.recovery)}
-    lost = loads(row.lost_steps) if row.lost_steps else None
-    run = SimpleNamespace(
-        superseded_by=row.superseded_by, status=row.status, finished_reason=row.finished_reason,
-        lost_steps=(lost["from_step"], lost["to_step"], lost["count"]) if lost else None,
-        corrupted=bool(row.corrupted), last_failure=row.last_failure, failures=row.failures,
-        recovering=recovery["recovering"], recovery_attempts=recovery["attempts"],
-        recovery_exhausted=recovery["exhausted"], last_recovery_error=recovery["last_error"],
-        checkpoints=row.checkpoints, resumed_from=row.parent_trace_id)
-    status, reason = job_status(run, row.steps)
-    if (status, reason) != (row.job_status, row.status_reason):
-        conn.execute(update(traces).where(traces.c.id == run_id)
-                     .values(job_status=status, status_reason=reason))
-
+    for row in conn.execute(select(traces).where(traces.c.id.in_(sorted(run_ids)))):
+        recovery = {**NO_RECOVERY, **loads(row.recovery)}
+        lost = loads(row.lost_steps) if row.lost_steps else None
+        run = SimpleNamespace(
+            superseded_by=row.superseded_by, status=row.status, finished_reason=row.finished_reason,
+            lost_steps=(lost["from_step"], lost["to_step"], lost["count"]) if lost else None,
+            corrupted=bool(row.corrupted), last_failure=row.last_failure, failures=row.failures,
+            recovering=recovery["recovering"], recovery_attempts=recovery["attempts"],
+            recovery_exhausted=recovery["exhausted"], last_recovery_error=recovery["last_error"],
+            checkpoints=row.checkpoints, resumed_from=row.parent_trace_id)
+        status, reason = job_status(run, row.steps)
+        if (status, reason) != (row.job_status, row.status_reason):
+            conn.execute(update(traces).where(traces.c.id == row.id)
+                         .values(job_status=status, status_reason=reason))
