@@ -109,4 +109,9 @@ def _next_commands(result: DemoResult, database_url: str | None) -> list[tuple[s
         (f"{prefix} runs show {result.resumed_run.id}", "the resumed run"),
         (f"{prefix} artifacts --type checkpoint", "the checkpoint files (retired ones too)"),
         (f"{prefix} runs --status superseded", "job status: the run the recovery replaced"),
+        (f"{prefix} trace {result.failed_run.id}", "the failed run as a trace, with the lost steps"),
+        (f"{prefix} lineage {result.checkpoints[-1].id} --up", "where the last checkpoint came from"),
+        (f"{prefix} audit --kind recovery", "who did what during the recovery"),
+        (f"{prefix} export otlp --dry-run --run {result.resumed_run.id}",
+         "the resumed run as OTLP spans (set OTEL_EXPORTER_OTLP_ENDPOINT to send them)"),
     ]
