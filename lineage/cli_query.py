@@ -40,6 +40,7 @@ def register(commands: Any) -> None:
     graph.set_defaults(direction="up")
     graph.add_argument("--depth", type=at_least(0), default=20, help="edges to follow (default 20)")
     graph.add_argument("--format", choices=("tree", "json", "dot", "mermaid"), default="tree")
+    json_option(graph)
 
     audit = add_command(commands, "audit", _audit, "who did what and when")
     audit.add_argument("--subject", metavar="ID", help="a run or artifact id (or prefix)")
