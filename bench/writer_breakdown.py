@@ -33,7 +33,7 @@ from common import (
 
 
 def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, float]]) -> list:
-    from lineage.writer import StepRecord
+    from lineage.step_log import StepRecord
 
     now = time.time_ns()
     return [StepRecord(run_id, step, series[step % len(series)], 0, None, None, None,
@@ -42,7 +42,7 @@ def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, fl
 
 def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) -> None:
     from lineage.domain.steps import encode_step
-    from lineage.writer import _random_hex_ids
+    from lineage.step_log import random_hex_ids as _random_hex_ids
 
     series = metric_series(10_000)
     tracker = open_tracker(url, args)
@@ -62,7 +62,7 @@ def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) ->
             append_ns += time.perf_counter_ns() - built
             assert not rejected
         sample = records(run.id, 0, size, series)
-        tail, now_iso, hex_id = writer._tail, "2026-01-01T00:00:00.000000+00:00", "0" * 32
+        tail, now_iso, hex_id = writer.steps.tail, "2026-01-01T00:00:00.000000+00:00", "0" * 32
         start = time.perf_counter_ns()
         for _ in range(batches):
             for record in sample:

@@ -22,7 +22,6 @@ from lineage.job_status import JOB_STATUSES, job_status
 from lineage.ports import EventStore
 
 RUN_STARTED = f"{Run.Started.__module__}:{Run.Started.__qualname__}"
-ARTIFACT_REGISTERED = f"{Artifact.Registered.__module__}:{Artifact.Registered.__qualname__}"
 PAGE = 1000
 
 
@@ -161,13 +160,6 @@ class Queries:
             includes_optimizer=aggregate.includes_optimizer, pins=dict(aggregate.pins),
             deletion=aggregate.deletion, last_verified_ok=aggregate.last_verified_ok,
         )
-
-    def artifacts(self, *, type: str | None = None, run: Any = None) -> list[ArtifactView]:
-        """Registered artifacts, oldest first, optionally by type and producing run."""
-        run_id = None if run is None else id_of(run, "run")
-        views = [self.artifact(n.originator_id) for n in self._log([ARTIFACT_REGISTERED])]
-        return [v for v in views
-                if (type is None or v.type == type) and (run_id is None or v.run_id == run_id)]
 
     def _replay(self, aggregate_id: UUID) -> Aggregate | None:
         aggregate: Any = None

@@ -22,9 +22,9 @@ from lineage.errors import RunFinishedError, ValidationError
 from lineage.handles import ArtifactRef, Pending
 from lineage.policies import CheckpointPolicy
 from lineage.queries import LostSteps
+from lineage.step_log import StepRecord
 from lineage.timestamps import normalise
 from lineage.unit_of_work import UnitOfWork
-from lineage.writer import StepRecord
 
 if TYPE_CHECKING:
     from lineage.tracker import Tracker

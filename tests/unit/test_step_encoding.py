@@ -9,7 +9,7 @@ from uuid import uuid4
 from lineage.domain import StepRecorded
 from lineage.domain.steps import STEP_TOPIC, encode_numbers, encode_step, envelope_tail
 from lineage.serialization import make_mapper
-from lineage.writer import StepRecord
+from lineage.step_log import StepRecord
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, 250000, tzinfo=UTC)
 
