@@ -132,6 +132,8 @@ class Tracker(ReadAPI, Queries):
                 self._otlp.close(drain=self.writer.stats.committed_events > 0)
             atexit.unregister(self._finalizer)
             self._finalizer.detach()
+            if self._views is not None:
+                self._views.close()
             self.store.close()
         if self._otlp is not None:
             self._otlp.raise_if_strict()

@@ -37,6 +37,10 @@ class ReadModels:
         self.engine = engine
         self.auto_catch_up = catch_up
 
+    def close(self) -> None:
+        """Release the database connections (the tracker calls this when it closes)."""
+        self.engine.dispose()
+
     def _conn(self) -> Connection:
         if self.auto_catch_up:
             self.runner.catch_up()
