@@ -15,6 +15,7 @@ error (argparse), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import re
@@ -197,7 +198,8 @@ def _artifact_show(args: argparse.Namespace, console: Console) -> int:
     with Tracker(args.db, create=False) as tracker:
         artifact_id = resolve(args.artifact, lambda: (v.id for v in tracker.artifacts(limit=10_000)),
                               "artifact")
-        view = tracker.artifact(artifact_id)
+        view = tracker.artifact(artifact_id)  # replayed: pins, deletion, verification
+        view = dataclasses.replace(view, aliases=tracker.views.artifact(str(artifact_id))["aliases"])
     if wants_json(args):
         print_json(view)
     else:

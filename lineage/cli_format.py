@@ -314,6 +314,11 @@ def artifact_summary(view: ArtifactView) -> Table:
         ("optimizer state", "" if view.includes_optimizer is None
          else "yes" if view.includes_optimizer else "no"),
         ("parents", ", ".join(str(p) for p in view.parents)),
+        ("aliases", " ".join(view.aliases)),
+        ("kept because", "; ".join(view.pins.values())),
+        ("bytes", view.deletion or ""),
+        ("verified", "" if view.last_verified_ok is None
+         else "checksum ok" if view.last_verified_ok else "CHECKSUM MISMATCH"),
         ("registered (UTC)", when(view.registered_at)),
         ("metadata", _compact(view.metadata) if view.metadata else ""),
     ]
