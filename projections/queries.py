@@ -100,8 +100,8 @@ class ReadModels:
             ids = [r.id for r in rows]
             holders = self._aliases_of(conn, ids, position)
             parents = _parents_of(conn, ids)
-            return [{**_artifact_row(r, holders.get(r.id, []), status_then=r.status_then),
-                     "parents": parents.get(r.id, [])} for r in rows]
+            return [{**_artifact_row(r, holders.get(r.id, [])), "parents": parents.get(r.id, [])}
+                    for r in rows]
 
     def artifact(self, artifact_id: str) -> dict[str, Any]:
         with self._conn() as conn:
@@ -109,8 +109,7 @@ class ReadModels:
             row = conn.execute(query.where(artifacts.c.id == artifact_id)).one_or_none()
             if row is None:
                 raise ArtifactNotFoundError(artifact_id)
-            found = _artifact_row(row, self._aliases_of(conn, [artifact_id], None).get(artifact_id, []),
-                                  status_then=row.status)
+            found = _artifact_row(row, self._aliases_of(conn, [artifact_id], None).get(artifact_id, []))
             found["history"] = [dict(r._mapping) for r in conn.execute(
                 select(artifact_history).where(artifact_history.c.artifact_id == artifact_id)
                 .order_by(artifact_history.c.position))]
@@ -308,25 +307,31 @@ def _parents_of(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
 
 
 def _registry_query(position: int | None) -> tuple[Select[Any], Any]:
-    """The registry (as of ``position``) and the expression of each artifact's status then."""
+    """The registry (as of ``position``: with each artifact's changeable state then) and the
+    expression of its status then."""
     if position is None:
-        return select(artifacts, artifacts.c.status.label("status_then")), artifacts.c.status
+        return select(artifacts), artifacts.c.status
     changes, change = artifact_history.alias("changes"), artifact_history.alias("change")
     latest = (select(func.max(changes.c.position))
               .where(changes.c.artifact_id == artifacts.c.id, changes.c.position <= position)
               .correlate(artifacts).scalar_subquery())
     status_then = (select(change.c.status).where(change.c.position == latest)
                    .correlate(artifacts).scalar_subquery())
-    query = select(artifacts, status_then.label("status_then")).where(artifacts.c.position <= position)
+    state_then = (select(change.c.state).where(change.c.position == latest)
+                  .correlate(artifacts).scalar_subquery())
+    query = select(artifacts, state_then.label("state_then")).where(artifacts.c.position <= position)
     return query, status_then
 
 
-def _artifact_row(row: Any, alias_names: list[str], *, status_then: str) -> dict[str, Any]:
+def _artifact_row(row: Any, alias_names: list[str]) -> dict[str, Any]:
+    """A registry row as a dict; with a ``state_then`` (as-of queries) its changeable fields
+    are those it had then."""
     data = dict(row._mapping)
-    data.pop("status_then", None)
-    data["status"] = status_then
+    state_then = data.pop("state_then", None)
     data["metadata"] = loads(data["metadata"])
     data["pins"] = loads(data["pins"])
+    if state_then is not None:
+        data.update(loads(state_then))
     data["aliases"] = sorted(alias_names)
     return data
 

@@ -25,57 +25,45 @@ class RegistryProjection:
 
     def _Artifact_Registered(self, conn: Connection, position: int, e: Artifact.Registered) -> None:
         artifact_id = str(e.originator_id)
-        run_id = str(e.run_id) if e.run_id else None
-        at = iso(e.occurred_at)
         conn.execute(artifacts.insert().values(
             id=artifact_id, tenant_id=e.tenant_id, type=e.type, uri=e.uri, name=e.name,
             size=e.size, checksum_algorithm=e.checksum_algorithm, checksum=e.checksum,
-            format=e.format, run_id=run_id, step=e.step, includes_optimizer=e.includes_optimizer,
-            status="live", status_reason=None, verified=None, pins="{}", deletion=None,
-            metadata=dumps(e.metadata),
-            registered_at=at, actor=e.actor, position=position))
-        conn.execute(artifact_history.insert().values(
-            position=position, artifact_id=artifact_id, status="live", reason="registered", at=at))
+            format=e.format, run_id=str(e.run_id) if e.run_id else None, step=e.step,
+            includes_optimizer=e.includes_optimizer, status="live", status_reason=None,
+            verified=None, pins="{}", deletion=None, metadata=dumps(e.metadata),
+            registered_at=iso(e.occurred_at), actor=e.actor, position=position))
+        _change(conn, position, artifact_id, e, "registered")
 
     def _Artifact_Verified(self, conn: Connection, position: int, e: Artifact.Verified) -> None:
-        conn.execute(update(artifacts).where(artifacts.c.id == str(e.originator_id))
-                     .values(verified=e.ok))
+        _change(conn, position, str(e.originator_id), e,
+                f"verified: {'checksum ok' if e.ok else 'checksum MISMATCH'}", verified=e.ok)
 
     def _Artifact_Retired(self, conn: Connection, position: int, e: Artifact.Retired) -> None:
         reason = f"{e.reason} ({e.policy})" if e.policy else e.reason
-        self._status(conn, position, str(e.originator_id), "retired", reason, iso(e.occurred_at))
+        _change(conn, position, str(e.originator_id), e, reason, status="retired",
+                status_reason=reason)
 
     def _Artifact_Expired(self, conn: Connection, position: int, e: Artifact.Expired) -> None:
-        self._status(conn, position, str(e.originator_id), "expired", e.reason, iso(e.occurred_at))
+        _change(conn, position, str(e.originator_id), e, e.reason, status="expired",
+                status_reason=e.reason)
 
     def _Artifact_Pinned(self, conn: Connection, position: int, e: Artifact.Pinned) -> None:
-        self._pins(conn, str(e.originator_id), lambda pins: {**pins, e.key: e.reason})
+        pins = {**self._pins(conn, str(e.originator_id)), e.key: e.reason}
+        _change(conn, position, str(e.originator_id), e, f"pinned: {e.reason}", pins=dumps(pins))
 
     def _Artifact_Unpinned(self, conn: Connection, position: int, e: Artifact.Unpinned) -> None:
-        self._pins(conn, str(e.originator_id),
-                   lambda pins: {k: v for k, v in pins.items() if k != e.key})
+        pins = {k: v for k, v in self._pins(conn, str(e.originator_id)).items() if k != e.key}
+        _change(conn, position, str(e.originator_id), e, f"unpinned: {e.key}", pins=dumps(pins))
 
-    def _pins(self, conn: Connection, artifact_id: str, change: Any) -> None:
-        current = loads(conn.execute(select(artifacts.c.pins)
-                                     .where(artifacts.c.id == artifact_id)).scalar())
-        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id)
-                     .values(pins=dumps(change(current))))
+    def _pins(self, conn: Connection, artifact_id: str) -> dict[str, str]:
+        found: dict[str, str] = loads(conn.execute(
+            select(artifacts.c.pins).where(artifacts.c.id == artifact_id)).scalar())
+        return found
 
     def _Artifact_DeletionRecorded(self, conn: Connection, position: int,
                                    e: Artifact.DeletionRecorded) -> None:
-        artifact_id = str(e.originator_id)
-        status = conn.execute(select(artifacts.c.status).where(artifacts.c.id == artifact_id)).scalar()
-        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id).values(deletion=e.outcome))
-        conn.execute(artifact_history.insert().values(
-            position=position, artifact_id=artifact_id, status=status or "retired",
-            reason=f"bytes {e.outcome}: {e.detail}"[:500], at=iso(e.occurred_at)))
-
-    def _status(self, conn: Connection, position: int, artifact_id: str, status: str,
-                reason: str, at: str) -> None:
-        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id)
-                     .values(status=status, status_reason=reason))
-        conn.execute(artifact_history.insert().values(
-            position=position, artifact_id=artifact_id, status=status, reason=reason, at=at))
+        _change(conn, position, str(e.originator_id), e, f"bytes {e.outcome}: {e.detail}"[:500],
+                deletion=e.outcome)
 
     def _Alias_Created(self, conn: Connection, position: int, e: Alias.Created) -> None:
         conn.execute(aliases.insert().values(
@@ -94,3 +82,21 @@ class RegistryProjection:
             artifact_id=str(e.artifact_id),
             previous_artifact_id=str(e.previous_artifact_id) if e.previous_artifact_id else None,
             protected=e.protected, moved_at=at, actor=e.actor))
+
+
+MUTABLE = ("status", "status_reason", "verified", "pins", "deletion")
+
+
+def _change(conn: Connection, position: int, artifact_id: str, e: Any, reason: str,
+            **values: Any) -> None:
+    """Apply ``values`` to the artifact's row and append the row's changeable state, as it now
+    is, to its history: the registry as of any position is the last state at or before it."""
+    if values:
+        conn.execute(update(artifacts).where(artifacts.c.id == artifact_id).values(**values))
+    row = conn.execute(select(*(artifacts.c[name] for name in MUTABLE))
+                       .where(artifacts.c.id == artifact_id)).one()
+    state = {name: getattr(row, name) for name in MUTABLE}
+    state["pins"] = loads(state["pins"])
+    conn.execute(artifact_history.insert().values(
+        position=position, artifact_id=artifact_id, status=row.status, reason=reason,
+        at=iso(e.occurred_at), state=dumps(state)))

@@ -27,7 +27,7 @@ metadata = MetaData()
 
 # Bump when a table changes shape: the runner then drops and rebuilds every read model from the
 # events (they are derived data), instead of failing on an old table.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 ID = String(36)
 TIME = String(32)
@@ -116,13 +116,14 @@ Index("lineage_artifacts_run", artifacts.c.run_id)
 Index("lineage_artifacts_checksum", artifacts.c.checksum)
 Index("lineage_artifacts_position", artifacts.c.position)
 
-artifact_history = Table(  # every status change, for the registry as of a past position
+artifact_history = Table(  # every change of an artifact, for the registry as of a past position
     "lineage_artifact_history", metadata,
     Column("position", BigInteger, primary_key=True),
     Column("artifact_id", ID, nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", Text),
     Column("at", TIME, nullable=False),
+    Column("state", Text, nullable=False),  # JSON: status, status_reason, verified, pins, deletion
 )
 Index("lineage_artifact_history_artifact", artifact_history.c.artifact_id, artifact_history.c.position)
 
