@@ -137,3 +137,17 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
+
+
+class Dispatching:
+    """The event-type dispatch of a projection: ``Run.Started`` goes to ``_Run_Started(conn,
+    position, event)``; events a projection has no handler for are skipped."""
+
+    def handler(self, item: Item) -> Any:
+        return getattr(self, "_" + item.kind.replace(".", "_"), None)
+
+    def apply(self, items: Sequence[Item], conn: Any) -> None:
+        for item in items:
+            handler = self.handler(item)
+            if handler is not None:
+                handler(conn, item.position, item.event)

@@ -12,11 +12,10 @@ say which end the lineage flows from, so ancestry is one walk over every kind of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid5
 
-from lineage.projections.decoding import Item, dumps
+from lineage.projections.decoding import Dispatching, dumps
 from lineage.projections.tables import edges
 from lineage.projections.traces import recovery_span_id
 from sqlalchemy import Connection, select
@@ -47,17 +46,11 @@ def add_edge(conn: Connection, position: int, trace_id: str | None, source: tupl
         metadata=dumps(metadata or {}), position=position))
 
 
-class EdgeProjection:
+class EdgeProjection(Dispatching):
     """The lineage graph: every provenance edge the events imply."""
 
     name = "edges"
     tables = (edges,)
-
-    def apply(self, items: Sequence[Item], conn: Connection) -> None:
-        for item in items:
-            handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
-            if handler is not None:
-                handler(conn, item.position, item.event)
 
     def _Run_InputUsed(self, conn: Connection, position: int, e: Run.InputUsed) -> None:
         run_id = str(e.originator_id)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from lineage.projections.decoding import Item, dumps, loads
+from lineage.projections.decoding import Dispatching, dumps, loads
 from lineage.projections.tables import alias_history, aliases, artifact_history, artifacts
 from sqlalchemy import Connection, select, update
 
@@ -13,15 +12,9 @@ from lineage.domain import Alias, Artifact
 from lineage.timestamps import iso
 
 
-class RegistryProjection:
+class RegistryProjection(Dispatching):
     name = "registry"
     tables = (artifacts, artifact_history, aliases, alias_history)
-
-    def apply(self, items: Sequence[Item], conn: Connection) -> None:
-        for item in items:
-            handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
-            if handler is not None:
-                handler(conn, item.position, item.event)
 
     def _Artifact_Registered(self, conn: Connection, position: int, e: Artifact.Registered) -> None:
         artifact_id = str(e.originator_id)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid5
 
-from lineage.projections.decoding import Item, StepRow, dumps, loads
+from lineage.projections.decoding import Dispatching, Item, StepRow, dumps, loads
 from lineage.projections.tables import spans, traces
 from sqlalchemy import Connection, bindparam, select, update
 
@@ -36,7 +36,7 @@ def recovery_span_id(run_id: str, attempt: int) -> str:
     return str(uuid5(UUID(run_id), f"recovery:{attempt}"))
 
 
-class TraceProjection:
+class TraceProjection(Dispatching):
     name = "traces"
     tables = (traces, spans)
 
@@ -50,7 +50,7 @@ class TraceProjection:
             if item.kind == "StepRecorded":
                 steps.append(item.event)
                 continue
-            handler = getattr(self, "_" + item.kind.replace(".", "_"), None)
+            handler = self.handler(item)
             if handler is not None:
                 handler(conn, item.position, item.event)
                 if item.kind.startswith("Run."):
