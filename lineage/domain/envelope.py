@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, DomainEvent
 
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "occurred_at_raw", "source", "tenant_id", "actor")
 
@@ -35,6 +35,22 @@ class Envelope:
 
 class EnvelopedEvent(Aggregate.Event):
     """Base of every aggregate event: the library's id, version and timestamp plus the envelope."""
+
+    event_id: UUID
+    occurred_at: datetime
+    occurred_at_raw: str | None
+    source: str
+    tenant_id: str
+    actor: str
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.timestamp
+
+
+class LogEvent(DomainEvent):
+    """Base of the events on append-only log streams (steps, heartbeats), which are never
+    replayed into an aggregate: the library's id, version and timestamp plus the envelope."""
 
     event_id: UUID
     occurred_at: datetime

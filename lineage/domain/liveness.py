@@ -8,23 +8,12 @@ monitor's threshold, and which has no finish event, belongs to a process that di
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.domain import DomainEvent
+from lineage.domain.envelope import LogEvent
 
 
-class HeartbeatRecorded(DomainEvent):
+class HeartbeatRecorded(LogEvent):
     run_id: UUID
     pid: int
     last_step: int | None
-    event_id: UUID
-    occurred_at: datetime
-    occurred_at_raw: str | None
-    source: str
-    tenant_id: str
-    actor: str
-
-    @property
-    def recorded_at(self) -> datetime:
-        return self.timestamp

@@ -9,16 +9,15 @@ same stored state the library's JSON mapper would, and the mapper decodes it as 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import DomainEvent
+from lineage.domain.envelope import LogEvent
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
 
 
-class StepRecorded(DomainEvent):
+class StepRecorded(LogEvent):
     run_id: UUID
     step: int
     epoch: int | None
@@ -26,16 +25,6 @@ class StepRecorded(DomainEvent):
     durations: dict[str, float] | None
     tokens: int | None
     resources: dict[str, float] | None
-    event_id: UUID
-    occurred_at: datetime
-    occurred_at_raw: str | None
-    source: str
-    tenant_id: str
-    actor: str
-
-    @property
-    def recorded_at(self) -> datetime:
-        return self.timestamp
 
 
 STEP_TOPIC = f"{StepRecorded.__module__}:{StepRecorded.__qualname__}"
