@@ -54,6 +54,17 @@ def postgres_reachable(base_url: str) -> bool:
         return False
 
 
+def wants_postgres(args: argparse.Namespace, report: Any) -> bool:
+    """``--postgres`` / ``--no-postgres`` as given; unset, run it when the server answers
+    (and say so in the report when it does not)."""
+    if args.postgres is not None:
+        return bool(args.postgres)
+    reachable = postgres_reachable(postgres_base_url(args.postgres_url))
+    if not reachable:
+        report.note("PostgreSQL not reachable: skipped (--postgres to insist)")
+    return reachable
+
+
 @contextmanager
 def sqlite_store(directory: str | None = None, keep: bool = False) -> Iterator[str]:
     """Yields the path of a new SQLite file in a fresh temp directory (removed afterwards)."""

@@ -33,10 +33,10 @@ from common import (
     metric_series,
     open_tracker,
     postgres_base_url,
-    postgres_reachable,
     postgres_schema,
     sqlite_store,
     stats_delta,
+    wants_postgres,
     writer_profile,
     writer_stats,
 )
@@ -243,11 +243,7 @@ def main() -> None:
     if args.profile:
         report.note("cProfile is on for the writer thread: rates drop (~2x); "
                     "do not compare them with the targets")
-    postgres = args.postgres
-    if postgres is None:
-        postgres = postgres_reachable(postgres_base_url(args.postgres_url))
-        if not postgres:
-            report.note("PostgreSQL not reachable: skipped (--postgres to insist)")
+    postgres = wants_postgres(args, report)
     sample: list[bytes] = []
     with writer_profile(args.profile):
         if not args.no_sqlite:

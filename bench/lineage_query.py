@@ -37,9 +37,9 @@ from common import (
     add_store_options,
     percentile,
     postgres_base_url,
-    postgres_reachable,
     postgres_schema,
     sqlite_store,
+    wants_postgres,
 )
 
 P50_TARGET_MS = 50.0
@@ -256,11 +256,7 @@ def main() -> None:
 
     report = Report("bench/lineage_query.py: ancestors of a 1,000-deep chain (bulk-loaded registry)")
     report.header()
-    postgres = args.postgres
-    if postgres is None:
-        postgres = postgres_reachable(postgres_base_url(args.postgres_url))
-        if not postgres:
-            report.note("PostgreSQL not reachable: skipped (--postgres to insist)")
+    postgres = wants_postgres(args, report)
     if not args.no_sqlite:
         with sqlite_store(args.dir, args.keep) as path:
             report.section("sqlite")

@@ -35,9 +35,9 @@ from common import (
     open_tracker,
     percentile,
     postgres_base_url,
-    postgres_reachable,
     postgres_schema,
     sqlite_store,
+    wants_postgres,
 )
 
 SQLITE_TARGET = 30_000
@@ -242,11 +242,7 @@ def main() -> None:
 
     report = Report("bench/projections.py: projection catch-up throughput (all read models)")
     report.header()
-    postgres = args.postgres
-    if postgres is None:
-        postgres = postgres_reachable(postgres_base_url(args.postgres_url))
-        if not postgres:
-            report.note("PostgreSQL not reachable: skipped (--postgres to insist)")
+    postgres = wants_postgres(args, report)
     if not args.no_sqlite:
         with sqlite_store(args.dir, args.keep) as path:
             report.section("sqlite: catch-up from 0")
