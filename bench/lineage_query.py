@@ -159,8 +159,9 @@ def indexes_built_after(engine: Any, tables: list[Any]) -> Iterator[None]:
 
 
 def bulk_load(report: Report, engine: Any, registry: Registry) -> None:
-    from lineage.projections.tables import artifacts, edges
     from sqlalchemy import text
+
+    from lineage.projections.tables import artifacts, edges
 
     start = time.perf_counter()
     with indexes_built_after(engine, [artifacts, edges]):
@@ -197,8 +198,9 @@ def print_latency(report: Report, label: str, times: list[float], target: bool) 
 
 def walk(engine: Any, start: str, depth: int) -> Callable[[], list[Any]]:
     """The recursive ancestors walk alone, exactly the SQL ``ReadModels.lineage`` sends."""
-    from lineage.projections.queries import _WALK
     from sqlalchemy import text
+
+    from lineage.projections.queries import _WALK
 
     statement = text(_WALK["up"][engine.dialect.name == "postgresql"])
 
@@ -210,8 +212,9 @@ def walk(engine: Any, start: str, depth: int) -> Callable[[], list[Any]]:
 
 
 def explain(engine: Any, start: str, depth: int) -> None:
-    from lineage.projections.queries import _WALK
     from sqlalchemy import text
+
+    from lineage.projections.queries import _WALK
 
     postgres = engine.dialect.name == "postgresql"
     prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import Connection
+
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item
 from lineage.projections.tables import audit
-from sqlalchemy import Connection
-
 from lineage.timestamps import iso
 
 SUBJECT = {"Run": "run", "Artifact": "artifact", "Alias": "alias"}

@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid5
 
-from lineage.projections.decoding import Dispatching, dumps
-from lineage.projections.tables import edges
-from lineage.projections.traces import recovery_span_id
 from sqlalchemy import Connection, select
 
 from lineage.domain import Artifact, Run
+from lineage.projections.decoding import Dispatching, dumps
+from lineage.projections.tables import edges
+from lineage.projections.traces import recovery_span_id
 
 RELATIONSHIPS = ("derived_from", "produces", "consumes", "depends_on", "triggers")
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lineage.projections.decoding import loads, numbers
-from lineage.projections.tables import artifacts, edges, spans, step_metrics, traces
 from sqlalchemy import Connection, Row, func, or_, select
 
 from lineage.errors import RunNotFoundError
+from lineage.projections.decoding import loads, numbers
+from lineage.projections.tables import artifacts, edges, spans, step_metrics, traces
 
 ORIGIN = "lineage"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import Connection
+
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item
 from lineage.projections.tables import step_metrics
-from sqlalchemy import Connection
 
 
 class StepMetricsProjection:

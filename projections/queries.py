@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
+
+from lineage.errors import ArtifactNotFoundError, ValidationError
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.lineageir import lineage_graph, nested
 from lineage.projections.runner import ProjectionRunner
@@ -22,9 +25,6 @@ from lineage.projections.tables import (
     step_metrics,
     traces,
 )
-from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
-
-from lineage.errors import ArtifactNotFoundError, ValidationError
 from lineage.timestamps import iso, normalise
 
 MAX_DEPTH = 10_000

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lineage.projections.decoding import Dispatching, dumps, loads
-from lineage.projections.tables import alias_history, aliases, artifact_history, artifacts
 from sqlalchemy import Connection, select, update
 
 from lineage.domain import Alias, Artifact
+from lineage.projections.decoding import Dispatching, dumps, loads
+from lineage.projections.tables import alias_history, aliases, artifact_history, artifacts
 from lineage.timestamps import iso
 
 

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper
+from sqlalchemy import Connection, Engine, Table, text
+
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.adapters.sql import WRITE
+from lineage.errors import LineageError
+from lineage.ports import EventStore
 from lineage.projections.decoding import Item, decode
 from lineage.projections.tables import SCHEMA_VERSION
 from lineage.projections.tables import metadata as read_models
-from sqlalchemy import Connection, Engine, Table, text
-
-from lineage.errors import LineageError
-from lineage.ports import EventStore
 
 BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid5
 
-from lineage.projections.decoding import Dispatching, Item, StepRow, dumps, loads
-from lineage.projections.tables import spans, traces
 from sqlalchemy import Connection, bindparam, select, update
 
 from lineage.domain import Run
 from lineage.job_status import job_status
+from lineage.projections.decoding import Dispatching, Item, StepRow, dumps, loads
+from lineage.projections.tables import spans, traces
 from lineage.timestamps import iso
 
 STEP_RANGE = 100

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from lineage.adapters.storage import LocalArtifactStorage, MemoryArtifactStorage
 
+from lineage.adapters.storage import LocalArtifactStorage, MemoryArtifactStorage
 from lineage.ports import ArtifactStorage
 
 

@@ -19,6 +19,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
+
 from lineage.adapters.eventstore import (
     EVENT_IDS_TABLE,
     PostgresEventStore,
@@ -26,7 +27,6 @@ from lineage.adapters.eventstore import (
     _PostgresRecorder,
     _SQLiteRecorder,
 )
-
 from lineage.bootstrap import open_store
 
 

@@ -134,7 +134,6 @@ def test_commands_refused_by_the_domain_fail_alone(any_url: str, make_tracker: C
 
 def test_the_store_failing_is_reported_not_silent(make_tracker: Callable[..., Any]) -> None:
     from lineage.adapters.memory import MemoryEventStore
-
     from lineage.errors import StoreError
 
     class Broken(MemoryEventStore):

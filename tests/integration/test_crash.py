@@ -24,9 +24,9 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import pytest
-from lineage.adapters.eventstore import SQLiteEventStore
 
 import lineage
+from lineage.adapters.eventstore import SQLiteEventStore
 from lineage.domain import StepRecorded, ids
 
 pytestmark = pytest.mark.slow

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lineage.projections.tables import audit
 from sqlalchemy import select
 
 import lineage
+from lineage.projections.tables import audit
 from tests.integration.test_read_models import dump, record_corruption_scenario
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from lineage.projections.runner import ProjectionBusyError, ProjectionRunner
-from lineage.projections.tables import edges, metadata
 from sqlalchemy import insert, select
 
 import lineage
+from lineage.projections.runner import ProjectionBusyError, ProjectionRunner
+from lineage.projections.tables import edges, metadata
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "projections" / "schemas"
 MakeTracker = Callable[..., Any]

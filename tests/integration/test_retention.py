@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lineage.adapters.storage import LocalArtifactStorage
 
 import lineage
+from lineage.adapters.storage import LocalArtifactStorage
 from lineage.domain import Artifact
 from lineage.errors import ValidationError
 from lineage.handles import ArtifactRef

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lineage.adapters.otlp.encoder import OtlpEncoder, entry_size, key_values, request_json
-from lineage.adapters.otlp.runner import OtlpExportRunner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from lineage.adapters.otlp.encoder import OtlpEncoder, entry_size, key_values, request_json
+from lineage.adapters.otlp.runner import OtlpExportRunner
 from lineage.bootstrap import open_positions
 from lineage.span_builder import SpanBuilder
 from lineage.spans import STATUS_ERROR, SpanEvent, SpanLink, SpanRecord

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from lineage.adapters.otlp.transport import OtlpHttpTransport, RetryPolicy
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
 
+from lineage.adapters.otlp.transport import OtlpHttpTransport, RetryPolicy
 from lineage.errors import CollectorUnavailableError, ExportRejectedError
 
 URL = "http://collector.test:4318/v1/traces"
