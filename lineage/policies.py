@@ -95,11 +95,6 @@ class CheckpointPolicy:
         every = f"/{self.save_every}" if self.save_every else ""
         return f"checkpoint_policy({self.strategy}{every}, keep_last={self.keep_last})"
 
-    @property
-    def tracks_best(self) -> bool:
-        """Evaluations move the run's ``best`` alias (a best metric is set)."""
-        return self.best_metric is not None
-
     def is_better(self, value: float | None, current: float | None) -> bool:
         """``value`` is a new best compared with ``current`` (None: nothing yet).
 

@@ -70,10 +70,6 @@ def _as_float(number: Any) -> float | None:
         return None
 
 
-def optional_metrics(value: Any, field: str) -> dict[str, float] | None:
-    return None if value is None else metrics(value, field)
-
-
 def json_object(value: Any, field: str, limit: int = METADATA_LIMIT_BYTES) -> dict[str, Any]:
     """A JSON-serialisable mapping no larger than ``limit`` bytes once encoded."""
     if value is None:

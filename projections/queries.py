@@ -122,11 +122,6 @@ class ReadModels:
         with self._conn() as conn:
             return [dict(r._mapping) for r in conn.execute(query.order_by(alias_history.c.position))]
 
-    def position_at(self, moment: Any) -> int:
-        """The last notification position recorded at or before ``moment``."""
-        with self._conn() as conn:
-            return self._position(conn, moment) or 0
-
     def _position(self, conn: Connection, as_of: Any) -> int | None:
         if as_of is None:
             return None

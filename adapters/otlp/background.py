@@ -59,10 +59,6 @@ class BackgroundExporter:
         self._thread.start()
         return self
 
-    def wake(self) -> None:
-        """Look for new events now rather than at the next poll."""
-        self._wake.set()
-
     def close(self, drain: bool = True) -> None:
         """Drain (when ``drain``: see the module doc), stop and join the thread (at most ~2 s
         after the drain). Never raises; see ``raise_if_strict``."""
