@@ -251,7 +251,7 @@ def writer_profile(enabled: bool, top: int = 25) -> Iterator[None]:
     import cProfile
     import pstats
 
-    from lineage.writer import Writer
+    from lineage.application.writer import Writer
 
     profile = cProfile.Profile()
     original = Writer._run

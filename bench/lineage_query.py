@@ -227,7 +227,7 @@ def explain(engine: Any, start: str, depth: int) -> None:
 
 def measure(report: Report, url: str, args: argparse.Namespace) -> None:
     from lineage.bootstrap import open_read_models, open_store
-    from lineage.serialization import make_mapper
+    from lineage.codec.mapper import make_mapper
 
     store = open_store(url)
     views = open_read_models(url, store, make_mapper(), catch_up=False)

@@ -109,7 +109,7 @@ def record_steps(url: str, count: int) -> Any:
 
 
 def build_records(tracker: Any) -> list[Any]:
-    from lineage.span_builder import SpanBuilder
+    from lineage.spans.builder import SpanBuilder
 
     builder = SpanBuilder(tracker.store, tracker.mapper)
     records, start = [], 1

@@ -75,7 +75,7 @@ def copy_database(source: str, target: str) -> None:
 
 def catch_up(path: str) -> tuple[int, float]:
     from lineage.bootstrap import open_read_models, open_store
-    from lineage.serialization import make_mapper
+    from lineage.codec.mapper import make_mapper
 
     store = open_store(path, create=False)
     views = open_read_models(path, store, make_mapper(), catch_up=False)

@@ -33,7 +33,7 @@ from common import (
 
 
 def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, float]]) -> list:
-    from lineage.step_log import StepRecord
+    from lineage.application.step_log import StepRecord
 
     now = time.time_ns()
     return [StepRecord(run_id, step, series[step % len(series)], 0, None, None, None,
@@ -41,8 +41,8 @@ def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, fl
 
 
 def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) -> None:
+    from lineage.application.step_log import random_hex_ids as _random_hex_ids
     from lineage.domain.steps import encode_step
-    from lineage.step_log import random_hex_ids as _random_hex_ids
 
     series = metric_series(10_000)
     tracker = open_tracker(url, args)

@@ -10,6 +10,13 @@ The public API is exactly ``__all__`` (pinned by tests/unit/test_public_api.py).
 
 from __future__ import annotations
 
+from lineage.application.handles import ArtifactRef, Pending
+from lineage.application.monitor import LocalRunStatusSource, RecoveryMonitor
+from lineage.application.policies import CheckpointPolicy, RetryPolicy
+from lineage.application.recovery import RecoveryResult
+from lineage.application.run_handle import RunHandle
+from lineage.application.tracker import Tracker
+from lineage.application.views import ArtifactView, RunView
 from lineage.config import Settings
 from lineage.errors import (
     ArtifactNotFoundError,
@@ -26,13 +33,6 @@ from lineage.errors import (
     ValidationError,
     WriterError,
 )
-from lineage.handles import ArtifactRef, Pending
-from lineage.monitor import LocalRunStatusSource, RecoveryMonitor
-from lineage.policies import CheckpointPolicy, RetryPolicy
-from lineage.queries import ArtifactView, RunView
-from lineage.recovery import RecoveryResult
-from lineage.run_handle import RunHandle
-from lineage.tracker import Tracker
 
 __version__ = "0.1.0"
 

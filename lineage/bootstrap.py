@@ -127,8 +127,8 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
     ``start``), sending through ``transport``."""
     from lineage.adapters.otlp.encoder import OtlpEncoder
     from lineage.adapters.otlp.runner import OtlpExportRunner
-    from lineage.serialization import make_mapper
-    from lineage.span_builder import SpanBuilder
+    from lineage.codec.mapper import make_mapper
+    from lineage.spans.builder import SpanBuilder
 
     builder = SpanBuilder(store, make_mapper(), steps_per_span=settings.steps_per_span)
     return OtlpExportRunner(store, positions, builder, OtlpEncoder(settings.service_name),

@@ -40,7 +40,7 @@ traces = Table(
     Column("name", Text, nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("status", String(16), nullable=False),  # running|completed|failed|cancelled|superseded
-    Column("job_status", String(16), nullable=False),  # lineage.job_status: + pending|corrupted
+    Column("job_status", String(16), nullable=False),  # lineage.application.job_status: + pending|corrupted
     Column("status_reason", Text),  # why the job status is what it is
     Column("finished_reason", Text),
     Column("last_failure", Text),

@@ -14,8 +14,8 @@ from uuid import UUID, uuid5
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from lineage.application.job_status import job_status
 from lineage.domain import Run
-from lineage.job_status import job_status
 from lineage.projections.decoding import Dispatching, Item, StepRow, dumps, loads
 from lineage.projections.tables import spans, traces
 from lineage.timestamps import iso
@@ -290,7 +290,7 @@ def _recovery(conn: Connection, run_id: str, **changes: Any) -> None:
 
 
 def _refresh_jobs(conn: Connection, run_ids: set[str]) -> None:
-    """Job status by the same rules as the domain (``lineage.job_status``), from the rows;
+    """Job status by the same rules as the domain (``lineage.application.job_status``), from the rows;
     once per run per batch (the result depends only on the row, not on the batching)."""
     if not run_ids:
         return

@@ -1,7 +1,7 @@
 """The exporter: follows the notification log and delivers its spans at least once.
 
 ``OtlpExportRunner.export_page`` reads the page of notifications after its tracked position,
-builds their spans (``lineage.span_builder``), packs them into requests (at most
+builds their spans (``lineage.spans.builder``), packs them into requests (at most
 ``batch_spans`` spans and ``batch_bytes`` bytes each, a notification's spans together), sends
 each request through the transport, and only after the transport returned advances the tracked
 position to the last notification whose spans have all been delivered. So:
@@ -28,8 +28,8 @@ from eventsourcing.persistence import StoredEvent
 
 from lineage.domain import ids
 from lineage.ports import EventStore, PositionStore
-from lineage.span_builder import SpanBuilder
-from lineage.spans import SpanRecord
+from lineage.spans.builder import SpanBuilder
+from lineage.spans.model import SpanRecord
 
 from .encoder import OtlpEncoder, entry_size
 from .transport import OtlpTransport

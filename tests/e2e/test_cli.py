@@ -1,6 +1,6 @@
 """The ``lineage`` command end to end: the demo into a fresh SQLite file, then the queries.
 
-Every test has its own database under tmp_path. Most call ``lineage.cli.main`` in-process
+Every test has its own database under tmp_path. Most call ``lineage.cli.main.main`` in-process
 (capsys); one runs the installed console script to prove the entry point works.
 """
 
@@ -20,8 +20,8 @@ from uuid import uuid4
 import pytest
 
 import lineage
-from lineage.cli import main
-from lineage.demo import run_demo
+from lineage.cli.main import main
+from lineage.demo.scenario import run_demo
 
 STEPS = 200  # checkpoints every 25 (keep_last=2); failure at 113; resume from 100
 RECOVERY = ["FailureDetected", "RecoveryStarted", "RecoveryCheckpointSelected", "StepsLost",

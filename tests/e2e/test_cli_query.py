@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import lineage
-from lineage.cli import main
+from lineage.cli.main import main
 from tests.integration.test_read_models import record_corruption_scenario
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lineage.cli import main
+from lineage.cli.main import main
 from tests.otlp_receiver import HttpReceiver, free_port
 from tests.otlp_scenario import deterministic_tracker, record_scenario
 

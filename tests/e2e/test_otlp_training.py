@@ -15,7 +15,7 @@ import pytest
 
 import lineage
 from lineage.bootstrap import open_positions, open_store
-from lineage.cli import main
+from lineage.cli.main import main
 from lineage.errors import CollectorUnavailableError
 from tests.otlp_receiver import HttpReceiver, free_port
 from tests.otlp_scenario import deterministic_tracker, record_scenario

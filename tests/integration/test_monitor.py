@@ -19,9 +19,9 @@ from uuid import UUID
 import pytest
 
 import lineage
-from lineage.cli import main
+from lineage.application.monitor import LocalRunStatusSource, RecoveryMonitor
+from lineage.cli.main import main
 from lineage.domain import Run, ids
-from lineage.monitor import LocalRunStatusSource, RecoveryMonitor
 from lineage.ports import RunSignal
 
 CHILD = textwrap.dedent("""

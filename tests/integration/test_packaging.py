@@ -25,4 +25,4 @@ def test_wheel_has_one_top_level_package_with_adapters_and_projections_inside(tm
     assert "lineage/domain/run.py" in names
     assert not any(name.startswith(("adapters/", "projections/", "tests/", "bench/")) for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "lineage = lineage.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "lineage = lineage.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

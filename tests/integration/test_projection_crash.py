@@ -39,7 +39,7 @@ WORKER = textwrap.dedent(f"""
     from lineage.adapters.sql import engine_for
     from lineage.bootstrap import open_store
     from lineage.projections import ProjectionRunner, all_projections
-    from lineage.serialization import make_mapper
+    from lineage.codec.mapper import make_mapper
 
     url = sys.argv[1]
     store = open_store(url, create=False)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 import lineage
+from lineage.application.handles import ArtifactRef
+from lineage.application.views import ArtifactView, LostSteps
 from lineage.domain import Artifact, Run
 from lineage.errors import ValidationError
-from lineage.handles import ArtifactRef
-from lineage.queries import ArtifactView, LostSteps
 
 RETRY = lineage.RetryPolicy(max_attempts=3, backoff="exponential", initial_delay_s=5,
                             max_delay_s=60)

@@ -15,11 +15,11 @@ import pytest
 
 import lineage
 from lineage.adapters.storage import LocalArtifactStorage
+from lineage.application.handles import ArtifactRef
+from lineage.application.policies import CheckpointPolicy
+from lineage.application.retention import retire_outside_policy
 from lineage.domain import Artifact
 from lineage.errors import ValidationError
-from lineage.handles import ArtifactRef
-from lineage.policies import CheckpointPolicy
-from lineage.retention import retire_outside_policy
 
 KEEP_2 = CheckpointPolicy(strategy="steps", save_every=10, keep_last=2)
 KEEP_1_BEST = CheckpointPolicy(strategy="steps", save_every=10, keep_last=1,

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lineage
+from lineage.application.handles import ArtifactRef
+from lineage.application.policies import CheckpointPolicy
 from lineage.errors import ArtifactRetiredError
-from lineage.handles import ArtifactRef
-from lineage.policies import CheckpointPolicy
 
 VALUES = st.sampled_from([0.9, 0.5, 0.5, 0.3, 0.7, math.nan, math.inf])
 OPERATIONS = st.lists(st.one_of(

@@ -7,10 +7,10 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from lineage.codec.mapper import make_mapper
 from lineage.domain import Alias, Artifact, Run
 from lineage.domain.envelope import Envelope
 from lineage.errors import ArtifactRetiredError, InvariantError, RunFinishedError
-from lineage.serialization import make_mapper
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -21,8 +21,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from lineage.adapters.otlp.encoder import OtlpEncoder, entry_size, key_values, request_json
 from lineage.adapters.otlp.runner import OtlpExportRunner
 from lineage.bootstrap import open_positions
-from lineage.span_builder import SpanBuilder
-from lineage.spans import STATUS_ERROR, SpanEvent, SpanLink, SpanRecord
+from lineage.spans.builder import SpanBuilder
+from lineage.spans.model import STATUS_ERROR, SpanEvent, SpanLink, SpanRecord
 from tests.otlp_scenario import deterministic_tracker, record_scenario
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "otlp_scenario.json"

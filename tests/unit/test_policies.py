@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import lineage
+from lineage.application.jobspec import job_spec
+from lineage.application.policies import CheckpointPolicy, RetryPolicy, error_kind
 from lineage.errors import StoreError, ValidationError
-from lineage.jobspec import job_spec
-from lineage.policies import CheckpointPolicy, RetryPolicy, error_kind
 
 NAN, INF = float("nan"), float("inf")
 

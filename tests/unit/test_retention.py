@@ -9,12 +9,12 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from lineage.application.job_status import job_status
+from lineage.application.policies import CheckpointPolicy
+from lineage.application.retention import Held, plan_retention
 from lineage.domain import Artifact, Run
 from lineage.domain.envelope import Envelope
 from lineage.errors import InvariantError
-from lineage.job_status import job_status
-from lineage.policies import CheckpointPolicy
-from lineage.retention import Held, plan_retention
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 KEEP_2 = CheckpointPolicy(strategy="steps", save_every=10, keep_last=2)

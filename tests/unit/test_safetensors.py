@@ -1,4 +1,4 @@
-"""lineage.safetensors: the file layout byte for byte, round trips, and malformed files."""
+"""lineage.demo.safetensors: the file layout byte for byte, round trips, and malformed files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineage import safetensors
-from lineage.safetensors import SafetensorsError
+from lineage.demo import safetensors
+from lineage.demo.safetensors import SafetensorsError
 
 
 def _header(data: bytes) -> tuple[int, dict[str, object]]:

@@ -1,4 +1,4 @@
-"""Stored events -> span records (lineage.spans, lineage.span_builder), tested by value."""
+"""Stored events -> span records (lineage.spans.model, lineage.spans.builder), tested by value."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from lineage import spans as spans_module
-from lineage.span_builder import STEP_TOPIC, SpanBuilder
-from lineage.spans import (
+from lineage.codec.step_facts import StepFacts, fast_step
+from lineage.spans import model as spans_module
+from lineage.spans.builder import STEP_TOPIC, SpanBuilder
+from lineage.spans.model import (
     STATUS_ERROR,
     STATUS_OK,
     SpanLimits,
@@ -22,7 +23,6 @@ from lineage.spans import (
     span_id_of,
     trace_id_of,
 )
-from lineage.step_facts import StepFacts, fast_step
 from tests.otlp_scenario import START, Scenario, deterministic_tracker, record_scenario
 
 

@@ -6,10 +6,10 @@ import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from lineage.application.step_log import StepRecord
+from lineage.codec.mapper import make_mapper
 from lineage.domain import StepRecorded
 from lineage.domain.steps import STEP_TOPIC, encode_numbers, encode_step, envelope_tail
-from lineage.serialization import make_mapper
-from lineage.step_log import StepRecord
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, 250000, tzinfo=UTC)
 

@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lineage import cli_graph
-from lineage.cli import add_command, at_least, json_option, print_json, resolve, wants_json
-from lineage.tracker import Tracker
+from lineage.application.tracker import Tracker
+from lineage.cli import graph as cli_graph
+from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
 

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
+from lineage.application.handles import Pending
+from lineage.application.policies import CheckpointPolicy
+from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain import Artifact
-from lineage.handles import Pending
-from lineage.policies import CheckpointPolicy
 from lineage.ports import Deletion
-from lineage.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
-    from lineage.tracker import Tracker
+    from lineage.application.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

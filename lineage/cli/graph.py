@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from lineage.cli_format import metrics_text
+from lineage.cli.format import metrics_text
 
 STYLES = {"ok": "green", "error": "bold red", "running": "cyan", "completed": "green",
           "failed": "red", "superseded": "magenta", "corrupted": "bold red", "live": "green",

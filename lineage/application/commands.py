@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain import Alias, Artifact, ids
 from lineage.errors import ValidationError
-from lineage.unit_of_work import UnitOfWork
 
 
 def register_in(uow: UnitOfWork, artifact_id: UUID, fields: dict[str, Any]) -> UUID:

@@ -29,10 +29,10 @@ from uuid import UUID
 import numpy as np
 
 import lineage
-from lineage import safetensors
-from lineage.handles import ArtifactRef
-from lineage.queries import ArtifactView, RunView
-from lineage.recovery import RecoveryResult
+from lineage.application.handles import ArtifactRef
+from lineage.application.recovery import RecoveryResult
+from lineage.application.views import ArtifactView, RunView
+from lineage.demo import safetensors
 
 SEED = 1234
 FEATURES, CLASSES, RANK, ALPHA = 16, 4, 4, 8.0
@@ -306,7 +306,7 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
             tracker.run(resumed.id), fail_at, checkpoint, saved, final_states(tracker, saved),
             lost_steps(tracker, first.id, checkpoint.step or 0), trainer.evaluate())
     if console is not None:
-        from lineage.demo_report import report
+        from lineage.demo.report import report
 
         report(console, result, database_url)
     return result

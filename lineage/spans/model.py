@@ -1,7 +1,7 @@
 """Span records: what the OTLP exporter sends, as plain values (DESIGN §6).
 
 A ``SpanRecord`` is a finished span with everything decided: deterministic ids, the events' own
-historical times, bounded attributes, events and links. ``lineage.span_builder`` makes them from
+historical times, bounded attributes, events and links. ``lineage.spans.builder`` makes them from
 stored events; ``lineage.adapters.otlp.encoder`` turns them into OTLP protobuf. Nothing here does
 I/O or imports OpenTelemetry: the records are compared by value in tests.
 

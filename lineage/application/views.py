@@ -15,10 +15,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper
 
-from lineage.commands import id_of
+from lineage.application.commands import id_of
+from lineage.application.job_status import JOB_STATUSES, job_status
 from lineage.domain import Artifact, Run, StepRecorded, ids
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
-from lineage.job_status import JOB_STATUSES, job_status
 from lineage.ports import EventStore
 
 RUN_STARTED = f"{Run.Started.__module__}:{Run.Started.__qualname__}"
@@ -54,7 +54,7 @@ class RunView:
     resumed_from: UUID | None
     superseded_by: UUID | None
     inputs: list[UUID] = field(default_factory=list)
-    job_status: str = "running"  # lineage.job_status: pending, running, ..., superseded
+    job_status: str = "running"  # lineage.application.job_status: pending, running, ..., superseded
     status_reason: str | None = None
     failure_retryable: bool = False  # the last failure recorded says a retry may help
     recovering: bool = False
@@ -120,7 +120,7 @@ class Queries:
 
     def runs(self, status: str | None = None) -> list[RunView]:
         """Every run, oldest first; with ``status``, only runs with that job status (pending,
-        running, completed, failed, corrupted, superseded, cancelled: see lineage.job_status)."""
+        running, completed, failed, corrupted, superseded, cancelled: see lineage.application.job_status)."""
         if status is not None and status not in JOB_STATUSES:
             raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}; "
                                             f"got {status!r}", status)

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
-from lineage import validation
+from lineage.application import validation
 from lineage.domain import ids
 from lineage.errors import ChecksumMismatchError, ValidationError
 

@@ -1,7 +1,7 @@
 """The ``lineage`` command: thin entrypoints over ``lineage.Tracker``.
 
 Each command parses its arguments, calls one Tracker method (after resolving an id prefix),
-and formats what it returns (``lineage.cli_format``). Exit codes: 0 success, 1 an error of
+and formats what it returns (``lineage.cli.format``). Exit codes: 0 success, 1 an error of
 ours (or a file problem), reported as one ``lineage: error: ...`` line on stderr, 2 a usage
 error (argparse), 130 interrupted.
 
@@ -27,16 +27,16 @@ from uuid import UUID
 
 from rich.console import Console
 
-from lineage import cli_format as fmt
+from lineage.application.job_status import JOB_STATUSES
+from lineage.application.tracker import Tracker
+from lineage.application.validation import ARTIFACT_TYPES
+from lineage.cli import format as fmt
 from lineage.errors import (
     ArtifactNotFoundError,
     LineageError,
     RunNotFoundError,
     ValidationError,
 )
-from lineage.job_status import JOB_STATUSES
-from lineage.tracker import Tracker
-from lineage.validation import ARTIFACT_TYPES
 
 PROG = "lineage"
 PIPE_WIDTH = 200  # when stdout is not a terminal (and COLUMNS is unset): don't fold tables
@@ -46,8 +46,8 @@ Handler = Callable[[argparse.Namespace, Console], int]
 
 # Modules adding command groups: each has ``register(commands)`` and uses ``add_command``,
 # ``json_option``, ``at_least``, ``resolve`` and ``print_json`` from here.
-COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli_query", "lineage.cli_export",
-                                   "lineage.cli_recovery")
+COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli.query", "lineage.cli.export",
+                                   "lineage.cli.recovery")
 
 
 # -- the parser ----------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
-    from lineage.demo import run_demo  # NumPy is only needed here
+    from lineage.demo.scenario import run_demo  # NumPy is only needed here
 
     run_demo(args.db, args.dir, args.steps, console=console)
     return 0

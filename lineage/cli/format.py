@@ -20,7 +20,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from lineage.queries import ArtifactView, RunView
+from lineage.application.views import ArtifactView, RunView
 
 STATUS_STYLES = {"running": "cyan", "completed": "green", "failed": "red",
                  "cancelled": "yellow", "superseded": "magenta", "live": "green",
@@ -200,7 +200,7 @@ def fitted_table(columns: list[Column], rows: list[Any], width: int) -> Table:
 RUN_COLUMNS = [
     Column("id", 36, lambda v: str(v.id)),
     Column("name", 8, lambda v: Text(v.name)),
-    Column("status", 10, lambda v: status(v.job_status)),  # job status (lineage.job_status)
+    Column("status", 10, lambda v: status(v.job_status)),  # job status (lineage.application.job_status)
     Column("steps", 5, lambda v: str(v.steps), right=True),
     Column("last step", 4, lambda v: "" if v.last_step is None else str(v.last_step), 1, True),
     Column("last metrics", 24, lambda v: metrics_text(v.last_metrics, limit=3), 3),

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from lineage.commands import move_alias_in
-from lineage.policies import CheckpointPolicy
-from lineage.unit_of_work import UnitOfWork
+from lineage.application.commands import move_alias_in
+from lineage.application.policies import CheckpointPolicy
+from lineage.application.unit_of_work import UnitOfWork
 
 BEST_ALIAS = "best"
 LATEST_ALIAS = "latest"

@@ -15,12 +15,12 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain.ids import step_stream_id
 from lineage.domain.steps import STEP_TOPIC, encode_step
 from lineage.errors import RunFinishedError
 from lineage.ports import EventStore
 from lineage.timestamps import iso
-from lineage.unit_of_work import UnitOfWork
 
 
 class StepRecord(NamedTuple):

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from lineage.application.views import ArtifactView, RunView
 from lineage.errors import NotFoundError
 from lineage.ports import ArtifactStorage
-from lineage.queries import ArtifactView, RunView
 
 MAX_ANCESTRY = 20  # how many resumed-from links "latest" follows back
 

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from lineage.commands import id_of
+from lineage.application.commands import id_of
+from lineage.application.views import ArtifactView
 from lineage.ports import EventStore
-from lineage.queries import ArtifactView
 
 
 class ReadAPI:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lineage import validation
+from lineage.application import validation
+from lineage.application.policies import CheckpointPolicy, RetryPolicy
 from lineage.errors import ValidationError
-from lineage.policies import CheckpointPolicy, RetryPolicy
 
 # Policy fields are checked by their policy class and stored in its full (defaulted) form.
 POLICIES: dict[str, Any] = {"checkpoint_policy": CheckpointPolicy, "retry_policy": RetryPolicy}

@@ -25,12 +25,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lineage.application.views import RUN_STARTED
 from lineage.bootstrap import open_otlp_exporter, open_positions, open_store
-from lineage.cli import add_command, at_least, json_option, print_json, resolve, wants_json
+from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
 from lineage.config import Settings
 from lineage.errors import CollectorUnavailableError, ValidationError
 from lineage.otlp_config import GRPC, HTTP_PROTOBUF, OtlpSettings
-from lineage.queries import RUN_STARTED
 
 FOLLOW_BACKOFF_S = (1.0, 30.0)
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from lineage.demo import KEEP_LAST, DemoResult, local_path
-from lineage.queries import ArtifactView
+from lineage.application.views import ArtifactView
+from lineage.demo.scenario import KEEP_LAST, DemoResult, local_path
 
 
 def report(console: Any, result: DemoResult, database_url: str | None) -> None:
     """Print what was recorded and where, and what to try next."""
     from rich.text import Text
 
-    from lineage.cli_format import table
+    from lineage.cli.format import table
 
     failed, resumed = result.failed_run, result.resumed_run
     console.print()
@@ -47,7 +47,7 @@ def report(console: Any, result: DemoResult, database_url: str | None) -> None:
 
 
 def _files_table(result: DemoResult) -> Any:
-    from lineage.cli_format import table
+    from lineage.cli.format import table
 
     files = table(f"Files under {result.directory}")
     files.add_column("type", no_wrap=True)

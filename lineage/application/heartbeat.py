@@ -17,14 +17,14 @@ import weakref
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain import ids
 from lineage.domain.liveness import HeartbeatRecorded
 from lineage.errors import LineageError
-from lineage.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
-    from lineage.run_handle import RunHandle
-    from lineage.tracker import Tracker
+    from lineage.application.run_handle import RunHandle
+    from lineage.application.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

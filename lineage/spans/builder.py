@@ -42,9 +42,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from lineage.codec.step_facts import StepFacts, fast_step
 from lineage.domain import Artifact, Run, StepRecorded, ids
 from lineage.ports import EventStore
-from lineage.spans import (
+from lineage.spans.model import (
     DEFAULT_LIMITS,
     STATUS_ERROR,
     STATUS_OK,
@@ -62,7 +63,6 @@ from lineage.spans import (
     span_id_of,
     trace_id_of,
 )
-from lineage.step_facts import StepFacts, fast_step
 
 RUN_SPAN, STEP_SPAN, STEPS_SPAN = "train run", "train step", "train steps"
 CHECKPOINT_SPAN, EVALUATE_SPAN = "save checkpoint", "evaluate"

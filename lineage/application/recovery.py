@@ -6,7 +6,7 @@ Each attempt is recorded on the failed run, in order:
    second start while one is in progress, and optimistic concurrency makes that hold across
    processes, so exactly one proceeds; the other returns status ``already_recovering``.
 2. For each candidate the strategy yields (``latest``, ``best`` or one checkpoint), a check
-   (lineage.recovery_select): a ``Verified`` event on the artifact when its bytes were hashed,
+   (lineage.application.recovery_select): a ``Verified`` event on the artifact when its bytes were hashed,
    and ``RecoveryCheckpointRejected`` with the reason when it cannot be used; then the next
    older one. With ``allow_weights_only``, a checkpoint without optimizer state is used when no
    full one passes. No usable checkpoint: ``RecoveryFailed`` and status ``no_checkpoint``.
@@ -32,17 +32,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from lineage import recovery_select, validation
-from lineage.commands import id_of
+from lineage.application import recovery_select, validation
+from lineage.application.commands import id_of
+from lineage.application.policies import RetryPolicy
+from lineage.application.run_handle import RunHandle
+from lineage.application.unit_of_work import UnitOfWork
+from lineage.application.views import ArtifactView, LostSteps, RunView
 from lineage.domain import ids
 from lineage.errors import InvariantError, LineageError, ValidationError
-from lineage.policies import RetryPolicy
-from lineage.queries import ArtifactView, LostSteps, RunView
-from lineage.run_handle import RunHandle
-from lineage.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
-    from lineage.tracker import Tracker
+    from lineage.application.tracker import Tracker
 
 ResumeFunction = Callable[[ArtifactView, RunHandle], Any]
 STRATEGIES = ("latest", "best")

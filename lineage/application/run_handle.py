@@ -14,20 +14,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from lineage import validation
-from lineage.artifacts import locate
-from lineage.best import LATEST_ALIAS, evaluate_in
-from lineage.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.application import validation
+from lineage.application.artifacts import locate
+from lineage.application.best import LATEST_ALIAS, evaluate_in
+from lineage.application.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.application.handles import ArtifactRef, Pending
+from lineage.application.policies import CheckpointPolicy
+from lineage.application.step_log import StepRecord
+from lineage.application.unit_of_work import UnitOfWork
+from lineage.application.views import LostSteps
 from lineage.errors import RunFinishedError, ValidationError
-from lineage.handles import ArtifactRef, Pending
-from lineage.policies import CheckpointPolicy
-from lineage.queries import LostSteps
-from lineage.step_log import StepRecord
 from lineage.timestamps import normalise
-from lineage.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
-    from lineage.tracker import Tracker
+    from lineage.application.tracker import Tracker
 
 _check_metrics = validation.metrics
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class RunHandle:
         """Record an evaluation (validation metrics at a step, on ``dataset``/``split``).
 
         With a policy ``best_metric``, a strictly better value moves the run's ``best`` alias to
-        its latest committed checkpoint at or before ``step`` (see lineage.best); the Pending
+        its latest committed checkpoint at or before ``step`` (see lineage.application.best); the Pending
         resolves to that checkpoint's id, or None when the best did not change.
         """
         step = validation.step(step)
@@ -145,7 +145,7 @@ class RunHandle:
         The checkpoint derives from the run's previous checkpoint unless ``parents`` is given.
         The run-scoped alias ``latest`` moves to it. ``format`` defaults to the policy's. Once
         the save is committed, retention (a policy ``keep_last``) runs on a background thread
-        (lineage.retention). Returns at once; ``.wait()`` to block.
+        (lineage.application.retention). Returns at once; ``.wait()`` to block.
         """
         step = self._checkpoint_step(step)
         if format is None and self.policy is not None:

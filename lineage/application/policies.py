@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from lineage import validation
+from lineage.application import validation
 from lineage.errors import ValidationError
 
 STRATEGIES = ("steps", "epoch", "best", "last", "all")

@@ -18,27 +18,27 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from lineage import validation
-from lineage.artifacts import locate
-from lineage.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.application import validation
+from lineage.application.artifacts import locate
+from lineage.application.commands import as_uuid, id_of, move_alias_in, register_in
+from lineage.application.handles import ArtifactRef, Pending
+from lineage.application.heartbeat import Heartbeats
+from lineage.application.jobspec import job_spec
+from lineage.application.policies import RetryPolicy
+from lineage.application.read_api import ReadAPI
+from lineage.application.recovery import RecoveryExecutor, RecoveryResult, ResumeFunction
+from lineage.application.retention import RetentionWorker
+from lineage.application.run_handle import RunHandle
+from lineage.application.unit_of_work import UnitOfWork
+from lineage.application.views import Queries
+from lineage.application.writer import Command, Writer
+from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
 from lineage.errors import WriterError
-from lineage.handles import ArtifactRef, Pending
-from lineage.heartbeat import Heartbeats
-from lineage.jobspec import job_spec
-from lineage.policies import RetryPolicy
 from lineage.ports import ArtifactStorage, EventStore
-from lineage.queries import Queries
-from lineage.read_api import ReadAPI
-from lineage.recovery import RecoveryExecutor, RecoveryResult, ResumeFunction
-from lineage.retention import RetentionWorker
-from lineage.run_handle import RunHandle
-from lineage.serialization import make_mapper
 from lineage.timestamps import normalise
-from lineage.unit_of_work import UnitOfWork
-from lineage.writer import Command, Writer
 
 RunLike = UUID | str | RunHandle
 ArtifactLike = UUID | str | ArtifactRef
@@ -268,7 +268,7 @@ class Tracker(ReadAPI, Queries):
                    optimizer_restored: bool = True, job: dict[str, Any] | None = None,
                    step: int | None = None, **start: Any) -> RunHandle:
         """Start a new run that resumes ``previous`` from ``checkpoint`` (linked both ways by
-        the recovery events; see ``lineage.recovery``)."""
+        the recovery events; see ``lineage.application.recovery``)."""
         previous_id = id_of(previous, "run")
         checkpoint_id = id_of(checkpoint, "checkpoint")
         old = self.run(previous_id)
@@ -295,7 +295,7 @@ class Tracker(ReadAPI, Queries):
                 allow_weights_only: bool = False, retry: RetryPolicy | dict[str, Any] | None = None,
                 resume: ResumeFunction | None = None, name: str | None = None,
                 tags: Any = None, sleep: Callable[[float], None] = time.sleep) -> RecoveryResult:
-        """Recover a failed or corrupted run into a new run (see lineage.recovery).
+        """Recover a failed or corrupted run into a new run (see lineage.application.recovery).
 
         ``strategy``: ``"latest"``, ``"best"`` or a checkpoint (id or ref). ``resume(checkpoint,
         new_run)`` is your function that loads the checkpoint into the new run's trainer; an

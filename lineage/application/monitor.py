@@ -5,7 +5,7 @@
 - a run the backend flagged corrupted, or whose last recorded failure is retryable, that no
   recovery has been tried for yet (``already_recorded``: the failure is an event already);
 - a crashed process: a run that has logged steps, has no finish event and no failure, and whose
-  last step, run event and heartbeat (lineage.heartbeat) are all older than ``stale_after_s``.
+  last step, run event and heartbeat (lineage.application.heartbeat) are all older than ``stale_after_s``.
   A pending run (nothing logged yet, e.g. one a recovery created for a trainer to pick up) is
   never reported as crashed.
 
@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from lineage.application.recovery import RecoveryResult
+from lineage.application.views import RunView
 from lineage.domain import ids
 from lineage.ports import RunSignal, RunStatusSource
-from lineage.queries import RunView
-from lineage.recovery import RecoveryResult
 from lineage.timestamps import iso
 
 if TYPE_CHECKING:
-    from lineage.tracker import Tracker
+    from lineage.application.tracker import Tracker
 
 log = logging.getLogger(__name__)
 

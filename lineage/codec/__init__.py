@@ -1,0 +1,1 @@
+"""Codecs: how events are stored and read back (the library mapper, the step codec)."""

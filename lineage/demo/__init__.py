@@ -1,0 +1,1 @@
+"""``lineage demo``: a small NumPy training run with real checkpoints, a failure and a recovery."""
