@@ -35,7 +35,9 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 from psycopg.sql import SQL, Identifier
+from sqlalchemy import URL
 
+from lineage.adapters.database import POSTGRES, SQLITE, Database
 from lineage.errors import StoreError
 from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
@@ -251,6 +253,7 @@ class SQLiteEventStore(_RecorderEventStore):
     def __init__(self, path: str, *, lock_timeout_s: int = 30) -> None:
         self._start_guard()
         self.path = path
+        self.database = Database(SQLITE, path=path)
         self.datastore = SQLiteDatastore(path, lock_timeout=lock_timeout_s)
         self.datastore.pool.close()
         self.datastore.pool = _DurableSQLitePool(db_name=path, lock_timeout=lock_timeout_s)
@@ -290,9 +293,12 @@ class PostgresEventStore(_RecorderEventStore):
     """Events in PostgreSQL (synchronous commit). Any number of writer processes."""
 
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
-                 schema: str = "public", display: str = "", pool_size: int = 2) -> None:
+                 schema: str = "public", pool_size: int = 2) -> None:
         self._start_guard()
-        self.display = display or f"postgresql://{user}@{host}:{port}/{dbname}"
+        self.database = Database(POSTGRES, url=URL.create(
+            "postgresql+psycopg", username=user, password=password or None, host=host,
+            port=port, database=dbname), schema=schema)
+        self.display = self.database.display
         with self._translated("open"):
             self.datastore = _DurablePostgresDatastore(
                 dbname, host, port, user, password, schema=schema, pool_size=pool_size,

@@ -8,10 +8,13 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from lineage.adapters.database import MEMORY, Database
 from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
 
 class MemoryEventStore:
+    database = Database(MEMORY)
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._log: list[Notification] = []

@@ -138,7 +138,7 @@ def ours_encode_export(records: list[Any], receiver: Receiver, batch: int) -> fl
 
 def ours_from_store(tracker: Any, receiver: Receiver, batch: int) -> tuple[float, int]:
     from lineage.bootstrap import open_positions, otlp_runner, otlp_transport
-    from lineage.otlp_config import OtlpSettings
+    from lineage.config.otlp import OtlpSettings
 
     settings = OtlpSettings.load({}, endpoint=receiver.endpoint, batch_spans=batch)
     runner = otlp_runner(tracker.store, open_positions(tracker.store.location), settings,

@@ -10,12 +10,12 @@ The public API is exactly ``__all__`` (pinned by tests/unit/test_public_api.py).
 
 from __future__ import annotations
 
+from lineage.api import Tracker
 from lineage.application.handles import ArtifactRef, Pending
 from lineage.application.monitor import LocalRunStatusSource, RecoveryMonitor
 from lineage.application.policies import CheckpointPolicy, RetryPolicy
 from lineage.application.recovery import RecoveryResult
 from lineage.application.run_handle import RunHandle
-from lineage.application.tracker import Tracker
 from lineage.application.views import ArtifactView, RunView
 from lineage.config import Settings
 from lineage.errors import (
@@ -33,8 +33,7 @@ from lineage.errors import (
     ValidationError,
     WriterError,
 )
-
-__version__ = "0.1.0"
+from lineage.version import __version__
 
 __all__ = [
     "ArtifactNotFoundError",

@@ -1,99 +1,118 @@
-"""The composition root: turns a database URL into an EventStore adapter.
+"""The composition root: builds the store, read models, writer, workers and exporter, and pushes
+them into the objects that use them (DESIGN §10). Nothing it builds calls back into it.
 
-The only module of ``lineage`` (with the CLI) that imports adapters and SQLAlchemy.
+The only module of ``lineage`` (with the public ``lineage.api`` and the CLI) that imports
+adapters and SQLAlchemy. One database per tracker: the read models, the positions and the
+exporter live in the database of the event store they follow (an in-memory store gets in-memory
+read models), whatever the working directory or the environment say.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from lineage.application.heartbeat import Heartbeats
+from lineage.application.recording import WriterRecorder
+from lineage.application.retention import RetentionWorker
+from lineage.application.tracker import TrackerParts
+from lineage.application.writer import Writer
+from lineage.codec.mapper import make_mapper
+from lineage.config import Settings
+from lineage.errors import StoreError
+from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
 
-from lineage.errors import ConfigurationError, StoreError
-from lineage.ports import ArtifactStorage, EventStore, PositionStore
 
-SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
-POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgres", "postgresql+psycopg2")
-
-
-def open_store(url: str, *, create: bool = True) -> EventStore:
-    """Open (creating tables if needed) the event store a URL names.
-
-    Accepted: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare file path (SQLite),
-    ``postgresql+psycopg://user[:password]@host[:port]/db[?schema=name]``, ``memory://``.
-    With ``create=False`` a SQLite file that does not exist is an error (read-only commands
-    must not leave an empty database behind a mistyped path).
-    """
-    if url == "memory://":
-        from lineage.adapters.memory import MemoryEventStore
-
-        return MemoryEventStore()
-    if "://" not in url:
-        return _sqlite(url, create)
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as error:
-        raise ConfigurationError(
-            f"LINEAGE_DATABASE_URL {url!r} is not a database URL ({error}); "
-            "use sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
-        ) from None
-    if parsed.drivername in SQLITE_DRIVERS:
-        if not parsed.database or parsed.database == ":memory:":
-            raise ConfigurationError(
-                "SQLite needs a file (sqlite:///path.db); use memory:// for a throwaway store"
-            )
-        return _sqlite(parsed.database, create)
-    if parsed.drivername in POSTGRES_DRIVERS:
-        from lineage.adapters.eventstore import PostgresEventStore
-
-        if not parsed.database:
-            raise ConfigurationError(f"{url!r} names no database; add /dbname to the URL")
-        schema = parsed.query.get("schema", "public")
-        return PostgresEventStore(
-            dbname=parsed.database,
-            host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
-            user=parsed.username or "postgres",
-            password=parsed.password or "",
-            schema=schema if isinstance(schema, str) else schema[0],
-            display=parsed.render_as_string(hide_password=True),
-        )
-    raise ConfigurationError(
-        f"unsupported database {parsed.drivername!r} in {url!r}; use sqlite or postgresql+psycopg"
+def build(database_url: str | None = None, *, store: EventStore | None = None,
+          clock: Callable[[], datetime] | None = None,
+          id_source: Callable[[], UUID] | None = None, create: bool = True,
+          export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
+          **settings: Any) -> TrackerParts:
+    """Everything a tracker needs, from settings (explicit > ``LINEAGE_*`` > default) or from
+    what the caller injects. A given ``store`` wins over any URL: its own database holds the
+    read models. Raises ConfigurationError for a bad setting, StoreError when the store cannot
+    be opened (``create=False``: a SQLite file that does not exist)."""
+    resolved = Settings.load(database_url=database_url, **settings)
+    store = store if store is not None else open_store(resolved.database_url, create=create)
+    mapper = make_mapper()
+    engine = store.database.engine()  # one engine per tracker: read models and positions
+    storage = storage if storage is not None else open_artifact_storage()
+    recorder = WriterRecorder(
+        Writer(store, mapper, source=resolved.source, tenant_id=resolved.tenant_id,
+               actor=resolved.actor, clock=clock or _utc_now, id_source=id_source or uuid4,
+               max_queue=resolved.queue_size, batch_size=resolved.batch_size,
+               batch_interval_s=resolved.batch_interval_s, retry_for_s=resolved.retry_for_s),
+        source=resolved.source, tenant_id=resolved.tenant_id, actor=resolved.actor,
+        clock=clock or _utc_now, new_id=id_source or uuid4, clock_given=clock is not None)
+    return TrackerParts(
+        settings=resolved, store=store, mapper=mapper,
+        read_models=read_models_on(engine, store, mapper), storage=storage, recorder=recorder,
+        retention=RetentionWorker(recorder, storage, store, mapper),
+        heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
+        exporter=start_otlp_export(store, engine, export_otlp),
     )
 
 
-def _sqlite(path: str, create: bool) -> EventStore:
-    from lineage.adapters.eventstore import SQLiteEventStore
-
-    file = Path(path).expanduser()
-    if not create and not file.exists():
-        raise StoreError(f"no lineage database at {file} (set --db or LINEAGE_DATABASE_URL)")
-    if not file.parent.exists():
-        raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
-    return SQLiteEventStore(str(file.resolve()))
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def open_positions(url: str) -> PositionStore:
-    """The tracked-position table in the database ``url`` names (see ``open_store``)."""
-    from lineage.adapters.positions import SqlAlchemyPositionStore
-    from lineage.adapters.sql import engine_for
+def open_store(url: str, *, create: bool = True) -> EventStore:
+    """Open (creating tables if needed) the event store a URL names (see
+    ``lineage.adapters.database.Database.parse``). With ``create=False`` a SQLite file that does
+    not exist is an error (read-only commands must not leave an empty database behind a
+    mistyped path)."""
+    from lineage.adapters.database import MEMORY, SQLITE, Database
 
-    return SqlAlchemyPositionStore(engine_for(url))
+    database = Database.parse(url)
+    if database.kind == MEMORY:
+        from lineage.adapters.memory import MemoryEventStore
+
+        return MemoryEventStore()
+    if database.kind == SQLITE:
+        from lineage.adapters.eventstore import SQLiteEventStore
+
+        file = Path(str(database.path))
+        if not create and not file.exists():
+            raise StoreError(f"no lineage database at {file} (set --db or LINEAGE_DATABASE_URL)")
+        if not file.parent.exists():
+            raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
+        return SQLiteEventStore(str(file))
+    from lineage.adapters.eventstore import PostgresEventStore
+
+    parsed: Any = database.url
+    return PostgresEventStore(dbname=str(parsed.database), host=parsed.host or "127.0.0.1",
+                              port=parsed.port or 5432, user=parsed.username or "postgres",
+                              password=parsed.password or "", schema=database.schema)
 
 
-def open_read_models(url: str, store: EventStore, mapper: Any, *, catch_up: bool = True) -> Any:
-    """The read models (tables created if needed) in the database ``url`` names, fed from
-    ``store``: a ``lineage.projections.queries.ReadModels``."""
-    from lineage.adapters.sql import engine_for
+def read_models_on(engine: Any, store: EventStore, mapper: Any, *, catch_up: bool = True) -> Any:
+    """The read models (``lineage.projections.queries.ReadModels``) in ``engine``'s database,
+    fed from ``store``; their tables are created on the first query."""
     from lineage.projections import ProjectionRunner, all_projections
     from lineage.projections.queries import ReadModels
 
-    engine = engine_for(url)
-    runner = ProjectionRunner(store, engine, mapper, all_projections())
-    return ReadModels(runner, engine, catch_up=catch_up)
+    return ReadModels(lambda: ProjectionRunner(store, engine, mapper, all_projections()), engine,
+                      catch_up=catch_up)
+
+
+def open_read_models(url: str, store: EventStore, mapper: Any, *, catch_up: bool = True) -> Any:
+    """The read models in the database ``url`` names, fed from ``store`` (tools and benchmarks
+    that open the two separately)."""
+    from lineage.adapters.database import engine_for
+
+    return read_models_on(engine_for(url), store, mapper, catch_up=catch_up)
+
+
+def open_positions(target: Any) -> PositionStore:
+    """The tracked-position table in a database: a URL (see ``open_store``) or an engine."""
+    from lineage.adapters.database import engine_for
+    from lineage.adapters.positions import SqlAlchemyPositionStore
+
+    return SqlAlchemyPositionStore(engine_for(target) if isinstance(target, str) else target)
 
 
 def open_artifact_storage() -> ArtifactStorage:
@@ -108,10 +127,10 @@ def open_artifact_storage() -> ArtifactStorage:
 
 
 def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
-    """The transport ``settings.protocol`` names (``lineage.otlp_config.OtlpSettings``);
+    """The transport ``settings.protocol`` names (``lineage.config.otlp.OtlpSettings``);
     ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
     from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryPolicy
-    from lineage.otlp_config import GRPC
+    from lineage.config.otlp import GRPC
 
     retry = RetryPolicy(settings.retry_for_s if retry_for_s is None else retry_for_s)
     if settings.protocol == GRPC:
@@ -127,7 +146,6 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
     ``start``), sending through ``transport``."""
     from lineage.adapters.otlp.encoder import OtlpEncoder
     from lineage.adapters.otlp.runner import OtlpExportRunner
-    from lineage.codec.mapper import make_mapper
     from lineage.spans.builder import SpanBuilder
 
     builder = SpanBuilder(store, make_mapper(), steps_per_span=settings.steps_per_span)
@@ -136,29 +154,24 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
                             batch_bytes=settings.batch_bytes, track=track, start=start)
 
 
-def start_otlp_export(store: EventStore, database_url: str | None, export: bool | None,
-                      **overrides: Any) -> Any:
-    """Start the background exporter for a Tracker when OTLP export is enabled (``export``
-    True, or None with LINEAGE_OTLP_EXPORT / an OTLP endpoint in the environment); None when
-    it is not. Positions live in ``database_url``'s database (in memory without one).
+def start_otlp_export(store: EventStore, engine: Any, export: bool | None,
+                      **overrides: Any) -> BackgroundExport | None:
+    """Start the background exporter for a tracker when OTLP export is enabled (``export``
+    True, or None with an OTLP endpoint or ``LINEAGE_OTLP_EXPORT=on`` in the environment);
+    None when it is not. Positions live in ``engine``'s database (the store's).
 
     Raises ConfigurationError for a malformed endpoint, header or other OTLP setting.
     """
-    import os
-
     from lineage.adapters.otlp.background import BackgroundExporter
-    from lineage.otlp_config import OtlpSettings
+    from lineage.config.otlp import OtlpSettings
 
-    if export is False or (export is None
-                           and os.environ.get("LINEAGE_OTLP_EXPORT", "").strip().lower() == "off"):
+    settings = OtlpSettings.load_if_enabled(export=export, **overrides)
+    if settings is None:
         return None
-    settings = OtlpSettings.load(export=export, **overrides)
-    if not settings.enabled:
-        return None
-    positions = open_positions(database_url or "memory://")
     # One attempt per call: the background loop owns the backoff, so it knows at once when
     # the collector is failing (and Tracker.close() does not wait on it).
-    runner = otlp_runner(store, positions, settings, otlp_transport(settings, retry_for_s=0))
+    runner = otlp_runner(store, open_positions(engine), settings,
+                         otlp_transport(settings, retry_for_s=0))
     return BackgroundExporter(runner, poll_s=settings.poll_s, drain_s=settings.drain_s,
                               strict=settings.strict).start()
 
@@ -175,7 +188,6 @@ def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_star
     from lineage.adapters.otlp.transport import OtlpJsonWriter
 
     store = open_store(url, create=False)
-    positions = open_positions(url)
     transport = OtlpJsonWriter(dry_run) if dry_run is not None else otlp_transport(settings)
-    return otlp_runner(store, positions, settings, transport, name=name,
-                       track=dry_run is None, start=0 if from_start else None)
+    return otlp_runner(store, open_positions(store.database.engine()), settings, transport,
+                       name=name, track=dry_run is None, start=0 if from_start else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
@@ -68,6 +68,11 @@ class EventStore(Protocol):
     @property
     def location(self) -> str:
         """Where the events are, for people (a file path or a URL without password)."""
+
+    @property
+    def database(self) -> Any:
+        """The database the events live in (``lineage.adapters.database.Database``): the
+        composition root opens the read models and positions on this same database."""
 
     def close(self) -> None: ...
 
@@ -142,3 +147,39 @@ class RunStatusSource(Protocol):
     def poll(self) -> Sequence[RunSignal]:
         """Runs that need recovering now. May raise: the monitor records the error and goes
         on polling."""
+
+
+class ReadModelsPort(Protocol):
+    """The read models a tracker queries (``lineage.projections.queries.ReadModels``): every
+    query catches the projections up to the head of the log first. Results are plain dicts."""
+
+    runner: Any  # the ProjectionRunner (status, rebuild, follow)
+
+    def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]: ...
+
+    def runs(self, *, status: str | None = None, limit: int = 100,
+             offset: int = 0) -> list[dict[str, Any]]: ...
+
+    def artifacts(self, **filters: Any) -> list[dict[str, Any]]: ...
+
+    def artifact(self, artifact_id: str) -> dict[str, Any]: ...
+
+    def lineage(self, node_id: str, *, direction: str = "up", depth: int = 20) -> dict[str, Any]: ...
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]: ...
+
+    def alias_history(self, name: str, *, scope: str | None = None) -> list[dict[str, Any]]: ...
+
+    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]: ...
+
+    def close(self) -> None: ...
+
+
+class BackgroundExport(Protocol):
+    """A follower that exports the log from a background thread (the OTLP exporter)."""
+
+    def close(self, *, drain: bool) -> None:
+        """Stop; with ``drain``, first try to send what was written (bounded by its settings)."""
+
+    def raise_if_strict(self) -> None:
+        """In strict mode, raise the export failures seen; otherwise do nothing."""

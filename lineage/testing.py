@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from lineage.application.tracker import Tracker
+from lineage.api import Tracker
 
 
 class FakeClock:

@@ -6,6 +6,8 @@ log (``ReadModels(catch_up=True)``), so a query right after a write sees it.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
@@ -32,10 +34,22 @@ MAX_PAGE = 10_000
 
 
 class ReadModels:
-    def __init__(self, runner: ProjectionRunner, engine: Engine, *, catch_up: bool = True) -> None:
-        self.runner = runner
+    """The queries. ``runner`` is the ProjectionRunner feeding the tables, or a function that
+    makes it: then nothing touches the database (tables, upgrades) until the first query."""
+
+    def __init__(self, runner: ProjectionRunner | Callable[[], ProjectionRunner], engine: Engine,
+                 *, catch_up: bool = True) -> None:
+        self._runner = runner
+        self._runner_lock = threading.Lock()
         self.engine = engine
         self.auto_catch_up = catch_up
+
+    @property
+    def runner(self) -> ProjectionRunner:
+        with self._runner_lock:
+            if not isinstance(self._runner, ProjectionRunner):
+                self._runner = self._runner()
+            return self._runner
 
     def close(self) -> None:
         """Release the database connections (the tracker calls this when it closes)."""

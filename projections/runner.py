@@ -24,9 +24,9 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Mapper
 from sqlalchemy import Connection, Engine, Table, text
 
+from lineage.adapters.database import WRITE
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
-from lineage.adapters.sql import WRITE
 from lineage.errors import LineageError
 from lineage.ports import EventStore
 from lineage.projections.decoding import Item, decode

@@ -98,4 +98,4 @@ def _steps(run: Any, clock: FakeClock, first: int, last: int) -> None:
     for step in range(first, last + 1):
         clock.advance()
         run.log_step(step, {"loss": round(1.0 / step, 6), "lr": 1e-4}, epoch=0, tokens=64)
-    run.tracker.flush()
+    run.flush()

@@ -25,8 +25,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from lineage import __version__
 from lineage.spans.model import STATUS_ERROR, STATUS_OK, Attributes, SpanRecord
+from lineage.version import __version__
 
 SCOPE_NAME = "lineage"
 _STATUS = {STATUS_OK: Status.STATUS_CODE_OK, STATUS_ERROR: Status.STATUS_CODE_ERROR}

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from lineage.application.unit_of_work import UnitOfWork
@@ -23,8 +23,7 @@ from lineage.domain.liveness import HeartbeatRecorded
 from lineage.errors import LineageError
 
 if TYPE_CHECKING:
-    from lineage.application.run_handle import RunHandle
-    from lineage.application.tracker import Tracker
+    from lineage.application.recording import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +44,28 @@ def heartbeat_in(uow: UnitOfWork, run_id: UUID, pid: int, last_step: int | None)
     return True
 
 
+class Watched(Protocol):
+    """What heartbeats look at on a run handle (``RunHandle`` provides it)."""
+
+    id: UUID
+    max_step: int | None
+    finished_status: str | None
+
+
 class Heartbeats:
     """Watches this process's run handles; see the module docstring. Thread-safe."""
 
-    def __init__(self, tracker: Tracker, interval_s: float) -> None:
-        # Weak: the heartbeat thread must not keep an unclosed tracker alive (its finalizer
-        # flushes it); the thread ends when the tracker is gone.
-        self._tracker = weakref.ref(tracker)
+    def __init__(self, recorder: Recorder, interval_s: float) -> None:
+        self._recorder = recorder
         self.interval_s = interval_s
         self.sent = 0
-        self._handles: weakref.WeakSet[RunHandle] = weakref.WeakSet()
+        self._handles: weakref.WeakSet[Watched] = weakref.WeakSet()
         self._seen: dict[UUID, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def watch(self, handle: RunHandle) -> None:
+    def watch(self, handle: Watched) -> None:
         """Start watching ``handle`` (held weakly: a dropped handle stops beating)."""
         with self._lock:
             self._handles.add(handle)
@@ -92,20 +97,18 @@ class Heartbeats:
 
     def _send(self, run_id: UUID, last_step: int) -> int:
         pid = os.getpid()
-        tracker = self._tracker()
-        if tracker is None:
-            return 0
+        recorder = self._recorder
         try:
-            tracker.submit(f"heartbeat for run {run_id}",
-                           lambda uow: heartbeat_in(uow, run_id, pid, last_step),
-                           tracker.envelope())
-        except LineageError:  # the tracker is closing: no more heartbeats
+            recorder.submit(f"heartbeat for run {run_id}",
+                            lambda uow: heartbeat_in(uow, run_id, pid, last_step),
+                            recorder.envelope())
+        except LineageError:  # the writer is closing: no more heartbeats
             return 0
         self.sent += 1
         return 1
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s) and self._tracker() is not None:
+        while not self._stop.wait(self.interval_s):
             try:
                 self.beat_idle()
             except Exception:  # telemetry never breaks the host

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from lineage.application.recovery import RecoveryResult
@@ -34,7 +34,31 @@ from lineage.ports import RunSignal, RunStatusSource
 from lineage.timestamps import iso
 
 if TYPE_CHECKING:
-    from lineage.application.tracker import Tracker
+    from eventsourcing.persistence import Mapper
+
+    from lineage.application.run_handle import RunHandle
+    from lineage.ports import EventStore
+
+
+class WatchedStore(Protocol):
+    """What the local status source reads (``Tracker`` provides it)."""
+
+    @property
+    def store(self) -> EventStore: ...
+
+    @property
+    def mapper(self) -> Mapper: ...
+
+    def runs(self, status: str | None = None) -> list[RunView]: ...
+
+
+class RecoveringTracker(WatchedStore, Protocol):
+    """What the monitor needs to act (``Tracker`` provides it)."""
+
+    def run_handle(self, run: Any) -> RunHandle: ...
+
+    @property
+    def recover(self) -> Callable[..., RecoveryResult]: ...
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +85,7 @@ class LocalRunStatusSource:
 
     name = "local"
 
-    def __init__(self, tracker: Tracker, *, stale_after_s: float = 300.0,
+    def __init__(self, tracker: WatchedStore, *, stale_after_s: float = 300.0,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.tracker = tracker
         self.stale_after_s = stale_after_s
@@ -100,7 +124,8 @@ class LocalRunStatusSource:
         for stream in (run_id, ids.step_stream_id(run_id), ids.heartbeat_stream_id(run_id)):
             last = self.tracker.store.read_stream(stream, desc=True, limit=1)
             if last:
-                moment: datetime = self.tracker.mapper.to_domain_event(last[0]).timestamp
+                event: Any = self.tracker.mapper.to_domain_event(last[0])
+                moment: datetime = event.timestamp
                 latest = moment if latest is None else max(latest, moment)
         return latest
 
@@ -109,7 +134,7 @@ class RecoveryMonitor:
     """Polls status sources and recovers what they report. ``recover`` holds the keyword
     arguments for ``Tracker.recover`` (strategy, restore_optimizer, retry, resume...)."""
 
-    def __init__(self, tracker: Tracker, sources: Sequence[RunStatusSource] | None = None, *,
+    def __init__(self, tracker: RecoveringTracker, sources: Sequence[RunStatusSource] | None = None, *,
                  interval_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
                  **recover: Any) -> None:
         self.tracker = tracker

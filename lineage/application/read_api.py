@@ -1,7 +1,8 @@
 """The Tracker's read-model queries: traces, registry, lineage graph, audit (DESIGN §5).
 
-The read models live in ``lineage.projections`` (wired in by ``lineage.bootstrap``); these
-methods flush the writer, let the projections catch up to the head, then ask them. Results are
+The read models (``lineage.projections``, on the store's own database) are pushed in by the
+composition root as ``views``; these methods flush the writer, let the projections catch up to
+the head, then ask them. Results are
 plain dicts and lists, ready for JSON.
 """
 
@@ -13,26 +14,14 @@ from uuid import UUID
 
 from lineage.application.commands import id_of
 from lineage.application.views import ArtifactView
-from lineage.ports import EventStore
+from lineage.ports import ReadModelsPort
 
 
 class ReadAPI:
-    store: EventStore
-    settings: Any
-    mapper: Any
-    _views: Any = None
+    views: ReadModelsPort
 
     def flush(self, timeout: float | None = None) -> None:
         raise NotImplementedError
-
-    @property
-    def views(self) -> Any:
-        """The read models (``lineage.projections.queries.ReadModels``), opened on first use."""
-        if self._views is None:
-            from lineage.bootstrap import open_read_models
-
-            self._views = open_read_models(self.settings.database_url, self.store, self.mapper)
-        return self._views
 
     def trace(self, run: Any, *, format: str = "lineageir") -> dict[str, Any]:
         """The run's LineageIR graph (``format="nested"`` for the seed's nested shape)."""

@@ -29,7 +29,7 @@ import random as random_module
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from lineage.application import recovery_select, validation
@@ -42,7 +42,10 @@ from lineage.domain import ids
 from lineage.errors import InvariantError, LineageError, ValidationError
 
 if TYPE_CHECKING:
-    from lineage.application.tracker import Tracker
+    from eventsourcing.persistence import Mapper
+
+    from lineage.application.recording import Recorder
+    from lineage.ports import ArtifactStorage, EventStore
 
 ResumeFunction = Callable[[ArtifactView, RunHandle], Any]
 STRATEGIES = ("latest", "best")
@@ -114,13 +117,44 @@ class _Choice:
     reason: str
 
 
+class RecoveryHost(Protocol):
+    """What the executor needs of the tracker it recovers for (``Tracker`` provides it): its
+    queries, the run commands it chains, and where checkpoint bytes are checked."""
+
+    @property
+    def store(self) -> EventStore: ...
+
+    @property
+    def mapper(self) -> Mapper: ...
+
+    @property
+    def storage(self) -> ArtifactStorage: ...
+
+    @property
+    def recorder(self) -> Recorder: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def run(self, run: Any) -> RunView: ...
+
+    def artifact(self, artifact: Any) -> ArtifactView: ...
+
+    @property
+    def artifacts(self) -> Callable[..., list[ArtifactView]]: ...
+
+    @property
+    def resume_run(self) -> Callable[..., RunHandle]: ...
+
+    def run_handle(self, run: Any) -> RunHandle: ...
+
+
 class RecoveryExecutor:
     """Runs recoveries for one tracker. ``sleep`` and ``random`` (backoff jitter) are injected
     so tests never wait. Blocking: every step waits for its events to be committed."""
 
-    def __init__(self, tracker: Tracker, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, host: RecoveryHost, *, sleep: Callable[[float], None] = time.sleep,
                  random: Callable[[], float] = random_module.random) -> None:
-        self.tracker = tracker
+        self.host = host
         self.sleep = sleep
         self.random = random
 
@@ -131,9 +165,9 @@ class RecoveryExecutor:
         """Recover ``run`` (a handle, id or id string); see the module docstring. Bad arguments
         raise ValidationError before anything is recorded."""
         plan = _plan(strategy, restore_optimizer, allow_weights_only, retry, resume, name, tags)
-        self.tracker.flush()  # a failure just queued (not yet committed) must count
-        handle = run if isinstance(run, RunHandle) else self.tracker.run_handle(run)
-        view = self.tracker.run(handle.id)
+        self.host.flush()  # a failure just queued (not yet committed) must count
+        handle = run if isinstance(run, RunHandle) else self.host.run_handle(run)
+        view = self.host.run(handle.id)
         refused = _refusal(view)
         if refused is not None:
             return refused
@@ -158,7 +192,7 @@ class RecoveryExecutor:
         try:
             number = int(handle.begin_recovery(plan.label).wait())
         except InvariantError:  # lost a race: say why, from the state that won
-            refused = _refusal(self.tracker.run(handle.id))
+            refused = _refusal(self.host.run(handle.id))
             if refused is None:
                 raise
             return refused
@@ -173,7 +207,7 @@ class RecoveryExecutor:
         checkpoint = choice.checkpoint
         handle.select_recovery_checkpoint(checkpoint.id, step=checkpoint.step or 0,
                                           reason=choice.reason).wait()
-        new_run = self.tracker.resume_run(handle.id, checkpoint.id, name=plan.name,
+        new_run = self.host.resume_run(handle.id, checkpoint.id, name=plan.name,
                                           optimizer_restored=choice.optimizer_restored,
                                           tags=plan.tags)
         try:
@@ -185,7 +219,7 @@ class RecoveryExecutor:
             if not isinstance(error, Exception):
                 raise
             return attempt
-        lost = lost_steps(self.tracker, handle.id, checkpoint.step or 0)
+        lost = lost_steps(self.host, handle.id, checkpoint.step or 0)
         handle.complete_recovery(new_run, checkpoint, lost=lost,
                                  checkpoint_step=checkpoint.step or 0).wait()
         plan.attempts.append(Attempt(number, checkpoint.id, new_run.id))
@@ -195,8 +229,8 @@ class RecoveryExecutor:
                             lost_steps=lost)
 
     def _choose(self, handle: RunHandle, plan: _Plan) -> _Choice | None:
-        view = self.tracker.run(handle.id)
-        ordered, how = recovery_select.candidates(self.tracker, view, plan.strategy,
+        view = self.host.run(handle.id)
+        ordered, how = recovery_select.candidates(self.host, view, plan.strategy,
                                                   plan.checkpoint_id)
         fallback: ArtifactView | None = None
         for position, (artifact_id, step) in enumerate(ordered):
@@ -206,7 +240,7 @@ class RecoveryExecutor:
                 continue
             if position > 0 and artifact.status != "live":
                 continue  # retention retired it on purpose: not a fallback, not worth a record
-            verdict = recovery_select.check(artifact, self.tracker.storage, plan.restore_optimizer)
+            verdict = recovery_select.check(artifact, self.host.storage, plan.restore_optimizer)
             if verdict.verified is not None:
                 self._record_verification(artifact.id, verdict.verified)
             if verdict.problem is None:
@@ -224,7 +258,7 @@ class RecoveryExecutor:
 
     def _artifact(self, artifact_id: UUID) -> ArtifactView | None:
         try:
-            return self.tracker.artifact(artifact_id)
+            return self.host.artifact(artifact_id)
         except LineageError:
             return None
 
@@ -239,7 +273,7 @@ class RecoveryExecutor:
         def verify(uow: UnitOfWork) -> None:
             uow.artifact(artifact_id).verify(ok, observed, detail, uow.envelope(), uow.timestamp)
 
-        self.tracker.submit(f"verify {artifact_id}", verify, self.tracker.envelope()).wait()
+        self.host.recorder.submit(f"verify {artifact_id}", verify, self.host.recorder.envelope()).wait()
 
     def _failed_attempt(self, handle: RunHandle, plan: _Plan, new_run: RunHandle, number: int,
                         checkpoint: ArtifactView, error: BaseException,

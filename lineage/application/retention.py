@@ -35,7 +35,10 @@ from lineage.domain import Artifact
 from lineage.ports import Deletion
 
 if TYPE_CHECKING:
-    from lineage.application.tracker import Tracker
+    from eventsourcing.persistence import Mapper
+
+    from lineage.application.recording import Recorder
+    from lineage.ports import ArtifactStorage, EventStore
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +116,19 @@ def host_of(source: str) -> str:
     return source.split("/", 1)[0]
 
 
-def unfinished_deletions(tracker: Tracker) -> Iterator[Retirement]:
+def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) -> Iterator[Retirement]:
     """Artifacts of this tenant retired on this machine whose bytes were not dealt with.
 
     Local paths only mean something on the machine that wrote them, so an artifact retired
     from another host is left for that host's repair.
     """
-    here = host_of(tracker.settings.source)
+    here = host_of(recorder.source)
     retired_on: dict[UUID, str] = {}
     start = 1
     while True:
-        page = tracker.store.read_log(start, PAGE, [RETIRED_TOPIC])
+        page = store.read_log(start, PAGE, [RETIRED_TOPIC])
         for notification in page:
-            event: Any = tracker.mapper.to_domain_event(notification)
+            event: Any = mapper.to_domain_event(notification)
             retired_on[event.originator_id] = host_of(event.source)
         if len(page) < PAGE:
             break
@@ -134,10 +137,11 @@ def unfinished_deletions(tracker: Tracker) -> Iterator[Retirement]:
         if host != here:
             continue
         artifact: Any = None
-        for stored in tracker.store.read_stream(artifact_id):
-            artifact = tracker.mapper.to_domain_event(stored).mutate(artifact)
+        for stored in store.read_stream(artifact_id):
+            replayed: Any = mapper.to_domain_event(stored)
+            artifact = replayed.mutate(artifact)
         if (isinstance(artifact, Artifact) and artifact.needs_deletion
-                and artifact.tenant_id == tracker.tenant_id):
+                and artifact.tenant_id == recorder.tenant_id):
             yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
 
 
@@ -149,8 +153,12 @@ class RetentionWorker:
     training loop: a failed job is logged and appended to ``errors``.
     """
 
-    def __init__(self, tracker: Tracker) -> None:
-        self.tracker = tracker
+    def __init__(self, recorder: Recorder, storage: ArtifactStorage, store: EventStore,
+                 mapper: Mapper) -> None:
+        self.recorder = recorder
+        self.storage = storage
+        self._store = store
+        self._mapper = mapper
         self.errors: list[BaseException] = []
         self.deletions: list[tuple[UUID, Deletion]] = []
         self._jobs: deque[Callable[[], None]] = deque()
@@ -189,12 +197,12 @@ class RetentionWorker:
 
     def repair(self) -> list[tuple[UUID, Deletion]]:
         """Finish deletions a crash interrupted; returns what each one did."""
-        return [(r.artifact_id, self.delete(r)) for r in unfinished_deletions(self.tracker)]
+        found = unfinished_deletions(self.recorder, self._store, self._mapper)
+        return [(r.artifact_id, self.delete(r)) for r in found]
 
     def delete(self, retirement: Retirement) -> Deletion:
-        storage = self.tracker.storage
         try:
-            deletion = storage.delete(retirement.uri, retirement.expected)
+            deletion = self.storage.delete(retirement.uri, retirement.expected)
         except Exception as error:  # an adapter broke its contract: still an outcome
             deletion = Deletion("failed", f"{type(error).__name__}: {error}")
         self._submit(f"deletion of {retirement.artifact_id}",
@@ -217,7 +225,14 @@ class RetentionWorker:
             thread.join(timeout)
 
     def _submit(self, label: str, handler: Callable[[UnitOfWork], Any]) -> Any:
-        return self.tracker.submit(label, handler, self.tracker.envelope()).wait()
+        return self.recorder.submit(label, handler, self.recorder.envelope()).wait()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for the writer, then the retention its committed saves set off, then the
+        writer again (what that retention wrote); WriterError on losses."""
+        self.recorder.flush(timeout)
+        self.drain(timeout)
+        self.recorder.flush(timeout)
 
     def _put(self, job: Callable[[], None]) -> None:
         with self._cond:

@@ -27,7 +27,9 @@ from lineage.errors import RunFinishedError, ValidationError
 from lineage.timestamps import normalise
 
 if TYPE_CHECKING:
-    from lineage.application.tracker import Tracker
+    from lineage.application.heartbeat import Heartbeats
+    from lineage.application.recording import Recorder
+    from lineage.application.retention import RetentionWorker
 
 _check_metrics = validation.metrics
 log = logging.getLogger(__name__)
@@ -36,24 +38,27 @@ log = logging.getLogger(__name__)
 class RunHandle:
     """One run being recorded. Thread-safe: several threads may log to one run."""
 
-    def __init__(self, tracker: Tracker, run_id: UUID, name: str, *, start_step: int = 0,
-                 job: dict[str, Any] | None = None) -> None:
-        self.tracker = tracker
+    def __init__(self, recorder: Recorder, run_id: UUID, name: str, *,
+                 heartbeats: Heartbeats, retention: RetentionWorker, start_step: int = 0,
+                 job: dict[str, Any] | None = None, last_checkpoint: UUID | None = None) -> None:
+        self.recorder = recorder
+        self.retention = retention
         self.id = run_id
         self.name = name
         self.start_step = start_step
+        self.job = job
         self.max_step: int | None = None
         self.finished_status: str | None = None
         self.policy = _policy_of(job, run_id)
-        self._put = tracker.writer.put_step
-        self._now_ns = tracker.now_ns
-        self._last_checkpoint: UUID | None = None
+        self._put = recorder.put_step
+        self._now_ns = recorder.now_ns
+        self._last_checkpoint = last_checkpoint  # the next checkpoint derives from it
         self._previous_epoch: int | None = None
         self._best_seen: float | None = None
         self._schedule_lock = threading.Lock()
-        tracker.heartbeats.watch(self)
+        heartbeats.watch(self)
         if self.policy is not None and self.policy.keep_last is not None:
-            tracker.retention.repair_once()  # finish deletions a crash interrupted
+            retention.repair_once()  # finish deletions a crash interrupted
 
     def __repr__(self) -> str:
         return f"RunHandle(id={self.id}, name={self.name!r})"
@@ -154,7 +159,7 @@ class RunHandle:
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
         meta = validation.json_object(metadata, "metadata")
         location = locate(path, checksum=checksum, field="path")
-        artifact_id = location.artifact_id(self.tracker.tenant_id)
+        artifact_id = location.artifact_id(self.recorder.tenant_id)
         previous = self._last_checkpoint
         parent_ids = ([id_of(p, "parents") for p in parents] if parents is not None
                       else [previous] if previous is not None else [])
@@ -173,7 +178,7 @@ class RunHandle:
         pending = self._command("checkpoint", event_id, occurred_at, save)
         self._last_checkpoint = artifact_id
         if self.policy is not None and self.policy.keep_last is not None:
-            self.tracker.retention.after_save(pending, self.id, self.policy)
+            self.retention.after_save(pending, self.id, self.policy)
         return ArtifactRef(artifact_id, location.uri, "checkpoint", location.size,
                            location.checksum_algorithm, location.checksum, step, pending)
 
@@ -273,7 +278,7 @@ class RunHandle:
                              .exhaust_recovery(uow.envelope(), uow.timestamp))
 
     def flush(self, timeout: float | None = None) -> None:
-        self.tracker.flush(timeout)
+        self.retention.flush(timeout)
 
     def __enter__(self) -> RunHandle:
         return self
@@ -290,7 +295,7 @@ class RunHandle:
                 self.record_failure(type(error).__name__, str(error)[:8192], signal="exception",
                                     step=self.max_step)
                 self.finish("failed", reason=f"{type(error).__name__}: {error}"[:8192])
-        self.tracker.flush()
+        self.retention.flush()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -317,8 +322,8 @@ class RunHandle:
             raise RunFinishedError(self.id, self.finished_status, what)
 
     def _command(self, label: str, event_id: Any, occurred_at: Any, handler: Any) -> Pending:
-        envelope = self.tracker.envelope(event_id, occurred_at)
-        return self.tracker.submit(f"{label} for run {self.id}", handler, envelope)
+        envelope = self.recorder.envelope(event_id, occurred_at)
+        return self.recorder.submit(f"{label} for run {self.id}", handler, envelope)
 
 
 def _policy_of(job: dict[str, Any] | None, run_id: UUID) -> CheckpointPolicy | None:

@@ -14,9 +14,10 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any
-from uuid import UUID, uuid4
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper
 
 from lineage.application import validation
 from lineage.application.artifacts import locate
@@ -26,66 +27,61 @@ from lineage.application.heartbeat import Heartbeats
 from lineage.application.jobspec import job_spec
 from lineage.application.policies import RetryPolicy
 from lineage.application.read_api import ReadAPI
+from lineage.application.recording import WriterRecorder
 from lineage.application.recovery import RecoveryExecutor, RecoveryResult, ResumeFunction
 from lineage.application.retention import RetentionWorker
 from lineage.application.run_handle import RunHandle
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import Queries
-from lineage.application.writer import Command, Writer
-from lineage.codec.mapper import make_mapper
+from lineage.application.writer import Writer
 from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
 from lineage.errors import WriterError
-from lineage.ports import ArtifactStorage, EventStore
-from lineage.timestamps import normalise
+from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, ReadModelsPort
 
 RunLike = UUID | str | RunHandle
 ArtifactLike = UUID | str | ArtifactRef
 
 
-class Tracker(ReadAPI, Queries):
-    """Records runs, steps and artifacts into an event store, and answers questions about them.
+class TrackerParts(NamedTuple):
+    """Everything a tracker works with, built by the composition root (``lineage.bootstrap``)
+    and pushed in: the tracker never opens a database, a file or a socket itself."""
 
-    ``Tracker()`` uses ``LINEAGE_DATABASE_URL``, else ``./lineage.db`` (SQLite). Pass a URL
-    (``"postgresql+psycopg://postgres@127.0.0.1:5432/test"``) or an EventStore to choose;
-    ``create=False`` refuses to create a new SQLite file.
-    Close it (or use it as a context manager) to wait for every queued event; an open tracker is
-    also flushed at interpreter exit. ``export_otlp=True`` (or an OTLP endpoint in the
-    environment, see ``lineage.otlp_config``) also sends spans to a collector from a background
-    thread that never blocks or breaks training (``lineage.adapters.otlp.background``).
+    settings: Settings
+    store: EventStore
+    mapper: Mapper
+    read_models: ReadModelsPort
+    storage: ArtifactStorage
+    recorder: WriterRecorder
+    retention: RetentionWorker
+    heartbeats: Heartbeats
+    exporter: BackgroundExport | None
+
+
+class TrackerService(ReadAPI, Queries):
+    """Records runs, steps and artifacts, and answers questions about them, with the parts it
+    is given (the public ``lineage.Tracker`` builds them from a URL or an injected store).
+
+    Close it (or use it as a context manager) to wait for every queued event; an open tracker
+    is also flushed at interpreter exit.
     """
 
-    def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
-                 clock: Callable[[], datetime] | None = None,
-                 id_source: Callable[[], UUID] | None = None, create: bool = True,
-                 export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
-                 **settings: Any) -> None:
-        self.settings = Settings.load(database_url=database_url, **settings)
-        otlp_url = self.settings.database_url if store is None else None
-        if store is None:
-            from lineage.bootstrap import open_store  # the composition root wires adapters
-
-            store = open_store(self.settings.database_url, create=create)
-        self.store = store
-        from lineage.bootstrap import start_otlp_export  # None unless OTLP export is enabled
-
-        self._otlp = start_otlp_export(store, otlp_url, export_otlp)
-        self.mapper = make_mapper()
-        self._clock_given = clock is not None
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.new_id = id_source or uuid4
-        self.writer = Writer(
-            store, self.mapper, source=self.settings.source, tenant_id=self.settings.tenant_id,
-            actor=self.settings.actor, clock=self.clock, id_source=self.new_id,
-            max_queue=self.settings.queue_size, batch_size=self.settings.batch_size,
-            batch_interval_s=self.settings.batch_interval_s, retry_for_s=self.settings.retry_for_s,
-        )
+    def __init__(self, parts: TrackerParts) -> None:
+        self.settings = parts.settings
+        self.store = parts.store
+        self.mapper = parts.mapper
+        self.views = parts.read_models
+        self.storage = parts.storage
+        self.recorder = parts.recorder
+        self.writer = parts.recorder.writer
+        self.retention = parts.retention
+        self.heartbeats = parts.heartbeats
+        self._otlp = parts.exporter
+        self.new_id = parts.recorder.new_id
         self._closed = False
-        self._storage = storage  # ArtifactStorage for retention and recovery; default on use
-        self.retention = RetentionWorker(self)
-        self.heartbeats = Heartbeats(self, self.settings.heartbeat_interval_s)
-        self._finalizer = weakref.finalize(self, _close_at_exit, self.writer, store)
+        self._finalizer = weakref.finalize(self, _close_at_exit, self.writer, self.heartbeats,
+                                           self.store)
         atexit.register(self._finalizer)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -101,18 +97,7 @@ class Tracker(ReadAPI, Queries):
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is committed, including the retention that
         committed checkpoint saves set off; raise WriterError on losses."""
-        self.writer.flush(timeout)
-        self.retention.drain(timeout)
-        self.writer.flush(timeout)
-
-    @property
-    def storage(self) -> ArtifactStorage:
-        """Where checkpoint bytes are checked and deleted (local files unless one was given)."""
-        if self._storage is None:
-            from lineage.bootstrap import open_artifact_storage  # the composition root
-
-            self._storage = open_artifact_storage()
-        return self._storage
+        self.retention.flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         if self._closed:
@@ -132,15 +117,14 @@ class Tracker(ReadAPI, Queries):
                 self._otlp.close(drain=self.writer.stats.committed_events > 0)
             atexit.unregister(self._finalizer)
             self._finalizer.detach()
-            if self._views is not None:
-                self._views.close()
+            self.views.close()
             self.store.close()
         if self._otlp is not None:
             self._otlp.raise_if_strict()
         if failure is not None:
             raise failure
 
-    def __enter__(self) -> Tracker:
+    def __enter__(self) -> TrackerService:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -150,25 +134,16 @@ class Tracker(ReadAPI, Queries):
 
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         """The envelope for a new event, validated now (in the caller's thread)."""
-        if occurred_at is None:
-            moment, raw = self.clock(), None
-        else:
-            moment, raw = normalise(occurred_at)
-        return Envelope(
-            event_id=self.new_id() if event_id is None else as_uuid(event_id, "event_id"),
-            occurred_at=moment, occurred_at_raw=raw, source=self.settings.source,
-            tenant_id=self.settings.tenant_id, actor=self.settings.actor,
-        )
+        return self.recorder.envelope(event_id, occurred_at)
 
     def submit(self, label: str, handler: Callable[[UnitOfWork], Any], envelope: Envelope) -> Pending:
-        future = self.writer.submit(Command(handler, envelope, label))
-        return Pending(future, self.writer)
+        return self.recorder.submit(label, handler, envelope)
 
-    def now_ns(self) -> int:
-        """Epoch nanoseconds for a step's default time (the injected clock, when there is one)."""
-        if self._clock_given:
-            return int(self.clock().timestamp() * 1_000_000) * 1000
-        return time.time_ns()
+    def _handle(self, run_id: UUID, name: str, start_step: int, job: dict[str, Any] | None,
+                last_checkpoint: UUID | None = None) -> RunHandle:
+        return RunHandle(self.recorder, run_id, name, heartbeats=self.heartbeats,
+                         retention=self.retention, start_step=start_step, job=job,
+                         last_checkpoint=last_checkpoint)
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -257,12 +232,12 @@ class Tracker(ReadAPI, Queries):
         pending = self.submit(f"start run {name}", start_it, envelope)
         if wait:
             pending.wait()
-        return RunHandle(self, new_id, name, start_step=start, job=spec)
+        return self._handle(new_id, name, start, spec)
 
     def run_handle(self, run: RunLike) -> RunHandle:
         """A handle to record more on an existing run (e.g. a failure flagged later)."""
         view = self.run(run)
-        return RunHandle(self, view.id, view.name, start_step=view.start_step, job=view.job)
+        return self._handle(view.id, view.name, view.start_step, view.job)
 
     def resume_run(self, previous: RunLike, checkpoint: ArtifactLike, *, name: str | None = None,
                    optimizer_restored: bool = True, job: dict[str, Any] | None = None,
@@ -274,9 +249,11 @@ class Tracker(ReadAPI, Queries):
         old = self.run(previous_id)
         ckpt = self.artifact(checkpoint_id)
         resume_step = ckpt.step if step is None else validation.step(step)
-        handle = self.start_run(name or old.name, job=job if job is not None else old.job,
-                                inputs=[checkpoint_id], start_step=resume_step or 0, **start)
-        handle._last_checkpoint = checkpoint_id  # its first checkpoint derives from this one
+        started = self.start_run(name or old.name, job=job if job is not None else old.job,
+                                 inputs=[checkpoint_id], start_step=resume_step or 0, **start)
+        # its first checkpoint derives from the one it resumed from
+        handle = self._handle(started.id, started.name, started.start_step, started.job,
+                              last_checkpoint=checkpoint_id)
         envelope = self.envelope()
 
         def link(uow: UnitOfWork) -> None:
@@ -317,8 +294,9 @@ class Tracker(ReadAPI, Queries):
 
 
 
-def _close_at_exit(writer: Writer, store: EventStore) -> None:
+def _close_at_exit(writer: Writer, heartbeats: Heartbeats, store: EventStore) -> None:
     try:
+        heartbeats.close()
         writer.close(timeout=60)
     finally:
         store.close()

@@ -11,7 +11,7 @@ stops, or with ``--follow`` keeps following the log until Ctrl-C. ``--from-start
 everything (span ids are deterministic, so a collector sees the same spans again);
 ``--run RUN`` sends one run's spans and leaves the position alone; ``--dry-run`` prints OTLP/JSON
 (one ExportTraceServiceRequest per line) instead of sending. Settings come from the standard
-``OTEL_EXPORTER_OTLP_*`` variables (``lineage.otlp_config``); the flags override them.
+``OTEL_EXPORTER_OTLP_*`` variables (``lineage.config.otlp``); the flags override them.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from lineage.application.views import RUN_STARTED
 from lineage.bootstrap import open_otlp_exporter, open_positions, open_store
 from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
 from lineage.config import Settings
+from lineage.config.otlp import GRPC, HTTP_PROTOBUF, OtlpSettings
 from lineage.errors import CollectorUnavailableError, ValidationError
-from lineage.otlp_config import GRPC, HTTP_PROTOBUF, OtlpSettings
 
 FOLLOW_BACKOFF_S = (1.0, 30.0)
 

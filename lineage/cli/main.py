@@ -27,8 +27,8 @@ from uuid import UUID
 
 from rich.console import Console
 
+from lineage.api import Tracker
 from lineage.application.job_status import JOB_STATUSES
-from lineage.application.tracker import Tracker
 from lineage.application.validation import ARTIFACT_TYPES
 from lineage.cli import format as fmt
 from lineage.errors import (

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lineage.application.tracker import Tracker
+from lineage.api import Tracker
 from lineage.cli import graph as cli_graph
 from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
 

@@ -26,11 +26,11 @@ from urllib.parse import unquote, urlparse
 from rich.console import Console
 from rich.text import Text
 
+from lineage.api import Tracker
 from lineage.application.monitor import LocalRunStatusSource, MonitorAction, PollError, RecoveryMonitor
 from lineage.application.policies import BACKOFFS, RetryPolicy
 from lineage.application.recovery import RecoveryResult
 from lineage.application.run_handle import RunHandle
-from lineage.application.tracker import Tracker
 from lineage.application.views import ArtifactView
 from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
 from lineage.errors import LineageError

@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from lineage.bootstrap import open_positions, otlp_runner, otlp_transport
+from lineage.config.otlp import OtlpSettings
 from lineage.errors import CollectorUnavailableError, ExportRejectedError
-from lineage.otlp_config import OtlpSettings
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, Receiver
 from tests.otlp_scenario import Scenario, deterministic_tracker, record_scenario
 

@@ -36,7 +36,7 @@ BATCH = 50
 
 WORKER = textwrap.dedent(f"""
     import sys
-    from lineage.adapters.sql import engine_for
+    from lineage.adapters.database import engine_for
     from lineage.bootstrap import open_store
     from lineage.projections import ProjectionRunner, all_projections
     from lineage.codec.mapper import make_mapper

@@ -258,7 +258,7 @@ class _LogUpTo:
 @pytest.mark.parametrize("moment", ["after first checkpoint", "after recovery", "end"])
 def test_time_travel_equals_replaying_to_the_position(any_url: str, make_tracker: MakeTracker,
                                                       moment: str) -> None:
-    from lineage.adapters.sql import engine_for
+    from lineage.adapters.database import engine_for
     from lineage.projections import all_projections
     from lineage.projections.queries import ReadModels
 

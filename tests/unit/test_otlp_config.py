@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from lineage.config.otlp import SETTINGS, OtlpSettings, parse_headers
 from lineage.errors import ConfigurationError
-from lineage.otlp_config import SETTINGS, OtlpSettings, parse_headers
 
 BASE, TRACES, OURS = "http://base:4318", "http://traces:4318/custom", "http://ours:4318/x"
 

@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from lineage.errors import ConfigurationError
+from lineage.config.loader import Setting, flag, number, resolve, resolve_one
 
 HTTP_PROTOBUF, GRPC = "http/protobuf", "grpc"
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _OTEL_BASE_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-
-Parse = Callable[[str], Any]
-
 
 def parse_endpoint(text: str) -> str:
     """An ``http(s)://host[:port][/path]`` URL, stripped; ValueError says what is wrong."""
@@ -86,82 +83,52 @@ def parse_export(text: str) -> str:
     return value
 
 
-def _number(kind: Callable[[str], Any], minimum: float, maximum: float | None = None,
-            scale: float = 1) -> Parse:
-    def parse(text: str) -> Any:
-        value = kind(text.strip())
-        if not value >= minimum or (maximum is not None and value > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise ValueError(f"must be a number at least {minimum}{upper}")
-        return value * scale if scale != 1 else value
-
-    return parse
-
-
-def _flag(text: str) -> bool:
-    value = text.strip().lower()
-    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise ValueError("must be true or false")
-    return value in ("1", "true", "yes", "on")
-
-
-@dataclass(frozen=True)
-class OtlpSetting:
-    """One setting: its sources (environment variable, parser) in precedence order."""
-
-    name: str
-    sources: tuple[tuple[str, Parse], ...]
-    default: Any
-    meaning: str
-    parse: Parse  # for explicit string values
-
-
-_MS = _number(float, 0.001, None, 0.001)
+_MS = number(float, 0.001, None, 0.001)
 SETTINGS = (
-    OtlpSetting("export", (("LINEAGE_OTLP_EXPORT", parse_export),), "auto",
+    Setting("export", (("LINEAGE_OTLP_EXPORT", parse_export),), "auto",
                 "auto (export when an OTLP endpoint is configured), on or off", parse_export),
-    OtlpSetting("protocol", (("LINEAGE_OTLP_PROTOCOL", parse_protocol),
+    Setting("protocol", (("LINEAGE_OTLP_PROTOCOL", parse_protocol),
                              ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", parse_protocol),
                              ("OTEL_EXPORTER_OTLP_PROTOCOL", parse_protocol)),
                 HTTP_PROTOBUF, "http/protobuf or grpc", parse_protocol),
-    OtlpSetting("endpoint", (("LINEAGE_OTLP_ENDPOINT", parse_endpoint),
+    Setting("endpoint", (("LINEAGE_OTLP_ENDPOINT", parse_endpoint),
                              ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", parse_endpoint),
                              (_OTEL_BASE_ENDPOINT, parse_endpoint)),
                 None, "a URL such as http://127.0.0.1:4318 (gRPC: http://127.0.0.1:4317)",
                 parse_endpoint),
-    OtlpSetting("headers", (("LINEAGE_OTLP_HEADERS", parse_headers),
+    Setting("headers", (("LINEAGE_OTLP_HEADERS", parse_headers),
                             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", parse_headers),
                             ("OTEL_EXPORTER_OTLP_HEADERS", parse_headers)),
                 {}, "comma-separated key=value pairs, e.g. authorization=Bearer%20abc",
                 parse_headers),
-    OtlpSetting("timeout_s", (("LINEAGE_OTLP_TIMEOUT_S", _number(float, 0.001)),
+    Setting("timeout_s", (("LINEAGE_OTLP_TIMEOUT_S", number(float, 0.001)),
                               ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", _MS),
                               ("OTEL_EXPORTER_OTLP_TIMEOUT", _MS)),
                 10.0, "the per-request timeout (OTEL_*: milliseconds, LINEAGE_*: seconds)",
-                _number(float, 0.001)),
-    OtlpSetting("service_name", (("LINEAGE_SERVICE_NAME", str.strip),
+                number(float, 0.001)),
+    Setting("service_name", (("LINEAGE_SERVICE_NAME", str.strip),
                                  ("OTEL_SERVICE_NAME", str.strip)),
                 "lineage", "the service.name resource attribute", str.strip),
-    OtlpSetting("steps_per_span", (("LINEAGE_OTLP_STEPS_PER_SPAN", _number(int, 1)),), 1,
+    Setting("steps_per_span", (("LINEAGE_OTLP_STEPS_PER_SPAN", number(int, 1)),), 1,
                 "step-stream versions per step span (1: a span per step; e.g. 100 for very "
-                "long runs)", _number(int, 1)),
-    OtlpSetting("batch_spans", (("LINEAGE_OTLP_BATCH_SPANS", _number(int, 1, 100_000)),), 512,
-                "most spans in one export request", _number(int, 1, 100_000)),
-    OtlpSetting("batch_bytes", (("LINEAGE_OTLP_BATCH_BYTES",
-                                 _number(int, 65_536, MAX_BATCH_BYTES)),), 4_000_000,
+                "long runs)", number(int, 1)),
+    Setting("batch_spans", (("LINEAGE_OTLP_BATCH_SPANS", number(int, 1, 100_000)),), 512,
+                "most spans in one export request", number(int, 1, 100_000)),
+    Setting("batch_bytes", (("LINEAGE_OTLP_BATCH_BYTES",
+                                 number(int, 65_536, MAX_BATCH_BYTES)),), 4_000_000,
                 "most bytes in one export request (at most 4 MiB)",
-                _number(int, 65_536, MAX_BATCH_BYTES)),
-    OtlpSetting("retry_for_s", (("LINEAGE_OTLP_RETRY_FOR_S", _number(float, 0)),), 60.0,
+                number(int, 65_536, MAX_BATCH_BYTES)),
+    Setting("retry_for_s", (("LINEAGE_OTLP_RETRY_FOR_S", number(float, 0)),), 60.0,
                 "how long one request is retried before the collector is reported unavailable",
-                _number(float, 0)),
-    OtlpSetting("poll_s", (("LINEAGE_OTLP_POLL_S", _number(float, 0.01)),), 0.5,
+                number(float, 0)),
+    Setting("poll_s", (("LINEAGE_OTLP_POLL_S", number(float, 0.01)),), 0.5,
                 "how often a following exporter looks for new events, in seconds",
-                _number(float, 0.01)),
-    OtlpSetting("drain_s", (("LINEAGE_OTLP_DRAIN_S", _number(float, 0)),), 10.0,
+                number(float, 0.01)),
+    Setting("drain_s", (("LINEAGE_OTLP_DRAIN_S", number(float, 0)),), 10.0,
                 "how long Tracker.close() waits for the background exporter to send what the "
-                "tracker wrote (not at all while the collector is failing)", _number(float, 0)),
-    OtlpSetting("strict", (("LINEAGE_OTLP_STRICT", _flag),), False,
-                "raise background export failures at Tracker.close() (for tests)", _flag),
+                "tracker wrote (not at all while the collector is failing)", number(float, 0)),
+    Setting("strict", (("LINEAGE_OTLP_STRICT", flag),), False,
+                "raise background export failures at Tracker.close() (for tests)", flag),
 )
 
 
@@ -194,43 +161,25 @@ class OtlpSettings:
     def load(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> OtlpSettings:
         """Resolve every setting (explicit values that are None count as not given)."""
         env = os.environ if environ is None else environ
-        names = {f.name for f in fields(cls)} - {"endpoint_configured"}
-        unknown = set(explicit) - names
-        if unknown:
-            raise ConfigurationError(f"unknown OTLP setting(s): {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {}
-        sources: dict[str, str | None] = {}
-        for setting in SETTINGS:
-            values[setting.name], sources[setting.name] = _resolve(setting, explicit, env)
+        if isinstance(explicit.get("export"), bool):
+            explicit = {**explicit, "export": "on" if explicit["export"] else "off"}
+        values, sources = resolve(SETTINGS, explicit, env, what="OTLP setting")
         values["endpoint_configured"] = values["endpoint"] is not None
         values["endpoint"] = _traces_endpoint(values["endpoint"], sources["endpoint"],
                                               values["protocol"])
         return cls(**values)
 
-
-def _resolve(setting: OtlpSetting, explicit: Mapping[str, Any],
-             env: Mapping[str, str]) -> tuple[Any, str | None]:
-    given = explicit.get(setting.name)
-    if given is not None:
-        if setting.name == "export" and isinstance(given, bool):
-            return ("on" if given else "off"), "explicit"
-        if isinstance(given, str):
-            return _parse(setting.name, setting.parse, given, setting.meaning), "explicit"
-        return given, "explicit"
-    for variable, parse in setting.sources:
-        text = env.get(variable, "")
-        if text.strip():
-            return _parse(variable, parse, text, setting.meaning), variable
-    default = setting.default
-    return (dict(default) if isinstance(default, dict) else default), None
-
-
-def _parse(label: str, parse: Parse, text: str, meaning: str) -> Any:
-    try:
-        return parse(text)
-    except ValueError as error:
-        raise ConfigurationError(f"{label}={text!r} is invalid ({error}); set it to {meaning}") \
-            from None
+    @classmethod
+    def load_if_enabled(cls, environ: Mapping[str, str] | None = None,
+                        **explicit: Any) -> OtlpSettings | None:
+        """The settings when a tracker should export (see ``enabled``), else None; with export
+        ``off`` nothing else is read, so a stray malformed OTLP variable cannot stop training."""
+        env = os.environ if environ is None else environ
+        export = explicit.get("export")
+        if export is False or (export is None and resolve_one(SETTINGS[0], {}, env)[0] == "off"):
+            return None
+        settings = cls.load(env, **explicit)
+        return settings if settings.enabled else None
 
 
 def _traces_endpoint(endpoint: str | None, source: str | None, protocol: str) -> str:

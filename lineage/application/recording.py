@@ -1,0 +1,98 @@
+"""The recording port: what run handles, recovery, retention, heartbeats and integrations need
+to write events, and nothing more (DESIGN §10).
+
+``Recorder`` is the narrow interface (an envelope for a new event, a submit of a command, the
+step queue and a clock); ``WriterRecorder`` implements it on the writer thread
+(``lineage.application.writer``). The composition root (``lineage.bootstrap``) builds one per
+tracker and hands it to everything that records, so no helper ever holds the Tracker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from lineage.application.commands import as_uuid
+from lineage.application.handles import Pending
+from lineage.application.step_log import StepRecord
+from lineage.application.unit_of_work import UnitOfWork
+from lineage.application.writer import Command, Writer
+from lineage.domain.envelope import Envelope
+from lineage.timestamps import normalise
+
+Handler = Callable[[UnitOfWork], Any]
+
+
+class Recorder(Protocol):
+    """Writes events through the writer. Every method may be called from any thread."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
+        """The envelope of a new event, validated now (ValidationError names the field)."""
+
+    def submit(self, label: str, handler: Handler, envelope: Envelope) -> Pending:
+        """Queue a command; the Pending resolves to ``handler``'s value once committed."""
+
+    def put_step(self, record: StepRecord) -> None:
+        """Queue one validated step (blocks only while the queue is full)."""
+
+    def now_ns(self) -> int:
+        """Epoch nanoseconds for a step's default time."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything queued so far is committed; WriterError on losses."""
+
+
+class WriterRecorder:
+    """``Recorder`` on a ``Writer``: envelopes carry this process's source, tenant and actor,
+    times come from ``clock`` and event ids from ``new_id``."""
+
+    def __init__(self, writer: Writer, *, source: str, tenant_id: str, actor: str,
+                 clock: Callable[[], datetime], new_id: Callable[[], UUID],
+                 clock_given: bool) -> None:
+        self.writer = writer
+        self._source = source
+        self._tenant_id = tenant_id
+        self._actor = actor
+        self.clock = clock
+        self.new_id = new_id
+        self._clock_given = clock_given
+        self.put_step = writer.put_step  # the hot path: no extra call layer
+
+    @property
+    def tenant_id(self) -> str:
+        return self._tenant_id
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
+        if occurred_at is None:
+            moment, raw = self.clock(), None
+        else:
+            moment, raw = normalise(occurred_at)
+        return Envelope(
+            event_id=self.new_id() if event_id is None else as_uuid(event_id, "event_id"),
+            occurred_at=moment, occurred_at_raw=raw, source=self._source,
+            tenant_id=self._tenant_id, actor=self._actor,
+        )
+
+    def submit(self, label: str, handler: Handler, envelope: Envelope) -> Pending:
+        return Pending(self.writer.submit(Command(handler, envelope, label)), self.writer)
+
+    def now_ns(self) -> int:
+        if self._clock_given:
+            return int(self.clock().timestamp() * 1_000_000) * 1000
+        return time.time_ns()
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.writer.flush(timeout)
