@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,12 @@ from urllib.parse import unquote, urlparse
 from uuid import UUID
 
 import numpy as np
+import safetensors.numpy
 
 import lineage
 from lineage.application.handles import ArtifactRef
 from lineage.application.recovery import RecoveryResult
 from lineage.application.views import ArtifactView, RunView
-from lineage.demo import safetensors
 
 SEED = 1234
 FEATURES, CLASSES, RANK, ALPHA = 16, 4, 4, 8.0
@@ -192,8 +193,8 @@ def write_inputs(directory: Path, data: Data) -> tuple[Path, Path, Path]:
         rows = zip(x.tolist(), y.tolist(), strict=True)
         path.write_text("".join(json.dumps({"x": row, "label": label}) + "\n"
                                 for row, label in rows), encoding="utf-8")
-    base = safetensors.save(directory / "models" / "base.safetensors",
-                            {"weight": data.base.astype(np.float32)}, {"model": "demo-linear-16x4"})
+    base = save_tensors(directory / "models" / "base.safetensors",
+                        {"weight": data.base.astype(np.float32)}, {"model": "demo-linear-16x4"})
     return train_file, val_file, base
 
 
@@ -234,14 +235,30 @@ def train(run: lineage.RunHandle, trainer: Trainer, first: int, last: int, total
         evaluation = trainer.evaluate() if step % EVAL_EVERY == 0 or step == total else None
         if run.should_checkpoint(step, epoch=trainer.epoch(step), metrics=evaluation,
                                  final=step == total):
-            path = safetensors.save(folder / f"step-{step:06d}.safetensors", trainer.state(step),
-                                    {"run_id": str(run.id), "step": str(step)})
+            path = save_tensors(folder / f"step-{step:06d}.safetensors", trainer.state(step),
+                                {"run_id": str(run.id), "step": str(step)})
             parents = [parent] if parent is not None and not saved else None
             saved.append(run.save_checkpoint(path, step=step, includes_optimizer=True,
                                              parents=parents))
         if evaluation is not None:
             run.log_eval(step, evaluation, dataset="val")
     return saved
+
+
+def save_tensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (a temporary file renamed into place), so a reader
+    never sees a half-written checkpoint; returns ``path``."""
+    partial = path.with_name(f".{path.name}.partial")
+    safetensors.numpy.save_file(tensors, partial, metadata=metadata)
+    os.replace(partial, path)
+    return path
+
+
+def load_verified(ref: ArtifactRef | ArtifactView) -> dict[str, np.ndarray]:
+    """The tensors of a checkpoint file. Its bytes are read once, their sha256 checked against
+    the registered one (ChecksumMismatchError when it differs), and those same bytes parsed, so
+    what is loaded is what was verified (``safetensors.SafetensorError`` if they are malformed)."""
+    return safetensors.numpy.load(verified_bytes(ref))
 
 
 def verified_bytes(ref: ArtifactRef | ArtifactView) -> bytes:
@@ -261,7 +278,7 @@ def recover(tracker: lineage.Tracker, failed: lineage.RunHandle,
     the steps after the checkpoint are recorded as lost and the failed run superseded."""
 
     def resume(checkpoint: ArtifactView, new_run: lineage.RunHandle) -> None:
-        if trainer.restore(safetensors.deserialize(verified_bytes(checkpoint))) != checkpoint.step:
+        if trainer.restore(load_verified(checkpoint)) != checkpoint.step:
             raise RuntimeError(f"{checkpoint.uri} does not hold step {checkpoint.step}")
 
     result = tracker.recover(failed, strategy="latest", restore_optimizer=True, retry=RETRY,

@@ -41,3 +41,16 @@ def test_core_modules_import_no_infrastructure() -> None:
 def test_the_rule_is_checked_on_real_files() -> None:
     assert len(core_modules()) > 10
     assert "sqlalchemy.engine" in imported_modules(ROOT / "lineage" / "bootstrap.py")
+
+
+def test_numpy_and_safetensors_are_imported_only_by_the_demo() -> None:
+    demo = ROOT / "lineage" / "demo"
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("lineage", "adapters", "projections")
+        for path in (ROOT / folder).rglob("*.py")
+        if not path.is_relative_to(demo) and any(
+            name.split(".")[0] in ("numpy", "safetensors") for name in imported_modules(path))
+    )
+    assert offenders == []
+    assert "safetensors.numpy" in imported_modules(demo / "scenario.py")
