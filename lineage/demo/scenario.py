@@ -32,7 +32,6 @@ import safetensors.numpy
 
 import lineage
 from lineage.application.handles import ArtifactRef
-from lineage.application.recovery import RecoveryResult
 from lineage.application.views import ArtifactView, RunView
 
 SEED = 1234
@@ -272,10 +271,11 @@ def verified_bytes(ref: ArtifactRef | ArtifactView) -> bytes:
 
 
 def recover(tracker: lineage.Tracker, failed: lineage.RunHandle,
-            trainer: Trainer) -> RecoveryResult:
+            trainer: Trainer) -> tuple[ArtifactView, lineage.RunHandle]:
     """``tracker.recover``: the executor picks the latest checkpoint, verifies its sha256 and
     optimizer state, starts the resumed run and calls ``resume`` to load it into the trainer;
-    the steps after the checkpoint are recorded as lost and the failed run superseded."""
+    the steps after the checkpoint are recorded as lost and the failed run superseded.
+    Returns the checkpoint resumed from and the new run; RuntimeError if recovery failed."""
 
     def resume(checkpoint: ArtifactView, new_run: lineage.RunHandle) -> None:
         if trainer.restore(load_verified(checkpoint)) != checkpoint.step:
@@ -285,7 +285,7 @@ def recover(tracker: lineage.Tracker, failed: lineage.RunHandle,
                              resume=resume, tags={"demo": "true", "resumed": "true"})
     if not result.recovered or result.new_run is None or result.checkpoint is None:
         raise RuntimeError(f"the demo's recovery did not succeed: {result.message}")
-    return result
+    return result.checkpoint, result.new_run
 
 
 def run_demo(database_url: str | None, directory: Path, steps: int = 300,
@@ -310,9 +310,7 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
                                  "corrupted", signal="tinker.corrupted", corrupted=True,
                                  retryable=True, step=fail_at)
             _say(console, f"[red]step {fail_at}: backend flagged the session corrupted[/red]")
-            recovery = recover(tracker, first, trainer)
-        checkpoint, resumed = recovery.checkpoint, recovery.new_run
-        assert checkpoint is not None and resumed is not None  # recover() checked
+            checkpoint, resumed = recover(tracker, first, trainer)
         start = (checkpoint.step or 0) + 1
         _say(console, f"run {resumed.id}: resumed at step {start}, training steps {start}-{steps}")
         with resumed:
