@@ -110,10 +110,10 @@ def open_artifact_storage() -> ArtifactStorage:
 def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
     """The transport ``settings.protocol`` names (``lineage.otlp_config.OtlpSettings``);
     ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
-    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryPolicy
+    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryWindow
     from lineage.otlp_config import GRPC
 
-    retry = RetryPolicy(settings.retry_for_s if retry_for_s is None else retry_for_s)
+    retry = RetryWindow(settings.retry_for_s if retry_for_s is None else retry_for_s)
     if settings.protocol == GRPC:
         return OtlpGrpcTransport(settings.endpoint, headers=settings.headers,
                                  timeout_s=settings.timeout_s, retry=retry, channel=client)
