@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Table, text
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.adapters.sql import WRITE
-from lineage.errors import LineageError
+from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
 from lineage.projections.decoding import Item, decode
 from lineage.projections.tables import SCHEMA_VERSION
@@ -45,10 +45,6 @@ class Projection(Protocol):
     tables: Sequence[Table]
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None: ...
-
-
-class ProjectionBusyError(LineageError):
-    """Another process is running the projections on this database."""
 
 
 @dataclass(frozen=True)
