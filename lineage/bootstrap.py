@@ -81,7 +81,7 @@ def open_store(url: str, *, create: bool = True) -> EventStore:
         if not file.parent.exists():
             raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
         return SQLiteEventStore(str(file))
-    from lineage.adapters.eventstore import PostgresEventStore
+    from lineage.adapters.postgres_store import PostgresEventStore
 
     parsed: Any = database.url
     return PostgresEventStore(dbname=str(parsed.database), host=parsed.host or "127.0.0.1",
@@ -129,10 +129,10 @@ def open_artifact_storage() -> ArtifactStorage:
 def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
     """The transport ``settings.protocol`` names (``lineage.config.otlp.OtlpSettings``);
     ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
-    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryPolicy
+    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryWindow
     from lineage.config.otlp import GRPC
 
-    retry = RetryPolicy(settings.retry_for_s if retry_for_s is None else retry_for_s)
+    retry = RetryWindow(settings.retry_for_s if retry_for_s is None else retry_for_s)
     if settings.protocol == GRPC:
         return OtlpGrpcTransport(settings.endpoint, headers=settings.headers,
                                  timeout_s=settings.timeout_s, retry=retry, channel=client)

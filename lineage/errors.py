@@ -13,12 +13,29 @@
     ├── StoreError                 the event store failed (connection, disk, schema)
     ├── WriterError                the background writer could not commit some events
     ├── ConfigurationError         a missing or invalid setting
+    ├── ProjectionBusyError        another runner holds this database's projection lock
+    ├── ResumeCommandError         (lineage.cli.recovery) the ``--exec`` resume command failed
     └── ExportError                spans could not be delivered to the OTLP collector
         ├── CollectorUnavailableError  unreachable, 503/429 or timing out past the retry budget
         └── ExportRejectedError        the collector refused the request (not retried)
 
 Every error carries its context on the instance (``field``, ``run_id``, ``artifact_id``,
 ``uri``) so callers and the CLI can report it without parsing the message.
+
+Outside the tree on purpose: signals between an adapter and its one caller, caught there and
+never raised to users. They do not derive from LineageError, so no ``except LineageError`` on
+the way can swallow them by mistake.
+
+    Exception
+    ├── DuplicateEventError        (lineage.ports) the append's event ids are already stored;
+    │                              the writer drops those commands as done
+    ├── VersionConflictError       (lineage.ports) a stream version was taken by another
+    │                              writer; the writer reloads and retries, then ConflictError
+    └── Retryable                  (lineage.adapters.otlp.transport) one OTLP attempt failed
+                                   retryably; in the end CollectorUnavailableError
+
+``tests/unit/test_error_tree.py`` checks that every exception class of lineage/, adapters/ and
+projections/ is drawn here, under its base class.
 """
 
 from __future__ import annotations
@@ -110,6 +127,10 @@ class WriterError(LineageError):
 
 class ConfigurationError(LineageError):
     """A setting is missing or invalid; the message says what to set."""
+
+
+class ProjectionBusyError(LineageError):
+    """Another process (or runner) is running the projections on this database."""
 
 
 class ExportError(LineageError):

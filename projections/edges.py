@@ -18,6 +18,7 @@ from uuid import UUID, uuid5
 from sqlalchemy import Connection, select
 
 from lineage.domain import Artifact, Run
+from lineage.errors import ValidationError
 from lineage.projections.decoding import Dispatching, dumps
 from lineage.projections.tables import edges
 from lineage.projections.traces import recovery_span_id
@@ -32,8 +33,13 @@ def edge_id(source_id: str, target_id: str, relationship: str) -> str:
 def add_edge(conn: Connection, position: int, trace_id: str | None, source: tuple[str, str],
              target: tuple[str, str], relationship: str, *, upstream: str,
              metadata: dict[str, Any] | None = None) -> None:
-    """Insert the edge unless it exists (the same fact recorded twice is one edge)."""
-    assert relationship in RELATIONSHIPS and upstream in ("source", "target")
+    """Insert the edge unless it exists (the same fact recorded twice is one edge).
+    ValidationError for a relationship or ``upstream`` end that LineageIR does not have."""
+    if relationship not in RELATIONSHIPS:
+        raise ValidationError("relationship", f"must be one of {', '.join(RELATIONSHIPS)}",
+                              relationship)
+    if upstream not in ("source", "target"):
+        raise ValidationError("upstream", "must be 'source' or 'target'", upstream)
     (source_type, source_id), (target_type, target_id) = source, target
     identity = edge_id(source_id, target_id, relationship)
     if conn.execute(select(edges.c.id).where(edges.c.id == identity)).first() is not None:

@@ -12,7 +12,7 @@ PostgreSQL advisory lock, a file lock next to a SQLite file).
 
 from __future__ import annotations
 
-import fcntl
+import importlib
 import os
 import threading
 import time
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, Table, text
 from lineage.adapters.database import WRITE
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
-from lineage.errors import LineageError
+from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
 from lineage.projections.decoding import Item, decode
 from lineage.projections.tables import SCHEMA_VERSION
@@ -45,10 +45,6 @@ class Projection(Protocol):
     tables: Sequence[Table]
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None: ...
-
-
-class ProjectionBusyError(LineageError):
-    """Another process is running the projections on this database."""
 
 
 @dataclass(frozen=True)
@@ -239,15 +235,15 @@ class ProjectionLock:
 
 
 class FileLock(ProjectionLock):
+    """A lock file next to the SQLite database, locked by the OS (see ``lock_file``)."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
 
     def acquire(self) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_file(fd, True):
             os.close(fd)
             return False
         self._fd = fd
@@ -255,9 +251,30 @@ class FileLock(ProjectionLock):
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            lock_file(self._fd, False)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_file(fd: int, lock: bool) -> bool:
+    """Lock (without blocking) or unlock the open file ``fd``; False when another open file
+    holds the lock. The OS drops it when the holder exits, even on a crash. ``fcntl.flock``
+    where there is fcntl (POSIX); else ``msvcrt.locking`` of the first byte (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        msvcrt: Any = importlib.import_module("msvcrt")
+        os.lseek(fd, 0, os.SEEK_SET)  # msvcrt locks bytes from the current position
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK if lock else msvcrt.LK_UNLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if lock else fcntl.LOCK_UN)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class PostgresAdvisoryLock(ProjectionLock):

@@ -54,9 +54,10 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff: ``initial_s`` doubling up to ``max_s``, with up to 20 % jitter,
-    for at most ``retry_for_s`` in total (0: a single attempt)."""
+class RetryWindow:
+    """How long a transport keeps retrying one export: exponential backoff, ``initial_s``
+    doubling up to ``max_s``, with up to 20 % jitter, for at most ``retry_for_s`` in total
+    (0: a single attempt). Not ``lineage.RetryPolicy``, which governs run recovery."""
 
     retry_for_s: float = 60.0
     initial_s: float = 0.25
@@ -81,11 +82,11 @@ class Retryable(Exception):
         super().__init__(reason)
 
 
-def with_retries(attempt: Callable[[], ExportResult], endpoint: str, policy: RetryPolicy,
+def with_retries(attempt: Callable[[], ExportResult], endpoint: str, window: RetryWindow,
                  cancel: threading.Event | None) -> ExportResult:
     """Run ``attempt`` until it returns, retrying ``Retryable`` with backoff (see module doc)."""
-    deadline = time.monotonic() + policy.retry_for_s
-    delay, attempts = policy.initial_s, 0
+    deadline = time.monotonic() + window.retry_for_s
+    delay, attempts = window.initial_s, 0
     while True:
         attempts += 1
         try:
@@ -93,7 +94,7 @@ def with_retries(attempt: Callable[[], ExportResult], endpoint: str, policy: Ret
             return ExportResult(result.rejected_spans, result.message, attempts)
         except Retryable as failure:
             wait = failure.retry_after if failure.retry_after is not None else delay
-            wait = min(wait, policy.max_s * 6) * (1 + random.uniform(0, 0.2))
+            wait = min(wait, window.max_s * 6) * (1 + random.uniform(0, 0.2))
             if time.monotonic() + wait > deadline:
                 raise CollectorUnavailableError(endpoint, failure.reason, attempts) from None
             if cancel is not None and cancel.wait(wait):
@@ -101,7 +102,7 @@ def with_retries(attempt: Callable[[], ExportResult], endpoint: str, policy: Ret
                                                 attempts) from None
             if cancel is None:
                 time.sleep(wait)
-            delay = min(delay * 2, policy.max_s)
+            delay = min(delay * 2, window.max_s)
 
 
 def _response(body: bytes) -> ExportResult:
@@ -124,7 +125,7 @@ class OtlpHttpTransport:
     """
 
     def __init__(self, endpoint: str, *, headers: dict[str, str] | None = None,
-                 timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy(),
+                 timeout_s: float = 10.0, retry: RetryWindow = RetryWindow(),
                  client: httpx.Client | None = None) -> None:
         self.endpoint = endpoint
         self.retry = retry
@@ -171,7 +172,7 @@ class OtlpGrpcTransport:
     """
 
     def __init__(self, endpoint: str, *, headers: dict[str, str] | None = None,
-                 timeout_s: float = 10.0, retry: RetryPolicy = RetryPolicy(),
+                 timeout_s: float = 10.0, retry: RetryWindow = RetryWindow(),
                  channel: grpc.Channel | None = None) -> None:
         self.endpoint = endpoint
         self.retry = retry

@@ -64,11 +64,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PollError:
+class PollFailure:
+    """A source's ``poll`` raised: recorded (not raised) so the monitor keeps going."""
+
     source: str
     at: datetime
     error_type: str
     message: str
+
+
+# The old name, kept only until lineage/cli/recovery.py (edited on another branch) imports
+# PollFailure; delete it then.
+PollError = PollFailure
 
 
 @dataclass(frozen=True)
@@ -142,19 +149,19 @@ class RecoveryMonitor:
         self.interval_s = interval_s
         self.sleep = sleep
         self.recover_options = recover
-        self.errors: list[PollError] = []
+        self.errors: list[PollFailure] = []
         self.actions: list[MonitorAction] = []
 
-    def poll_once(self) -> tuple[list[MonitorAction], list[PollError]]:
+    def poll_once(self) -> tuple[list[MonitorAction], list[PollFailure]]:
         """One pass over every source; returns what it did and the poll errors it recorded."""
         actions: list[MonitorAction] = []
-        errors: list[PollError] = []
+        errors: list[PollFailure] = []
         for source in self.sources:
             try:
                 signals = list(source.poll())
             except Exception as error:  # recorded; the monitor keeps going
-                errors.append(PollError(getattr(source, "name", type(source).__name__),
-                                        datetime.now(UTC), type(error).__name__, str(error)))
+                errors.append(PollFailure(getattr(source, "name", type(source).__name__),
+                                          datetime.now(UTC), type(error).__name__, str(error)))
                 log.warning("lineage monitor: polling %s failed: %s", errors[-1].source, error)
                 continue
             actions.extend(self.act(signal) for signal in signals)
@@ -177,7 +184,7 @@ class RecoveryMonitor:
         return MonitorAction(signal, result)
 
     def run(self, *, max_polls: int | None = None, stop: threading.Event | None = None,
-            report: Callable[[list[MonitorAction], list[PollError]], None] | None = None) -> int:
+            report: Callable[[list[MonitorAction], list[PollFailure]], None] | None = None) -> int:
         """Poll every ``interval_s`` until ``stop`` is set or ``max_polls`` polls were made;
         ``report`` gets each poll's actions and errors. Returns the number of polls."""
         polls = 0

@@ -20,7 +20,7 @@ from eventsourcing.persistence import Mapper
 
 from lineage.domain import Alias, Artifact, Run
 from lineage.domain.envelope import Envelope
-from lineage.errors import ArtifactNotFoundError, RunNotFoundError
+from lineage.errors import ArtifactNotFoundError, InvariantError, RunNotFoundError
 from lineage.ports import EventStore
 
 A = TypeVar("A", bound=Aggregate)
@@ -103,7 +103,8 @@ class UnitOfWork:
     def envelope(self) -> Envelope:
         """The envelope for the next event of the current command (see ``apply``)."""
         base = self._envelope
-        assert base is not None, "envelope() is only valid inside a command handler"
+        if base is None:
+            raise InvariantError("envelope() is only valid inside a command handler (apply)")
         count = len(self._issued)
         issued = base if count == 0 else replace(base, event_id=uuid5(base.event_id, str(count)))
         self._issued[issued.event_id] = count

@@ -137,9 +137,9 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
-    from lineage.demo.scenario import run_demo  # NumPy is only needed here
+    from lineage.demo import run_and_report  # NumPy is only needed here
 
-    run_demo(args.db, args.dir, args.steps, console=console)
+    run_and_report(args.db, args.dir, args.steps, console)
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,11 @@ from urllib.parse import unquote, urlparse
 from uuid import UUID
 
 import numpy as np
+import safetensors.numpy
 
 import lineage
 from lineage.application.handles import ArtifactRef
-from lineage.application.recovery import RecoveryResult
 from lineage.application.views import ArtifactView, RunView
-from lineage.demo import safetensors
 
 SEED = 1234
 FEATURES, CLASSES, RANK, ALPHA = 16, 4, 4, 8.0
@@ -192,8 +192,8 @@ def write_inputs(directory: Path, data: Data) -> tuple[Path, Path, Path]:
         rows = zip(x.tolist(), y.tolist(), strict=True)
         path.write_text("".join(json.dumps({"x": row, "label": label}) + "\n"
                                 for row, label in rows), encoding="utf-8")
-    base = safetensors.save(directory / "models" / "base.safetensors",
-                            {"weight": data.base.astype(np.float32)}, {"model": "demo-linear-16x4"})
+    base = save_tensors(directory / "models" / "base.safetensors",
+                        {"weight": data.base.astype(np.float32)}, {"model": "demo-linear-16x4"})
     return train_file, val_file, base
 
 
@@ -234,14 +234,30 @@ def train(run: lineage.RunHandle, trainer: Trainer, first: int, last: int, total
         evaluation = trainer.evaluate() if step % EVAL_EVERY == 0 or step == total else None
         if run.should_checkpoint(step, epoch=trainer.epoch(step), metrics=evaluation,
                                  final=step == total):
-            path = safetensors.save(folder / f"step-{step:06d}.safetensors", trainer.state(step),
-                                    {"run_id": str(run.id), "step": str(step)})
+            path = save_tensors(folder / f"step-{step:06d}.safetensors", trainer.state(step),
+                                {"run_id": str(run.id), "step": str(step)})
             parents = [parent] if parent is not None and not saved else None
             saved.append(run.save_checkpoint(path, step=step, includes_optimizer=True,
                                              parents=parents))
         if evaluation is not None:
             run.log_eval(step, evaluation, dataset="val")
     return saved
+
+
+def save_tensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (a temporary file renamed into place), so a reader
+    never sees a half-written checkpoint; returns ``path``."""
+    partial = path.with_name(f".{path.name}.partial")
+    safetensors.numpy.save_file(tensors, partial, metadata=metadata)
+    os.replace(partial, path)
+    return path
+
+
+def load_verified(ref: ArtifactRef | ArtifactView) -> dict[str, np.ndarray]:
+    """The tensors of a checkpoint file. Its bytes are read once, their sha256 checked against
+    the registered one (ChecksumMismatchError when it differs), and those same bytes parsed, so
+    what is loaded is what was verified (``safetensors.SafetensorError`` if they are malformed)."""
+    return safetensors.numpy.load(verified_bytes(ref))
 
 
 def verified_bytes(ref: ArtifactRef | ArtifactView) -> bytes:
@@ -255,27 +271,29 @@ def verified_bytes(ref: ArtifactRef | ArtifactView) -> bytes:
 
 
 def recover(tracker: lineage.Tracker, failed: lineage.RunHandle,
-            trainer: Trainer) -> RecoveryResult:
+            trainer: Trainer) -> tuple[ArtifactView, lineage.RunHandle]:
     """``tracker.recover``: the executor picks the latest checkpoint, verifies its sha256 and
     optimizer state, starts the resumed run and calls ``resume`` to load it into the trainer;
-    the steps after the checkpoint are recorded as lost and the failed run superseded."""
+    the steps after the checkpoint are recorded as lost and the failed run superseded.
+    Returns the checkpoint resumed from and the new run; RuntimeError if recovery failed."""
 
     def resume(checkpoint: ArtifactView, new_run: lineage.RunHandle) -> None:
-        if trainer.restore(safetensors.deserialize(verified_bytes(checkpoint))) != checkpoint.step:
+        if trainer.restore(load_verified(checkpoint)) != checkpoint.step:
             raise RuntimeError(f"{checkpoint.uri} does not hold step {checkpoint.step}")
 
     result = tracker.recover(failed, strategy="latest", restore_optimizer=True, retry=RETRY,
                              resume=resume, tags={"demo": "true", "resumed": "true"})
     if not result.recovered or result.new_run is None or result.checkpoint is None:
         raise RuntimeError(f"the demo's recovery did not succeed: {result.message}")
-    return result
+    return result.checkpoint, result.new_run
 
 
 def run_demo(database_url: str | None, directory: Path, steps: int = 300,
              console: Any = None) -> DemoResult:
     """Run the scenario; record into ``database_url`` (None: LINEAGE_DATABASE_URL, else
-    ./lineage.db) and write files under ``directory``. Prints a summary to ``console`` (a
-    rich Console) when given; silent otherwise. Blocks until everything is committed."""
+    ./lineage.db) and write files under ``directory``. Prints progress to ``console`` (a
+    rich Console) when given; silent otherwise (``lineage.demo.run_and_report`` adds the
+    summary). Blocks until everything is committed."""
     if steps < MIN_STEPS:
         raise ValueError(f"the demo needs at least {MIN_STEPS} steps, got {steps}")
     directory = Path(directory).expanduser().resolve()
@@ -293,9 +311,7 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
                                  "corrupted", signal="tinker.corrupted", corrupted=True,
                                  retryable=True, step=fail_at)
             _say(console, f"[red]step {fail_at}: backend flagged the session corrupted[/red]")
-            recovery = recover(tracker, first, trainer)
-        checkpoint, resumed = recovery.checkpoint, recovery.new_run
-        assert checkpoint is not None and resumed is not None  # recover() checked
+            checkpoint, resumed = recover(tracker, first, trainer)
         start = (checkpoint.step or 0) + 1
         _say(console, f"run {resumed.id}: resumed at step {start}, training steps {start}-{steps}")
         with resumed:
@@ -305,10 +321,6 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
             tracker.location, directory, train_ref, val_ref, base_ref, tracker.run(first.id),
             tracker.run(resumed.id), fail_at, checkpoint, saved, final_states(tracker, saved),
             lost_steps(tracker, first.id, checkpoint.step or 0), trainer.evaluate())
-    if console is not None:
-        from lineage.demo.report import report
-
-        report(console, result, database_url)
     return result
 
 

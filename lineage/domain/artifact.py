@@ -57,6 +57,9 @@ class Artifact(Aggregate):
             artifact.status = "retired"
 
     class Expired(Event):
+        """Recorded by no command (there is no ``expire``); the class stays so that an Expired
+        event already in a store still decodes and projects (status ``expired``)."""
+
         reason: str
 
         def apply(self, artifact: Artifact) -> None:
@@ -167,8 +170,3 @@ class Artifact(Aggregate):
             return
         self.trigger_event(self.DeletionRecorded, outcome=outcome, detail=detail,
                            timestamp=timestamp, **envelope.fields())
-
-    def expire(self, reason: str, envelope: Envelope, timestamp: datetime) -> None:
-        if self.status == "expired":
-            return
-        self.trigger_event(self.Expired, reason=reason, timestamp=timestamp, **envelope.fields())

@@ -20,13 +20,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
-from lineage.adapters.eventstore import (
-    EVENT_IDS_TABLE,
-    PostgresEventStore,
-    SQLiteEventStore,
-    _PostgresRecorder,
-    _SQLiteRecorder,
-)
+from lineage.adapters.eventstore import EVENT_IDS_TABLE, SQLiteEventStore, _SQLiteRecorder
+from lineage.adapters.postgres_store import PostgresEventStore, _PostgresRecorder
 from lineage.bootstrap import open_store
 
 

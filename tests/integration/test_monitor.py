@@ -19,7 +19,7 @@ from uuid import UUID
 import pytest
 
 import lineage
-from lineage.application.monitor import LocalRunStatusSource, RecoveryMonitor
+from lineage.application.monitor import LocalRunStatusSource, PollFailure, RecoveryMonitor
 from lineage.cli.main import main
 from lineage.domain import Run, ids
 from lineage.ports import RunSignal
@@ -122,7 +122,7 @@ class Exploding:
         raise ConnectionError("tinker API unreachable")
 
 
-def test_poll_errors_are_recorded_and_the_monitor_goes_on(
+def test_poll_failures_are_recorded_and_the_monitor_goes_on(
         any_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
     tracker = make_tracker(any_url)
     corrupted = tracker.start_run("corrupted")
@@ -146,6 +146,7 @@ def test_poll_errors_are_recorded_and_the_monitor_goes_on(
     assert polls == 2 and slept == [15]
     assert [(e.source, e.error_type) for e in monitor.errors] == [
         ("tinker", "ConnectionError"), ("tinker", "ConnectionError")]
+    assert all(isinstance(e, PollFailure) for e in monitor.errors)
     ((action,), _), (second, _) = reports
     assert action.signal.run_id == corrupted.id and action.result.recovered  # type: ignore[union-attr]
     assert second == []

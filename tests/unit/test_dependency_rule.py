@@ -129,3 +129,16 @@ def test_no_helper_imports_the_tracker() -> None:
     helpers = [name for name in graph if name.startswith("lineage.application.")
                and name != "lineage.application.tracker"]
     assert {h: sorted(graph[h] & tracker_modules) for h in helpers if graph[h] & tracker_modules} == {}
+
+
+def test_numpy_and_safetensors_are_imported_only_by_the_demo() -> None:
+    demo = ROOT / "lineage" / "demo"
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for folder in ("lineage", "adapters", "projections")
+        for path in (ROOT / folder).rglob("*.py")
+        if not path.is_relative_to(demo) and any(
+            name.split(".")[0] in ("numpy", "safetensors") for name in imported_modules(path))
+    )
+    assert offenders == []
+    assert "safetensors.numpy" in imported_modules(demo / "scenario.py")

@@ -12,15 +12,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from lineage.adapters.otlp.transport import OtlpHttpTransport, RetryPolicy
+from lineage.adapters.otlp.transport import OtlpHttpTransport, RetryWindow
 from lineage.errors import CollectorUnavailableError, ExportRejectedError
 
 URL = "http://collector.test:4318/v1/traces"
-FAST = RetryPolicy(retry_for_s=5.0, initial_s=0.001, max_s=0.002)
+FAST = RetryWindow(retry_for_s=5.0, initial_s=0.001, max_s=0.002)
 
 
 def transport(answers: list[httpx.Response | Exception], seen: list[httpx.Request],
-              retry: RetryPolicy = FAST, **kwargs: object) -> OtlpHttpTransport:
+              retry: RetryWindow = FAST, **kwargs: object) -> OtlpHttpTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
@@ -64,7 +64,7 @@ def test_other_answers_are_final_and_not_retried(status: int) -> None:
 def test_an_exhausted_retry_budget_reports_the_collector_unavailable() -> None:
     seen: list[httpx.Request] = []
     with pytest.raises(CollectorUnavailableError, match="HTTP 503") as caught:
-        transport([httpx.Response(503)], seen, retry=RetryPolicy(0.05, 0.01, 0.01)).export(b"x")
+        transport([httpx.Response(503)], seen, retry=RetryWindow(0.05, 0.01, 0.01)).export(b"x")
     assert caught.value.attempts == len(seen) >= 2
 
 
@@ -73,7 +73,7 @@ def test_cancel_ends_the_backoff() -> None:
     cancel.set()
     seen: list[httpx.Request] = []
     with pytest.raises(CollectorUnavailableError, match="cancelled"):
-        transport([httpx.Response(503)], seen, retry=RetryPolicy(60, 10, 10)).export(b"x", cancel)
+        transport([httpx.Response(503)], seen, retry=RetryWindow(60, 10, 10)).export(b"x", cancel)
     assert len(seen) == 1
 
 

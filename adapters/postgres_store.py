@@ -1,0 +1,112 @@
+"""The PostgreSQL event store: the library's PostgreSQL recorder with our event-id table and
+synchronous commit (see ``lineage.adapters.eventstore`` for what both stores add).
+
+Importing this module imports psycopg and psycopg_pool; ``bootstrap.open_store`` reaches it
+only for a ``postgresql`` URL, so SQLite users never need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.sql import SQL, Identifier
+from sqlalchemy import URL
+
+from lineage.adapters.database import POSTGRES, Database
+from lineage.adapters.eventstore import EVENT_IDS_TABLE, _RecorderEventStore
+
+
+class _PostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore)
+        table = SQL("{0}.{1}").format(Identifier(datastore.schema), Identifier(EVENT_IDS_TABLE))
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {0} (event_id uuid PRIMARY KEY)").format(table)
+        )
+        self._insert_ids = SQL("INSERT INTO {0} (event_id) SELECT unnest(%s::uuid[])").format(table)
+        self.select_ids = SQL("SELECT event_id FROM {0} WHERE event_id = ANY(%s::uuid[])").format(
+            table
+        )
+        # Per-column binary arrays instead of the library's array of composite values, which
+        # psycopg dumps as text with two regex substitutions per row: 41 -> ~13 ms per 1,000.
+        self._insert_columns = SQL(
+            "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        event_ids = kwargs.get("event_ids", ())
+        if event_ids:
+            curs.execute(self._insert_ids, (list(event_ids),), prepare=True)
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(self._insert_columns, (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+        ), prepare=True)
+
+
+class _DurablePostgresDatastore(PostgresDatastore):
+    """The library's datastore, with synchronous commit forced on every connection."""
+
+    def after_connect_func(self) -> Callable[[Any], None]:
+        library_setup = super().after_connect_func()
+
+        def after_connect(conn: Any) -> None:
+            library_setup(conn)
+            conn.cursor().execute("SET synchronous_commit = on")
+
+        return after_connect
+
+
+class PostgresEventStore(_RecorderEventStore):
+    """Events in PostgreSQL (synchronous commit). Any number of writer processes."""
+
+    def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
+                 schema: str = "public", pool_size: int = 2) -> None:
+        self._start_guard()
+        self.database = Database(POSTGRES, url=URL.create(
+            "postgresql+psycopg", username=user, password=password or None, host=host,
+            port=port, database=dbname), schema=schema)
+        self.display = self.database.display
+        with self._translated("open"):
+            self.datastore = _DurablePostgresDatastore(
+                dbname, host, port, user, password, schema=schema, pool_size=pool_size,
+                max_overflow=4, lock_timeout=30, connect_timeout=10,
+            )
+            self.recorder = _PostgresRecorder(self.datastore)
+            self._create_tables(schema)
+
+    @property
+    def location(self) -> str:
+        return self.display
+
+    def _create_tables(self, schema: str) -> None:
+        """The library re-creates its type, table and function on every open; concurrent opens
+        then fail ("tuple concurrently updated"). One advisory lock per schema serialises them."""
+        key = f"lineage-schema:{schema}"
+        with self.datastore.get_connection() as conn:  # autocommit: a session-level lock
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            try:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+                self.recorder.create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
+        with self._translated("read"), self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.recorder.select_ids, (list(event_ids),))
+            return {row["event_id"].hex for row in curs.fetchall()}
+
+    def close(self) -> None:
+        self._wait_idle()
+        self.datastore.close()
