@@ -73,11 +73,6 @@ class PollFailure:
     message: str
 
 
-# The old name, kept only until lineage/cli/recovery.py (edited on another branch) imports
-# PollFailure; delete it then.
-PollError = PollFailure
-
-
 @dataclass(frozen=True)
 class MonitorAction:
     """What the monitor did about one signal: the recovery's result, or the error it hit."""

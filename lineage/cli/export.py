@@ -16,18 +16,18 @@ everything (span ids are deterministic, so a collector sees the same spans again
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lineage.application.views import RUN_STARTED
 from lineage.bootstrap import open_otlp_exporter, open_positions, open_store
-from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
+from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json, resolve
 from lineage.config import Settings
 from lineage.config.otlp import GRPC, HTTP_PROTOBUF, OtlpSettings
 from lineage.errors import CollectorUnavailableError, ValidationError
@@ -35,55 +35,59 @@ from lineage.errors import CollectorUnavailableError, ValidationError
 FOLLOW_BACKOFF_S = (1.0, 30.0)
 
 
-def register(commands: Any) -> None:
-    export = add_command(commands, "export", _status, "send spans to an OTLP collector (Jaeger)")
-    actions = export.add_subparsers(dest="export_command", metavar="otlp|status")
-    otlp = add_command(actions, "otlp", _otlp, "export runs as OTLP traces, at least once")
-    scope = otlp.add_mutually_exclusive_group()
-    scope.add_argument("--from-start", action="store_true",
-                       help="re-send everything from the first event (not just what is new)")
-    scope.add_argument("--run", metavar="RUN", help="send only this run's spans (id or prefix); "
-                                                    "the tracked position is left alone")
-    otlp.add_argument("--follow", action="store_true",
-                      help="keep following the log after catching up (Ctrl-C to stop)")
-    otlp.add_argument("--dry-run", action="store_true",
-                      help="print the spans as OTLP/JSON lines instead of sending them")
-    otlp.add_argument("--name", default="otlp", help="tracked position name (default: otlp)")
-    otlp.add_argument("--endpoint", metavar="URL", help="collector URL (default: "
-                      "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else localhost)")
-    otlp.add_argument("--protocol", choices=(HTTP_PROTOBUF, GRPC),
-                      help="default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf")
-    otlp.add_argument("--steps-per-span", type=at_least(1), metavar="N",
-                      help="step events per step span (default: LINEAGE_OTLP_STEPS_PER_SPAN, 1)")
-    json_option(otlp)
-    json_option(add_command(actions, "status", _status, "exporter positions and lag"))
+def register(root: click.Group) -> None:
+    root.add_command(_export)
 
 
-def _database(args: argparse.Namespace) -> str:
-    return str(args.db) if args.db else Settings.load().database_url
+def _database(cli: Invocation) -> str:
+    return str(cli.db) if cli.db else Settings.load().database_url
 
 
-def _otlp(args: argparse.Namespace, console: Console) -> int:
-    if args.run and args.follow:
+@group("export", "send spans to an OTLP collector (Jaeger)", "Without a subcommand: status.")
+def _export(cli: Invocation) -> int:
+    return _show_status(cli)
+
+
+@command("otlp", "export runs as OTLP traces, at least once")
+@click.option("--from-start", is_flag=True,
+              help="re-send everything from the first event (not just what is new)")
+@click.option("--run", metavar="RUN", help="send only this run's spans (id or prefix); "
+                                           "the tracked position is left alone")
+@click.option("--follow", is_flag=True,
+              help="keep following the log after catching up (Ctrl-C to stop)")
+@click.option("--dry-run", is_flag=True,
+              help="print the spans as OTLP/JSON lines instead of sending them")
+@click.option("--name", default="otlp", help="tracked position name (default: otlp)")
+@click.option("--endpoint", metavar="URL", help="collector URL (default: "
+              "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else localhost)")
+@click.option("--protocol", type=click.Choice((HTTP_PROTOBUF, GRPC)),
+              help="default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf")
+@click.option("--steps-per-span", type=click.IntRange(min=1), metavar="N",
+              help="step events per step span (default: LINEAGE_OTLP_STEPS_PER_SPAN, 1)")
+@json_option
+def _otlp(cli: Invocation, from_start: bool, run: str | None, follow: bool, dry_run: bool,
+          name: str, endpoint: str | None, protocol: str | None,
+          steps_per_span: int | None) -> int:
+    exclusive({"--from-start": from_start, "--run": run})
+    if run and follow:
         raise ValidationError("--follow", "cannot be combined with --run (a run is sent once)")
-    settings = OtlpSettings.load(endpoint=args.endpoint, protocol=args.protocol,
-                                 steps_per_span=args.steps_per_span)
-    runner = open_otlp_exporter(_database(args), settings, name=args.name,
-                                from_start=args.from_start,
-                                dry_run=sys.stdout if args.dry_run else None)
-    quiet = args.dry_run or wants_json(args)
+    settings = OtlpSettings.load(endpoint=endpoint, protocol=protocol,
+                                 steps_per_span=steps_per_span)
+    runner = open_otlp_exporter(_database(cli), settings, name=name, from_start=from_start,
+                                dry_run=sys.stdout if dry_run else None)
+    quiet = dry_run or cli.json
     try:
-        if args.run:
-            run_id = resolve(args.run, lambda: _run_ids(runner.store), "run")
+        if run:
+            run_id = resolve(run, lambda: _run_ids(runner.store), "run")
             runner.export_run(run_id)
         else:
-            _backfill(runner, console, quiet)
-            if args.follow:
-                _follow(runner, console, settings.poll_s, quiet)
+            _backfill(runner, cli.console, quiet)
+            if follow:
+                _follow(runner, cli.console, settings.poll_s, quiet)
     finally:
         runner.transport.close()
         runner.store.close()
-    _summary(args, console, runner, settings)
+    _summary(cli, runner, settings, name=name, one_run=bool(run), dry_run=dry_run)
     return 0
 
 
@@ -124,26 +128,32 @@ def _follow(runner: Any, console: Console, poll_s: float, quiet: bool) -> None:
         stop.set()
 
 
-def _summary(args: argparse.Namespace, console: Console, runner: Any,
-             settings: OtlpSettings) -> None:
+def _summary(cli: Invocation, runner: Any, settings: OtlpSettings, *, name: str, one_run: bool,
+             dry_run: bool) -> None:
     stats = runner.stats
     result = {"endpoint": runner.transport.endpoint, "protocol": settings.protocol,
-              "name": args.name, "spans": stats.spans, "requests": stats.requests,
+              "name": name, "spans": stats.spans, "requests": stats.requests,
               "bytes": stats.bytes, "rejected_spans": stats.rejected_spans,
-              "position": stats.position, "tracked": runner.track and not args.run}
-    if wants_json(args):
+              "position": stats.position, "tracked": runner.track and not one_run}
+    if cli.json:
         print_json(result)
         return
-    where = "printed" if args.dry_run else f"exported to {result['endpoint']}"
+    where = "printed" if dry_run else f"exported to {result['endpoint']}"
     line = (f"{where}: {stats.spans} spans in {stats.requests} request(s), {stats.bytes:,} bytes"
             + (f"; position {stats.position}" if result["tracked"] else ""))
     if stats.rejected_spans:
         line += f"; the collector rejected {stats.rejected_spans} span(s)"
-    (sys.stderr.write(line + "\n") if args.dry_run else console.print(line, highlight=False))
+    (sys.stderr.write(line + "\n") if dry_run else cli.console.print(line, highlight=False))
 
 
-def _status(args: argparse.Namespace, console: Console) -> int:
-    url = _database(args)
+@command("status", "exporter positions and lag")
+@json_option
+def _status(cli: Invocation) -> int:
+    return _show_status(cli)
+
+
+def _show_status(cli: Invocation) -> int:
+    url = _database(cli)
     store = open_store(url, create=False)
     try:
         head = store.max_position()
@@ -152,7 +162,7 @@ def _status(args: argparse.Namespace, console: Console) -> int:
         store.close()
     rows = [{"name": name, "position": at, "head": head, "lag": max(head - at, 0)}
             for name, at in sorted(positions.items())]
-    if wants_json(args):
+    if cli.json:
         print_json(rows)
         return 0
     table = Table(title="followers of the event log", box=None)
@@ -160,7 +170,7 @@ def _status(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, justify="left" if column == "name" else "right")
     for row in rows:
         table.add_row(*(str(row[key]) for key in ("name", "position", "head", "lag")))
-    console.print(table if rows else f"nothing exported yet (head {head})")
+    cli.console.print(table if rows else f"nothing exported yet (head {head})")
     return 0
 
 
@@ -174,3 +184,7 @@ def _run_ids(store: Any) -> list[Any]:
         if len(page) < 1000:
             return found
         start = page[-1].id + 1
+
+
+_export.add_command(_otlp)
+_export.add_command(_status)

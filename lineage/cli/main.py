@@ -1,283 +1,198 @@
 """The ``lineage`` command: thin entrypoints over ``lineage.Tracker``.
 
-Each command parses its arguments, calls one Tracker method (after resolving an id prefix),
-and formats what it returns (``lineage.cli.format``). Exit codes: 0 success, 1 an error of
-ours (or a file problem), reported as one ``lineage: error: ...`` line on stderr, 2 a usage
-error (argparse), 130 interrupted.
+Each command parses its arguments (click), calls one Tracker method (after resolving an id
+prefix), and formats what it returns (``lineage.cli.format``). Exit codes: 0 success, 1 an
+error of ours (or a file problem), reported as one ``lineage: error: ...`` line on stderr, 2 a
+usage error, 130 interrupted (``lineage.cli.base``).
 
     lineage [--db URL] demo [--dir DIR] [--steps N]
     lineage [--db URL] runs [--status S] [--json]
     lineage [--db URL] runs show RUN [--steps N] [--json]
     lineage [--db URL] artifacts [--type T] [--run RUN] [--alias A] [--since T] [--as-of T] [--json]
     lineage [--db URL] artifacts show ARTIFACT [--json]
+
+``lineage --help`` (or ``COMMAND --help``) lists the options; ``eval "$(_LINEAGE_COMPLETE=bash_source
+lineage)"`` turns on shell completion (click's; also ``zsh_source`` and ``fish_source``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
-import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-from rich.console import Console
+import click
 
 from lineage.api import Tracker
 from lineage.application.job_status import JOB_STATUSES
 from lineage.application.validation import ARTIFACT_TYPES
 from lineage.cli import format as fmt
-from lineage.errors import (
-    ArtifactNotFoundError,
-    LineageError,
-    RunNotFoundError,
-    ValidationError,
+from lineage.cli.base import (
+    HELP_OPTIONS,
+    PROG,
+    Invocation,
+    LineageGroup,
+    command,
+    fail,
+    group,
+    json_option,
+    print_json,
+    resolve,
 )
 
-PROG = "lineage"
-PIPE_WIDTH = 200  # when stdout is not a terminal (and COLUMNS is unset): don't fold tables
-_ID_PREFIX = re.compile(r"^[0-9a-f-]+$")
-
-Handler = Callable[[argparse.Namespace, Console], int]
-
-# Modules adding command groups: each has ``register(commands)`` and uses ``add_command``,
-# ``json_option``, ``at_least``, ``resolve`` and ``print_json`` from here.
+# Modules adding commands: each has ``register(root: click.Group)`` and builds its commands with
+# ``command``, ``group``, ``json_option`` and ``resolve`` from ``lineage.cli.base``.
 COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli.query", "lineage.cli.export",
                                    "lineage.cli.recovery")
-
-
-# -- the parser ----------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Query and demo the lineage event store.",
-        epilog="The database defaults to LINEAGE_DATABASE_URL, else ./lineage.db (SQLite).")
-    _db_option(parser, default=None)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = add_command(commands, "demo", _demo, "record a small training run with a failure "
-                                             "and its recovery")
-    demo.add_argument("--dir", type=Path, default=Path("lineage-demo"),
-                      help="where to write the demo's data and checkpoints (default: "
-                           "./lineage-demo)")
-    demo.add_argument("--steps", type=at_least(100), default=300,
-                      help="training steps (default: 300; at least 100)")
-
-    runs = add_command(commands, "runs", _runs, "list runs; 'runs show RUN' for one run")
-    runs.add_argument("--status", choices=JOB_STATUSES,
-                      help="only runs with this job status")
-    json_option(runs)
-    show = add_command(runs.add_subparsers(dest="runs_command", metavar="show"), "show",
-                    _run_show, "a run's summary and its events in order")
-    show.add_argument("run", metavar="RUN", help="run id, or a unique prefix of one")
-    show.add_argument("--steps", type=at_least(0), default=5, metavar="N",
-                      help="show the first and last N step events (default: 5)")
-    json_option(show)
-
-    artifacts = add_command(commands, "artifacts", _artifacts,
-                         "list registered artifacts; 'artifacts show ID' for one")
-    artifacts.add_argument("--type", choices=ARTIFACT_TYPES, help="only artifacts of this type")
-    artifacts.add_argument("--run", metavar="RUN", help="only those a run produced (id/prefix)")
-    artifacts.add_argument("--alias", help="only those an alias (latest, best, ...) points to")
-    artifacts.add_argument("--checksum", help="only those with this digest (sha256:... or hex)")
-    artifacts.add_argument("--since", metavar="TIME", help="registered at or after (ISO 8601)")
-    artifacts.add_argument("--until", metavar="TIME", help="registered at or before (ISO 8601)")
-    artifacts.add_argument("--as-of", metavar="TIME|POSITION",
-                           help="the registry as it was then (a time, or a log position)")
-    artifacts.add_argument("--status", choices=("live", "retired", "expired"))
-    artifacts.add_argument("--limit", type=at_least(1), default=100)
-    artifacts.add_argument("--offset", type=at_least(0), default=0)
-    json_option(artifacts)
-    one = add_command(artifacts.add_subparsers(dest="artifacts_command", metavar="show"), "show",
-                   _artifact_show, "one artifact in full")
-    one.add_argument("artifact", metavar="ARTIFACT", help="artifact id, or a unique prefix")
-    json_option(one)
-    for module in COMMAND_GROUPS:
-        importlib.import_module(module).register(commands)
-    return parser
-
-
-def add_command(commands: Any, name: str, handler: Handler, summary: str) -> argparse.ArgumentParser:
-    sub: argparse.ArgumentParser = commands.add_parser(name, help=summary, description=summary)
-    sub.set_defaults(handler=handler)
-    _db_option(sub, default=argparse.SUPPRESS)  # also accepted after the subcommand
-    return sub
-
-
-def _db_option(parser: argparse.ArgumentParser, default: Any) -> None:
-    parser.add_argument("--db", "--database-url", dest="db", metavar="URL", default=default,
-                        help="SQLAlchemy URL or SQLite file path of the event store")
-
-
-def json_option(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: a nested command must not reset a --json given before it.
-    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print machine-readable JSON")
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
+EPILOG = "The database defaults to LINEAGE_DATABASE_URL, else ./lineage.db (SQLite)."
 
 
 # -- commands ------------------------------------------------------------------------------------
 
 
-def _demo(args: argparse.Namespace, console: Console) -> int:
+@command("demo", "record a small training run with a failure and its recovery")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("lineage-demo"),
+              help="where to write the demo's data and checkpoints (default: ./lineage-demo)")
+@click.option("--steps", type=click.IntRange(min=100), default=300,
+              help="training steps (default: 300; at least 100)")
+def _demo(cli: Invocation, directory: Path, steps: int) -> int:
     from lineage.demo import run_and_report  # NumPy is only needed here
 
-    run_and_report(args.db, args.dir, args.steps, console)
+    run_and_report(cli.db, directory, steps, cli.console)
     return 0
 
 
-def _runs(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        views = tracker.runs(status=args.status)
-    if wants_json(args):
+@group("runs", "list runs; 'runs show RUN' for one run")
+@click.option("--status", type=click.Choice(JOB_STATUSES), help="only runs with this job status")
+@json_option
+def _runs(cli: Invocation, status: str | None) -> int:
+    with Tracker(cli.db, create=False) as tracker:
+        views = tracker.runs(status=status)
+    if cli.json:
         print_json([fmt.run_json(view) for view in views])
     elif views:
-        console.print(fmt.runs_table(views, console.width))
+        cli.console.print(fmt.runs_table(views, cli.console.width))
     else:
-        console.print("no runs" + (f" with status {args.status}" if args.status else ""))
+        cli.console.print("no runs" + (f" with status {status}" if status else ""))
     return 0
 
 
-def _run_show(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        run_id = resolve(args.run, lambda: (view.id for view in tracker.runs()), "run")
+@command("show", "a run's summary and its events in order",
+         "RUN: run id, or a unique prefix of one.")
+@click.argument("run", metavar="RUN")
+@click.option("--steps", type=click.IntRange(min=0), default=5, metavar="N",
+              help="show the first and last N step events (default: 5)")
+@json_option
+def _run_show(cli: Invocation, run: str, steps: int) -> int:
+    with Tracker(cli.db, create=False) as tracker:
+        run_id = resolve(run, lambda: (view.id for view in tracker.runs()), "run")
         view = tracker.run(run_id)
         events = tracker.run_events(run_id)
-    shown, total, elided = fmt.select_events(events, args.steps)
-    if wants_json(args):
+    shown, total, elided = fmt.select_events(events, steps)
+    if cli.json:
         print_json({"run": fmt.run_json(view), "steps": fmt.steps_json(total, elided),
                      "events": [fmt.event_json(event, position) for position, event in shown
                                 if not isinstance(event, fmt.Elided)]})
         return 0
-    console.print(fmt.run_summary(view))
-    console.print()
-    console.print(fmt.events_table(shown, total, elided))
+    cli.console.print(fmt.run_summary(view))
+    cli.console.print()
+    cli.console.print(fmt.events_table(shown, total, elided))
     return 0
 
 
-def _artifacts(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
+@group("artifacts", "list registered artifacts; 'artifacts show ID' for one")
+@click.option("--type", "type_", type=click.Choice(ARTIFACT_TYPES), help="only artifacts of this type")
+@click.option("--run", metavar="RUN", help="only those a run produced (id/prefix)")
+@click.option("--alias", help="only those an alias (latest, best, ...) points to")
+@click.option("--checksum", help="only those with this digest (sha256:... or hex)")
+@click.option("--since", metavar="TIME", help="registered at or after (ISO 8601)")
+@click.option("--until", metavar="TIME", help="registered at or before (ISO 8601)")
+@click.option("--as-of", metavar="TIME|POSITION",
+              help="the registry as it was then (a time, or a log position)")
+@click.option("--status", type=click.Choice(("live", "retired", "expired")))
+@click.option("--limit", type=click.IntRange(min=1), default=100)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@json_option
+def _artifacts(cli: Invocation, type_: str | None, run: str | None, alias: str | None,
+               checksum: str | None, since: str | None, until: str | None, as_of: str | None,
+               status: str | None, limit: int, offset: int) -> int:
+    with Tracker(cli.db, create=False) as tracker:
         run_id = None
-        if args.run is not None:
-            run_id = resolve(args.run, lambda: (view.id for view in tracker.runs()), "run")
+        if run is not None:
+            run_id = resolve(run, lambda: (view.id for view in tracker.runs()), "run")
             tracker.run(run_id)  # an unknown run is an error, not an empty list
-        as_of: Any = args.as_of
-        if as_of is not None and as_of.isdigit():
-            as_of = int(as_of)  # a log position
-        views = tracker.artifacts(type=args.type, run=run_id, alias=args.alias,
-                                  checksum=args.checksum, since=args.since, until=args.until,
-                                  as_of=as_of, status=args.status, limit=args.limit,
-                                  offset=args.offset)
-    if wants_json(args):
+        views = tracker.artifacts(type=type_, run=run_id, alias=alias, checksum=checksum,
+                                  since=since, until=until, as_of=_position_or_time(as_of),
+                                  status=status, limit=limit, offset=offset)
+    if cli.json:
         print_json(views)
     elif views:
-        console.print(fmt.artifacts_table(views, console.width))
+        cli.console.print(fmt.artifacts_table(views, cli.console.width))
     else:
-        console.print("no artifacts")
+        cli.console.print("no artifacts")
     return 0
 
 
-def _artifact_show(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        artifact_id = resolve(args.artifact, lambda: (v.id for v in tracker.artifacts(limit=10_000)),
+def _position_or_time(as_of: str | None) -> Any:
+    """``--as-of``: digits are a log position, anything else a time (the Tracker parses it)."""
+    return int(as_of) if as_of is not None and as_of.isdigit() else as_of
+
+
+@command("show", "one artifact in full", "ARTIFACT: artifact id, or a unique prefix.")
+@click.argument("artifact", metavar="ARTIFACT")
+@json_option
+def _artifact_show(cli: Invocation, artifact: str) -> int:
+    with Tracker(cli.db, create=False) as tracker:
+        artifact_id = resolve(artifact, lambda: (v.id for v in tracker.artifacts(limit=10_000)),
                               "artifact")
         view = tracker.artifact(artifact_id)  # replayed: pins, deletion, verification
         view = dataclasses.replace(view, aliases=tracker.views.artifact(str(artifact_id))["aliases"])
-    if wants_json(args):
+    if cli.json:
         print_json(view)
     else:
-        console.print(fmt.artifact_summary(view))
+        cli.console.print(fmt.artifact_summary(view))
     return 0
 
 
-def resolve(text: str, candidates: Callable[[], Iterable[UUID]], kind: str) -> UUID:
-    """A full id as given, else the one candidate whose id starts with ``text``.
-
-    Raises RunNotFoundError / ArtifactNotFoundError when none matches, ValidationError when
-    ``text`` is not hex or matches several.
-    """
-    given = text.strip().lower()
-    try:
-        return UUID(given)
-    except ValueError:
-        pass
-    if not _ID_PREFIX.match(given):
-        raise ValidationError(kind, f"{text!r} is not a {kind} id or a prefix of one", text)
-    bare = given.replace("-", "")
-    matches = [c for c in candidates() if str(c).startswith(given) or c.hex.startswith(bare)]
-    if not matches:
-        raise RunNotFoundError(text) if kind == "run" else ArtifactNotFoundError(text)
-    if len(matches) > 1:
-        listed = ", ".join(str(m) for m in matches[:3]) + (", ..." if len(matches) > 3 else "")
-        raise ValidationError(kind, f"id prefix {text!r} matches {len(matches)} {kind}s "
-                                    f"({listed}); give more characters", text)
-    return matches[0]
+_runs.add_command(_run_show)
+_artifacts.add_command(_artifact_show)
 
 
 # -- main ----------------------------------------------------------------------------------------
 
 
+def build_cli() -> click.Group:
+    """The ``lineage`` group with every command, those of COMMAND_GROUPS included."""
+    root = LineageGroup(PROG, help="Query and demo the lineage event store.", epilog=EPILOG,
+                        context_settings={"help_option_names": HELP_OPTIONS})
+    for each in (_demo, _runs, _artifacts):
+        root.add_command(each)
+    for module in COMMAND_GROUPS:
+        importlib.import_module(module).register(root)
+    return root
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (the console script exits with it)."""
+    """Run the CLI on ``argv`` (default: ``sys.argv[1:]``); returns the exit code (the console
+    script exits with it). Never raises SystemExit."""
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # usage errors (2) and --help (0), already printed
-        return exit_.code if isinstance(exit_.code, int) else 2
-    try:
-        return int(args.handler(args, make_console()))
-    except BrokenPipeError:
-        _silence_stdout()  # the reader went away (| head): not an error worth a message
-        return 1
-    except (LineageError, OSError) as error:
-        _fail(str(error) or type(error).__name__)
-        return 1
-    except KeyboardInterrupt:
-        _fail("interrupted")
+        code = build_cli().main(argv, prog_name=PROG, standalone_mode=False)
+    except click.UsageError as error:
+        if error.ctx is not None:
+            sys.stderr.write(f"{error.ctx.get_usage()}\n"
+                             f"Try '{error.ctx.command_path} --help' for help.\n")
+        fail(error.format_message())
+        return error.exit_code
+    except click.ClickException as error:
+        fail(error.format_message())
+        return error.exit_code
+    except click.Abort:  # Ctrl-C while click was parsing
+        fail("interrupted")
         return 130
-
-
-def make_console() -> Console:
-    """Colour only on a terminal (rich decides); plain and wide when piped."""
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=PIPE_WIDTH)
-    return console
-
-
-def wants_json(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "json", False))
-
-
-def print_json(value: Any) -> None:
-    sys.stdout.write(fmt.dumps(value) + "\n")
-
-
-def _fail(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
-
-
-def _silence_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    finally:
-        os.close(devnull)
+    except SystemExit as exit_:  # shell completion (_LINEAGE_COMPLETE) ends with sys.exit
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    return code if isinstance(code, int) else 0

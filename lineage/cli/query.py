@@ -9,116 +9,123 @@
 
 from __future__ import annotations
 
-import argparse
 import threading
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from lineage.api import Tracker
 from lineage.cli import graph as cli_graph
-from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
+from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json, resolve
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
 
 
-def register(commands: Any) -> None:
-    trace = add_command(commands, "trace", _trace, "a run as a tree of spans (LineageIR)")
-    trace.add_argument("run", metavar="RUN", help="run id, or a unique prefix of one")
-    trace.add_argument("--format", choices=("lineageir", "nested"), default="lineageir",
-                       help="JSON shape with --json: LineageIR graph (default) or nested")
-    json_option(trace)
-
-    graph = add_command(commands, "lineage", _lineage,
-                        "ancestors / descendants of an artifact or run")
-    graph.add_argument("node", metavar="ID", help="artifact or run id (or a unique prefix)")
-    way = graph.add_mutually_exclusive_group()
-    for flag, value in (("--up", "up"), ("--down", "down"), ("--both", "both")):
-        way.add_argument(flag, dest="direction", action="store_const", const=value)
-    graph.set_defaults(direction="up")
-    graph.add_argument("--depth", type=at_least(0), default=20, help="edges to follow (default 20)")
-    graph.add_argument("--format", choices=("tree", "json", "dot", "mermaid"), default="tree")
-    json_option(graph)
-
-    audit = add_command(commands, "audit", _audit, "who did what and when")
-    audit.add_argument("--subject", metavar="ID", help="a run or artifact id (or prefix)")
-    audit.add_argument("--actor", help="only events written by this actor")
-    audit.add_argument("--kind", help="only events whose kind contains this (e.g. checkpoint)")
-    audit.add_argument("--since", metavar="TIME", help="recorded at or after (ISO 8601)")
-    audit.add_argument("--until", metavar="TIME", help="recorded at or before (ISO 8601)")
-    audit.add_argument("--steps", action="store_true", help="include step events")
-    audit.add_argument("--after", type=at_least(0), default=0, metavar="POSITION",
-                       help="page: start after this log position")
-    audit.add_argument("--limit", type=at_least(1), default=100)
-    json_option(audit)
-
-    project = add_command(commands, "project", _project_status, "read-model projections")
-    actions = project.add_subparsers(dest="project_command", metavar="status|rebuild|follow")
-    json_option(add_command(actions, "status", _project_status, "positions and lag"))
-    rebuild = add_command(actions, "rebuild", _project_rebuild, "rebuild read models from 0")
-    rebuild.add_argument("names", nargs="*", metavar="NAME",
-                         help=f"read models to rebuild (default: all): {', '.join(READ_MODELS)}")
-    follow = add_command(actions, "follow", _project_follow, "project continuously")
-    follow.add_argument("--poll", type=float, default=0.5, metavar="SECONDS")
+def register(root: click.Group) -> None:
+    for each in (_trace, _lineage, _audit, _project):
+        root.add_command(each)
 
 
-# -- handlers ------------------------------------------------------------------------------------
+# -- commands ------------------------------------------------------------------------------------
 
 
-def _trace(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        catch_up(tracker, console)
-        run_id = resolve(args.run, lambda: (v.id for v in tracker.runs()), "run")
-        graph = tracker.trace(run_id, format=args.format if wants_json(args) else "lineageir")
-    if wants_json(args):
+@command("trace", "a run as a tree of spans (LineageIR)", "RUN: run id, or a unique prefix of one.")
+@click.argument("run", metavar="RUN")
+@click.option("--format", "shape", type=click.Choice(("lineageir", "nested")), default="lineageir",
+              help="JSON shape with --json: LineageIR graph (default) or nested")
+@json_option
+def _trace(cli: Invocation, run: str, shape: str) -> int:
+    with Tracker(cli.db, create=False) as tracker:
+        catch_up(tracker, cli.console)
+        run_id = resolve(run, lambda: (v.id for v in tracker.runs()), "run")
+        graph = tracker.trace(run_id, format=shape if cli.json else "lineageir")
+    if cli.json:
         print_json(graph)
     else:
-        console.print(cli_graph.trace_tree(graph))
+        cli.console.print(cli_graph.trace_tree(graph))
     return 0
 
 
-def _lineage(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        catch_up(tracker, console)
-        node = resolve(args.node, lambda: _all_ids(tracker), "artifact")
-        graph = tracker.lineage(node, direction=args.direction, depth=args.depth)
-    if args.format == "json" or wants_json(args):
+@command("lineage", "ancestors / descendants of an artifact or run",
+         "ID: artifact or run id (or a unique prefix).")
+@click.argument("node", metavar="ID")
+@click.option("--up", is_flag=True, help="ancestors: what it was made from (the default)")
+@click.option("--down", is_flag=True, help="descendants: what was made from it")
+@click.option("--both", is_flag=True, help="ancestors and descendants")
+@click.option("--depth", type=click.IntRange(min=0), default=20, metavar="N",
+              help="edges to follow (default 20)")
+@click.option("--format", "shape", type=click.Choice(("tree", "json", "dot", "mermaid")),
+              default="tree")
+@json_option
+def _lineage(cli: Invocation, node: str, up: bool, down: bool, both: bool, depth: int,
+             shape: str) -> int:
+    exclusive({"--up": up, "--down": down, "--both": both})
+    direction = "down" if down else "both" if both else "up"
+    with Tracker(cli.db, create=False) as tracker:
+        catch_up(tracker, cli.console)
+        node_id = resolve(node, lambda: _all_ids(tracker), "artifact")
+        graph = tracker.lineage(node_id, direction=direction, depth=depth)
+    console = cli.console
+    if shape == "json" or cli.json:
         print_json(graph)
-    elif args.format == "dot":
+    elif shape == "dot":
         console.print(cli_graph.dot(graph), markup=False, highlight=False, soft_wrap=True)
-    elif args.format == "mermaid":
+    elif shape == "mermaid":
         console.print(cli_graph.mermaid(graph), markup=False, highlight=False, soft_wrap=True)
     else:
         console.print(cli_graph.lineage_tree(graph))
     return 0
 
 
-def _audit(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        catch_up(tracker, console)
-        subject = None
-        if args.subject is not None:
-            subject = resolve(args.subject, lambda: _all_ids(tracker), "artifact")
-        rows = tracker.audit(subject=subject, actor=args.actor, kind=args.kind, since=args.since,
-                             until=args.until, include_steps=args.steps, after=args.after,
-                             limit=args.limit)
-    if wants_json(args):
+@command("audit", "who did what and when")
+@click.option("--subject", metavar="ID", help="a run or artifact id (or prefix)")
+@click.option("--actor", help="only events written by this actor")
+@click.option("--kind", help="only events whose kind contains this (e.g. checkpoint)")
+@click.option("--since", metavar="TIME", help="recorded at or after (ISO 8601)")
+@click.option("--until", metavar="TIME", help="recorded at or before (ISO 8601)")
+@click.option("--steps", is_flag=True, help="include step events")
+@click.option("--after", type=click.IntRange(min=0), default=0, metavar="POSITION",
+              help="page: start after this log position")
+@click.option("--limit", type=click.IntRange(min=1), default=100)
+@json_option
+def _audit(cli: Invocation, subject: str | None, actor: str | None, kind: str | None,
+           since: str | None, until: str | None, steps: bool, after: int, limit: int) -> int:
+    with Tracker(cli.db, create=False) as tracker:
+        catch_up(tracker, cli.console)
+        subject_id = None
+        if subject is not None:
+            subject_id = resolve(subject, lambda: _all_ids(tracker), "artifact")
+        rows = tracker.audit(subject=subject_id, actor=actor, kind=kind, since=since,
+                             until=until, include_steps=steps, after=after, limit=limit)
+    if cli.json:
         print_json(rows)
     elif rows:
-        console.print(cli_graph.audit_table(rows))
-        if len(rows) == args.limit:
-            console.print(f"more: --after {rows[-1]['position']}")
+        cli.console.print(cli_graph.audit_table(rows))
+        if len(rows) == limit:
+            cli.console.print(f"more: --after {rows[-1]['position']}")
     else:
-        console.print("no events")
+        cli.console.print("no events")
     return 0
 
 
-def _project_status(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
+@group("project", "read-model projections", "Without a subcommand: status.")
+def _project(cli: Invocation) -> int:
+    return _show_status(cli)
+
+
+@command("status", "positions and lag")
+@json_option
+def _project_status(cli: Invocation) -> int:
+    return _show_status(cli)
+
+
+def _show_status(cli: Invocation) -> int:
+    with Tracker(cli.db, create=False) as tracker:
         statuses = tracker.views.runner.status()
-    if wants_json(args):
+    if cli.json:
         print_json([{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag}
                     for s in statuses])
         return 0
@@ -127,35 +134,45 @@ def _project_status(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, justify="left" if column == "read model" else "right")
     for s in statuses:
         table.add_row(s.name, str(s.position), str(s.head), str(s.lag))
-    console.print(table)
+    cli.console.print(table)
     return 0
 
 
-def _project_rebuild(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker, _progress(console) as progress:
+@command("rebuild", "rebuild read models from 0",
+         f"NAME: read models to rebuild (default: all): {', '.join(READ_MODELS)}.")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
+    console = cli.console
+    with Tracker(cli.db, create=False) as tracker, _progress(console) as progress:
         runner = tracker.views.runner
         task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
-        applied = runner.rebuild(args.names, progress=lambda at, head: progress.update(
+        applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
             task, completed=at, total=head))
-    console.print(f"rebuilt {', '.join(args.names) or 'all read models'}: {applied} events")
+    console.print(f"rebuilt {', '.join(names) or 'all read models'}: {applied} events")
     return 0
 
 
-def _project_follow(args: argparse.Namespace, console: Console) -> int:
+@command("follow", "project continuously")
+@click.option("--poll", type=float, default=0.5, metavar="SECONDS")
+def _project_follow(cli: Invocation, poll: float) -> int:
     stop = threading.Event()
-    with Tracker(args.db, create=False) as tracker:
+    with Tracker(cli.db, create=False) as tracker:
         runner = tracker.views.runner
-        console.print(f"following {tracker.location} (Ctrl-C to stop)")
+        cli.console.print(f"following {tracker.location} (Ctrl-C to stop)")
         def report(applied: int) -> None:
             if applied:
-                console.print(f"projected {applied} events; lag "
-                              f"{max(s.lag for s in runner.status())}")
+                cli.console.print(f"projected {applied} events; lag "
+                                  f"{max(s.lag for s in runner.status())}")
 
         try:
-            runner.follow(stop, poll_s=args.poll, on_batch=report)
+            runner.follow(stop, poll_s=poll, on_batch=report)
         except KeyboardInterrupt:
             stop.set()
     return 0
+
+
+for _action in (_project_status, _project_rebuild, _project_follow):
+    _project.add_command(_action)
 
 
 def catch_up(tracker: Tracker, console: Console, *, threshold: int = 20_000) -> None:

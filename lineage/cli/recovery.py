@@ -16,141 +16,177 @@ your trainer to pick up (``tracker.run_handle(NEW_RUN)``) from the checkpoint pr
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import functools
 import os
 import shlex
 import subprocess
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from rich.console import Console
+import click
 from rich.text import Text
 
 from lineage.api import Tracker
-from lineage.application.monitor import LocalRunStatusSource, MonitorAction, PollError, RecoveryMonitor
+from lineage.application.monitor import LocalRunStatusSource, MonitorAction, PollFailure, RecoveryMonitor
 from lineage.application.policies import BACKOFFS, RetryPolicy
 from lineage.application.recovery import RecoveryResult
 from lineage.application.run_handle import RunHandle
 from lineage.application.views import ArtifactView
-from lineage.cli.main import add_command, at_least, json_option, print_json, resolve, wants_json
+from lineage.cli.base import (
+    Handler,
+    Invocation,
+    Seconds,
+    command,
+    exclusive,
+    json_option,
+    print_json,
+    resolve,
+)
 from lineage.errors import LineageError
 
 EX_TEMPFAIL = 75
 
 
-def register(commands: Any) -> None:
-    recover = add_command(commands, "recover", _recover,
-                          "recover a failed or corrupted run from a checkpoint, as a new run")
-    recover.add_argument("run", metavar="RUN", help="run id, or a unique prefix of one")
-    recover.add_argument("--reason", metavar="TEXT",
-                         help="record this failure first (for a run with none recorded)")
-    _recovery_options(recover)
-    json_option(recover)
-
-    monitor = add_command(commands, "monitor", _monitor,
-                          "watch runs; recover failed, corrupted and crashed ones")
-    monitor.add_argument("--interval", type=seconds, default=30.0, metavar="S",
-                         help="seconds between polls (default: 30)")
-    monitor.add_argument("--stale-after", type=seconds, default=300.0, metavar="S",
-                         help="a run with no step, event or heartbeat for this long, and no "
-                              "finish event, has crashed (default: 300)")
-    polls = monitor.add_mutually_exclusive_group()
-    polls.add_argument("--once", dest="polls", action="store_const", const=1,
-                       help="poll once and exit")
-    polls.add_argument("--polls", type=at_least(1), metavar="N", help="poll N times and exit")
-    _recovery_options(monitor)
-    json_option(monitor)
+def register(root: click.Group) -> None:
+    root.add_command(_recover)
+    root.add_command(_monitor)
 
 
-def _recovery_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strategy", default="latest", metavar="latest|best|CHECKPOINT",
-                        help="which checkpoint to resume from (default: latest)")
-    parser.add_argument("--no-optimizer", dest="restore_optimizer", action="store_false",
-                        help="resume weights only (do not require optimizer state)")
-    parser.add_argument("--allow-weights-only", action="store_true",
-                        help="fall back to a checkpoint without optimizer state")
-    parser.add_argument("--attempts", type=at_least(1), default=3, metavar="N",
-                        help="attempts in all (default: 3)")
-    parser.add_argument("--backoff", choices=BACKOFFS, default="exponential")
-    parser.add_argument("--initial-delay", type=seconds, default=5.0, metavar="S",
-                        help="wait before the second attempt (default: 5)")
-    parser.add_argument("--max-delay", type=seconds, default=60.0, metavar="S",
-                        help="longest wait between attempts (default: 60)")
-    parser.add_argument("--exec", dest="command", metavar="CMD",
-                        help="launch the resumed trainer with this command; it gets "
-                             "LINEAGE_RESUME_RUN, LINEAGE_RESUME_PATH, LINEAGE_RESUME_STEP... "
-                             "in its environment (exit 75: try again)")
-    parser.add_argument("--exec-timeout", type=seconds, default=600.0, metavar="S",
-                        help="longest the --exec command may run (default: 600)")
+# -- options shared by recover and monitor -------------------------------------------------------
 
 
-def seconds(text: str) -> float:
-    """A finite, non-negative number of seconds (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+@dataclasses.dataclass(frozen=True)
+class RecoveryOptions:
+    """The options ``recover`` and ``monitor`` share, as given on the command line."""
+
+    strategy: str
+    no_optimizer: bool
+    allow_weights_only: bool
+    attempts: int
+    backoff: str
+    initial_delay: float
+    max_delay: float
+    command: str | None
+    exec_timeout: float
+
+    def for_tracker(self, tracker: Tracker) -> dict[str, Any]:
+        """Keyword arguments for ``Tracker.recover`` and ``RecoveryMonitor``."""
+        strategy: Any = self.strategy
+        if strategy not in ("latest", "best"):
+            strategy = resolve(strategy, lambda: (v.id for v in tracker.artifacts(type="checkpoint")),
+                               "artifact")
+        retry = RetryPolicy(max_attempts=self.attempts, backoff=self.backoff,
+                            initial_delay_s=self.initial_delay, max_delay_s=self.max_delay)
+        resume = None
+        if self.command:
+            resume = CommandResume(self.command, tracker.settings.database_url, self.exec_timeout)
+        return {"strategy": strategy, "restore_optimizer": not self.no_optimizer,
+                "allow_weights_only": self.allow_weights_only, "retry": retry, "resume": resume}
 
 
-def _options(args: argparse.Namespace, tracker: Tracker) -> dict[str, Any]:
-    strategy = args.strategy
-    if strategy not in ("latest", "best"):
-        strategy = resolve(strategy, lambda: (v.id for v in tracker.artifacts(type="checkpoint")),
-                           "artifact")
-    retry = RetryPolicy(max_attempts=args.attempts, backoff=args.backoff,
-                        initial_delay_s=args.initial_delay, max_delay_s=args.max_delay)
-    resume = None
-    if args.command:
-        resume = CommandResume(args.command, tracker.settings.database_url, args.exec_timeout)
-    return {"strategy": strategy, "restore_optimizer": args.restore_optimizer,
-            "allow_weights_only": args.allow_weights_only, "retry": retry, "resume": resume}
+_RECOVERY_OPTIONS = (
+    click.option("--strategy", default="latest", metavar="latest|best|CHECKPOINT",
+                 help="which checkpoint to resume from (default: latest)"),
+    click.option("--no-optimizer", is_flag=True,
+                 help="resume weights only (do not require optimizer state)"),
+    click.option("--allow-weights-only", is_flag=True,
+                 help="fall back to a checkpoint without optimizer state"),
+    click.option("--attempts", type=click.IntRange(min=1), default=3, metavar="N",
+                 help="attempts in all (default: 3)"),
+    click.option("--backoff", type=click.Choice(BACKOFFS), default="exponential"),
+    click.option("--initial-delay", type=Seconds(), default=5.0, metavar="S",
+                 help="wait before the second attempt (default: 5)"),
+    click.option("--max-delay", type=Seconds(), default=60.0, metavar="S",
+                 help="longest wait between attempts (default: 60)"),
+    click.option("--exec", "command", metavar="CMD",
+                 help="launch the resumed trainer with this command; it gets LINEAGE_RESUME_RUN, "
+                      "LINEAGE_RESUME_PATH, LINEAGE_RESUME_STEP... in its environment "
+                      "(exit 75: try again)"),
+    click.option("--exec-timeout", type=Seconds(), default=600.0, metavar="S",
+                 help="longest the --exec command may run (default: 600)"),
+)
+_RECOVERY_NAMES = tuple(field.name for field in dataclasses.fields(RecoveryOptions))
 
 
-# -- handlers ------------------------------------------------------------------------------------
+def recovery_options(handler: Handler) -> Handler:
+    """Add the shared recovery options; the handler gets them as ``recovery: RecoveryOptions``."""
+    @functools.wraps(handler)
+    def bundled(cli: Invocation, **options: Any) -> int:
+        recovery = RecoveryOptions(**{name: options.pop(name) for name in _RECOVERY_NAMES})
+        return handler(cli, recovery=recovery, **options)
+
+    for option in reversed(_RECOVERY_OPTIONS):
+        bundled = option(bundled)
+    return bundled
 
 
-def _recover(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        run_id = resolve(args.run, lambda: (v.id for v in tracker.runs()), "run")
-        options = _options(args, tracker)
-        if args.reason:
+# -- commands ------------------------------------------------------------------------------------
+
+
+@command("recover", "recover a failed or corrupted run from a checkpoint, as a new run",
+         "RUN: run id, or a unique prefix of one. Exit 0 when recovered, 1 otherwise.")
+@click.argument("run", metavar="RUN")
+@click.option("--reason", metavar="TEXT",
+              help="record this failure first (for a run with none recorded)")
+@recovery_options
+@json_option
+def _recover(cli: Invocation, run: str, reason: str | None, recovery: RecoveryOptions) -> int:
+    with Tracker(cli.db, create=False) as tracker:
+        run_id = resolve(run, lambda: (v.id for v in tracker.runs()), "run")
+        options = recovery.for_tracker(tracker)
+        if reason:
             view = tracker.run(run_id)
             if view.failures == 0 and view.status != "failed":
-                tracker.run_handle(run_id).record_failure("OperatorReported", args.reason,
+                tracker.run_handle(run_id).record_failure("OperatorReported", reason,
                                                           signal="operator",
                                                           retryable=True).wait()
         result = tracker.recover(run_id, **options)
-    if wants_json(args):
+    if cli.json:
         print_json(result_json(result))
     else:
-        console.print(result_text(result))
+        cli.console.print(result_text(result))
     return 0 if result.recovered else 1
 
 
-def _monitor(args: argparse.Namespace, console: Console) -> int:
-    with Tracker(args.db, create=False) as tracker:
-        source = LocalRunStatusSource(tracker, stale_after_s=args.stale_after)
-        monitor = RecoveryMonitor(tracker, [source], interval_s=args.interval,
-                                  **_options(args, tracker))
+@command("monitor", "watch runs; recover failed, corrupted and crashed ones")
+@click.option("--interval", type=Seconds(), default=30.0, metavar="S",
+              help="seconds between polls (default: 30)")
+@click.option("--stale-after", type=Seconds(), default=300.0, metavar="S",
+              help="a run with no step, event or heartbeat for this long, and no finish event, "
+                   "has crashed (default: 300)")
+@click.option("--once", is_flag=True, help="poll once and exit")
+@click.option("--polls", type=click.IntRange(min=1), metavar="N", help="poll N times and exit")
+@recovery_options
+@json_option
+def _monitor(cli: Invocation, interval: float, stale_after: float, once: bool, polls: int | None,
+             recovery: RecoveryOptions) -> int:
+    exclusive({"--once": once, "--polls": polls})
+    with Tracker(cli.db, create=False) as tracker:
+        source = LocalRunStatusSource(tracker, stale_after_s=stale_after)
+        monitor = RecoveryMonitor(tracker, [source], interval_s=interval,
+                                  **recovery.for_tracker(tracker))
+        monitor.run(max_polls=1 if once else polls, report=_reporter(cli))
+    return 0
 
-        def report(actions: list[MonitorAction], errors: list[PollError]) -> None:
-            for action in actions:
-                if wants_json(args):
-                    print_json(action_json(action))
-                else:
-                    console.print(action_text(action))
-            for error in errors:
-                if wants_json(args):
-                    print_json({"poll_error": error})
-                else:
-                    console.print(Text(f"poll of {error.source} failed: {error.error_type}: "
+
+def _reporter(cli: Invocation) -> Callable[[list[MonitorAction], list[PollFailure]], None]:
+    """Print each poll's actions and errors, as JSON lines with ``--json``."""
+    def report(actions: list[MonitorAction], errors: list[PollFailure]) -> None:
+        for action in actions:
+            if cli.json:
+                print_json(action_json(action))
+            else:
+                cli.console.print(action_text(action))
+        for error in errors:
+            if cli.json:
+                print_json({"poll_error": error})
+            else:
+                cli.console.print(Text(f"poll of {error.source} failed: {error.error_type}: "
                                        f"{error.message}", style="red"))
 
-        monitor.run(max_polls=args.polls, report=report)
-    return 0
+    return report
 
 
 # -- the resume command --------------------------------------------------------------------------
