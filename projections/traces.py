@@ -15,8 +15,9 @@ from uuid import UUID, uuid5
 from sqlalchemy import Connection, bindparam, select, update
 
 from lineage.application.job_status import job_status
+from lineage.codec.steps import DecodedStep as StepRow
 from lineage.domain import Run
-from lineage.projections.decoding import Dispatching, Item, StepRow, dumps, loads
+from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.tables import spans, traces
 from lineage.timestamps import iso
 
