@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from eventsourcing.persistence import Mapper, Notification
 
 from lineage.codec.jsontext import strict_dumps
-from lineage.codec.steps import STEP_TOPIC, StepCodec
+from lineage.codec.steps import STEP_TOPIC, StepCodec, decode_step
 
 
 class Item(NamedTuple):
@@ -28,14 +28,20 @@ class Item(NamedTuple):
 
 def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:
     steps = StepCodec(mapper)
+    fast = decode_step if steps.plain else _none  # hoisted: the codec's fast path, inline
     items = []
     for note in notifications:
         if note.topic == STEP_TOPIC:
-            items.append(Item(note.id, "StepRecorded", steps.decode(note, note.id)))
+            step = fast(note.state, note.originator_version, note.id) or steps.decode(note, note.id)
+            items.append(Item(note.id, "StepRecorded", step))
         else:
             event = mapper.to_domain_event(note)
             items.append(Item(note.id, type(event).__qualname__, event))
     return items
+
+
+def _none(*args: Any) -> None:
+    return None
 
 
 # Compact, strict JSON for JSON columns, so ``json_extract`` / ``::jsonb`` work on them (NaN
