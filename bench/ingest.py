@@ -86,7 +86,7 @@ def ingest(report: Report, url: str, args: argparse.Namespace, target: float) ->
 
 def sqlite_row_shape(path: str) -> dict[str, Any]:
     """Average stored sizes of our step rows, and a sample of real states."""
-    from lineage.domain.steps import STEP_TOPIC
+    from lineage.codec.steps import STEP_TOPIC
 
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         count, state, topic, stream = conn.execute(
@@ -103,7 +103,7 @@ def postgres_row_shape(url: str, schema: str) -> dict[str, Any]:
     import psycopg
     from psycopg import sql
 
-    from lineage.domain.steps import STEP_TOPIC
+    from lineage.codec.steps import STEP_TOPIC
 
     with psycopg.connect(libpq_url(url)) as conn:
         count, state, topic = conn.execute(
@@ -180,7 +180,7 @@ def postgres_baseline(url: str, schema: str, shape: dict[str, Any], sample: list
         insert = sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s)").format(table)
         states = sized_states(sample, round(shape["state_bytes"]))
         stream, count = uuid.uuid4(), len(states)
-        from lineage.domain.steps import STEP_TOPIC
+        from lineage.codec.steps import STEP_TOPIC
 
         start = time.perf_counter()
         for first in range(0, steps, BATCH):

@@ -42,7 +42,7 @@ def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, fl
 
 def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) -> None:
     from lineage.application.step_log import random_hex_ids as _random_hex_ids
-    from lineage.domain.steps import encode_step
+    from lineage.codec.steps import encode_step
 
     series = metric_series(10_000)
     tracker = open_tracker(url, args)

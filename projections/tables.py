@@ -25,9 +25,10 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-# Bump when a table changes shape: the runner then drops and rebuilds every read model from the
-# events (they are derived data), instead of failing on an old table.
-SCHEMA_VERSION = 5
+# Bump when a table changes shape or meaning: the runner then drops and rebuilds every read
+# model from the events (they are derived data), instead of failing on an old table.
+# 6: span ids are the trace identity's (lineage.spans.identity), shared with the OTLP export.
+SCHEMA_VERSION = 6
 
 ID = String(36)
 TIME = String(32)

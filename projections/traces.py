@@ -1,8 +1,10 @@
 """Traces and spans in LineageIR form, with job status: one trace per run.
 
-Spans: the run itself, step ranges (every ``STEP_RANGE`` step events of a run roll up into one
-``train steps`` span, so a million-step run has ten thousand step spans, not a million),
-checkpoint saves, evaluations, failures and each recovery attempt.
+Spans: the run itself, step groups (``identity.STEPS_PER_SPAN`` step events of a run roll up
+into one ``train steps`` span, so a million-step run has ten thousand step spans, not a
+million), checkpoint saves, evaluations, failures and each recovery attempt. Their ids, parents
+and grouping are the trace identity's (``lineage.spans.identity``), the OTLP export's too: span
+ids are ``identity.lineage_span_id`` UUIDs, whose last 16 hex digits are the OTLP span id.
 """
 
 from __future__ import annotations
@@ -10,30 +12,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from sqlalchemy import Connection, bindparam, select, update
 
 from lineage.application.job_status import job_status
+from lineage.codec.steps import DecodedStep
 from lineage.domain import Run
-from lineage.projections.decoding import Dispatching, Item, StepRow, dumps, loads
+from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.tables import spans, traces
+from lineage.spans import identity
 from lineage.timestamps import iso
 
-STEP_RANGE = 100
 NO_RECOVERY = {"recovering": False, "attempts": 0, "exhausted": False, "last_error": None}
 
 
 def run_span_id(run_id: str) -> str:
-    return str(uuid5(UUID(run_id), "run"))
+    run = UUID(run_id)
+    return identity.lineage_span_id(run, identity.run_span_id(run))
 
 
-def step_span_id(run_id: str, seq: int) -> str:
-    return str(uuid5(UUID(run_id), f"steps:{(seq - 1) // STEP_RANGE}"))
+def step_span_id(run_id: str, group: int) -> str:
+    """The ``train steps`` span of step group ``group`` (``identity.step_group``)."""
+    run = UUID(run_id)
+    return identity.lineage_span_id(run, identity.step_group_span_id(run, group))
 
 
 def recovery_span_id(run_id: str, attempt: int) -> str:
-    return str(uuid5(UUID(run_id), f"recovery:{attempt}"))
+    run = UUID(run_id)
+    return identity.lineage_span_id(run, identity.recovery_span_id(run, attempt))
+
+
+def event_span_id(run_id: str, kind: str, event_id: UUID) -> str:
+    return identity.lineage_span_id(UUID(run_id), identity.event_span_id(kind, event_id))
 
 
 class TraceProjection(Dispatching):
@@ -44,7 +55,7 @@ class TraceProjection(Dispatching):
         # Steps fold in once per batch, after the run events: run events never touch the step
         # columns, and every run a step names was started by an earlier event. Job status is
         # refreshed again for runs the steps touched, so it ends the same whatever the batching.
-        steps: list[StepRow] = []
+        steps: list[DecodedStep] = []
         touched: set[str] = set()
         for item in items:
             if item.kind == "StepRecorded":
@@ -79,14 +90,16 @@ class TraceProjection(Dispatching):
     def _Run_EvaluationRecorded(self, conn: Connection, position: int, e: Run.EvaluationRecorded) -> None:
         run_id = str(e.originator_id)
         _bump(conn, run_id, evaluations=1)
-        _span(conn, str(e.event_id), run_id, run_span_id(run_id), "evaluation", "evaluate", "ok", e,
+        _span(conn, event_span_id(run_id, identity.EVALUATION, e.event_id), run_id,
+              run_span_id(run_id), "evaluation", "evaluate", "ok", e,
               position, step=e.step, metrics=e.metrics,
               attributes={"dataset": e.dataset, "split": e.split}, finished=True)
 
     def _Run_CheckpointSaved(self, conn: Connection, position: int, e: Run.CheckpointSaved) -> None:
         run_id = str(e.originator_id)
         _bump(conn, run_id, checkpoints=1)
-        _span(conn, str(e.event_id), run_id, run_span_id(run_id), "checkpoint", "save checkpoint",
+        _span(conn, event_span_id(run_id, identity.CHECKPOINT, e.event_id), run_id,
+              run_span_id(run_id), "checkpoint", "save checkpoint",
               "ok", e, position, step=e.step, finished=True,
               attributes={"artifact_id": str(e.artifact_id), "uri": e.uri, "format": e.format,
                           "includes_optimizer": e.includes_optimizer})
@@ -99,7 +112,8 @@ class TraceProjection(Dispatching):
         if e.corrupted:
             values["corrupted"] = True
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
-        _span(conn, str(e.event_id), run_id, run_span_id(run_id), "failure", "detect failure",
+        _span(conn, event_span_id(run_id, identity.FAILURE, e.event_id), run_id,
+              run_span_id(run_id), "failure", "detect failure",
               "error", e, position, step=e.step, finished=True, error=(e.error_type, e.message),
               attributes={"signal": e.signal, "retryable": e.retryable, "corrupted": e.corrupted})
 
@@ -146,7 +160,17 @@ class TraceProjection(Dispatching):
     def _Run_RecoveryExhausted(self, conn: Connection, position: int, e: Run.RecoveryExhausted) -> None:
         run_id = str(e.originator_id)
         _recovery(conn, run_id, recovering=False, exhausted=True)
-        _merge_span(conn, recovery_span_id(run_id, e.attempts), {"exhausted": True})
+        message = f"recovery exhausted after {e.attempts} attempt(s)"
+        span_id = recovery_span_id(run_id, e.attempts)
+        status = conn.execute(select(spans.c.status).where(spans.c.id == span_id)).scalar()
+        if status == "running":  # it closes the open attempt, as in the OTLP export
+            _merge_span(conn, span_id, {"exhausted": True}, status="error",
+                        finished_at=iso(e.occurred_at), error=("recovery_exhausted", message))
+        else:  # no attempt open: a span of its own (lineage.spans.identity)
+            _span(conn, event_span_id(run_id, identity.RECOVERY, e.event_id), run_id,
+                  run_span_id(run_id), "recovery", "recover run", "error", e, position,
+                  finished=True, error=("recovery_exhausted", message),
+                  attributes={"attempt": e.attempts, "exhausted": True})
 
     def _Run_BestCheckpointChanged(self, conn: Connection, position: int,
                                    e: Run.BestCheckpointChanged) -> None:
@@ -188,26 +212,26 @@ class StepRollup:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def apply(self, rows: list[StepRow]) -> list[str]:
+    def apply(self, rows: list[DecodedStep]) -> list[str]:
         """Fold ``rows`` in; returns the runs they touched."""
-        by_run: dict[str, list[StepRow]] = {}
+        by_run: dict[str, list[DecodedStep]] = {}
         for row in rows:
             by_run.setdefault(row.run_id, []).append(row)
-        ranges: dict[str, tuple[str, list[StepRow]]] = {}
+        ranges: dict[str, tuple[str, list[DecodedStep]]] = {}
         counters = []
         for run_id, run_rows in by_run.items():
             last = run_rows[-1]
             counters.append({"run": run_id, "added": len(run_rows), "step": last.step,
                              "metrics": dumps(last.metrics)})
-            for index, group in _by_range(run_rows).items():
-                ranges[step_span_id(run_id, index * STEP_RANGE + 1)] = (run_id, group)
+            for index, group in _by_group(run_rows).items():
+                ranges[step_span_id(run_id, index)] = (run_id, group)
         self.conn.execute(update(traces).where(traces.c.id == bindparam("run")).values(
             steps=traces.c.steps + bindparam("added"), last_step=bindparam("step"),
             last_metrics=bindparam("metrics")), counters)
         self._spans(ranges)
         return list(by_run)
 
-    def _spans(self, ranges: dict[str, tuple[str, list[StepRow]]]) -> None:
+    def _spans(self, ranges: dict[str, tuple[str, list[DecodedStep]]]) -> None:
         existing = {r.id: r for r in self.conn.execute(
             select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.attributes)
             .where(spans.c.id.in_(list(ranges))))}
@@ -237,10 +261,11 @@ class StepRollup:
                 {name: bindparam(name) for name in updates[0] if name != "span_id"}), updates)
 
 
-def _by_range(rows: list[StepRow]) -> dict[int, list[StepRow]]:
-    groups: dict[int, list[StepRow]] = {}
+def _by_group(rows: list[DecodedStep]) -> dict[int, list[DecodedStep]]:
+    groups: dict[int, list[DecodedStep]] = {}
+    group_of = identity.step_group
     for row in rows:
-        groups.setdefault((row.seq - 1) // STEP_RANGE, []).append(row)
+        groups.setdefault(group_of(row.seq), []).append(row)
     return groups
 
 

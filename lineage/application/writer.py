@@ -37,8 +37,8 @@ from eventsourcing.persistence import Mapper
 
 from lineage.application.step_log import StepLog, StepRecord, StoredStep
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
+from lineage.codec.steps import envelope_tail
 from lineage.domain.envelope import Envelope
-from lineage.domain.steps import envelope_tail
 from lineage.errors import ConflictError, LineageError, StoreError, WriterError
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
 

@@ -6,9 +6,9 @@ or one run's streams) and returns, for each, the spans that event completes:
 =============================  ================================================================
 event                          span (parent: the run's ``train run`` span)
 =============================  ================================================================
-``StepRecorded``               ``train step``: from the previous step (or the run's start) to
-                               this step; with ``steps_per_span`` N > 1, one ``train steps``
-                               span per N step-stream versions, when version k*N arrives
+``StepRecorded``               ``train steps``: when a step group's last step-stream version
+                               arrives (``identity.STEPS_PER_SPAN`` steps), from the group's
+                               first step to its last
 ``Run.CheckpointSaved``        ``save checkpoint``, linked to its parent checkpoints' spans
 ``Run.EvaluationRecorded``     ``evaluate``
 ``Run.FailureDetected``        ``detect failure`` (status error, an ``exception`` event)
@@ -17,9 +17,12 @@ event                          span (parent: the run's ``train run`` span)
 ``RecoveryExhausted``
 ``Run.Finished`` (the first)   ``train run`` (the root): from ``Started`` to ``Finished``, with
                                the job spec, inputs, failures as ``exception`` events, links to
-                               the run and checkpoint it resumed from; with N > 1 also the last,
+                               the run and checkpoint it resumed from; and the run's last,
                                partial ``train steps`` span
 =============================  ================================================================
+
+Ids, parents and the step grouping are the trace identity's (``lineage.spans.identity``), the
+same as the read model's LineageIR trace of the same events.
 
 Every span is emitted once, by exactly one event, with its final content: what it needs from
 other events is read back from the store (the run's aggregate stream, a range of the step
@@ -29,22 +32,22 @@ inputs) complete no span. A run that never finishes has no ``train run`` span (i
 point at a parent that never arrives, which trace viewers show as such). A later ``Finished``
 (``failed`` -> ``superseded``) adds nothing: the ``recover run`` span carries the outcome.
 
-Threading: one builder per thread (it caches run starts and checkpoint spans).
+Threading: one builder per thread (it caches which runs exist and checkpoint spans).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from lineage.codec.step_facts import StepFacts, fast_step
-from lineage.domain import Artifact, Run, StepRecorded, ids
+from lineage.codec.steps import STEP_TOPIC, DecodedStep, StepCodec
+from lineage.domain import Artifact, Run, ids
 from lineage.ports import EventStore
+from lineage.spans import identity
 from lineage.spans.model import (
     DEFAULT_LIMITS,
     STATUS_ERROR,
@@ -60,11 +63,9 @@ from lineage.spans.model import (
     make_span,
     ns_of,
     prefixed,
-    span_id_of,
-    trace_id_of,
 )
 
-RUN_SPAN, STEP_SPAN, STEPS_SPAN = "train run", "train step", "train steps"
+RUN_SPAN, STEPS_SPAN = "train run", "train steps"
 CHECKPOINT_SPAN, EVALUATE_SPAN = "save checkpoint", "evaluate"
 FAILURE_SPAN, RECOVERY_SPAN = "detect failure", "recover run"
 _CACHE = 4096
@@ -74,37 +75,31 @@ def topic_of(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-STEP_TOPIC = topic_of(StepRecorded)
 _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhausted)
 
 
-@dataclass(frozen=True, slots=True)
-class RunStart:
-    """What a child span needs of its run: the run span's id and the run's start time."""
-
-    span_id: bytes
-    start_ns: int
-
-
 class SpanBuilder:
-    """Builds span records from stored events; see the module docstring for the mapping."""
+    """Builds span records from stored events; see the module docstring for the mapping.
 
-    def __init__(self, store: EventStore, mapper: Mapper, *, steps_per_span: int = 1,
+    ``steps_per_span`` is transitional: the step grouping is the trace identity's
+    (``identity.STEPS_PER_SPAN``), shared with the read model, so only ``None``, that value or
+    ``1`` (the old default, read as "not set") are accepted; anything else is a ValueError.
+    """
+
+    def __init__(self, store: EventStore, mapper: Mapper, *, steps_per_span: int | None = None,
                  limits: SpanLimits = DEFAULT_LIMITS) -> None:
-        if steps_per_span < 1:
-            raise ValueError(f"steps_per_span must be at least 1, got {steps_per_span}")
+        if steps_per_span not in (None, 1, identity.STEPS_PER_SPAN):
+            raise ValueError(
+                f"steps_per_span can no longer be chosen: step spans group "
+                f"{identity.STEPS_PER_SPAN} steps, as the read model does (got {steps_per_span}; "
+                f"unset LINEAGE_OTLP_STEPS_PER_SPAN)")
         self.store = store
         self.mapper = mapper
-        self.steps_per_span = steps_per_span
         self.limits = limits
-        self._starts: OrderedDict[UUID, RunStart] = OrderedDict()
-        self._checkpoints: OrderedDict[UUID, tuple[UUID, UUID]] = OrderedDict()
-        # Steps are most of the log: read their plain JSON directly when the mapper adds
-        # nothing (no cipher, no compression); see ``fast_step``.
-        self._fast = getattr(mapper, "cipher", None) is None and getattr(
-            mapper, "compressor", None) is None
+        self.steps = StepCodec(mapper)
+        self._started: OrderedDict[UUID, bool] = OrderedDict()
+        self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
         self._page: dict[tuple[UUID, int], StoredEvent] = {}
-        self._decoded: dict[tuple[UUID, int], Any] = {}
         self._handlers = {
             STEP_TOPIC: self._step,
             topic_of(Run.CheckpointSaved): self._checkpoint,
@@ -118,7 +113,6 @@ class SpanBuilder:
         """For each stored event (in log order), the spans it completes (often none)."""
         self._page = {(_uuid(e.originator_id), e.originator_version): e for e in events
                       if e.topic == STEP_TOPIC}
-        self._decoded = {}
         try:
             results = []
             for stored in events:
@@ -126,56 +120,45 @@ class SpanBuilder:
                 results.append(handler(stored) if handler is not None else [])
             return results
         finally:
-            self._page, self._decoded = {}, {}
+            self._page = {}
 
     # -- steps -----------------------------------------------------------------------------------
 
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
         version = stored.originator_version
-        if version % self.steps_per_span:
+        if version % identity.STEPS_PER_SPAN:
             return []
         return [self._step_span(_uuid(stored.originator_id), version)]
 
     def _step_span(self, stream: UUID, last: int) -> SpanRecord:
-        """The span of the step-stream versions in ``last``'s group (``last`` may end a
-        partial group when the run finished)."""
-        first = (last - 1) // self.steps_per_span * self.steps_per_span + 1
-        steps: list[StepFacts] = self._steps(stream, max(first - 1, 1), last)
-        previous = steps.pop(0) if first > 1 else None
-        final = steps[-1]
-        start = self._run_start(final.run_id)
-        began = ns_of(previous.occurred_at) if previous else start.start_ns if start else None
-        pairs: list[tuple[str, Any]] = [("lineage.run.id", str(final.run_id)),
-                                        ("lineage.step", final.step), ("lineage.epoch", final.epoch)]
-        if self.steps_per_span == 1:
-            pairs += [("lineage.tokens", final.tokens)]
-            pairs += prefixed("lineage.metric.", final.metrics)
-            pairs += prefixed("lineage.duration.", final.durations)
-            pairs += prefixed("lineage.resource.", final.resources)
-        else:
-            tokens = [s.tokens for s in steps if s.tokens is not None]
-            pairs += [("lineage.step.first", steps[0].step), ("lineage.step.count", len(steps)),
-                      ("lineage.stream.version.first", first), ("lineage.stream.version.last", last),
-                      ("lineage.tokens", sum(tokens) if tokens else None)]
-            pairs += prefixed("lineage.metric.", final.metrics)
-        return self._span(final.run_id, final.event_id, start, STEP_SPAN if self.steps_per_span == 1
-                          else STEPS_SPAN, began, ns_of(final.occurred_at), pairs)
+        """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
+        when the run finished)."""
+        group = identity.step_group(last)
+        first = identity.step_group_versions(group)[0]
+        steps = self._steps(stream, first, last)
+        head, final = steps[0], steps[-1]
+        run_id = final.run_uuid
+        tokens = [s.tokens for s in steps if s.tokens is not None]
+        numbers = [s.step for s in steps]
+        pairs: list[tuple[str, Any]] = [
+            ("lineage.run.id", final.run_id), ("lineage.step", final.step),
+            ("lineage.epoch", final.epoch), ("lineage.step.first", head.step),
+            ("lineage.step.min", min(numbers)), ("lineage.step.max", max(numbers)),
+            ("lineage.step.count", len(steps)), ("lineage.step.group", group),
+            ("lineage.stream.version.first", first), ("lineage.stream.version.last", last),
+            ("lineage.tokens", sum(tokens) if tokens else None),
+            *prefixed("lineage.metric.", final.metrics)]
+        return self._span(run_id, identity.step_group_span_id(run_id, group), STEPS_SPAN,
+                          ns_of(head.occurred_datetime), ns_of(final.occurred_datetime), pairs)
 
-    def _steps(self, stream: UUID, first: int, last: int) -> list[Any]:
+    def _steps(self, stream: UUID, first: int, last: int) -> list[DecodedStep]:
         """Decoded step events of versions ``first..last``, from the page when it has them."""
-        keys = [(stream, version) for version in range(first, last + 1)]
-        if not all(key in self._page for key in keys):
-            for stored in self.store.read_stream(stream, after=first - 1, limit=last - first + 1):
-                self._page[(stream, stored.originator_version)] = stored
-        return [self._decode(key) for key in keys]
-
-    def _decode(self, key: tuple[UUID, int]) -> Any:
-        event = self._decoded.get(key)
-        if event is None:
-            stored = self._page[key]
-            event = (self._fast and fast_step(stored.state)) or self.mapper.to_domain_event(stored)
-            self._decoded[key] = event
-        return event
+        page = self._page
+        stored = [page.get((stream, version)) for version in range(first, last + 1)]
+        if None in stored:
+            stored = list(self.store.read_stream(stream, after=first - 1, limit=last - first + 1))
+        decode = self.steps.decode
+        return [decode(item) for item in stored]
 
     # -- run events ------------------------------------------------------------------------------
 
@@ -196,14 +179,16 @@ class SpanBuilder:
                 link = self._checkpoint_link(parent, "derived_from")
                 if link is not None:
                     links.append(link)
-        return [self._child(event, CHECKPOINT_SPAN, pairs, links=links)]
+        return [self._child(event, identity.event_span_id(identity.CHECKPOINT, event.event_id),
+                            CHECKPOINT_SPAN, pairs, links=links)]
 
     def _evaluation(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Run.EvaluationRecorded = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
         pairs = [("lineage.run.id", str(event.originator_id)), ("lineage.step", event.step),
                  ("lineage.eval.dataset", event.dataset), ("lineage.eval.split", event.split),
                  *prefixed("lineage.metric.", event.metrics)]
-        return [self._child(event, EVALUATE_SPAN, pairs)]
+        return [self._child(event, identity.event_span_id(identity.EVALUATION, event.event_id),
+                            EVALUATE_SPAN, pairs)]
 
     def _failure(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Run.FailureDetected = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
@@ -211,16 +196,20 @@ class SpanBuilder:
                  ("lineage.step", event.step), ("lineage.failure.signal", event.signal),
                  ("lineage.failure.retryable", event.retryable),
                  ("lineage.failure.corrupted", event.corrupted)]
-        return [self._child(event, FAILURE_SPAN, pairs, events=[self._exception(event)],
+        return [self._child(event, identity.event_span_id(identity.FAILURE, event.event_id),
+                            FAILURE_SPAN, pairs, events=[self._exception(event)],
                             status=STATUS_ERROR, message=event.message or event.error_type)]
 
     def _recovery(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Any = self.mapper.to_domain_event(stored)
         history = self._history(event.originator_id, stored.originator_version)[:-1]
-        attempt = event.attempts if isinstance(event, Run.RecoveryExhausted) else event.attempt
-        closed = any(isinstance(e, Run.RecoveryCompleted | Run.RecoveryFailed)
-                     and e.attempt == attempt for e in history)
+        attempt = _attempt(event)
+        closed = any(isinstance(e, _RECOVERY_ENDS) and _attempt(e) == attempt for e in history)
         started = None if closed else _last(history, Run.RecoveryStarted, attempt)
+        # The attempt's span when this event closes an open attempt; else (an exhaustion
+        # recorded with no attempt open) a span of its own.
+        span_id = (identity.recovery_span_id(event.originator_id, attempt) if started is not None
+                   else identity.event_span_id(identity.RECOVERY, event.event_id))
         selected = _last(history, Run.RecoveryCheckpointSelected, attempt)
         outcome = {Run.RecoveryCompleted: "completed", Run.RecoveryFailed: "failed",
                    Run.RecoveryExhausted: "exhausted"}[type(event)]
@@ -247,7 +236,7 @@ class SpanBuilder:
             pairs.append(("error.type", "recovery_exhausted"))
             status, message = STATUS_ERROR, f"recovery exhausted after {attempt} attempt(s)"
         began = ns_of(started.occurred_at) if started else None
-        return [self._child(event, RECOVERY_SPAN, pairs, events=events,
+        return [self._child(event, span_id, RECOVERY_SPAN, pairs, events=events,
                             links=[link for link in links if link is not None], status=status,
                             message=message, start_ns=began)]
 
@@ -261,7 +250,7 @@ class SpanBuilder:
         last = self.store.read_stream(stream, desc=True, limit=1)
         steps = last[0].originator_version if last else 0
         spans = [self._run_span(history, steps)]
-        if steps % self.steps_per_span:
+        if steps % identity.STEPS_PER_SPAN:
             spans.insert(0, self._step_span(stream, steps))
         return spans
 
@@ -294,7 +283,7 @@ class SpanBuilder:
         links = [] if resumed is None else [
             self._run_link(resumed.previous_run_id, "resumed_from"),
             self._checkpoint_link(resumed.checkpoint_id, "resumed_from_checkpoint")]
-        return self._span(run_id, started.event_id, None, RUN_SPAN, ns_of(started.occurred_at),
+        return self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, ns_of(started.occurred_at),
                           ns_of(finished.occurred_at), pairs, events,
                           [link for link in links if link is not None], status, message)
 
@@ -305,16 +294,14 @@ class SpanBuilder:
         return [self.mapper.to_domain_event(s) for s in self.store.read_stream(run_id)
                 if s.originator_version <= upto]
 
-    def _run_start(self, run_id: UUID) -> RunStart | None:
-        start = self._starts.get(run_id)
-        if start is None:
+    def _run_started(self, run_id: UUID) -> bool:
+        """Whether ``run_id`` names a started run (a link to anything else would dangle)."""
+        started = self._started.get(run_id)
+        if started is None:
             first = self.store.read_stream(run_id, limit=1)
             event: Any = self.mapper.to_domain_event(first[0]) if first else None
-            if not isinstance(event, Run.Started):
-                return None
-            start = _remember(self._starts, run_id,
-                              RunStart(span_id_of(event.event_id), ns_of(event.occurred_at)))
-        return start
+            started = _remember(self._started, run_id, isinstance(event, Run.Started))
+        return started
 
     def _registered(self, artifact_id: UUID) -> Artifact.Registered | None:
         first = self.store.read_stream(artifact_id, limit=1)
@@ -334,18 +321,17 @@ class SpanBuilder:
                          None)
             if saved is None:
                 return None
-            found = _remember(self._checkpoints, artifact_id,
-                              (registered.run_id, saved.event_id))
-        run_id, event_id = found
-        return make_link(trace_id_of(run_id), span_id_of(event_id),
+            found = _remember(self._checkpoints, artifact_id, (registered.run_id, identity.event_span_id(
+                identity.CHECKPOINT, saved.event_id)))
+        run_id, span_id = found
+        return make_link(identity.trace_id(run_id), span_id,
                          [("lineage.link.type", kind), ("lineage.artifact.id", str(artifact_id))],
                          self.limits)
 
     def _run_link(self, run_id: UUID, kind: str) -> SpanLink | None:
-        start = self._run_start(run_id)
-        if start is None:
+        if not self._run_started(run_id):
             return None
-        return make_link(trace_id_of(run_id), start.span_id,
+        return make_link(identity.trace_id(run_id), identity.run_span_id(run_id),
                          [("lineage.link.type", kind), ("lineage.run.id", str(run_id))], self.limits)
 
     # -- assembling ------------------------------------------------------------------------------
@@ -355,28 +341,32 @@ class SpanBuilder:
                           [("exception.type", event.error_type),
                            ("exception.message", event.message)], self.limits)
 
-    def _child(self, event: Any, name: str, pairs: list[tuple[str, Any]], *,
+    def _child(self, event: Any, span_id: bytes, name: str, pairs: list[tuple[str, Any]], *,
                events: Iterable[SpanEvent] = (), links: Iterable[SpanLink] = (),
                status: str = STATUS_UNSET, message: str = "",
                start_ns: int | None = None) -> SpanRecord:
         """A span of the run's trace ending at ``event`` (zero length unless ``start_ns``)."""
-        run_id = event.originator_id
-        return self._span(run_id, event.event_id, self._run_start(run_id), name, start_ns,
+        return self._span(event.originator_id, span_id, name, start_ns,
                           ns_of(event.occurred_at), pairs, list(events), list(links), status,
                           message)
 
-    def _span(self, run_id: UUID, event_id: UUID, parent: RunStart | None, name: str,
-              start_ns: int | None, end_ns: int, pairs: list[tuple[str, Any]],
-              events: list[SpanEvent] | None = None, links: list[SpanLink] | None = None,
-              status: str = STATUS_UNSET, message: str = "") -> SpanRecord:
-        return make_span(trace_id_of(run_id), span_id_of(event_id),
-                         parent.span_id if parent is not None else b"", name,
+    def _span(self, run_id: UUID, span_id: bytes, name: str, start_ns: int | None, end_ns: int,
+              pairs: list[tuple[str, Any]], events: list[SpanEvent] | None = None,
+              links: list[SpanLink] | None = None, status: str = STATUS_UNSET,
+              message: str = "") -> SpanRecord:
+        """A span of ``run_id``'s trace; every span but the run's is a child of the run's."""
+        parent = b"" if name == RUN_SPAN else identity.run_span_id(run_id)
+        return make_span(identity.trace_id(run_id), span_id, parent, name,
                          end_ns if start_ns is None else start_ns, end_ns, pairs, events or [],
                          links or [], status, message, self.limits)
 
 
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
+
+
+def _attempt(event: Any) -> int:
+    return event.attempts if isinstance(event, Run.RecoveryExhausted) else event.attempt
 
 
 def _count(history: list[Any], kind: type) -> int:

@@ -5,10 +5,8 @@ historical times, bounded attributes, events and links. ``lineage.spans.builder`
 stored events; ``lineage.adapters.otlp.encoder`` turns them into OTLP protobuf. Nothing here does
 I/O or imports OpenTelemetry: the records are compared by value in tests.
 
-Ids are pure functions of stored ids, so exporting the same events twice gives the same spans:
-
-- trace id = the run id's 128 bits (every span of a run is in the run's trace);
-- span id = the first 8 bytes of BLAKE2b(event id), never all zero (a zero span id is invalid).
+Ids are pure functions of stored ids (``lineage.spans.identity``, shared with the read model),
+so exporting the same events twice gives the same spans.
 
 Limits follow OpenTelemetry's defaults (128 attributes, events and links per span, 128
 attributes per event and link); string values are cut to ``max_value_length`` characters, and
@@ -17,12 +15,10 @@ what is dropped is counted on the record (``dropped_*``), as the OTLP fields exp
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 AttributeValue = str | bool | int | float
 Attributes = tuple[tuple[str, AttributeValue], ...]
@@ -92,17 +88,6 @@ class SpanRecord:
 
 
 # -- ids and times ---------------------------------------------------------------------------
-
-
-def trace_id_of(run_id: UUID) -> bytes:
-    """The trace id of a run: the run id's 16 bytes (so ``run_id.hex`` finds it in Jaeger)."""
-    return run_id.bytes
-
-
-def span_id_of(event_id: UUID) -> bytes:
-    """8 bytes of BLAKE2b over the event id; an all-zero digest is mapped to ``...01``."""
-    digest = hashlib.blake2b(event_id.bytes, digest_size=8).digest()
-    return digest if any(digest) else b"\x00" * 7 + b"\x01"
 
 
 def ns_of(moment: datetime) -> int:

@@ -9,9 +9,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from lineage.codec.step_facts import StepFacts, fast_step
-from lineage.spans import model as spans_module
-from lineage.spans.builder import STEP_TOPIC, SpanBuilder
+from lineage.codec.steps import STEP_TOPIC, StepCodec
+from lineage.spans import identity
+from lineage.spans.builder import SpanBuilder
 from lineage.spans.model import (
     STATUS_ERROR,
     STATUS_OK,
@@ -20,16 +20,12 @@ from lineage.spans.model import (
     attributes,
     flatten,
     ns_of,
-    span_id_of,
-    trace_id_of,
 )
 from tests.otlp_scenario import START, Scenario, deterministic_tracker, record_scenario
 
 
-def build(tracker: Any, steps_per_span: int = 1, page: int = 1000,
-          limits: SpanLimits | None = None) -> list[SpanRecord]:
-    builder = SpanBuilder(tracker.store, tracker.mapper, steps_per_span=steps_per_span,
-                          **({"limits": limits} if limits else {}))
+def build(tracker: Any, page: int = 1000, limits: SpanLimits | None = None) -> list[SpanRecord]:
+    builder = SpanBuilder(tracker.store, tracker.mapper, **({"limits": limits} if limits else {}))
     out: list[SpanRecord] = []
     start = 1
     while notes := tracker.store.read_log(start, page):
@@ -61,9 +57,14 @@ def at(seconds: int) -> int:
 
 def test_span_ids_are_8_bytes_of_a_hash_of_the_event_id_and_stable() -> None:
     event = UUID("12345678-1234-4234-8234-123456789abc")
-    assert span_id_of(event) == span_id_of(UUID(str(event))) and len(span_id_of(event)) == 8
-    assert span_id_of(event) != span_id_of(uuid4())
-    assert trace_id_of(event) == event.bytes
+    span_id = identity.event_span_id(identity.CHECKPOINT, event)
+    assert span_id == identity.event_span_id(identity.CHECKPOINT, UUID(str(event)))
+    assert len(span_id) == 8 and span_id != identity.event_span_id(identity.CHECKPOINT, uuid4())
+    assert span_id != identity.event_span_id(identity.FAILURE, event)  # kinds never share ids
+    assert identity.run_span_id(event) != identity.step_group_span_id(event, 0)
+    assert identity.step_group_span_id(event, 0) != identity.step_group_span_id(event, 1)
+    assert identity.recovery_span_id(event, 1) != identity.recovery_span_id(event, 2)
+    assert identity.trace_id(event) == event.bytes
 
 
 def test_a_zero_digest_never_becomes_a_zero_span_id(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,8 +75,30 @@ def test_a_zero_digest_never_becomes_a_zero_span_id(monkeypatch: pytest.MonkeyPa
         def digest(self) -> bytes:
             return bytes(8)
 
-    monkeypatch.setattr(spans_module.hashlib, "blake2b", Zero)
-    assert span_id_of(uuid4()) == b"\x00" * 7 + b"\x01"
+    monkeypatch.setattr(identity, "blake2b", Zero)
+    assert identity.run_span_id(uuid4()) == b"\x80" + b"\x00" * 7
+
+
+def test_lineageir_span_ids_are_uuids_that_end_with_the_span_id() -> None:
+    run = UUID("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    span_id = identity.run_span_id(run)
+    text = identity.lineage_span_id(run, span_id)
+    assert UUID(text).version == 8 and UUID(text).variant == "specified in RFC 4122"
+    assert text.startswith("0190a1b2-c3d4-8e5f-") and text.replace("-", "").endswith(span_id.hex())
+    assert identity.otlp_span_id(text) == span_id
+
+
+def test_steps_group_by_stream_version() -> None:
+    assert [identity.step_group(v) for v in (1, 100, 101, 200, 201)] == [0, 0, 1, 1, 2]
+    assert identity.step_group_versions(2) == (201, 300) and identity.STEPS_PER_SPAN == 100
+
+
+def test_the_builder_refuses_another_grouping(make_tracker: Callable[..., Any]) -> None:
+    tracker = make_tracker("memory://", export_otlp=False)
+    with pytest.raises(ValueError, match="LINEAGE_OTLP_STEPS_PER_SPAN"):
+        SpanBuilder(tracker.store, tracker.mapper, steps_per_span=10)
+    for accepted in (None, 1, identity.STEPS_PER_SPAN):  # 1: the settings' old default
+        SpanBuilder(tracker.store, tracker.mapper, steps_per_span=accepted)
 
 
 def test_times_are_exact_nanoseconds() -> None:
@@ -116,7 +139,7 @@ def test_every_span_belongs_to_its_run_trace_under_the_run_span(scenario: tuple[
         if span.name != "train run":
             assert span.parent_span_id == runs[span.trace_id].span_id, span.name
     assert sorted(span.name for span in spans) == sorted(
-        ["train run"] * 2 + ["train step"] * 9 + ["save checkpoint"] * 2
+        ["train run"] * 2 + ["train steps"] * 2 + ["save checkpoint"] * 2
         + ["evaluate", "detect failure", "recover run"])
     assert len({span.span_id for span in spans}) == len(spans)
 
@@ -125,9 +148,9 @@ def test_spans_carry_the_events_own_historical_times(scenario: tuple[Any, Scenar
     tracker, s = scenario
     spans = build(tracker)
     [failed] = named(spans, "train run", s.failed_run)
-    steps = named(spans, "train step", s.failed_run)
-    assert failed.start_ns == at(0) and steps[0].start_ns == at(0)  # started before step 1
-    assert [(x.start_ns, x.end_ns) for x in steps] == [(at(i), at(i + 1)) for i in range(6)]
+    [steps] = named(spans, "train steps", s.failed_run)
+    assert failed.start_ns == at(0)
+    assert (steps.start_ns, steps.end_ns) == (at(1), at(6))  # from the group's first step to its last
     [recover] = named(spans, "recover run")
     assert (recover.start_ns, recover.end_ns) == (at(10), at(13))
     assert failed.end_ns == at(13) and all(x.end_ns < ns_of(datetime.now(UTC)) for x in spans)
@@ -136,9 +159,12 @@ def test_spans_carry_the_events_own_historical_times(scenario: tuple[Any, Scenar
 def test_attributes_name_runs_steps_artifacts_and_metrics(scenario: tuple[Any, Scenario]) -> None:
     tracker, s = scenario
     spans = build(tracker)
-    step = attrs(named(spans, "train step", s.failed_run)[2])
-    assert step == {"lineage.run.id": str(s.failed_run), "lineage.step": 3, "lineage.epoch": 0,
-                    "lineage.tokens": 64, "lineage.metric.loss": 0.333333,
+    step = attrs(named(spans, "train steps", s.failed_run)[0])
+    assert step == {"lineage.run.id": str(s.failed_run), "lineage.step": 6, "lineage.epoch": 0,
+                    "lineage.step.first": 1, "lineage.step.min": 1, "lineage.step.max": 6,
+                    "lineage.step.count": 6, "lineage.step.group": 0,
+                    "lineage.stream.version.first": 1, "lineage.stream.version.last": 6,
+                    "lineage.tokens": 6 * 64, "lineage.metric.loss": 0.166667,
                     "lineage.metric.lr": 1e-4}
     checkpoint = attrs(named(spans, "save checkpoint", s.failed_run)[0])
     assert checkpoint["lineage.artifact.uri"] == "tinker://sft/ckpt-4"
@@ -191,16 +217,22 @@ def test_the_same_events_give_equal_spans_whatever_the_page_size(scenario: tuple
     assert build(tracker) == build(tracker, page=3) == build(tracker, page=1)
 
 
-def test_step_ranges_for_long_runs(scenario: tuple[Any, Scenario]) -> None:
-    tracker, s = scenario
-    spans = build(tracker, steps_per_span=4)
-    ranges = named(spans, "train steps", s.failed_run)
-    assert [(attrs(r)["lineage.step.first"], attrs(r)["lineage.step"], attrs(r)["lineage.step.count"])
-            for r in ranges] == [(1, 4, 4), (5, 6, 2)]  # the partial range when the run ends
-    assert (ranges[0].start_ns, ranges[0].end_ns, ranges[1].start_ns) == (at(0), at(4), at(4))
-    assert [attrs(r)["lineage.step.count"] for r in named(spans, "train steps", s.resumed_run)] == [3]
-    assert build(tracker, steps_per_span=4, page=2) == spans
-    assert not named(spans, "train step")
+def test_long_runs_have_one_span_per_step_group(make_tracker: Callable[..., Any]) -> None:
+    tracker, clock = deterministic_tracker("memory://", make_tracker)
+    with tracker.start_run("long") as run:
+        for step in range(1, 251):
+            clock.advance()
+            run.log_step(step, {"loss": 1.0 / step}, tokens=2)
+        run.tracker.flush()
+        clock.advance()
+    spans = build(tracker)
+    groups = named(spans, "train steps", run.id)
+    assert [(attrs(g)["lineage.step.first"], attrs(g)["lineage.step"], attrs(g)["lineage.step.count"])
+            for g in groups] == [(1, 100, 100), (101, 200, 100), (201, 250, 50)]  # 50: the run ended
+    assert [g.span_id for g in groups] == [identity.step_group_span_id(run.id, n) for n in range(3)]
+    assert (groups[1].start_ns, groups[1].end_ns) == (at(101), at(200))
+    assert attrs(groups[0])["lineage.tokens"] == 200
+    assert build(tracker, page=7) == spans == build(tracker, page=1)
 
 
 def test_a_run_span_is_emitted_once_even_when_a_failed_run_is_later_superseded(
@@ -235,7 +267,7 @@ def test_span_limits_hold_for_huge_runs(make_tracker: Callable[..., Any]) -> Non
     assert len(span.events) == 128 and span.dropped_events == 2
 
 
-def test_the_fast_step_reader_agrees_with_the_library_mapper(make_tracker: Callable[..., Any]) -> None:
+def test_the_step_codec_agrees_with_the_library_mapper(make_tracker: Callable[..., Any]) -> None:
     tracker = make_tracker("memory://", export_otlp=False)
     with tracker.start_run("steps") as run:
         run.log_step(1, {"loss": float("nan"), "lr": float("inf")})
@@ -244,10 +276,8 @@ def test_the_fast_step_reader_agrees_with_the_library_mapper(make_tracker: Calla
         run.log_step(2, {}, occurred_at=1735689600123456789)
     stored = [n for n in tracker.store.read_log(1, 100) if n.topic == STEP_TOPIC]
     assert len(stored) == 3
+    codec = StepCodec(tracker.mapper)
     for item in stored:
-        fast, event = fast_step(item.state), tracker.mapper.to_domain_event(item)
-        assert fast is not None
-        for name in StepFacts._fields:
-            value, expected = getattr(fast, name), getattr(event, name)
-            assert repr(value) == repr(expected), name  # repr: NaN equals itself
-    assert fast_step(b'{"class_version": 2}') is None and fast_step(b"not json") is None
+        assert tracker.mapper.to_stored_event(tracker.mapper.to_domain_event(item)).state == item.state
+        decoded = codec.decode(item, item.id)
+        assert repr(decoded.as_event(item.originator_id)) == repr(tracker.mapper.to_domain_event(item))

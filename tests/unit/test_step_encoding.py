@@ -1,36 +1,143 @@
-"""The step fast path writes exactly what the library's mapper would, and decodes the same."""
+"""The step codec (lineage.codec.steps) against the library's mapper, both ways.
+
+Encoding must give the bytes the library's JSONTranscoder writes; decoding (the fast path and
+the mapper's path) must give equal ``DecodedStep`` tuples, whose domain event equals what
+``mapper.to_domain_event`` gives. The layout the fast path slices is pinned here.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from uuid import uuid4
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import StoredEvent
 
 from lineage.application.step_log import StepRecord
+from lineage.codec.jsontext import strict_dumps
 from lineage.codec.mapper import make_mapper
+from lineage.codec.steps import (
+    STEP_TOPIC,
+    DecodedStep,
+    IsoSeconds,
+    StepCodec,
+    decode_step,
+    encode_numbers,
+    encode_step,
+    envelope_tail,
+    from_event,
+    stored_time,
+)
 from lineage.domain import StepRecorded
-from lineage.domain.steps import STEP_TOPIC, encode_numbers, encode_step, envelope_tail
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, 250000, tzinfo=UTC)
+WHOLE = datetime(2026, 11, 20, 12, 0, 1, tzinfo=UTC)
+HUGE = 12345678901234567890123
+
+METRICS = [
+    {"loss": 0.25, "lr": 1e-4},
+    {"loss": float("nan"), "grad": float("inf"), "neg": float("-inf")},
+    {"perte_é": 0.5, "損失": -1e-300, "emoji 🚀": 3},
+    {"huge": HUGE, "n": 3, "zero": 0.0},
+    {'q"uote': 1.0, 'a},"durations":{"x": 1': 2.0, "back\\slash": 3.0, "NaN": 4.0},
+    {},
+]
 
 
-def test_fast_encoding_decodes_to_the_same_event_as_the_mapper_writes() -> None:
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not strict JSON")
+
+
+def _record(metrics: dict[str, float], occurred: datetime | None, **fields: Any) -> StepRecord:
+    values = {"run_id": uuid4(), "step": 7, "metrics": metrics, "epoch": 1,
+              "durations": {"step_s": 0.5}, "tokens": 2048, "resources": {"gpu_mem": 1.5e9},
+              "occurred_ns": 0, "occurred_at": occurred, "occurred_at_raw": "raw",
+              "event_id": None}
+    values.update(fields)
+    return StepRecord(**values)
+
+
+def _event(record: StepRecord, stream: UUID, event_id: UUID, occurred: datetime,
+           recorded: datetime) -> StepRecorded:
+    return StepRecorded(  # type: ignore[call-arg]
+        originator_id=stream, originator_version=3, timestamp=recorded, run_id=record.run_id,
+        step=record.step, epoch=record.epoch, metrics=record.metrics, durations=record.durations,
+        tokens=record.tokens, resources=record.resources, event_id=event_id, occurred_at=occurred,
+        occurred_at_raw=record.occurred_at_raw, source="src/é", tenant_id="acme",
+        actor="alice")
+
+
+@pytest.mark.parametrize("metrics", METRICS)
+@pytest.mark.parametrize("moment", [NOW, WHOLE])
+@pytest.mark.parametrize("optional", [True, False])
+def test_encoding_is_byte_identical_to_the_library_and_decodes_back(
+        metrics: dict[str, float], moment: datetime, optional: bool) -> None:
     mapper = make_mapper()
-    run_id, stream, event_id = uuid4(), uuid4(), uuid4()
-    metrics = {"loss": 0.25, "nan": float("nan"), "inf": float("inf"), "n": 3, 'q"uote': -1e-300}
-    record = StepRecord(run_id, 7, metrics, 1, {"step_s": 0.5}, 2048, {"gpu_mem": 1.5e9},
-                        0, NOW, "raw", None)
-    state = encode_step(record, event_id.hex, NOW.isoformat(), NOW.isoformat(),
-                        envelope_tail("src", "acme", "alice"))
-    decoded = mapper.to_domain_event(_stored(stream, state))
-    expected = StepRecorded(
-        originator_id=stream, originator_version=1, timestamp=NOW, run_id=run_id, step=7,
-        epoch=1, metrics=metrics, durations={"step_s": 0.5}, tokens=2048,
-        resources={"gpu_mem": 1.5e9}, event_id=event_id, occurred_at=NOW, occurred_at_raw="raw",
-        source="src", tenant_id="acme", actor="alice")
-    assert repr(decoded) == repr(expected)
-    assert json.loads(mapper.to_stored_event(expected).state) is not None
-    assert mapper.transcoder.decode(state) == mapper.transcoder.decode(mapper.to_stored_event(expected).state)
+    extra = {} if optional else {"epoch": None, "durations": None, "tokens": None,
+                                 "resources": None, "occurred_at_raw": None}
+    record = _record(metrics, moment, **extra)
+    stream, event_id = uuid4(), uuid4()
+    state = encode_step(record, event_id.hex, stored_time(moment), stored_time(moment),
+                        envelope_tail("src/é", "acme", "alice"))
+    expected = mapper.to_stored_event(_event(record, stream, event_id, moment, moment))
+    assert state == expected.state and expected.topic == STEP_TOPIC
+
+    stored = StoredEvent(stream, 3, STEP_TOPIC, state)  # type: ignore[arg-type]
+    fast = decode_step(state, 3, position=42)
+    assert fast is not None
+    by_mapper = from_event(mapper.to_domain_event(stored), position=42)  # type: ignore[arg-type]
+    assert repr(fast) == repr(by_mapper)  # repr: NaN equals itself
+    assert repr(fast.as_event(stream)) == repr(mapper.to_domain_event(stored))
+    assert fast.metrics_json == strict_dumps(metrics)
+    json.loads(fast.metrics_json, parse_constant=_no_constant)  # strict JSON for the columns
+    assert fast.occurred_at.endswith("+00:00") and len(fast.occurred_at) == 32
+
+
+def test_the_fast_path_slices_the_stored_metrics_only_when_strict() -> None:
+    record = _record({"loss": 0.25, "lr": 1e-4}, NOW)
+    state = encode_step(record, uuid4().hex, stored_time(NOW), stored_time(NOW),
+                        envelope_tail("s", "t", "a"))
+    assert '"metrics":{"loss":0.25,"lr":0.0001},"durations":' in state.decode()  # the layout
+    decoded = decode_step(state, 1)
+    assert decoded is not None and decoded.metrics_json == '{"loss":0.25,"lr":0.0001}'
+    nan = decode_step(encode_step(_record({"x": float("nan")}, NOW), uuid4().hex,
+                                  stored_time(NOW), stored_time(NOW), envelope_tail("s", "t", "a")), 1)
+    assert nan is not None and nan.metrics_json == '{"x":"NaN"}'
+
+
+def test_events_to_upcast_or_in_another_layout_go_through_the_mapper() -> None:
+    class Upcasting:  # stands in for the mapper: a class_version state never takes the fast path
+        cipher = compressor = None
+
+        def to_domain_event(self, stored: Any) -> Any:
+            return self.event
+
+    record = _record({"loss": 1.0}, NOW)
+    event = _event(record, uuid4(), uuid4(), NOW, NOW)
+    state = make_mapper().to_stored_event(event).state
+    upcast = json.loads(state)
+    upcast["class_version"] = 2
+    raw = json.dumps(upcast).encode()
+    assert decode_step(raw, 3) is None and decode_step(b"not json", 3) is None
+    mapper = Upcasting()
+    mapper.event = event  # type: ignore[attr-defined]
+    codec = StepCodec(mapper)  # type: ignore[arg-type]
+    decoded = codec.decode(StoredEvent(event.originator_id, 3, STEP_TOPIC, raw), 9)  # type: ignore[arg-type]
+    assert isinstance(decoded, DecodedStep) and decoded.position == 9
+    assert repr(decoded.as_event(event.originator_id)) == repr(event)
+    # Another layout (keys reordered by some other writer) still decodes, re-encoding metrics.
+    reordered = json.dumps(dict(reversed(list(json.loads(state).items()))),
+                           separators=(",", ":")).encode()
+    other = decode_step(reordered, 3)
+    assert other is not None and json.loads(other.metrics_json) == {"loss": 1.0}
+
+
+def test_a_mapper_with_a_cipher_always_decodes_through_the_mapper() -> None:
+    mapper = make_mapper()
+    mapper.cipher = object()  # type: ignore[assignment]
+    assert not StepCodec(mapper).plain and StepCodec(make_mapper()).plain
 
 
 def test_numbers_encode_like_json_dumps() -> None:
@@ -38,7 +145,9 @@ def test_numbers_encode_like_json_dumps() -> None:
     assert encode_numbers(values) == json.dumps(values, separators=(",", ":"), ensure_ascii=False)
 
 
-def _stored(stream: object, state: bytes) -> object:
-    from eventsourcing.persistence import StoredEvent
-
-    return StoredEvent(stream, 1, STEP_TOPIC, state)  # type: ignore[arg-type]
+def test_stored_times_are_what_the_library_writes() -> None:
+    iso_ns = IsoSeconds()
+    for moment in (NOW, WHOLE, WHOLE + timedelta(microseconds=1)):
+        ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+        assert iso_ns(ns) == stored_time(moment) == moment.isoformat()
+    assert stored_time(NOW.astimezone(timezone(timedelta(hours=2)))) == NOW.isoformat()

@@ -1,0 +1,103 @@
+"""One trace identity: every span the OTLP export sends is in ``tracker.trace(run)`` (LineageIR
+and nested shapes) with the same id and the same parent (lineage.spans.identity).
+
+The runs are exported to a real OTLP/HTTP receiver on loopback over a socket, from a real store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from lineage.bootstrap import open_positions, otlp_runner, otlp_transport
+from lineage.otlp_config import OtlpSettings
+from lineage.spans import identity
+from tests.otlp_receiver import HttpReceiver
+from tests.otlp_scenario import deterministic_tracker, record_scenario
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    server = HttpReceiver().start()
+    yield server
+    server.stop()
+
+
+def export(url: str, tracker: Any, receiver: HttpReceiver) -> list[Any]:
+    options = OtlpSettings.load({}, endpoint=receiver.endpoint, protocol="http/protobuf")
+    runner = otlp_runner(tracker.store, open_positions(url), options,
+                         otlp_transport(options, retry_for_s=5.0))
+    runner.export_to_head()
+    runner.transport.close()
+    return list(receiver.spans())
+
+
+def lineage_spans(tracker: Any, run: UUID) -> dict[bytes, tuple[bytes, str]]:
+    """span id -> (parent span id, name), from the LineageIR trace; the nested shape agrees."""
+    graph = tracker.trace(run)
+    found = {identity.otlp_span_id(s["id"]): (_parent(s["parent_span_id"]), s["name"])
+             for s in graph["spans"]}
+    nested: dict[bytes, tuple[bytes, str]] = {}
+    stack = list(tracker.trace(run, format="nested")["spans"])
+    while stack:
+        node = stack.pop()
+        nested[identity.otlp_span_id(node["span_id"])] = (_parent(node["parent_id"]), node["name"])
+        stack.extend(node["spans"])
+    assert nested == found
+    return found
+
+
+def _parent(span_id: str | None) -> bytes:
+    return b"" if span_id is None else identity.otlp_span_id(span_id)
+
+
+def test_every_exported_span_is_in_the_lineage_trace_with_its_parent(
+        durable_url: str, make_tracker: Callable[..., Any], receiver: HttpReceiver) -> None:
+    tracker, clock = deterministic_tracker(durable_url, make_tracker)
+    scenario = record_scenario(tracker, clock, steps=230)  # steps 1-230, resumed 5-231
+    received = export(durable_url, tracker, receiver)
+    names = sorted(span.name for span in received)
+    assert names == sorted(["train run"] * 2 + ["train steps"] * 6  # 3 groups a run, 1 partial
+                           + ["save checkpoint"] * 2 + ["evaluate", "detect failure",
+                                                       "recover run"])
+    runs = {scenario.failed_run.bytes: scenario.failed_run,
+            scenario.resumed_run.bytes: scenario.resumed_run}
+    for run_id in runs.values():
+        spans = lineage_spans(tracker, run_id)
+        exported = [s for s in received if s.trace_id == run_id.bytes]
+        assert exported
+        for span in exported:
+            assert span.span_id in spans, span.name
+            assert spans[span.span_id] == (span.parent_span_id, span.name)
+        # The read model has every exported span, and no more for finished runs.
+        assert {s.span_id for s in exported} == set(spans)
+
+
+def test_recoveries_that_fail_then_exhaust_have_the_same_spans(
+        durable_url: str, make_tracker: Callable[..., Any], receiver: HttpReceiver) -> None:
+    tracker, clock = deterministic_tracker(durable_url, make_tracker)
+    with pytest.raises(RuntimeError), tracker.start_run("flaky") as run:
+        for step in range(1, 101):  # exactly one full group: no partial group at the end
+            run.log_step(step, {"loss": 1.0 / step})
+        run.save_checkpoint("s3://b/c1", step=100, checksum="sha256:" + "c" * 64).wait()
+        run.log_eval(100, {"val_loss": 0.5}).wait()
+        raise RuntimeError("backend slow")
+    handle = tracker.run_handle(run.id)
+    handle.begin_recovery().wait()
+    clock.advance()
+    handle.fail_recovery("TimeoutError", "backend slow").wait()
+    clock.advance()
+    handle.exhaust_recovery().wait()  # no attempt open: a span of its own
+    handle.begin_recovery().wait()
+    clock.advance()
+    handle.exhaust_recovery().wait()  # closes the open attempt
+    tracker.flush()
+    received = export(durable_url, tracker, receiver)
+    spans = lineage_spans(tracker, run.id)
+    assert sorted(s.name for s in received) == sorted(
+        ["train run", "train steps", "save checkpoint", "evaluate", "detect failure"]
+        + ["recover run"] * 3)
+    assert {s.span_id: (s.parent_span_id, s.name) for s in received} == spans
