@@ -148,7 +148,7 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
     from lineage.adapters.otlp.runner import OtlpExportRunner
     from lineage.spans.builder import SpanBuilder
 
-    builder = SpanBuilder(store, make_mapper(), steps_per_span=settings.steps_per_span)
+    builder = SpanBuilder(store, make_mapper())
     return OtlpExportRunner(store, positions, builder, OtlpEncoder(settings.service_name),
                             transport, name=name, batch_spans=settings.batch_spans,
                             batch_bytes=settings.batch_bytes, track=track, start=start)

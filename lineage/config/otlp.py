@@ -109,9 +109,6 @@ SETTINGS = (
     Setting("service_name", (("LINEAGE_SERVICE_NAME", str.strip),
                                  ("OTEL_SERVICE_NAME", str.strip)),
                 "lineage", "the service.name resource attribute", str.strip),
-    Setting("steps_per_span", (("LINEAGE_OTLP_STEPS_PER_SPAN", number(int, 1)),), 1,
-                "step-stream versions per step span (1: a span per step; e.g. 100 for very "
-                "long runs)", number(int, 1)),
     Setting("batch_spans", (("LINEAGE_OTLP_BATCH_SPANS", number(int, 1, 100_000)),), 512,
                 "most spans in one export request", number(int, 1, 100_000)),
     Setting("batch_bytes", (("LINEAGE_OTLP_BATCH_BYTES",
@@ -143,7 +140,6 @@ class OtlpSettings:
     headers: dict[str, str]
     timeout_s: float
     service_name: str
-    steps_per_span: int
     batch_spans: int
     batch_bytes: int
     retry_for_s: float

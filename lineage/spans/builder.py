@@ -79,20 +79,12 @@ _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhaust
 
 
 class SpanBuilder:
-    """Builds span records from stored events; see the module docstring for the mapping.
+    """Builds span records from stored events; see the module docstring for the mapping. The
+    step grouping is the trace identity's (``identity.STEPS_PER_SPAN``), shared with the read
+    model, so it is not configurable."""
 
-    ``steps_per_span`` is transitional: the step grouping is the trace identity's
-    (``identity.STEPS_PER_SPAN``), shared with the read model, so only ``None``, that value or
-    ``1`` (the old default, read as "not set") are accepted; anything else is a ValueError.
-    """
-
-    def __init__(self, store: EventStore, mapper: Mapper, *, steps_per_span: int | None = None,
+    def __init__(self, store: EventStore, mapper: Mapper, *,
                  limits: SpanLimits = DEFAULT_LIMITS) -> None:
-        if steps_per_span not in (None, 1, identity.STEPS_PER_SPAN):
-            raise ValueError(
-                f"steps_per_span can no longer be chosen: step spans group "
-                f"{identity.STEPS_PER_SPAN} steps, as the read model does (got {steps_per_span}; "
-                f"unset LINEAGE_OTLP_STEPS_PER_SPAN)")
         self.store = store
         self.mapper = mapper
         self.limits = limits

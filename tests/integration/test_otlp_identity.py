@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from lineage.bootstrap import open_positions, otlp_runner, otlp_transport
-from lineage.otlp_config import OtlpSettings
+from lineage.config.otlp import OtlpSettings
 from lineage.spans import identity
 from tests.otlp_receiver import HttpReceiver
 from tests.otlp_scenario import deterministic_tracker, record_scenario

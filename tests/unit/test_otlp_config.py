@@ -70,9 +70,6 @@ PRECEDENCE = [
     ("service_name", None, _ALL, "ours"),
     ("service_name", None, _without("LINEAGE_SERVICE_NAME"), "std"),
     ("service_name", None, {}, "lineage"),
-    ("steps_per_span", 10, {"LINEAGE_OTLP_STEPS_PER_SPAN": "100"}, 10),
-    ("steps_per_span", None, {"LINEAGE_OTLP_STEPS_PER_SPAN": "100"}, 100),
-    ("steps_per_span", None, {}, 1),
 ]
 
 
@@ -109,7 +106,6 @@ def test_auto_exports_when_an_endpoint_is_configured(export: Any, environ: dict[
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "could not convert"),
     ("LINEAGE_OTLP_EXPORT", "maybe", "auto, on or off"),
     ("LINEAGE_OTLP_BATCH_BYTES", "9999999", "at most"),
-    ("LINEAGE_OTLP_STEPS_PER_SPAN", "0", "at least 1"),
 ])
 def test_malformed_values_fail_at_start_up_naming_the_variable(variable: str, value: str,
                                                                 says: str) -> None:

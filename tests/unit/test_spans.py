@@ -93,14 +93,6 @@ def test_steps_group_by_stream_version() -> None:
     assert identity.step_group_versions(2) == (201, 300) and identity.STEPS_PER_SPAN == 100
 
 
-def test_the_builder_refuses_another_grouping(make_tracker: Callable[..., Any]) -> None:
-    tracker = make_tracker("memory://", export_otlp=False)
-    with pytest.raises(ValueError, match="LINEAGE_OTLP_STEPS_PER_SPAN"):
-        SpanBuilder(tracker.store, tracker.mapper, steps_per_span=10)
-    for accepted in (None, 1, identity.STEPS_PER_SPAN):  # 1: the settings' old default
-        SpanBuilder(tracker.store, tracker.mapper, steps_per_span=accepted)
-
-
 def test_times_are_exact_nanoseconds() -> None:
     moment = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
     assert ns_of(moment) == 1740830400_123456000
@@ -223,7 +215,7 @@ def test_long_runs_have_one_span_per_step_group(make_tracker: Callable[..., Any]
         for step in range(1, 251):
             clock.advance()
             run.log_step(step, {"loss": 1.0 / step}, tokens=2)
-        run.tracker.flush()
+        run.flush()
         clock.advance()
     spans = build(tracker)
     groups = named(spans, "train steps", run.id)
