@@ -216,6 +216,19 @@ class SQLiteEventStore(_RecorderEventStore):
     def location(self) -> str:
         return self.path
 
+    def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
+        # The library's SQLite application recorder numbers notifications by rowid.
+        sql = (f"SELECT originator_version, rowid FROM {self.recorder.events_table_name} "
+               "WHERE originator_id = ?")
+        wanted = None if versions is None else list(versions)
+        found: dict[int, int] = {}
+        with self._translated("read"), self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(wanted):
+                extra = "" if chunk is None else f" AND originator_version IN ({','.join('?' * len(chunk))})"
+                c.execute(sql + extra, [stream_id.hex, *(chunk or [])])
+                found.update((row[0], row[1]) for row in c.fetchall())
+        return found
+
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         hexes = list(event_ids)
         found: set[str] = set()
@@ -238,3 +251,12 @@ class SQLiteEventStore(_RecorderEventStore):
     def close(self) -> None:
         self._wait_idle()
         self.datastore.close()
+
+
+def _chunks(values: list[int] | None, size: int = 500) -> Iterator[list[int] | None]:
+    """``values`` in chunks of at most ``size`` (one None chunk for "all")."""
+    if values is None:
+        yield None
+        return
+    for start in range(0, len(values), size):
+        yield values[start:start + size]

@@ -56,6 +56,12 @@ class MemoryEventStore:
             events = [stream[v] for v in sorted(stream, reverse=desc) if after is None or v > after]
         return events[:limit] if limit is not None else events
 
+    def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
+        wanted = None if versions is None else set(versions)
+        with self._lock:
+            return {n.originator_version: n.id for n in self._log if n.originator_id == stream_id
+                    and (wanted is None or n.originator_version in wanted)}
+
     def read_log(self, start: int, limit: int, topics: Sequence[str] = ()) -> Sequence[Notification]:
         with self._lock:
             selected = [n for n in self._log[max(start - 1, 0):] if not topics or n.topic in topics]

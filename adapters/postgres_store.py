@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -101,6 +102,18 @@ class PostgresEventStore(_RecorderEventStore):
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
+        statement = SQL("SELECT originator_version, notification_id FROM {0}.{1} "
+                        "WHERE originator_id = %s").format(
+            Identifier(self.datastore.schema), Identifier(self.recorder.events_table_name))
+        params: list[Any] = [stream_id]
+        if versions is not None:
+            statement += SQL(" AND originator_version = ANY(%s)")
+            params.append(list(versions))
+        with self._translated("read"), self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, params)
+            return {row["originator_version"]: row["notification_id"] for row in curs.fetchall()}
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         with self._translated("read"), self.datastore.transaction(commit=False) as curs:

@@ -115,6 +115,16 @@ def open_positions(target: Any) -> PositionStore:
     return SqlAlchemyPositionStore(engine_for(target) if isinstance(target, str) else target)
 
 
+def exporter_positions(url: str) -> dict[str, int]:
+    """The tracked positions of the exporters in the database ``url`` names (the read models'
+    own positions, which share the table, left out: ``lineage project status`` shows those)."""
+    from lineage.projections import all_projections
+    from lineage.projections.runner import SCHEMA_KEY
+
+    projections = {projection.name for projection in all_projections()} | {SCHEMA_KEY}
+    return {name: at for name, at in open_positions(url).all().items() if name not in projections}
+
+
 def open_artifact_storage() -> ArtifactStorage:
     """Where retention deletes and recovery checks checkpoint bytes: local ``file://`` files
     (remote uris are only ever marked retired)."""

@@ -59,6 +59,10 @@ class EventStore(Protocol):
                     desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
         """Events of one stream by version (ascending unless ``desc``)."""
 
+    def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
+        """Where events of one stream stand in the log: version -> notification id, for
+        ``versions`` (every version when None; versions not stored are left out)."""
+
     def read_log(self, start: int, limit: int, topics: Sequence[str] = ()) -> Sequence[Notification]:
         """Notifications with id >= ``start`` in order; ids may have gaps."""
 
@@ -157,8 +161,13 @@ class ReadModelsPort(Protocol):
 
     def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]: ...
 
-    def runs(self, *, status: str | None = None, limit: int = 100,
-             offset: int = 0) -> list[dict[str, Any]]: ...
+    def runs(self, *, status: str | None = None, job_status: str | None = None,
+             limit: int = 100, offset: int = 0) -> list[dict[str, Any]]: ...
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """RunNotFoundError when there is no such run."""
+
+    def ids_with_prefix(self, prefix: str, *, kind: str = "any", limit: int = 4) -> list[str]: ...
 
     def artifacts(self, **filters: Any) -> list[dict[str, Any]]: ...
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
 
-from lineage.errors import ArtifactNotFoundError, ValidationError
+from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.lineageir import lineage_graph, nested
+from lineage.projections.run_queries import ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
 from lineage.projections.tables import (
     alias_history,
@@ -70,12 +71,24 @@ class ReadModels:
             graph = lineage_graph(conn, run_id)
         return graph if shape == "lineageir" else nested(graph)
 
-    def runs(self, *, status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        query = select(traces).order_by(traces.c.started_at, traces.c.id)
-        if status is not None:
-            query = query.where(or_(traces.c.job_status == status, traces.c.status == status))
+    def runs(self, *, status: str | None = None, job_status: str | None = None,
+             limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Runs oldest first, with their checkpoints and inputs (``run_queries.run_rows``)."""
         with self._conn() as conn:
-            return [_trace_row(r) for r in conn.execute(_page(query, limit, offset))]
+            rows = conn.execute(_page(runs_query(status, job_status), limit, offset)).all()
+            return run_rows(conn, rows)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        with self._conn() as conn:
+            row = conn.execute(select(traces).where(traces.c.id == run_id)).one_or_none()
+            if row is None:
+                raise RunNotFoundError(run_id)
+            return run_rows(conn, [row])[0]
+
+    def ids_with_prefix(self, prefix: str, *, kind: str = "any", limit: int = 4) -> list[str]:
+        """Ids of runs and/or artifacts starting with ``prefix`` (dashed, lowercase)."""
+        with self._conn() as conn:
+            return ids_with_prefix(conn, prefix, kind, limit)
 
     def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
         with self._conn() as conn:
@@ -124,6 +137,7 @@ class ReadModels:
             if row is None:
                 raise ArtifactNotFoundError(artifact_id)
             found = _artifact_row(row, self._aliases_of(conn, [artifact_id], None).get(artifact_id, []))
+            found["parents"] = _parents_of(conn, [artifact_id]).get(artifact_id, [])
             found["history"] = [dict(r._mapping) for r in conn.execute(
                 select(artifact_history).where(artifact_history.c.artifact_id == artifact_id)
                 .order_by(artifact_history.c.position))]
@@ -344,12 +358,6 @@ def _artifact_row(row: Any, alias_names: list[str]) -> dict[str, Any]:
     data["aliases"] = sorted(alias_names)
     return data
 
-
-def _trace_row(row: Any) -> dict[str, Any]:
-    data = dict(row._mapping)
-    data.update(job=loads(data["job"]), tags=loads(data["tags"]),
-                last_metrics=numbers(data["last_metrics"]), corrupted=bool(data["corrupted"]))
-    return data
 
 
 def _limit(limit: int) -> int:

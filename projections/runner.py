@@ -35,6 +35,7 @@ from lineage.projections.tables import metadata as read_models
 
 BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
+SCHEMA_LOCK_KEY = 0x6C696E66  # advisory lock around creating the read-model tables
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
 
 
@@ -72,10 +73,23 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.lock = lock or ProjectionLock.for_engine(engine)
         self._thread_lock = threading.Lock()
-        positions_metadata.create_all(engine)
+        with self._schema_change() as conn:
+            positions_metadata.create_all(conn)
         self._upgrade_if_needed()
-        for projection in self.projections:
-            projection.tables[0].metadata.create_all(engine, tables=list(projection.tables))
+        with self._schema_change() as conn:
+            for projection in self.projections:
+                projection.tables[0].metadata.create_all(conn, tables=list(projection.tables))
+
+    @contextmanager
+    def _schema_change(self) -> Iterator[Connection]:
+        """A transaction for creating tables that other processes may be creating at the same
+        moment: SQLite takes the write lock first (``BEGIN IMMEDIATE``: no read-then-write
+        upgrade to fail with "database is locked"), PostgreSQL serialises on an advisory lock
+        (concurrent ``CREATE TABLE IF NOT EXISTS`` collide on the catalogue)."""
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            yield conn
 
     def status(self) -> list[Status]:
         head = self.store.max_position()
@@ -167,7 +181,7 @@ class ProjectionRunner:
         if version == SCHEMA_VERSION or not self.lock.acquire():
             return
         try:
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            with self._schema_change() as conn:
                 read_models.drop_all(conn)
                 read_models.create_all(conn)
                 for name in {p.name for p in self.projections} | set(ALL_NAMES):

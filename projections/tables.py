@@ -28,7 +28,7 @@ metadata = MetaData()
 # Bump when a table changes shape or meaning: the runner then drops and rebuilds every read
 # model from the events (they are derived data), instead of failing on an old table.
 # 6: span ids are the trace identity's (lineage.spans.identity), shared with the OTLP export.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 ID = String(36)
 TIME = String(32)
@@ -50,6 +50,9 @@ traces = Table(
     Column("best_checkpoint_id", ID),
     Column("best", Text),  # JSON: metric, mode, value, eval_step, checkpoint_step
     Column("last_heartbeat_at", TIME),
+    Column("last_activity_at", TIME),  # the latest recorded time of any of its events
+    Column("failure_retryable", Boolean, nullable=False),  # the last failure says retry may help
+    Column("resumed_checkpoint_id", ID),  # the checkpoint it resumed from
     Column("started_at", TIME, nullable=False),
     Column("finished_at", TIME),
     Column("start_step", BigInteger, nullable=False),

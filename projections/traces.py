@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, case, or_, select, update
 
 from lineage.application.job_status import job_status
 from lineage.codec.steps import DecodedStep
@@ -57,17 +57,23 @@ class TraceProjection(Dispatching):
         # refreshed again for runs the steps touched, so it ends the same whatever the batching.
         steps: list[DecodedStep] = []
         touched: set[str] = set()
+        activity: dict[str, str] = {}
         for item in items:
             if item.kind == "StepRecorded":
                 steps.append(item.event)
+                _latest(activity, item.event.run_id, item.event.recorded_at)
                 continue
             handler = self.handler(item)
             if handler is not None:
                 handler(conn, item.position, item.event)
-                if item.kind.startswith("Run."):
-                    touched.add(str(item.event.originator_id))
+            if item.kind.startswith("Run."):
+                touched.add(str(item.event.originator_id))
+                _latest(activity, str(item.event.originator_id), iso(item.event.timestamp))
+            elif item.kind == "HeartbeatRecorded":
+                _latest(activity, str(item.event.run_id), iso(item.event.timestamp))
         if steps:
             touched.update(StepRollup(conn).apply(steps))
+        _record_activity(conn, activity)
         _refresh_jobs(conn, touched)
 
     # -- run events ----------------------------------------------------------------------------
@@ -78,7 +84,8 @@ class TraceProjection(Dispatching):
             id=run_id, root_trace_id=run_id, parent_trace_id=None, name=e.name,
             tenant_id=e.tenant_id, status="running", job_status="pending", status_reason=None,
             finished_reason=None, last_failure=None, recovery=dumps(NO_RECOVERY), lost_steps=None,
-            best_checkpoint_id=None, best=None, last_heartbeat_at=None,
+            best_checkpoint_id=None, best=None, last_heartbeat_at=None, last_activity_at=None,
+            failure_retryable=False, resumed_checkpoint_id=None,
             started_at=iso(e.occurred_at), finished_at=None, start_step=e.start_step, steps=0,
             last_step=None, last_metrics="{}", checkpoints=0, evaluations=0, failures=0,
             corrupted=False, superseded_by=None, job=dumps(e.job), tags=dumps(e.tags),
@@ -108,7 +115,7 @@ class TraceProjection(Dispatching):
         run_id = str(e.originator_id)
         _bump(conn, run_id, failures=1)
         values: dict[str, Any] = {"last_failure": f"{e.error_type}: {e.message}" if e.message
-                                  else e.error_type}
+                                  else e.error_type, "failure_retryable": bool(e.retryable)}
         if e.corrupted:
             values["corrupted"] = True
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
@@ -183,7 +190,8 @@ class TraceProjection(Dispatching):
         run_id, previous = str(e.originator_id), str(e.previous_run_id)
         root = conn.execute(select(traces.c.root_trace_id).where(traces.c.id == previous)).scalar()
         conn.execute(update(traces).where(traces.c.id == run_id)
-                     .values(parent_trace_id=previous, root_trace_id=root or previous))
+                     .values(parent_trace_id=previous, root_trace_id=root or previous,
+                             resumed_checkpoint_id=str(e.checkpoint_id)))
         _merge_span(conn, run_span_id(run_id), {"resumed_from": previous,
                                                 "resumed_from_checkpoint": str(e.checkpoint_id),
                                                 "resume_step": e.step,
@@ -301,6 +309,21 @@ def _merge_span(conn: Connection, span_id: str, attributes: dict[str, Any], *,
     if error is not None:
         values.update(error_type=error[0], error_message=error[1])
     conn.execute(update(spans).where(spans.c.id == span_id).values(**values))
+
+
+def _latest(activity: dict[str, str], run_id: str, at: str) -> None:
+    if at > activity.get(run_id, ""):
+        activity[run_id] = at
+
+
+def _record_activity(conn: Connection, activity: dict[str, str]) -> None:
+    """Move each run's ``last_activity_at`` forward (never back: clocks of several writers)."""
+    if activity:
+        current = traces.c.last_activity_at
+        conn.execute(update(traces).where(traces.c.id == bindparam("run")).values(
+            last_activity_at=case((or_(current.is_(None), current < bindparam("at")),
+                                   bindparam("at")), else_=current)),
+            [{"run": run_id, "at": at} for run_id, at in activity.items()])
 
 
 def _bump(conn: Connection, run_id: str, **counters: int) -> None:

@@ -25,29 +25,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from uuid import UUID
 
 from lineage.application.recovery import RecoveryResult
 from lineage.application.views import RunView
-from lineage.domain import ids
 from lineage.ports import RunSignal, RunStatusSource
 from lineage.timestamps import iso
 
 if TYPE_CHECKING:
-    from eventsourcing.persistence import Mapper
 
     from lineage.application.run_handle import RunHandle
-    from lineage.ports import EventStore
 
 
 class WatchedStore(Protocol):
-    """What the local status source reads (``Tracker`` provides it)."""
+    """What the local status source reads (``Tracker`` provides it): the read models."""
 
-    @property
-    def store(self) -> EventStore: ...
-
-    @property
-    def mapper(self) -> Mapper: ...
+    def run(self, run: Any) -> RunView: ...
 
     def runs(self, status: str | None = None) -> list[RunView]: ...
 
@@ -111,7 +103,7 @@ class LocalRunStatusSource:
                              already_recorded=True)
         if view.job_status != "running":
             return None
-        last = self.last_activity(view.id)
+        last = view.last_activity_at
         if last is None or (now - last).total_seconds() <= self.stale_after_s:
             return None
         age = (now - last).total_seconds()
@@ -120,16 +112,9 @@ class LocalRunStatusSource:
                          f"{self.stale_after_s:g}s) and no finish event: the process is gone",
                          retryable=True, step=view.last_step)
 
-    def last_activity(self, run_id: UUID) -> datetime | None:
+    def last_activity(self, run_id: Any) -> datetime | None:
         """When anything was last recorded for the run: a run event, a step, a heartbeat."""
-        latest = None
-        for stream in (run_id, ids.step_stream_id(run_id), ids.heartbeat_stream_id(run_id)):
-            last = self.tracker.store.read_stream(stream, desc=True, limit=1)
-            if last:
-                event: Any = self.tracker.mapper.to_domain_event(last[0])
-                moment: datetime = event.timestamp
-                latest = moment if latest is None else max(latest, moment)
-        return latest
+        return self.tracker.run(run_id).last_activity_at
 
 
 class RecoveryMonitor:

@@ -1,32 +1,137 @@
-"""The Tracker's read-model queries: traces, registry, lineage graph, audit (DESIGN §5).
+"""The Tracker's queries (DESIGN §5): one read path, the read models.
 
 The read models (``lineage.projections``, on the store's own database) are pushed in by the
-composition root as ``views``; these methods flush the writer, let the projections catch up to
-the head, then ask them. Results are
-plain dicts and lists, ready for JSON.
+composition root as ``views``. Every query flushes the writer, lets the projections catch up to
+the head, then asks them: runs, a run, artifacts, an artifact, id prefixes, traces, lineage,
+audit, metric history. Their cost does not grow with the number of steps.
+
+Two accessors return the stored events themselves rather than a read model: ``steps`` (a range
+of one run's step stream, by its index) and ``run_events`` (the run's own stream, with its steps
+interleaved in log order). They read single streams by index, never the whole log, and never
+replay an aggregate: replay happens only on the writer thread, to apply a command.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import heapq
+import re
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import Mapper
+
 from lineage.application.commands import id_of
-from lineage.application.views import ArtifactView
-from lineage.ports import ReadModelsPort
+from lineage.application.job_status import JOB_STATUSES
+from lineage.application.views import ArtifactView, RunView, artifact_view, run_view
+from lineage.domain import StepRecorded, ids
+from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
+from lineage.ports import EventStore, ReadModelsPort
+
+PAGE = 1000
+ID_KINDS = ("run", "artifact", "checkpoint", "any")
+_ID_PREFIX = re.compile(r"^[0-9a-f-]+$")
 
 
 class ReadAPI:
     views: ReadModelsPort
+    store: EventStore
+    mapper: Mapper
 
     def flush(self, timeout: float | None = None) -> None:
         raise NotImplementedError
 
-    def trace(self, run: Any, *, format: str = "lineageir") -> dict[str, Any]:
-        """The run's LineageIR graph (``format="nested"`` for the seed's nested shape)."""
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run(self, run: Any) -> RunView:
+        """One run; RunNotFoundError when the store has none with that id."""
+        run_id = id_of(run, "run")
         self.flush()
-        return dict(self.views.trace(str(id_of(run, "run")), shape=format))
+        return run_view(self.views.run(str(run_id)))
+
+    def runs(self, status: str | None = None) -> list[RunView]:
+        """Every run, oldest first; with ``status``, only runs with that job status (pending,
+        running, completed, failed, corrupted, superseded, cancelled: see
+        lineage.application.job_status)."""
+        if status is not None and status not in JOB_STATUSES:
+            raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}; "
+                                            f"got {status!r}", status)
+        self.flush()
+        found: list[RunView] = []
+        while True:
+            page = self.views.runs(job_status=status, limit=PAGE, offset=len(found))
+            found += [run_view(row) for row in page]
+            if len(page) < PAGE:
+                return found
+
+    def resolve(self, text: str, kind: str = "run") -> UUID:
+        """The id ``text`` names: a full id, or the one ``kind`` (run, artifact, checkpoint or
+        any) whose id starts with it. NotFoundError when none does; ValidationError when
+        ``text`` is not hex or matches several."""
+        if kind not in ID_KINDS:
+            raise ValidationError("kind", f"must be one of {', '.join(ID_KINDS)}", kind)
+        given = text.strip().lower()
+        try:
+            return UUID(given)
+        except ValueError:
+            pass
+        label = "artifact" if kind == "any" else kind
+        if not _ID_PREFIX.match(given):
+            raise ValidationError(label, f"{text!r} is not a {label} id or a prefix of one", text)
+        self.flush()
+        matches = self.views.ids_with_prefix(_dashed(given.replace("-", "")), kind=kind, limit=4)
+        if not matches:
+            raise RunNotFoundError(text) if kind == "run" else ArtifactNotFoundError(text)
+        if len(matches) > 1:
+            listed = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
+            raise ValidationError(label, f"id prefix {text!r} matches more than one {label} "
+                                         f"({listed}); give more characters", text)
+        return UUID(matches[0])
+
+    def steps(self, run: Any, *, after: int = 0, limit: int | None = None,
+              last: bool = False) -> list[StepRecorded]:
+        """Step events of a run in the order logged (``after`` is a stream position); with
+        ``last``, the final ``limit`` steps (still in logged order)."""
+        stream = ids.step_stream_id(id_of(run, "run"))
+        stored = self.store.read_stream(stream, after=after or None, limit=limit, desc=last)
+        events = [self.mapper.to_domain_event(s) for s in stored]
+        return events[::-1] if last else events  # type: ignore[return-value]
+
+    def run_events(self, run: Any, *, steps: bool = True) -> list[Any]:
+        """The run's own events and (when ``steps``) its step events, in log order."""
+        return [event for _, event in self.run_history(run, steps=None if steps else 0)]
+
+    def run_history(self, run: Any, *, steps: int | None = None) -> list[tuple[int, Any]]:
+        """(log position, event) pairs of the run's own events and of its first and last
+        ``steps`` step events (all of them when None), in log order. Reads the run's stream and
+        the two ends of its step stream: the cost does not grow with the number of steps."""
+        run_id = id_of(run, "run")
+        own = list(self.store.read_stream(run_id))
+        if not own:
+            raise RunNotFoundError(run_id)
+        stream = ids.step_stream_id(run_id)
+        if steps is None:
+            chosen = list(self.store.read_stream(stream))
+        elif steps == 0:
+            chosen = []
+        else:
+            head = list(self.store.read_stream(stream, limit=steps))
+            tail = list(self.store.read_stream(stream, desc=True, limit=steps))[::-1]
+            after = head[-1].originator_version if head else 0
+            chosen = head + [e for e in tail if e.originator_version > after]
+        return list(heapq.merge(self._placed(run_id, own), self._placed(stream, chosen),
+                                key=lambda pair: pair[0]))
+
+    def _placed(self, stream: UUID, stored: list[Any]) -> list[tuple[int, Any]]:
+        where = self.store.positions(stream, [e.originator_version for e in stored])
+        return [(where[e.originator_version], self.mapper.to_domain_event(e)) for e in stored]
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def artifact(self, artifact: Any) -> ArtifactView:
+        """One registry entry, with its aliases, pins, deletion and verification."""
+        artifact_id = id_of(artifact, "artifact")
+        self.flush()
+        return artifact_view(self.views.artifact(str(artifact_id)))
 
     def artifacts(self, *, type: str | None = None, run: Any = None, alias: str | None = None,
                   checksum: str | None = None, since: Any = None, until: Any = None,
@@ -39,7 +144,14 @@ class ReadAPI:
         rows = self.views.artifacts(type=type, run=run_id, alias=alias, checksum=checksum,
                                     since=since, until=until, as_of=as_of, status=status,
                                     limit=limit, offset=offset)
-        return [_artifact_view(row) for row in rows]
+        return [artifact_view(row) for row in rows]
+
+    # -- traces, lineage, audit ----------------------------------------------------------------
+
+    def trace(self, run: Any, *, format: str = "lineageir") -> dict[str, Any]:
+        """The run's LineageIR graph (``format="nested"`` for the seed's nested shape)."""
+        self.flush()
+        return dict(self.views.trace(str(id_of(run, "run")), shape=format))
 
     def lineage(self, node: Any, *, direction: str = "up", depth: int = 20) -> dict[str, Any]:
         """Ancestors / descendants of an artifact or run (one recursive SQL query per walk)."""
@@ -65,12 +177,12 @@ class ReadAPI:
         return list(self.views.metric_history(str(id_of(run, "run")), name))
 
 
-def _artifact_view(row: dict[str, Any]) -> ArtifactView:
-    return ArtifactView(
-        id=UUID(row["id"]), type=row["type"], uri=row["uri"], name=row["name"], size=row["size"],
-        checksum_algorithm=row["checksum_algorithm"], checksum=row["checksum"],
-        format=row["format"], run_id=UUID(row["run_id"]) if row["run_id"] else None,
-        step=row["step"], parents=[UUID(p) for p in row["parents"]], status=row["status"],
-        registered_at=datetime.fromisoformat(row["registered_at"]), metadata=row["metadata"],
-        includes_optimizer=row["includes_optimizer"], aliases=row["aliases"],
-    )
+def _dashed(bare: str) -> str:
+    """A prefix of 32 hex digits, with the dashes of the UUID text form where they fall."""
+    cuts = [cut for cut in (8, 12, 16, 20) if cut < len(bare)]
+    parts, start = [], 0
+    for cut in cuts:
+        parts.append(bare[start:cut])
+        start = cut
+    parts.append(bare[start:])
+    return "-".join(parts)

@@ -32,7 +32,6 @@ from lineage.application.recovery import RecoveryExecutor, RecoveryResult, Resum
 from lineage.application.retention import RetentionWorker
 from lineage.application.run_handle import RunHandle
 from lineage.application.unit_of_work import UnitOfWork
-from lineage.application.views import Queries
 from lineage.application.writer import Writer
 from lineage.config import Settings
 from lineage.domain import Run, ids
@@ -59,7 +58,7 @@ class TrackerParts(NamedTuple):
     exporter: BackgroundExport | None
 
 
-class TrackerService(ReadAPI, Queries):
+class TrackerService(ReadAPI):
     """Records runs, steps and artifacts, and answers questions about them, with the parts it
     is given (the public ``lineage.Tracker`` builds them from a URL or an injected store).
 

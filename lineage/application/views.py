@@ -1,28 +1,15 @@
-"""Questions answered straight from the event store (until the read models answer them).
+"""What queries hand back: ``RunView`` and ``ArtifactView``, built from read-model rows.
 
-These replay aggregates and read the ends of step streams; they never scan a run's steps except
-when asked to list them. ``Tracker`` inherits them; the CLI formats what they return.
+Plain frozen dataclasses; ``run_view`` and ``artifact_view`` turn the rows of
+``lineage.projections`` (dicts of strings and numbers) into them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
-
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper
-
-from lineage.application.commands import id_of
-from lineage.application.job_status import JOB_STATUSES, job_status
-from lineage.domain import Artifact, Run, StepRecorded, ids
-from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
-from lineage.ports import EventStore
-
-RUN_STARTED = f"{Run.Started.__module__}:{Run.Started.__qualname__}"
-PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +50,7 @@ class RunView:
     best_value: float | None = None
     resumed_checkpoint: UUID | None = None
     lost_steps: LostSteps | None = None
+    last_activity_at: datetime | None = None  # the latest recorded time of any of its events
 
 
 @dataclass(frozen=True)
@@ -82,97 +70,56 @@ class ArtifactView:
     registered_at: datetime
     metadata: dict[str, Any]
     includes_optimizer: bool | None
-    aliases: list[str] = field(default_factory=list)  # from the read models; [] when replayed
-    pins: dict[str, str] = field(default_factory=dict)  # why retention keeps it (replay only)
-    deletion: str | None = None  # outcome of deleting a retired artifact's bytes (replay only)
+    aliases: list[str] = field(default_factory=list)
+    pins: dict[str, str] = field(default_factory=dict)  # why retention keeps it
+    deletion: str | None = None  # outcome of deleting a retired artifact's bytes
     last_verified_ok: bool | None = None
 
 
-class Queries:
-    store: EventStore
-    mapper: Mapper
+def run_view(row: dict[str, Any]) -> RunView:
+    """A run's read-model row (``ReadModels.run``) as a RunView."""
+    recovery, best, lost = row["recovery"] or {}, row["best"] or {}, row["lost_steps"]
+    return RunView(
+        id=UUID(row["id"]), name=row["name"], status=row["status"], job=row["job"],
+        tags=row["tags"], started_at=_time(row["started_at"]),
+        finished_at=_maybe_time(row["finished_at"]), start_step=row["start_step"],
+        steps=row["steps"], last_step=row["last_step"], last_metrics=row["last_metrics"],
+        checkpoints=[(UUID(a), step) for a, step in row["checkpoint_list"]],
+        evaluations=row["evaluations"], failures=row["failures"], corrupted=row["corrupted"],
+        resumed_from=_maybe_id(row["parent_trace_id"]),
+        superseded_by=_maybe_id(row["superseded_by"]),
+        inputs=[UUID(a) for a in row["inputs"]], job_status=row["job_status"],
+        status_reason=row["status_reason"], failure_retryable=row["failure_retryable"],
+        recovering=bool(recovery.get("recovering")),
+        recovery_attempts=int(recovery.get("attempts") or 0),
+        best_checkpoint=_maybe_id(row["best_checkpoint_id"]), best_value=best.get("value"),
+        resumed_checkpoint=_maybe_id(row["resumed_checkpoint_id"]),
+        lost_steps=None if lost is None else LostSteps(lost["from_step"], lost["to_step"],
+                                                       lost["count"]),
+        last_activity_at=_maybe_time(row["last_activity_at"]),
+    )
 
-    def run(self, run: Any) -> RunView:
-        run_id = id_of(run, "run")
-        aggregate = self._replay(run_id)
-        if not isinstance(aggregate, Run):
-            raise RunNotFoundError(run_id)
-        last = self.store.read_stream(ids.step_stream_id(run_id), desc=True, limit=1)
-        step: StepRecorded | None = self.mapper.to_domain_event(last[0]) if last else None  # type: ignore[assignment]
-        count = last[0].originator_version if last else 0
-        status, reason = job_status(aggregate, count)
-        return RunView(
-            id=run_id, name=aggregate.name, status=aggregate.status, job=aggregate.job,
-            tags=aggregate.tags, started_at=aggregate.started_at,
-            finished_at=aggregate.finished_at, start_step=aggregate.start_step,
-            steps=count,
-            last_step=step.step if step else None, last_metrics=step.metrics if step else {},
-            checkpoints=list(aggregate.checkpoints), evaluations=aggregate.evaluations,
-            failures=aggregate.failures, corrupted=aggregate.corrupted,
-            resumed_from=aggregate.resumed_from, superseded_by=aggregate.superseded_by,
-            inputs=list(aggregate.inputs), job_status=status, status_reason=reason,
-            failure_retryable=aggregate.failure_retryable,
-            recovering=aggregate.recovering, recovery_attempts=aggregate.recovery_attempts,
-            best_checkpoint=aggregate.best_checkpoint, best_value=aggregate.best_value,
-            resumed_checkpoint=aggregate.resumed_checkpoint,
-            lost_steps=None if aggregate.lost_steps is None else LostSteps(*aggregate.lost_steps),
-        )
 
-    def runs(self, status: str | None = None) -> list[RunView]:
-        """Every run, oldest first; with ``status``, only runs with that job status (pending,
-        running, completed, failed, corrupted, superseded, cancelled: see lineage.application.job_status)."""
-        if status is not None and status not in JOB_STATUSES:
-            raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}; "
-                                            f"got {status!r}", status)
-        views = [self.run(n.originator_id) for n in self._log([RUN_STARTED])]
-        return [v for v in views if status is None or v.job_status == status]
+def artifact_view(row: dict[str, Any]) -> ArtifactView:
+    """A registry row (``ReadModels.artifact(s)``) as an ArtifactView."""
+    return ArtifactView(
+        id=UUID(row["id"]), type=row["type"], uri=row["uri"], name=row["name"], size=row["size"],
+        checksum_algorithm=row["checksum_algorithm"], checksum=row["checksum"],
+        format=row["format"], run_id=_maybe_id(row["run_id"]), step=row["step"],
+        parents=[UUID(p) for p in row["parents"]], status=row["status"],
+        registered_at=_time(row["registered_at"]), metadata=row["metadata"],
+        includes_optimizer=row["includes_optimizer"], aliases=row["aliases"],
+        pins=dict(row["pins"]), deletion=row["deletion"], last_verified_ok=row["verified"],
+    )
 
-    def run_events(self, run: Any, *, steps: bool = True) -> list[Any]:
-        """The run's aggregate events and (when ``steps``) its step events, in commit order."""
-        run_id = id_of(run, "run")
-        self.run(run_id)
-        if not steps:
-            return [self.mapper.to_domain_event(s) for s in self.store.read_stream(run_id)]
-        # Interleaving with steps needs the global order: one pass over the log.
-        wanted = {run_id, ids.step_stream_id(run_id)}
-        return [self.mapper.to_domain_event(n) for n in self._log() if n.originator_id in wanted]
 
-    def steps(self, run: Any, *, after: int = 0, limit: int | None = None,
-              last: bool = False) -> list[StepRecorded]:
-        """Step events of a run in the order logged (``after`` is a stream position); with
-        ``last``, the final ``limit`` steps (still in logged order)."""
-        stream = ids.step_stream_id(id_of(run, "run"))
-        stored = self.store.read_stream(stream, after=after or None, limit=limit, desc=last)
-        events = [self.mapper.to_domain_event(s) for s in stored]
-        return events[::-1] if last else events  # type: ignore[return-value]
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
-    def artifact(self, artifact: Any) -> ArtifactView:
-        artifact_id = id_of(artifact, "artifact")
-        aggregate = self._replay(artifact_id)
-        if not isinstance(aggregate, Artifact):
-            raise ArtifactNotFoundError(artifact_id)
-        return ArtifactView(
-            id=artifact_id, type=aggregate.type, uri=aggregate.uri, name=aggregate.name,
-            size=aggregate.size, checksum_algorithm=aggregate.checksum_algorithm,
-            checksum=aggregate.checksum, format=aggregate.format, run_id=aggregate.run_id,
-            step=aggregate.step, parents=list(aggregate.parents), status=aggregate.status,
-            registered_at=aggregate.created_on, metadata=aggregate.metadata,
-            includes_optimizer=aggregate.includes_optimizer, pins=dict(aggregate.pins),
-            deletion=aggregate.deletion, last_verified_ok=aggregate.last_verified_ok,
-        )
 
-    def _replay(self, aggregate_id: UUID) -> Aggregate | None:
-        aggregate: Any = None
-        for stored in self.store.read_stream(aggregate_id):
-            event: Any = self.mapper.to_domain_event(stored)
-            aggregate = event.mutate(aggregate)
-        return cast(Aggregate | None, aggregate)
+def _maybe_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
-    def _log(self, topics: list[str] | None = None) -> Iterator[Any]:
-        start = 1
-        while True:
-            page = self.store.read_log(start, PAGE, topics or ())
-            yield from page
-            if len(page) < PAGE:
-                return
-            start = page[-1].id + 1
+
+def _maybe_id(text: str | None) -> UUID | None:
+    return None if text is None else UUID(text)

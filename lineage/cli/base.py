@@ -18,24 +18,21 @@ from __future__ import annotations
 import functools
 import math
 import os
-import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import click
 from rich.console import Console
 
 from lineage.cli import format as fmt
-from lineage.errors import ArtifactNotFoundError, LineageError, RunNotFoundError, ValidationError
+from lineage.errors import LineageError
 
 PROG = "lineage"
 PIPE_WIDTH = 200  # when stdout is not a terminal (and COLUMNS is unset): don't fold tables
 HELP_OPTIONS = ["-h", "--help"]
 _DB, _JSON = "lineage.db", "lineage.json"  # keys in click's Context.meta
-_ID_PREFIX = re.compile(r"^[0-9a-f-]+$")
 
 Handler = Callable[..., int]
 
@@ -187,29 +184,6 @@ def entrypoint(handler: Handler) -> Callable[..., int]:
 
 # -- helpers for handlers ------------------------------------------------------------------------
 
-
-def resolve(text: str, candidates: Callable[[], Iterable[UUID]], kind: str) -> UUID:
-    """A full id as given, else the one candidate whose id starts with ``text``.
-
-    Raises RunNotFoundError / ArtifactNotFoundError when none matches, ValidationError when
-    ``text`` is not hex or matches several.
-    """
-    given = text.strip().lower()
-    try:
-        return UUID(given)
-    except ValueError:
-        pass
-    if not _ID_PREFIX.match(given):
-        raise ValidationError(kind, f"{text!r} is not a {kind} id or a prefix of one", text)
-    bare = given.replace("-", "")
-    matches = [c for c in candidates() if str(c).startswith(given) or c.hex.startswith(bare)]
-    if not matches:
-        raise RunNotFoundError(text) if kind == "run" else ArtifactNotFoundError(text)
-    if len(matches) > 1:
-        listed = ", ".join(str(m) for m in matches[:3]) + (", ..." if len(matches) > 3 else "")
-        raise ValidationError(kind, f"id prefix {text!r} matches {len(matches)} {kind}s "
-                                    f"({listed}); give more characters", text)
-    return matches[0]
 
 
 def make_console() -> Console:

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lineage.application.views import RUN_STARTED
-from lineage.bootstrap import open_otlp_exporter, open_positions, open_store
-from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json, resolve
+from lineage.api import Tracker
+from lineage.bootstrap import exporter_positions, open_otlp_exporter, open_store
+from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json
 from lineage.config import Settings
 from lineage.config.otlp import GRPC, HTTP_PROTOBUF, OtlpSettings
 from lineage.errors import CollectorUnavailableError, ValidationError
@@ -74,7 +74,8 @@ def _otlp(cli: Invocation, from_start: bool, run: str | None, follow: bool, dry_
     quiet = dry_run or cli.json
     try:
         if run:
-            run_id = resolve(run, lambda: _run_ids(runner.store), "run")
+            with Tracker(_database(cli), create=False) as tracker:
+                run_id = tracker.resolve(run, "run")
             runner.export_run(run_id)
         else:
             _backfill(runner, cli.console, quiet)
@@ -153,7 +154,7 @@ def _show_status(cli: Invocation) -> int:
     store = open_store(url, create=False)
     try:
         head = store.max_position()
-        positions = open_positions(url).all()
+        positions = exporter_positions(url)
     finally:
         store.close()
     rows = [{"name": name, "position": at, "head": head, "lag": max(head - at, 0)}
@@ -168,18 +169,6 @@ def _show_status(cli: Invocation) -> int:
         table.add_row(*(str(row[key]) for key in ("name", "position", "head", "lag")))
     cli.console.print(table if rows else f"nothing exported yet (head {head})")
     return 0
-
-
-def _run_ids(store: Any) -> list[Any]:
-    """Every run id, from the log's Run.Started notifications."""
-    found: list[Any] = []
-    start = 1
-    while True:
-        page = store.read_log(start, 1000, [RUN_STARTED])
-        found.extend(note.originator_id for note in page)
-        if len(page) < 1000:
-            return found
-        start = page[-1].id + 1
 
 
 _export.add_command(_otlp)

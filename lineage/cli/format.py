@@ -112,27 +112,24 @@ class Elided:
     last_step: int
 
 
-def select_events(events: list[Any], keep: int) -> tuple[list[tuple[int, Any]], int, Elided | None]:
-    """Every run event, and only the first and last ``keep`` step events.
-
-    Returns the (position, event) pairs to show, in order, positions 1-based in the run's full
-    history, with one ``Elided`` where the left-out step events begin; the number of step
-    events; the ``Elided`` (None when nothing was left out).
-    """
-    total = sum(1 for event in events if event_name(event) == STEP)
+def select_events(history: list[tuple[int, Any]], keep: int,
+                  elided: Elided | None) -> list[tuple[int, Any]]:
+    """``history`` (log position, event) pairs of every run event and the first and last
+    ``keep`` step events (``Tracker.run_history``), with ``elided`` standing where the
+    left-out step events begin."""
+    if elided is None:
+        return list(history)
     shown: list[tuple[int, Any]] = []
-    left_out = [event for event in events if event_name(event) == STEP][keep:total - keep]
-    elided = Elided(len(left_out), left_out[0].step, left_out[-1].step) if left_out else None
     seen = 0
-    for position, event in enumerate(events, start=1):
+    for position, event in history:
         if event_name(event) == STEP:
             seen += 1
-            if keep < seen <= total - keep:
-                if seen == keep + 1:
-                    shown.append((position, elided))
-                continue
+            if seen == keep + 1:
+                shown.append((position, elided))
         shown.append((position, event))
-    return shown, total, elided
+    if seen <= keep:  # no step shown after the left-out ones (keep 0)
+        shown.append((shown[-1][0] if shown else 0, elided))
+    return shown
 
 
 # -- human output --------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ lineage)"`` turns on shell completion (click's; also ``zsh_source`` and ``fish_s
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
@@ -40,7 +39,6 @@ from lineage.cli.base import (
     group,
     json_option,
     print_json,
-    resolve,
 )
 
 # Modules adding commands: each has ``register(root: click.Group)`` and builds its commands with
@@ -89,10 +87,11 @@ def _runs(cli: Invocation, status: str | None) -> int:
 @json_option
 def _run_show(cli: Invocation, run: str, steps: int) -> int:
     with Tracker(cli.db, create=False) as tracker:
-        run_id = resolve(run, lambda: (view.id for view in tracker.runs()), "run")
+        run_id = tracker.resolve(run, "run")
         view = tracker.run(run_id)
-        events = tracker.run_events(run_id)
-    shown, total, elided = fmt.select_events(events, steps)
+        history = tracker.run_history(run_id, steps=steps)
+        elided = _elided(tracker, run_id, view.steps, steps)
+    shown, total = fmt.select_events(history, steps, elided), view.steps
     if cli.json:
         print_json({"run": fmt.run_json(view), "steps": fmt.steps_json(total, elided),
                      "events": [fmt.event_json(event, position) for position, event in shown
@@ -102,6 +101,15 @@ def _run_show(cli: Invocation, run: str, steps: int) -> int:
     cli.console.print()
     cli.console.print(fmt.events_table(shown, total, elided))
     return 0
+
+
+def _elided(tracker: Tracker, run_id: Any, total: int, keep: int) -> fmt.Elided | None:
+    """The step events ``runs show`` leaves out: those between the first and last ``keep``."""
+    if total <= 2 * keep:
+        return None
+    [first] = tracker.steps(run_id, after=keep, limit=1)
+    [last] = tracker.steps(run_id, after=total - keep - 1, limit=1)
+    return fmt.Elided(total - 2 * keep, first.step, last.step)
 
 
 @group("artifacts", "list registered artifacts; 'artifacts show ID' for one")
@@ -123,7 +131,7 @@ def _artifacts(cli: Invocation, type_: str | None, run: str | None, alias: str |
     with Tracker(cli.db, create=False) as tracker:
         run_id = None
         if run is not None:
-            run_id = resolve(run, lambda: (view.id for view in tracker.runs()), "run")
+            run_id = tracker.resolve(run, "run")
             tracker.run(run_id)  # an unknown run is an error, not an empty list
         views = tracker.artifacts(type=type_, run=run_id, alias=alias, checksum=checksum,
                                   since=since, until=until, as_of=_position_or_time(as_of),
@@ -147,10 +155,7 @@ def _position_or_time(as_of: str | None) -> Any:
 @json_option
 def _artifact_show(cli: Invocation, artifact: str) -> int:
     with Tracker(cli.db, create=False) as tracker:
-        artifact_id = resolve(artifact, lambda: (v.id for v in tracker.artifacts(limit=10_000)),
-                              "artifact")
-        view = tracker.artifact(artifact_id)  # replayed: pins, deletion, verification
-        view = dataclasses.replace(view, aliases=tracker.views.artifact(str(artifact_id))["aliases"])
+        view = tracker.artifact(tracker.resolve(artifact, "artifact"))
     if cli.json:
         print_json(view)
     else:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import click
 from rich.console import Console
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from lineage.api import Tracker
 from lineage.cli import graph as cli_graph
-from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json, resolve
+from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
 
@@ -40,7 +39,7 @@ def register(root: click.Group) -> None:
 def _trace(cli: Invocation, run: str, shape: str) -> int:
     with Tracker(cli.db, create=False) as tracker:
         catch_up(tracker, cli.console)
-        run_id = resolve(run, lambda: (v.id for v in tracker.runs()), "run")
+        run_id = tracker.resolve(run, "run")
         graph = tracker.trace(run_id, format=shape if cli.json else "lineageir")
     if cli.json:
         print_json(graph)
@@ -66,7 +65,7 @@ def _lineage(cli: Invocation, node: str, up: bool, down: bool, both: bool, depth
     direction = "down" if down else "both" if both else "up"
     with Tracker(cli.db, create=False) as tracker:
         catch_up(tracker, cli.console)
-        node_id = resolve(node, lambda: _all_ids(tracker), "artifact")
+        node_id = tracker.resolve(node, "any")
         graph = tracker.lineage(node_id, direction=direction, depth=depth)
     console = cli.console
     if shape == "json" or cli.json:
@@ -97,7 +96,7 @@ def _audit(cli: Invocation, subject: str | None, actor: str | None, kind: str | 
         catch_up(tracker, cli.console)
         subject_id = None
         if subject is not None:
-            subject_id = resolve(subject, lambda: _all_ids(tracker), "artifact")
+            subject_id = tracker.resolve(subject, "any")
         rows = tracker.audit(subject=subject_id, actor=actor, kind=kind, since=since,
                              until=until, include_steps=steps, after=after, limit=limit)
     if cli.json:
@@ -193,6 +192,3 @@ def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=console, transient=not console.is_terminal)
 
-
-def _all_ids(tracker: Tracker) -> list[Any]:
-    return [*(v.id for v in tracker.runs()), *(a.id for a in tracker.artifacts(limit=10_000))]

@@ -42,7 +42,6 @@ from lineage.cli.base import (
     exclusive,
     json_option,
     print_json,
-    resolve,
 )
 from lineage.errors import LineageError
 
@@ -75,8 +74,7 @@ class RecoveryOptions:
         """Keyword arguments for ``Tracker.recover`` and ``RecoveryMonitor``."""
         strategy: Any = self.strategy
         if strategy not in ("latest", "best"):
-            strategy = resolve(strategy, lambda: (v.id for v in tracker.artifacts(type="checkpoint")),
-                               "artifact")
+            strategy = tracker.resolve(strategy, "checkpoint")
         retry = RetryPolicy(max_attempts=self.attempts, backoff=self.backoff,
                             initial_delay_s=self.initial_delay, max_delay_s=self.max_delay)
         resume = None
@@ -134,7 +132,7 @@ def recovery_options(handler: Handler) -> Handler:
 @json_option
 def _recover(cli: Invocation, run: str, reason: str | None, recovery: RecoveryOptions) -> int:
     with Tracker(cli.db, create=False) as tracker:
-        run_id = resolve(run, lambda: (v.id for v in tracker.runs()), "run")
+        run_id = tracker.resolve(run, "run")
         options = recovery.for_tracker(tracker)
         if reason:
             view = tracker.run(run_id)

@@ -103,6 +103,21 @@ def test_read_stream_of_unknown_stream_is_empty(filled: EventStore) -> None:
     assert list(filled.read_stream(uuid5(NS, "nobody"))) == []
 
 
+def test_positions_are_the_log_ids_of_a_streams_versions(filled: EventStore) -> None:
+    ids = {(n.originator_id, n.originator_version): n.id for n in filled.read_log(1, 100)}
+    assert filled.positions(STREAM_A) == {v: ids[(STREAM_A, v)] for v in (1, 2, 3)}
+    assert filled.positions(STREAM_B, [2]) == {2: ids[(STREAM_B, 2)]}
+    assert filled.positions(STREAM_A, [1, 3, 9]) == {1: ids[(STREAM_A, 1)], 3: ids[(STREAM_A, 3)]}
+    assert filled.positions(STREAM_A, []) == {}
+    assert filled.positions(uuid5(NS, "nobody")) == {}
+
+
+def test_positions_answers_for_many_versions_at_once(store: EventStore) -> None:
+    store.append([ev(STREAM_A, v) for v in range(1, 1201)], [event_id(v) for v in range(1, 1201)])
+    found = store.positions(STREAM_A, list(range(1, 1301)))
+    assert sorted(found) == list(range(1, 1201)) and sorted(found.values()) == list(found.values())
+
+
 # -- reading the log -----------------------------------------------------------------------------
 
 
