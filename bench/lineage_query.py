@@ -230,6 +230,9 @@ def measure(report: Report, url: str, args: argparse.Namespace) -> None:
 
 def query_registry(report: Report, views: Any, args: argparse.Namespace) -> None:
     """Bulk-load the registry into ``views``' tables, then time and explain the ancestors query."""
+    # The read models create (or rebuild) their tables with their runner: build it before the
+    # load, or it would find no layout version later and drop the loaded rows.
+    views.runner.status()
     registry = Registry(args.artifacts, args.depth)
     bulk_load(report, views.engine, registry)
     end = registry.end
