@@ -93,6 +93,49 @@ def postgres_schema(base_url: str) -> Iterator[tuple[str, str]]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+@dataclass(frozen=True)
+class Store:
+    """One temporary store a benchmark runs on."""
+
+    kind: str  # "sqlite" or "postgresql"
+    url: str  # what a Tracker opens: the SQLite file's path, or a SQLAlchemy URL
+    path: str | None  # the SQLite file; None on PostgreSQL
+    schema: str  # the schema its tables are in ("main", SQLite's own name, on SQLite)
+
+
+@contextmanager
+def temp_store(kind: str, args: argparse.Namespace, report: Report,
+               section: str | None = None) -> Iterator[Store]:
+    """A fresh store of ``kind`` ("sqlite" or "postgresql") for the block, removed afterwards
+    (``--keep`` keeps the SQLite file). Opens ``section`` in the report first when given; on
+    PostgreSQL notes the schema's name."""
+    if kind == "sqlite":
+        with sqlite_store(args.dir, args.keep) as path:
+            if section is not None:
+                report.section(section)
+            yield Store(kind, path, path, "main")
+        return
+    with postgres_schema(postgres_base_url(args.postgres_url)) as (url, schema):
+        if section is not None:
+            report.section(section)
+        report.note(f"PostgreSQL schema {schema} (dropped afterwards)")
+        yield Store(kind, url, None, schema)
+
+
+def stores_wanted(args: argparse.Namespace, report: Report) -> list[str]:
+    """The kinds of store a two-store benchmark runs on, in order: SQLite unless
+    ``--no-sqlite``, then PostgreSQL as ``wants_postgres`` decides."""
+    kinds = [] if args.no_sqlite else ["sqlite"]
+    if wants_postgres(args, report):
+        kinds.append("postgresql")
+    return kinds
+
+
+def single_store(args: argparse.Namespace) -> str:
+    """The kind of store a one-store benchmark runs on: PostgreSQL with ``--postgres``."""
+    return "postgresql" if args.postgres else "sqlite"
+
+
 def open_tracker(url: str, args: argparse.Namespace) -> Any:
     """A Tracker on ``url`` with the queue/batch settings from the command line (None = default)."""
     from lineage import Tracker
@@ -103,22 +146,48 @@ def open_tracker(url: str, args: argparse.Namespace) -> Any:
                    batch_interval_s=getattr(args, "batch_interval", None))
 
 
-def add_store_options(parser: argparse.ArgumentParser, *, postgres_default: bool | None) -> None:
-    parser.add_argument("--postgres", action=argparse.BooleanOptionalAction,
-                        default=postgres_default,
-                        help="also/only use PostgreSQL (default: "
-                             + ("on when the server is reachable" if postgres_default is None
-                                else "on" if postgres_default else "off") + ")")
-    parser.add_argument("--postgres-url", default=None,
-                        help=f"base SQLAlchemy URL (default ${POSTGRES_ENV} or "
-                             f"{DEFAULT_POSTGRES_URL}); a fresh schema is created and dropped")
-    parser.add_argument("--dir", default=None, help="where to create the temp SQLite directory")
-    parser.add_argument("--keep", action="store_true", help="keep the SQLite file")
-    parser.add_argument("--queue-size", type=int, default=None, help="Tracker queue_size")
-    parser.add_argument("--batch-size", type=int, default=None, help="Tracker batch_size")
-    parser.add_argument("--batch-interval", type=float, default=None,
-                        help="Tracker batch_interval_s")
+@contextmanager
+def read_models(url: str, store: Any, mapper: Any = None) -> Iterator[Any]:
+    """The read models in ``url``, fed from ``store`` and not caught up (``mapper`` defaults to
+    ``make_mapper()``); closed (their engine disposed) after the block."""
+    from lineage.bootstrap import open_read_models
+    from lineage.codec.mapper import make_mapper
+
+    views = open_read_models(url, store, mapper or make_mapper(), catch_up=False)
+    try:
+        yield views
+    finally:
+        views.close()
+
+
+def bench_parser(doc: str, *, postgres_default: bool | None) -> argparse.ArgumentParser:
+    """The command line of a benchmark on temp stores, described by the first paragraph of its
+    module docstring ``doc``; the benchmark adds its own options.
+
+    The store and Tracker options come in their own group. ``postgres_default`` None is a
+    two-store benchmark (``stores_wanted``): PostgreSQL when reachable, and ``--no-sqlite`` to
+    skip SQLite; True or False is a one-store benchmark (``single_store``).
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="also print a JSON dump at the end")
+    group = parser.add_argument_group("stores and tracker")
+    if postgres_default is None:
+        group.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
+    group.add_argument("--postgres", action=argparse.BooleanOptionalAction,
+                       default=postgres_default,
+                       help="also/only use PostgreSQL (default: "
+                            + ("on when the server is reachable" if postgres_default is None
+                               else "on" if postgres_default else "off") + ")")
+    group.add_argument("--postgres-url", default=None,
+                       help=f"base SQLAlchemy URL (default ${POSTGRES_ENV} or "
+                            f"{DEFAULT_POSTGRES_URL}); a fresh schema is created and dropped")
+    group.add_argument("--dir", default=None, help="where to create the temp SQLite directory")
+    group.add_argument("--keep", action="store_true", help="keep the SQLite file")
+    group.add_argument("--queue-size", type=int, default=None, help="Tracker queue_size")
+    group.add_argument("--batch-size", type=int, default=None, help="Tracker batch_size")
+    group.add_argument("--batch-interval", type=float, default=None,
+                       help="Tracker batch_interval_s")
+    return parser
 
 
 def writer_stats(tracker: Any) -> dict[str, int]:
@@ -127,6 +196,14 @@ def writer_stats(tracker: Any) -> dict[str, int]:
 
 def stats_delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {key: after[key] - before.get(key, 0) for key in after}
+
+
+def print_writer_stats(report: Report, stats: dict[str, int], over: str) -> None:
+    """The writer's batching figures from a ``stats_delta`` taken ``over`` (e.g. "the run")."""
+    batches = stats["committed_batches"] or 1
+    report.figure("writer batches", stats["committed_batches"], "", fmt="{:,}")
+    report.figure("avg batch size", stats["committed_events"] / batches, "events")
+    report.note(f"writer stats (delta over {over}): {stats}")
 
 
 # -- workload ----------------------------------------------------------------------------------
@@ -191,6 +268,13 @@ class Report:
     targets: list[dict[str, Any]] = field(default_factory=list)
     _current: str = "main"
 
+    @classmethod
+    def start(cls, title: str) -> Report:
+        """A new report, its header (title and environment) printed."""
+        report = cls(title)
+        report.header()
+        return report
+
     def header(self) -> None:
         print(f"== {self.title}")
         print("# " + "  ".join(f"{k}={v}" for k, v in self.env.items()))
@@ -238,16 +322,24 @@ class Report:
 # -- profiling ---------------------------------------------------------------------------------
 
 
+def add_writer_profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the writer thread and print its top costs")
+
+
 @contextmanager
-def writer_profile(enabled: bool, top: int = 25) -> Iterator[None]:
+def writer_profile(report: Report, enabled: bool, top: int = 25) -> Iterator[None]:
     """cProfile the writer thread of trackers opened inside the block; print the top costs.
 
-    Patches ``Writer._run`` in this process only (no file changes): the thread enables a
+    Says in the report that the rates are not comparable with the targets. Patches
+    ``Writer._run`` in this process only (no file changes): the thread enables a
     cProfile.Profile on itself and disables it when it exits (at ``tracker.close()``).
     """
     if not enabled:
         yield
         return
+    report.note("cProfile is on for the writer thread: rates drop (~2x); "
+                "do not compare them with the targets")
     import cProfile
     import pstats
 

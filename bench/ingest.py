@@ -28,21 +28,20 @@ from typing import Any
 
 from common import (
     Report,
-    add_store_options,
+    add_writer_profile_option,
+    bench_parser,
     libpq_url,
     metric_series,
     open_tracker,
-    postgres_base_url,
-    postgres_schema,
-    sqlite_store,
+    print_writer_stats,
     stats_delta,
-    wants_postgres,
+    stores_wanted,
+    temp_store,
     writer_profile,
     writer_stats,
 )
 
-SQLITE_TARGET = 50_000
-POSTGRES_TARGET = 20_000
+TARGETS = {"sqlite": 50_000, "postgresql": 20_000}  # events/s
 BATCH = 1_000
 
 
@@ -74,10 +73,7 @@ def ingest(report: Report, url: str, args: argparse.Namespace, target: float) ->
     report.figure("caller loop (incl. blocking)", logged - start, "s", fmt="{:,.2f}",
                   note="log_step blocks while the queue is full")
     report.figure("final flush", done - logged, "s", fmt="{:,.2f}")
-    batches = stats["committed_batches"] or 1
-    report.figure("writer batches", stats["committed_batches"], "", fmt="{:,}")
-    report.figure("avg batch size", stats["committed_events"] / batches, "events")
-    report.note(f"writer stats (delta over the measurement): {stats}")
+    print_writer_stats(report, stats, over="the measurement")
     return rate
 
 
@@ -195,9 +191,9 @@ def postgres_baseline(url: str, schema: str, shape: dict[str, Any], sample: list
 
 
 def run_sqlite(report: Report, args: argparse.Namespace) -> list[bytes]:
-    with sqlite_store(args.dir, args.keep) as path:
-        report.section("sqlite: tracker ingest")
-        ours = ingest(report, path, args, SQLITE_TARGET)
+    with temp_store("sqlite", args, report, section="sqlite: tracker ingest") as store:
+        path = store.url
+        ours = ingest(report, path, args, TARGETS["sqlite"])
         shape = sqlite_row_shape(path)
         print_shape(report, shape, args.steps)
         report.section("sqlite: raw sqlite3 baseline")
@@ -214,11 +210,9 @@ def run_sqlite(report: Report, args: argparse.Namespace) -> list[bytes]:
 
 
 def run_postgres(report: Report, args: argparse.Namespace, sample: list[bytes]) -> None:
-    base_url = postgres_base_url(args.postgres_url)
-    with postgres_schema(base_url) as (url, schema):
-        report.section("postgresql: tracker ingest")
-        report.note(f"schema {schema} (dropped afterwards)")
-        ours = ingest(report, url, args, POSTGRES_TARGET)
+    with temp_store("postgresql", args, report, section="postgresql: tracker ingest") as store:
+        url, schema = store.url, store.schema
+        ours = ingest(report, url, args, TARGETS["postgresql"])
         shape = postgres_row_shape(url, schema)
         print_shape(report, shape, args.steps)
         if sample:
@@ -230,25 +224,18 @@ def run_postgres(report: Report, args: argparse.Namespace, sample: list[bytes]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, postgres_default=None)
     parser.add_argument("--steps", type=int, default=300_000, help="steps to log (300,000)")
-    parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile the writer thread and print its top costs")
-    add_store_options(parser, postgres_default=None)
+    add_writer_profile_option(parser)
     args = parser.parse_args()
 
-    report = Report("bench/ingest.py: sustained durable ingest of step events")
-    report.header()
-    if args.profile:
-        report.note("cProfile is on for the writer thread: rates drop (~2x); "
-                    "do not compare them with the targets")
-    postgres = wants_postgres(args, report)
+    report = Report.start("bench/ingest.py: sustained durable ingest of step events")
+    kinds = stores_wanted(args, report)
     sample: list[bytes] = []
-    with writer_profile(args.profile):
-        if not args.no_sqlite:
+    with writer_profile(report, args.profile):
+        if "sqlite" in kinds:
             sample = run_sqlite(report, args)
-        if postgres:
+        if "postgresql" in kinds:
             if not sample:  # no SQLite run to take real states from: make some
                 sample = [b'{"step":%d}' % i for i in range(1000)]
             run_postgres(report, args, sample)

@@ -32,15 +32,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common import (
-    Report,
-    add_store_options,
-    percentile,
-    postgres_base_url,
-    postgres_schema,
-    sqlite_store,
-    wants_postgres,
-)
+from common import Report, bench_parser, percentile, read_models, stores_wanted, temp_store
 
 P50_TARGET_MS = 50.0
 CHUNK = 50_000
@@ -226,49 +218,45 @@ def explain(engine: Any, start: str, depth: int) -> None:
 
 
 def measure(report: Report, url: str, args: argparse.Namespace) -> None:
-    from lineage.bootstrap import open_read_models, open_store
-    from lineage.codec.mapper import make_mapper
+    from lineage.bootstrap import open_store
 
     store = open_store(url)
-    views = open_read_models(url, store, make_mapper(), catch_up=False)
     try:
-        registry = Registry(args.artifacts, args.depth)
-        bulk_load(report, views.engine, registry)
-        end = registry.end
-        graph = views.lineage(end, direction="up", depth=args.depth)
-        report.figure("ancestors found", len(graph["nodes"]) - 1, "", fmt="{:,}",
-                      note=f"expected {args.depth:,}; {len(graph['edges']):,} edges returned")
-        query = functools.partial(views.lineage, end, direction="up", depth=args.depth)
-        print_latency(report, "lineage() up", timings_ms(query, args.repeat), target=True)
-        print_latency(report, "  walk SQL only", timings_ms(walk(views.engine, end, args.depth),
-                                                             args.repeat), target=False)
-        explain(views.engine, end, args.depth)
+        with read_models(url, store) as views:
+            query_registry(report, views, args)
     finally:
-        views.engine.dispose()
         store.close()
 
 
+def query_registry(report: Report, views: Any, args: argparse.Namespace) -> None:
+    """Bulk-load the registry into ``views``' tables, then time and explain the ancestors query."""
+    # The read models create (or rebuild) their tables with their runner: build it before the
+    # load, or it would find no layout version later and drop the loaded rows.
+    views.runner.status()
+    registry = Registry(args.artifacts, args.depth)
+    bulk_load(report, views.engine, registry)
+    end = registry.end
+    graph = views.lineage(end, direction="up", depth=args.depth)
+    report.figure("ancestors found", len(graph["nodes"]) - 1, "", fmt="{:,}",
+                  note=f"expected {args.depth:,}; {len(graph['edges']):,} edges returned")
+    query = functools.partial(views.lineage, end, direction="up", depth=args.depth)
+    print_latency(report, "lineage() up", timings_ms(query, args.repeat), target=True)
+    print_latency(report, "  walk SQL only", timings_ms(walk(views.engine, end, args.depth),
+                                                         args.repeat), target=False)
+    explain(views.engine, end, args.depth)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, postgres_default=None)
     parser.add_argument("--artifacts", type=int, default=1_000_000, help="registry size (1,000,000)")
     parser.add_argument("--depth", type=int, default=1_000, help="chain length in edges (1,000)")
     parser.add_argument("--repeat", type=int, default=20, help="timed queries (20)")
-    parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
-    add_store_options(parser, postgres_default=None)
     args = parser.parse_args()
 
-    report = Report("bench/lineage_query.py: ancestors of a 1,000-deep chain (bulk-loaded registry)")
-    report.header()
-    postgres = wants_postgres(args, report)
-    if not args.no_sqlite:
-        with sqlite_store(args.dir, args.keep) as path:
-            report.section("sqlite")
-            measure(report, path, args)
-    if postgres:
-        with postgres_schema(postgres_base_url(args.postgres_url)) as (url, schema):
-            report.section("postgresql")
-            report.note(f"schema {schema} (dropped afterwards)")
-            measure(report, url, args)
+    report = Report.start("bench/lineage_query.py: ancestors of a 1,000-deep chain (bulk-loaded registry)")
+    for kind in stores_wanted(args, report):
+        with temp_store(kind, args, report, section=kind) as store:
+            measure(report, store.url, args)
     report.finish(args.json)
 
 

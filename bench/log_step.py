@@ -30,14 +30,14 @@ from collections.abc import Callable  # noqa: E402
 
 from common import (  # noqa: E402
     Report,
-    add_store_options,
+    bench_parser,
     metric_series,
     open_tracker,
     percentile,
-    postgres_base_url,
-    postgres_schema,
-    sqlite_store,
+    print_writer_stats,
+    single_store,
     stats_delta,
+    temp_store,
     writer_stats,
 )
 
@@ -166,14 +166,11 @@ def bench(report: Report, url: str, args: argparse.Namespace, label: str) -> Non
     report.figure("final flush", flush_s * 1000, "ms", fmt="{:,.1f}")
     report.figure("gc pauses (any thread)", pauses.summary())
     report.figure("calls > 1 ms during a gc", f"{pauses.overlapping(slow)} of {len(slow)}")
-    batches = stats["committed_batches"] or 1
-    report.figure("writer batches", stats["committed_batches"], "", fmt="{:,}")
-    report.figure("avg batch size", stats["committed_events"] / batches, "events")
-    report.note(f"writer stats (delta over the measurement): {stats}")
+    print_writer_stats(report, stats, over="the measurement")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, postgres_default=False)
     parser.add_argument("--calls", type=int, default=200_000, help="timed calls (200,000)")
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed calls first (2,000)")
     parser.add_argument("--tight", action="store_true", help="no work between calls")
@@ -181,19 +178,12 @@ def main() -> None:
                         help="what a training step does between calls (matmul)")
     parser.add_argument("--work-us", type=float, default=150.0,
                         help="target duration of that work in microseconds (150)")
-    add_store_options(parser, postgres_default=False)
     args = parser.parse_args()
 
-    report = Report("bench/log_step.py: caller cost of run.log_step")
-    report.header()
+    report = Report.start("bench/log_step.py: caller cost of run.log_step")
     mode = "tight" if args.tight else args.work
-    if args.postgres:
-        with postgres_schema(postgres_base_url(args.postgres_url)) as (url, schema):
-            report.note(f"PostgreSQL schema {schema} (dropped afterwards)")
-            bench(report, url, args, f"postgresql/{mode}")
-    else:
-        with sqlite_store(args.dir, args.keep) as path:
-            bench(report, path, args, f"sqlite/{mode}")
+    with temp_store(single_store(args), args, report) as store:
+        bench(report, store.url, args, f"{store.kind}/{mode}")
     report.finish(args.json)
 
 

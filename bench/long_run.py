@@ -20,14 +20,15 @@ import time
 
 from common import (
     Report,
-    add_store_options,
+    add_writer_profile_option,
+    bench_parser,
     metric_series,
     open_tracker,
     peak_rss_mb,
-    postgres_base_url,
-    postgres_schema,
-    sqlite_store,
+    print_writer_stats,
+    single_store,
     stats_delta,
+    temp_store,
     writer_profile,
     writer_stats,
 )
@@ -103,33 +104,20 @@ def long_run(report: Report, url: str, args: argparse.Namespace, path: str | Non
     report.figure("peak RSS (ru_maxrss)", peak_rss_mb(), "MB", target=("<", RSS_TARGET_MB))
     if path is not None:
         report.figure("store size", store_size_mb(path), "MB", note="db + wal")
-    batches = stats["committed_batches"] or 1
-    report.figure("avg batch size", stats["committed_events"] / batches, "events")
-    report.note(f"writer stats (delta over the run): {stats}")
+    print_writer_stats(report, stats, over="the run")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, postgres_default=False)
     parser.add_argument("--steps", type=int, default=1_000_000, help="steps (1,000,000)")
     parser.add_argument("--block", type=int, default=100_000, help="steps per block (100,000)")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile the writer thread and print its top costs")
-    add_store_options(parser, postgres_default=False)
+    add_writer_profile_option(parser)
     args = parser.parse_args()
 
-    report = Report("bench/long_run.py: 1M-step run, block times and memory")
-    report.header()
-    if args.profile:
-        report.note("cProfile is on for the writer thread: rates drop (~2x); "
-                    "do not compare them with the targets")
-    with writer_profile(args.profile):
-        if args.postgres:
-            with postgres_schema(postgres_base_url(args.postgres_url)) as (url, schema):
-                report.note(f"PostgreSQL schema {schema} (dropped afterwards)")
-                long_run(report, url, args, None)
-        else:
-            with sqlite_store(args.dir, args.keep) as path:
-                long_run(report, path, args, path)
+    report = Report.start("bench/long_run.py: 1M-step run, block times and memory")
+    with writer_profile(report, args.profile), \
+            temp_store(single_store(args), args, report) as store:
+        long_run(report, store.url, args, store.path)
     report.finish(args.json)
 
 

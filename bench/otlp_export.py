@@ -200,8 +200,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="spans per request (both)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = Report("OTLP export: encode + export to a loopback receiver")
-    report.header()
+    report = Report.start("OTLP export: encode + export to a loopback receiver")
     receiver = Receiver()
     try:
         with sqlite_store() as path:

@@ -30,18 +30,16 @@ from typing import Any
 
 from common import (
     Report,
-    add_store_options,
+    bench_parser,
     metric_series,
     open_tracker,
     percentile,
-    postgres_base_url,
-    postgres_schema,
-    sqlite_store,
-    wants_postgres,
+    read_models,
+    stores_wanted,
+    temp_store,
 )
 
-SQLITE_TARGET = 30_000
-POSTGRES_TARGET = 15_000
+TARGETS = {"sqlite": 30_000, "postgresql": 15_000}  # events/s
 CHECKPOINT_EVERY = 1_000
 EVAL_EVERY = 500
 JOB = {"model": "meta-llama/Llama-3.1-8B", "adapter": {"type": "lora", "rank": 16},
@@ -212,46 +210,33 @@ def profile_rebuild(report: Report, runner: Any, top: int) -> None:
 
 
 def measure(report: Report, url: str, args: argparse.Namespace, target: float) -> None:
-    from lineage.bootstrap import open_read_models
-
     tracker = fill(report, url, args)
-    views = open_read_models(url, tracker.store, tracker.mapper, catch_up=False)
     try:
-        runner = views.runner
-        runner.batch_size = args.projection_batch
-        rate = catch_up(report, runner, target)
-        if args.profile or (rate < target and args.profile is None):
-            profile_rebuild(report, runner, args.top)
+        with read_models(url, tracker.store, tracker.mapper) as views:
+            runner = views.runner
+            runner.batch_size = args.projection_batch
+            rate = catch_up(report, runner, target)
+            if args.profile or (rate < target and args.profile is None):
+                profile_rebuild(report, runner, args.top)
     finally:
-        views.engine.dispose()
         tracker.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, postgres_default=None)
     parser.add_argument("--events", type=int, default=200_000, help="events to record (~200,000)")
     parser.add_argument("--runs", type=int, default=20, help="runs logged side by side (20)")
     parser.add_argument("--projection-batch", type=int, default=2_000,
                         help="ProjectionRunner batch_size (2,000, the default)")
-    parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="cProfile a rebuild (default: only when a target is missed)")
     parser.add_argument("--top", type=int, default=25, help="profile lines to print (25)")
-    add_store_options(parser, postgres_default=None)
     args = parser.parse_args()
 
-    report = Report("bench/projections.py: projection catch-up throughput (all read models)")
-    report.header()
-    postgres = wants_postgres(args, report)
-    if not args.no_sqlite:
-        with sqlite_store(args.dir, args.keep) as path:
-            report.section("sqlite: catch-up from 0")
-            measure(report, path, args, SQLITE_TARGET)
-    if postgres:
-        with postgres_schema(postgres_base_url(args.postgres_url)) as (url, schema):
-            report.section("postgresql: catch-up from 0")
-            report.note(f"schema {schema} (dropped afterwards)")
-            measure(report, url, args, POSTGRES_TARGET)
+    report = Report.start("bench/projections.py: projection catch-up throughput (all read models)")
+    for kind in stores_wanted(args, report):
+        with temp_store(kind, args, report, section=f"{kind}: catch-up from 0") as store:
+            measure(report, store.url, args, TARGETS[kind])
     report.finish(args.json)
 
 

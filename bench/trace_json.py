@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import Report, metric_series, open_tracker, sqlite_store
+from common import Report, metric_series, open_tracker, read_models, sqlite_store
 
 WALL_TARGET_S = 5.0
 RSS_TARGET_MB = 300.0
@@ -74,17 +74,15 @@ def copy_database(source: str, target: str) -> None:
 
 
 def catch_up(path: str) -> tuple[int, float]:
-    from lineage.bootstrap import open_read_models, open_store
-    from lineage.codec.mapper import make_mapper
+    from lineage.bootstrap import open_store
 
     store = open_store(path, create=False)
-    views = open_read_models(path, store, make_mapper(), catch_up=False)
     try:
-        start = time.perf_counter()
-        applied = views.runner.catch_up()
-        return applied, time.perf_counter() - start
+        with read_models(path, store) as views:
+            start = time.perf_counter()
+            applied = views.runner.catch_up()
+            return applied, time.perf_counter() - start
     finally:
-        views.engine.dispose()
         store.close()
 
 
@@ -145,8 +143,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print a JSON dump at the end")
     args = parser.parse_args()
 
-    report = Report("bench/trace_json.py: lineage trace RUN --json of a long run (SQLite)")
-    report.header()
+    report = Report.start("bench/trace_json.py: lineage trace RUN --json of a long run (SQLite)")
     report.section("setup")
     with sqlite_store(args.dir, args.keep) as path:
         measure(report, path, args)

@@ -23,12 +23,11 @@ import uuid
 
 from common import (
     Report,
-    add_store_options,
+    bench_parser,
     metric_series,
     open_tracker,
-    postgres_base_url,
-    postgres_schema,
-    sqlite_store,
+    single_store,
+    temp_store,
 )
 
 
@@ -92,20 +91,13 @@ def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, postgres_default=False)
     parser.add_argument("--batches", type=int, default=200, help="batches (200)")
     parser.add_argument("--batch", type=int, default=1000, help="events per batch (1,000)")
-    add_store_options(parser, postgres_default=False)
     args = parser.parse_args()
-    report = Report("bench/writer_breakdown.py: writer cost per step event")
-    report.header()
-    if args.postgres:
-        with postgres_schema(postgres_base_url(args.postgres_url)) as (url, schema):
-            report.note(f"PostgreSQL schema {schema} (dropped afterwards)")
-            breakdown(report, url, args, "postgresql")
-    else:
-        with sqlite_store(args.dir, args.keep) as path:
-            breakdown(report, path, args, "sqlite")
+    report = Report.start("bench/writer_breakdown.py: writer cost per step event")
+    with temp_store(single_store(args), args, report) as store:
+        breakdown(report, store.url, args, store.kind)
     report.finish(args.json)
 
 

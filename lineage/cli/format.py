@@ -223,10 +223,18 @@ def runs_table(views: list[RunView], width: int = 200) -> Table:
     return fitted_table(RUN_COLUMNS, views, width)
 
 
-def run_summary(view: RunView) -> Table:
+def summary_grid(rows: list[tuple[str, Any]]) -> Table:
+    """A two-column label/value grid of the rows whose value is not empty, in order."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
+    for label, value in rows:
+        if str(value):
+            grid.add_row(label, value)
+    return grid
+
+
+def run_summary(view: RunView) -> Table:
     first = view.start_step + 1 if view.steps else None
     rows: list[tuple[str, Any]] = [
         ("run", str(view.id)), ("name", Text(view.name)),
@@ -244,10 +252,7 @@ def run_summary(view: RunView) -> Table:
         *((f"job.{key}", _compact(value)) for key, value in view.job.items()),
         ("tags", metrics_text(view.tags)),
     ]
-    for label, value in rows:
-        if str(value):
-            grid.add_row(label, value)
-    return grid
+    return summary_grid(rows)
 
 
 def _compact(value: Any) -> Text:
@@ -298,9 +303,6 @@ def artifacts_table(views: list[ArtifactView], width: int = 200) -> Table:
 
 
 def artifact_summary(view: ArtifactView) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(overflow="fold")
     digest = f"{view.checksum_algorithm}:{view.checksum}" if view.checksum else ""
     rows: list[tuple[str, Any]] = [
         ("artifact", str(view.id)), ("type", view.type), ("name", Text(view.name or "")),
@@ -319,7 +321,4 @@ def artifact_summary(view: ArtifactView) -> Table:
         ("registered (UTC)", when(view.registered_at)),
         ("metadata", _compact(view.metadata) if view.metadata else ""),
     ]
-    for label, value in rows:
-        if str(value):
-            grid.add_row(label, value)
-    return grid
+    return summary_grid(rows)

@@ -38,21 +38,35 @@ def recorded(durable_url: str, make_tracker: Callable[..., Any]) -> tuple[str, A
     return durable_url, tracker, record_scenario(tracker, clock)
 
 
-def runner_for(url: str, tracker: Any, receiver: Receiver, *, retry_for_s: float = 5.0,
-               start: int | None = None, track: bool = True, **settings: Any) -> Any:
+@pytest.fixture
+def make_runner(recorded: tuple[str, Any, Scenario],
+                receiver: Receiver) -> Iterator[Callable[..., Any]]:
+    """Makes exporters from the recorded store to ``receiver`` (keyword arguments: the runner's
+    ``retry_for_s``, ``start`` and ``track``, and OTLP settings); their transports are closed
+    after the test."""
+    url, tracker, _ = recorded
     protocol = "grpc" if isinstance(receiver, GrpcReceiver) else "http/protobuf"
-    options = OtlpSettings.load({}, endpoint=receiver.endpoint, protocol=protocol,  # type: ignore[attr-defined]
-                                headers={"authorization": "Bearer test"}, **settings)
-    transport = otlp_transport(options, retry_for_s=retry_for_s)
-    transport.retry = type(transport.retry)(retry_for_s, 0.01, 0.05)  # fast backoff for tests
-    return otlp_runner(tracker.store, open_positions(url), options, transport, start=start,
-                       track=track)
+    runners: list[Any] = []
+
+    def make(*, retry_for_s: float = 5.0, start: int | None = None, track: bool = True,
+             **settings: Any) -> Any:
+        options = OtlpSettings.load({}, endpoint=receiver.endpoint, protocol=protocol,  # type: ignore[attr-defined]
+                                    headers={"authorization": "Bearer test"}, **settings)
+        transport = otlp_transport(options, retry_for_s=retry_for_s)
+        transport.retry = type(transport.retry)(retry_for_s, 0.01, 0.05)  # fast backoff for tests
+        runners.append(otlp_runner(tracker.store, open_positions(url), options, transport,
+                                   start=start, track=track))
+        return runners[-1]
+
+    yield make
+    for runner in runners:
+        runner.transport.close()
 
 
 def test_every_span_arrives_with_its_structure(recorded: tuple[str, Any, Scenario],
-                                               receiver: Receiver) -> None:
+                                               receiver: Receiver, make_runner: Callable[..., Any]) -> None:
     url, tracker, scenario = recorded
-    runner = runner_for(url, tracker, receiver)
+    runner = make_runner()
     runner.export_to_head()
     spans = receiver.spans()
     assert len(spans) == SCENARIO_SPANS and runner.position == tracker.store.max_position()
@@ -63,25 +77,22 @@ def test_every_span_arrives_with_its_structure(recorded: tuple[str, Any, Scenari
     assert resumed.links[0].span_id == runs[scenario.failed_run.bytes].span_id
     assert receiver.headers[0]["authorization"] == "Bearer test"
     assert open_positions(url).get("otlp") == runner.position
-    runner.transport.close()
 
 
-def test_a_re_export_sends_byte_identical_requests(recorded: tuple[str, Any, Scenario],
-                                                   receiver: Receiver) -> None:
-    url, tracker, _ = recorded
+def test_a_re_export_sends_byte_identical_requests(receiver: Receiver,
+                                                   make_runner: Callable[..., Any]) -> None:
     for _ in range(2):
-        runner = runner_for(url, tracker, receiver, start=0, batch_spans=5)
-        runner.export_to_head()
-        runner.transport.close()
+        make_runner(start=0, batch_spans=5).export_to_head()
     half = len(receiver.raw) // 2
     assert half == 2 and receiver.raw[:half] == receiver.raw[half:]  # 9 spans, 5 a request
 
 
 def test_a_collector_that_is_down_delays_export_and_loses_nothing(
-        recorded: tuple[str, Any, Scenario], receiver: Receiver) -> None:
-    url, tracker, _ = recorded
+        recorded: tuple[str, Any, Scenario], receiver: Receiver,
+        make_runner: Callable[..., Any]) -> None:
+    url, _, _ = recorded
     receiver.stop()  # type: ignore[attr-defined]
-    runner = runner_for(url, tracker, receiver, retry_for_s=0.2, batch_spans=5)
+    runner = make_runner(retry_for_s=0.2, batch_spans=5)
     with pytest.raises(CollectorUnavailableError) as caught:
         runner.export_to_head()
     assert caught.value.attempts >= 2 and runner.position == 0 == open_positions(url).get("otlp")
@@ -89,52 +100,40 @@ def test_a_collector_that_is_down_delays_export_and_loses_nothing(
     runner.transport.retry = type(runner.transport.retry)(10.0, 0.05, 0.25)  # gRPC reconnects
     runner.export_to_head()
     assert len(receiver.spans()) == SCENARIO_SPANS
-    runner.transport.close()
 
 
-def test_unavailable_answers_are_retried_until_accepted(recorded: tuple[str, Any, Scenario],
-                                                        receiver: Receiver) -> None:
-    url, tracker, _ = recorded
+def test_unavailable_answers_are_retried_until_accepted(receiver: Receiver,
+                                                        make_runner: Callable[..., Any]) -> None:
     code = UNAVAILABLE[receiver.protocol]  # type: ignore[attr-defined]
     receiver.fail_next(code, code, code)
-    runner = runner_for(url, tracker, receiver)
-    runner.export_to_head()
+    make_runner().export_to_head()
     assert receiver.attempts == 4 and len(receiver.spans()) == SCENARIO_SPANS
-    runner.transport.close()
 
 
-def test_a_slow_collector_times_out_and_the_retry_delivers(recorded: tuple[str, Any, Scenario],
-                                                           receiver: Receiver) -> None:
-    url, tracker, _ = recorded
+def test_a_slow_collector_times_out_and_the_retry_delivers(receiver: Receiver,
+                                                           make_runner: Callable[..., Any]) -> None:
     receiver.delay_next(1.5)
-    runner = runner_for(url, tracker, receiver, timeout_s=0.3)
-    runner.export_to_head()
+    make_runner(timeout_s=0.3).export_to_head()
     spans = receiver.wait_for_spans(SCENARIO_SPANS)
     by_id: dict[bytes, bytes] = {}
     for span in spans:  # the slow request may land too: duplicates must be identical
         assert by_id.setdefault(span.span_id, span.SerializeToString()) == span.SerializeToString()
     assert len(by_id) == SCENARIO_SPANS and receiver.attempts >= 2
-    runner.transport.close()
 
 
-def test_a_refused_request_is_an_error_and_the_position_stays(recorded: tuple[str, Any, Scenario],
-                                                              receiver: Receiver) -> None:
-    url, tracker, _ = recorded
+def test_a_refused_request_is_an_error_and_the_position_stays(
+        receiver: Receiver, make_runner: Callable[..., Any]) -> None:
     receiver.fail_next(REFUSED[receiver.protocol])  # type: ignore[attr-defined]
-    runner = runner_for(url, tracker, receiver, batch_spans=5)
+    runner = make_runner(batch_spans=5)
     with pytest.raises(ExportRejectedError):
         runner.export_to_head()
     assert runner.position == 0 and receiver.attempts == 1
     runner.export_to_head()
     assert len(receiver.spans()) == SCENARIO_SPANS
-    runner.transport.close()
 
 
-def test_requests_stay_within_the_span_and_byte_limits(recorded: tuple[str, Any, Scenario],
-                                                       receiver: Receiver) -> None:
-    url, tracker, _ = recorded
-    runner = runner_for(url, tracker, receiver, batch_spans=3, batch_bytes=65_536)
-    runner.export_to_head()
+def test_requests_stay_within_the_span_and_byte_limits(receiver: Receiver,
+                                                       make_runner: Callable[..., Any]) -> None:
+    make_runner(batch_spans=3, batch_bytes=65_536).export_to_head()
     sizes = [len(r.resource_spans[0].scope_spans[0].spans) for r in receiver.requests()]
     assert sizes == [3, 3, 3] and all(len(raw) <= 65_536 for raw in receiver.raw)
-    runner.transport.close()
