@@ -78,6 +78,11 @@ class ReadModels:
             rows = conn.execute(_page(runs_query(status, job_status), limit, offset)).all()
             return run_rows(conn, rows)
 
+    def run_count(self, *, status: str | None = None, job_status: str | None = None) -> int:
+        with self._conn() as conn:
+            query = runs_query(status, job_status).order_by(None).subquery()
+            return int(conn.execute(select(func.count()).select_from(query)).scalar_one())
+
     def run(self, run_id: str) -> dict[str, Any]:
         with self._conn() as conn:
             row = conn.execute(select(traces).where(traces.c.id == run_id)).one_or_none()

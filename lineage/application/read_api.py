@@ -48,20 +48,26 @@ class ReadAPI:
         self.flush()
         return run_view(self.views.run(str(run_id)))
 
-    def runs(self, status: str | None = None) -> list[RunView]:
-        """Every run, oldest first; with ``status``, only runs with that job status (pending,
-        running, completed, failed, corrupted, superseded, cancelled: see
-        lineage.application.job_status)."""
-        if status is not None and status not in JOB_STATUSES:
-            raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}; "
-                                            f"got {status!r}", status)
+    def runs(self, status: str | None = None, *, newest: int | None = None) -> list[RunView]:
+        """Every run, oldest first (with ``newest``, only the last ``newest`` of them); with
+        ``status``, only runs with that job status (pending, running, completed, failed,
+        corrupted, superseded, cancelled: see lineage.application.job_status)."""
         self.flush()
+        offset = 0 if newest is None else max(self.run_count(status) - _count(newest), 0)
         found: list[RunView] = []
-        while True:
-            page = self.views.runs(job_status=status, limit=PAGE, offset=len(found))
+        while newest is None or len(found) < newest:
+            size = PAGE if newest is None else min(PAGE, newest - len(found))
+            page = self.views.runs(job_status=_status(status), limit=size,
+                                   offset=offset + len(found))
             found += [run_view(row) for row in page]
-            if len(page) < PAGE:
-                return found
+            if len(page) < size:
+                break
+        return found
+
+    def run_count(self, status: str | None = None) -> int:
+        """How many runs there are (with ``status``, with that job status)."""
+        self.flush()
+        return self.views.run_count(job_status=_status(status))
 
     def resolve(self, text: str, kind: str = "run") -> UUID:
         """The id ``text`` names: a full id, or the one ``kind`` (run, artifact, checkpoint or
@@ -175,6 +181,19 @@ class ReadAPI:
     def metric_history(self, run: Any, name: str) -> list[tuple[int, float]]:
         self.flush()
         return list(self.views.metric_history(str(id_of(run, "run")), name))
+
+
+def _status(status: str | None) -> str | None:
+    if status is not None and status not in JOB_STATUSES:
+        raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}; "
+                                        f"got {status!r}", status)
+    return status
+
+
+def _count(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError("newest", "must be a positive integer", value)
+    return value
 
 
 def _dashed(bare: str) -> str:

@@ -64,16 +64,23 @@ def _demo(cli: Invocation, directory: Path, steps: int) -> int:
     return 0
 
 
-@group("runs", "list runs; 'runs show RUN' for one run")
+@group("runs", "list runs (the newest 100; --limit, --all); 'runs show RUN' for one run")
 @click.option("--status", type=click.Choice(JOB_STATUSES), help="only runs with this job status")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="show the newest N runs (oldest of them first)")
+@click.option("--all", "every", is_flag=True, help="show every run")
 @json_option
-def _runs(cli: Invocation, status: str | None) -> int:
+def _runs(cli: Invocation, status: str | None, limit: int, every: bool) -> int:
     with Tracker(cli.db, create=False) as tracker:
-        views = tracker.runs(status=status)
+        total = tracker.run_count(status)
+        views = tracker.runs(status=status, newest=None if every else limit)
     if cli.json:
         print_json([fmt.run_json(view) for view in views])
     elif views:
         cli.console.print(fmt.runs_table(views, cli.console.width))
+        if len(views) < total:
+            cli.console.print(f"the newest {len(views):,} of {total:,} runs; --limit N or --all "
+                              "for more", style="dim")
     else:
         cli.console.print("no runs" + (f" with status {status}" if status else ""))
     return 0

@@ -96,3 +96,20 @@ def test_project_status_rebuild(recorded: dict[str, Any], capsys: pytest.Capture
     assert all(s["lag"] == 0 for s in json.loads(out))
     code, _, err = cli(capsys, "--db", db, "project", "rebuild", "nonsense")
     assert code == 1 and "unknown read model" in err
+
+
+def test_runs_shows_the_newest_and_says_how_many_more(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "many.db")
+    with lineage.Tracker(db) as tracker:
+        for index in range(4):
+            tracker.start_run(f"run-{index}", occurred_at=f"2026-01-0{index + 1}T00:00:00Z").finish()
+    code, out, _ = cli(capsys, "--db", db, "runs", "--limit", "2")
+    assert code == 0 and "run-3" in out and "run-2" in out and "run-1" not in out
+    assert "the newest 2 of 4 runs" in out
+    code, out, _ = cli(capsys, "--db", db, "runs", "--all")
+    assert all(f"run-{i}" in out for i in range(4)) and "newest" not in out
+    code, out, _ = cli(capsys, "--db", db, "runs", "--json", "--limit", "3")
+    assert [r["name"] for r in json.loads(out)] == ["run-1", "run-2", "run-3"]
+    code, _, err = cli(capsys, "--db", db, "runs", "--limit", "0")
+    assert code == 2 and "--limit" in err
