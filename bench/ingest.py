@@ -11,9 +11,6 @@ second baseline also inserts a 32-hex event id per row into an id table in the s
 as our store does. With PostgreSQL, a psycopg ``executemany`` baseline (1,000 rows per
 transaction, synchronous commit) is printed too.
 
-    .venv/bin/python bench/ingest.py                 # SQLite + PostgreSQL when reachable
-    .venv/bin/python bench/ingest.py --no-postgres --steps 100000 --profile
-
 Targets: SQLite >= 50,000 events/s, PostgreSQL >= 20,000 events/s.
 """
 

@@ -14,9 +14,6 @@ the recursive walk plus describing each node and collecting the edges) ``--repea
 after one untimed warm-up, and the recursive walk SQL alone, and prints the walk's query plan
 (EXPLAIN QUERY PLAN on SQLite, EXPLAIN ANALYZE on PostgreSQL) to show which index it uses.
 
-    .venv/bin/python bench/lineage_query.py                  # SQLite + PostgreSQL when reachable
-    .venv/bin/python bench/lineage_query.py --artifacts 100000 --no-postgres
-
 Target: p50 <= 50 ms on both.
 """
 

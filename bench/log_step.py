@@ -7,10 +7,6 @@ GIL, like a real step (a float64 NumPy matmul calibrated to ``--work-us``, singl
 BLAS); ``--work sleep`` sleeps instead and ``--tight`` does nothing between calls (the writer
 then falls behind, the queue fills and the caller blocks: that shows in the tail).
 
-    .venv/bin/python bench/log_step.py                 # realistic, SQLite in a temp dir
-    .venv/bin/python bench/log_step.py --tight
-    .venv/bin/python bench/log_step.py --postgres --json
-
 Targets: p50 <= 5 us, p99 <= 100 us.
 """
 

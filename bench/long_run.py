@@ -5,9 +5,6 @@ is timed from its first ``log_step`` to ``flush()`` returning (so the block is c
 fast as the training thread can log. Reports each block's time and rate, the ratio of the last
 block's time to the first's, and the process's peak RSS (``ru_maxrss``).
 
-    .venv/bin/python bench/long_run.py                   # SQLite in a temp dir
-    .venv/bin/python bench/long_run.py --postgres --steps 500000
-
 Targets: last block within 15 % of the first (ratio <= 1.15); peak RSS < 300 MB.
 """
 

@@ -19,8 +19,7 @@ pay for the same HTTP round trips and neither shares its GIL with the receiver. 
   none is dropped; batch ``--batch``) with ``OTLPSpanExporter``; spans/s = spans received / time
   from the first ``start_span`` to ``force_flush`` returning.
 
-    .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python bench/otlp_export.py [--spans 100000] [--batch 512] [--json]
+Needs the ``bench`` extra (``pip install -e '.[bench]'``).
 
 Target: ours (encode + export) >= 20,000 spans/s; the ratio to the SDK is printed.
 """

@@ -11,9 +11,6 @@ It also splits the time into reading the log, decoding, each projection's ``appl
 rest (commit, positions, connections), and prints per-batch costs. When a target is missed (or
 with ``--profile``) it rebuilds once more under cProfile and prints the top costs.
 
-    .venv/bin/python bench/projections.py                 # SQLite + PostgreSQL when reachable
-    .venv/bin/python bench/projections.py --no-postgres --events 50000 --profile
-
 Targets: SQLite >= 30,000 events/s, PostgreSQL >= 15,000 events/s.
 """
 

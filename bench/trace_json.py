@@ -12,9 +12,6 @@ so the peak RSS is the CLI's alone. It also runs the command once on a copy of t
 taken BEFORE the catch-up (the embedded path: the CLI catches the projections up itself), and
 once into a pipe to check the JSON and count its spans (untimed).
 
-    .venv/bin/python bench/trace_json.py
-    .venv/bin/python bench/trace_json.py --steps 1000000
-
 Targets (caught-up projections): wall time <= 5 s, peak RSS <= 300 MB.
 """
 

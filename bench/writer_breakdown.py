@@ -8,9 +8,6 @@ competes for the GIL and no profiler distorts the figures:
 - ``store.append``: the adapter and the database (one transaction, durable commit);
 - a split of ``_build``: ``encode_step`` alone, and id generation alone.
 
-    .venv/bin/python bench/writer_breakdown.py                 # SQLite
-    .venv/bin/python bench/writer_breakdown.py --postgres --batches 100
-
 No targets: it explains ``bench/ingest.py`` (events/s ~ 1e6 / (build + append) us, minus what the
 training thread takes from the writer for the GIL).
 """

@@ -2,9 +2,10 @@
 
 ``CheckpointPolicy`` (TrainingIR) says when a run saves a checkpoint, which checkpoints it keeps
 and which one is best; it is stored with the run's job spec (``to_dict``/``from_dict``).
+``CheckpointSchedule`` asks it step after step, keeping the state between calls for one run.
 ``RetryPolicy`` (NSAI work model) says how often and how patiently a recovery is retried, and
-which errors are worth retrying. Neither does I/O, reads a clock or sleeps: the callers (the run
-handle, the retention worker, the recovery executor) hold the state and inject time.
+which errors are worth retrying. None of them does I/O, reads a clock or sleeps: the callers (the
+run handle, the retention worker, the recovery executor) inject time.
 
 Every bad value raises ValidationError naming the field (``save_every``, or
 ``job.checkpoint_policy.save_every`` when read from a job spec) before anything is stored.
@@ -13,6 +14,7 @@ Every bad value raises ValidationError naming the field (``save_every``, or
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -115,8 +117,8 @@ class CheckpointPolicy:
 
         ``previous_epoch`` is the epoch of the previous call (for ``epoch``); ``best_value`` the
         best ``best_metric`` value seen so far (for ``best`` and ``save_best``); ``final`` says
-        this is the run's last step (every strategy but ``best`` saves it). ``RunHandle``'s
-        ``should_checkpoint`` keeps that state for you.
+        this is the run's last step (every strategy but ``best`` saves it). ``CheckpointSchedule``
+        (behind ``RunHandle.should_checkpoint``) keeps that state for you.
         """
         step = validation.step(step)
         epoch = validation.optional_step(epoch, "epoch")
@@ -148,6 +150,32 @@ class CheckpointPolicy:
         if isinstance(data, CheckpointPolicy):
             return data
         return _from_mapping(cls, data, field)
+
+
+class CheckpointSchedule:
+    """``CheckpointPolicy.should_checkpoint`` for one run, with the state it needs kept between
+    calls: the previous call's epoch and the best ``best_metric`` value among the calls that
+    returned True. Thread-safe: each call sees the state the previous one left."""
+
+    def __init__(self, policy: CheckpointPolicy) -> None:
+        self.policy = policy
+        self._previous_epoch: int | None = None
+        self._best_seen: float | None = None
+        self._lock = threading.Lock()
+
+    def should_checkpoint(self, step: int, epoch: int | None = None,
+                          metrics: Mapping[str, float] | None = None, *,
+                          final: bool = False) -> bool:
+        policy = self.policy
+        with self._lock:
+            due = policy.should_checkpoint(step, epoch, metrics, previous_epoch=self._previous_epoch,
+                                           best_value=self._best_seen, final=final)
+            if epoch is not None:
+                self._previous_epoch = epoch
+            value = None if metrics is None else policy.metric_value(metrics)
+            if due and policy.is_better(value, self._best_seen):
+                self._best_seen = value
+        return due
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
+from lineage.application.background import JobQueue
 from lineage.application.handles import Pending
 from lineage.application.policies import CheckpointPolicy
 from lineage.application.unit_of_work import UnitOfWork
@@ -146,7 +146,8 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
 
 
 class RetentionWorker:
-    """Runs retention and deletions on one background thread (started on first use).
+    """Runs retention and deletions on one background thread (a ``JobQueue``, started on first
+    use).
 
     ``after_save`` may be called from any thread, including the writer thread (it only queues);
     ``drain`` waits until everything queued is done; nothing here raises into the caller's
@@ -159,33 +160,31 @@ class RetentionWorker:
         self.storage = storage
         self._store = store
         self._mapper = mapper
-        self.errors: list[BaseException] = []
         self.deletions: list[tuple[UUID, Deletion]] = []
-        self._jobs: deque[Callable[[], None]] = deque()
-        self._cond = threading.Condition()
-        self._unfinished = 0
-        self._stopping = False
+        self._jobs = JobQueue("lineage-retention", label="lineage retention",
+                              idle_exit_s=IDLE_EXIT_S, log=log)
+        self._repair_lock = threading.Lock()
         self._repair_queued = False
-        self._thread: threading.Thread | None = None
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """What failed jobs raised, oldest first."""
+        return self._jobs.errors
 
     def after_save(self, pending: Pending, run_id: UUID, policy: CheckpointPolicy) -> None:
         """Apply ``policy`` to the run once the save behind ``pending`` is committed."""
         def job() -> None:
             self.apply(run_id, policy)
 
-        pending.on_done(lambda error: None if error is not None else self._put(job))
+        pending.on_done(lambda error: None if error is not None else self._jobs.put(job))
 
     def repair_once(self) -> None:
         """Queue one repair pass for this tracker (later calls do nothing)."""
-        with self._cond:
+        with self._repair_lock:
             if self._repair_queued:
                 return
             self._repair_queued = True
-
-        def job() -> None:
-            self.repair()
-
-        self._put(job)
+        self._jobs.put(self.repair)
 
     def apply(self, run_id: UUID, policy: CheckpointPolicy) -> list[Retirement]:
         """Retire what ``policy`` does not keep of ``run_id``'s checkpoints, then delete."""
@@ -212,17 +211,10 @@ class RetentionWorker:
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued job is done; False when ``timeout`` passed first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+        return self._jobs.drain(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        self.drain(timeout)
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        self._jobs.close(timeout)
 
     def _submit(self, label: str, handler: Callable[[UnitOfWork], Any]) -> Any:
         return self.recorder.submit(label, handler, self.recorder.envelope()).wait()
@@ -233,34 +225,3 @@ class RetentionWorker:
         self.recorder.flush(timeout)
         self.drain(timeout)
         self.recorder.flush(timeout)
-
-    def _put(self, job: Callable[[], None]) -> None:
-        with self._cond:
-            if self._stopping:
-                return
-            self._jobs.append(job)
-            self._unfinished += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="lineage-retention",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._jobs or self._stopping, IDLE_EXIT_S)
-                if not self._jobs:
-                    self._thread = None  # idle or stopping: a later job starts a new thread
-                    return
-                job = self._jobs.popleft()
-            try:
-                job()
-            except Exception as error:  # never let retention reach the training loop
-                if not self.errors:
-                    log.exception("lineage retention failed (further failures are counted)")
-                self.errors.append(error)
-            finally:
-                with self._cond:
-                    self._unfinished -= 1
-                    self._cond.notify_all()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -19,7 +18,7 @@ from lineage.application.artifacts import locate
 from lineage.application.best import LATEST_ALIAS, evaluate_in
 from lineage.application.commands import as_uuid, id_of, move_alias_in, register_in
 from lineage.application.handles import ArtifactRef, Pending
-from lineage.application.policies import CheckpointPolicy
+from lineage.application.policies import CheckpointPolicy, CheckpointSchedule
 from lineage.application.step_log import StepRecord
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import LostSteps
@@ -53,9 +52,7 @@ class RunHandle:
         self._put = recorder.put_step
         self._now_ns = recorder.now_ns
         self._last_checkpoint = last_checkpoint  # the next checkpoint derives from it
-        self._previous_epoch: int | None = None
-        self._best_seen: float | None = None
-        self._schedule_lock = threading.Lock()
+        self._schedule = None if self.policy is None else CheckpointSchedule(self.policy)
         heartbeats.watch(self)
         if self.policy is not None and self.policy.keep_last is not None:
             retention.repair_once()  # finish deletions a crash interrupted
@@ -109,16 +106,7 @@ class RunHandle:
         True (``best`` / ``save_best``), so save when it says so. ``final=True`` on the last
         step. Raises ValidationError when the job spec has no ``checkpoint_policy``.
         """
-        policy = self._require_policy()
-        with self._schedule_lock:
-            due = policy.should_checkpoint(step, epoch, metrics, previous_epoch=self._previous_epoch,
-                                           best_value=self._best_seen, final=final)
-            if epoch is not None:
-                self._previous_epoch = epoch
-            value = None if metrics is None else policy.metric_value(metrics)
-            if due and policy.is_better(value, self._best_seen):
-                self._best_seen = value
-        return due
+        return self._require_schedule().should_checkpoint(step, epoch, metrics, final=final)
 
     # -- rare, important events ----------------------------------------------------------------
 
@@ -310,12 +298,12 @@ class RunHandle:
                                           f"step ({self.start_step})", step)
         return step
 
-    def _require_policy(self) -> CheckpointPolicy:
-        if self.policy is None:
+    def _require_schedule(self) -> CheckpointSchedule:
+        if self._schedule is None:
             raise ValidationError("job.checkpoint_policy", "this run's job spec has none; start "
                                   "the run with job={'checkpoint_policy': "
                                   "lineage.CheckpointPolicy(...)}")
-        return self.policy
+        return self._schedule
 
     def _require_open(self, what: str) -> None:
         if self.finished_status is not None:

@@ -76,14 +76,6 @@ class DemoResult:
     lost_steps: list[int] = field(default_factory=list)  # logged by the failed run, then lost
     final_eval: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def failed_run_id(self) -> UUID:
-        return self.failed_run.id
-
-    @property
-    def resumed_run_id(self) -> UUID:
-        return self.resumed_run.id
-
 
 # -- the model -----------------------------------------------------------------------------------
 

@@ -201,8 +201,8 @@ def test_run_demo_records_the_lost_steps_and_resumes_exactly(tmp_path: Path) -> 
     assert result.recovery_checkpoint.step == 50
     assert result.lost_steps == list(range(51, 69))
     with lineage.Tracker(str(tmp_path / "d.db")) as tracker:
-        lost = {s.step: s.metrics for s in tracker.steps(result.failed_run_id)}
-        redone = {s.step: s.metrics for s in tracker.steps(result.resumed_run_id)}
+        lost = {s.step: s.metrics for s in tracker.steps(result.failed_run.id)}
+        redone = {s.step: s.metrics for s in tracker.steps(result.resumed_run.id)}
     # weights and momentum came back from the safetensors file: the same losses again
     for step in result.lost_steps:
         assert redone[step]["loss"] == pytest.approx(lost[step]["loss"], rel=1e-5)

@@ -10,7 +10,12 @@ import pytest
 
 import lineage
 from lineage.application.jobspec import job_spec
-from lineage.application.policies import CheckpointPolicy, RetryPolicy, error_kind
+from lineage.application.policies import (
+    CheckpointPolicy,
+    CheckpointSchedule,
+    RetryPolicy,
+    error_kind,
+)
 from lineage.errors import StoreError, ValidationError
 
 NAN, INF = float("nan"), float("inf")
@@ -75,6 +80,18 @@ def test_should_checkpoint(policy: CheckpointPolicy, step: int, epoch: int | Non
                            metrics: dict[str, float] | None, state: dict[str, Any],
                            expected: bool) -> None:
     assert policy.should_checkpoint(step, epoch, metrics, **state) is expected
+
+
+def test_a_schedule_remembers_the_previous_epoch_and_the_best_saved_value() -> None:
+    epochs = CheckpointSchedule(EPOCH_2)
+    per_step = [(step, step // 4) for step in range(1, 17)]  # 4 steps per epoch
+    assert [s for s, e in per_step if epochs.should_checkpoint(s, e)] == [8, 16]
+
+    best = CheckpointSchedule(STEPS_AND_BEST)
+    values = [0.9, 0.8, 0.85, NAN, 0.8, 0.7]
+    assert [best.should_checkpoint(s, metrics={"val_loss": v})
+            for s, v in enumerate(values, start=1)] == [True, True, False, False, False, True]
+    assert best.should_checkpoint(100, metrics={"val_loss": 5.0})  # steps still apply
 
 
 @pytest.mark.parametrize(("mode", "value", "current", "better"), [
