@@ -95,7 +95,7 @@ def test_run_history_reads_the_two_ends_of_the_step_stream(spied: tuple[Any, Spy
     assert positions == sorted(set(positions))
     step_reads = [limit for stream, limit in spy.streams if stream == ids.step_stream_id(run.id)]
     assert step_reads == [3, 3] and spy.log_reads == 0
-    assert [type(e).__name__ for e in tracker.run_events(run.id, steps=False)][0] == "Started"
+    assert type(tracker.run_events(run.id, steps=False)[0]).__name__ == "Started"
 
 
 def test_run_history_matches_the_full_event_list(spied: tuple[Any, SpyStore], tmp_path: Path) -> None:
