@@ -13,17 +13,20 @@ from typing import Any, NamedTuple
 
 from eventsourcing.persistence import Mapper, Notification
 
+from lineage.codec.dispatch import Dispatcher
 from lineage.codec.jsontext import strict_dumps
 from lineage.codec.steps import STEP_TOPIC, StepCodec, decode_step
+from lineage.domain import StepRecorded
 
 
 class Item(NamedTuple):
-    """One decoded notification: its position, kind (``Run.Started``...) and event (a
-    ``DecodedStep`` for ``StepRecorded``)."""
+    """One decoded notification: its position, kind (``Run.Started``...), event (a
+    ``DecodedStep`` for ``StepRecorded``) and event class (what handlers are keyed by)."""
 
     position: int
     kind: str
     event: Any
+    type: type
 
 
 def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:
@@ -33,10 +36,10 @@ def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:
     for note in notifications:
         if note.topic == STEP_TOPIC:
             step = fast(note.state, note.originator_version, note.id) or steps.decode(note, note.id)
-            items.append(Item(note.id, "StepRecorded", step))
+            items.append(Item(note.id, "StepRecorded", step, StepRecorded))
         else:
             event = mapper.to_domain_event(note)
-            items.append(Item(note.id, type(event).__qualname__, event))
+            items.append(Item(note.id, type(event).__qualname__, event, type(event)))
     return items
 
 
@@ -63,15 +66,13 @@ def numbers(text: str | None) -> dict[str, float]:
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
-class Dispatching:
-    """The event-type dispatch of a projection: ``Run.Started`` goes to ``_Run_Started(conn,
-    position, event)``; events a projection has no handler for are skipped."""
-
-    def handler(self, item: Item) -> Any:
-        return getattr(self, "_" + item.kind.replace(".", "_"), None)
+class Dispatching(Dispatcher):
+    """A projection that reacts to events by type (``lineage.codec.dispatch``): the method
+    marked ``@handles(Run.Started)`` gets ``(conn, position, event)``; events a projection has
+    no handler for are skipped."""
 
     def apply(self, items: Sequence[Item], conn: Any) -> None:
         for item in items:
-            handler = self.handler(item)
+            handler = self.handler(item.type)
             if handler is not None:
                 handler(conn, item.position, item.event)

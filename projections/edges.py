@@ -17,6 +17,7 @@ from uuid import UUID, uuid5
 
 from sqlalchemy import Connection, select
 
+from lineage.codec.dispatch import handles
 from lineage.domain import Artifact, Run
 from lineage.errors import ValidationError
 from lineage.projections.decoding import Dispatching, dumps
@@ -58,11 +59,13 @@ class EdgeProjection(Dispatching):
     name = "edges"
     tables = (edges,)
 
+    @handles(Run.InputUsed)
     def _Run_InputUsed(self, conn: Connection, position: int, e: Run.InputUsed) -> None:
         run_id = str(e.originator_id)
         add_edge(conn, position, run_id, ("trace", run_id), ("artifact", str(e.artifact_id)),
                  "consumes", upstream="target", metadata={"role": e.role, "uri": e.uri})
 
+    @handles(Artifact.Registered)
     def _Artifact_Registered(self, conn: Connection, position: int, e: Artifact.Registered) -> None:
         artifact_id = str(e.originator_id)
         run_id = str(e.run_id) if e.run_id else None
@@ -73,6 +76,7 @@ class EdgeProjection(Dispatching):
             add_edge(conn, position, run_id, ("artifact", str(parent)), ("artifact", artifact_id),
                      "derived_from", upstream="source")
 
+    @handles(Run.ResumedFrom)
     def _Run_ResumedFrom(self, conn: Connection, position: int, e: Run.ResumedFrom) -> None:
         run_id = str(e.originator_id)
         add_edge(conn, position, run_id, ("trace", run_id), ("trace", str(e.previous_run_id)),
@@ -80,6 +84,7 @@ class EdgeProjection(Dispatching):
                  metadata={"checkpoint_id": str(e.checkpoint_id), "step": e.step,
                            "optimizer_restored": e.optimizer_restored})
 
+    @handles(Run.RecoveryCompleted)
     def _Run_RecoveryCompleted(self, conn: Connection, position: int, e: Run.RecoveryCompleted) -> None:
         run_id = str(e.originator_id)
         add_edge(conn, position, run_id, ("span", recovery_span_id(run_id, e.attempt)),

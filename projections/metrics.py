@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
+from lineage.domain import StepRecorded
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item
 from lineage.projections.tables import step_metrics
@@ -19,4 +20,4 @@ class StepMetricsProjection:
         append_rows(conn, step_metrics, [
             (e.run_id, e.seq, e.step, e.epoch, e.occurred_at, e.metrics_json, e.tokens,
              e.duration_s, e.position)
-            for item in items if item.kind == "StepRecorded" for e in (item.event,)])
+            for item in items if item.type is StepRecorded for e in (item.event,)])

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from lineage.codec.dispatch import handles
 from lineage.domain import Alias, Artifact
 from lineage.projections.decoding import Dispatching, dumps, loads
 from lineage.projections.tables import alias_history, aliases, artifact_history, artifacts
@@ -16,6 +17,7 @@ class RegistryProjection(Dispatching):
     name = "registry"
     tables = (artifacts, artifact_history, aliases, alias_history)
 
+    @handles(Artifact.Registered)
     def _Artifact_Registered(self, conn: Connection, position: int, e: Artifact.Registered) -> None:
         artifact_id = str(e.originator_id)
         conn.execute(artifacts.insert().values(
@@ -27,23 +29,28 @@ class RegistryProjection(Dispatching):
             registered_at=iso(e.occurred_at), actor=e.actor, position=position))
         _change(conn, position, artifact_id, e, "registered")
 
+    @handles(Artifact.Verified)
     def _Artifact_Verified(self, conn: Connection, position: int, e: Artifact.Verified) -> None:
         _change(conn, position, str(e.originator_id), e,
                 f"verified: {'checksum ok' if e.ok else 'checksum MISMATCH'}", verified=e.ok)
 
+    @handles(Artifact.Retired)
     def _Artifact_Retired(self, conn: Connection, position: int, e: Artifact.Retired) -> None:
         reason = f"{e.reason} ({e.policy})" if e.policy else e.reason
         _change(conn, position, str(e.originator_id), e, reason, status="retired",
                 status_reason=reason)
 
+    @handles(Artifact.Expired)
     def _Artifact_Expired(self, conn: Connection, position: int, e: Artifact.Expired) -> None:
         _change(conn, position, str(e.originator_id), e, e.reason, status="expired",
                 status_reason=e.reason)
 
+    @handles(Artifact.Pinned)
     def _Artifact_Pinned(self, conn: Connection, position: int, e: Artifact.Pinned) -> None:
         pins = {**self._pins(conn, str(e.originator_id)), e.key: e.reason}
         _change(conn, position, str(e.originator_id), e, f"pinned: {e.reason}", pins=dumps(pins))
 
+    @handles(Artifact.Unpinned)
     def _Artifact_Unpinned(self, conn: Connection, position: int, e: Artifact.Unpinned) -> None:
         pins = {k: v for k, v in self._pins(conn, str(e.originator_id)).items() if k != e.key}
         _change(conn, position, str(e.originator_id), e, f"unpinned: {e.key}", pins=dumps(pins))
@@ -53,16 +60,19 @@ class RegistryProjection(Dispatching):
             select(artifacts.c.pins).where(artifacts.c.id == artifact_id)).scalar())
         return found
 
+    @handles(Artifact.DeletionRecorded)
     def _Artifact_DeletionRecorded(self, conn: Connection, position: int,
                                    e: Artifact.DeletionRecorded) -> None:
         _change(conn, position, str(e.originator_id), e, f"bytes {e.outcome}: {e.detail}"[:500],
                 deletion=e.outcome)
 
+    @handles(Alias.Created)
     def _Alias_Created(self, conn: Connection, position: int, e: Alias.Created) -> None:
         conn.execute(aliases.insert().values(
             alias_id=str(e.originator_id), scope=e.scope, name=e.name, artifact_id=None,
             protected=False, moved_at=None, position=position))
 
+    @handles(Alias.Moved)
     def _Alias_Moved(self, conn: Connection, position: int, e: Alias.Moved) -> None:
         alias_id = str(e.originator_id)
         at = iso(e.occurred_at)

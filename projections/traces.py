@@ -17,8 +17,10 @@ from uuid import UUID
 from sqlalchemy import Connection, bindparam, case, or_, select, update
 
 from lineage.application.job_status import job_status
+from lineage.codec.dispatch import handles
 from lineage.codec.steps import DecodedStep
-from lineage.domain import Run
+from lineage.domain import Run, StepRecorded
+from lineage.domain.liveness import HeartbeatRecorded
 from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.tables import spans, traces
 from lineage.spans import identity
@@ -59,17 +61,17 @@ class TraceProjection(Dispatching):
         touched: set[str] = set()
         activity: dict[str, str] = {}
         for item in items:
-            if item.kind == "StepRecorded":
+            if item.type is StepRecorded:
                 steps.append(item.event)
                 _latest(activity, item.event.run_id, item.event.recorded_at)
                 continue
-            handler = self.handler(item)
+            handler = self.handler(item.type)
             if handler is not None:
                 handler(conn, item.position, item.event)
-            if item.kind.startswith("Run."):
+            if isinstance(item.event, Run.Event):
                 touched.add(str(item.event.originator_id))
                 _latest(activity, str(item.event.originator_id), iso(item.event.timestamp))
-            elif item.kind == "HeartbeatRecorded":
+            elif item.type is HeartbeatRecorded:
                 _latest(activity, str(item.event.run_id), iso(item.event.timestamp))
         if steps:
             touched.update(StepRollup(conn).apply(steps))
@@ -78,6 +80,7 @@ class TraceProjection(Dispatching):
 
     # -- run events ----------------------------------------------------------------------------
 
+    @handles(Run.Started)
     def _Run_Started(self, conn: Connection, position: int, e: Run.Started) -> None:
         run_id = str(e.originator_id)
         conn.execute(traces.insert().values(
@@ -94,6 +97,7 @@ class TraceProjection(Dispatching):
               attributes={"name": e.name, "job": e.job, "tags": e.tags, "actor": e.actor,
                           "source": e.source})
 
+    @handles(Run.EvaluationRecorded)
     def _Run_EvaluationRecorded(self, conn: Connection, position: int, e: Run.EvaluationRecorded) -> None:
         run_id = str(e.originator_id)
         _bump(conn, run_id, evaluations=1)
@@ -102,6 +106,7 @@ class TraceProjection(Dispatching):
               position, step=e.step, metrics=e.metrics,
               attributes={"dataset": e.dataset, "split": e.split}, finished=True)
 
+    @handles(Run.CheckpointSaved)
     def _Run_CheckpointSaved(self, conn: Connection, position: int, e: Run.CheckpointSaved) -> None:
         run_id = str(e.originator_id)
         _bump(conn, run_id, checkpoints=1)
@@ -111,6 +116,7 @@ class TraceProjection(Dispatching):
               attributes={"artifact_id": str(e.artifact_id), "uri": e.uri, "format": e.format,
                           "includes_optimizer": e.includes_optimizer})
 
+    @handles(Run.FailureDetected)
     def _Run_FailureDetected(self, conn: Connection, position: int, e: Run.FailureDetected) -> None:
         run_id = str(e.originator_id)
         _bump(conn, run_id, failures=1)
@@ -124,6 +130,7 @@ class TraceProjection(Dispatching):
               "error", e, position, step=e.step, finished=True, error=(e.error_type, e.message),
               attributes={"signal": e.signal, "retryable": e.retryable, "corrupted": e.corrupted})
 
+    @handles(Run.RecoveryStarted)
     def _Run_RecoveryStarted(self, conn: Connection, position: int, e: Run.RecoveryStarted) -> None:
         run_id = str(e.originator_id)
         _recovery(conn, run_id, recovering=True, attempts=e.attempt)
@@ -131,18 +138,21 @@ class TraceProjection(Dispatching):
               "recover run", "running", e, position,
               attributes={"attempt": e.attempt, "strategy": e.strategy})
 
+    @handles(Run.RecoveryCheckpointSelected)
     def _Run_RecoveryCheckpointSelected(self, conn: Connection, position: int,
                                         e: Run.RecoveryCheckpointSelected) -> None:
         _merge_span(conn, recovery_span_id(str(e.originator_id), e.attempt),
                     {"checkpoint_id": str(e.checkpoint_id), "checkpoint_step": e.step,
                      "selection_reason": e.reason})
 
+    @handles(Run.RecoveryCheckpointRejected)
     def _Run_RecoveryCheckpointRejected(self, conn: Connection, position: int,
                                         e: Run.RecoveryCheckpointRejected) -> None:
         rejection = {"checkpoint_id": str(e.checkpoint_id), "step": e.step, "reason": e.reason}
         _merge_span(conn, recovery_span_id(str(e.originator_id), e.attempt), {},
                     append={"rejected": rejection})
 
+    @handles(Run.StepsLost)
     def _Run_StepsLost(self, conn: Connection, position: int, e: Run.StepsLost) -> None:
         conn.execute(update(traces).where(traces.c.id == str(e.originator_id)).values(
             lost_steps=dumps({"after_checkpoint_step": e.checkpoint_step, "count": e.count,
@@ -150,6 +160,7 @@ class TraceProjection(Dispatching):
                               "resumed_as": str(e.new_run_id),
                               "checkpoint_id": str(e.checkpoint_id)})))
 
+    @handles(Run.RecoveryCompleted)
     def _Run_RecoveryCompleted(self, conn: Connection, position: int, e: Run.RecoveryCompleted) -> None:
         run_id = str(e.originator_id)
         _recovery(conn, run_id, recovering=False)
@@ -158,12 +169,14 @@ class TraceProjection(Dispatching):
         _merge_span(conn, recovery_span_id(run_id, e.attempt), {"new_run_id": str(e.new_run_id)},
                     status="ok", finished_at=iso(e.occurred_at))
 
+    @handles(Run.RecoveryFailed)
     def _Run_RecoveryFailed(self, conn: Connection, position: int, e: Run.RecoveryFailed) -> None:
         run_id = str(e.originator_id)
         _recovery(conn, run_id, recovering=False, last_error=f"{e.error_type}: {e.message}")
         _merge_span(conn, recovery_span_id(run_id, e.attempt), {}, status="error",
                     finished_at=iso(e.occurred_at), error=(e.error_type, e.message))
 
+    @handles(Run.RecoveryExhausted)
     def _Run_RecoveryExhausted(self, conn: Connection, position: int, e: Run.RecoveryExhausted) -> None:
         run_id = str(e.originator_id)
         _recovery(conn, run_id, recovering=False, exhausted=True)
@@ -179,6 +192,7 @@ class TraceProjection(Dispatching):
                   finished=True, error=("recovery_exhausted", message),
                   attributes={"attempt": e.attempts, "exhausted": True})
 
+    @handles(Run.BestCheckpointChanged)
     def _Run_BestCheckpointChanged(self, conn: Connection, position: int,
                                    e: Run.BestCheckpointChanged) -> None:
         conn.execute(update(traces).where(traces.c.id == str(e.originator_id)).values(
@@ -186,6 +200,7 @@ class TraceProjection(Dispatching):
             best=dumps({"metric": e.metric, "mode": e.mode, "value": e.value,
                         "eval_step": e.eval_step, "checkpoint_step": e.checkpoint_step})))
 
+    @handles(Run.ResumedFrom)
     def _Run_ResumedFrom(self, conn: Connection, position: int, e: Run.ResumedFrom) -> None:
         run_id, previous = str(e.originator_id), str(e.previous_run_id)
         root = conn.execute(select(traces.c.root_trace_id).where(traces.c.id == previous)).scalar()
@@ -197,6 +212,7 @@ class TraceProjection(Dispatching):
                                                 "resume_step": e.step,
                                                 "optimizer_restored": e.optimizer_restored})
 
+    @handles(Run.Finished)
     def _Run_Finished(self, conn: Connection, position: int, e: Run.Finished) -> None:
         run_id = str(e.originator_id)
         at = iso(e.occurred_at)
@@ -208,7 +224,8 @@ class TraceProjection(Dispatching):
                     status="ok" if e.status in ("completed", "superseded") else "error",
                     finished_at=at)
 
-    def _HeartbeatRecorded(self, conn: Connection, position: int, e: Any) -> None:
+    @handles(HeartbeatRecorded)
+    def _HeartbeatRecorded(self, conn: Connection, position: int, e: HeartbeatRecorded) -> None:
         conn.execute(update(traces).where(traces.c.id == str(e.run_id))
                      .values(last_heartbeat_at=iso(e.occurred_at)))
 

@@ -31,6 +31,7 @@ from lineage.application.background import JobQueue
 from lineage.application.handles import Pending
 from lineage.application.policies import CheckpointPolicy
 from lineage.application.unit_of_work import UnitOfWork
+from lineage.codec.dispatch import topic_of
 from lineage.domain import Artifact
 from lineage.ports import Deletion
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETIRED_TOPIC = f"{Artifact.Retired.__module__}:{Artifact.Retired.__qualname__}"
+RETIRED_TOPIC = topic_of(Artifact.Retired)
 PAGE = 1000
 IDLE_EXIT_S = 30.0  # the worker thread ends after this long with nothing to do (restarts on use)
 

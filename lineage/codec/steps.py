@@ -35,11 +35,12 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper
 
+from lineage.codec.dispatch import topic_of
 from lineage.codec.jsontext import strict_dumps
 from lineage.domain.steps import StepRecorded
 from lineage.timestamps import iso
 
-STEP_TOPIC = f"{StepRecorded.__module__}:{StepRecorded.__qualname__}"
+STEP_TOPIC = topic_of(StepRecorded)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
 _loads = json.JSONDecoder().decode

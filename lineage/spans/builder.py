@@ -44,8 +44,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from lineage.codec.dispatch import Dispatcher, handles
 from lineage.codec.steps import STEP_TOPIC, DecodedStep, StepCodec
-from lineage.domain import Artifact, Run, ids
+from lineage.domain import Artifact, Run, StepRecorded, ids
 from lineage.ports import EventStore
 from lineage.spans import identity
 from lineage.spans.model import (
@@ -71,14 +72,11 @@ FAILURE_SPAN, RECOVERY_SPAN = "detect failure", "recover run"
 _CACHE = 4096
 
 
-def topic_of(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
 
 _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhausted)
 
 
-class SpanBuilder:
+class SpanBuilder(Dispatcher):
     """Builds span records from stored events; see the module docstring for the mapping. The
     step grouping is the trace identity's (``identity.STEPS_PER_SPAN``), shared with the read
     model, so it is not configurable."""
@@ -92,14 +90,7 @@ class SpanBuilder:
         self._started: OrderedDict[UUID, bool] = OrderedDict()
         self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
         self._page: dict[tuple[UUID, int], StoredEvent] = {}
-        self._handlers = {
-            STEP_TOPIC: self._step,
-            topic_of(Run.CheckpointSaved): self._checkpoint,
-            topic_of(Run.EvaluationRecorded): self._evaluation,
-            topic_of(Run.FailureDetected): self._failure,
-            topic_of(Run.Finished): self._finished,
-            **{topic_of(cls): self._recovery for cls in _RECOVERY_ENDS},
-        }
+        self._handlers = self.topics()  # dispatched on the stored topic, before decoding
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[SpanRecord]]:
         """For each stored event (in log order), the spans it completes (often none)."""
@@ -116,6 +107,7 @@ class SpanBuilder:
 
     # -- steps -----------------------------------------------------------------------------------
 
+    @handles(StepRecorded)
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
         version = stored.originator_version
         if version % identity.STEPS_PER_SPAN:
@@ -154,6 +146,7 @@ class SpanBuilder:
 
     # -- run events ------------------------------------------------------------------------------
 
+    @handles(Run.CheckpointSaved)
     def _checkpoint(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Run.CheckpointSaved = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
         registered = self._registered(event.artifact_id)
@@ -174,6 +167,7 @@ class SpanBuilder:
         return [self._child(event, identity.event_span_id(identity.CHECKPOINT, event.event_id),
                             CHECKPOINT_SPAN, pairs, links=links)]
 
+    @handles(Run.EvaluationRecorded)
     def _evaluation(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Run.EvaluationRecorded = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
         pairs = [("lineage.run.id", str(event.originator_id)), ("lineage.step", event.step),
@@ -182,6 +176,7 @@ class SpanBuilder:
         return [self._child(event, identity.event_span_id(identity.EVALUATION, event.event_id),
                             EVALUATE_SPAN, pairs)]
 
+    @handles(Run.FailureDetected)
     def _failure(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Run.FailureDetected = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
         pairs = [("lineage.run.id", str(event.originator_id)), ("error.type", event.error_type),
@@ -192,6 +187,7 @@ class SpanBuilder:
                             FAILURE_SPAN, pairs, events=[self._exception(event)],
                             status=STATUS_ERROR, message=event.message or event.error_type)]
 
+    @handles(*_RECOVERY_ENDS)
     def _recovery(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Any = self.mapper.to_domain_event(stored)
         history = self._history(event.originator_id, stored.originator_version)[:-1]
@@ -232,6 +228,7 @@ class SpanBuilder:
                             links=[link for link in links if link is not None], status=status,
                             message=message, start_ns=began)]
 
+    @handles(Run.Finished)
     def _finished(self, stored: StoredEvent) -> list[SpanRecord]:
         run_id = _uuid(stored.originator_id)
         history = self._history(run_id, stored.originator_version)
