@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
 from lineage.application.recording import WriterRecorder
-from lineage.application.retention import RetentionWorker
+from lineage.application.retention import RetentionWorker, unfinished_deletions
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
+from lineage.domain.envelope import Origin
 from lineage.errors import StoreError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
 
@@ -40,17 +42,17 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
     mapper = make_mapper()
     engine = store.database.engine()  # one engine per tracker: read models and positions
     storage = storage if storage is not None else open_artifact_storage()
-    recorder = WriterRecorder(
-        Writer(store, mapper, source=resolved.source, tenant_id=resolved.tenant_id,
-               actor=resolved.actor, clock=clock or _utc_now, id_source=id_source or uuid4,
-               max_queue=resolved.queue_size, batch_size=resolved.batch_size,
-               batch_interval_s=resolved.batch_interval_s, retry_for_s=resolved.retry_for_s),
-        source=resolved.source, tenant_id=resolved.tenant_id, actor=resolved.actor,
-        clock=clock or _utc_now, new_id=id_source or uuid4, clock_given=clock is not None)
+    origin = Origin(resolved.source, resolved.tenant_id, resolved.actor)
+    writer = Writer(store, mapper, origin=origin, clock=clock or _utc_now,
+                    id_source=id_source or uuid4, max_queue=resolved.queue_size,
+                    batch_size=resolved.batch_size, batch_interval_s=resolved.batch_interval_s,
+                    retry_for_s=resolved.retry_for_s)
+    recorder = WriterRecorder(writer, origin, clock=clock, new_id=id_source or uuid4)
     return TrackerParts(
         settings=resolved, store=store, mapper=mapper,
         read_models=read_models_on(engine, store, mapper), storage=storage, recorder=recorder,
-        retention=RetentionWorker(recorder, storage, store, mapper),
+        retention=RetentionWorker(recorder, storage,
+                                  partial(unfinished_deletions, recorder, store, mapper)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
         exporter=start_otlp_export(store, engine, export_otlp),
     )

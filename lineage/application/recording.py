@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -20,7 +20,7 @@ from lineage.application.handles import Pending
 from lineage.application.step_log import StepRecord
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.writer import Command, Writer
-from lineage.domain.envelope import Envelope
+from lineage.domain.envelope import Envelope, Origin
 from lineage.timestamps import normalise
 
 Handler = Callable[[UnitOfWork], Any]
@@ -41,8 +41,10 @@ class Recorder(Protocol):
     def submit(self, label: str, handler: Handler, envelope: Envelope) -> Pending:
         """Queue a command; the Pending resolves to ``handler``'s value once committed."""
 
-    def put_step(self, record: StepRecord) -> None:
-        """Queue one validated step (blocks only while the queue is full)."""
+    @property
+    def put_step(self) -> Callable[[StepRecord], None]:
+        """Queue one validated step (blocks only while the queue is full). A property, so a
+        run handle binds the writer's own method: no extra call on the hot path."""
 
     def now_ns(self) -> int:
         """Epoch nanoseconds for a step's default time."""
@@ -55,25 +57,26 @@ class WriterRecorder:
     """``Recorder`` on a ``Writer``: envelopes carry this process's source, tenant and actor,
     times come from ``clock`` and event ids from ``new_id``."""
 
-    def __init__(self, writer: Writer, *, source: str, tenant_id: str, actor: str,
-                 clock: Callable[[], datetime], new_id: Callable[[], UUID],
-                 clock_given: bool) -> None:
+    def __init__(self, writer: Writer, origin: Origin, *,
+                 clock: Callable[[], datetime] | None, new_id: Callable[[], UUID]) -> None:
+        """``clock`` None: the system clock (and ``time.time_ns`` for steps)."""
         self.writer = writer
-        self._source = source
-        self._tenant_id = tenant_id
-        self._actor = actor
-        self.clock = clock
+        self.origin = origin
+        self.clock = clock or _utc_now
         self.new_id = new_id
-        self._clock_given = clock_given
-        self.put_step = writer.put_step  # the hot path: no extra call layer
+        self._clock_given = clock is not None
+
+    @property
+    def put_step(self) -> Callable[[StepRecord], None]:
+        return self.writer.put_step
 
     @property
     def tenant_id(self) -> str:
-        return self._tenant_id
+        return self.origin.tenant_id
 
     @property
     def source(self) -> str:
-        return self._source
+        return self.origin.source
 
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         if occurred_at is None:
@@ -82,8 +85,7 @@ class WriterRecorder:
             moment, raw = normalise(occurred_at)
         return Envelope(
             event_id=self.new_id() if event_id is None else as_uuid(event_id, "event_id"),
-            occurred_at=moment, occurred_at_raw=raw, source=self._source,
-            tenant_id=self._tenant_id, actor=self._actor,
+            occurred_at=moment, occurred_at_raw=raw, **self.origin._asdict(),
         )
 
     def submit(self, label: str, handler: Handler, envelope: Envelope) -> Pending:
@@ -96,3 +98,7 @@ class WriterRecorder:
 
     def flush(self, timeout: float | None = None) -> None:
         self.writer.flush(timeout)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
@@ -155,12 +155,13 @@ class RetentionWorker:
     training loop: a failed job is logged and appended to ``errors``.
     """
 
-    def __init__(self, recorder: Recorder, storage: ArtifactStorage, store: EventStore,
-                 mapper: Mapper) -> None:
+    def __init__(self, recorder: Recorder, storage: ArtifactStorage,
+                 unfinished: Callable[[], Iterable[Retirement]]) -> None:
+        """``unfinished`` finds the retirements whose deletion a crash interrupted
+        (``unfinished_deletions`` on the tracker's store, wired by the composition root)."""
         self.recorder = recorder
         self.storage = storage
-        self._store = store
-        self._mapper = mapper
+        self._unfinished = unfinished
         self.deletions: list[tuple[UUID, Deletion]] = []
         self._jobs = JobQueue("lineage-retention", label="lineage retention",
                               idle_exit_s=IDLE_EXIT_S, log=log)
@@ -197,8 +198,7 @@ class RetentionWorker:
 
     def repair(self) -> list[tuple[UUID, Deletion]]:
         """Finish deletions a crash interrupted; returns what each one did."""
-        found = unfinished_deletions(self.recorder, self._store, self._mapper)
-        return [(r.artifact_id, self.delete(r)) for r in found]
+        return [(r.artifact_id, self.delete(r)) for r in self._unfinished()]
 
     def delete(self, retirement: Retirement) -> Deletion:
         try:

@@ -39,19 +39,18 @@ class RunHandle:
 
     def __init__(self, recorder: Recorder, run_id: UUID, name: str, *,
                  heartbeats: Heartbeats, retention: RetentionWorker, start_step: int = 0,
-                 job: dict[str, Any] | None = None, last_checkpoint: UUID | None = None) -> None:
+                 job: dict[str, Any] | None = None) -> None:
         self.recorder = recorder
         self.retention = retention
         self.id = run_id
         self.name = name
         self.start_step = start_step
-        self.job = job
         self.max_step: int | None = None
         self.finished_status: str | None = None
         self.policy = _policy_of(job, run_id)
         self._put = recorder.put_step
         self._now_ns = recorder.now_ns
-        self._last_checkpoint = last_checkpoint  # the next checkpoint derives from it
+        self._last_checkpoint: UUID | None = None  # the next checkpoint derives from it
         self._schedule = None if self.policy is None else CheckpointSchedule(self.policy)
         heartbeats.watch(self)
         if self.policy is not None and self.policy.keep_last is not None:
@@ -59,6 +58,11 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"RunHandle(id={self.id}, name={self.name!r})"
+
+    def continue_from(self, checkpoint: Any) -> None:
+        """The run's next checkpoint derives from ``checkpoint`` (a run resumed from it: the
+        lineage goes checkpoint -> its next one, across the two runs). No I/O."""
+        self._last_checkpoint = id_of(checkpoint, "checkpoint")
 
     # -- the hot path --------------------------------------------------------------------------
 

@@ -138,11 +138,10 @@ class TrackerService(ReadAPI):
     def submit(self, label: str, handler: Callable[[UnitOfWork], Any], envelope: Envelope) -> Pending:
         return self.recorder.submit(label, handler, envelope)
 
-    def _handle(self, run_id: UUID, name: str, start_step: int, job: dict[str, Any] | None,
-                last_checkpoint: UUID | None = None) -> RunHandle:
+    def _handle(self, run_id: UUID, name: str, start_step: int,
+                job: dict[str, Any] | None) -> RunHandle:
         return RunHandle(self.recorder, run_id, name, heartbeats=self.heartbeats,
-                         retention=self.retention, start_step=start_step, job=job,
-                         last_checkpoint=last_checkpoint)
+                         retention=self.retention, start_step=start_step, job=job)
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -248,11 +247,9 @@ class TrackerService(ReadAPI):
         old = self.run(previous_id)
         ckpt = self.artifact(checkpoint_id)
         resume_step = ckpt.step if step is None else validation.step(step)
-        started = self.start_run(name or old.name, job=job if job is not None else old.job,
-                                 inputs=[checkpoint_id], start_step=resume_step or 0, **start)
-        # its first checkpoint derives from the one it resumed from
-        handle = self._handle(started.id, started.name, started.start_step, started.job,
-                              last_checkpoint=checkpoint_id)
+        handle = self.start_run(name or old.name, job=job if job is not None else old.job,
+                                inputs=[checkpoint_id], start_step=resume_step or 0, **start)
+        handle.continue_from(checkpoint_id)
         envelope = self.envelope()
 
         def link(uow: UnitOfWork) -> None:

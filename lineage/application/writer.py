@@ -38,7 +38,7 @@ from eventsourcing.persistence import Mapper
 from lineage.application.step_log import StepLog, StepRecord, StoredStep
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.codec.steps import envelope_tail
-from lineage.domain.envelope import Envelope
+from lineage.domain.envelope import Envelope, Origin
 from lineage.errors import ConflictError, LineageError, StoreError, WriterError
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
 
@@ -77,8 +77,8 @@ class WriterStats:
 
 
 class Writer:
-    def __init__(self, store: EventStore, mapper: Mapper, *, source: str, tenant_id: str,
-                 actor: str, clock: Callable[[], datetime],
+    def __init__(self, store: EventStore, mapper: Mapper, *, origin: Origin,
+                 clock: Callable[[], datetime],
                  id_source: Callable[[], UUID] = uuid4, max_queue: int = 20_000,
                  batch_size: int = 1000, batch_interval_s: float = 0.05,
                  retry_for_s: float = 30.0) -> None:
@@ -90,7 +90,7 @@ class Writer:
         self.batch_interval_s = batch_interval_s
         self.retry_for_s = retry_for_s
         self.stats = WriterStats()
-        self.steps = StepLog(store, envelope_tail(source, tenant_id, actor),
+        self.steps = StepLog(store, envelope_tail(*origin),
                              None if id_source is uuid4 else id_source)
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, DomainEvent
 
 ENVELOPE_FIELDS = ("event_id", "occurred_at", "occurred_at_raw", "source", "tenant_id", "actor")
+
+
+class Origin(NamedTuple):
+    """Where events come from and who writes them: the same on every event one tracker
+    records (its settings ``source``, ``tenant_id`` and ``actor``)."""
+
+    source: str
+    tenant_id: str
+    actor: str
 
 
 @dataclass(frozen=True)
