@@ -27,7 +27,7 @@ def test_the_quick_start_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "step-1000.safetensors").write_bytes(b"weights")
     namespace = {"train_one_step": lambda: (0.5, 1e-4)}
-    exec(compile(quick_start(), str(README), "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(quick_start(), str(README), "exec"), namespace)  # our own README
 
     import lineage
 
