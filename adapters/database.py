@@ -14,11 +14,13 @@ commit atomically. PostgreSQL: ``?schema=name`` becomes the connection's ``searc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -26,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 from lineage.errors import ConfigurationError
 
 WRITE = {"lineage_write": True}
+SCHEMA_LOCK_KEY = 0x6C696E66  # the advisory lock around creating our tables (PostgreSQL)
 SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 POSTGRES_DRIVERS = ("postgresql", "postgresql+psycopg", "postgres", "postgresql+psycopg2")
 MEMORY, SQLITE, POSTGRES = "memory", "sqlite", "postgresql"
@@ -106,6 +109,18 @@ def _absolute(path: str) -> str:
 def engine_for(url: str | Database) -> Engine:
     """An engine on the database ``url`` names (see ``Database.parse``)."""
     return (url if isinstance(url, Database) else Database.parse(url)).engine()
+
+
+@contextmanager
+def schema_change(engine: Engine) -> Iterator[Connection]:
+    """A transaction for creating tables that other processes may be creating at the same
+    moment: SQLite takes the write lock first (``BEGIN IMMEDIATE``: no read-then-write upgrade
+    to fail with "database is locked"), PostgreSQL serialises on one advisory lock (concurrent
+    ``CREATE TABLE IF NOT EXISTS`` collide on the catalogue)."""
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        yield conn
 
 
 def _sqlite_transactions(engine: Engine, *, memory: bool) -> None:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, Column, Connection, DateTime, Engine, MetaData, String, Table, select
 
+from lineage.adapters.database import schema_change
+
 metadata = MetaData()
 
 positions = Table(
@@ -25,7 +27,8 @@ class SqlAlchemyPositionStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        with schema_change(engine) as conn:
+            metadata.create_all(conn)
 
     def get(self, name: str) -> int:
         with self.engine.connect() as conn:

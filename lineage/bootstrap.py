@@ -10,14 +10,14 @@ read models), whatever the working directory or the environment say.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
-from lineage.application.recording import WriterRecorder
+from lineage.application.recording import WriterRecorder, utc_now
 from lineage.application.retention import RetentionWorker, unfinished_deletions
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
@@ -43,7 +43,7 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
     engine = store.database.engine()  # one engine per tracker: read models and positions
     storage = storage if storage is not None else open_artifact_storage()
     origin = Origin(resolved.source, resolved.tenant_id, resolved.actor)
-    writer = Writer(store, mapper, origin=origin, clock=clock or _utc_now,
+    writer = Writer(store, mapper, origin=origin, clock=clock or utc_now,
                     id_source=id_source or uuid4, max_queue=resolved.queue_size,
                     batch_size=resolved.batch_size, batch_interval_s=resolved.batch_interval_s,
                     retry_for_s=resolved.retry_for_s)
@@ -56,10 +56,6 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
         exporter=start_otlp_export(store, engine, export_otlp),
     )
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def open_store(url: str, *, create: bool = True) -> EventStore:

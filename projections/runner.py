@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Mapper
 from sqlalchemy import Connection, Engine, Table, text
 
-from lineage.adapters.database import WRITE
+from lineage.adapters.database import WRITE, schema_change
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.errors import LineageError, ProjectionBusyError
@@ -35,7 +35,6 @@ from lineage.projections.tables import metadata as read_models
 
 BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
-SCHEMA_LOCK_KEY = 0x6C696E66  # advisory lock around creating the read-model tables
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
 
 
@@ -73,23 +72,13 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.lock = lock or ProjectionLock.for_engine(engine)
         self._thread_lock = threading.Lock()
-        with self._schema_change() as conn:
+        with schema_change(self.engine) as conn:
             positions_metadata.create_all(conn)
         self._upgrade_if_needed()
-        with self._schema_change() as conn:
+        with schema_change(self.engine) as conn:
             for projection in self.projections:
                 projection.tables[0].metadata.create_all(conn, tables=list(projection.tables))
 
-    @contextmanager
-    def _schema_change(self) -> Iterator[Connection]:
-        """A transaction for creating tables that other processes may be creating at the same
-        moment: SQLite takes the write lock first (``BEGIN IMMEDIATE``: no read-then-write
-        upgrade to fail with "database is locked"), PostgreSQL serialises on an advisory lock
-        (concurrent ``CREATE TABLE IF NOT EXISTS`` collide on the catalogue)."""
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-            yield conn
 
     def status(self) -> list[Status]:
         head = self.store.max_position()
@@ -181,7 +170,7 @@ class ProjectionRunner:
         if version == SCHEMA_VERSION or not self.lock.acquire():
             return
         try:
-            with self._schema_change() as conn:
+            with schema_change(self.engine) as conn:
                 read_models.drop_all(conn)
                 read_models.create_all(conn)
                 for name in {p.name for p in self.projections} | set(ALL_NAMES):

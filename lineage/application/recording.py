@@ -62,7 +62,7 @@ class WriterRecorder:
         """``clock`` None: the system clock (and ``time.time_ns`` for steps)."""
         self.writer = writer
         self.origin = origin
-        self.clock = clock or _utc_now
+        self.clock = clock or utc_now
         self.new_id = new_id
         self._clock_given = clock is not None
 
@@ -100,5 +100,6 @@ class WriterRecorder:
         self.writer.flush(timeout)
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
+    """The system clock, in UTC (the default clock of every tracker)."""
     return datetime.now(UTC)

@@ -1,4 +1,5 @@
-"""The public Python API: ``Tracker`` (one per process and store) and the commands it queues.
+"""The application service behind ``lineage.Tracker``: the commands it queues and, through
+``ReadAPI``, the queries it answers.
 
 Threading: every method may be called from any thread. Writes are validated in the caller's
 thread (a bad input raises here, before anything is queued) and committed by the writer thread.

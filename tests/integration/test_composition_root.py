@@ -125,3 +125,31 @@ def test_a_postgres_store_keeps_its_read_models_in_its_own_schema(
     with lineage.Tracker(postgres_url) as again:
         assert {v.name for v in again.artifacts()} == {"mine"}
     assert bait() == before
+
+
+def test_trackers_opening_read_models_at_once_on_a_fresh_database(durable_url: str) -> None:
+    """Each tracker creates the read-model and position tables on its first query; eight doing
+    it at the same moment (as eight processes would) must neither collide nor lock up."""
+    import threading
+
+    writer = lineage.Tracker(durable_url, export_otlp=False)
+    writer.start_run("seed").finish().wait()
+    trackers = [lineage.Tracker(durable_url, export_otlp=False) for _ in range(8)]
+    start = threading.Barrier(len(trackers))
+    answers: list[Any] = [None] * len(trackers)
+
+    def first_query(index: int) -> None:
+        start.wait()
+        try:
+            answers[index] = [v.name for v in trackers[index].runs()]
+        except Exception as error:  # reported below, with the others
+            answers[index] = error
+
+    threads = [threading.Thread(target=first_query, args=(i,)) for i in range(len(trackers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for tracker in [writer, *trackers]:
+        tracker.close()
+    assert answers == [["seed"]] * len(trackers)
