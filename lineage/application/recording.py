@@ -30,10 +30,8 @@ class Recorder(Protocol):
     """Writes events through the writer. Every method may be called from any thread."""
 
     @property
-    def tenant_id(self) -> str: ...
-
-    @property
-    def source(self) -> str: ...
+    def origin(self) -> Origin:
+        """The source, tenant and actor every event it writes carries."""
 
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         """The envelope of a new event, validated now (ValidationError names the field)."""
@@ -70,13 +68,6 @@ class WriterRecorder:
     def put_step(self) -> Callable[[StepRecord], None]:
         return self.writer.put_step
 
-    @property
-    def tenant_id(self) -> str:
-        return self.origin.tenant_id
-
-    @property
-    def source(self) -> str:
-        return self.origin.source
 
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         if occurred_at is None:

@@ -123,7 +123,7 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
     Local paths only mean something on the machine that wrote them, so an artifact retired
     from another host is left for that host's repair.
     """
-    here = host_of(recorder.source)
+    here = host_of(recorder.origin.source)
     retired_on: dict[UUID, str] = {}
     start = 1
     while True:
@@ -142,7 +142,7 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
             replayed: Any = mapper.to_domain_event(stored)
             artifact = replayed.mutate(artifact)
         if (isinstance(artifact, Artifact) and artifact.needs_deletion
-                and artifact.tenant_id == recorder.tenant_id):
+                and artifact.tenant_id == recorder.origin.tenant_id):
             yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
 
 

@@ -151,7 +151,7 @@ class RunHandle:
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
         meta = validation.json_object(metadata, "metadata")
         location = locate(path, checksum=checksum, field="path")
-        artifact_id = location.artifact_id(self.recorder.tenant_id)
+        artifact_id = location.artifact_id(self.recorder.origin.tenant_id)
         previous = self._last_checkpoint
         parent_ids = ([id_of(p, "parents") for p in parents] if parents is not None
                       else [previous] if previous is not None else [])
