@@ -72,10 +72,11 @@ class ReadModels:
         return graph if shape == "lineageir" else nested(graph)
 
     def runs(self, *, status: str | None = None, job_status: str | None = None,
-             limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+             watched: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Runs oldest first, with their checkpoints and inputs (``run_queries.run_rows``)."""
         with self._conn() as conn:
-            rows = conn.execute(_page(runs_query(status, job_status), limit, offset)).all()
+            query = runs_query(status, job_status, watched)
+            rows = conn.execute(_page(query, limit, offset)).all()
             return run_rows(conn, rows)
 
     def run_count(self, *, status: str | None = None, job_status: str | None = None) -> int:

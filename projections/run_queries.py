@@ -19,10 +19,17 @@ from lineage.projections.tables import artifacts, edges, spans, traces
 RUN_FILTERS = ("status", "job_status")
 
 
-def runs_query(status: str | None = None, job_status: str | None = None) -> Select[Any]:
+def runs_query(status: str | None = None, job_status: str | None = None,
+               watched: bool = False) -> Select[Any]:
     """Runs oldest first; ``status`` matches the job status or the recorded status (what
-    ``lineage runs --status`` means), ``job_status`` the job status only."""
+    ``lineage runs --status`` means), ``job_status`` the job status only; ``watched`` keeps
+    the runs a recovery monitor looks at: not superseded, and corrupted, with a retryable
+    failure, or running."""
     query = select(traces).order_by(traces.c.started_at, traces.c.id)
+    if watched:
+        query = query.where(traces.c.superseded_by.is_(None) & (
+            traces.c.corrupted | ((traces.c.failures > 0) & traces.c.failure_retryable)
+            | (traces.c.job_status == "running")))
     if status is not None:
         query = query.where((traces.c.job_status == status) | (traces.c.status == status))
     if job_status is not None:

@@ -41,7 +41,7 @@ class WatchedStore(Protocol):
 
     def run(self, run: Any) -> RunView: ...
 
-    def runs(self, status: str | None = None) -> list[RunView]: ...
+    def watched_runs(self) -> list[RunView]: ...
 
 
 class RecoveringTracker(WatchedStore, Protocol):
@@ -88,7 +88,7 @@ class LocalRunStatusSource:
     def poll(self) -> list[RunSignal]:
         now = self.clock()
         signals = []
-        for view in self.tracker.runs():
+        for view in self.tracker.watched_runs():
             signal = self.signal_for(view, now)
             if signal is not None:
                 signals.append(signal)

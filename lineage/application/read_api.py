@@ -64,6 +64,17 @@ class ReadAPI:
                 break
         return found
 
+    def watched_runs(self) -> list[RunView]:
+        """The runs a recovery monitor looks at, oldest first: not superseded, and corrupted,
+        with a retryable failure recorded, or running (its process may be gone)."""
+        self.flush()
+        found: list[RunView] = []
+        while True:
+            page = self.views.runs(watched=True, limit=PAGE, offset=len(found))
+            found += [run_view(row) for row in page]
+            if len(page) < PAGE:
+                return found
+
     def run_count(self, status: str | None = None) -> int:
         """How many runs there are (with ``status``, with that job status)."""
         self.flush()

@@ -132,3 +132,21 @@ def test_newest_runs_and_their_count(make_tracker: Any) -> None:
     assert [v.name for v in tracker.runs(newest=9)] == ["r0", "r1", "r2", "r3", "r4"]
     with pytest.raises(ValidationError, match="newest"):
         tracker.runs(newest=0)
+
+
+def test_the_monitor_looks_only_at_runs_that_may_need_it(make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    tracker.start_run("done").finish()
+    running = tracker.start_run("running")
+    running.log_step(0, {"loss": 1.0})
+    corrupted = tracker.start_run("corrupted")
+    corrupted.record_failure("backend", corrupted=True).wait()
+    retryable = tracker.start_run("retryable")
+    retryable.record_failure("timeout", retryable=True)
+    retryable.finish("failed").wait()
+    fatal = tracker.start_run("fatal")
+    fatal.record_failure("bug", retryable=False)
+    fatal.finish("failed").wait()
+    assert [v.name for v in tracker.watched_runs()] == ["running", "corrupted", "retryable"]
+    signals = LocalRunStatusSource(tracker, stale_after_s=3600).poll()
+    assert {s.run_id for s in signals} == {corrupted.id, retryable.id}
