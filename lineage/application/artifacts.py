@@ -63,8 +63,10 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
     """Resolve ``target`` (a path or a uri) and describe it. Raises ValidationError naming
     ``field`` for a missing local file, a malformed or mismatching checksum, a bad size."""
     supplied = validation.checksum(checksum, "checksum") if checksum is not None else None
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ValidationError("size", "must be a non-negative integer number of bytes", size)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                             or not 0 <= size <= validation.INT64_MAX):
+        raise ValidationError("size", "must be a non-negative integer number of bytes that fits "
+                                      "in 64 bits", size)
     text = os.fspath(target)
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(field, "must be a non-empty path or uri", target)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lineage.application.retention import RetentionWorker
 
 _check_metrics = validation.metrics
+INT64_MAX = validation.INT64_MAX
 log = logging.getLogger(__name__)
 
 
@@ -78,7 +79,7 @@ class RunHandle:
         """
         if self.finished_status is not None:
             raise RunFinishedError(self.id, self.finished_status, "steps")
-        if type(step) is not int or step < 0:
+        if type(step) is not int or not 0 <= step <= INT64_MAX:
             step = validation.step(step)
         metrics = {} if metrics is None else dict(_check_metrics(metrics))
         if epoch is not None:

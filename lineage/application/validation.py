@@ -21,16 +21,23 @@ RUN_STATUSES_FINAL = ("completed", "failed", "cancelled", "superseded")
 METADATA_LIMIT_BYTES = 64 * 1024
 
 _HEX = re.compile(r"^[0-9a-f]+$")
+# Every integer we store must fit a signed 64-bit column (SQLite INTEGER, PostgreSQL bigint)
+# and an OTLP int attribute: a larger one would be accepted here and break every read model.
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 
 
 def step(value: Any, field: str = "step") -> int:
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= INT64_MAX:
         return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise ValidationError(field, f"must be a non-negative integer, not {type(value).__name__}")
     number = operator.index(value)  # numpy and torch integers are accepted as plain ints
     if number < 0:
         raise ValidationError(field, f"must be a non-negative integer, got {number}", value)
+    if number > INT64_MAX:
+        raise ValidationError(field, f"must be at most {INT64_MAX} (2**63 - 1, what a 64-bit "
+                                     f"column holds), got {number}", value)
     return number
 
 
@@ -48,8 +55,12 @@ def metrics(value: Any, field: str = "metrics") -> dict[str, float]:
     for key, number in value.items():
         if type(key) is not str:
             raise ValidationError(f"{field}[{key!r}]", "metric names must be strings", key)
-        if type(number) is float or type(number) is int:
+        if type(number) is float or (type(number) is int and INT64_MIN <= number <= INT64_MAX):
             continue
+        if type(number) is int:
+            raise ValidationError(f"{field}[{key!r}]", f"must fit in a 64-bit integer (what every "
+                                  f"store holds), got {number}; pass a float for a larger value",
+                                  number)
         as_float = _as_float(number)
         if as_float is None:
             raise ValidationError(

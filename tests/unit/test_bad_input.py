@@ -158,3 +158,46 @@ def test_numpy_integer_steps_are_plain_ints(tracker: lineage.Tracker) -> None:
     with tracker.start_run("r") as run:
         run.log_step(numpy.int64(4), {"loss": 1.0})
     assert [s.step for s in tracker.steps(run.id)] == [4]
+
+
+# -- numbers every store and read model can hold (no poison) -------------------------------------
+
+BIG = 2**63
+HUGE = 10**400
+
+
+@pytest.mark.parametrize(("field", "call"), [
+    ("step", lambda run, tracker: run.log_step(BIG, {"loss": 1.0})),
+    ("epoch", lambda run, tracker: run.log_step(1, {"loss": 1.0}, epoch=2**70)),
+    ("tokens", lambda run, tracker: run.log_step(1, {"loss": 1.0}, tokens=2**70)),
+    ("metrics['v']", lambda run, tracker: run.log_step(1, {"v": HUGE})),
+    ("metrics['v']", lambda run, tracker: run.log_step(1, {"v": -BIG - 1})),
+    ("durations['step_s']", lambda run, tracker: run.log_step(1, {}, durations={"step_s": BIG})),
+    ("metrics['v']", lambda run, tracker: run.log_eval(2, {"v": HUGE})),
+    ("step", lambda run, tracker: run.log_eval(BIG, {"v": 1.0})),
+    ("size", lambda run, tracker: tracker.register_artifact("s3://b/k", type="model", size=2**64)),
+    ("start_step", lambda run, tracker: tracker.start_run("r", start_step=BIG)),
+])
+def test_numbers_no_column_can_hold_are_refused(tracker: lineage.Tracker, field: str,
+                                               call: Callable[[Any, Any], Any]) -> None:
+    run = tracker.start_run("r")
+    rejects(tracker, lambda: call(run, tracker), field, "64")
+    assert tracker.artifacts() == [] and tracker.run(run.id).steps == 0  # the read models work
+
+
+def test_the_largest_numbers_are_stored_and_read_back_everywhere(
+        any_url: str, make_tracker: Callable[..., Any]) -> None:
+    tracker = make_tracker(any_url)
+    top = 2**63 - 1
+    with tracker.start_run("big", start_step=0) as run:
+        run.log_step(top, {"loss": top, "low": -(2**63), "tiny": 5e-324, "max": 1.7e308},
+                     epoch=top, tokens=top, durations={"step_s": 1e308})
+        run.log_eval(top, {"v": top})
+    tracker.flush()
+    [step] = tracker.steps(run.id)
+    assert (step.step, step.epoch, step.tokens, step.metrics["loss"]) == (top, top, top, top)
+    view = tracker.run(run.id)
+    assert view.last_step == top and view.last_metrics["low"] == -(2**63)
+    assert tracker.trace(run.id)["trace"]["id"] == str(run.id)
+    assert tracker.metric_history(run.id, "max") == [(top, 1.7e308)]
+    assert tracker.audit(subject=run.id, include_steps=True)
