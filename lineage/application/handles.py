@@ -12,6 +12,8 @@ from uuid import UUID
 class _Expeditor(Protocol):
     def expedite(self) -> None: ...
 
+    def seen(self, future: Future[Any]) -> None: ...
+
 
 class Pending:
     """A write queued to the writer. ``wait()`` blocks until it is committed and returns its
@@ -25,9 +27,15 @@ class Pending:
         return self._future.done()
 
     def wait(self, timeout: float | None = None) -> Any:
+        """The command's value once committed; raises the error that refused it. A refusal
+        nobody waits for is reported by the next ``flush()`` or ``close()`` instead."""
         if not self._future.done():
             self._writer.expedite()
-        return self._future.result(timeout)
+        try:
+            return self._future.result(timeout)
+        finally:
+            if self._future.done():
+                self._writer.seen(self._future)
 
     def on_done(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(error)`` once the write is committed (``error`` None) or refused.

@@ -124,6 +124,7 @@ class RunHandle:
         its latest committed checkpoint at or before ``step`` (see lineage.application.best); the Pending
         resolves to that checkpoint's id, or None when the best did not change.
         """
+        self._require_open("evaluations")
         step = validation.step(step)
         values = dict(validation.metrics(metrics))
         dataset = validation.optional_text(dataset, "dataset")

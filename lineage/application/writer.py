@@ -11,8 +11,9 @@ Threading contract:
 - The writer thread owns the event-sourcing objects. It takes up to ``batch_size`` items, or
   what arrived within ``batch_interval_s``, and appends them in one transaction.
 - ``flush`` waits until everything queued before it is committed, then raises WriterError if
-  any step since the previous flush could not be committed (a command's error is raised by
-  its handle's ``wait()``).
+  any step since the previous flush could not be committed, or any command was refused whose
+  handle nobody waited on (a command's error is raised by its handle's ``wait()``; a refusal
+  no one saw is never dropped silently).
 
 Failures: a duplicate event id makes its command a no-op; a version conflict (another writer)
 reloads the aggregates and re-runs the batch's commands against the fresh state, so invariants
@@ -101,6 +102,8 @@ class Writer:
         self._cache = AggregateCache()
         self._failures: list[BaseException] = []
         self._lost_since_flush = 0
+        self._unseen: dict[int, BaseException] = {}  # id(future) -> refusal not waited on yet
+        self._unseen_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._thread.start()
 
@@ -162,11 +165,24 @@ class Writer:
                 self._wake.set()
                 self._space.wait(0.05)
 
+    def seen(self, future: Future[Any]) -> None:
+        """The caller has the outcome of ``future`` (its handle was waited on): a refusal of
+        it is theirs to handle, not the next flush's to report."""
+        with self._unseen_lock:
+            self._unseen.pop(id(future), None)
+
+    def _refuse(self, command: Command, error: BaseException) -> None:
+        with self._unseen_lock:
+            self._unseen[id(command.future)] = error
+        command.future.set_exception(error)
+
     def _raise_failures(self) -> None:
-        if self._failures:
+        with self._unseen_lock:
+            refused, self._unseen = list(self._unseen.values()), {}
+        if self._failures or refused:
             failures, lost = self._failures, self._lost_since_flush
             self._failures, self._lost_since_flush = [], 0
-            raise WriterError(failures, lost)
+            raise WriterError([*failures, *refused], lost + len(refused))
 
     # -- writer thread -------------------------------------------------------------------------
 
@@ -339,7 +355,7 @@ class Writer:
                 if error is None:
                     item.future.set_result(getattr(item, "result", None))
                 else:
-                    item.future.set_exception(error)
+                    self._refuse(item, error)
             elif error is not None:
                 self._failures.append(error)
                 self._lost_since_flush += 1
@@ -348,7 +364,7 @@ class Writer:
     def _fail(self, items: list[Any], error: BaseException) -> None:
         for item in items:
             if type(item) is Command and not item.future.done():
-                item.future.set_exception(error)
+                self._refuse(item, error)
             elif type(item) is _Flush and not item.future.done():
                 item.future.set_result(None)
                 self._flushes_pending -= 1

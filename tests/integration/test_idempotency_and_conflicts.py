@@ -342,3 +342,39 @@ def test_a_stale_writer_cannot_log_steps_on_a_run_another_finished(
         stale.flush()
     assert [s.step for s in a.steps(run)] == [0]
     assert all(isinstance(s, StepRecorded) for s in a.steps(run))
+
+
+def test_a_refused_write_nobody_waited_on_is_reported_by_flush_and_close(
+        durable_url: str, make_tracker: MakeTracker) -> None:
+    a, b = make_tracker(durable_url), make_tracker(durable_url)
+    run = a.start_run("finished elsewhere")
+    stale = b.run_handle(run.id)
+    stale.log_eval(1, {"accuracy": 0.5}).wait(30)  # B now caches the run as running
+    run.finish("completed").wait(30)
+
+    stale.log_eval(2, {"accuracy": 0.6})  # refused on B's writer thread; nobody waits on it
+    with pytest.raises(lineage.WriterError) as error:
+        b.flush()
+    assert error.value.lost == 1 and isinstance(error.value.failures[0], RunFinishedError)
+    b.flush()  # reported once
+
+    waited = stale.log_eval(3, {"accuracy": 0.7})
+    with pytest.raises(RunFinishedError):
+        waited.wait(60)
+    b.flush()  # the caller saw that one: nothing more to report
+
+    stale.log_eval(4, {"accuracy": 0.8})
+    with pytest.raises(lineage.WriterError):
+        b.close()
+    assert a.run(run).evaluations == 1
+
+
+def test_an_evaluation_on_a_finished_handle_is_refused_at_once(make_tracker: MakeTracker) -> None:
+    tracker = make_tracker("memory://")
+    run = tracker.start_run("r")
+    run.finish().wait()
+    before = tracker.store.max_position()
+    with pytest.raises(RunFinishedError):
+        run.log_eval(1, {"accuracy": 0.5})
+    tracker.flush()
+    assert tracker.store.max_position() == before
