@@ -102,7 +102,7 @@ class Writer:
         self._cache = AggregateCache()
         self._failures: list[BaseException] = []
         self._lost_since_flush = 0
-        self._unseen: dict[int, BaseException] = {}  # id(future) -> refusal not waited on yet
+        self._unseen: dict[Future[Any], BaseException] = {}  # refusals not waited on yet
         self._unseen_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._thread.start()
@@ -169,11 +169,11 @@ class Writer:
         """The caller has the outcome of ``future`` (its handle was waited on): a refusal of
         it is theirs to handle, not the next flush's to report."""
         with self._unseen_lock:
-            self._unseen.pop(id(future), None)
+            self._unseen.pop(future, None)
 
     def _refuse(self, command: Command, error: BaseException) -> None:
         with self._unseen_lock:
-            self._unseen[id(command.future)] = error
+            self._unseen[command.future] = error
         command.future.set_exception(error)
 
     def _raise_failures(self) -> None:
