@@ -93,7 +93,9 @@ class ReadAPI:
             pass
         label = "artifact" if kind == "any" else kind
         if not _ID_PREFIX.match(given):
-            raise ValidationError(label, f"{text!r} is not a {label} id or a prefix of one", text)
+            article = "an" if label[0] in "aeiou" else "a"
+            raise ValidationError(label, f"{text!r} is not {article} {label} id or a prefix of one",
+                                  text)
         self.flush()
         matches = self.views.ids_with_prefix(_dashed(given.replace("-", "")), kind=kind, limit=4)
         if not matches:
