@@ -8,6 +8,7 @@
     │   └── ArtifactNotFoundError
     ├── InvariantError             the domain refuses the change
     │   ├── RunFinishedError       steps or changes after a run finished
+    │   ├── RunExistsError         starting a run whose id (or job key) is already used
     │   └── ArtifactRetiredError   aliases on a retired artifact
     ├── ConflictError              two writers changed one aggregate; retries ran out
     ├── StoreError                 the event store failed (connection, disk, schema)
@@ -92,6 +93,16 @@ class RunFinishedError(InvariantError):
         self.run_id = run_id
         self.status = status
         super().__init__(f"run {run_id} is {status}: no {what} after a run finished")
+
+
+class RunExistsError(InvariantError):
+    def __init__(self, run_id: Any, name: str, key: str | None = None) -> None:
+        self.run_id = run_id
+        self.key = key
+        used = f"job key {key!r}" if key is not None else "run id"
+        super().__init__(f"{used} is already used by run {run_id} ({name!r}): a run starts "
+                         "once; record more on it with tracker.run_handle(run_id), or choose "
+                         "another id or key")
 
 
 class ArtifactRetiredError(InvariantError):

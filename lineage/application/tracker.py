@@ -37,7 +37,7 @@ from lineage.application.writer import Writer
 from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
-from lineage.errors import WriterError
+from lineage.errors import RunExistsError, WriterError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, ReadModelsPort
 
 RunLike = UUID | str | RunHandle
@@ -222,6 +222,9 @@ class TrackerService(ReadAPI):
         envelope = self.envelope(event_id, occurred_at)
 
         def start_it(uow: UnitOfWork) -> UUID:
+            existing = uow.find_run(new_id)
+            if existing is not None or uow.exists(new_id):
+                raise RunExistsError(new_id, getattr(existing, "name", "?"), spec.get("key"))
             run = uow.add(Run.start(new_id, name, spec, tag_map, start, uow.envelope(), uow.timestamp))
             for artifact_id in input_ids:
                 artifact = uow.artifact(artifact_id)

@@ -100,6 +100,14 @@ class UnitOfWork:
     def find_alias(self, alias_id: UUID) -> Alias | None:
         return self._get(alias_id, Alias)
 
+    def find_run(self, run_id: UUID) -> Run | None:
+        return self._get(run_id, Run)
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether any aggregate (of any kind) has this id."""
+        return self.cache.get(aggregate_id) is not None or bool(
+            self.store.read_stream(aggregate_id, limit=1)) or aggregate_id in self._batch_events
+
     def envelope(self) -> Envelope:
         """The envelope for the next event of the current command (see ``apply``)."""
         base = self._envelope

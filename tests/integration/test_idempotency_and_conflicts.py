@@ -378,3 +378,24 @@ def test_an_evaluation_on_a_finished_handle_is_refused_at_once(make_tracker: Mak
         run.log_eval(1, {"accuracy": 0.5})
     tracker.flush()
     assert tracker.store.max_position() == before
+
+
+def test_starting_a_run_id_or_job_key_twice_is_refused_at_once(
+        durable_url: str, make_tracker: MakeTracker) -> None:
+    from lineage.errors import RunExistsError
+
+    a, b = make_tracker(durable_url), make_tracker(durable_url)
+    first = a.start_run("first", run_id="0123abcd-ef01-4234-8567-89abcdef0123")
+    keyed = a.start_run("keyed", job={"key": "nightly-2026-11-30"})
+    before = a.store.max_position()
+    for tracker in (a, b):  # the same process, and another one
+        with pytest.raises(RunExistsError, match="already used by run") as error:
+            tracker.start_run("again", run_id=str(first.id))
+        assert error.value.run_id == first.id
+        with pytest.raises(RunExistsError, match="job key 'nightly-2026-11-30'"):
+            tracker.start_run("again", job={"key": "nightly-2026-11-30"})
+        assert tracker.writer.stats.conflicts_retried == 0  # refused, not retried as a conflict
+    a.flush()
+    b.flush()
+    assert a.store.max_position() == before
+    assert [v.name for v in a.runs()] == ["first", "keyed"] and keyed.id != first.id
