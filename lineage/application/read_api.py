@@ -8,7 +8,8 @@ audit, metric history. Their cost does not grow with the number of steps.
 Two accessors return the stored events themselves rather than a read model: ``steps`` (a range
 of one run's step stream, by its index) and ``run_events`` (the run's own stream, with its steps
 interleaved in log order). They read single streams by index, never the whole log, and never
-replay an aggregate: replay happens only on the writer thread, to apply a command.
+replay an aggregate: replay is only for deciding a command (the writer's unit of work, and
+retention's repair of deletions a crash interrupted).
 """
 
 from __future__ import annotations
