@@ -309,14 +309,20 @@ def test_a_conflict_on_one_run_fails_only_that_runs_commands(
     assert b.run(own).evaluations == 1
 
 
-def test_a_stale_writer_cannot_record_on_a_run_another_finished(
-        durable_url: str, make_tracker: MakeTracker) -> None:
+def finished_elsewhere(durable_url: str, make_tracker: MakeTracker) -> tuple[Any, Any, Any, Any]:
+    """Trackers A and B on one store; a run A finished while B's handle (``stale``) still
+    caches it as running. Returns (a, b, run, stale)."""
     a, b = make_tracker(durable_url), make_tracker(durable_url)
     run = a.start_run("finished elsewhere")
     stale = b.run_handle(run.id)
     stale.log_eval(1, {"accuracy": 0.5}).wait(30)  # B now caches the run as running
-
     run.finish("completed").wait(30)
+    return a, b, run, stale
+
+
+def test_a_stale_writer_cannot_record_on_a_run_another_finished(
+        durable_url: str, make_tracker: MakeTracker) -> None:
+    a, _, run, stale = finished_elsewhere(durable_url, make_tracker)
     late = stale.log_eval(2, {"accuracy": 0.6})  # B's cache still says running
     with pytest.raises(RunFinishedError):
         late.wait(60)
@@ -346,12 +352,7 @@ def test_a_stale_writer_cannot_log_steps_on_a_run_another_finished(
 
 def test_a_refused_write_nobody_waited_on_is_reported_by_flush_and_close(
         durable_url: str, make_tracker: MakeTracker) -> None:
-    a, b = make_tracker(durable_url), make_tracker(durable_url)
-    run = a.start_run("finished elsewhere")
-    stale = b.run_handle(run.id)
-    stale.log_eval(1, {"accuracy": 0.5}).wait(30)  # B now caches the run as running
-    run.finish("completed").wait(30)
-
+    a, b, run, stale = finished_elsewhere(durable_url, make_tracker)
     stale.log_eval(2, {"accuracy": 0.6})  # refused on B's writer thread; nobody waits on it
     with pytest.raises(lineage.WriterError) as error:
         b.flush()
