@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lineage.application.recovery import RecoveryResult
+from lineage.application.recovery import NOT_RECOVERED, RecoveryResult
 from lineage.application.views import RunView
 from lineage.ports import RunSignal, RunStatusSource
 from lineage.timestamps import iso
@@ -95,7 +95,8 @@ class LocalRunStatusSource:
         return signals
 
     def signal_for(self, view: RunView, now: datetime) -> RunSignal | None:
-        if view.superseded_by is not None or view.recovering or view.recovery_attempts:
+        if (view.superseded_by is not None or view.recovering or view.recovery_attempts
+                or view.status in NOT_RECOVERED):
             return None
         if view.corrupted or (view.failures and view.failure_retryable):
             return RunSignal(view.id, "recorded", "recorded failure", view.status_reason or "",

@@ -49,8 +49,9 @@ if TYPE_CHECKING:
 
 ResumeFunction = Callable[[ArtifactView, RunHandle], Any]
 STRATEGIES = ("latest", "best")
-STATUSES = ("recovered", "already_recovering", "already_recovered", "no_failure",
+STATUSES = ("recovered", "already_recovering", "already_recovered", "finished", "no_failure",
             "no_checkpoint", "failed", "exhausted")
+NOT_RECOVERED = ("completed", "cancelled")  # a run that ended like this is not recovered
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class Attempt:
 @dataclass(frozen=True)
 class RecoveryResult:
     """What a recovery did. ``status`` is one of ``recovered``, ``already_recovering`` (another
-    executor holds it), ``already_recovered``, ``no_failure`` (nothing to recover from),
+    executor holds it), ``already_recovered``, ``finished`` (the run completed or was
+    cancelled: nothing is written), ``no_failure`` (nothing to recover from),
     ``no_checkpoint`` (no candidate passed the checks), ``failed`` (a non-retryable error)
     or ``exhausted`` (retryable errors until the attempts ran out)."""
 
@@ -322,6 +324,10 @@ def _refusal(view: RunView) -> RecoveryResult | None:
     if view.recovering:
         return RecoveryResult("already_recovering", view.id, f"run {view.id} is already "
                               f"recovering (attempt {view.recovery_attempts} in progress)")
+    if view.status in NOT_RECOVERED:
+        return RecoveryResult("finished", view.id, f"run {view.id} {view.status}: a finished "
+                              "run is not recovered (tracker.resume_run starts a new run from "
+                              "one of its checkpoints)")
     if view.failures == 0 and view.status != "failed":
         return RecoveryResult("no_failure", view.id, f"run {view.id} has no failure recorded "
                               "(record one first, e.g. run.record_failure(...))")

@@ -31,7 +31,7 @@ from rich.text import Text
 from lineage.api import Tracker
 from lineage.application.monitor import LocalRunStatusSource, MonitorAction, PollFailure, RecoveryMonitor
 from lineage.application.policies import BACKOFFS, RetryPolicy
-from lineage.application.recovery import RecoveryResult
+from lineage.application.recovery import NOT_RECOVERED, RecoveryResult
 from lineage.application.run_handle import RunHandle
 from lineage.application.views import ArtifactView
 from lineage.cli.base import (
@@ -136,7 +136,7 @@ def _recover(cli: Invocation, run: str, reason: str | None, recovery: RecoveryOp
         options = recovery.for_tracker(tracker)
         if reason:
             view = tracker.run(run_id)
-            if view.failures == 0 and view.status != "failed":
+            if view.failures == 0 and view.status not in ("failed", *NOT_RECOVERED):
                 tracker.run_handle(run_id).record_failure("OperatorReported", reason,
                                                           signal="operator",
                                                           retryable=True).wait()

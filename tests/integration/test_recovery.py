@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import lineage
+from lineage import LocalRunStatusSource
 from lineage.application.handles import ArtifactRef
 from lineage.application.views import ArtifactView, LostSteps
 from lineage.domain import Artifact, Run
@@ -335,3 +336,36 @@ def test_checkpoints_retention_retired_are_not_fallbacks(
     assert [(r.step, r.reason.split(" ")[0]) for r in result.rejected] == [(40, "file")]
     latest_retired = tracker.recover(run, strategy=str(refs[0].id), resume=Resume())
     assert [r.reason for r in latest_retired.rejected] == ["is retired (its bytes were deleted)"]
+
+
+def test_a_completed_run_is_not_recovered_and_nothing_is_written(
+        any_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
+    tracker = make_tracker(any_url)
+    run, _ = corrupted_run(tracker, tmp_path)  # a failure recorded, then ...
+    run.finish("completed").wait()  # ... the run completed after all
+    tracker.flush()
+    before = tracker.store.max_position()
+    result = tracker.recover(run, resume=Resume())
+    assert result.status == "finished" and "completed" in result.message and not result.recovered
+    tracker.flush()
+    assert tracker.store.max_position() == before
+    view = tracker.run(run.id)
+    assert view.status == "completed" and not view.recovering and view.recovery_attempts == 0
+    assert LocalRunStatusSource(tracker).poll() == []  # the monitor leaves it alone too
+
+
+def test_lineage_recover_on_a_completed_run_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lineage.cli.main import main
+
+    db = str(tmp_path / "done.db")
+    with lineage.Tracker(db) as tracker:
+        with tracker.start_run("done") as run:
+            run.log_step(1, {"loss": 1.0})
+        before = tracker.store.max_position()
+    code = main(["--db", db, "recover", str(run.id), "--reason", "looks wrong", "--json"])
+    out = capsys.readouterr().out
+    assert code == 1 and '"finished"' in out
+    with lineage.Tracker(db) as tracker:
+        assert tracker.store.max_position() == before
+        assert tracker.run(run.id).job_status == "completed"
