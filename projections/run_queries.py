@@ -16,8 +16,6 @@ from sqlalchemy import Connection, Row, Select, select
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.tables import artifacts, edges, spans, traces
 
-RUN_FILTERS = ("status", "job_status")
-
 
 def runs_query(status: str | None = None, job_status: str | None = None,
                watched: bool = False) -> Select[Any]:

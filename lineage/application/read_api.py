@@ -54,12 +54,13 @@ class ReadAPI:
         ``status``, only runs with that job status (pending, running, completed, failed,
         corrupted, superseded, cancelled: see lineage.application.job_status)."""
         self.flush()
-        offset = 0 if newest is None else max(self.run_count(status) - _count(newest), 0)
+        job_status = _status(status)
+        offset = 0 if newest is None else max(
+            self.views.run_count(job_status=job_status) - _count(newest), 0)
         found: list[RunView] = []
         while newest is None or len(found) < newest:
             size = PAGE if newest is None else min(PAGE, newest - len(found))
-            page = self.views.runs(job_status=_status(status), limit=size,
-                                   offset=offset + len(found))
+            page = self.views.runs(job_status=job_status, limit=size, offset=offset + len(found))
             found += [run_view(row) for row in page]
             if len(page) < size:
                 break
