@@ -10,12 +10,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select, text
 
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.lineageir import lineage_graph, nested
-from lineage.projections.run_queries import ids_with_prefix, run_rows, runs_query
+from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
 from lineage.projections.tables import (
     alias_history,
@@ -110,7 +110,8 @@ class ReadModels:
                   status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Registered artifacts, oldest first, filtered; ``as_of`` (a time or a position) gives
         the registry as it was then: only what was registered by then, with the status and
-        aliases it had then."""
+        aliases it had then. ``checksum`` is a digest or a unique prefix of one (at least 6 hex
+        digits): see ``digest_with_prefix``."""
         with self._conn() as conn:
             position = self._position(conn, as_of)
             query, status_then = _registry_query(position)
@@ -120,7 +121,8 @@ class ReadModels:
             if run is not None:
                 filters.append(artifacts.c.run_id == run)
             if checksum is not None:
-                filters.append(artifacts.c.checksum == checksum.split(":")[-1].lower())
+                digest = digest_with_prefix(conn, checksum)  # None: no such digest
+                filters.append(false() if digest is None else artifacts.c.checksum == digest)
             if since is not None:
                 filters.append(artifacts.c.registered_at >= iso(normalise(since, "since")[0]))
             if until is not None:

@@ -16,6 +16,7 @@ may return 1 itself (``recover`` does, when nothing was recovered).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from lineage.api import Tracker
 from lineage.cli import format as fmt
 from lineage.errors import LineageError
 
@@ -185,6 +187,12 @@ def entrypoint(handler: Handler) -> Callable[..., int]:
 # -- helpers for handlers ------------------------------------------------------------------------
 
 
+def reader(cli: Invocation) -> Tracker:
+    """A tracker on the existing store, for a command that records nothing: it never starts
+    the background OTLP exporter, so OTLP settings (even malformed ones) do not concern it.
+    Raises StoreError when there is no store there."""
+    return Tracker(cli.db, create=False, export_otlp=False)
+
 
 def make_console() -> Console:
     """Colour only on a terminal (rich decides); plain and wide when piped."""
@@ -196,6 +204,12 @@ def make_console() -> Console:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(fmt.dumps(value) + "\n")
+
+
+def print_json_line(value: Any) -> None:
+    """One JSON document on one line (JSON Lines: for a stream of documents), flushed."""
+    sys.stdout.write(json.dumps(fmt.jsonable(value), allow_nan=False, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str) -> None:
