@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier
@@ -18,6 +19,7 @@ from sqlalchemy import URL
 
 from lineage.adapters.database import POSTGRES, Database
 from lineage.adapters.eventstore import EVENT_IDS_TABLE, _RecorderEventStore
+from lineage.errors import ReadOnlyStoreError, StoreError
 
 
 class _PostgresRecorder(PostgresApplicationRecorder):
@@ -70,7 +72,12 @@ class _DurablePostgresDatastore(PostgresDatastore):
 
 
 class PostgresEventStore(_RecorderEventStore):
-    """Events in PostgreSQL (synchronous commit). Any number of writer processes."""
+    """Events in PostgreSQL (synchronous commit). Any number of writer processes.
+
+    A role or database that may only read (``default_transaction_read_only``, a standby) gives
+    a read-only store: the tables must exist already; ``append`` raises ReadOnlyStoreError."""
+
+    library_errors = (*_RecorderEventStore.library_errors, psycopg.Error)
 
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
                  schema: str = "public", pool_size: int = 2) -> None:
@@ -85,7 +92,13 @@ class PostgresEventStore(_RecorderEventStore):
                 max_overflow=4, lock_timeout=30, connect_timeout=10,
             )
             self.recorder = _PostgresRecorder(self.datastore)
-            self._create_tables(schema)
+        try:
+            with self._translated("open"):
+                self._create_tables(schema)
+        except ReadOnlyStoreError as error:
+            self.read_only, self.read_only_reason = True, error.reason
+            self.database = self.database.read_only_copy()
+            self._check_tables()
 
     @property
     def location(self) -> str:
@@ -102,6 +115,14 @@ class PostgresEventStore(_RecorderEventStore):
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def _check_tables(self) -> None:
+        with self._translated("open"), self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS found",
+                         (f"{self.datastore.schema}.{self.recorder.events_table_name}",))
+            row = curs.fetchone()
+            if row is None or not row["found"]:
+                raise StoreError(f"not a lineage database: {self.display} has no lineage events")
 
     def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
         statement = SQL("SELECT originator_version, notification_id FROM {0}.{1} "

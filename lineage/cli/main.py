@@ -39,6 +39,7 @@ from lineage.cli.base import (
     group,
     json_option,
     print_json,
+    unexpected,
 )
 
 # Modules adding commands: each has ``register(root: click.Group)`` and builds its commands with
@@ -207,4 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as exit_:  # shell completion (_LINEAGE_COMPLETE) ends with sys.exit
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    except Exception as error:  # the last resort, outside any command (lineage.cli.base)
+        return unexpected(error)
     return code if isinstance(code, int) else 0

@@ -177,6 +177,8 @@ for _action in (_project_status, _project_rebuild, _project_follow):
 def catch_up(tracker: Tracker, console: Console, *, threshold: int = 20_000) -> None:
     """Bring the read models to the head before a query, with a progress bar (on stderr) when
     the backlog is long enough for someone to wonder what is happening."""
+    if not tracker.views.catches_up():  # current read models of a read-only store
+        return
     runner = tracker.views.runner
     lag = max((status.lag for status in runner.status()), default=0)
     if lag < threshold:
