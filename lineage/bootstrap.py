@@ -28,6 +28,8 @@ from lineage.domain.envelope import Origin
 from lineage.errors import ReadOnlyStoreError, StoreError, ValidationError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
 
+STORE_METHODS = ("append", "read_stream", "read_log", "max_position", "database", "location")
+
 
 def build(database_url: str | None = None, *, store: EventStore | None = None,
           clock: Callable[[], datetime] | None = None,
@@ -39,6 +41,9 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
     read models. Raises ConfigurationError for a bad setting, StoreError when the store cannot
     be opened (``create=False``: a SQLite file that does not exist)."""
     resolved = Settings.load(database_url=_url_argument(database_url), **settings)
+    if store is not None and not all(hasattr(store, name) for name in STORE_METHODS):
+        raise ValidationError("store", "must be an EventStore (lineage.ports.EventStore), got "
+                              f"{type(store).__name__}", store)
     store = store if store is not None else open_store(
         resolved.database_url, create=create, lock_timeout_s=resolved.lock_timeout_s)
     mapper = make_mapper()
