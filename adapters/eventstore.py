@@ -171,6 +171,7 @@ class _RecorderEventStore:
 
     recorder: Any  # the library's SQLite or PostgreSQL application recorder, extended above
     read_only = False
+    read_only_reason = "opened read-only"
     # What the recorders and their drivers raise (the PostgreSQL store adds psycopg's).
     library_errors: tuple[type[BaseException], ...] = (PersistenceError, sqlite3.Error, OSError)
 
@@ -202,8 +203,6 @@ class _RecorderEventStore:
     def max_position(self) -> int:
         with self._translated("read"):
             return self.recorder.max_notification_id() or 0
-
-    read_only_reason = "opened read-only"
 
     @contextmanager
     def _translated(self, verb: str) -> Iterator[None]:

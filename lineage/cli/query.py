@@ -19,6 +19,7 @@ from rich.table import Table
 from lineage.api import Tracker
 from lineage.cli import graph as cli_graph
 from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json
+from lineage.errors import ReadOnlyStoreError
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
 
@@ -142,11 +143,13 @@ def _show_status(cli: Invocation) -> int:
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
     console = cli.console
-    with Tracker(cli.db, create=False) as tracker, _progress(console) as progress:
+    with Tracker(cli.db, create=False) as tracker:
+        _refuse_read_only(tracker, "rebuilt")
         runner = tracker.views.runner
-        task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
-        applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
-            task, completed=at, total=head))
+        with _progress(console) as progress:
+            task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
+            applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
+                task, completed=at, total=head))
     console.print(f"rebuilt {', '.join(names) or 'all read models'}: {applied} events")
     return 0
 
@@ -156,6 +159,7 @@ def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
 def _project_follow(cli: Invocation, poll: float) -> int:
     stop = threading.Event()
     with Tracker(cli.db, create=False) as tracker:
+        _refuse_read_only(tracker, "followed")
         runner = tracker.views.runner
         cli.console.print(f"following {tracker.location} (Ctrl-C to stop)")
         def report(applied: int) -> None:
@@ -168,6 +172,12 @@ def _project_follow(cli: Invocation, poll: float) -> int:
         except KeyboardInterrupt:
             stop.set()
     return 0
+
+
+def _refuse_read_only(tracker: Tracker, what: str) -> None:
+    """Read models of a read-only store cannot be written: refuse before building any."""
+    if tracker.store.read_only:
+        raise ReadOnlyStoreError(tracker.location, f"its read models cannot be {what}")
 
 
 for _action in (_project_status, _project_rebuild, _project_follow):

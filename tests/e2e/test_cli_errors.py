@@ -182,6 +182,9 @@ def test_a_read_only_url_answers_every_query(tmp_path: Path, capsys: pytest.Capt
     code, _, err = run_cli(capsys, "--db", f"sqlite:///{db}?mode=ro", "demo", "--dir",
                            str(tmp_path / "demo"), "--steps", "100")
     assert_one_error_line(code, err, "read-only", str(db))
+    code, out, err = run_cli(capsys, "--db", f"sqlite:///{db}?mode=ro", "project", "rebuild")
+    assert_one_error_line(code, err, "read-only", "cannot be rebuilt")
+    assert out == ""
 
 
 @pytest.mark.parametrize("read_models", ["current", "behind"])
