@@ -52,8 +52,8 @@ def _setting(name: str, env: str, default: Callable[[], Any], parse: Callable[[s
 
 SETTINGS = (
     _setting("database_url", "LINEAGE_DATABASE_URL", lambda: "sqlite:///lineage.db", str,
-             "SQLAlchemy URL of the event store: sqlite:///path.db (default ./lineage.db) or "
-            "postgresql+psycopg://user@host:5432/db[?schema=name]"),
+             "SQLAlchemy URL of the event store: sqlite:///path.db (default ./lineage.db; "
+            "?mode=ro to open it read-only) or postgresql+psycopg://user@host:5432/db[?schema=name]"),
     _setting("tenant_id", "LINEAGE_TENANT", lambda: "default", str,
              "tenant recorded on every event"),
     _setting("actor", "LINEAGE_ACTOR", _default_actor, str,
