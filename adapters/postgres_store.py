@@ -20,7 +20,7 @@ from sqlalchemy import URL
 
 from lineage.adapters.database import POSTGRES, Database
 from lineage.adapters.eventstore import EVENT_IDS_TABLE, _RecorderEventStore
-from lineage.errors import StoreError
+from lineage.errors import ReadOnlyStoreError, StoreError
 
 
 class _PostgresRecorder(PostgresApplicationRecorder):
@@ -105,7 +105,12 @@ def check_connection(host: str, port: int, user: str, password: str, dbname: str
 
 
 class PostgresEventStore(_RecorderEventStore):
-    """Events in PostgreSQL (synchronous commit). Any number of writer processes."""
+    """Events in PostgreSQL (synchronous commit). Any number of writer processes.
+
+    A role or database that may only read (``default_transaction_read_only``, a standby) gives
+    a read-only store: the tables must exist already; ``append`` raises ReadOnlyStoreError."""
+
+    library_errors = (*_RecorderEventStore.library_errors, psycopg.Error)
 
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
                  schema: str = "public", pool_size: int = 2) -> None:
@@ -121,7 +126,13 @@ class PostgresEventStore(_RecorderEventStore):
                 max_overflow=4, lock_timeout=30, connect_timeout=10,
             )
             self.recorder = _PostgresRecorder(self.datastore)
-            self._create_tables(schema)
+        try:
+            with self._translated("open"):
+                self._create_tables(schema)
+        except ReadOnlyStoreError as error:
+            self.read_only, self.read_only_reason = True, error.reason
+            self.database = self.database.read_only_copy()
+            self._check_tables()
 
     @property
     def location(self) -> str:
@@ -138,6 +149,14 @@ class PostgresEventStore(_RecorderEventStore):
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def _check_tables(self) -> None:
+        with self._translated("open"), self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS found",
+                         (f"{self.datastore.schema}.{self.recorder.events_table_name}",))
+            row = curs.fetchone()
+            if row is None or not row["found"]:
+                raise StoreError(f"not a lineage database: {self.display} has no lineage events")
 
     def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
         statement = SQL("SELECT originator_version, notification_id FROM {0}.{1} "

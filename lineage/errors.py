@@ -12,6 +12,7 @@
     │   └── ArtifactRetiredError   aliases on a retired artifact
     ├── ConflictError              two writers changed one aggregate; retries ran out
     ├── StoreError                 the event store failed (connection, disk, schema)
+    │   └── ReadOnlyStoreError     a write to a store that can only be read
     ├── WriterError                the background writer could not commit some events
     ├── ConfigurationError         a missing or invalid setting
     ├── ProjectionBusyError        another runner holds this database's projection lock
@@ -124,6 +125,16 @@ class ConflictError(LineageError):
 
 class StoreError(LineageError):
     """The event store failed (connection refused, disk full, schema problem)."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store can only be read (a read-only file, directory, mount, role or transaction, or
+    a ``?mode=ro`` URL): ``location`` names it; nothing was written."""
+
+    def __init__(self, location: str, reason: str = "opened read-only") -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"read-only: {location} cannot be written ({reason})")
 
 
 class WriterError(LineageError):

@@ -52,6 +52,10 @@ class ReadModels:
                 self._runner = self._runner()
             return self._runner
 
+    def catches_up(self) -> bool:
+        """Whether a query first catches the read models up (so ``runner`` may write)."""
+        return self.auto_catch_up
+
     def close(self) -> None:
         """Release the database connections (the tracker calls this when it closes)."""
         self.engine.dispose()

@@ -67,7 +67,7 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
                              or not 0 <= size <= validation.INT64_MAX):
         raise ValidationError("size", "must be a non-negative integer number of bytes that fits "
                                       "in 64 bits", size)
-    text = os.fspath(target)
+    text = os.fspath(target) if isinstance(target, (str, os.PathLike)) else None
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(field, "must be a non-empty path or uri", target)
     scheme = urlparse(text).scheme.lower()
@@ -82,7 +82,11 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
             f"{', '.join(s + '://' for s in REMOTE_SCHEMES)}", text)
     else:
         path = Path(text)
-    return _locate_local(path.expanduser().resolve(), supplied, field)
+    try:
+        resolved = path.expanduser().resolve()
+    except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before 3.13)
+        raise ValidationError(field, f"cannot resolve the path {text!r} ({error})", text) from None
+    return _locate_local(resolved, supplied, field)
 
 
 def _locate_local(path: Path, supplied: tuple[str, str] | None, field: str) -> Location:

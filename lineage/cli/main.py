@@ -40,6 +40,7 @@ from lineage.cli.base import (
     json_option,
     print_json,
     reader,
+    unexpected,
 )
 from lineage.errors import ValidationError
 
@@ -235,4 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as exit_:  # shell completion (_LINEAGE_COMPLETE) ends with sys.exit
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    except Exception as error:  # the last resort, outside any command (lineage.cli.base)
+        return unexpected(error)
     return code if isinstance(code, int) else 0

@@ -27,6 +27,7 @@ from lineage.cli.base import (
     print_json,
     reader,
 )
+from lineage.errors import ReadOnlyStoreError
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
 
@@ -152,11 +153,13 @@ def _show_status(cli: Invocation) -> int:
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
     console = cli.console
-    with reader(cli) as tracker, _progress(console) as progress:
+    with reader(cli) as tracker:
+        _refuse_read_only(tracker, "rebuilt")
         runner = tracker.views.runner
-        task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
-        applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
-            task, completed=at, total=head))
+        with _progress(console) as progress:
+            task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
+            applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
+                task, completed=at, total=head))
     console.print(f"rebuilt {', '.join(names) or 'all read models'}: {applied} events")
     return 0
 
@@ -166,6 +169,7 @@ def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
 def _project_follow(cli: Invocation, poll: float) -> int:
     stop = threading.Event()
     with reader(cli) as tracker:
+        _refuse_read_only(tracker, "followed")
         runner = tracker.views.runner
         cli.console.print(f"following {tracker.location} (Ctrl-C to stop)")
         def report(applied: int) -> None:
@@ -180,6 +184,12 @@ def _project_follow(cli: Invocation, poll: float) -> int:
     return 0
 
 
+def _refuse_read_only(tracker: Tracker, what: str) -> None:
+    """Read models of a read-only store cannot be written: refuse before building any."""
+    if tracker.store.read_only:
+        raise ReadOnlyStoreError(tracker.location, f"its read models cannot be {what}")
+
+
 for _action in (_project_status, _project_rebuild, _project_follow):
     _project.add_command(_action)
 
@@ -187,6 +197,8 @@ for _action in (_project_status, _project_rebuild, _project_follow):
 def catch_up(tracker: Tracker, console: Console, *, threshold: int = 20_000) -> None:
     """Bring the read models to the head before a query, with a progress bar (on stderr) when
     the backlog is long enough for someone to wonder what is happening."""
+    if not tracker.views.catches_up():  # current read models of a read-only store
+        return
     runner = tracker.views.runner
     lag = max((status.lag for status in runner.status()), default=0)
     if lag < threshold:
