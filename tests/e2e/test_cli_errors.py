@@ -222,7 +222,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("lineage.cli.main.Tracker", broken)
+    monkeypatch.setattr("lineage.cli.base.Tracker", broken)
     code, _, err = run_cli(capsys, "--db", str(tmp_path / "x.db"), "runs")
     assert_one_error_line(code, err, "unexpected ZeroDivisionError: a bug",
                           "(run with LINEAGE_DEBUG=1 for the traceback)")
