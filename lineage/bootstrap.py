@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
 from lineage.application.recording import WriterRecorder, utc_now
-from lineage.application.retention import RetentionWorker, unfinished_deletions
+from lineage.application.retention import RetentionWorker, live_holders, unfinished_deletions
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
 from lineage.codec.mapper import make_mapper
@@ -55,11 +55,13 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
                     batch_size=resolved.batch_size, batch_interval_s=resolved.batch_interval_s,
                     retry_for_s=resolved.retry_for_s)
     recorder = WriterRecorder(writer, origin, clock=clock, new_id=id_source or uuid4)
+    read_models = read_models_on(engine, store, mapper)
     return TrackerParts(
         settings=resolved, store=store, mapper=mapper,
-        read_models=read_models_on(engine, store, mapper), storage=storage, recorder=recorder,
+        read_models=read_models, storage=storage, recorder=recorder,
         retention=RetentionWorker(recorder, storage,
-                                  partial(unfinished_deletions, recorder, store, mapper)),
+                                  partial(unfinished_deletions, recorder, store, mapper),
+                                  partial(live_holders, read_models)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
         exporter=start_otlp_export(store, engine, export_otlp),
     )

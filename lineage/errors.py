@@ -9,7 +9,8 @@
     ├── InvariantError             the domain refuses the change
     │   ├── RunFinishedError       steps or changes after a run finished
     │   ├── RunExistsError         starting a run whose id (or job key) is already used
-    │   └── ArtifactRetiredError   aliases on a retired artifact
+    │   ├── ArtifactRetiredError   aliases on a retired artifact
+    │   └── ArtifactExistsError    registering an artifact again with other details
     ├── ConflictError              two writers changed one aggregate; retries ran out
     ├── StoreError                 the event store failed (connection, disk, schema)
     │   └── ReadOnlyStoreError     a write to a store that can only be read
@@ -110,6 +111,22 @@ class ArtifactRetiredError(InvariantError):
     def __init__(self, artifact_id: Any, what: str = "change") -> None:
         self.artifact_id = artifact_id
         super().__init__(f"artifact {artifact_id} is retired: no {what} on a retired artifact")
+
+
+class ArtifactExistsError(InvariantError):
+    """The artifact (same uri, content, run and step) is registered already, with another
+    value of ``field``: the registry keeps what was registered first and stores nothing."""
+
+    def __init__(self, artifact_id: Any, uri: str, field: str, stored: Any, given: Any) -> None:
+        self.artifact_id = artifact_id
+        self.uri = uri
+        self.field = field
+        self.stored = stored
+        self.given = given
+        super().__init__(f"artifact {artifact_id} ({uri}) is registered with {field}={stored!r}; "
+                         f"registering it again with {field}={given!r} is refused: a registered "
+                         "artifact does not change (register changed bytes at another path, or "
+                         "register again with the same details)")
 
 
 class ConflictError(LineageError):

@@ -32,11 +32,12 @@ class Location:
     checksum_algorithm: str | None
     checksum: str | None
 
-    def artifact_id(self, tenant_id: str) -> UUID:
-        """Content-addressed when the content is known, else named by the uri."""
-        if self.checksum_algorithm and self.checksum:
-            return ids.artifact_id_for_content(tenant_id, self.checksum_algorithm, self.checksum)
-        return ids.artifact_id_for_uri(tenant_id, self.uri)
+    def artifact_id(self, tenant_id: str, run_id: UUID | None, step: int | None) -> UUID:
+        """The id of the artifact at this location with this content, produced by ``run_id``
+        at ``step`` (see ``lineage.domain.ids.artifact_id``: never the content alone)."""
+        known = (self.checksum_algorithm, self.checksum) if (
+            self.checksum_algorithm and self.checksum) else None
+        return ids.artifact_id(tenant_id, self.uri, known, run_id, step)
 
 
 def sha256_file(path: Path) -> tuple[int, str]:

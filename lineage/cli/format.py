@@ -319,6 +319,7 @@ def artifact_summary(view: ArtifactView) -> Table:
         ("optimizer state", "" if view.includes_optimizer is None
          else "yes" if view.includes_optimizer else "no"),
         ("parents", ", ".join(str(p) for p in view.parents)),
+        ("same bytes as", ", ".join(str(other) for other in view.same_content)),
         ("aliases", " ".join(view.aliases)),
         ("kept because", "; ".join(view.pins.values())),
         ("bytes", view.deletion or ""),
