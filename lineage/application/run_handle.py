@@ -258,6 +258,7 @@ class RunHandle:
         first as ``StepsLost``."""
         new_id = id_of(new_run, "new_run")
         checkpoint_id = id_of(checkpoint, "checkpoint")
+        checkpoint_step = validation.step(checkpoint_step, "checkpoint_step")
 
         def complete(uow: UnitOfWork) -> None:
             run = uow.run(self.id)

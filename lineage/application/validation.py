@@ -219,7 +219,7 @@ def tags(value: Any, field: str = "tags") -> dict[str, str]:
     if value is None:
         return {}
     if isinstance(value, list | tuple | set | frozenset):
-        value = dict.fromkeys(value, "")
+        value = {text(tag, f"{field} key"): "" for tag in value}
     if not isinstance(value, Mapping):
         raise ValidationError(field, "must be a mapping of name to string or a list of names")
     if len(value) > TAGS_MAX:

@@ -178,6 +178,11 @@ class Driver:
                                       sleep=lambda seconds: None)
         self.stats[f"recover {result.status}"] += 1
 
+    def do_query(self, query: str, index: int, value: Any, number: Any) -> None:
+        model = self.run_at(index)
+        run_id = model.handle.id if model is not None else uuid.UUID(int=index)
+        ask(self.tracker, query, run_id, value, number)
+
     def _remember(self, ref: Any) -> None:
         if ref.id not in self.artifacts:
             self.artifacts[ref.id] = ArtifactModel(ref.uri, ref.type, ref.size, ref.digest)
@@ -203,3 +208,28 @@ def same_numbers(left: dict[str, Any], right: dict[str, Any]) -> bool:
         if not both_nan and float(value) != float(other):
             return False
     return True
+
+
+QUERIES = ("runs", "artifacts", "audit", "resolve", "alias_history", "metric_history", "lineage",
+           "steps")
+
+
+def ask(tracker: lineage.Tracker, query: str, run_id: Any, value: Any, number: Any) -> None:
+    """One read-model query with a hostile filter: it answers or raises a LineageError."""
+    if query == "runs":
+        tracker.runs(status=value, newest=number)
+    elif query == "artifacts":
+        tracker.artifacts(type=value, alias=value, checksum=value, status=None, limit=number or 5)
+        tracker.artifacts(since=value, until=value, as_of=number)
+    elif query == "audit":
+        tracker.audit(actor=value, kind=value, since=value, after=number or 0)
+    elif query == "resolve":
+        tracker.resolve(value, "artifact" if number else "run")
+    elif query == "alias_history":
+        tracker.alias_history(value, scope=value)
+    elif query == "metric_history":
+        tracker.metric_history(run_id, value)
+    elif query == "lineage":
+        tracker.lineage(run_id, direction=value, depth=number)
+    else:
+        tracker.steps(run_id, after=number or 0, limit=number)
