@@ -160,7 +160,7 @@ class RunHandle:
         # this run's own checkpoint, whoever else saved the same bytes (a retry: the same id)
         artifact_id = location.artifact_id(self.recorder.origin.tenant_id, self.id, step)
         previous = self._last_checkpoint
-        parent_ids = ([id_of(p, "parents") for p in validation.id_count(parents, "parents")]
+        parent_ids = ([id_of(p, "parents") for p in validation.id_list(parents, "parents")]
                       if parents is not None
                       else [previous] if previous not in (None, artifact_id) else [])
         fields = {"type": "checkpoint", "name": None, "format": format, "run_id": self.id,

@@ -173,7 +173,7 @@ class TrackerService(ReadAPI):
             "run_id": run_id,
             "step": step,
             "parents": [id_of(parent, "parents")
-                        for parent in validation.id_count(parents, "parents")],
+                        for parent in validation.id_list(parents, "parents")],
             "includes_optimizer": validation.optional_bool(includes_optimizer, "includes_optimizer"),
             "metadata": validation.json_object(metadata, "metadata"),
         }
@@ -219,7 +219,7 @@ class TrackerService(ReadAPI):
         spec = job_spec(job)
         tag_map = validation.tags(tags)
         start = validation.step(start_step, "start_step")
-        input_ids = [id_of(item, "inputs") for item in validation.id_count(inputs, "inputs")]
+        input_ids = [id_of(item, "inputs") for item in validation.id_list(inputs, "inputs")]
         if run_id is not None:
             new_id = as_uuid(run_id, "run_id")
         elif "key" in spec:

@@ -273,7 +273,7 @@ def number(value: Any, field: str, *, minimum: float = 0.0, above: bool = False,
     return value
 
 
-def id_count(values: Any, field: str) -> list[Any]:
+def id_list(values: Any, field: str) -> list[Any]:
     """A list of up to IDS_MAX things naming artifacts (parents, inputs)."""
     if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
         raise ValidationError(field, f"must be a list, not {type(values).__name__}", values)
@@ -316,5 +316,5 @@ def remote_uri(value: str, field: str = "uri") -> str:
 def shown(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters, for messages and field names (a rejected
     10 MB name must not make a 10 MB message)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**60 else "<huge int>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    out = repr(value) if not isinstance(value, int) or abs(value) < 10**60 else "<huge int>"
+    return out if len(out) <= limit else out[: limit - 3] + "..."
