@@ -21,6 +21,8 @@ from lineage.errors import ValidationError
 _SECONDS_LIMIT = 1e11
 _MILLIS_LIMIT = 1e14
 _MICROS_LIMIT = 1e17
+_STRING_MAX = 64  # the raw string is kept with the event: an ISO time is at most ~35
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_from_ns(ns: int) -> datetime:
@@ -33,8 +35,21 @@ def normalise(value: Any, field: str = "occurred_at") -> tuple[datetime, str | N
     """Return ``(utc_datetime, raw)`` for a caller-given time; ``raw`` is None when the value
     was already an aware UTC datetime with microsecond precision (nothing to keep).
 
-    Raises ValidationError naming ``field`` for anything that is not a time.
+    Raises ValidationError naming ``field`` for anything that is not a time, a time before
+    1970-01-01 UTC or past what a datetime holds (year 9999), and a string over 64 characters.
     """
+    try:
+        moment, raw = _normalise(value, field)
+    except (OverflowError, ValueError) as error:
+        if isinstance(error, ValidationError):
+            raise
+        raise ValidationError(field, f"is out of range ({error})", value) from None
+    if moment < _EPOCH:
+        raise ValidationError(field, "must not be before 1970-01-01T00:00:00Z", value)
+    return moment, raw
+
+
+def _normalise(value: Any, field: str) -> tuple[datetime, str | None]:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC), value.isoformat()
@@ -71,6 +86,8 @@ def _from_number(value: float, field: str) -> datetime:
 
 
 def _from_string(value: str, field: str) -> datetime:
+    if len(value) > _STRING_MAX:
+        raise ValidationError(field, f"must be at most {_STRING_MAX} characters", value)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

@@ -18,7 +18,7 @@ from lineage.application import validation
 from lineage.domain import ids
 from lineage.errors import ChecksumMismatchError, ValidationError
 
-REMOTE_SCHEMES = ("tinker", "s3", "gs", "hf", "https", "http", "az", "abfs")
+REMOTE_SCHEMES = tuple(validation.REMOTE_URI_FORMS)
 CHUNK = 1024 * 1024
 
 
@@ -62,19 +62,28 @@ def hash_file(path: Path, algorithm: str) -> str:
 def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
            size: int | None = None, field: str = "uri") -> Location:
     """Resolve ``target`` (a path or a uri) and describe it. Raises ValidationError naming
-    ``field`` for a missing local file, a malformed or mismatching checksum, a bad size."""
+    ``field`` for a missing or unreadable local file, a remote uri that does not name what its
+    scheme needs (``validation.remote_uri``), a malformed or mismatching checksum, a bad size."""
     supplied = validation.checksum(checksum, "checksum") if checksum is not None else None
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)
                              or not 0 <= size <= validation.INT64_MAX):
         raise ValidationError("size", "must be a non-negative integer number of bytes that fits "
                                       "in 64 bits", size)
-    text = os.fspath(target) if isinstance(target, (str, os.PathLike)) else None
-    if not isinstance(text, str) or not text.strip():
-        raise ValidationError(field, "must be a non-empty path or uri", target)
-    scheme = urlparse(text).scheme.lower()
+    try:
+        text = os.fspath(target)
+    except TypeError:
+        raise ValidationError(field, f"must be a path or uri, not {type(target).__name__}",
+                              target) from None
+    if not isinstance(text, str):
+        raise ValidationError(field, "must be a path or uri as a string, not bytes", target)
+    validation.text(text, field, max_length=validation.URI_MAX)
+    try:
+        scheme = urlparse(text).scheme.lower()
+    except ValueError as error:
+        raise ValidationError(field, f"is not a valid path or uri ({error})", text) from None
     if scheme in REMOTE_SCHEMES:
         algorithm, digest = supplied if supplied else (None, None)
-        return Location(text, None, size, algorithm, digest)
+        return Location(validation.remote_uri(text, field), None, size, algorithm, digest)
     if scheme == "file":
         path = Path(unquote(urlparse(text).path))
     elif scheme and len(scheme) > 1:
@@ -84,10 +93,11 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
     else:
         path = Path(text)
     try:
-        resolved = path.expanduser().resolve()
-    except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before 3.13)
-        raise ValidationError(field, f"cannot resolve the path {text!r} ({error})", text) from None
-    return _locate_local(resolved, supplied, field)
+        return _locate_local(path.expanduser().resolve(), supplied, field)
+    except (OSError, RuntimeError, ValueError) as error:  # unreadable, too long, symlink loop
+        if isinstance(error, ValidationError):
+            raise
+        raise ValidationError(field, f"cannot read {text!r}: {error}", text) from None
 
 
 def _locate_local(path: Path, supplied: tuple[str, str] | None, field: str) -> Location:

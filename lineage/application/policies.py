@@ -68,7 +68,7 @@ class CheckpointPolicy:
     def __post_init__(self) -> None:
         validation.choice(self.strategy, "strategy", STRATEGIES)
         if self.save_every is not None:
-            _positive_int(self.save_every, "save_every")
+            validation.positive_int(self.save_every, "save_every")
             if self.strategy not in ("steps", "epoch"):
                 raise ValidationError("save_every", f"only applies to strategies steps and "
                                                     f"epoch, not {self.strategy!r}", self.save_every)
@@ -78,11 +78,11 @@ class CheckpointPolicy:
         elif self.strategy == "epoch":
             object.__setattr__(self, "save_every", 1)
         if self.keep_last is not None:
-            _positive_int(self.keep_last, "keep_last")
+            validation.positive_int(self.keep_last, "keep_last")
         if not isinstance(self.save_best, bool):
             raise ValidationError("save_best", "must be true or false", self.save_best)
         if self.best_metric is not None:
-            validation.text(self.best_metric, "best_metric", max_length=256)
+            validation.name(self.best_metric, "best_metric")
         elif self.save_best:
             raise ValidationError("best_metric", "is required when save_best is true "
                                                  "(which metric decides the best checkpoint?)")
@@ -198,14 +198,14 @@ class RetryPolicy:
     jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive_int(self.max_attempts, "max_attempts")
+        validation.positive_int(self.max_attempts, "max_attempts")
         validation.choice(self.backoff, "backoff", BACKOFFS)
-        _non_negative(self.initial_delay_s, "initial_delay_s")
-        _non_negative(self.max_delay_s, "max_delay_s")
+        validation.number(self.initial_delay_s, "initial_delay_s")
+        validation.number(self.max_delay_s, "max_delay_s")
         if self.max_delay_s < self.initial_delay_s:
             raise ValidationError("max_delay_s", f"must be at least initial_delay_s "
                                                  f"({self.initial_delay_s})", self.max_delay_s)
-        _non_negative(self.jitter, "jitter")
+        validation.number(self.jitter, "jitter")
         if self.jitter > 1:
             raise ValidationError("jitter", "is a fraction of each delay: between 0 and 1",
                                   self.jitter)
@@ -323,17 +323,6 @@ def _is_error_name(entry: Any) -> bool:
     """A kind, or a class name (``TimeoutError``, ``httpx.ReadTimeout``): a lowercase word that
     is not a kind is a typo, refused rather than never matching."""
     return isinstance(entry, str) and (entry in ERROR_KINDS or entry[:1].isupper() or "." in entry)
-
-
-def _positive_int(value: Any, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValidationError(field, f"must be a positive integer, got {value!r}", value)
-
-
-def _non_negative(value: Any, field: str) -> None:
-    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-            or value < 0):
-        raise ValidationError(field, f"must be a finite number >= 0, got {value!r}", value)
 
 
 def _from_mapping(cls: Any, data: Any, field: str) -> Any:

@@ -21,6 +21,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper
 
+from lineage.application import validation
 from lineage.application.commands import id_of
 from lineage.application.job_status import JOB_STATUSES
 from lineage.application.views import ArtifactView, RunView, artifact_view, run_view
@@ -118,6 +119,8 @@ class ReadAPI:
         """Step events of a run in the order logged (``after`` is a stream position); with
         ``last``, the final ``limit`` steps (still in logged order)."""
         stream = ids.step_stream_id(id_of(run, "run"))
+        after = validation.step(after, "after")
+        limit = None if limit is None else validation.positive_int(limit, "limit")
         stored = self.store.read_stream(stream, after=after or None, limit=limit, desc=last)
         events = [self.mapper.to_domain_event(s) for s in stored]
         return events[::-1] if last else events  # type: ignore[return-value]
@@ -165,8 +168,13 @@ class ReadAPI:
                   offset: int = 0) -> list[ArtifactView]:
         """The registry, oldest first, filtered; ``as_of`` (a time or a notification position)
         gives it as it was then (what was registered, its status and aliases then)."""
-        self.flush()
         run_id = None if run is None else str(id_of(run, "run"))
+        type, alias, checksum, status = (_filter(value, name) for value, name in (
+            (type, "type"), (alias, "alias"), (checksum, "checksum"), (status, "status")))
+        if isinstance(as_of, int) and not isinstance(as_of, bool):
+            as_of = validation.step(as_of, "as_of")
+        offset = validation.step(offset, "offset")
+        self.flush()
         rows = self.views.artifacts(type=type, run=run_id, alias=alias, checksum=checksum,
                                     since=since, until=until, as_of=as_of, status=status,
                                     limit=limit, offset=offset)
@@ -188,19 +196,30 @@ class ReadAPI:
               since: Any = None, until: Any = None, include_steps: bool = False, after: int = 0,
               limit: int = 100) -> list[dict[str, Any]]:
         """Who did what and when (one row per event), oldest first, paged by ``after``."""
-        self.flush()
         subject_id = None if subject is None else str(id_of(subject, "subject"))
+        actor, kind = _filter(actor, "actor"), _filter(kind, "kind")
+        after = validation.step(after, "after")
+        self.flush()
         return list(self.views.audit(subject=subject_id, actor=actor, kind=kind, since=since,
-                                     until=until, include_steps=include_steps, after=after,
+                                     until=until, include_steps=bool(include_steps), after=after,
                                      limit=limit))
 
     def alias_history(self, name: str, *, scope: Any = None) -> list[dict[str, Any]]:
+        name = validation.text(name, "alias", max_length=validation.ALIAS_MAX)
+        scope = None if scope is None else _filter(str(scope), "scope")
         self.flush()
-        return list(self.views.alias_history(name, scope=None if scope is None else str(scope)))
+        return list(self.views.alias_history(name, scope=scope))
 
     def metric_history(self, run: Any, name: str) -> list[tuple[int, float]]:
+        name = validation.text(name, "name")
         self.flush()
         return list(self.views.metric_history(str(id_of(run, "run")), name))
+
+
+def _filter(value: Any, field: str) -> str | None:
+    """A text filter: None (no filter) or a one-line string (what a stored value can equal)."""
+    return None if value is None else validation.text(value, field, max_length=validation.URI_MAX,
+                                                      allow_empty=True)
 
 
 def _status(status: str | None) -> str | None:

@@ -283,11 +283,12 @@ class RecoveryExecutor:
     def _failed_attempt(self, handle: RunHandle, plan: _Plan, new_run: RunHandle, number: int,
                         checkpoint: ArtifactView, error: BaseException,
                         policy: RetryPolicy) -> Attempt:
-        kind = type(error).__name__
-        message = f"{kind}: {error}"[:8192]
+        kind = validation.clean_text(type(error).__name__, validation.NAME_MAX)
+        message = validation.clean_text(f"{kind}: {error}")
         with contextlib.suppress(LineageError):  # resume may have ended the new run itself
-            new_run.finish("failed", reason=f"resume failed: {message}").wait()
-        handle.fail_recovery(kind, str(error)[:8192]).wait()
+            new_run.finish("failed", reason=validation.clean_text(f"resume failed: {message}"))\
+                .wait()
+        handle.fail_recovery(kind, validation.clean_text(str(error))).wait()
         retryable = isinstance(error, Exception) and policy.is_retryable(error)
         attempt = Attempt(number, checkpoint.id, new_run.id, message, retryable)
         plan.attempts.append(attempt)

@@ -85,7 +85,7 @@ class RunHandle:
         if epoch is not None:
             epoch = validation.step(epoch, "epoch")
         if durations is not None:
-            durations = dict(_check_metrics(durations, "durations"))
+            durations = dict(validation.durations(durations))
         if tokens is not None:
             tokens = validation.step(tokens, "tokens")
         if resources is not None:
@@ -128,7 +128,7 @@ class RunHandle:
         step = validation.step(step)
         values = dict(validation.metrics(metrics))
         dataset = validation.optional_text(dataset, "dataset")
-        split = validation.optional_text(split, "split", max_length=64)
+        split = validation.optional_text(split, "split", max_length=validation.SHORT_MAX)
         policy = self.policy
         return self._command("evaluation", event_id, occurred_at,
                              lambda uow: evaluate_in(uow, self.id, policy, step, values,
@@ -155,11 +155,13 @@ class RunHandle:
         if format is not None:
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
         meta = validation.json_object(metadata, "metadata")
+        includes_optimizer = validation.bool_flag(includes_optimizer, "includes_optimizer")
         location = locate(path, checksum=checksum, field="path")
         # this run's own checkpoint, whoever else saved the same bytes (a retry: the same id)
         artifact_id = location.artifact_id(self.recorder.origin.tenant_id, self.id, step)
         previous = self._last_checkpoint
-        parent_ids = ([id_of(p, "parents") for p in parents] if parents is not None
+        parent_ids = ([id_of(p, "parents") for p in validation.id_list(parents, "parents")]
+                      if parents is not None
                       else [previous] if previous not in (None, artifact_id) else [])
         fields = {"type": "checkpoint", "name": None, "format": format, "run_id": self.id,
                   "step": step, "parents": parent_ids, "includes_optimizer": includes_optimizer,
@@ -183,6 +185,7 @@ class RunHandle:
     def use_input(self, artifact: Any, *, role: str | None = None) -> Pending:
         """Record that this run consumed an artifact (dataset, base model, checkpoint)."""
         artifact_id = id_of(artifact, "artifact")
+        role = validation.optional_text(role, "role", max_length=validation.SHORT_MAX)
 
         def use(uow: UnitOfWork) -> None:
             found = uow.artifact(artifact_id)
@@ -195,9 +198,12 @@ class RunHandle:
                        retryable: bool = False, corrupted: bool = False, step: int | None = None,
                        event_id: Any = None, occurred_at: Any = None) -> Pending:
         """Record a detected failure (an exception, a backend ``corrupted`` flag, a lost worker)."""
-        error_type = validation.text(error_type, "error_type", max_length=256)
-        message = validation.text(message, "message", max_length=8192, allow_empty=True)
-        signal = validation.text(signal, "signal", max_length=64)
+        error_type = validation.text(error_type, "error_type")
+        message = validation.text(message, "message", max_length=validation.TEXT_MAX,
+                                  allow_empty=True, multiline=True)
+        signal = validation.text(signal, "signal", max_length=validation.SHORT_MAX)
+        retryable = validation.bool_flag(retryable, "retryable")
+        corrupted = validation.bool_flag(corrupted, "corrupted")
         at_step = validation.optional_step(step, "step")
         return self._command("failure", event_id, occurred_at,
                              lambda uow: uow.run(self.id).detect_failure(
@@ -208,7 +214,8 @@ class RunHandle:
                superseded_by: Any = None, event_id: Any = None, occurred_at: Any = None) -> Pending:
         """End the run: completed, failed, cancelled or superseded."""
         status = validation.choice(status, "status", validation.RUN_STATUSES_FINAL)
-        reason = validation.optional_text(reason, "reason", max_length=8192)
+        reason = validation.optional_text(reason, "reason", max_length=validation.TEXT_MAX,
+                                          multiline=True)
         successor = None if superseded_by is None else as_uuid(
             getattr(superseded_by, "id", superseded_by), "superseded_by")
         pending = self._command("finish", event_id, occurred_at,
@@ -222,14 +229,14 @@ class RunHandle:
     def begin_recovery(self, strategy: str = "latest", *, event_id: Any = None) -> Pending:
         """Record ``recovery started``; resolves to the attempt number. Raises InvariantError
         (on ``wait()``) when a recovery is already in progress: exactly one executor wins."""
-        strategy = validation.text(str(strategy), "strategy", max_length=128)
+        strategy = validation.text(str(strategy), "strategy", max_length=validation.ALIAS_MAX)
         return self._command("recovery", event_id, None, lambda uow: uow.run(self.id)
                              .start_recovery(strategy, uow.envelope(), uow.timestamp))
 
     def select_recovery_checkpoint(self, checkpoint: Any, *, step: int, reason: str) -> Pending:
         checkpoint_id = id_of(checkpoint, "checkpoint")
         step = validation.step(step)
-        reason = validation.text(reason, "reason", max_length=8192)
+        reason = validation.text(reason, "reason", max_length=validation.TEXT_MAX, multiline=True)
         return self._command("recovery", None, None, lambda uow: uow.run(self.id)
                              .select_recovery_checkpoint(checkpoint_id, step, reason,
                                                          uow.envelope(), uow.timestamp))
@@ -239,7 +246,7 @@ class RunHandle:
         """Record why a candidate checkpoint was not used by the recovery in progress."""
         checkpoint_id = id_of(checkpoint, "checkpoint")
         step = validation.optional_step(step, "step")
-        reason = validation.text(reason, "reason", max_length=8192)
+        reason = validation.text(reason, "reason", max_length=validation.TEXT_MAX, multiline=True)
         return self._command("recovery", None, None, lambda uow: uow.run(self.id)
                              .reject_recovery_checkpoint(checkpoint_id, step, reason,
                                                          uow.envelope(), uow.timestamp))
@@ -251,6 +258,7 @@ class RunHandle:
         first as ``StepsLost``."""
         new_id = id_of(new_run, "new_run")
         checkpoint_id = id_of(checkpoint, "checkpoint")
+        checkpoint_step = validation.step(checkpoint_step, "checkpoint_step")
 
         def complete(uow: UnitOfWork) -> None:
             run = uow.run(self.id)
@@ -266,8 +274,9 @@ class RunHandle:
         return pending
 
     def fail_recovery(self, error_type: str, message: str = "") -> Pending:
-        error_type = validation.text(error_type, "error_type", max_length=256)
-        message = validation.text(message, "message", max_length=8192, allow_empty=True)
+        error_type = validation.text(error_type, "error_type")
+        message = validation.text(message, "message", max_length=validation.TEXT_MAX,
+                                  allow_empty=True, multiline=True)
         return self._command("recovery", None, None, lambda uow: uow.run(self.id)
                              .fail_recovery(error_type, message, uow.envelope(), uow.timestamp))
 
@@ -290,9 +299,10 @@ class RunHandle:
             elif isinstance(error, KeyboardInterrupt):
                 self.finish("cancelled", reason="KeyboardInterrupt")
             else:
-                self.record_failure(type(error).__name__, str(error)[:8192], signal="exception",
-                                    step=self.max_step)
-                self.finish("failed", reason=f"{type(error).__name__}: {error}"[:8192])
+                error_type = validation.clean_text(type(error).__name__, validation.NAME_MAX)
+                self.record_failure(error_type, validation.clean_text(str(error)),
+                                    signal="exception", step=self.max_step)
+                self.finish("failed", reason=validation.clean_text(f"{error_type}: {error}"))
         self.retention.flush()
 
     # -- helpers -------------------------------------------------------------------------------

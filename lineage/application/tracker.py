@@ -169,11 +169,12 @@ class TrackerService(ReadAPI):
         run_id = None if run is None else id_of(run, "run")
         fields = {
             "type": kind, "name": validation.optional_text(name, "name"),
-            "format": validation.optional_text(format, "format", max_length=64),
+            "format": validation.optional_text(format, "format", max_length=validation.SHORT_MAX),
             "run_id": run_id,
             "step": step,
-            "parents": [id_of(parent, "parents") for parent in parents],
-            "includes_optimizer": includes_optimizer,
+            "parents": [id_of(parent, "parents")
+                        for parent in validation.id_list(parents, "parents")],
+            "includes_optimizer": validation.optional_bool(includes_optimizer, "includes_optimizer"),
             "metadata": validation.json_object(metadata, "metadata"),
         }
         location = locate(target, checksum=checksum, size=size)
@@ -195,8 +196,10 @@ class TrackerService(ReadAPI):
                    occurred_at: Any = None) -> Pending:
         """Point ``alias`` (in ``scope``: a run id or ``registry``) at ``artifact``."""
         artifact_id = id_of(artifact, "artifact")
-        name = validation.text(alias, "alias", max_length=128)
-        scope = validation.text(str(scope), "scope", max_length=128)
+        name = validation.text(alias, "alias", max_length=validation.ALIAS_MAX)
+        scope = validation.text(str(scope), "scope", max_length=validation.ALIAS_MAX)
+        protected = validation.bool_flag(protected, "protected")
+        force = validation.bool_flag(force, "force")
         envelope = self.envelope(event_id, occurred_at)
 
         def move(uow: UnitOfWork) -> None:
@@ -212,11 +215,11 @@ class TrackerService(ReadAPI):
                   occurred_at: Any = None, wait: bool = True) -> RunHandle:
         """Start a run (a LineageIR trace). Use the handle as a context manager: leaving the
         block finishes the run as completed, or as failed when an exception escapes."""
-        name = validation.text(name, "name", max_length=256)
+        name = validation.text(name, "name")
         spec = job_spec(job)
         tag_map = validation.tags(tags)
         start = validation.step(start_step, "start_step")
-        input_ids = [id_of(item, "inputs") for item in inputs]
+        input_ids = [id_of(item, "inputs") for item in validation.id_list(inputs, "inputs")]
         if run_id is not None:
             new_id = as_uuid(run_id, "run_id")
         elif "key" in spec:
@@ -252,6 +255,7 @@ class TrackerService(ReadAPI):
         the recovery events; see ``lineage.application.recovery``)."""
         previous_id = id_of(previous, "run")
         checkpoint_id = id_of(checkpoint, "checkpoint")
+        optimizer_restored = validation.bool_flag(optimizer_restored, "optimizer_restored")
         old = self.run(previous_id)
         ckpt = self.artifact(checkpoint_id)
         resume_step = ckpt.step if step is None else validation.step(step)

@@ -110,8 +110,8 @@ def test_the_default_is_lineage_db_in_the_working_directory(
 
 def test_two_memory_trackers_share_nothing() -> None:
     with lineage.Tracker("memory://") as first, lineage.Tracker("memory://") as second:
-        first.register_artifact("s3://first", type="dataset", name="first")
-        second.register_artifact("s3://second", type="dataset", name="second")
+        first.register_artifact("s3://first/data", type="dataset", name="first")
+        second.register_artifact("s3://second/data", type="dataset", name="second")
         assert [v.name for v in first.artifacts()] == ["first"]
         assert [v.name for v in second.artifacts()] == ["second"]
 
