@@ -194,7 +194,11 @@ class RunHandle:
     def record_failure(self, error_type: str, message: str = "", *, signal: str = "exception",
                        retryable: bool = False, corrupted: bool = False, step: int | None = None,
                        event_id: Any = None, occurred_at: Any = None) -> Pending:
-        """Record a detected failure (an exception, a backend ``corrupted`` flag, a lost worker)."""
+        """Record a detected failure (an exception, a backend ``corrupted`` flag, a lost worker)
+        on the open run. After the run finished it is refused, writing nothing: RunFinishedError
+        at once when this handle knows (it finished the run, or was opened on a finished one),
+        else from ``wait()`` (refused on the writer thread)."""
+        self._require_open("failures")
         error_type = validation.text(error_type, "error_type", max_length=256)
         message = validation.text(message, "message", max_length=8192, allow_empty=True)
         signal = validation.text(signal, "signal", max_length=64)

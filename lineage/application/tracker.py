@@ -37,6 +37,7 @@ from lineage.application.writer import Writer
 from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
+from lineage.domain.run import FINAL_STATUSES
 from lineage.errors import RunExistsError, WriterError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, ReadModelsPort
 
@@ -241,9 +242,14 @@ class TrackerService(ReadAPI):
         return self._handle(new_id, name, start, spec)
 
     def run_handle(self, run: RunLike) -> RunHandle:
-        """A handle to record more on an existing run (e.g. a failure flagged later)."""
+        """A handle to record more on an existing run (e.g. a failure flagged while it runs).
+        On a finished run the handle knows it: steps, evaluations, checkpoints and failures are
+        refused at once (RunFinishedError); the recovery commands still apply."""
         view = self.run(run)
-        return self._handle(view.id, view.name, view.start_step, view.job)
+        handle = self._handle(view.id, view.name, view.start_step, view.job)
+        if view.status in FINAL_STATUSES:
+            handle.finished_status = view.status
+        return handle
 
     def resume_run(self, previous: RunLike, checkpoint: ArtifactLike, *, name: str | None = None,
                    optimizer_restored: bool = True, job: dict[str, Any] | None = None,

@@ -240,7 +240,9 @@ class Run(Aggregate):
     def detect_failure(self, signal: str, error_type: str, message: str, retryable: bool,
                        corrupted: bool, step: int | None, envelope: Envelope,
                        timestamp: datetime) -> None:
-        # A failure may be reported after the run ended (a backend flags it corrupted later).
+        # Refused once the run ended: a finished run is history, and a late failure would turn
+        # a completed run into a corrupted one (a resumed run records its own failures).
+        self._require_open("failures")
         self.trigger_event(self.FailureDetected, signal=signal, error_type=error_type,
                            message=message, retryable=retryable, corrupted=corrupted, step=step,
                            timestamp=timestamp, **envelope.fields())
