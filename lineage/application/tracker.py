@@ -38,7 +38,7 @@ from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
 from lineage.domain.run import FINAL_STATUSES
-from lineage.errors import RunExistsError, WriterError
+from lineage.errors import RunExistsError, ValidationError, WriterError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, ReadModelsPort
 
 RunLike = UUID | str | RunHandle
@@ -281,7 +281,8 @@ class TrackerService(ReadAPI):
     def recover(self, run: RunLike, *, strategy: Any = "latest", restore_optimizer: bool = True,
                 allow_weights_only: bool = False, retry: RetryPolicy | dict[str, Any] | None = None,
                 resume: ResumeFunction | None = None, name: str | None = None,
-                tags: Any = None, sleep: Callable[[float], None] = time.sleep) -> RecoveryResult:
+                tags: Any = None, sleep: Callable[[float], None] = time.sleep,
+                lease_s: float | None = None) -> RecoveryResult:
         """Recover a failed or corrupted run into a new run (see lineage.application.recovery).
 
         ``strategy``: ``"latest"``, ``"best"`` or a checkpoint (id or ref). ``resume(checkpoint,
@@ -289,9 +290,14 @@ class TrackerService(ReadAPI):
         exception from it fails the attempt, retried per ``retry`` (default: the job spec's
         ``retry_policy``, else ``RetryPolicy()``), sleeping with ``sleep``. Returns a
         RecoveryResult (``.new_run`` when recovered); a run another executor is recovering gives
-        status ``already_recovering``, not an exception.
+        status ``already_recovering``, not an exception. ``lease_s`` (default: the
+        ``recovery_lease_s`` setting) is how long each attempt is held without a renewal; an
+        attempt whose executor died is taken over once its lease expired.
         """
-        executor = RecoveryExecutor(self, sleep=sleep)
+        lease = self.settings.recovery_lease_s if lease_s is None else lease_s
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+            raise ValidationError("lease_s", "must be a positive number of seconds", lease_s)
+        executor = RecoveryExecutor(self, sleep=sleep, lease_s=float(lease))
         return executor.recover(run, strategy=strategy, restore_optimizer=restore_optimizer,
                                 allow_weights_only=allow_weights_only, retry=retry,
                                 resume=resume, name=name, tags=tags)
