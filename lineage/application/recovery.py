@@ -40,10 +40,10 @@ from lineage.application import recovery_select, validation
 from lineage.application.commands import id_of
 from lineage.application.policies import RetryPolicy
 from lineage.application.recovery_lease import LeaseKeeper, lease_expired, new_holder, now_of
+from lineage.application.recovery_select import lost_steps
 from lineage.application.run_handle import RunHandle
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import ArtifactView, LostSteps, RunView
-from lineage.domain import ids
 from lineage.domain.run import DEFAULT_RECOVERY_LEASE_S
 from lineage.errors import InvariantError, LineageError, ValidationError
 
@@ -117,6 +117,7 @@ class _Plan:
     attempts: list[Attempt] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     number: int = 0  # the attempt in progress: the fencing token of every command for it
+    taking_over: bool = False  # the run was recovering (a dead executor's expired lease)
     new_run: RunHandle | None = None  # the run this attempt started, if any
 
     @property
@@ -150,6 +151,8 @@ class RecoveryHost(Protocol):
     def flush(self, timeout: float | None = None) -> None: ...
 
     def run(self, run: Any) -> RunView: ...
+
+    def runs(self, status: str | None = None, *, newest: int | None = None) -> list[RunView]: ...
 
     def artifact(self, artifact: Any) -> ArtifactView: ...
 
@@ -190,6 +193,7 @@ class RecoveryExecutor:
         refused = _refusal(view, now_of(self.host.recorder))
         if refused is not None:
             return refused
+        plan.taking_over = view.recovering
         policy = plan.retry or RetryPolicy.from_dict(view.job.get("retry_policy") or {})
         delays = policy.delays(self.random)
         for index in range(policy.max_attempts):
@@ -221,6 +225,9 @@ class RecoveryExecutor:
                 raise
             return refused
         plan.new_run = None
+        if plan.taking_over:
+            self._end_abandoned(handle.id, plan.number - 1)
+            plan.taking_over = False
         with LeaseKeeper(handle, plan.number, self.holder, self.lease_s):
             try:
                 return self._held(handle, plan, policy)
@@ -263,6 +270,16 @@ class RecoveryExecutor:
                             f"checkpoint step {checkpoint.step}", new_run=new_run,
                             checkpoint=checkpoint, optimizer_restored=choice.optimizer_restored,
                             lost_steps=lost)
+
+    def _end_abandoned(self, run_id: UUID, attempt: int) -> None:
+        """End failed the runs the dead executor of ``attempt`` started and never handed to a
+        trainer (still pending: nothing logged), so they do not wait forever."""
+        for view in self.host.runs("pending"):
+            if view.resumed_from == run_id:
+                with contextlib.suppress(LineageError):  # a trainer picked it up meanwhile
+                    self.host.run_handle(view.id).finish(
+                        "failed", reason=f"recovery attempt {attempt} of run {run_id} was "
+                        "taken over after its executor's lease expired").wait()
 
     def _taken_over(self, handle: RunHandle, plan: _Plan) -> RecoveryResult:
         """Another executor took attempt ``plan.number`` over (this one's lease expired): the
@@ -381,30 +398,3 @@ def _refusal(view: RunView, now: Any) -> RecoveryResult | None:
         return RecoveryResult("no_failure", view.id, f"run {view.id} has no failure recorded",
                               hint="record one first, e.g. run.record_failure(...)")
     return None
-
-
-def lost_steps(tracker: Any, run_id: UUID, after_step: int) -> LostSteps | None:
-    """The steps ``run_id`` logged after ``after_step``: found by binary search over the step
-    stream's versions (a few reads for a million steps), taking steps as non-decreasing."""
-    stream = ids.step_stream_id(run_id)
-
-    def step_at(version: int) -> int:
-        (stored,) = tracker.store.read_stream(stream, after=version - 1, limit=1)
-        return int(tracker.mapper.to_domain_event(stored).step)
-
-    last = tracker.store.read_stream(stream, desc=True, limit=1)
-    if not last:
-        return None
-    total = last[0].originator_version
-    last_step = int(tracker.mapper.to_domain_event(last[0]).step)
-    if last_step <= after_step:
-        return None
-    low, high = 1, total
-    while low < high:
-        middle = (low + high) // 2
-        if step_at(middle) > after_step:
-            high = middle
-        else:
-            low = middle + 1
-    return LostSteps(step_at(low), last_step, total - low + 1)
-
