@@ -161,10 +161,13 @@ class RecoveryMonitor:
         return actions, errors
 
     def act(self, signal: RunSignal) -> MonitorAction:
-        """Record the failure (unless it already is) and recover the run."""
+        """Record the failure (unless it already is, or the run has finished: a finished run
+        takes no failure, and one that finished ``failed`` is recovered as it is) and recover
+        the run (a completed or cancelled one is left alone: status ``finished``)."""
         try:
-            if not signal.already_recorded:
-                self.tracker.run_handle(signal.run_id).record_failure(
+            handle = self.tracker.run_handle(signal.run_id)
+            if not signal.already_recorded and handle.finished_status is None:
+                handle.record_failure(
                     signal.error_type, signal.message, signal=signal.signal,
                     retryable=signal.retryable, corrupted=signal.corrupted,
                     step=signal.step).wait()

@@ -303,9 +303,10 @@ class TrackerService(ReadAPI):
                                 resume=resume, name=name, tags=tags)
 
     def repair_retention(self) -> list[tuple[UUID, Any]]:
-        """Delete the bytes of artifacts retired on this machine whose deletion a crash
-        interrupted (runs by itself when a run with a retention policy starts); returns
-        (artifact id, Deletion) pairs. Blocks until done."""
+        """Repair what a crash left of retention on this machine (runs by itself when a run
+        with a retention policy starts): apply ``keep_last`` to runs holding more live
+        checkpoints than it keeps, and delete the bytes of retired artifacts whose deletion was
+        interrupted; returns (artifact id, Deletion) pairs. Idempotent; blocks until done."""
         return self.retention.repair()
 
 
