@@ -19,7 +19,12 @@ from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
 from lineage.application.recording import WriterRecorder, utc_now
-from lineage.application.retention import RetentionWorker, live_holders, unfinished_deletions
+from lineage.application.retention import (
+    RetentionWorker,
+    live_holders,
+    overfull_runs,
+    unfinished_deletions,
+)
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
 from lineage.codec.mapper import make_mapper
@@ -61,7 +66,8 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
         read_models=read_models, storage=storage, recorder=recorder,
         retention=RetentionWorker(recorder, storage,
                                   partial(unfinished_deletions, recorder, store, mapper),
-                                  partial(live_holders, read_models)),
+                                  partial(live_holders, read_models),
+                                  partial(overfull_runs, recorder, store, mapper)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
         exporter=start_otlp_export(store, engine, export_otlp),
     )

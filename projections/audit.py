@@ -32,7 +32,10 @@ SUMMARIES: dict[type, Callable[[Any], str]] = {  # keyed by event class, like ev
     Run.CheckpointSaved: lambda e: f"saved checkpoint {_short(e.artifact_id)} at step {e.step}",
     Run.FailureDetected: lambda e: f"failure {e.error_type} ({e.signal})"
                                      + (", corrupted" if e.corrupted else ""),
-    Run.RecoveryStarted: lambda e: f"recovery attempt {e.attempt} started ({e.strategy})",
+    Run.RecoveryStarted: lambda e: f"recovery attempt {e.attempt} started ({e.strategy}) by "
+                                     f"{e.holder or '?'}",
+    Run.RecoveryLeaseRenewed: lambda e: f"recovery attempt {e.attempt} lease renewed until "
+                                          f"{iso(e.lease_until)} ({e.holder})",
     Run.RecoveryCheckpointSelected: lambda e: f"recovery selected checkpoint "
                                                 f"{_short(e.checkpoint_id)} (step {e.step}): {e.reason}",
     Run.RecoveryCompleted: lambda e: f"recovered as run {_short(e.new_run_id)}",

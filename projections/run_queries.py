@@ -24,12 +24,13 @@ def runs_query(status: str | None = None, job_status: str | None = None,
     """Runs oldest first; ``status`` matches the job status or the recorded status (what
     ``lineage runs --status`` means), ``job_status`` the job status only; ``watched`` keeps
     the runs a recovery monitor looks at: not superseded, and corrupted, with a retryable
-    failure, or running."""
+    failure, running, or recovering (its executor may have died)."""
     query = select(traces).order_by(traces.c.started_at, traces.c.id)
     if watched:
         query = query.where(traces.c.superseded_by.is_(None) & (
             traces.c.corrupted | ((traces.c.failures > 0) & traces.c.failure_retryable)
-            | (traces.c.job_status == "running")))
+            | (traces.c.job_status == "running")
+            | traces.c.recovery.contains('"recovering":true')))  # compact JSON (decoding.dumps)
     if status is not None:
         query = query.where((traces.c.job_status == status) | (traces.c.status == status))
     if job_status is not None:

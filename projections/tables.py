@@ -45,7 +45,8 @@ traces = Table(
     Column("status_reason", Text),  # why the job status is what it is
     Column("finished_reason", Text),
     Column("last_failure", Text),
-    Column("recovery", Text, nullable=False),  # JSON: recovering, attempts, exhausted, last_error
+    Column("recovery", Text, nullable=False),  # JSON: recovering, attempts, exhausted, last_error;
+    # while recovering, also holder and lease_until (lineage.application.recovery_lease)
     Column("lost_steps", Text),  # JSON: steps logged after the checkpoint a recovery used
     Column("best_checkpoint_id", ID),
     Column("best", Text),  # JSON: metric, mode, value, eval_step, checkpoint_step

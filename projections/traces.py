@@ -133,10 +133,16 @@ class TraceProjection(Dispatching):
     @handles(Run.RecoveryStarted)
     def _Run_RecoveryStarted(self, conn: Connection, position: int, e: Run.RecoveryStarted) -> None:
         run_id = str(e.originator_id)
-        _recovery(conn, run_id, recovering=True, attempts=e.attempt)
+        _recovery(conn, run_id, recovering=True, attempts=e.attempt, holder=e.holder,
+                  lease_until=iso(e.lease_until))
         _span(conn, recovery_span_id(run_id, e.attempt), run_id, run_span_id(run_id), "recovery",
               "recover run", "running", e, position,
               attributes={"attempt": e.attempt, "strategy": e.strategy})
+
+    @handles(Run.RecoveryLeaseRenewed)
+    def _Run_RecoveryLeaseRenewed(self, conn: Connection, position: int,
+                                  e: Run.RecoveryLeaseRenewed) -> None:
+        _recovery(conn, str(e.originator_id), lease_until=iso(e.lease_until))
 
     @handles(Run.RecoveryCheckpointSelected)
     def _Run_RecoveryCheckpointSelected(self, conn: Connection, position: int,
@@ -350,8 +356,11 @@ def _bump(conn: Connection, run_id: str, **counters: int) -> None:
 
 def _recovery(conn: Connection, run_id: str, **changes: Any) -> None:
     current = loads(conn.execute(select(traces.c.recovery).where(traces.c.id == run_id)).scalar())
-    conn.execute(update(traces).where(traces.c.id == run_id)
-                 .values(recovery=dumps({**NO_RECOVERY, **current, **changes})))
+    merged = {**NO_RECOVERY, **current, **changes}
+    if not merged["recovering"]:  # the lease means something only while an attempt is open
+        merged.pop("holder", None)
+        merged.pop("lease_until", None)
+    conn.execute(update(traces).where(traces.c.id == run_id).values(recovery=dumps(merged)))
 
 
 def _refresh_jobs(conn: Connection, run_ids: set[str]) -> None:

@@ -4,6 +4,8 @@
 
 - a run the backend flagged corrupted, or whose last recorded failure is retryable, that no
   recovery has been tried for yet (``already_recorded``: the failure is an event already);
+- a recovery whose executor died: a run recovering whose lease (lineage.application.recovery_lease)
+  expired by the source's clock; the recovery takes the attempt over;
 - a crashed process: a run that has logged steps, has no finish event and no failure, and whose
   last step, run event and heartbeat (lineage.application.heartbeat) are all older than ``stale_after_s``.
   A pending run (nothing logged yet, e.g. one a recovery created for a trainer to pick up) is
@@ -27,7 +29,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lineage.application.recovery import NOT_RECOVERED, RecoveryResult
+from lineage.application.recovery_lease import lease_expired
 from lineage.application.views import RunView
+from lineage.domain.run import LEASE_EXPIRED
 from lineage.ports import RunSignal, RunStatusSource
 from lineage.timestamps import iso
 
@@ -95,6 +99,12 @@ class LocalRunStatusSource:
         return signals
 
     def signal_for(self, view: RunView, now: datetime) -> RunSignal | None:
+        if view.recovering and view.superseded_by is None and lease_expired(view, now):
+            return RunSignal(view.id, "recovery.lease_expired", LEASE_EXPIRED,
+                             f"recovery attempt {view.recovery_attempts} held by "
+                             f"{view.recovery_holder or '?'}: its lease expired at "
+                             f"{view.recovery_lease_until and iso(view.recovery_lease_until)}",
+                             corrupted=view.corrupted, step=view.last_step, already_recorded=True)
         if (view.superseded_by is not None or view.recovering or view.recovery_attempts
                 or view.status in NOT_RECOVERED):
             return None
@@ -151,10 +161,13 @@ class RecoveryMonitor:
         return actions, errors
 
     def act(self, signal: RunSignal) -> MonitorAction:
-        """Record the failure (unless it already is) and recover the run."""
+        """Record the failure (unless it already is, or the run has finished: a finished run
+        takes no failure, and one that finished ``failed`` is recovered as it is) and recover
+        the run (a completed or cancelled one is left alone: status ``finished``)."""
         try:
-            if not signal.already_recorded:
-                self.tracker.run_handle(signal.run_id).record_failure(
+            handle = self.tracker.run_handle(signal.run_id)
+            if not signal.already_recorded and handle.finished_status is None:
+                handle.record_failure(
                     signal.error_type, signal.message, signal=signal.signal,
                     retryable=signal.retryable, corrupted=signal.corrupted,
                     step=signal.step).wait()

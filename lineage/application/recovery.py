@@ -2,9 +2,13 @@
 
 Each attempt is recorded on the failed run, in order:
 
-1. ``RecoveryStarted`` (attempt n, strategy). Two executors racing: the Run aggregate refuses a
-   second start while one is in progress, and optimistic concurrency makes that hold across
-   processes, so exactly one proceeds; the other returns status ``already_recovering``.
+1. ``RecoveryStarted`` (attempt n, strategy, holder, lease). Two executors racing: the Run
+   aggregate refuses a second start while one holds an unexpired lease, and optimistic
+   concurrency makes that hold across processes, so exactly one proceeds; the other returns
+   status ``already_recovering``. The executor renews its lease while it works; an attempt
+   whose executor died is taken over once its lease expired, and an executor whose attempt
+   was taken over records nothing more and returns ``taken_over``
+   (lineage.application.recovery_lease).
 2. For each candidate the strategy yields (``latest``, ``best`` or one checkpoint), a check
    (lineage.application.recovery_select): a ``Verified`` event on the artifact when its bytes were hashed,
    and ``RecoveryCheckpointRejected`` with the reason when it cannot be used; then the next
@@ -35,10 +39,12 @@ from uuid import UUID
 from lineage.application import recovery_select, validation
 from lineage.application.commands import id_of
 from lineage.application.policies import RetryPolicy
+from lineage.application.recovery_lease import LeaseKeeper, lease_expired, new_holder, now_of
+from lineage.application.recovery_select import lost_steps
 from lineage.application.run_handle import RunHandle
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import ArtifactView, LostSteps, RunView
-from lineage.domain import ids
+from lineage.domain.run import DEFAULT_RECOVERY_LEASE_S
 from lineage.errors import InvariantError, LineageError, ValidationError
 
 if TYPE_CHECKING:
@@ -50,7 +56,7 @@ if TYPE_CHECKING:
 ResumeFunction = Callable[[ArtifactView, RunHandle], Any]
 STRATEGIES = ("latest", "best")
 STATUSES = ("recovered", "already_recovering", "already_recovered", "finished", "no_failure",
-            "no_checkpoint", "failed", "exhausted")
+            "no_checkpoint", "failed", "exhausted", "taken_over")
 NOT_RECOVERED = ("completed", "cancelled")  # a run that ended like this is not recovered
 
 
@@ -76,10 +82,11 @@ class RecoveryResult:
     """What a recovery did. ``status`` is one of ``recovered``, ``already_recovering`` (another
     executor holds it), ``already_recovered``, ``finished`` (the run completed or was
     cancelled: nothing is written), ``no_failure`` (nothing to recover from),
-    ``no_checkpoint`` (no candidate passed the checks), ``failed`` (a non-retryable error)
-    or ``exhausted`` (retryable errors until the attempts ran out). ``message`` says what
-    happened; ``hint``, when not empty, what a Python caller may do next (the CLI prints its
-    own, in terms of its options)."""
+    ``no_checkpoint`` (no candidate passed the checks), ``failed`` (a non-retryable error),
+    ``exhausted`` (retryable errors until the attempts ran out) or ``taken_over`` (this
+    executor's lease expired and another executor took the attempt over). ``message`` says
+    what happened; ``hint``, when not empty, what a Python caller may do next (the CLI prints
+    its own, in terms of its options)."""
 
     status: str
     run_id: UUID
@@ -109,6 +116,9 @@ class _Plan:
     tags: Any
     attempts: list[Attempt] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    number: int = 0  # the attempt in progress: the fencing token of every command for it
+    taking_over: bool = False  # the run was recovering (a dead executor's expired lease)
+    new_run: RunHandle | None = None  # the run this attempt started, if any
 
     @property
     def label(self) -> str:
@@ -142,6 +152,8 @@ class RecoveryHost(Protocol):
 
     def run(self, run: Any) -> RunView: ...
 
+    def runs(self, status: str | None = None, *, newest: int | None = None) -> list[RunView]: ...
+
     def artifact(self, artifact: Any) -> ArtifactView: ...
 
     @property
@@ -158,10 +170,15 @@ class RecoveryExecutor:
     so tests never wait. Blocking: every step waits for its events to be committed."""
 
     def __init__(self, host: RecoveryHost, *, sleep: Callable[[float], None] = time.sleep,
-                 random: Callable[[], float] = random_module.random) -> None:
+                 random: Callable[[], float] = random_module.random,
+                 lease_s: float = DEFAULT_RECOVERY_LEASE_S) -> None:
+        """``lease_s``: how long an attempt is held without a renewal (renewed every third of
+        it while this executor works); another executor may take it over after that."""
         self.host = host
         self.sleep = sleep
         self.random = random
+        self.lease_s = lease_s
+        self.holder = new_holder(host.recorder)
 
     def recover(self, run: Any, *, strategy: Any = "latest", restore_optimizer: bool = True,
                 allow_weights_only: bool = False, retry: Any = None,
@@ -173,9 +190,10 @@ class RecoveryExecutor:
         self.host.flush()  # a failure just queued (not yet committed) must count
         handle = run if isinstance(run, RunHandle) else self.host.run_handle(run)
         view = self.host.run(handle.id)
-        refused = _refusal(view)
+        refused = _refusal(view, now_of(self.host.recorder))
         if refused is not None:
             return refused
+        plan.taking_over = view.recovering
         policy = plan.retry or RetryPolicy.from_dict(view.job.get("retry_policy") or {})
         delays = policy.delays(self.random)
         for index in range(policy.max_attempts):
@@ -188,33 +206,53 @@ class RecoveryExecutor:
             if index + 1 < policy.max_attempts:
                 plan.attempts[-1] = Attempt(**{**vars(outcome), "delay_s": delays[index]})
                 self.sleep(delays[index])
-        handle.exhaust_recovery().wait()
+        try:
+            handle.exhaust_recovery(attempt=plan.number).wait()
+        except InvariantError:  # another executor began an attempt while this one slept
+            return _refusal(self.host.run(handle.id), now_of(self.host.recorder)) or self._result(
+                "already_recovering", handle, plan, "another executor is recovering the run")
         return self._result("exhausted", handle, plan, f"{policy.max_attempts} attempt(s) "
                             f"failed; last: {plan.attempts[-1].error}")
 
     def _attempt(self, handle: RunHandle, plan: _Plan,
                  policy: RetryPolicy) -> Attempt | RecoveryResult:
         try:
-            number = int(handle.begin_recovery(plan.label).wait())
+            plan.number = int(handle.begin_recovery(plan.label, holder=self.holder,
+                                                    lease_s=self.lease_s).wait())
         except InvariantError:  # lost a race: say why, from the state that won
-            refused = _refusal(self.host.run(handle.id))
+            refused = _refusal(self.host.run(handle.id), now_of(self.host.recorder))
             if refused is None:
                 raise
             return refused
-        earlier = len(plan.rejected)
+        plan.new_run = None
+        if plan.taking_over:
+            self._end_abandoned(handle.id, plan.number - 1)
+            plan.taking_over = False
+        with LeaseKeeper(handle, plan.number, self.holder, self.lease_s):
+            try:
+                return self._held(handle, plan, policy)
+            except InvariantError:
+                if self.host.run(handle.id).recovery_attempts <= plan.number:
+                    raise  # not a takeover: a real refusal
+                return self._taken_over(handle, plan)
+
+    def _held(self, handle: RunHandle, plan: _Plan,
+              policy: RetryPolicy) -> Attempt | RecoveryResult:
+        """The attempt ``plan.number``, while this executor holds its lease."""
+        number, earlier = plan.number, len(plan.rejected)
         choice = self._choose(handle, plan)
         if choice is None:
             summary = "; ".join(f"step {r.step}: {r.reason}" for r in plan.rejected[earlier:]) \
                 or "the run has no checkpoint"
-            handle.fail_recovery("NoValidCheckpoint", summary[:8192]).wait()
+            handle.fail_recovery("NoValidCheckpoint", validation.clean_text(summary), attempt=number).wait()
             plan.attempts.append(Attempt(number, error=f"NoValidCheckpoint: {summary}"))
             return self._result("no_checkpoint", handle, plan, f"no usable checkpoint: {summary}")
         checkpoint = choice.checkpoint
         handle.select_recovery_checkpoint(checkpoint.id, step=checkpoint.step or 0,
-                                          reason=choice.reason).wait()
-        new_run = self.host.resume_run(handle.id, checkpoint.id, name=plan.name,
-                                          optimizer_restored=choice.optimizer_restored,
-                                          tags=plan.tags)
+                                          reason=choice.reason, attempt=number).wait()
+        new_run = plan.new_run = self.host.resume_run(
+            handle.id, checkpoint.id, name=plan.name,
+            optimizer_restored=choice.optimizer_restored, tags=plan.tags)
         try:
             if plan.resume is not None:
                 plan.resume(checkpoint, new_run)
@@ -225,13 +263,34 @@ class RecoveryExecutor:
                 raise
             return attempt
         lost = lost_steps(self.host, handle.id, checkpoint.step or 0)
-        handle.complete_recovery(new_run, checkpoint, lost=lost,
-                                 checkpoint_step=checkpoint.step or 0).wait()
+        handle.complete_recovery(new_run, checkpoint, lost=lost, checkpoint_step=checkpoint.step
+                                 or 0, attempt=number).wait()
         plan.attempts.append(Attempt(number, checkpoint.id, new_run.id))
         return self._result("recovered", handle, plan, f"resumed as run {new_run.id} from "
                             f"checkpoint step {checkpoint.step}", new_run=new_run,
                             checkpoint=checkpoint, optimizer_restored=choice.optimizer_restored,
                             lost_steps=lost)
+
+    def _end_abandoned(self, run_id: UUID, attempt: int) -> None:
+        """End failed the runs the dead executor of ``attempt`` started and never handed to a
+        trainer (still pending: nothing logged), so they do not wait forever."""
+        for view in self.host.runs("pending"):
+            if view.resumed_from == run_id:
+                with contextlib.suppress(LineageError):  # a trainer picked it up meanwhile
+                    self.host.run_handle(view.id).finish(
+                        "failed", reason=f"recovery attempt {attempt} of run {run_id} was "
+                        "taken over after its executor's lease expired").wait()
+
+    def _taken_over(self, handle: RunHandle, plan: _Plan) -> RecoveryResult:
+        """Another executor took attempt ``plan.number`` over (this one's lease expired): the
+        run this attempt started, if any, ends failed; nothing more is recorded on the run."""
+        message = (f"attempt {plan.number} was taken over by another executor after its lease "
+                   f"({self.lease_s:g}s) expired; this executor recorded nothing more")
+        if plan.new_run is not None:
+            with contextlib.suppress(LineageError):
+                plan.new_run.finish("failed", reason=message).wait()
+        plan.attempts.append(Attempt(plan.number, error=f"RecoveryLeaseExpired: {message}"))
+        return self._result("taken_over", handle, plan, message)
 
     def _choose(self, handle: RunHandle, plan: _Plan) -> _Choice | None:
         view = self.host.run(handle.id)
@@ -270,7 +329,8 @@ class RecoveryExecutor:
     def _reject(self, handle: RunHandle, plan: _Plan, artifact_id: UUID, step: int | None,
                 reason: str) -> None:
         plan.rejected.append(Rejection(artifact_id, step, reason))
-        handle.reject_recovery_checkpoint(artifact_id, step=step, reason=reason).wait()
+        handle.reject_recovery_checkpoint(artifact_id, step=step, reason=reason,
+                                          attempt=plan.number).wait()
 
     def _record_verification(self, artifact_id: UUID, verified: tuple[bool, str | None, str]) -> None:
         ok, observed, detail = verified
@@ -288,7 +348,7 @@ class RecoveryExecutor:
         with contextlib.suppress(LineageError):  # resume may have ended the new run itself
             new_run.finish("failed", reason=validation.clean_text(f"resume failed: {message}"))\
                 .wait()
-        handle.fail_recovery(kind, validation.clean_text(str(error))).wait()
+        handle.fail_recovery(kind, validation.clean_text(str(error)), attempt=number).wait()
         retryable = isinstance(error, Exception) and policy.is_retryable(error)
         attempt = Attempt(number, checkpoint.id, new_run.id, message, retryable)
         plan.attempts.append(attempt)
@@ -316,18 +376,21 @@ def _plan(strategy: Any, restore_optimizer: bool, allow_weights_only: bool, retr
         raise ValidationError("resume", "must be a function resume(checkpoint, new_run)", resume)
     policy = None if retry is None else RetryPolicy.from_dict(retry, "retry")
     return _Plan(label, checkpoint_id, bool(restore_optimizer), bool(allow_weights_only), policy,
-                 resume, validation.optional_text(name, "name", max_length=256),
+                 resume, validation.optional_text(name, "name"),
                  validation.tags(tags))
 
 
-def _refusal(view: RunView) -> RecoveryResult | None:
-    """The result for a run that must not be recovered now, or None when it may be."""
+def _refusal(view: RunView, now: Any) -> RecoveryResult | None:
+    """The result for a run that must not be recovered now, or None when it may be (an
+    attempt in progress whose lease expired at ``now`` may be taken over)."""
     if view.superseded_by is not None:
         return RecoveryResult("already_recovered", view.id, f"run {view.id} was already "
                               f"recovered as run {view.superseded_by}")
-    if view.recovering:
+    if view.recovering and not lease_expired(view, now):
         return RecoveryResult("already_recovering", view.id, f"run {view.id} is already "
-                              f"recovering (attempt {view.recovery_attempts} in progress)")
+                              f"recovering (attempt {view.recovery_attempts} in progress, held "
+                              f"by {view.recovery_holder or '?'} until "
+                              f"{view.recovery_lease_until})")
     if view.status in NOT_RECOVERED:
         return RecoveryResult("finished", view.id, f"run {view.id} {view.status}: a finished "
                               "run is not recovered", hint="tracker.resume_run starts a new run "
@@ -336,30 +399,3 @@ def _refusal(view: RunView) -> RecoveryResult | None:
         return RecoveryResult("no_failure", view.id, f"run {view.id} has no failure recorded",
                               hint="record one first, e.g. run.record_failure(...)")
     return None
-
-
-def lost_steps(tracker: Any, run_id: UUID, after_step: int) -> LostSteps | None:
-    """The steps ``run_id`` logged after ``after_step``: found by binary search over the step
-    stream's versions (a few reads for a million steps), taking steps as non-decreasing."""
-    stream = ids.step_stream_id(run_id)
-
-    def step_at(version: int) -> int:
-        (stored,) = tracker.store.read_stream(stream, after=version - 1, limit=1)
-        return int(tracker.mapper.to_domain_event(stored).step)
-
-    last = tracker.store.read_stream(stream, desc=True, limit=1)
-    if not last:
-        return None
-    total = last[0].originator_version
-    last_step = int(tracker.mapper.to_domain_event(last[0]).step)
-    if last_step <= after_step:
-        return None
-    low, high = 1, total
-    while low < high:
-        middle = (low + high) // 2
-        if step_at(middle) > after_step:
-            high = middle
-        else:
-            low = middle + 1
-    return LostSteps(step_at(low), last_step, total - low + 1)
-

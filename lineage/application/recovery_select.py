@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from lineage.application.views import ArtifactView, RunView
+from lineage.application.views import ArtifactView, LostSteps, RunView
+from lineage.domain import ids
 from lineage.errors import NotFoundError
 from lineage.ports import ArtifactStorage
 
@@ -117,3 +118,30 @@ def _verify(artifact: ArtifactView, storage: ArtifactStorage) -> tuple[bool, str
                                  f"{observed[:12]}... differs from the recorded "
                                  f"{artifact.checksum[:12]}...")
     return True, observed, f"{algorithm} matches the recorded digest"
+
+
+def lost_steps(tracker: Any, run_id: UUID, after_step: int) -> LostSteps | None:
+    """The steps ``run_id`` logged after ``after_step``: found by binary search over the step
+    stream's versions (a few reads for a million steps), taking steps as non-decreasing."""
+    stream = ids.step_stream_id(run_id)
+
+    def step_at(version: int) -> int:
+        (stored,) = tracker.store.read_stream(stream, after=version - 1, limit=1)
+        return int(tracker.mapper.to_domain_event(stored).step)
+
+    last = tracker.store.read_stream(stream, desc=True, limit=1)
+    if not last:
+        return None
+    total = last[0].originator_version
+    last_step = int(tracker.mapper.to_domain_event(last[0]).step)
+    if last_step <= after_step:
+        return None
+    low, high = 1, total
+    while low < high:
+        middle = (low + high) // 2
+        if step_at(middle) > after_step:
+            high = middle
+        else:
+            low = middle + 1
+    return LostSteps(step_at(low), last_step, total - low + 1)
+

@@ -16,6 +16,12 @@ Order, so a crash at any point is safe:
    tracker when a run with a retention policy starts) finds them and deletes again: deletion
    is idempotent and a file already gone is an outcome, not an error.
 
+A crash between 1 and 2 (the save committed, its retirement not yet) leaves a run with more
+than ``keep_last`` live checkpoints, and nothing would retire them unless that run saved again:
+``repair`` also finds runs saved on this machine with more live checkpoints than their policy
+keeps (``overfull_runs``) and applies the policy to them, as step 2 would have, so pinned
+checkpoints stay. Applying a policy that is already met writes nothing, so repair is idempotent.
+
 Steps 2 and 3 run on ``RetentionWorker``'s thread, never on the training thread, and never
 raise into it: failures are logged and kept in ``errors``.
 """
@@ -34,7 +40,8 @@ from lineage.application.handles import Pending
 from lineage.application.policies import CheckpointPolicy
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.codec.dispatch import topic_of
-from lineage.domain import Artifact
+from lineage.domain import Artifact, Run
+from lineage.errors import ValidationError
 from lineage.ports import Deletion
 
 if TYPE_CHECKING:
@@ -46,6 +53,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETIRED_TOPIC = topic_of(Artifact.Retired)
+# What overfull_runs reads: policies, saves, and what left the live set.
+_STARTED, _SAVED = topic_of(Run.Started), topic_of(Run.CheckpointSaved)
+_GONE = (RETIRED_TOPIC, topic_of(Artifact.Expired))
 PAGE = 1000
 MAX_PAGE = 10_000  # the read models' largest page
 IDLE_EXIT_S = 30.0  # the worker thread ends after this long with nothing to do (restarts on use)
@@ -132,6 +142,18 @@ def host_of(source: str) -> str:
     return source.split("/", 1)[0]
 
 
+def _read_topics(store: EventStore, mapper: Mapper, topics: list[str]) -> Iterator[Any]:
+    """Every stored event with one of ``topics``, in log order, decoded (paged)."""
+    start = 1
+    while True:
+        page = store.read_log(start, PAGE, topics)
+        for notification in page:
+            yield mapper.to_domain_event(notification)
+        if len(page) < PAGE:
+            return
+        start = page[-1].id + 1
+
+
 def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) -> Iterator[Retirement]:
     """Artifacts of this tenant retired on this machine whose bytes were not dealt with.
 
@@ -140,15 +162,8 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
     """
     here = host_of(recorder.origin.source)
     retired_on: dict[UUID, str] = {}
-    start = 1
-    while True:
-        page = store.read_log(start, PAGE, [RETIRED_TOPIC])
-        for notification in page:
-            event: Any = mapper.to_domain_event(notification)
-            retired_on[event.originator_id] = host_of(event.source)
-        if len(page) < PAGE:
-            break
-        start = page[-1].id + 1
+    for event in _read_topics(store, mapper, [RETIRED_TOPIC]):
+        retired_on[event.originator_id] = host_of(event.source)
     for artifact_id, host in retired_on.items():
         if host != here:
             continue
@@ -159,6 +174,42 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
         if (isinstance(artifact, Artifact) and artifact.needs_deletion
                 and artifact.tenant_id == recorder.origin.tenant_id):
             yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
+
+
+def overfull_runs(recorder: Recorder, store: EventStore,
+                  mapper: Mapper) -> Iterator[tuple[UUID, CheckpointPolicy]]:
+    """Runs of this tenant with a ``keep_last`` policy that hold more live checkpoints saved on
+    this machine than it keeps (pinned ones count: applying the policy then retires nothing),
+    with their policy. Only this machine's saves: their bytes are deleted here. One pass over
+    the log's starts, saves, retirements and expiries."""
+    here, tenant = host_of(recorder.origin.source), recorder.origin.tenant_id
+    policies: dict[UUID, CheckpointPolicy] = {}
+    saved: dict[UUID, set[UUID]] = {}
+    gone: set[UUID] = set()
+    for event in _read_topics(store, mapper, [_STARTED, _SAVED, *_GONE]):
+        if isinstance(event, Run.Started):
+            policy = _keep_last_policy(event.job)
+            if policy is not None and event.tenant_id == tenant:
+                policies[event.originator_id] = policy
+        elif isinstance(event, Run.CheckpointSaved):
+            if host_of(event.source) == here:
+                saved.setdefault(event.originator_id, set()).add(event.artifact_id)
+        else:
+            gone.add(event.originator_id)
+    for run_id, policy in policies.items():
+        if len(saved.get(run_id, set()) - gone) > (policy.keep_last or 0):
+            yield run_id, policy
+
+
+def _keep_last_policy(job: dict[str, Any]) -> CheckpointPolicy | None:
+    data = (job or {}).get("checkpoint_policy")
+    if data is None:
+        return None
+    try:
+        policy = CheckpointPolicy.from_dict(data, "job.checkpoint_policy")
+    except ValidationError:  # stored before policies were checked: the run keeps everything
+        return None
+    return policy if policy.keep_last is not None else None
 
 
 class RetentionWorker:
@@ -172,15 +223,18 @@ class RetentionWorker:
 
     def __init__(self, recorder: Recorder, storage: ArtifactStorage,
                  unfinished: Callable[[], Iterable[Retirement]],
-                 holders: Callable[[Retirement], list[str]]) -> None:
+                 holders: Callable[[Retirement], list[str]],
+                 overfull: Callable[[], Iterable[tuple[UUID, CheckpointPolicy]]] = tuple) -> None:
         """``unfinished`` finds the retirements whose deletion a crash interrupted
         (``unfinished_deletions`` on the tracker's store), ``holders`` the live artifacts that
-        still hold a retirement's bytes (``live_holders`` on the tracker's read models); both
-        wired by the composition root."""
+        still hold a retirement's bytes (``live_holders`` on the tracker's read models), and
+        ``overfull`` the runs a crash left with more live checkpoints than their policy keeps
+        (``overfull_runs`` on the tracker's store); all wired by the composition root."""
         self.recorder = recorder
         self.storage = storage
         self._unfinished = unfinished
         self._holders = holders
+        self._overfull = overfull
         self.deletions: list[tuple[UUID, Deletion]] = []
         self._jobs = JobQueue("lineage-retention", label="lineage retention",
                               idle_exit_s=IDLE_EXIT_S, log=log)
@@ -207,17 +261,20 @@ class RetentionWorker:
             self._repair_queued = True
         self._jobs.put(self.repair)
 
-    def apply(self, run_id: UUID, policy: CheckpointPolicy) -> list[Retirement]:
-        """Retire what ``policy`` does not keep of ``run_id``'s checkpoints, then delete."""
+    def apply(self, run_id: UUID, policy: CheckpointPolicy) -> list[tuple[UUID, Deletion]]:
+        """Retire what ``policy`` does not keep of ``run_id``'s checkpoints, then delete;
+        returns what each deletion did."""
         retired: list[Retirement] = self._submit(
             f"retention for run {run_id}", lambda uow: retire_outside_policy(uow, run_id, policy))
-        for retirement in retired:
-            self.delete(retirement)
-        return retired
+        return [(retirement.artifact_id, self.delete(retirement)) for retirement in retired]
 
     def repair(self) -> list[tuple[UUID, Deletion]]:
-        """Finish deletions a crash interrupted; returns what each one did."""
-        return [(r.artifact_id, self.delete(r)) for r in self._unfinished()]
+        """Repair what a crash left undone: apply the policy of runs holding more live
+        checkpoints than it keeps, then finish interrupted deletions; returns what each
+        deletion did. Idempotent."""
+        done = [outcome for run_id, policy in self._overfull()
+                for outcome in self.apply(run_id, policy)]
+        return done + [(r.artifact_id, self.delete(r)) for r in self._unfinished()]
 
     def delete(self, retirement: Retirement) -> Deletion:
         try:

@@ -37,7 +37,8 @@ from lineage.application.writer import Writer
 from lineage.config import Settings
 from lineage.domain import Run, ids
 from lineage.domain.envelope import Envelope
-from lineage.errors import RunExistsError, WriterError
+from lineage.domain.run import FINAL_STATUSES
+from lineage.errors import RunExistsError, ValidationError, WriterError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, ReadModelsPort
 
 RunLike = UUID | str | RunHandle
@@ -244,9 +245,14 @@ class TrackerService(ReadAPI):
         return self._handle(new_id, name, start, spec)
 
     def run_handle(self, run: RunLike) -> RunHandle:
-        """A handle to record more on an existing run (e.g. a failure flagged later)."""
+        """A handle to record more on an existing run (e.g. a failure flagged while it runs).
+        On a finished run the handle knows it: steps, evaluations, checkpoints and failures are
+        refused at once (RunFinishedError); the recovery commands still apply."""
         view = self.run(run)
-        return self._handle(view.id, view.name, view.start_step, view.job)
+        handle = self._handle(view.id, view.name, view.start_step, view.job)
+        if view.status in FINAL_STATUSES:
+            handle.finished_status = view.status
+        return handle
 
     def resume_run(self, previous: RunLike, checkpoint: ArtifactLike, *, name: str | None = None,
                    optimizer_restored: bool = True, job: dict[str, Any] | None = None,
@@ -279,7 +285,8 @@ class TrackerService(ReadAPI):
     def recover(self, run: RunLike, *, strategy: Any = "latest", restore_optimizer: bool = True,
                 allow_weights_only: bool = False, retry: RetryPolicy | dict[str, Any] | None = None,
                 resume: ResumeFunction | None = None, name: str | None = None,
-                tags: Any = None, sleep: Callable[[float], None] = time.sleep) -> RecoveryResult:
+                tags: Any = None, sleep: Callable[[float], None] = time.sleep,
+                lease_s: float | None = None) -> RecoveryResult:
         """Recover a failed or corrupted run into a new run (see lineage.application.recovery).
 
         ``strategy``: ``"latest"``, ``"best"`` or a checkpoint (id or ref). ``resume(checkpoint,
@@ -287,17 +294,23 @@ class TrackerService(ReadAPI):
         exception from it fails the attempt, retried per ``retry`` (default: the job spec's
         ``retry_policy``, else ``RetryPolicy()``), sleeping with ``sleep``. Returns a
         RecoveryResult (``.new_run`` when recovered); a run another executor is recovering gives
-        status ``already_recovering``, not an exception.
+        status ``already_recovering``, not an exception. ``lease_s`` (default: the
+        ``recovery_lease_s`` setting) is how long each attempt is held without a renewal; an
+        attempt whose executor died is taken over once its lease expired.
         """
-        executor = RecoveryExecutor(self, sleep=sleep)
+        lease = self.settings.recovery_lease_s if lease_s is None else lease_s
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+            raise ValidationError("lease_s", "must be a positive number of seconds", lease_s)
+        executor = RecoveryExecutor(self, sleep=sleep, lease_s=float(lease))
         return executor.recover(run, strategy=strategy, restore_optimizer=restore_optimizer,
                                 allow_weights_only=allow_weights_only, retry=retry,
                                 resume=resume, name=name, tags=tags)
 
     def repair_retention(self) -> list[tuple[UUID, Any]]:
-        """Delete the bytes of artifacts retired on this machine whose deletion a crash
-        interrupted (runs by itself when a run with a retention policy starts); returns
-        (artifact id, Deletion) pairs. Blocks until done."""
+        """Repair what a crash left of retention on this machine (runs by itself when a run
+        with a retention policy starts): apply ``keep_last`` to runs holding more live
+        checkpoints than it keeps, and delete the bytes of retired artifacts whose deletion was
+        interrupted; returns (artifact id, Deletion) pairs. Idempotent; blocks until done."""
         return self.retention.repair()
 
 

@@ -51,6 +51,8 @@ class RunView:
     resumed_checkpoint: UUID | None = None
     lost_steps: LostSteps | None = None
     last_activity_at: datetime | None = None  # the latest recorded time of any of its events
+    recovery_holder: str | None = None  # while recovering: the executor holding the attempt
+    recovery_lease_until: datetime | None = None  # ... until then, unless it renews
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def run_view(row: dict[str, Any]) -> RunView:
         lost_steps=None if lost is None else LostSteps(lost["from_step"], lost["to_step"],
                                                        lost["count"]),
         last_activity_at=_maybe_time(row["last_activity_at"]),
+        recovery_holder=recovery.get("holder"),
+        recovery_lease_until=_maybe_time(recovery.get("lease_until")),
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lineage.config.loader import Setting, resolve
+from lineage.domain.run import DEFAULT_RECOVERY_LEASE_S
 
 
 def _positive_int(text: str) -> int:
@@ -74,6 +75,10 @@ SETTINGS = (
     _setting("heartbeat_interval_s", "LINEAGE_HEARTBEAT_INTERVAL_S", lambda: 30.0, _positive_float,
              "how often an idle open run writes a heartbeat, in seconds (a monitor treats a run "
             "with no event for several intervals as crashed)"),
+    _setting("recovery_lease_s", "LINEAGE_RECOVERY_LEASE_S", lambda: DEFAULT_RECOVERY_LEASE_S,
+             _positive_float, "how long a recovery attempt is held without a renewal, in "
+             "seconds; the executor renews it every third of that, and another executor may "
+             "take over a recovery whose executor died once it expired"),
 )
 
 
@@ -89,6 +94,7 @@ class Settings:
     retry_for_s: float
     lock_timeout_s: float
     heartbeat_interval_s: float
+    recovery_lease_s: float
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:

@@ -9,7 +9,7 @@ checks its invariants first, then triggers exactly one event.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +19,8 @@ from lineage.domain.envelope import Envelope, EnvelopedEvent
 from lineage.errors import InvariantError, RunFinishedError
 
 FINAL_STATUSES = ("completed", "failed", "cancelled", "superseded")
+DEFAULT_RECOVERY_LEASE_S = 120.0  # how long a recovery is held without a renewal
+LEASE_EXPIRED = "RecoveryLeaseExpired"  # error type of the RecoveryFailed a takeover records
 
 
 class Run(Aggregate):
@@ -74,12 +76,35 @@ class Run(Aggregate):
             run.failure_retryable = self.retryable
 
     class RecoveryStarted(Event):
+        """Attempt ``attempt`` began; ``holder`` (the executor) holds it until ``lease_until``
+        unless it renews the lease (``RecoveryLeaseRenewed``)."""
+
+        class_version = 2
         attempt: int
         strategy: str
+        holder: str
+        lease_until: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Stored before leases: no holder, and a lease of the default length from the
+            start, so a recovery left open then can be taken over now."""
+            state["holder"] = ""
+            state["lease_until"] = state["timestamp"] + timedelta(seconds=DEFAULT_RECOVERY_LEASE_S)
 
         def apply(self, run: Run) -> None:
             run.recovery_attempts = self.attempt
             run.recovering = True
+            run.recovery_holder = self.holder
+            run.lease_until = self.lease_until
+
+    class RecoveryLeaseRenewed(Event):
+        attempt: int
+        holder: str
+        lease_until: datetime
+
+        def apply(self, run: Run) -> None:
+            run.lease_until = self.lease_until
 
     class RecoveryCheckpointSelected(Event):
         attempt: int
@@ -184,6 +209,8 @@ class Run(Aggregate):
         self.corrupted = False
         self.recovering = False
         self.recovery_attempts = 0
+        self.recovery_holder = ""
+        self.lease_until: datetime | None = None
         self.resumed_from: UUID | None = None
         self.superseded_by: UUID | None = None
         self.resumed_checkpoint: UUID | None = None
@@ -240,57 +267,94 @@ class Run(Aggregate):
     def detect_failure(self, signal: str, error_type: str, message: str, retryable: bool,
                        corrupted: bool, step: int | None, envelope: Envelope,
                        timestamp: datetime) -> None:
-        # A failure may be reported after the run ended (a backend flags it corrupted later).
+        # Refused once the run ended: a finished run is history, and a late failure would turn
+        # a completed run into a corrupted one (a resumed run records its own failures).
+        self._require_open("failures")
         self.trigger_event(self.FailureDetected, signal=signal, error_type=error_type,
                            message=message, retryable=retryable, corrupted=corrupted, step=step,
                            timestamp=timestamp, **envelope.fields())
 
-    def start_recovery(self, strategy: str, envelope: Envelope, timestamp: datetime) -> int:
+    def start_recovery(self, strategy: str, holder: str, lease_until: datetime,
+                       envelope: Envelope, timestamp: datetime) -> int:
+        """Begin the next attempt, held by ``holder`` until ``lease_until``. Refused while
+        another attempt holds an unexpired lease (``take_over_recovery`` first once it has
+        expired)."""
         if self.recovering:
-            raise InvariantError(f"run {self.id} is already recovering")
+            raise InvariantError(f"run {self.id} is already recovering (attempt "
+                                 f"{self.recovery_attempts} held by {self.recovery_holder or '?'}"
+                                 f" until {self.lease_until})")
         if self.superseded_by is not None:
             raise InvariantError(f"run {self.id} was already recovered as {self.superseded_by}")
         if self.failures == 0 and self.status not in ("failed",):
             raise InvariantError(f"run {self.id} has no failure to recover from")
         attempt = self.recovery_attempts + 1
         self.trigger_event(self.RecoveryStarted, attempt=attempt, strategy=strategy,
-                           timestamp=timestamp, **envelope.fields())
+                           holder=holder, lease_until=lease_until, timestamp=timestamp,
+                           **envelope.fields())
         return attempt
 
-    def select_recovery_checkpoint(self, checkpoint_id: UUID, step: int, reason: str,
-                                   envelope: Envelope, timestamp: datetime) -> None:
+    def lease_expired(self, now: datetime) -> bool:
+        """Whether the attempt in progress is held by nobody at ``now``."""
+        return self.recovering and (self.lease_until is None or now >= self.lease_until)
+
+    def take_over_recovery(self, holder: str, envelope: Envelope, timestamp: datetime) -> None:
+        """End the attempt in progress whose executor stopped renewing its lease, as a
+        ``RecoveryFailed`` of type RecoveryLeaseExpired naming both holders; the taker then
+        starts the next attempt. Refused while the lease holds."""
         self._require_recovering()
+        if not self.lease_expired(timestamp):
+            raise InvariantError(f"run {self.id} is already recovering (attempt "
+                                 f"{self.recovery_attempts} held by {self.recovery_holder or '?'}"
+                                 f" until {self.lease_until})")
+        message = (f"attempt {self.recovery_attempts} held by {self.recovery_holder or '?'}: its "
+                   f"lease expired at {self.lease_until}; taken over by {holder}")
+        self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
+                           error_type=LEASE_EXPIRED, message=message, timestamp=timestamp,
+                           **envelope.fields())
+
+    def renew_recovery_lease(self, attempt: int, holder: str, lease_until: datetime,
+                             envelope: Envelope, timestamp: datetime) -> None:
+        """Extend the lease of ``attempt``; refused once it was taken over or ended."""
+        self._require_recovering(attempt)
+        self.trigger_event(self.RecoveryLeaseRenewed, attempt=attempt, holder=holder,
+                           lease_until=lease_until, timestamp=timestamp, **envelope.fields())
+
+    def select_recovery_checkpoint(self, checkpoint_id: UUID, step: int, reason: str,
+                                   envelope: Envelope, timestamp: datetime,
+                                   attempt: int | None = None) -> None:
+        self._require_recovering(attempt)
         self.trigger_event(self.RecoveryCheckpointSelected, attempt=self.recovery_attempts,
                            checkpoint_id=checkpoint_id, step=step, reason=reason,
                            timestamp=timestamp, **envelope.fields())
 
     def complete_recovery(self, new_run_id: UUID, checkpoint_id: UUID, envelope: Envelope,
-                          timestamp: datetime) -> None:
-        self._require_recovering()
+                          timestamp: datetime, attempt: int | None = None) -> None:
+        self._require_recovering(attempt)
         self.trigger_event(self.RecoveryCompleted, attempt=self.recovery_attempts,
                            new_run_id=new_run_id, checkpoint_id=checkpoint_id,
                            timestamp=timestamp, **envelope.fields())
 
     def fail_recovery(self, error_type: str, message: str, envelope: Envelope,
-                      timestamp: datetime) -> None:
-        self._require_recovering()
+                      timestamp: datetime, attempt: int | None = None) -> None:
+        self._require_recovering(attempt)
         self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
                            error_type=error_type, message=message, timestamp=timestamp,
                            **envelope.fields())
 
     def reject_recovery_checkpoint(self, checkpoint_id: UUID, step: int | None, reason: str,
-                                   envelope: Envelope, timestamp: datetime) -> None:
+                                   envelope: Envelope, timestamp: datetime,
+                                   attempt: int | None = None) -> None:
         """Record why a candidate checkpoint was not used (missing, corrupted, no optimizer
         state...) before the recovery falls back to an older one."""
-        self._require_recovering()
+        self._require_recovering(attempt)
         self.trigger_event(self.RecoveryCheckpointRejected, attempt=self.recovery_attempts,
                            checkpoint_id=checkpoint_id, step=step, reason=reason,
                            timestamp=timestamp, **envelope.fields())
 
     def record_lost_steps(self, checkpoint_id: UUID, checkpoint_step: int, first_step: int,
                           last_step: int, count: int, new_run_id: UUID, envelope: Envelope,
-                          timestamp: datetime) -> None:
-        self._require_recovering()
+                          timestamp: datetime, attempt: int | None = None) -> None:
+        self._require_recovering(attempt)
         if count <= 0:
             return
         self.trigger_event(self.StepsLost, checkpoint_id=checkpoint_id,
@@ -308,13 +372,25 @@ class Run(Aggregate):
                            value=value, checkpoint_step=checkpoint_step, eval_step=eval_step,
                            timestamp=timestamp, **envelope.fields())
 
-    def exhaust_recovery(self, envelope: Envelope, timestamp: datetime) -> None:
+    def exhaust_recovery(self, envelope: Envelope, timestamp: datetime,
+                         attempt: int | None = None) -> None:
+        """Record that attempts ran out (closing an attempt still open). ``attempt``, when
+        given, must be the last one and ended: another executor's attempt is left alone."""
+        if attempt is not None and (self.recovering or attempt != self.recovery_attempts):
+            raise InvariantError(f"run {self.id}: attempt {self.recovery_attempts} is not "
+                                 f"attempt {attempt}, ended: not exhausted")
         self.trigger_event(self.RecoveryExhausted, attempts=self.recovery_attempts,
                            timestamp=timestamp, **envelope.fields())
 
-    def _require_recovering(self) -> None:
+    def _require_recovering(self, attempt: int | None = None) -> None:
+        """``attempt`` (the executor's fencing token), when given, must be the one in
+        progress: an executor whose attempt was taken over can record nothing more."""
         if not self.recovering:
-            raise InvariantError(f"run {self.id} has no recovery in progress")
+            raise InvariantError(f"run {self.id} has no recovery in progress"
+                                 + ("" if attempt is None else f" (attempt {attempt} ended)"))
+        if attempt is not None and attempt != self.recovery_attempts:
+            raise InvariantError(f"run {self.id}: recovery attempt {attempt} was taken over; "
+                                 f"attempt {self.recovery_attempts} is in progress")
 
     def resume_from(self, previous_run_id: UUID, checkpoint_id: UUID, step: int,
                     optimizer_restored: bool, envelope: Envelope, timestamp: datetime) -> None:

@@ -304,12 +304,36 @@ def test_a_stale_writer_cannot_record_on_a_run_another_finished(
     late = stale.log_eval(2, {"accuracy": 0.6})  # B's cache still says running
     with pytest.raises(RunFinishedError):
         late.wait(60)
-    stale.record_failure("Late", "a failure may still be flagged after the end").wait(30)
+    # A failure after the end is refused too (issue 9: it used to turn a completed run
+    # corrupted): B's handle cannot know, so its writer thread refuses it, writing nothing.
+    late_failure = stale.record_failure("Late", "flagged after the end", corrupted=True)
+    with pytest.raises(RunFinishedError):
+        late_failure.wait(60)
 
     assert [type(e).__name__ for e in a.run_events(run)] == [
-        "Started", "EvaluationRecorded", "Finished", "FailureDetected"]
-    assert a.run(run).status == "completed" and a.run(run).evaluations == 1
+        "Started", "EvaluationRecorded", "Finished"]
+    view = a.run(run)
+    assert (view.status, view.job_status, view.evaluations, view.failures) == (
+        "completed", "completed", 1, 0)
     assert_contiguous(a, run.id)
+
+
+def test_a_failure_after_finish_is_refused_at_once_and_writes_nothing(
+        any_url: str, make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(any_url)
+    run = tracker.start_run("done")
+    run.log_step(1, {"loss": 1.0})
+    run.finish("completed").wait()
+    tracker.flush()
+    before = tracker.store.max_position()
+    reopened = tracker.run_handle(run.id)  # a handle opened on the finished run knows it too
+    for handle in (run, reopened):
+        with pytest.raises(RunFinishedError, match="no failures after a run finished") as error:
+            handle.record_failure("backend_corrupted", "flagged late", corrupted=True)
+        assert error.value.run_id == run.id and error.value.status == "completed"
+    tracker.flush()
+    assert tracker.store.max_position() == before
+    assert tracker.run(run).job_status == "completed"
 
 
 def test_a_stale_writer_cannot_log_steps_on_a_run_another_finished(

@@ -238,3 +238,38 @@ def test_recover_with_a_reason_records_the_failure_first(
                        if isinstance(e, Run.FailureDetected))
     assert (failure.signal, failure.error_type, failure.message) == (
         "operator", "OperatorReported", "node 7 died")
+
+
+class FlagsLate:
+    """A backend that flags runs corrupted after they finished (issue 9: no failure is
+    recorded on a finished run)."""
+
+    name = "tinker"
+
+    def __init__(self, *run_ids: UUID) -> None:
+        self.run_ids = run_ids
+
+    def poll(self) -> list[RunSignal]:
+        return [RunSignal(run_id, "tinker.corrupted", "backend_corrupted", "flagged late",
+                          corrupted=True) for run_id in self.run_ids]
+
+
+def test_a_flag_on_a_finished_run_records_no_failure(
+        make_tracker: Callable[..., Any], tmp_path: Path) -> None:
+    tracker = make_tracker("memory://")
+    with pytest.raises(RuntimeError), tracker.start_run("failed") as failed:
+        failed.log_step(1, {"loss": 1.0})
+        (tmp_path / "f.bin").write_bytes(b"f")
+        failed.save_checkpoint(tmp_path / "f.bin", step=1, includes_optimizer=True)
+        raise RuntimeError("lost the backend")
+    with tracker.start_run("done") as done:
+        done.log_step(1, {"loss": 1.0})
+    monitor = RecoveryMonitor(tracker, [FlagsLate(failed.id, done.id)], sleep=lambda _: None)
+
+    (recovered, left), errors = monitor.poll_once()
+
+    assert errors == [] and recovered.error is None and left.error is None
+    assert recovered.result is not None and recovered.result.recovered  # recovered as it is
+    assert left.result is not None and left.result.status == "finished"  # left alone
+    assert [tracker.run(run.id).failures for run in (failed, done)] == [1, 0]
+    assert tracker.run(done.id).job_status == "completed"

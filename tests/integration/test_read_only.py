@@ -49,11 +49,15 @@ def assert_writes_refused(tracker: Any, run_id: str, directory: Path) -> None:
     handle = tracker.run_handle(run_id)
     (directory / "data.bin").write_bytes(b"data")
     for write in (lambda: tracker.start_run("refused"),
-                  lambda: handle.log_step(99, {"loss": 0.1}),
+                  lambda: handle.begin_recovery("latest"),
                   lambda: tracker.register_artifact(directory / "data.bin", type="dataset")):
         with pytest.raises(lineage.ReadOnlyStoreError, match="read-only") as raised:
             write()
         assert "\n" not in str(raised.value)
+    # The archived run is finished, and a handle opened on a finished run knows it: a step is
+    # refused by the handle itself, at once too (issue 9 item 5).
+    with pytest.raises(lineage.RunFinishedError):
+        handle.log_step(99, {"loss": 0.1})
     tracker.flush()  # nothing was queued, so nothing is lost
 
 

@@ -196,6 +196,71 @@ def test_a_crash_between_retire_and_delete_is_repaired_on_the_next_start(
     assert restarted.retention.errors == []
 
 
+def save_then_crash(tracker: lineage.Tracker, run: lineage.RunHandle, folder: Path,
+                    step: int) -> ArtifactRef:
+    """A save committed as ``save_checkpoint`` commits it, by a process killed before its
+    retention ran: the state a SIGKILL between the commit and the ``Retired`` event leaves."""
+    path = folder / f"{run.id.hex[:8]}-{step}.bin"
+    path.write_bytes(f"{run.id}:{step}".encode())
+    ref = tracker.register_artifact(path, type="checkpoint", run=run, step=step,
+                                    includes_optimizer=True)
+
+    def saved(uow: Any) -> None:
+        uow.run(run.id).save_checkpoint(ref.id, ref.uri, step, None, True, uow.envelope(),
+                                        uow.timestamp)
+
+    tracker.submit("save", saved, tracker.envelope()).wait()
+    return ref
+
+
+def test_a_crash_between_a_save_and_its_retirement_is_repaired_on_the_next_start(
+        durable_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
+    crashed = make_tracker(durable_url)
+    run = crashed.start_run("sft", job={"checkpoint_policy": KEEP_2})
+    for step in range(1, 51):
+        run.log_step(step, {"loss": 1.0 / step})
+    refs = [save_then_crash(crashed, run, tmp_path, step) for step in (10, 20, 30, 40, 50)]
+    crashed.move_alias(refs[0], "keep-me", protected=True).wait()  # pinned: never retired
+    other = crashed.start_run("no policy")  # a run without keep_last keeps everything
+    other.log_step(10, {"loss": 1.0})
+    kept = save_then_crash(crashed, other, tmp_path, 10)
+    crashed.close()
+    assert states(make_tracker(durable_url), refs) == ["live"] * 5  # the gap
+
+    restarted = make_tracker(durable_url)
+    handle = restarted.run_handle(run.id)  # the next start of that run repairs it
+    restarted.flush()
+
+    assert states(restarted, refs) == ["live", "retired", "retired", "live", "live"]
+    assert [Path(ref.uri.removeprefix("file://")).exists() for ref in refs] == [
+        True, False, False, True, True]
+    (retired,) = artifact_events(restarted, refs[1], Artifact.Retired)
+    assert retired.reason == "keep_last=2: 2 newer checkpoint(s) kept"
+    assert restarted.artifact(kept.id).status == "live"
+    before = restarted.store.max_position()
+    assert restarted.repair_retention() == []  # idempotent: nothing left to do, nothing written
+    restarted.flush()
+    assert restarted.store.max_position() == before and restarted.retention.errors == []
+    assert handle.policy == KEEP_2
+
+
+def test_repair_retention_enforces_keep_last_by_itself(
+        any_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
+    tracker = make_tracker(any_url)
+    run = tracker.start_run("sft", job={"checkpoint_policy": KEEP_2})
+    for step in range(1, 31):
+        run.log_step(step, {"loss": 1.0 / step})
+    refs = [save_then_crash(tracker, run, tmp_path, step) for step in (10, 20, 30)]
+
+    outcomes = tracker.repair_retention()
+
+    assert [(artifact_id, deletion.outcome) for artifact_id, deletion in outcomes] == [
+        (refs[0].id, "deleted")]
+    tracker.flush()
+    assert states(tracker, refs) == ["retired", "live", "live"]
+    assert tracker.repair_retention() == []
+
+
 def test_retention_never_raises_into_training(any_url: str, make_tracker: Callable[..., Any],
                                               tmp_path: Path) -> None:
     class BrokenStorage(LocalArtifactStorage):

@@ -34,6 +34,7 @@ def test_database_url_precedence(explicit: dict, environ: dict, expected: str) -
         ("retry_for_s", "LINEAGE_RETRY_FOR_S", "3", 3.0),
         ("lock_timeout_s", "LINEAGE_LOCK_TIMEOUT_S", "0.25", 0.25),
         ("heartbeat_interval_s", "LINEAGE_HEARTBEAT_INTERVAL_S", "0.5", 0.5),
+        ("recovery_lease_s", "LINEAGE_RECOVERY_LEASE_S", "45", 45.0),
     ],
 )
 def test_every_setting_reads_its_environment_variable(name: str, env: str, text: str, value: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -37,6 +37,7 @@ def test_a_finished_run_refuses_changes() -> None:
         lambda: run.record_evaluation(1, {"val_loss": 1.0}, None, None, env(), NOW),
         lambda: run.save_checkpoint(uuid4(), "x", 1, None, False, env(), NOW),
         lambda: run.use_input(uuid4(), "x", "dataset", env(), NOW),
+        lambda: run.detect_failure("tinker.corrupted", "late", "", True, True, 1, env(), NOW),
         lambda: run.finish("failed", None, None, env(), NOW),
     ):
         with pytest.raises(RunFinishedError):
@@ -65,23 +66,91 @@ def test_a_checkpoint_step_must_be_within_the_run() -> None:
     run.save_checkpoint(uuid4(), "x", 40, None, False, env(), NOW)
 
 
+LEASE = NOW + timedelta(minutes=2)
+
+
 def test_recovery_lifecycle_and_exactly_one_recovery_at_a_time() -> None:
     run = new_run()
     with pytest.raises(InvariantError, match="no failure"):
-        run.start_recovery("latest", env(), NOW)
+        run.start_recovery("latest", "a", LEASE, env(), NOW)
     run.detect_failure("tinker.corrupted", "backend_corrupted", "", True, True, 47, env(), NOW)
     assert run.corrupted
-    assert run.start_recovery("latest", env(), NOW) == 1
+    assert run.start_recovery("latest", "a", LEASE, env(), NOW) == 1
     with pytest.raises(InvariantError, match="already recovering"):
-        run.start_recovery("latest", env(), NOW)
+        run.start_recovery("latest", "b", LEASE, env(), NOW)
     run.fail_recovery("timeout", "resume timed out", env(), NOW)
-    assert run.start_recovery("latest", env(), NOW) == 2
+    assert run.start_recovery("latest", "a", LEASE, env(), NOW) == 2
     checkpoint, successor = uuid4(), uuid4()
     run.select_recovery_checkpoint(checkpoint, 40, "latest", env(), NOW)
     run.complete_recovery(successor, checkpoint, env(), NOW)
     assert run.superseded_by == successor and not run.recovering
     with pytest.raises(InvariantError, match="already recovered"):
-        run.start_recovery("latest", env(), NOW)
+        run.start_recovery("latest", "a", LEASE, env(), NOW)
+
+
+def recovering_run() -> Run:
+    run = new_run()
+    run.detect_failure("heartbeat.lost", "ProcessLost", "", True, False, 47, env(), NOW)
+    assert run.start_recovery("latest", "dead executor", LEASE, env(), NOW) == 1
+    return run
+
+
+def test_a_lease_holds_until_it_expires_and_renewing_extends_it() -> None:
+    run = recovering_run()
+    before = LEASE - timedelta(seconds=1)
+    assert not run.lease_expired(before) and run.lease_expired(LEASE)
+    with pytest.raises(InvariantError, match="held by dead executor until"):
+        run.take_over_recovery("taker", env(), before)
+    run.renew_recovery_lease(1, "dead executor", LEASE + timedelta(minutes=2), env(), before)
+    assert not run.lease_expired(LEASE)
+    with pytest.raises(InvariantError, match="attempt 2 was taken over"):
+        run.renew_recovery_lease(2, "someone", LEASE, env(), before)
+
+
+def test_an_expired_attempt_is_taken_over_and_its_executor_is_fenced_off() -> None:
+    run = recovering_run()
+    run.take_over_recovery("taker", env(), LEASE)
+    assert run.start_recovery("latest", "taker", LEASE + timedelta(minutes=2), env(), LEASE) == 2
+    failed, started = run.collect_events()[-2:]
+    assert isinstance(failed, Run.RecoveryFailed) and failed.attempt == 1
+    assert failed.error_type == "RecoveryLeaseExpired"
+    assert "dead executor" in failed.message and "taken over by taker" in failed.message
+    assert isinstance(started, Run.RecoveryStarted) and started.holder == "taker"
+    checkpoint = uuid4()
+    for stale in (  # the first executor, only slow, comes back: every command is refused
+        lambda: run.select_recovery_checkpoint(checkpoint, 40, "x", env(), LEASE, 1),
+        lambda: run.reject_recovery_checkpoint(checkpoint, 40, "x", env(), LEASE, 1),
+        lambda: run.complete_recovery(uuid4(), checkpoint, env(), LEASE, 1),
+        lambda: run.fail_recovery("x", "", env(), LEASE, 1),
+        lambda: run.renew_recovery_lease(1, "dead executor", LEASE, env(), LEASE),
+        lambda: run.exhaust_recovery(env(), LEASE, 1),
+    ):
+        with pytest.raises(InvariantError):
+            stale()
+    assert run.collect_events() == [] and run.recovering and run.recovery_attempts == 2
+    run.complete_recovery(uuid4(), checkpoint, env(), LEASE, 2)
+    assert not run.recovering
+
+
+def test_a_recovery_started_stored_before_leases_decodes_and_can_be_taken_over() -> None:
+    """STYLE habit 2: a v1 ``RecoveryStarted`` (no holder, no lease) is upcast: no holder, and
+    a lease of the default length from when it was recorded."""
+    mapper = make_mapper()
+    run = recovering_run()
+    stored = [mapper.to_stored_event(event) for event in run.collect_events()]
+    old = stored[-1]
+    state = mapper.transcoder.decode(old.state)
+    assert state.pop("class_version") == 2
+    del state["holder"], state["lease_until"]  # as version 1 stored it
+    stored[-1] = type(old)(old.originator_id, old.originator_version, old.topic,
+                           mapper.transcoder.encode(state))
+    replayed: Run | None = None
+    for event in stored:
+        replayed = mapper.to_domain_event(event).mutate(replayed)  # type: ignore[attr-defined]
+    assert replayed is not None and replayed.recovering
+    assert replayed.recovery_holder == "" and replayed.lease_until == NOW + timedelta(seconds=120)
+    assert not replayed.lease_expired(NOW + timedelta(seconds=119))
+    replayed.take_over_recovery("taker", env(), NOW + timedelta(seconds=120))
 
 
 def test_resumed_run_links_once() -> None:
