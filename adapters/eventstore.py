@@ -16,6 +16,7 @@ is opened, so the SQLite path works without psycopg or psycopg_pool installed.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,7 +39,7 @@ from eventsourcing.sqlite import (
 )
 
 from lineage.adapters.database import SQLITE, Database
-from lineage.errors import StoreError
+from lineage.errors import DISK_FULL, READ_ONLY, UNREACHABLE, StoreError
 from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
 EVENT_IDS_TABLE = "lineage_event_ids"
@@ -142,7 +143,8 @@ class _RecorderEventStore:
                 raise DuplicateEventError(known) from None
             raise VersionConflictError() from None
         except PersistenceError as error:
-            raise StoreError(f"could not append to {self.location}: {error}") from error
+            raise StoreError(f"could not append to {self.location}: {error}",
+                             reason_of(error)) from error
 
     def read_stream(self, stream_id: UUID, *, after: int | None = None,
                     desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
@@ -163,7 +165,8 @@ class _RecorderEventStore:
             with self._in_flight():
                 yield
         except PersistenceError as error:
-            raise StoreError(f"could not {verb} {self.location}: {error}") from error
+            raise StoreError(f"could not {verb} {self.location}: {error}",
+                             reason_of(error)) from error
 
     def _start_guard(self) -> None:
         self._users = 0
@@ -176,7 +179,7 @@ class _RecorderEventStore:
         (the sqlite3 module crashes the process when that happens)."""
         with self._idle:
             if self._closed:
-                raise StoreError(f"{self.location} is closed")
+                raise StoreError(f"{self.location} is closed", "the store is closed")
             self._users += 1
         try:
             yield
@@ -251,6 +254,48 @@ class SQLiteEventStore(_RecorderEventStore):
     def close(self) -> None:
         self._wait_idle()
         self.datastore.close()
+
+
+_SQLSTATES = {"53100": DISK_FULL, "25006": READ_ONLY}  # disk_full, read_only_sql_transaction
+_ERRNOS = {errno.ENOSPC: DISK_FULL, errno.EDQUOT: DISK_FULL, errno.EROFS: READ_ONLY}
+
+
+def reason_of(error: BaseException) -> str:
+    """Why a store operation failed, in words: ``DISK_FULL``, ``READ_ONLY``, ``UNREACHABLE``
+    (no connection to the server), else the driver's message. Looks through the chain of
+    causes (the library wraps the sqlite3 / psycopg error)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        found = _reason_here(seen)
+        if found is not None:
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return str(error)
+
+
+def _reason_here(error: BaseException) -> str | None:
+    name = getattr(error, "sqlite_errorname", None)
+    if name is not None:
+        if name == "SQLITE_FULL":
+            return DISK_FULL
+        if name.startswith("SQLITE_READONLY"):  # and its extended codes (_DBMOVED...)
+            return READ_ONLY
+    if isinstance(error, OSError) and error.errno in _ERRNOS:
+        return _ERRNOS[error.errno]
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate in _SQLSTATES:
+        return _SQLSTATES[sqlstate]
+    kind = type(error)
+    # psycopg raises OperationalError with no SQLSTATE when it has no (working) connection:
+    # refused, reset, timed out, or the pool could not get one (PoolTimeout is a subclass).
+    if kind.__module__.startswith("psycopg") and sqlstate is None and any(
+            base.__name__ == "OperationalError" for base in kind.__mro__):
+        return UNREACHABLE
+    if sqlstate is not None and sqlstate.startswith("08"):  # connection_exception class
+        return UNREACHABLE
+    return None
 
 
 def _chunks(values: list[int] | None, size: int = 500) -> Iterator[list[int] | None]:
