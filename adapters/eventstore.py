@@ -293,8 +293,8 @@ def _reason_here(error: BaseException) -> str | None:
     if kind.__module__.startswith("psycopg") and sqlstate is None and any(
             base.__name__ == "OperationalError" for base in kind.__mro__):
         return UNREACHABLE
-    if sqlstate is not None and sqlstate.startswith("08"):  # connection_exception class
-        return UNREACHABLE
+    if sqlstate is not None and sqlstate.startswith(("08", "57P")):
+        return UNREACHABLE  # connection_exception; the server shutting down or starting up
     return None
 
 
