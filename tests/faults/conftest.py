@@ -140,7 +140,5 @@ def small_fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
                     break
                 if attempt == 49:
                     subprocess.run(["umount", "-l", str(path)], capture_output=True)
-                import time
-
-                time.sleep(0.1)
+                time.sleep(0.1)  # the store may still be closing its files
 

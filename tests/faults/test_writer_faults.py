@@ -85,7 +85,7 @@ def test_a_persistent_failure_is_reported_by_flush_with_the_cause_and_the_count(
     assert error.value.lost == len(logged) - len(stored) == 300
     check_prefix(stored, logged, scenario="memory persistent", transient=False)
     store.failure = None
-    with pytest.raises(StepGapError, match="from step 200 on were not committed .disk full"):
+    with pytest.raises(StepGapError, match=r"from step 200 on were not committed \(disk full"):
         run.log_step(500, {"loss": 0.1})
     tracker.flush()  # reported once
     run.finish("failed", reason="lost steps").wait(30)  # commands on the run still go on
