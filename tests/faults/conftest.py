@@ -45,16 +45,11 @@ class SmallFilesystem:
         self.full = True
         if not self.real:
             return
-        chunk = b"\0" * 65536
-        with open(self.filler, "ab") as out:
-            with contextlib.suppress(OSError):
-                while True:
-                    out.write(chunk)
-                    out.flush()
-            with contextlib.suppress(OSError):
-                while True:  # the last partial chunk
-                    out.write(b"\0" * 512)
-                    out.flush()
+        with open(self.filler, "ab", buffering=0) as out:
+            for size in (65536, 512):  # big chunks, then the last partial one
+                with contextlib.suppress(OSError):
+                    while True:
+                        out.write(b"\0" * size)
 
     def free(self) -> None:
         self.full = False
@@ -72,7 +67,9 @@ class SmallFilesystem:
             done = subprocess.run(["mount", "-o", "remount,ro", str(self.path)],
                                   capture_output=True, text=True)
             if done.returncode == 0:
+                FIGURES["read_only_remounted"] += 1
                 return "remounted read-only"
+        FIGURES["read_only_injected"] += 1
         self.read_only_error = genuine_sqlite_error(self.path.parent, "readonly")
         return "SQLITE_READONLY injected (remount refused: files open for writing)"
 
@@ -119,15 +116,18 @@ def raise_as_library(error: BaseException) -> None:
     raise OperationalError(error) from error
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
-    """A real 3 MiB tmpfs when this process may mount one (root), else the injected fallback;
-    the mode is counted in the figures so a fallback run is never mistaken for a real one."""
+@pytest.fixture(params=["tmpfs", "injected"])
+def small_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SmallFilesystem]:
+    """A real 3 MiB tmpfs, and the injected fallback (what runs where mounting is not
+    permitted: then the tmpfs case runs the fallback too, counted apart in the figures, so it
+    is never mistaken for a real one and never skipped)."""
     path = tmp_path / "small"
     path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    real = done.returncode == 0
+    real = False
+    if request.param == "tmpfs":
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        real = done.returncode == 0
     FIGURES["filesystem_tmpfs" if real else "filesystem_injected"] += 1
     fs = SmallFilesystem(path, real)
     try:
@@ -141,4 +141,3 @@ def small_fs(tmp_path: Path) -> Iterator[SmallFilesystem]:
                 if attempt == 49:
                     subprocess.run(["umount", "-l", str(path)], capture_output=True)
                 time.sleep(0.1)  # the store may still be closing its files
-
