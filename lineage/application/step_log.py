@@ -157,6 +157,29 @@ class StepBatch:
         return cursor
 
 
+def merge_steps(uow: UnitOfWork, mapper: Any, steps: list[tuple[int, StoredStep, str]]) -> list[Any]:
+    """Interleave step events with aggregate events in queue order; ids become hex."""
+    aggregate_stored = [mapper.to_stored_event(event) for event in uow.events]
+    aggregate_ids = [event_id.hex for event_id in uow.event_ids]
+    if not steps:
+        uow.hex_ids = aggregate_ids
+        return aggregate_stored
+    stored: list[Any] = []
+    hex_ids: list[str] = []
+    taken = 0
+    for position, step_event, step_id in steps:
+        if taken < position:
+            stored.extend(aggregate_stored[taken:position])
+            hex_ids.extend(aggregate_ids[taken:position])
+            taken = position
+        stored.append(step_event)
+        hex_ids.append(step_id)
+    stored.extend(aggregate_stored[taken:])
+    hex_ids.extend(aggregate_ids[taken:])
+    uow.hex_ids = hex_ids
+    return stored
+
+
 def random_hex_ids(count: int) -> Iterator[str]:
     """``count`` version-7 UUIDs (time-ordered, RFC 9562) as hex, from one urandom call.
 

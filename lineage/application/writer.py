@@ -41,7 +41,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import StepLog, StepRecord, StoredStep
+from lineage.application.step_log import StepLog, StepRecord, StoredStep, merge_steps
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.application.write_failures import Losses, Outage
 from lineage.codec.steps import envelope_tail
@@ -103,7 +103,7 @@ class Writer:
         self.steps = StepLog(store, envelope_tail(*origin),
                              None if id_source is uuid4 else id_source, self.losses.gaps)
         self._outage = Outage(retry_for_s)
-        self._given_up: StoreError | None = None  # set by a give-up in the current batch
+        self._given_up = False  # set by a give-up in the current batch
         # put_step's one check: the queue length against ``_room``, which is max_queue, or 0
         # while a report is due or a run has a gap (so the slow path says it first).
         self._room = max_queue
@@ -239,20 +239,19 @@ class Writer:
     def _commit(self, batch: list[Any]) -> None:
         flushes = [item for item in batch if type(item) is _Flush]
         pending = self._dedupe([item for item in batch if type(item) is not _Flush])
-        self._given_up = None
+        self._given_up = False
         if pending and not self._commit_items(pending, final=False):
             # Another writer kept winning on some aggregate: commit the items one by one, so
             # only those that really cannot be applied fail.
             for index, item in enumerate(pending):
-                if self._given_up is not None:  # the store is gone: so is the rest, in order
-                    self._fail(pending[index:], self._given_up)
+                self._commit_items([item], final=True, rest=pending[index + 1:])
+                if self._given_up:  # the rest went with it, in order
                     break
-                self._commit_items([item], final=True)
         for marker in flushes:
             marker.future.set_result(None)
             self._flushes_pending -= 1
 
-    def _commit_items(self, pending: list[Any], *, final: bool) -> bool:
+    def _commit_items(self, pending: list[Any], *, final: bool, rest: list[Any] | None = None) -> bool:
         """Append ``pending`` in one transaction. Returns False when version conflicts
         persisted for ``retry_for_s`` and ``final`` is not set (nothing resolved); otherwise
         every item is resolved: committed, refused alone, or failed by a give-up.
@@ -260,11 +259,13 @@ class Writer:
         Conflicts rebuild the batch against fresh state, with jittered backoff. A store error
         retries the same events (a retry after a lost commit answer is then a duplicate, not a
         second copy), or rebuilds them when reading failed, until the store has failed for
-        ``retry_for_s`` without a break: then the writer gives up (``_give_up``)."""
+        ``retry_for_s`` without a break: then the writer gives up (``_give_up``) on ``pending``,
+        ``rest`` (the batch's items after it) and everything queued."""
         deadline = time.monotonic() + (self.retry_for_s if not final else min(self.retry_for_s, 2.0))
         delay, attempts = 0.002, 0
         uow: UnitOfWork | None = None
         rejected: dict[int, BaseException] = {}
+        unanswered = False  # an append of ``uow`` failed: it may have committed all the same
         while pending:
             attempts += 1
             try:
@@ -273,14 +274,14 @@ class Writer:
                 self.store.append(uow.stored, uow.hex_ids)
             except DuplicateEventError as duplicate:
                 self._forget()
-                if uow is not None and uow.hex_ids and duplicate.event_ids.issuperset(uow.hex_ids):
-                    break  # an earlier attempt committed it all; its answer was lost
-                pending, uow = self._drop_duplicates(pending, duplicate.event_ids), None
+                if unanswered and uow is not None and duplicate.event_ids.issuperset(uow.hex_ids):
+                    break  # the failed attempt did commit it all; its answer was lost
+                pending, uow, unanswered = self._drop_duplicates(pending, duplicate.event_ids), None, False
                 continue
             except VersionConflictError:
                 self.stats.conflicts_retried += 1
                 self._forget()
-                uow = None
+                uow, unanswered = None, False
                 if time.monotonic() + delay > deadline:
                     if not final:
                         return False
@@ -290,19 +291,27 @@ class Writer:
                 delay = min(delay * 2, 0.25)
                 continue
             except StoreError as error:
-                if uow is None:
-                    self._forget()  # reading failed midway: read the state again
-                if not self._outage.retry(error):
-                    self._forget()
-                    self._give_up(pending, self._outage.give_up(error))
+                unanswered = uow is not None
+                if not self._wait_out(error, rebuild=uow is None):
+                    self._give_up([*pending, *(rest or ())], self._outage.give_up(error))
                     return True
-                self.stats.store_retries += 1
                 continue
             break
         self._outage.over()
         if uow is not None and pending:
             self._succeed(pending, rejected, len(uow.hex_ids))
         return True
+
+    def _wait_out(self, error: StoreError, *, rebuild: bool) -> bool:
+        """After a store error: True once the backoff has passed (try again), False when the
+        store has failed for ``retry_for_s`` (give up). ``rebuild``: reading failed midway."""
+        if rebuild:
+            self._forget()
+        if self._outage.retry(error):
+            self.stats.store_retries += 1
+            return True
+        self._forget()
+        return False
 
     def _dedupe(self, items: list[Any]) -> list[Any]:
         """Keep the first of several items with one event id (a retry queued before the first
@@ -347,30 +356,8 @@ class Writer:
             except Exception as error:  # a refused or broken command fails alone
                 rejected[index] = error
         step_batch.close()
-        uow.stored = self._merge(uow, steps)
+        uow.stored = merge_steps(uow, self.mapper, steps)
         return uow, rejected
-
-    def _merge(self, uow: UnitOfWork, steps: list[tuple[int, StoredStep, str]]) -> list[Any]:
-        """Interleave step events with aggregate events in queue order; ids become hex."""
-        aggregate_stored = [self.mapper.to_stored_event(event) for event in uow.events]
-        aggregate_ids = [event_id.hex for event_id in uow.event_ids]
-        if not steps:
-            uow.hex_ids = aggregate_ids
-            return aggregate_stored
-        stored: list[Any] = []
-        hex_ids: list[str] = []
-        taken = 0
-        for position, step_event, step_id in steps:
-            if taken < position:
-                stored.extend(aggregate_stored[taken:position])
-                hex_ids.extend(aggregate_ids[taken:position])
-                taken = position
-            stored.append(step_event)
-            hex_ids.append(step_id)
-        stored.extend(aggregate_stored[taken:])
-        hex_ids.extend(aggregate_ids[taken:])
-        uow.hex_ids = hex_ids
-        return stored
 
     def _drop_duplicates(self, pending: list[Any], known: set[str]) -> list[Any]:
         kept = []
@@ -416,13 +403,14 @@ class Writer:
         """The store failed for ``retry_for_s``: fail ``items`` and everything queued behind
         them, make the next call raise the report, and wake callers waiting for room."""
         behind = [self._queue.popleft() for _ in range(len(self._queue))]
-        self._given_up = error
+        self._given_up = True
         self.stats.give_ups += 1
         self._fail([*items, *behind], error)
         self.losses.gave_up()
         self._update_room()
+        lost = sum(type(item) is not _Flush for item in (*items, *behind))
         log.error("lineage writer: gave up: %s; %d queued event(s) were not committed and are "
-                  "reported by the next call", error, sum(type(i) is not _Flush for i in (*items, *behind)))
+                  "reported by the next call", error, lost)
         with self._space:
             self._space.notify_all()
 
