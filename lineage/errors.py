@@ -10,9 +10,11 @@
     │   ├── RunFinishedError       steps or changes after a run finished
     │   ├── RunExistsError         starting a run whose id (or job key) is already used
     │   ├── StepGapError           a step after steps of its run that were not committed
-    │   └── ArtifactRetiredError   aliases on a retired artifact
+    │   ├── ArtifactRetiredError   aliases on a retired artifact
+    │   └── ArtifactExistsError    registering an artifact again with other details
     ├── ConflictError              two writers changed one aggregate; retries ran out
-    ├── StoreError                 the event store failed; ``reason`` says why in words
+    ├── StoreError                 the event store failed; ``kind`` says why in words
+    │   └── ReadOnlyStoreError     a write to a store that can only be read
     ├── WriterError                the background writer could not commit some events
     ├── ConfigurationError         a missing or invalid setting
     ├── ProjectionBusyError        another runner holds this database's projection lock
@@ -112,6 +114,22 @@ class ArtifactRetiredError(InvariantError):
         super().__init__(f"artifact {artifact_id} is retired: no {what} on a retired artifact")
 
 
+class ArtifactExistsError(InvariantError):
+    """The artifact (same uri, content, run and step) is registered already, with another
+    value of ``field``: the registry keeps what was registered first and stores nothing."""
+
+    def __init__(self, artifact_id: Any, uri: str, field: str, stored: Any, given: Any) -> None:
+        self.artifact_id = artifact_id
+        self.uri = uri
+        self.field = field
+        self.stored = stored
+        self.given = given
+        super().__init__(f"artifact {artifact_id} ({uri}) is registered with {field}={stored!r}; "
+                         f"registering it again with {field}={given!r} is refused: a registered "
+                         "artifact does not change (register changed bytes at another path, or "
+                         "register again with the same details)")
+
+
 class ConflictError(LineageError):
     """Another writer changed the same aggregate, and reload-and-retry did not succeed."""
 
@@ -126,6 +144,7 @@ class ConflictError(LineageError):
 DISK_FULL = "disk full"
 READ_ONLY = "read-only"
 UNREACHABLE = "unreachable server"
+LOCKED = "database is locked"
 
 
 class StepGapError(InvariantError):
@@ -142,23 +161,38 @@ class StepGapError(InvariantError):
 
 
 class StoreError(LineageError):
-    """The event store failed. ``reason`` says why in words: ``DISK_FULL``, ``READ_ONLY``,
-    ``UNREACHABLE`` (classified by the store adapter) or the driver's own message."""
+    """The event store failed. ``kind`` says why in words where the adapter could tell:
+    ``DISK_FULL``, ``READ_ONLY``, ``UNREACHABLE``, ``LOCKED`` (else None: see the message)."""
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        self.reason = reason or message
+    kind: str | None = None
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        if kind is not None:
+            self.kind = kind
         super().__init__(message)
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store can only be read (a read-only file, directory, mount, role or transaction, or
+    a ``?mode=ro`` URL): ``location`` names it; nothing was written."""
+
+    kind = READ_ONLY
+
+    def __init__(self, location: str, reason: str = "opened read-only") -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"read-only: {location} cannot be written ({reason})")
 
 
 class WriterError(LineageError):
     """The background writer could not commit some events; ``failures`` lists why and
-    ``reason`` says the first cause in words (``StoreError.reason`` for a store failure)."""
+    ``reason`` says the first cause in words (``StoreError.kind`` for a store failure)."""
 
     def __init__(self, failures: list[BaseException], lost: int) -> None:
         self.failures = failures
         self.lost = lost
         first = failures[0] if failures else None
-        self.reason = getattr(first, "reason", None) or str(first)
+        self.reason = getattr(first, "kind", None) or str(first)
         super().__init__(f"{lost} event(s) were not committed: {self.reason}; "
                          f"first error: {first!r}")
 

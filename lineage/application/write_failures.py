@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any
 from uuid import UUID
 
-from lineage.errors import StepGapError, StoreError, WriterError
+from lineage.errors import ReadOnlyStoreError, StepGapError, StoreError, WriterError
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ MAX_FAILURES_KEPT = 20  # the report keeps the first causes; ``lost`` counts eve
 
 
 def reason_of(error: BaseException) -> str:
-    """The cause of a failure in words (a StoreError's ``reason``, else its message)."""
-    return getattr(error, "reason", None) or str(error) or type(error).__name__
+    """The cause of a failure in words (a StoreError's ``kind``, else its message)."""
+    return getattr(error, "kind", None) or str(error) or type(error).__name__
 
 
 class Outage:
@@ -76,9 +76,13 @@ class Outage:
         """End the outage: the error that fails what was queued, naming the cause and time."""
         lasted = 0.0 if self.since is None else self._monotonic() - self.since
         self.since = None
-        reason = reason_of(error)
-        given_up = StoreError(f"gave up after the store failed for {lasted:.1f}s ({reason}): "
-                              f"{error}", reason)
+        given_up: StoreError
+        if isinstance(error, ReadOnlyStoreError):  # still one, for ``except ReadOnlyStoreError``
+            given_up = ReadOnlyStoreError(error.location, f"{error.reason}; gave up after the "
+                                                          f"store failed for {lasted:.1f}s")
+        else:
+            given_up = StoreError(f"gave up after the store failed for {lasted:.1f}s "
+                                  f"({reason_of(error)}): {error}", error.kind)
         given_up.__cause__ = error
         return given_up
 

@@ -46,7 +46,13 @@ from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.application.write_failures import Losses, Outage
 from lineage.codec.steps import envelope_tail
 from lineage.domain.envelope import Envelope, Origin
-from lineage.errors import ConflictError, LineageError, StoreError, WriterError
+from lineage.errors import (
+    ConflictError,
+    LineageError,
+    ReadOnlyStoreError,
+    StoreError,
+    WriterError,
+)
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
 
 log = logging.getLogger(__name__)
@@ -114,6 +120,10 @@ class Writer:
         self._flushes_pending = 0
         self._closing = False
         self._cache = AggregateCache()
+        # A read-only store refuses every write in the caller's thread, at once.
+        self._read_only = bool(getattr(store, "read_only", False))
+        if self._read_only:
+            self._room = 0
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._thread.start()
 
@@ -122,7 +132,8 @@ class Writer:
     def put_step(self, record: StepRecord) -> None:
         """Queue one validated step. Blocks only while the queue is full, and at most until
         the writer gives up. Raises, without queuing the step: the loss report (WriterError)
-        once after a give-up; StepGapError when earlier steps of its run were not committed."""
+        once after a give-up; StepGapError when earlier steps of its run were not committed;
+        ReadOnlyStoreError at once when the store was opened read-only."""
         if len(self._queue) >= self._room:
             self._before_put(record.run_id)
         self._queue.append(record)
@@ -138,6 +149,10 @@ class Writer:
         self._queue.append(command)
         self._wake.set()
         return command.future
+
+    def _refuse_read_only(self) -> None:
+        reason = getattr(self.store, "read_only_reason", "opened read-only")
+        raise ReadOnlyStoreError(self.store.location, f"{reason}; nothing can be recorded")
 
     def expedite(self) -> None:
         """Commit what is queued now rather than waiting for the batch interval."""
@@ -174,6 +189,8 @@ class Writer:
 
     def _before_put(self, run_id: UUID | None, *, report: bool = True) -> None:
         """put_step's and submit's slow path: say what must be said, wait for room."""
+        if self._read_only:
+            self._refuse_read_only()
         if report:
             self._check(run_id)
         while len(self._queue) >= self.max_queue and self._thread.is_alive():
@@ -194,7 +211,8 @@ class Writer:
     def _update_room(self) -> None:
         losses = self.losses
         with losses.lock:
-            self._room = 0 if losses.report_due or losses.gaps else self.max_queue
+            self._room = (0 if losses.report_due or losses.gaps or self._read_only
+                          else self.max_queue)
 
     def seen(self, future: Future[Any]) -> None:
         """The caller has the outcome of ``future`` (its handle was waited on): a refusal of

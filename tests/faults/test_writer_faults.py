@@ -234,20 +234,18 @@ def test_store_errors_are_classified_in_words() -> None:
 
     import psycopg
 
-    from lineage.adapters.eventstore import reason_of
+    from lineage.adapters.errors import store_error
 
-    full = sqlite3.OperationalError("database or disk is full")
-    full.sqlite_errorname = "SQLITE_FULL"
-    readonly = sqlite3.OperationalError("attempt to write a readonly database")
-    readonly.sqlite_errorname = "SQLITE_READONLY_DBMOVED"
     wrapped = RuntimeError("the library's wrapper")
     wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
-    assert [reason_of(error) for error in (
-        full, readonly, wrapped, OSError(errno.EROFS, "Read-only file system"),
+    assert [store_error(error, "the store", "append to").kind for error in (
+        sqlite3.OperationalError("database or disk is full"),
+        sqlite3.OperationalError("attempt to write a readonly database"),
+        wrapped, OSError(errno.EROFS, "Read-only file system"),
         psycopg.errors.DiskFull("could not extend file"),
         psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"),
         psycopg.OperationalError("connection refused"),
         psycopg.errors.AdminShutdown("terminating connection"),
         RuntimeError("something else"),
     )] == [DISK_FULL, READ_ONLY, DISK_FULL, READ_ONLY, DISK_FULL, READ_ONLY, UNREACHABLE,
-           UNREACHABLE, "something else"]
+           UNREACHABLE, None]
