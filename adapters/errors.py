@@ -118,9 +118,11 @@ def _kind(error: BaseException) -> str | None:
 
 def _no_connection(error: BaseException, sqlstate: str | None) -> bool:
     """psycopg has no working connection to the server: an OperationalError without SQLSTATE
-    (refused, reset, timed out; the pool's PoolTimeout is one), a connection_exception
+    (refused, reset, timed out; the pool's PoolTimeout is one; not PipelineAborted, which
+    stands for an earlier statement's error), a connection_exception
     (08xxx), or the server shutting down or starting up (57P01-57P03)."""
     if sqlstate is not None:
         return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
-    return type(error).__module__.startswith("psycopg") and any(
-        base.__name__ == "OperationalError" for base in type(error).__mro__)
+    kind = type(error)
+    return (kind.__module__.startswith("psycopg") and kind.__name__ != "PipelineAborted"
+            and any(base.__name__ == "OperationalError" for base in kind.__mro__))
