@@ -4,11 +4,13 @@ ours here, in one place (STYLE habit 3): the event stores (``lineage.adapters.ev
 (``lineage.adapters.database``, so the read models, positions and projection runner too)
 translates through :func:`translate_engine_errors`.
 
-What a user sees is one ``StoreError`` line that says what happened and where:
+What a user sees is one ``StoreError`` line that says what happened and where, and its
+``kind`` names the cause for code (the writer reports it, see lineage.application.write_failures):
 
 - ``database is locked``: another process kept the write lock for the whole lock timeout;
 - ``disk full``: the database or the disk is full;
 - ``read-only``: the store cannot be written (``ReadOnlyStoreError``);
+- ``unreachable server``: no working connection to PostgreSQL (refused, reset, timed out);
 - ``not a lineage database``: the file is not a SQLite database;
 - otherwise ``could not VERB LOCATION: the library's message``.
 """
@@ -22,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 
-from lineage.errors import ReadOnlyStoreError, StoreError
+from lineage.errors import DISK_FULL, LOCKED, UNREACHABLE, ReadOnlyStoreError, StoreError
 
 # SQLite's primary result codes (the low byte of ``sqlite_errorcode``) and PostgreSQL SQLSTATEs.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
@@ -44,10 +46,13 @@ def store_error(error: BaseException, location: str, verb: str) -> StoreError:
     if kind == "locked":
         return StoreError(f"database is locked: could not {verb} {location}: another process "
                           f"held the lock for the whole lock timeout ({message}); try again "
-                          "later, or raise LINEAGE_LOCK_TIMEOUT_S")
+                          "later, or raise LINEAGE_LOCK_TIMEOUT_S", LOCKED)
     if kind == "full":
         return StoreError(f"disk full: could not {verb} {location} ({message}); free some "
-                          "space and try again")
+                          "space and try again", DISK_FULL)
+    if kind == "unreachable":
+        return StoreError(f"unreachable server: could not {verb} {location}: {message}",
+                          UNREACHABLE)
     if kind == "not a database":
         return StoreError(f"not a lineage database: {location} is not a SQLite database")
     if kind == "cannot open":
@@ -97,8 +102,11 @@ def _kind(error: BaseException) -> str | None:
             return "cannot open"
         return None
     if isinstance(error, OSError):
-        return {errno.EROFS: "read-only", errno.ENOSPC: "full"}.get(error.errno or 0)
+        return {errno.EROFS: "read-only", errno.ENOSPC: "full",
+                errno.EDQUOT: "full"}.get(error.errno or 0)
     sqlstate = getattr(error, "sqlstate", None)
+    if _no_connection(error, sqlstate):
+        return "unreachable"
     if sqlstate == _PG_READ_ONLY:
         return "read-only"
     if sqlstate == _PG_DISK_FULL:
@@ -106,3 +114,15 @@ def _kind(error: BaseException) -> str | None:
     if sqlstate in _PG_LOCKED:
         return "locked"
     return None
+
+
+def _no_connection(error: BaseException, sqlstate: str | None) -> bool:
+    """psycopg has no working connection to the server: an OperationalError without SQLSTATE
+    (refused, reset, timed out; the pool's PoolTimeout is one; not PipelineAborted, which
+    stands for an earlier statement's error), a connection_exception
+    (08xxx), or the server shutting down or starting up (57P01-57P03)."""
+    if sqlstate is not None:
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    kind = type(error)
+    return (kind.__module__.startswith("psycopg") and kind.__name__ != "PipelineAborted"
+            and any(base.__name__ == "OperationalError" for base in kind.__mro__))

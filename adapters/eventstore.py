@@ -189,6 +189,12 @@ class _RecorderEventStore:
                 raise DuplicateEventError(known) from None
             raise VersionConflictError() from None
         except self.library_errors as error:
+            if _pipeline_aborted(error):
+                # psycopg's pipeline may report "an earlier statement failed" instead of that
+                # statement's IntegrityError: look for the duplicate it most likely was.
+                known = self.known_event_ids(event_ids) | repeated(event_ids)
+                if known:
+                    raise DuplicateEventError(known) from None
             raise store_error(error, self.location, "append to") from error
 
     def read_stream(self, stream_id: UUID, *, after: int | None = None,
@@ -321,6 +327,11 @@ class SQLiteEventStore(_RecorderEventStore):
     def close(self) -> None:
         self._wait_idle()
         self.datastore.close()
+
+
+def _pipeline_aborted(error: BaseException) -> bool:
+    cause = error.__cause__
+    return cause is not None and type(cause).__name__ == "PipelineAborted"
 
 
 def _not_writable(path: str) -> str | None:

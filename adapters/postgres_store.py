@@ -13,8 +13,9 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 from sqlalchemy import URL
 
@@ -23,7 +24,20 @@ from lineage.adapters.eventstore import EVENT_IDS_TABLE, _RecorderEventStore
 from lineage.errors import ReadOnlyStoreError, StoreError
 
 
+def _fewer_attempts(method: Any) -> Any:
+    """``method`` without the library's retry (10 attempts, each waiting up to the pool's
+    connect timeout: ~100 s per call against an unreachable server), with 2 attempts instead:
+    enough to replace a pooled connection the server dropped; the writer retries past that
+    with its own bounded policy (``retry_for_s``)."""
+    return retry((InterfaceError, OperationalError), max_attempts=2, wait=0.2)(method.__wrapped__)
+
+
 class _PostgresRecorder(PostgresApplicationRecorder):
+    insert_events = _fewer_attempts(PostgresApplicationRecorder.insert_events)
+    select_events = _fewer_attempts(PostgresApplicationRecorder.select_events)
+    select_notifications = _fewer_attempts(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = _fewer_attempts(PostgresApplicationRecorder.max_notification_id)
+
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore)
         table = SQL("{0}.{1}").format(Identifier(datastore.schema), Identifier(EVENT_IDS_TABLE))

@@ -9,10 +9,11 @@
     ├── InvariantError             the domain refuses the change
     │   ├── RunFinishedError       steps or changes after a run finished
     │   ├── RunExistsError         starting a run whose id (or job key) is already used
+    │   ├── StepGapError           a step after steps of its run that were not committed
     │   ├── ArtifactRetiredError   aliases on a retired artifact
     │   └── ArtifactExistsError    registering an artifact again with other details
     ├── ConflictError              two writers changed one aggregate; retries ran out
-    ├── StoreError                 the event store failed (connection, disk, schema)
+    ├── StoreError                 the event store failed; ``kind`` says why in words
     │   └── ReadOnlyStoreError     a write to a store that can only be read
     ├── WriterError                the background writer could not commit some events
     ├── ConfigurationError         a missing or invalid setting
@@ -140,13 +141,42 @@ class ConflictError(LineageError):
         )
 
 
+DISK_FULL = "disk full"
+READ_ONLY = "read-only"
+UNREACHABLE = "unreachable server"
+LOCKED = "database is locked"
+
+
+class StepGapError(InvariantError):
+    """Steps of this run were not committed (``first_step`` on, because of ``reason``): a later
+    step would leave a hole in the run's stored steps, so none is accepted any more."""
+
+    def __init__(self, run_id: Any, first_step: int, reason: str) -> None:
+        self.run_id = run_id
+        self.first_step = first_step
+        self.reason = reason
+        super().__init__(f"run {run_id}: the steps from step {first_step} on were not "
+                         f"committed ({reason}); the run cannot go on without a hole in its "
+                         "steps: finish it, or resume it from a checkpoint as a new run")
+
+
 class StoreError(LineageError):
-    """The event store failed (connection refused, disk full, schema problem)."""
+    """The event store failed. ``kind`` says why in words where the adapter could tell:
+    ``DISK_FULL``, ``READ_ONLY``, ``UNREACHABLE``, ``LOCKED`` (else None: see the message)."""
+
+    kind: str | None = None
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        if kind is not None:
+            self.kind = kind
+        super().__init__(message)
 
 
 class ReadOnlyStoreError(StoreError):
     """The store can only be read (a read-only file, directory, mount, role or transaction, or
     a ``?mode=ro`` URL): ``location`` names it; nothing was written."""
+
+    kind = READ_ONLY
 
     def __init__(self, location: str, reason: str = "opened read-only") -> None:
         self.location = location
@@ -155,13 +185,16 @@ class ReadOnlyStoreError(StoreError):
 
 
 class WriterError(LineageError):
-    """The background writer could not commit some events; ``failures`` lists why."""
+    """The background writer could not commit some events; ``failures`` lists why and
+    ``reason`` says the first cause in words (``StoreError.kind`` for a store failure)."""
 
     def __init__(self, failures: list[BaseException], lost: int) -> None:
         self.failures = failures
         self.lost = lost
         first = failures[0] if failures else None
-        super().__init__(f"{lost} event(s) were not committed; first error: {first!r}")
+        self.reason = getattr(first, "kind", None) or str(first)
+        super().__init__(f"{lost} event(s) were not committed: {self.reason}; "
+                         f"first error: {first!r}")
 
 
 class ConfigurationError(LineageError):

@@ -101,7 +101,7 @@ class Heartbeats:
         try:
             recorder.submit(f"heartbeat for run {run_id}",
                             lambda uow: heartbeat_in(uow, run_id, pid, last_step),
-                            recorder.envelope())
+                            recorder.envelope(), background=True)
         except LineageError:  # the writer is closing: no more heartbeats
             return 0
         self.sent += 1

@@ -36,8 +36,11 @@ class Recorder(Protocol):
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         """The envelope of a new event, validated now (ValidationError names the field)."""
 
-    def submit(self, label: str, handler: Handler, envelope: Envelope) -> Pending:
-        """Queue a command; the Pending resolves to ``handler``'s value once committed."""
+    def submit(self, label: str, handler: Handler, envelope: Envelope, *,
+               background: bool = False) -> Pending:
+        """Queue a command; the Pending resolves to ``handler``'s value once committed. Raises
+        the writer's loss report once after it gave up, unless ``background`` (a helper
+        thread: the report is for the training code's next call)."""
 
     @property
     def put_step(self) -> Callable[[StepRecord], None]:
@@ -79,8 +82,10 @@ class WriterRecorder:
             occurred_at=moment, occurred_at_raw=raw, **self.origin._asdict(),
         )
 
-    def submit(self, label: str, handler: Handler, envelope: Envelope) -> Pending:
-        return Pending(self.writer.submit(Command(handler, envelope, label)), self.writer)
+    def submit(self, label: str, handler: Handler, envelope: Envelope, *,
+               background: bool = False) -> Pending:
+        future = self.writer.submit(Command(handler, envelope, label), background=background)
+        return Pending(future, self.writer)
 
     def now_ns(self) -> int:
         if self._clock_given:

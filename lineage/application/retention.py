@@ -297,7 +297,8 @@ class RetentionWorker:
         self._jobs.close(timeout)
 
     def _submit(self, label: str, handler: Callable[[UnitOfWork], Any]) -> Any:
-        return self.recorder.submit(label, handler, self.recorder.envelope()).wait()
+        return self.recorder.submit(label, handler, self.recorder.envelope(),
+                                    background=True).wait()
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for the writer, then the retention its committed saves set off, then the

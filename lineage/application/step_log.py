@@ -2,9 +2,11 @@
 
 One stream per run (``ids.step_stream_id``), never replayed: the stream's own counter is its
 version, kept here between batches and read back from the store (its last event) after a
-restart or a conflict. Step events are encoded by the step codec (``lineage.codec.steps``: the
-same bytes as the library's mapper, much cheaper) and get time-ordered ids from one ``urandom``
-call per batch.
+restart or a conflict. A run with a *gap* (a step of it was not committed: refused here, or
+failed by the writer) gets no later step stored: each is refused with StepGapError, so a run's
+stored steps stay a prefix of the steps logged. Step events are encoded by the step codec
+(``lineage.codec.steps``: the same bytes as the library's mapper, much cheaper) and get
+time-ordered ids from one ``urandom`` call per batch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from uuid import UUID
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.codec.steps import STEP_TOPIC, IsoSeconds, encode_step, stored_time
 from lineage.domain.ids import step_stream_id
-from lineage.errors import RunFinishedError
+from lineage.errors import RunFinishedError, StepGapError
 from lineage.ports import EventStore
 
 
@@ -51,8 +53,11 @@ class StoredStep(NamedTuple):
 class StepLog:
     """Where every run's step stream stands, across batches (writer thread only)."""
 
-    def __init__(self, store: EventStore, tail: str, new_id: Callable[[], UUID] | None) -> None:
+    def __init__(self, store: EventStore, tail: str, new_id: Callable[[], UUID] | None,
+                 gaps: dict[UUID, tuple[int, str]] | None = None) -> None:
+        """``gaps``: run -> (first step not committed, reason), shared with the writer."""
         self.store = store
+        self.gaps = {} if gaps is None else gaps
         self.tail = tail
         self.new_id = new_id  # None: time-ordered random ids
         self.versions: dict[UUID, int] = {}
@@ -77,13 +82,15 @@ class StepLog:
 class _Cursor:
     """Where one run's step stream stands while a batch is built."""
 
-    __slots__ = ("run", "run_id", "stream", "version")
+    __slots__ = ("gap", "run", "run_id", "stream", "version")
 
-    def __init__(self, run_id: UUID, run: Any, stream: UUID, version: int) -> None:
+    def __init__(self, run_id: UUID, run: Any, stream: UUID, version: int,
+                 gap: tuple[int, str] | None) -> None:
         self.run_id = run_id
         self.run = run
         self.stream = stream
         self.version = version
+        self.gap = gap
 
 
 class StepBatch:
@@ -98,18 +105,28 @@ class StepBatch:
         self.cursor: _Cursor | None = None
 
     def encode(self, record: StepRecord) -> tuple[StoredStep, str]:
-        """The stored event and hex id of one step; RunFinishedError when its run ended."""
+        """The stored event and hex id of one step; RunFinishedError when its run ended,
+        StepGapError when an earlier step of its run was not committed."""
         cursor = self.cursor
         # Identity check: a run's steps share its handle's UUID object, so a run of
         # consecutive steps costs no hashing.
         if cursor is None or record.run_id is not cursor.run_id:
             cursor = self.cursor = self._cursor(record.run_id)
+        if cursor.gap is not None:
+            raise StepGapError(record.run_id, *cursor.gap)
         if cursor.run.finished:
             raise RunFinishedError(cursor.run.id, cursor.run.status, "steps")
         cursor.version += 1
         event_id = next(self.ids) if record.event_id is None else record.event_id.hex
         state = self.log.state(record, event_id, self.now_iso)
         return StoredStep(cursor.stream, cursor.version, STEP_TOPIC, state), event_id
+
+    def refused(self, record: StepRecord, error: BaseException) -> None:
+        """``record`` will not be stored: no later step of its run may be (no holes)."""
+        gap = self.log.gaps.setdefault(record.run_id, (record.step, str(error)))
+        cursor = self.cursors.get(record.run_id)
+        if cursor is not None:
+            cursor.gap = gap
 
     def after_command(self) -> None:
         """A command may change or reload a run: look runs up again."""
@@ -120,6 +137,9 @@ class StepBatch:
             self.log.versions[cursor.stream] = cursor.version
 
     def _cursor(self, run_id: UUID) -> _Cursor:
+        gap = self.log.gaps.get(run_id)
+        if gap is not None:  # refused without reading the store (which may be down)
+            return _Cursor(run_id, None, step_stream_id(run_id), 0, gap)
         cursor = self.cursors.get(run_id)
         if cursor is not None:
             cursor.run = self.uow.run(run_id)
@@ -133,8 +153,31 @@ class StepBatch:
         if version is None:
             last = self.log.store.read_stream(stream, desc=True, limit=1)
             version = last[0].originator_version if last else 0
-        cursor = self.cursors[run_id] = _Cursor(run_id, run, stream, version)
+        cursor = self.cursors[run_id] = _Cursor(run_id, run, stream, version, None)
         return cursor
+
+
+def merge_steps(uow: UnitOfWork, mapper: Any, steps: list[tuple[int, StoredStep, str]]) -> list[Any]:
+    """Interleave step events with aggregate events in queue order; ids become hex."""
+    aggregate_stored = [mapper.to_stored_event(event) for event in uow.events]
+    aggregate_ids = [event_id.hex for event_id in uow.event_ids]
+    if not steps:
+        uow.hex_ids = aggregate_ids
+        return aggregate_stored
+    stored: list[Any] = []
+    hex_ids: list[str] = []
+    taken = 0
+    for position, step_event, step_id in steps:
+        if taken < position:
+            stored.extend(aggregate_stored[taken:position])
+            hex_ids.extend(aggregate_ids[taken:position])
+            taken = position
+        stored.append(step_event)
+        hex_ids.append(step_id)
+    stored.extend(aggregate_stored[taken:])
+    hex_ids.extend(aggregate_ids[taken:])
+    uow.hex_ids = hex_ids
+    return stored
 
 
 def random_hex_ids(count: int) -> Iterator[str]:

@@ -4,7 +4,8 @@ Threading contract:
 
 - ``put_step`` is called on the training thread. It appends a plain tuple to a deque
   (microseconds) and never touches the database. When the queue holds ``max_queue`` items it
-  blocks until the writer has made room: nothing is dropped.
+  blocks until the writer has made room (or has given up): nothing is dropped. After a give-up
+  it raises the loss report once; for a run that lost steps it raises StepGapError.
 - ``submit`` queues a command (a handler run against the aggregates) behind the steps already
   queued, so order is kept, and returns a Future that resolves once its events are committed
   (or with the domain error that refused it).
@@ -17,7 +18,11 @@ Threading contract:
 
 Failures: a duplicate event id makes its command a no-op; a version conflict (another writer)
 reloads the aggregates and re-runs the batch's commands against the fresh state, so invariants
-still hold; a store error is retried with backoff for ``retry_for_s`` and then reported.
+still hold. A store error never skips a batch: the head batch is retried (nothing behind it is
+committed first) until the store has failed for ``retry_for_s`` without a break; then the writer
+gives up on it and on everything queued, and the next call raises the report
+(``lineage.application.write_failures`` has the policy). So a run's stored steps are always a
+prefix of the steps logged, and no call blocks past the give-up without an error.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import StepLog, StepRecord, StoredStep
+from lineage.application.step_log import StepLog, StepRecord, StoredStep, merge_steps
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
+from lineage.application.write_failures import Losses, Outage
 from lineage.codec.steps import envelope_tail
 from lineage.domain.envelope import Envelope, Origin
 from lineage.errors import (
@@ -50,7 +56,6 @@ from lineage.errors import (
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(eq=False)
@@ -81,6 +86,7 @@ class WriterStats:
     conflicts_retried: int = 0
     store_retries: int = 0
     lost_events: int = 0
+    give_ups: int = 0
 
 
 class Writer:
@@ -89,6 +95,8 @@ class Writer:
                  id_source: Callable[[], UUID] = uuid4, max_queue: int = 20_000,
                  batch_size: int = 1000, batch_interval_s: float = 0.05,
                  retry_for_s: float = 30.0) -> None:
+        """``retry_for_s``: how long the store may fail without a break before the writer
+        gives up on what is queued (the bound on any caller's wait, see the module doc)."""
         self.store = store
         self.mapper = mapper
         self.clock = clock
@@ -97,8 +105,14 @@ class Writer:
         self.batch_interval_s = batch_interval_s
         self.retry_for_s = retry_for_s
         self.stats = WriterStats()
+        self.losses = Losses()
         self.steps = StepLog(store, envelope_tail(*origin),
-                             None if id_source is uuid4 else id_source)
+                             None if id_source is uuid4 else id_source, self.losses.gaps)
+        self._outage = Outage(retry_for_s)
+        self._given_up = False  # set by a give-up in the current batch
+        # put_step's one check: the queue length against ``_room``, which is max_queue, or 0
+        # while a report is due or a run has a gap (so the slow path says it first).
+        self._room = max_queue
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._space = threading.Condition()
@@ -106,33 +120,32 @@ class Writer:
         self._flushes_pending = 0
         self._closing = False
         self._cache = AggregateCache()
-        self._failures: list[BaseException] = []
-        self._lost_since_flush = 0
-        self._unseen: dict[Future[Any], BaseException] = {}  # refusals not waited on yet
-        self._unseen_lock = threading.Lock()
         # A read-only store refuses every write in the caller's thread, at once.
         self._read_only = bool(getattr(store, "read_only", False))
+        if self._read_only:
+            self._room = 0
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._thread.start()
 
     # -- producer side (any thread) ------------------------------------------------------------
 
     def put_step(self, record: StepRecord) -> None:
-        """Queue one validated step. Blocks only while the queue is full. Raises
-        ReadOnlyStoreError at once when the store can only be read."""
-        if self._read_only:
-            self._refuse_read_only()
-        if len(self._queue) >= self.max_queue:
-            self._wait_for_space()
+        """Queue one validated step. Blocks only while the queue is full, and at most until
+        the writer gives up. Raises, without queuing the step: the loss report (WriterError)
+        once after a give-up; StepGapError when earlier steps of its run were not committed;
+        ReadOnlyStoreError at once when the store was opened read-only."""
+        if len(self._queue) >= self._room:
+            self._before_put(record.run_id)
         self._queue.append(record)
 
-    def submit(self, command: Command) -> Future[Any]:
-        if self._read_only:
-            self._refuse_read_only()
+    def submit(self, command: Command, *, background: bool = False) -> Future[Any]:
+        """Queue a command behind what is queued. Raises the loss report once after a give-up
+        (not for ``background`` callers, heartbeats and retention: the report is for the
+        training code). Blocks while the queue is full, at most until a give-up."""
         if self._closing:
             raise WriterError([RuntimeError("the tracker is closed")], 1)
-        if len(self._queue) >= self.max_queue:
-            self._wait_for_space()
+        if len(self._queue) >= self._room:
+            self._before_put(None, report=not background)
         self._queue.append(command)
         self._wake.set()
         return command.future
@@ -147,11 +160,9 @@ class Writer:
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything queued before this call is committed.
-
-        Raises WriterError when events since the previous flush could not be committed, and
-        TimeoutError when ``timeout`` passes first.
-        """
+        """Wait until everything queued before this call is committed (or given up: at most
+        ``retry_for_s`` of store failures). Raises WriterError when events since the previous
+        report could not be committed, and TimeoutError when ``timeout`` passes first."""
         if not self._thread.is_alive():
             self._raise_failures()
             return
@@ -176,30 +187,43 @@ class Writer:
     def queued(self) -> int:
         return len(self._queue)
 
-    def _wait_for_space(self) -> None:
-        with self._space:
-            while len(self._queue) >= self.max_queue and self._thread.is_alive():
+    def _before_put(self, run_id: UUID | None, *, report: bool = True) -> None:
+        """put_step's and submit's slow path: say what must be said, wait for room."""
+        if self._read_only:
+            self._refuse_read_only()
+        if report:
+            self._check(run_id)
+        while len(self._queue) >= self.max_queue and self._thread.is_alive():
+            with self._space:
                 self._wake.set()
                 self._space.wait(0.05)
+            if report:
+                self._check(run_id)  # the writer gave up while we waited: say so now
+
+    def _check(self, run_id: UUID | None) -> None:
+        if self.losses.report_due:
+            self._raise_failures()
+        if run_id is not None and self.losses.gaps:
+            gap = self.losses.gap(run_id)
+            if gap is not None:
+                raise gap
+
+    def _update_room(self) -> None:
+        losses = self.losses
+        with losses.lock:
+            self._room = (0 if losses.report_due or losses.gaps or self._read_only
+                          else self.max_queue)
 
     def seen(self, future: Future[Any]) -> None:
         """The caller has the outcome of ``future`` (its handle was waited on): a refusal of
         it is theirs to handle, not the next flush's to report."""
-        with self._unseen_lock:
-            self._unseen.pop(future, None)
-
-    def _refuse(self, command: Command, error: BaseException) -> None:
-        with self._unseen_lock:
-            self._unseen[command.future] = error
-        command.future.set_exception(error)
+        self.losses.seen(future)
 
     def _raise_failures(self) -> None:
-        with self._unseen_lock:
-            refused, self._unseen = list(self._unseen.values()), {}
-        if self._failures or refused:
-            failures, lost = self._failures, self._lost_since_flush
-            self._failures, self._lost_since_flush = [], 0
-            raise WriterError([*failures, *refused], lost + len(refused))
+        report = self.losses.take()
+        self._update_room()
+        if report is not None:
+            raise report
 
     # -- writer thread -------------------------------------------------------------------------
 
@@ -227,37 +251,55 @@ class Writer:
             except BaseException as error:  # never let the writer thread die silently
                 log.exception("lineage writer: unexpected error")
                 self._fail(batch, error)
+                self.losses.gave_up()  # reported by the next call, like a give-up
+                self._update_room()
 
     def _commit(self, batch: list[Any]) -> None:
         flushes = [item for item in batch if type(item) is _Flush]
         pending = self._dedupe([item for item in batch if type(item) is not _Flush])
+        self._given_up = False
         if pending and not self._commit_items(pending, final=False):
             # Another writer kept winning on some aggregate: commit the items one by one, so
             # only those that really cannot be applied fail.
-            for item in pending:
-                self._commit_items([item], final=True)
+            for index, item in enumerate(pending):
+                self._commit_items([item], final=True, rest=pending[index + 1:])
+                if self._given_up:  # the rest went with it, in order
+                    break
         for marker in flushes:
             marker.future.set_result(None)
             self._flushes_pending -= 1
 
-    def _commit_items(self, pending: list[Any], *, final: bool) -> bool:
-        """Append ``pending`` in one transaction, rebuilding it after version conflicts with
-        jittered backoff for up to ``retry_for_s``. Returns False when conflicts persisted and
-        ``final`` is not set (nothing resolved); otherwise every item is resolved."""
+    def _commit_items(self, pending: list[Any], *, final: bool, rest: list[Any] | None = None) -> bool:
+        """Append ``pending`` in one transaction. Returns False when version conflicts
+        persisted for ``retry_for_s`` and ``final`` is not set (nothing resolved); otherwise
+        every item is resolved: committed, refused alone, or failed by a give-up.
+
+        Conflicts rebuild the batch against fresh state, with jittered backoff. A store error
+        retries the same events (a retry after a lost commit answer is then a duplicate, not a
+        second copy), or rebuilds them when reading failed, until the store has failed for
+        ``retry_for_s`` without a break: then the writer gives up (``_give_up``) on ``pending``,
+        ``rest`` (the batch's items after it) and everything queued."""
         deadline = time.monotonic() + (self.retry_for_s if not final else min(self.retry_for_s, 2.0))
         delay, attempts = 0.002, 0
+        uow: UnitOfWork | None = None
+        rejected: dict[int, BaseException] = {}
+        unanswered = False  # an append of ``uow`` failed: it may have committed all the same
         while pending:
             attempts += 1
-            uow, rejected = self._build(pending)
             try:
-                self._append_with_retry(uow)
+                if uow is None:
+                    uow, rejected = self._build(pending)
+                self.store.append(uow.stored, uow.hex_ids)
             except DuplicateEventError as duplicate:
                 self._forget()
-                pending = self._drop_duplicates(pending, duplicate.event_ids)
+                if unanswered and uow is not None and duplicate.event_ids.issuperset(uow.hex_ids):
+                    break  # the failed attempt did commit it all; its answer was lost
+                pending, uow, unanswered = self._drop_duplicates(pending, duplicate.event_ids), None, False
                 continue
             except VersionConflictError:
                 self.stats.conflicts_retried += 1
                 self._forget()
+                uow, unanswered = None, False
                 if time.monotonic() + delay > deadline:
                     if not final:
                         return False
@@ -267,12 +309,27 @@ class Writer:
                 delay = min(delay * 2, 0.25)
                 continue
             except StoreError as error:
-                self._forget()
-                self._fail(pending, error)
-                return True
+                unanswered = uow is not None
+                if not self._wait_out(error, rebuild=uow is None):
+                    self._give_up([*pending, *(rest or ())], self._outage.give_up(error))
+                    return True
+                continue
+            break
+        self._outage.over()
+        if uow is not None and pending:
             self._succeed(pending, rejected, len(uow.hex_ids))
-            return True
         return True
+
+    def _wait_out(self, error: StoreError, *, rebuild: bool) -> bool:
+        """After a store error: True once the backoff has passed (try again), False when the
+        store has failed for ``retry_for_s`` (give up). ``rebuild``: reading failed midway."""
+        if rebuild:
+            self._forget()
+        if self._outage.retry(error):
+            self.stats.store_retries += 1
+            return True
+        self._forget()
+        return False
 
     def _dedupe(self, items: list[Any]) -> list[Any]:
         """Keep the first of several items with one event id (a retry queued before the first
@@ -303,56 +360,22 @@ class Writer:
                 try:
                     stored, event_id = step_batch.encode(item)
                     steps.append((len(uow.events), stored, event_id))
+                except StoreError:
+                    raise  # reading the run failed: the whole batch waits for the store
                 except LineageError as error:
                     rejected[index] = error
+                    step_batch.refused(item, error)  # no later step of its run is stored
                 continue
             step_batch.after_command()
             try:
                 item.result = uow.apply(item.handler, item.envelope)
+            except StoreError:
+                raise
             except Exception as error:  # a refused or broken command fails alone
                 rejected[index] = error
         step_batch.close()
-        uow.stored = self._merge(uow, steps)
+        uow.stored = merge_steps(uow, self.mapper, steps)
         return uow, rejected
-
-    def _merge(self, uow: UnitOfWork, steps: list[tuple[int, StoredStep, str]]) -> list[Any]:
-        """Interleave step events with aggregate events in queue order; ids become hex."""
-        aggregate_stored = [self.mapper.to_stored_event(event) for event in uow.events]
-        aggregate_ids = [event_id.hex for event_id in uow.event_ids]
-        if not steps:
-            uow.hex_ids = aggregate_ids
-            return aggregate_stored
-        stored: list[Any] = []
-        hex_ids: list[str] = []
-        taken = 0
-        for position, step_event, step_id in steps:
-            if taken < position:
-                stored.extend(aggregate_stored[taken:position])
-                hex_ids.extend(aggregate_ids[taken:position])
-                taken = position
-            stored.append(step_event)
-            hex_ids.append(step_id)
-        stored.extend(aggregate_stored[taken:])
-        hex_ids.extend(aggregate_ids[taken:])
-        uow.hex_ids = hex_ids
-        return stored
-
-    def _append_with_retry(self, uow: UnitOfWork) -> None:
-        deadline = time.monotonic() + self.retry_for_s
-        delay = 0.05
-        while True:
-            try:
-                self.store.append(uow.stored, uow.hex_ids)
-                return
-            except ReadOnlyStoreError:
-                raise  # waiting will not make it writable
-            except StoreError:
-                if time.monotonic() + delay > deadline:
-                    raise
-                self.stats.store_retries += 1
-                log.warning("lineage writer: store unavailable, retrying in %.2fs", delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     def _drop_duplicates(self, pending: list[Any], known: set[str]) -> list[Any]:
         kept = []
@@ -374,26 +397,40 @@ class Writer:
                 if error is None:
                     item.future.set_result(getattr(item, "result", None))
                 else:
-                    self._refuse(item, error)
+                    self.losses.refused(item.future, error)
             elif error is not None:
-                self._failures.append(error)
-                self._lost_since_flush += 1
-                self.stats.lost_events += 1
+                self.stats.lost_events += self.losses.steps_lost([item], error)
+        if rejected:
+            self._update_room()
 
     def _fail(self, items: list[Any], error: BaseException) -> None:
+        """``items`` will not be committed: commands fail through their handles (and the
+        report, when nobody waits), steps are counted and their runs get a gap."""
         for item in items:
             if type(item) is Command and not item.future.done():
-                self._refuse(item, error)
+                self.losses.refused(item.future, error)
             elif type(item) is _Flush and not item.future.done():
                 item.future.set_result(None)
                 self._flushes_pending -= 1
-        # A command's error reaches its caller through its handle; steps have no handle, so
-        # their loss is what the next flush() reports.
-        lost = sum(1 for item in items if type(item) is StepRecord)
-        self.stats.lost_events += sum(1 for item in items if type(item) is not _Flush)
-        if lost:
-            self._failures.append(error)
-            self._lost_since_flush += lost
+        self.stats.lost_events += sum(1 for item in items if type(item) is Command)
+        self.stats.lost_events += self.losses.steps_lost(
+            [item for item in items if type(item) is StepRecord], error)
+        self._update_room()
+
+    def _give_up(self, items: list[Any], error: StoreError) -> None:
+        """The store failed for ``retry_for_s``: fail ``items`` and everything queued behind
+        them, make the next call raise the report, and wake callers waiting for room."""
+        behind = [self._queue.popleft() for _ in range(len(self._queue))]
+        self._given_up = True
+        self.stats.give_ups += 1
+        self._fail([*items, *behind], error)
+        self.losses.gave_up()
+        self._update_room()
+        lost = sum(type(item) is not _Flush for item in (*items, *behind))
+        log.error("lineage writer: gave up: %s; %d queued event(s) were not committed and are "
+                  "reported by the next call", error, lost)
+        with self._space:
+            self._space.notify_all()
 
     def _forget(self) -> None:
         self._cache.clear()

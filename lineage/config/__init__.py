@@ -68,7 +68,8 @@ SETTINGS = (
     _setting("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", lambda: 0.05, _positive_float,
              "longest the writer waits to fill a batch, in seconds"),
     _setting("retry_for_s", "LINEAGE_RETRY_FOR_S", lambda: 30.0, _positive_float,
-             "how long the writer retries an unavailable store before reporting the loss"),
+             "how long the store may fail without a break before the writer gives up on what is "
+             "queued and the next call reports the loss (also bounds a caller's wait)"),
     _setting("lock_timeout_s", "LINEAGE_LOCK_TIMEOUT_S", lambda: 30.0, _positive_float,
              "how long a SQLite reader or writer waits for another process's lock before "
              "failing with \"database is locked\", in seconds"),

@@ -153,9 +153,13 @@ def test_the_store_failing_is_reported_not_silent(make_tracker: Callable[..., An
         tracker.flush()
     assert error.value.lost == 1 and "disk full" in str(error.value)
     store.fail = False
-    run.log_step(2, {"loss": 1.0})
-    tracker.flush()  # reported once; later writes work again
-    assert [s.step for s in tracker.steps(run.id)] == [2]
+    with pytest.raises(lineage.InvariantError, match="from step 1 on were not committed"):
+        run.log_step(2, {"loss": 1.0})  # stored after a lost step 1, it would be a hole
+    tracker.flush()  # reported once
+    other = tracker.start_run("other")
+    other.log_step(1, {"loss": 1.0})
+    tracker.flush()  # later writes work again
+    assert tracker.steps(run.id) == [] and [s.step for s in tracker.steps(other.id)] == [1]
     tracker.close()
 
 

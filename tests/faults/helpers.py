@@ -1,0 +1,117 @@
+"""Shared pieces of the fault-injection suite: a store that fails on command, the invariant
+checks (no holes, nothing lost) and the figures the suite prints at the end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+from lineage.adapters.memory import MemoryEventStore
+from lineage.domain import ids
+
+FIGURES: Counter[str] = Counter()  # cycles, faults_injected, events_lost, holes...
+MAX_BLOCK_S: dict[str, float] = {}  # the longest log_step call, per scenario
+
+
+def stored_steps(store: Any, run_id: UUID) -> list[int]:
+    """The step numbers stored for ``run_id``, in stream order (read from the store itself)."""
+    from lineage.codec.steps import decode_step
+
+    steps = []
+    events = store.read_stream(ids.step_stream_id(run_id))
+    versions = [event.originator_version for event in events]
+    assert versions == list(range(1, len(events) + 1)), "the step stream has a hole"
+    for event in events:
+        decoded = decode_step(event.state, event.originator_version)
+        if decoded is None:
+            raise AssertionError(f"step event {event.originator_version} does not decode")
+        steps.append(decoded.step)
+    return steps
+
+
+def check_prefix(stored: Sequence[int], logged: Sequence[int], *, scenario: str,
+                 transient: bool) -> None:
+    """The invariants: ``stored`` is a prefix of ``logged`` (no hole, no reordering, no copy),
+    and for a transient fault all of it. Counts holes and lost events into FIGURES."""
+    FIGURES["cycles"] += 1
+    is_prefix = list(stored) == list(logged[:len(stored)])
+    FIGURES["holes"] += 0 if is_prefix else 1
+    lost = len(logged) - len(stored)
+    if transient:
+        FIGURES["events_lost_transient"] += lost
+    else:
+        FIGURES["events_lost_past_bound"] += lost
+    assert is_prefix, f"{scenario}: stored steps are not a prefix of the steps logged"
+    if transient:
+        assert lost == 0, f"{scenario}: {lost} step(s) lost to a transient fault"
+
+
+class FlakyStore(MemoryEventStore):
+    """The in-memory store, failing on command: while ``failure`` is set every append (and
+    every read when ``fail_reads``) raises it; ``commit_then_fail`` stores the next append and
+    raises anyway (a commit whose answer was lost); ``crash_with`` raises a non-store error
+    once. ``faults`` counts the failures raised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: BaseException | None = None
+        self.fail_reads = False
+        self.commit_then_fail: BaseException | None = None
+        self.crash_with: BaseException | None = None
+        self.faults = 0
+
+    def append(self, events: Any, event_ids: Any) -> None:
+        if self.crash_with is not None:
+            error, self.crash_with = self.crash_with, None
+            raise error
+        self._maybe_fail()
+        super().append(events, event_ids)
+        if self.commit_then_fail is not None:
+            error, self.commit_then_fail = self.commit_then_fail, None
+            self.faults += 1
+            raise error
+
+    def read_stream(self, stream_id: UUID, **kwargs: Any) -> Any:
+        if self.fail_reads:
+            self._maybe_fail()
+        return super().read_stream(stream_id, **kwargs)
+
+    def _maybe_fail(self) -> None:
+        failure = self.failure
+        if failure is not None:
+            self.faults += 1
+            raise failure
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 120.0) -> None:
+    """Poll ``condition``; a hang guard, not a timing assertion (the limit is far past any
+    bound under test)."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {limit_s}s")
+        time.sleep(0.01)
+
+
+class Timed:
+    """Wraps a callable, keeping the longest call (recorded per scenario in MAX_BLOCK_S)."""
+
+    def __init__(self, call: Callable[..., Any], scenario: str) -> None:
+        self.call = call
+        self.scenario = scenario
+        self.longest = 0.0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return self.call(*args, **kwargs)
+        finally:
+            took = time.monotonic() - start
+            with self.lock:
+                self.longest = max(self.longest, took)
+                MAX_BLOCK_S[self.scenario] = max(MAX_BLOCK_S.get(self.scenario, 0.0), took)

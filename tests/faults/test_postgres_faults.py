@@ -1,0 +1,135 @@
+"""PostgreSQL behind a loopback proxy we control (``tests.faults.proxy``): connections cut
+mid-batch, the server unreachable for a while, and unreachable past the bound. The shared
+server itself is never touched; each test has its own schema (the ``postgres_url`` fixture).
+What was stored is read back directly, not through the proxy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import make_url
+
+import lineage
+from lineage.errors import UNREACHABLE, StepGapError
+from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, wait_until
+from tests.faults.proxy import TcpProxy
+
+pytestmark = pytest.mark.postgres
+MakeTracker = Callable[..., Any]
+
+
+@pytest.fixture
+def proxy(postgres_url: str) -> Iterator[TcpProxy]:
+    url = make_url(postgres_url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as running:
+        yield running
+
+
+def through(proxy: TcpProxy, postgres_url: str) -> str:
+    return make_url(postgres_url).set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False)
+
+
+def read_back(postgres_url: str, run_id: Any) -> list[int]:
+    from lineage.bootstrap import open_store
+
+    store = open_store(postgres_url)
+    try:
+        return stored_steps(store, run_id)
+    finally:
+        store.close()
+
+
+def test_connections_cut_mid_batch_lose_nothing(
+        proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(through(proxy, postgres_url), retry_for_s=120, export_otlp=False)
+    run = tracker.start_run("cut mid-batch")
+    tracker.flush()
+    done = threading.Event()
+
+    def cutter() -> None:  # cut whatever is open, many times while the writer commits
+        while not done.wait(0.05):
+            proxy.cut()
+
+    cutting = threading.Thread(target=cutter, daemon=True)
+    cutting.start()
+    logged = []
+    for step in range(20_000):
+        run.log_step(step, {"loss": 1.0 / (step + 1)})
+        logged.append(step)
+        if step % 2000 == 1999:
+            time.sleep(0.2)  # let the writer commit some batches under the cutter
+    done.set()
+    cutting.join()
+    tracker.flush()
+    FIGURES["faults_injected"] += proxy.cuts
+    FIGURES["postgres_connections_cut"] += proxy.cuts
+    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres cut mid-batch",
+                 transient=True)
+    assert tracker.writer.stats.lost_events == 0
+
+
+def test_a_server_unreachable_for_a_while_loses_nothing(
+        proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker) -> None:
+    # An attempt against an unreachable server takes up to 20 s (2 x the pool's 10 s wait).
+    tracker = make_tracker(through(proxy, postgres_url), retry_for_s=300, export_otlp=False)
+    run = tracker.start_run("server away")
+    logged = list(range(200))
+    for step in logged:
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    proxy.refuse()
+    FIGURES["faults_injected"] += 1
+    back = threading.Event()
+
+    def come_back() -> None:
+        wait_until(lambda: tracker.writer.stats.store_retries >= 2, "the writer to retry")
+        proxy.resume()
+        back.set()
+
+    threading.Thread(target=come_back, daemon=True).start()
+    step = 200
+    while not back.is_set() or step < 1000:  # training goes on, without flush
+        run.log_step(step, {"loss": 1.0})
+        logged.append(step)
+        step += 1
+        time.sleep(0.002)
+    tracker.flush()
+    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres away a while",
+                 transient=True)
+    assert tracker.writer.stats.give_ups == 0
+
+
+def test_a_server_unreachable_past_the_bound_is_reported_and_leaves_a_prefix(
+        proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(through(proxy, postgres_url), retry_for_s=2.0, export_otlp=False,
+                           queue_size=100)
+    run = tracker.start_run("server gone")
+    logged = list(range(200))
+    for step in logged:
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    proxy.refuse()
+    FIGURES["faults_injected"] += 1
+    log_step = Timed(run.log_step, "postgres unreachable, full queue, retry_for_s=2")
+    with pytest.raises(lineage.WriterError) as error:
+        for step in range(200, 10**6):  # blocks on the full queue, then gets the error
+            log_step(step, {"loss": 1.0})
+            logged.append(step)
+    assert error.value.reason == UNREACHABLE and "unreachable server" in str(error.value)
+    stored = read_back(postgres_url, run.id)
+    assert error.value.lost == len(logged) - len(stored)
+    check_prefix(stored, logged, scenario="postgres gone", transient=False)
+    with pytest.raises(StepGapError, match="unreachable server"):
+        run.log_step(10**6, {"loss": 1.0})
+
+    proxy.resume()  # back: other runs and commands go on
+    run.finish("failed", reason="lost steps").wait(60)
+    other = tracker.start_run("after the outage")
+    other.log_step(0, {"loss": 1.0})
+    tracker.close()
+    assert read_back(postgres_url, other.id) == [0] and read_back(postgres_url, run.id) == stored

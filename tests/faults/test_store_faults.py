@@ -1,0 +1,146 @@
+"""A SQLite store on a real 3 MiB tmpfs that fills up or turns read-only mid-run (the
+``small_fs`` fixture; where mounting is not permitted, the same SQLite errors are injected at
+the adapter and the figures say so). Invariants: no holes, nothing lost to a transient fault,
+a persistent one reported with its cause and count, no call blocked past the give-up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import lineage
+from lineage.errors import DISK_FULL, READ_ONLY, StepGapError
+from tests.faults.conftest import SmallFilesystem
+from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, wait_until
+
+MakeTracker = Callable[..., Any]
+
+
+def open_on(fs: SmallFilesystem, make_tracker: MakeTracker, **settings: Any) -> Any:
+    tracker = make_tracker(str(fs.path / "lineage.db"), export_otlp=False, **settings)
+    fs.attach(tracker.store)
+    return tracker
+
+
+def start(fs: SmallFilesystem, make_tracker: MakeTracker, logged: list[int],
+          **settings: Any) -> tuple[Any, Any]:
+    """A tracker on ``fs`` with a run that has 300 committed steps."""
+    tracker = open_on(fs, make_tracker, **settings)
+    run = tracker.start_run("on a small disk")
+    for step in range(300):
+        run.log_step(step, {"loss": 1.0 / (step + 1)})
+        logged.append(step)
+    tracker.flush()
+    return tracker, run
+
+
+def break_store(fs: SmallFilesystem, kind: str) -> None:
+    if kind == DISK_FULL:
+        fs.fill()
+    else:
+        fs.read_only()
+
+
+def mend_store(fs: SmallFilesystem, kind: str) -> None:
+    if kind == DISK_FULL:
+        fs.free()
+    else:
+        fs.writable()
+
+
+@pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
+def test_a_transient_fault_loses_nothing_and_leaves_no_hole(
+        small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
+    logged: list[int] = []
+    tracker, run = start(small_fs, make_tracker, logged, retry_for_s=120)
+    break_store(small_fs, kind)
+    mended = threading.Event()
+
+    def mend() -> None:  # while the training loop goes on logging, without flush
+        wait_until(lambda: tracker.writer.stats.store_retries >= 3, "the store to fail")
+        mend_store(small_fs, kind)
+        mended.set()
+
+    mender = threading.Thread(target=mend, daemon=True)
+    mender.start()
+    step = 300
+    while not mended.is_set() or step < 1000:
+        run.log_step(step, {"loss": 1.0 / (step + 1)})
+        logged.append(step)
+        step += 1
+        time.sleep(0.001)  # a training step
+    mender.join()
+    tracker.flush()  # nothing to report
+    check_prefix(stored_steps(tracker.store, run.id), logged, scenario=f"sqlite {kind} transient",
+                 transient=True)
+    assert tracker.writer.stats.give_ups == 0 and tracker.writer.stats.lost_events == 0
+    tracker.close()
+
+
+@pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
+def test_a_persistent_fault_is_reported_with_its_cause_and_count(
+        small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
+    logged: list[int] = []
+    tracker, run = start(small_fs, make_tracker, logged, retry_for_s=1.0)
+    break_store(small_fs, kind)
+    for step in range(300, 600):
+        run.log_step(step, {"loss": 1.0 / (step + 1)})
+        logged.append(step)
+    with pytest.raises(lineage.WriterError) as error:
+        tracker.flush()  # waits for the give-up, then reports
+    stored = stored_steps(tracker.store, run.id)
+    assert error.value.reason == kind and kind in str(error.value)
+    assert error.value.lost == len(logged) - len(stored) > 0
+    check_prefix(stored, logged, scenario=f"sqlite {kind} persistent", transient=False)
+    with pytest.raises(StepGapError, match=kind):
+        run.log_step(600, {"loss": 0.1})
+
+    mend_store(small_fs, kind)  # the store is back: other runs and commands go on
+    run.finish("failed", reason="lost steps to the store").wait(30)
+    other = tracker.start_run("after the fault")
+    other.log_step(0, {"loss": 1.0})
+    tracker.close()  # nothing left to report
+    store = reopened(small_fs)
+    assert stored_steps(store, run.id) == stored and stored_steps(store, other.id) == [0]
+    store.close()
+
+
+def reopened(fs: SmallFilesystem) -> Any:
+    from lineage.bootstrap import open_store
+
+    return open_store(str(fs.path / "lineage.db"))
+
+
+@pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
+def test_a_training_loop_blocked_on_a_full_queue_gets_the_cause_at_the_give_up(
+        small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
+    logged: list[int] = []
+    tracker, run = start(small_fs, make_tracker, logged, retry_for_s=1.0, queue_size=50)
+    break_store(small_fs, kind)
+    log_step = Timed(run.log_step, f"sqlite {kind}, full queue, retry_for_s=1")
+    outcome: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            for step in range(300, 10**6):
+                log_step(step, {"loss": 1.0})
+                logged.append(step)
+        except lineage.LineageError as failure:
+            outcome.append(failure)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    trainer.join(120)  # a hang guard far past the bound, not a timing assertion
+    assert not trainer.is_alive(), "log_step stayed blocked past the give-up"
+    [error] = outcome
+    assert isinstance(error, lineage.WriterError) and error.reason == kind
+    stored = stored_steps(tracker.store, run.id)
+    assert error.lost == len(logged) - len(stored)
+    check_prefix(stored, logged, scenario=f"sqlite {kind} blocked", transient=False)
+    mend_store(small_fs, kind)
+    tracker.close()
+    FIGURES["log_step_calls_blocked_then_failed"] += 1
