@@ -6,6 +6,10 @@ and its rows and its new position are written in ONE transaction. Killed at any 
 projection resumes from its last committed position: no duplicate, no gap. Notification ids
 may have gaps (PostgreSQL); the runner only ever asks for "ids after the last one I saw".
 
+An event a read model cannot apply is rolled back for that read model alone, recorded in
+``lineage_quarantine`` with the reason, and skipped (``lineage.projections.quarantine``): the
+batch is applied normally, and redone event by event in savepoints only when it fails.
+
 Only one runner may project into a database at a time: ``ProjectionLock`` guards it (a
 PostgreSQL advisory lock, a file lock next to a SQLite file).
 """
@@ -29,7 +33,9 @@ from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
-from lineage.projections.decoding import Item, decode
+from lineage.projections import quarantine
+from lineage.projections.decoding import Item
+from lineage.projections.quarantine import Failure, apply_guarded, decode_each, is_systemic
 from lineage.projections.tables import SCHEMA_VERSION
 from lineage.projections.tables import metadata as read_models
 
@@ -52,6 +58,7 @@ class Status:
     name: str
     position: int
     head: int
+    quarantined: int = 0  # events this read model skipped (``ProjectionRunner.quarantined``)
 
     @property
     def lag(self) -> int:
@@ -76,14 +83,26 @@ class ProjectionRunner:
             positions_metadata.create_all(conn)
         self._upgrade_if_needed()
         with schema_change(self.engine) as conn:
+            read_models.create_all(conn, tables=[quarantine.quarantine])
             for projection in self.projections:
                 projection.tables[0].metadata.create_all(conn, tables=list(projection.tables))
-
 
     def status(self) -> list[Status]:
         head = self.store.max_position()
         with self.engine.connect() as conn:
-            return [Status(p.name, read_position(conn, p.name), head) for p in self.projections]
+            counts: dict[str, int] = {}
+            for row in quarantine.listed(conn):
+                counts[row["read_model"]] = counts.get(row["read_model"], 0) + 1
+            return [Status(p.name, read_position(conn, p.name), head, counts.get(p.name, 0))
+                    for p in self.projections]
+
+    def quarantined(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The events the read models (``names``; all when empty) skipped because applying
+        them failed, by read model and position: dicts with read_model, position, event_id,
+        topic, originator_id, originator_version, reason, quarantined_at. As of now: no
+        catch-up first."""
+        with self.engine.connect() as conn:
+            return quarantine.listed(conn, names)
 
     def catch_up(self, progress: Progress | None = None, *, wait_s: float = 10.0) -> int:
         """Project everything stored so far; returns how many notifications were applied.
@@ -146,21 +165,53 @@ class ProjectionRunner:
             notifications = self.store.read_log(start, self.batch_size)
             if not notifications:
                 break
-            items = decode(notifications, self.mapper)
             last = notifications[-1].id
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                for projection in self.projections:
-                    unseen = [item for item in items if item.position > positions[projection.name]]
-                    if unseen:
-                        projection.apply(unseen, conn)
-                    write_position(conn, projection.name, max(last, positions[projection.name]))
+            self._apply(notifications, positions, last)
             for name in positions:
                 positions[name] = max(positions[name], last)
-            applied += len(items)
+            applied += len(notifications)
             start = last + 1
             if progress is not None:
                 progress(last, head)
         return applied
+
+    def _apply(self, notifications: Sequence[Any], positions: dict[str, int], last: int) -> None:
+        """One batch into every read model behind it, rows and positions in one transaction.
+        The fast path applies it whole; when that fails, the batch is redone with each read
+        model in savepoints, quarantining the events that fail (module doc)."""
+        items, undecodable = decode_each(notifications, self.mapper)
+        try:
+            with self._writing() as conn:
+                for projection in self.projections:
+                    after = positions[projection.name]
+                    unseen = [item for item in items if item.position > after]
+                    if unseen:
+                        projection.apply(unseen, conn)
+                    self._advance(conn, projection.name, after, last,
+                                  undecodable, notifications)
+            return
+        except Exception as error:
+            if is_systemic(error):
+                raise
+        with self._writing() as conn:
+            for projection in self.projections:
+                after = positions[projection.name]
+                failed = apply_guarded(projection, [i for i in items if i.position > after], conn)
+                self._advance(conn, projection.name, after, last,
+                              sorted(undecodable + failed, key=lambda f: f.position), notifications)
+
+    def _advance(self, conn: Connection, name: str, after: int, last: int,
+                 failures: Sequence[Failure], notifications: Sequence[Any]) -> None:
+        """Record the read model's quarantined events past ``after`` and its new position."""
+        mine = [failure for failure in failures if failure.position > after]
+        if mine:
+            quarantine.record(conn, name, mine, {note.id: note for note in notifications})
+        write_position(conn, name, max(last, after))
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            yield conn
 
     def _upgrade_if_needed(self) -> None:
         """Read models written by another table layout are dropped and rebuilt from the events
@@ -184,9 +235,10 @@ class ProjectionRunner:
         # empty tables with a position at the head.
         tables = list(projection.tables)
         metadata = tables[0].metadata
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with self._writing() as conn:
             metadata.drop_all(conn, tables=tables)
             metadata.create_all(conn, tables=tables)
+            quarantine.clear(conn, projection.name)
             write_position(conn, projection.name, 0)
 
     def _wait_for_others(self, wait_s: float) -> None:
