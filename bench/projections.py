@@ -148,15 +148,15 @@ def instrumented(runner: Any) -> Iterator[Phases]:
     """Time read_log, decode and each projection's apply for the duration of the block."""
     from lineage.projections import runner as runner_module
 
-    phases, decode, store = Phases(), runner_module.decode, runner.store
+    phases, decode, store = Phases(), runner_module.decode_each, runner.store
     runner.store = TimedStore(store, phases)
-    runner_module.decode = phases.timed("decode", decode)  # type: ignore[attr-defined]
+    runner_module.decode_each = phases.timed("decode", decode)  # type: ignore[attr-defined]
     for projection in runner.projections:
         projection.apply = phases.timed(f"apply {projection.name}", projection.apply)
     try:
         yield phases
     finally:
-        runner.store, runner_module.decode = store, decode  # type: ignore[attr-defined]
+        runner.store, runner_module.decode_each = store, decode  # type: ignore[attr-defined]
         for projection in runner.projections:
             del projection.apply
 
