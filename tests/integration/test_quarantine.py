@@ -189,6 +189,10 @@ def test_the_cli_works_over_poison(sqlite_url: str, make_tracker: MakeTracker,
     assert "quarantined" in out
     assert (f"registry: skipped position {placed['huge_size']} "
             f"({topic_of(Artifact.Registered)}): OverflowError") in out
+    # The OTLP exporter skips (and names) the event it cannot read, and reaches the head.
+    assert main(["--db", sqlite_url, "export", "otlp", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped 1 event(s) it cannot turn into spans: position {placed['garbage']} " in err
 
 
 def test_a_systemic_failure_is_raised_not_quarantined(sqlite_url: str,
