@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Mapper, Notification
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, delete, func, select
 
 from lineage.projections.decoding import Item, decode
 from lineage.projections.tables import quarantine
@@ -132,6 +132,12 @@ def record(conn: Connection, name: str, failures: Sequence[Failure],
 
 def clear(conn: Connection, name: str) -> None:
     conn.execute(delete(quarantine).where(quarantine.c.read_model == name))
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    """How many events each read model has quarantined (read models with none are absent)."""
+    query = select(quarantine.c.read_model, func.count()).group_by(quarantine.c.read_model)
+    return {name: count for name, count in conn.execute(query)}
 
 
 def listed(conn: Connection, names: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -102,7 +102,8 @@ class ReadModels:
         known = [projection.name for projection in self.runner.projections]
         if read_model is not None and read_model not in known:
             raise ValidationError("read_model", f"must be one of {', '.join(known)}", read_model)
-        self._conn().close()
+        if self.auto_catch_up:
+            self.runner.catch_up()
         return self.runner.quarantined([read_model] if read_model else ())
 
     def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:

@@ -90,9 +90,7 @@ class ProjectionRunner:
     def status(self) -> list[Status]:
         head = self.store.max_position()
         with self.engine.connect() as conn:
-            counts: dict[str, int] = {}
-            for row in quarantine.listed(conn):
-                counts[row["read_model"]] = counts.get(row["read_model"], 0) + 1
+            counts = quarantine.counts(conn)
             return [Status(p.name, read_position(conn, p.name), head, counts.get(p.name, 0))
                     for p in self.projections]
 
