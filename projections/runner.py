@@ -17,6 +17,7 @@ PostgreSQL advisory lock, a file lock next to a SQLite file).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 import time
@@ -42,6 +43,7 @@ from lineage.projections.tables import metadata as read_models
 BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
+log = logging.getLogger("lineage.projections")
 
 
 class Projection(Protocol):
@@ -180,31 +182,45 @@ class ProjectionRunner:
         items, undecodable = decode_each(notifications, self.mapper)
         try:
             with self._writing() as conn:
+                skipped = 0
                 for projection in self.projections:
                     after = positions[projection.name]
                     unseen = [item for item in items if item.position > after]
                     if unseen:
                         projection.apply(unseen, conn)
-                    self._advance(conn, projection.name, after, last,
-                                  undecodable, notifications)
+                    skipped += self._advance(conn, projection.name, after, last,
+                                             undecodable, notifications)
+            self._warn(skipped, notifications)
             return
         except Exception as error:
             if is_systemic(error):
                 raise
         with self._writing() as conn:
+            skipped = 0
             for projection in self.projections:
                 after = positions[projection.name]
                 failed = apply_guarded(projection, [i for i in items if i.position > after], conn)
-                self._advance(conn, projection.name, after, last,
-                              sorted(undecodable + failed, key=lambda f: f.position), notifications)
+                skipped += self._advance(conn, projection.name, after, last,
+                                         sorted(undecodable + failed, key=lambda f: f.position),
+                                         notifications)
+        self._warn(skipped, notifications)
 
     def _advance(self, conn: Connection, name: str, after: int, last: int,
-                 failures: Sequence[Failure], notifications: Sequence[Any]) -> None:
-        """Record the read model's quarantined events past ``after`` and its new position."""
+                 failures: Sequence[Failure], notifications: Sequence[Any]) -> int:
+        """Record the read model's quarantined events past ``after`` and its new position;
+        returns how many it quarantined."""
         mine = [failure for failure in failures if failure.position > after]
         if mine:
             quarantine.record(conn, name, mine, {note.id: note for note in notifications})
         write_position(conn, name, max(last, after))
+        return len(mine)
+
+    @staticmethod
+    def _warn(skipped: int, notifications: Sequence[Any]) -> None:
+        if skipped:  # once per batch: each is quarantined once, and listed by project status
+            log.warning("read models skipped events they cannot apply (%d in all) in positions "
+                        "%d-%d; 'lineage project status' lists them", skipped,
+                        notifications[0].id, notifications[-1].id)
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
