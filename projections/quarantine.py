@@ -81,7 +81,7 @@ def decode_each(notifications: Sequence[Notification],
     """``decode`` of the batch; when it fails, note by note, with the failures apart."""
     try:
         return decode(notifications, mapper), []
-    except Exception as error:
+    except Exception as error:  # any event's failure: it must not stop the read model
         if is_systemic(error):
             raise
     items: list[Item] = []
@@ -89,7 +89,7 @@ def decode_each(notifications: Sequence[Notification],
     for note in notifications:
         try:
             items += decode([note], mapper)
-        except Exception as error:
+        except Exception as error:  # any event's failure: it must not stop the read model
             if is_systemic(error):
                 raise
             failures.append(Failure(note.id, f"cannot decode: {reason_of(error)}"))
@@ -105,7 +105,7 @@ def apply_guarded(projection: Applies, items: Sequence[Item], conn: Connection) 
         with conn.begin_nested():
             projection.apply(items, conn)
         return []
-    except Exception as error:
+    except Exception as error:  # any event's failure: it must not stop the read model
         if is_systemic(error):
             raise
         if len(items) == 1:

@@ -192,7 +192,7 @@ class ProjectionRunner:
                                              undecodable, notifications)
             self._warn(skipped, notifications)
             return
-        except Exception as error:
+        except Exception as error:  # one bad event must not stop every read model: redo
             if is_systemic(error):
                 raise
         with self._writing() as conn:
