@@ -29,12 +29,12 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Mapper
 from sqlalchemy import Connection, Engine, Table, text
 
+import lineage.projections.quarantine as quarantine
 from lineage.adapters.database import WRITE, schema_change
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
-from lineage.projections import quarantine
 from lineage.projections.decoding import Item
 from lineage.projections.quarantine import Failure, apply_guarded, decode_each, is_systemic
 from lineage.projections.tables import SCHEMA_VERSION
