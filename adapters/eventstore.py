@@ -10,12 +10,21 @@ transaction as the events, so a retried write with the same event id stores noth
 and explicit durability settings (SQLite WAL + ``synchronous=FULL``; PostgreSQL
 ``synchronous_commit=on``).
 
+Errors: every library error (the recorders', the drivers', the OS's) leaves a store as our
+StoreError, translated by ``lineage.adapters.errors.store_error``.
+
+Read-only stores: a SQLite file this process cannot write (the file, or its directory without
+``-wal``/``-shm`` files to write to, or a read-only mount), or opened with ``read_only=True``, is
+opened with ``mode=ro``: reads work, ``append`` raises ReadOnlyStoreError at once, and nothing
+is created (a file without our tables is "not a lineage database").
+
 The PostgreSQL store lives in ``lineage.adapters.postgres_store`` and is imported only when one
 is opened, so the SQLite path works without psycopg or psycopg_pool installed.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,24 +47,56 @@ from eventsourcing.sqlite import (
 )
 
 from lineage.adapters.database import SQLITE, Database
-from lineage.errors import StoreError
+from lineage.adapters.errors import store_error
+from lineage.errors import ReadOnlyStoreError, StoreError
 from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
 EVENT_IDS_TABLE = "lineage_event_ids"
 
 
 class _DurableSQLitePool(SQLiteConnectionPool):
-    """The library's pool, plus the pragmas that make "acknowledged" mean "on disk"."""
+    """The library's pool, plus the pragmas that make "acknowledged" mean "on disk"; a
+    read-only pool neither switches the journal mode nor lets a statement write."""
+
+    def __init__(self, *, db_name: str, lock_timeout: float, read_only: bool) -> None:
+        super().__init__(db_name=db_name, lock_timeout=lock_timeout)  # type: ignore[arg-type]
+        self.read_only = read_only
+        self.is_journal_mode_wal = read_only  # the library switches to WAL only when False
 
     def _create_connection(self) -> SQLiteConnection:
         connection = super()._create_connection()
         raw: sqlite3.Connection = connection._sqlite_conn
-        raw.execute("PRAGMA synchronous=FULL")
+        raw.execute("PRAGMA query_only=ON" if self.read_only else "PRAGMA synchronous=FULL")
         raw.execute("PRAGMA foreign_keys=ON")
         return connection
 
 
 class _SQLiteRecorder(SQLiteApplicationRecorder):
+    def create_table(self) -> None:
+        """Create the tables that are missing. When they all exist (every open but the first)
+        this only reads; when not, it takes the write lock first (``BEGIN IMMEDIATE``, so it
+        waits for busy writers instead of failing "database is locked" on a read-to-write
+        upgrade), then creates them."""
+        if self.tables_exist():
+            return
+        with self.datastore.get_connection(commit=True) as connection:
+            raw: sqlite3.Connection = connection._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in self.create_table_statements:
+                    raw.execute(statement)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+
+    def tables_exist(self) -> bool:
+        names = (self.events_table_name, EVENT_IDS_TABLE)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                      names)
+            return bool(c.fetchone()[0] == len(names))
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -129,10 +170,16 @@ class _RecorderEventStore:
     """The shared half of both adapters: translate library errors into ours, in one place."""
 
     recorder: Any  # the library's SQLite or PostgreSQL application recorder, extended above
+    read_only = False
+    read_only_reason = "opened read-only"
+    # What the recorders and their drivers raise (the PostgreSQL store adds psycopg's).
+    library_errors: tuple[type[BaseException], ...] = (PersistenceError, sqlite3.Error, OSError)
 
     def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
         if not events:
             return
+        if self.read_only:
+            raise ReadOnlyStoreError(self.location, self.read_only_reason)
         try:
             with self._in_flight():
                 self.recorder.insert_events(events, event_ids=event_ids)
@@ -141,8 +188,8 @@ class _RecorderEventStore:
             if known:
                 raise DuplicateEventError(known) from None
             raise VersionConflictError() from None
-        except PersistenceError as error:
-            raise StoreError(f"could not append to {self.location}: {error}") from error
+        except self.library_errors as error:
+            raise store_error(error, self.location, "append to") from error
 
     def read_stream(self, stream_id: UUID, *, after: int | None = None,
                     desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
@@ -162,8 +209,8 @@ class _RecorderEventStore:
         try:
             with self._in_flight():
                 yield
-        except PersistenceError as error:
-            raise StoreError(f"could not {verb} {self.location}: {error}") from error
+        except self.library_errors as error:
+            raise store_error(error, self.location, verb) from error
 
     def _start_guard(self) -> None:
         self._users = 0
@@ -199,18 +246,41 @@ class _RecorderEventStore:
 
 
 class SQLiteEventStore(_RecorderEventStore):
-    """Events in one SQLite file (WAL, synchronous=FULL). One writer process per file."""
+    """Events in one SQLite file (WAL, synchronous=FULL). One writer process per file.
 
-    def __init__(self, path: str, *, lock_timeout_s: int = 30) -> None:
+    Read-only (see the module's docstring) when ``read_only`` or when the file cannot be
+    written; raises StoreError when the file cannot be opened or is not a lineage database."""
+
+    def __init__(self, path: str, *, lock_timeout_s: float = 30.0,
+                 read_only: bool = False) -> None:
         self._start_guard()
         self.path = path
-        self.database = Database(SQLITE, path=path)
-        self.datastore = SQLiteDatastore(path, lock_timeout=lock_timeout_s)
+        self.database = Database(SQLITE, path=path, lock_timeout_s=lock_timeout_s)
+        reason = "opened read-only" if read_only else _not_writable(path)
+        try:
+            self._open(reason)
+        except ReadOnlyStoreError as error:  # SQLite refused a write our checks did not foresee
+            if reason is not None:
+                raise
+            self.datastore.close()
+            self._open(error.reason)
+
+    def _open(self, read_only: str | None) -> None:
+        """Open the pool and check or create the tables; ``read_only`` is None or why not."""
+        if read_only is not None:
+            self.read_only, self.read_only_reason = True, read_only
+            self.database = self.database.read_only_copy()
+        name = self.database.sqlite_uri() if read_only is not None else self.path
+        self.datastore = SQLiteDatastore(name, lock_timeout=int(self.database.lock_timeout_s))
         self.datastore.pool.close()
-        self.datastore.pool = _DurableSQLitePool(db_name=path, lock_timeout=lock_timeout_s)
+        self.datastore.pool = _DurableSQLitePool(db_name=name, read_only=read_only is not None,
+                                                 lock_timeout=self.database.lock_timeout_s)
         self.recorder = _SQLiteRecorder(self.datastore)
         with self._translated("open"):
-            self.recorder.create_table()
+            if read_only is None:
+                self.recorder.create_table()
+            elif not self.recorder.tables_exist():
+                raise StoreError(f"not a lineage database: {self.path} has no lineage events")
 
     @property
     def location(self) -> str:
@@ -251,6 +321,20 @@ class SQLiteEventStore(_RecorderEventStore):
     def close(self) -> None:
         self._wait_idle()
         self.datastore.close()
+
+
+def _not_writable(path: str) -> str | None:
+    """Why this process cannot write the SQLite file ``path`` (None: it can, or the file does
+    not exist yet). SQLite also writes ``-wal`` and ``-shm`` files beside it."""
+    if not os.path.exists(path):
+        return None
+    if not os.access(path, os.W_OK):
+        return "the file or its file system is read-only"
+    beside = [f"{path}-wal", f"{path}-shm"]
+    if not os.access(os.path.dirname(path) or ".", os.W_OK) and not all(
+            os.access(each, os.W_OK) for each in beside):
+        return "its directory is read-only"
+    return None
 
 
 def _chunks(values: list[int] | None, size: int = 500) -> Iterator[list[int] | None]:

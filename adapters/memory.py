@@ -14,6 +14,7 @@ from lineage.ports import DuplicateEventError, VersionConflictError, repeated
 
 class MemoryEventStore:
     database = Database(MEMORY)
+    read_only = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

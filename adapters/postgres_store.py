@@ -7,10 +7,12 @@ only for a ``postgresql`` URL, so SQLite users never need them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier
@@ -18,6 +20,7 @@ from sqlalchemy import URL
 
 from lineage.adapters.database import POSTGRES, Database
 from lineage.adapters.eventstore import EVENT_IDS_TABLE, _RecorderEventStore
+from lineage.errors import ReadOnlyStoreError, StoreError
 
 
 class _PostgresRecorder(PostgresApplicationRecorder):
@@ -69,8 +72,45 @@ class _DurablePostgresDatastore(PostgresDatastore):
         return after_connect
 
 
+_FAILURE_CAUSES = (  # what the server (or the socket) said -> what to tell the user
+    (re.compile(r'database "([^"]*)" does not exist'),
+     lambda m, at: f'database "{m[1]}" does not exist on {at}'),
+    (re.compile(r'role "([^"]*)" does not exist'),
+     lambda m, at: f'user "{m[1]}" does not exist on {at}'),
+    (re.compile(r'authentication failed for user "([^"]*)"'),
+     lambda m, at: f'authentication failed for user "{m[1]}" on {at}'),
+    (re.compile(r"Connection refused"),
+     lambda m, at: f"connection refused by {at} (is PostgreSQL running and listening there?)"),
+)
+
+
+def check_connection(host: str, port: int, user: str, password: str, dbname: str,
+                     timeout_s: int = 10) -> None:
+    """Connect once, directly, and raise StoreError saying why when that fails (no database,
+    no such user, bad password, connection refused), at once: the connection pool would only
+    retry until its timeout and then say it could not get a connection."""
+    at = f"{host}:{port}"
+    try:
+        psycopg.connect(host=host, port=port, user=user, password=password or None,
+                        dbname=dbname, connect_timeout=timeout_s).close()
+    except psycopg.Error as error:
+        said = str(error)
+        for pattern, explain in _FAILURE_CAUSES:
+            match = pattern.search(said)
+            if match:
+                raise StoreError(explain(match, at)) from None
+        detail = said.rpartition(" failed: ")[2] if " failed: " in said else said
+        raise StoreError(f"could not connect to PostgreSQL on {at}: "
+                         f"{' '.join(detail.split())}") from None
+
+
 class PostgresEventStore(_RecorderEventStore):
-    """Events in PostgreSQL (synchronous commit). Any number of writer processes."""
+    """Events in PostgreSQL (synchronous commit). Any number of writer processes.
+
+    A role or database that may only read (``default_transaction_read_only``, a standby) gives
+    a read-only store: the tables must exist already; ``append`` raises ReadOnlyStoreError."""
+
+    library_errors = (*_RecorderEventStore.library_errors, psycopg.Error)
 
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
                  schema: str = "public", pool_size: int = 2) -> None:
@@ -79,13 +119,20 @@ class PostgresEventStore(_RecorderEventStore):
             "postgresql+psycopg", username=user, password=password or None, host=host,
             port=port, database=dbname), schema=schema)
         self.display = self.database.display
+        check_connection(host, port, user, password, dbname)
         with self._translated("open"):
             self.datastore = _DurablePostgresDatastore(
                 dbname, host, port, user, password, schema=schema, pool_size=pool_size,
                 max_overflow=4, lock_timeout=30, connect_timeout=10,
             )
             self.recorder = _PostgresRecorder(self.datastore)
-            self._create_tables(schema)
+        try:
+            with self._translated("open"):
+                self._create_tables(schema)
+        except ReadOnlyStoreError as error:
+            self.read_only, self.read_only_reason = True, error.reason
+            self.database = self.database.read_only_copy()
+            self._check_tables()
 
     @property
     def location(self) -> str:
@@ -102,6 +149,14 @@ class PostgresEventStore(_RecorderEventStore):
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def _check_tables(self) -> None:
+        with self._translated("open"), self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS found",
+                         (f"{self.datastore.schema}.{self.recorder.events_table_name}",))
+            row = curs.fetchone()
+            if row is None or not row["found"]:
+                raise StoreError(f"not a lineage database: {self.display} has no lineage events")
 
     def positions(self, stream_id: UUID, versions: Sequence[int] | None = None) -> dict[int, int]:
         statement = SQL("SELECT originator_version, notification_id FROM {0}.{1} "

@@ -10,6 +10,7 @@ The public API is exactly ``__all__`` (pinned by tests/unit/test_public_api.py).
 
 from __future__ import annotations
 
+from lineage._source_tree import map_checkout
 from lineage.api import Tracker
 from lineage.application.handles import ArtifactRef, Pending
 from lineage.application.monitor import LocalRunStatusSource, RecoveryMonitor
@@ -27,6 +28,7 @@ from lineage.errors import (
     InvariantError,
     LineageError,
     NotFoundError,
+    ReadOnlyStoreError,
     RunFinishedError,
     RunNotFoundError,
     StoreError,
@@ -34,6 +36,10 @@ from lineage.errors import (
     WriterError,
 )
 from lineage.version import __version__
+
+# Started in a source checkout: adapters/ and projections/ are lineage.adapters and
+# lineage.projections there too (no module above imports them at import time).
+map_checkout(__path__[0])
 
 __all__ = [
     "ArtifactNotFoundError",
@@ -49,6 +55,7 @@ __all__ = [
     "LocalRunStatusSource",
     "NotFoundError",
     "Pending",
+    "ReadOnlyStoreError",
     "RecoveryMonitor",
     "RecoveryResult",
     "RetryPolicy",

@@ -9,6 +9,7 @@ read models), whatever the working directory or the environment say.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -18,14 +19,16 @@ from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
 from lineage.application.recording import WriterRecorder, utc_now
-from lineage.application.retention import RetentionWorker, unfinished_deletions
+from lineage.application.retention import RetentionWorker, live_holders, unfinished_deletions
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
 from lineage.domain.envelope import Origin
-from lineage.errors import StoreError
+from lineage.errors import ReadOnlyStoreError, StoreError, ValidationError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
+
+STORE_METHODS = ("append", "read_stream", "read_log", "max_position", "database", "location")
 
 
 def build(database_url: str | None = None, *, store: EventStore | None = None,
@@ -37,8 +40,12 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
     what the caller injects. A given ``store`` wins over any URL: its own database holds the
     read models. Raises ConfigurationError for a bad setting, StoreError when the store cannot
     be opened (``create=False``: a SQLite file that does not exist)."""
-    resolved = Settings.load(database_url=database_url, **settings)
-    store = store if store is not None else open_store(resolved.database_url, create=create)
+    resolved = Settings.load(database_url=_url_argument(database_url), **settings)
+    if store is not None and not all(hasattr(store, name) for name in STORE_METHODS):
+        raise ValidationError("store", "must be an EventStore (lineage.ports.EventStore), got "
+                              f"{type(store).__name__}", store)
+    store = store if store is not None else open_store(
+        resolved.database_url, create=create, lock_timeout_s=resolved.lock_timeout_s)
     mapper = make_mapper()
     engine = store.database.engine()  # one engine per tracker: read models and positions
     storage = storage if storage is not None else open_artifact_storage()
@@ -48,21 +55,35 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
                     batch_size=resolved.batch_size, batch_interval_s=resolved.batch_interval_s,
                     retry_for_s=resolved.retry_for_s)
     recorder = WriterRecorder(writer, origin, clock=clock, new_id=id_source or uuid4)
+    read_models = read_models_on(engine, store, mapper)
     return TrackerParts(
         settings=resolved, store=store, mapper=mapper,
-        read_models=read_models_on(engine, store, mapper), storage=storage, recorder=recorder,
+        read_models=read_models, storage=storage, recorder=recorder,
         retention=RetentionWorker(recorder, storage,
-                                  partial(unfinished_deletions, recorder, store, mapper)),
+                                  partial(unfinished_deletions, recorder, store, mapper),
+                                  partial(live_holders, read_models)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
         exporter=start_otlp_export(store, engine, export_otlp),
     )
 
 
-def open_store(url: str, *, create: bool = True) -> EventStore:
+def _url_argument(url: Any) -> Any:
+    """``database_url`` as given: a path object becomes its string; anything else but a
+    string or None is refused here, naming the argument, before anything is opened."""
+    if url is None or isinstance(url, str):
+        return url
+    if isinstance(url, os.PathLike):
+        return os.fspath(url)
+    raise ValidationError("database_url", "must be a URL or a file path (a string), got "
+                          f"{type(url).__name__}", url)
+
+
+def open_store(url: str, *, create: bool = True, lock_timeout_s: float = 30.0) -> EventStore:
     """Open (creating tables if needed) the event store a URL names (see
     ``lineage.adapters.database.Database.parse``). With ``create=False`` a SQLite file that does
     not exist is an error (read-only commands must not leave an empty database behind a
-    mistyped path)."""
+    mistyped path). A store this process cannot write is opened read-only (see
+    ``lineage.adapters.eventstore``). Raises StoreError naming the file or URL."""
     from lineage.adapters.database import MEMORY, SQLITE, Database
 
     database = Database.parse(url)
@@ -74,11 +95,17 @@ def open_store(url: str, *, create: bool = True) -> EventStore:
         from lineage.adapters.eventstore import SQLiteEventStore
 
         file = Path(str(database.path))
-        if not create and not file.exists():
+        if file.is_dir():
+            raise StoreError(f"not a lineage database: {file} is a directory")
+        if (not create or database.read_only) and not file.exists():
             raise StoreError(f"no lineage database at {file} (set --db or LINEAGE_DATABASE_URL)")
         if not file.parent.exists():
             raise StoreError(f"cannot create {file}: directory {file.parent} does not exist")
-        return SQLiteEventStore(str(file))
+        if not file.exists() and not os.access(file.parent, os.W_OK):
+            raise ReadOnlyStoreError(str(file), f"cannot create it: directory {file.parent} "
+                                     "is read-only")
+        return SQLiteEventStore(str(file), lock_timeout_s=lock_timeout_s,
+                                read_only=database.read_only)
     from lineage.adapters.postgres_store import PostgresEventStore
 
     parsed: Any = database.url
@@ -89,9 +116,15 @@ def open_store(url: str, *, create: bool = True) -> EventStore:
 
 def read_models_on(engine: Any, store: EventStore, mapper: Any, *, catch_up: bool = True) -> Any:
     """The read models (``lineage.projections.queries.ReadModels``) in ``engine``'s database,
-    fed from ``store``; their tables are created on the first query."""
+    fed from ``store``; their tables are created on the first query. A read-only store gets
+    ``lineage.projections.read_only``'s: its own if current, else built in memory."""
     from lineage.projections import ProjectionRunner, all_projections
     from lineage.projections.queries import ReadModels
+
+    if store.read_only:
+        from lineage.projections.read_only import ReadOnlyReadModels
+
+        return ReadOnlyReadModels(store, engine, mapper, all_projections())
 
     return ReadModels(lambda: ProjectionRunner(store, engine, mapper, all_projections()), engine,
                       catch_up=catch_up)

@@ -9,9 +9,11 @@
     ├── InvariantError             the domain refuses the change
     │   ├── RunFinishedError       steps or changes after a run finished
     │   ├── RunExistsError         starting a run whose id (or job key) is already used
-    │   └── ArtifactRetiredError   aliases on a retired artifact
+    │   ├── ArtifactRetiredError   aliases on a retired artifact
+    │   └── ArtifactExistsError    registering an artifact again with other details
     ├── ConflictError              two writers changed one aggregate; retries ran out
     ├── StoreError                 the event store failed (connection, disk, schema)
+    │   └── ReadOnlyStoreError     a write to a store that can only be read
     ├── WriterError                the background writer could not commit some events
     ├── ConfigurationError         a missing or invalid setting
     ├── ProjectionBusyError        another runner holds this database's projection lock
@@ -111,6 +113,22 @@ class ArtifactRetiredError(InvariantError):
         super().__init__(f"artifact {artifact_id} is retired: no {what} on a retired artifact")
 
 
+class ArtifactExistsError(InvariantError):
+    """The artifact (same uri, content, run and step) is registered already, with another
+    value of ``field``: the registry keeps what was registered first and stores nothing."""
+
+    def __init__(self, artifact_id: Any, uri: str, field: str, stored: Any, given: Any) -> None:
+        self.artifact_id = artifact_id
+        self.uri = uri
+        self.field = field
+        self.stored = stored
+        self.given = given
+        super().__init__(f"artifact {artifact_id} ({uri}) is registered with {field}={stored!r}; "
+                         f"registering it again with {field}={given!r} is refused: a registered "
+                         "artifact does not change (register changed bytes at another path, or "
+                         "register again with the same details)")
+
+
 class ConflictError(LineageError):
     """Another writer changed the same aggregate, and reload-and-retry did not succeed."""
 
@@ -124,6 +142,16 @@ class ConflictError(LineageError):
 
 class StoreError(LineageError):
     """The event store failed (connection refused, disk full, schema problem)."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store can only be read (a read-only file, directory, mount, role or transaction, or
+    a ``?mode=ro`` URL): ``location`` names it; nothing was written."""
+
+    def __init__(self, location: str, reason: str = "opened read-only") -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"read-only: {location} cannot be written ({reason})")
 
 
 class WriterError(LineageError):

@@ -74,6 +74,11 @@ class EventStore(Protocol):
         """Where the events are, for people (a file path or a URL without password)."""
 
     @property
+    def read_only(self) -> bool:
+        """True when the store can only be read (a read-only file, mount, role or URL):
+        ``append`` then raises ReadOnlyStoreError at once, and nothing else writes either."""
+
+    @property
     def database(self) -> Any:
         """The database the events live in (``lineage.adapters.database.Database``): the
         composition root opens the read models and positions on this same database."""
@@ -158,6 +163,10 @@ class ReadModelsPort(Protocol):
     query catches the projections up to the head of the log first. Results are plain dicts."""
 
     runner: Any  # the ProjectionRunner (status, rebuild, follow)
+
+    def catches_up(self) -> bool:
+        """Whether queries catch up first (False: current read models of a read-only store,
+        read as they are, whose ``runner`` cannot write)."""
 
     def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]: ...
 

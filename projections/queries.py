@@ -7,15 +7,15 @@ log (``ReadModels(catch_up=True)``), so a query right after a write sees it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select, text
 
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.lineageir import lineage_graph, nested
-from lineage.projections.run_queries import ids_with_prefix, run_rows, runs_query
+from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
 from lineage.projections.tables import (
     alias_history,
@@ -51,6 +51,10 @@ class ReadModels:
             if not isinstance(self._runner, ProjectionRunner):
                 self._runner = self._runner()
             return self._runner
+
+    def catches_up(self) -> bool:
+        """Whether a query first catches the read models up (so ``runner`` may write)."""
+        return self.auto_catch_up
 
     def close(self) -> None:
         """Release the database connections (the tracker calls this when it closes)."""
@@ -120,7 +124,8 @@ class ReadModels:
                   status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Registered artifacts, oldest first, filtered; ``as_of`` (a time or a position) gives
         the registry as it was then: only what was registered by then, with the status and
-        aliases it had then."""
+        aliases it had then. ``checksum`` is a digest or a unique prefix of one (at least 6 hex
+        digits): see ``digest_with_prefix``."""
         with self._conn() as conn:
             position = self._position(conn, as_of)
             query, status_then = _registry_query(position)
@@ -130,7 +135,7 @@ class ReadModels:
             if run is not None:
                 filters.append(artifacts.c.run_id == run)
             if checksum is not None:
-                filters.append(artifacts.c.checksum == checksum.split(":")[-1].lower())
+                filters += _checksum_filters(conn, checksum)
             if since is not None:
                 filters.append(artifacts.c.registered_at >= iso(normalise(since, "since")[0]))
             if until is not None:
@@ -143,8 +148,9 @@ class ReadModels:
             ids = [r.id for r in rows]
             holders = self._aliases_of(conn, ids, position)
             parents = _parents_of(conn, ids)
-            return [{**_artifact_row(r, holders.get(r.id, [])), "parents": parents.get(r.id, [])}
-                    for r in rows]
+            same = _same_content_of(conn, rows, position)
+            return [{**_artifact_row(r, holders.get(r.id, [])), "parents": parents.get(r.id, []),
+                     "same_content": same.get(r.id, [])} for r in rows]
 
     def artifact(self, artifact_id: str) -> dict[str, Any]:
         with self._conn() as conn:
@@ -154,6 +160,7 @@ class ReadModels:
                 raise ArtifactNotFoundError(artifact_id)
             found = _artifact_row(row, self._aliases_of(conn, [artifact_id], None).get(artifact_id, []))
             found["parents"] = _parents_of(conn, [artifact_id]).get(artifact_id, [])
+            found["same_content"] = _same_content_of(conn, [row], None).get(artifact_id, [])
             found["history"] = [dict(r._mapping) for r in conn.execute(
                 select(artifact_history).where(artifact_history.c.artifact_id == artifact_id)
                 .order_by(artifact_history.c.position))]
@@ -345,6 +352,35 @@ def _parents_of(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
     return found
 
 
+def _checksum_filters(conn: Connection, checksum: str) -> list[Any]:
+    """The digest (or unique prefix, ``digest_with_prefix``), under the algorithm when one
+    is given (``sha256:...``); a bare digest matches it under any algorithm."""
+    digest = digest_with_prefix(conn, checksum)  # None: no such digest
+    if digest is None:
+        return [false()]
+    algorithm = checksum.strip().lower().rpartition(":")[0]
+    found = [artifacts.c.checksum == digest]
+    return [*found, artifacts.c.checksum_algorithm == algorithm] if algorithm else found
+
+
+def _same_content_of(conn: Connection, rows: Sequence[Any],
+                     position: int | None) -> dict[str, list[str]]:
+    """For each row, the other artifacts (registered by ``position``) with the same checksum
+    algorithm and digest, oldest first: the same bytes under another id. One query."""
+    digests = {r.checksum for r in rows if r.checksum}
+    if not digests:
+        return {}
+    query = (select(artifacts.c.id, artifacts.c.checksum_algorithm, artifacts.c.checksum)
+             .where(artifacts.c.checksum.in_(digests)).order_by(artifacts.c.position))
+    if position is not None:
+        query = query.where(artifacts.c.position <= position)
+    holders: dict[tuple[str, str], list[str]] = {}
+    for held in conn.execute(query):
+        holders.setdefault((held.checksum_algorithm, held.checksum), []).append(held.id)
+    return {r.id: [other for other in holders.get((r.checksum_algorithm, r.checksum), [])
+                   if other != r.id] for r in rows if r.checksum}
+
+
 def _registry_query(position: int | None) -> tuple[Select[Any], Any]:
     """The registry (as of ``position``: with each artifact's changeable state then) and the
     expression of its status then."""
@@ -373,7 +409,6 @@ def _artifact_row(row: Any, alias_names: list[str]) -> dict[str, Any]:
         data.update(loads(state_then))
     data["aliases"] = sorted(alias_names)
     return data
-
 
 
 def _limit(limit: int) -> int:

@@ -8,11 +8,13 @@ handful of statements whatever their step counts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, select
 
+from lineage.errors import ValidationError
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.tables import artifacts, edges, spans, traces
 
@@ -79,6 +81,33 @@ def ids_with_prefix(conn: Connection, prefix: str, kind: str, limit: int) -> lis
             query = query.where(artifacts.c.type == "checkpoint")
         found += conn.execute(query.order_by(artifacts.c.id).limit(limit)).scalars().all()
     return found[:limit]
+
+
+MIN_DIGEST_PREFIX = 6
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def digest_with_prefix(conn: Connection, given: str) -> str | None:
+    """The one stored checksum that ``given`` (a digest, or a prefix of at least
+    MIN_DIGEST_PREFIX hex digits, optionally ``algorithm:``-prefixed) starts, or None when none
+    does. Raises ValidationError (field ``checksum``) for a prefix that is too short, not hex,
+    or shared by more than one stored digest."""
+    prefix = given.strip().rpartition(":")[2].lower()
+    if len(prefix) < MIN_DIGEST_PREFIX:
+        raise ValidationError("checksum", f"give at least {MIN_DIGEST_PREFIX} hex digits of the "
+                                          "digest", given)
+    if not _HEX.match(prefix):
+        raise ValidationError("checksum", "must be hex digits (sha256:... or a prefix of the "
+                                          "digest)", given)
+    found = conn.execute(select(artifacts.c.checksum).distinct()
+                         .where(_starts(conn, artifacts.c.checksum, prefix))
+                         .order_by(artifacts.c.checksum).limit(3)).scalars().all()
+    if len(found) > 1:
+        shown = ", ".join(digest[:16] + "..." for digest in found[:2])
+        raise ValidationError("checksum", f"{prefix!r} is the start of more than one digest "
+                                          f"({shown}{', ...' if len(found) > 2 else ''}); give "
+                                          "more digits", given)
+    return found[0] if found else None
 
 
 def _starts(conn: Connection, column: Any, prefix: str) -> Any:

@@ -218,8 +218,8 @@ class ProjectionRunner:
     @staticmethod
     def _warn(skipped: int, notifications: Sequence[Any]) -> None:
         if skipped:  # once per batch: each is quarantined once, and listed by project status
-            log.warning("read models skipped events they cannot apply (%d in all) in positions "
-                        "%d-%d; 'lineage project status' lists them", skipped,
+            log.warning("lineage: warning: read models skipped events they cannot apply (%d in "
+                        "all) in positions %d-%d; 'lineage project status' lists them", skipped,
                         notifications[0].id, notifications[-1].id)
 
     @contextmanager

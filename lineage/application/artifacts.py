@@ -32,11 +32,12 @@ class Location:
     checksum_algorithm: str | None
     checksum: str | None
 
-    def artifact_id(self, tenant_id: str) -> UUID:
-        """Content-addressed when the content is known, else named by the uri."""
-        if self.checksum_algorithm and self.checksum:
-            return ids.artifact_id_for_content(tenant_id, self.checksum_algorithm, self.checksum)
-        return ids.artifact_id_for_uri(tenant_id, self.uri)
+    def artifact_id(self, tenant_id: str, run_id: UUID | None, step: int | None) -> UUID:
+        """The id of the artifact at this location with this content, produced by ``run_id``
+        at ``step`` (see ``lineage.domain.ids.artifact_id``: never the content alone)."""
+        known = (self.checksum_algorithm, self.checksum) if (
+            self.checksum_algorithm and self.checksum) else None
+        return ids.artifact_id(tenant_id, self.uri, known, run_id, step)
 
 
 def sha256_file(path: Path) -> tuple[int, str]:
@@ -67,7 +68,7 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
                              or not 0 <= size <= validation.INT64_MAX):
         raise ValidationError("size", "must be a non-negative integer number of bytes that fits "
                                       "in 64 bits", size)
-    text = os.fspath(target)
+    text = os.fspath(target) if isinstance(target, (str, os.PathLike)) else None
     if not isinstance(text, str) or not text.strip():
         raise ValidationError(field, "must be a non-empty path or uri", target)
     scheme = urlparse(text).scheme.lower()
@@ -82,7 +83,11 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
             f"{', '.join(s + '://' for s in REMOTE_SCHEMES)}", text)
     else:
         path = Path(text)
-    return _locate_local(path.expanduser().resolve(), supplied, field)
+    try:
+        resolved = path.expanduser().resolve()
+    except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before 3.13)
+        raise ValidationError(field, f"cannot resolve the path {text!r} ({error})", text) from None
+    return _locate_local(resolved, supplied, field)
 
 
 def _locate_local(path: Path, supplied: tuple[str, str] | None, field: str) -> Location:

@@ -14,12 +14,17 @@ from lineage.errors import ValidationError
 
 
 def register_in(uow: UnitOfWork, artifact_id: UUID, fields: dict[str, Any]) -> UUID:
-    """Register unless it already exists (same content or uri): then it is a no-op.
+    """Register unless it already exists (same uri, content, run and step: the same id): then
+    it is a no-op, or ArtifactExistsError, storing nothing, when ``fields`` change one of its
+    details (``Artifact.require_registered_as``).
 
     A parent is pinned (retention keeps it) unless the new artifact is the next checkpoint of
     the parent's own run: what another run or a model derives from must not lose its bytes.
     """
-    if uow.find_artifact(artifact_id) is None:
+    existing = uow.find_artifact(artifact_id)
+    if existing is not None:
+        existing.require_registered_as(fields)
+    else:
         parents = [uow.artifact(parent) for parent in fields["parents"]]
         if fields["run_id"] is not None:
             uow.run(fields["run_id"])

@@ -88,6 +88,11 @@ class ReadAPI:
         ``text`` is not hex or matches several."""
         if kind not in ID_KINDS:
             raise ValidationError("kind", f"must be one of {', '.join(ID_KINDS)}", kind)
+        if isinstance(text, UUID):
+            return text
+        if not isinstance(text, str):
+            raise ValidationError("artifact" if kind == "any" else kind, "must be an id or an id "
+                                  f"prefix (a string), got {type(text).__name__}", text)
         given = text.strip().lower()
         try:
             return UUID(given)

@@ -77,7 +77,9 @@ class RecoveryResult:
     executor holds it), ``already_recovered``, ``finished`` (the run completed or was
     cancelled: nothing is written), ``no_failure`` (nothing to recover from),
     ``no_checkpoint`` (no candidate passed the checks), ``failed`` (a non-retryable error)
-    or ``exhausted`` (retryable errors until the attempts ran out)."""
+    or ``exhausted`` (retryable errors until the attempts ran out). ``message`` says what
+    happened; ``hint``, when not empty, what a Python caller may do next (the CLI prints its
+    own, in terms of its options)."""
 
     status: str
     run_id: UUID
@@ -88,6 +90,7 @@ class RecoveryResult:
     attempts: tuple[Attempt, ...] = ()
     rejected: tuple[Rejection, ...] = ()
     lost_steps: LostSteps | None = None
+    hint: str = ""
 
     @property
     def recovered(self) -> bool:
@@ -326,11 +329,11 @@ def _refusal(view: RunView) -> RecoveryResult | None:
                               f"recovering (attempt {view.recovery_attempts} in progress)")
     if view.status in NOT_RECOVERED:
         return RecoveryResult("finished", view.id, f"run {view.id} {view.status}: a finished "
-                              "run is not recovered (tracker.resume_run starts a new run from "
-                              "one of its checkpoints)")
+                              "run is not recovered", hint="tracker.resume_run starts a new run "
+                              "from one of its checkpoints")
     if view.failures == 0 and view.status != "failed":
-        return RecoveryResult("no_failure", view.id, f"run {view.id} has no failure recorded "
-                              "(record one first, e.g. run.record_failure(...))")
+        return RecoveryResult("no_failure", view.id, f"run {view.id} has no failure recorded",
+                              hint="record one first, e.g. run.record_failure(...)")
     return None
 
 

@@ -10,9 +10,11 @@ Order, so a crash at any point is safe:
    protected alias, a checkpoint another run resumed from or derived from), so the rule holds
    even against another writer;
 3. the bytes are deleted through the ``ArtifactStorage`` port and the outcome recorded
-   (``DeletionRecorded``). A crash between 2 and 3 leaves retired artifacts with no outcome;
-   ``repair`` (run once per tracker when a run with a retention policy starts) finds them and
-   deletes again: deletion is idempotent and a file already gone is an outcome, not an error.
+   (``DeletionRecorded``), unless another live artifact records the same bytes at the same uri
+   (two runs, or two steps, saving one file): then they are kept, outcome ``in_use``. A
+   crash between 2 and 3 leaves retired artifacts with no outcome; ``repair`` (run once per
+   tracker when a run with a retention policy starts) finds them and deletes again: deletion
+   is idempotent and a file already gone is an outcome, not an error.
 
 Steps 2 and 3 run on ``RetentionWorker``'s thread, never on the training thread, and never
 raise into it: failures are logged and kept in ``errors``.
@@ -39,12 +41,13 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Mapper
 
     from lineage.application.recording import Recorder
-    from lineage.ports import ArtifactStorage, EventStore
+    from lineage.ports import ArtifactStorage, EventStore, ReadModelsPort
 
 log = logging.getLogger(__name__)
 
 RETIRED_TOPIC = topic_of(Artifact.Retired)
 PAGE = 1000
+MAX_PAGE = 10_000  # the read models' largest page
 IDLE_EXIT_S = 30.0  # the worker thread ends after this long with nothing to do (restarts on use)
 
 
@@ -84,8 +87,9 @@ def plan_retention(policy: CheckpointPolicy, held: list[Held]) -> list[tuple[UUI
 def retire_outside_policy(uow: UnitOfWork, run_id: UUID, policy: CheckpointPolicy) -> list[Retirement]:
     """Command handler (writer thread): retire the run's checkpoints the policy does not keep.
 
-    Only checkpoints this run produced are considered (a content-addressed checkpoint another
-    run registered first is that run's to retire).
+    Only checkpoints this run produced are considered (a store written when artifact ids were
+    content-addressed may list another run's artifact among this run's checkpoints: that
+    run's to retire).
     """
     run = uow.run(run_id)
     held = []
@@ -105,6 +109,17 @@ def expected_bytes(artifact: Any) -> tuple[str, str] | None:
     if artifact.checksum_algorithm and artifact.checksum:
         return artifact.checksum_algorithm, artifact.checksum
     return None
+
+
+def live_holders(views: ReadModelsPort, retirement: Retirement) -> list[str]:
+    """Ids of the live artifacts that record ``retirement``'s bytes at its uri (the read
+    models, caught up first). Its bytes must stay while one does."""
+    if retirement.expected is None:
+        return []
+    algorithm, digest = retirement.expected
+    rows = views.artifacts(checksum=f"{algorithm}:{digest}", status="live", limit=MAX_PAGE)
+    return [row["id"] for row in rows
+            if row["uri"] == retirement.uri and row["id"] != str(retirement.artifact_id)]
 
 
 def record_deletion_in(uow: UnitOfWork, artifact_id: UUID, deletion: Deletion) -> None:
@@ -156,12 +171,16 @@ class RetentionWorker:
     """
 
     def __init__(self, recorder: Recorder, storage: ArtifactStorage,
-                 unfinished: Callable[[], Iterable[Retirement]]) -> None:
+                 unfinished: Callable[[], Iterable[Retirement]],
+                 holders: Callable[[Retirement], list[str]]) -> None:
         """``unfinished`` finds the retirements whose deletion a crash interrupted
-        (``unfinished_deletions`` on the tracker's store, wired by the composition root)."""
+        (``unfinished_deletions`` on the tracker's store), ``holders`` the live artifacts that
+        still hold a retirement's bytes (``live_holders`` on the tracker's read models); both
+        wired by the composition root."""
         self.recorder = recorder
         self.storage = storage
         self._unfinished = unfinished
+        self._holders = holders
         self.deletions: list[tuple[UUID, Deletion]] = []
         self._jobs = JobQueue("lineage-retention", label="lineage retention",
                               idle_exit_s=IDLE_EXIT_S, log=log)
@@ -202,8 +221,11 @@ class RetentionWorker:
 
     def delete(self, retirement: Retirement) -> Deletion:
         try:
-            deletion = self.storage.delete(retirement.uri, retirement.expected)
-        except Exception as error:  # an adapter broke its contract: still an outcome
+            holders = self._holders(retirement)
+            deletion = (Deletion("in_use", f"{retirement.uri} kept: live artifact(s) "
+                                           f"{', '.join(holders)} record the same bytes there")
+                        if holders else self.storage.delete(retirement.uri, retirement.expected))
+        except Exception as error:  # a broken adapter or query: still an outcome, retried
             deletion = Deletion("failed", f"{type(error).__name__}: {error}")
         self._submit(f"deletion of {retirement.artifact_id}",
                      lambda uow: record_deletion_in(uow, retirement.artifact_id, deletion))

@@ -141,6 +141,9 @@ class RunHandle:
                         occurred_at: Any = None) -> ArtifactRef:
         """Register a checkpoint this run saved (hashed now when local) and record the save.
 
+        The checkpoint is this run's own artifact (its id: the uri, the content, this run and
+        ``step``), even when another run saved the same bytes; saving it again is a no-op, or
+        ArtifactExistsError from ``.wait()`` when other details (format, metadata...) differ.
         The checkpoint derives from the run's previous checkpoint unless ``parents`` is given.
         The run-scoped alias ``latest`` moves to it. ``format`` defaults to the policy's. Once
         the save is committed, retention (a policy ``keep_last``) runs on a background thread
@@ -153,10 +156,11 @@ class RunHandle:
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
         meta = validation.json_object(metadata, "metadata")
         location = locate(path, checksum=checksum, field="path")
-        artifact_id = location.artifact_id(self.recorder.origin.tenant_id)
+        # this run's own checkpoint, whoever else saved the same bytes (a retry: the same id)
+        artifact_id = location.artifact_id(self.recorder.origin.tenant_id, self.id, step)
         previous = self._last_checkpoint
         parent_ids = ([id_of(p, "parents") for p in parents] if parents is not None
-                      else [previous] if previous is not None else [])
+                      else [previous] if previous not in (None, artifact_id) else [])
         fields = {"type": "checkpoint", "name": None, "format": format, "run_id": self.id,
                   "step": step, "parents": parent_ids, "includes_optimizer": includes_optimizer,
                   "metadata": meta, "uri": location.uri, "size": location.size,

@@ -156,24 +156,28 @@ class TrackerService(ReadAPI):
                           wait: bool = True) -> ArtifactRef:
         """Register a checkpoint, model, dataset or log. Local files are sized and hashed now.
 
-        The id is deterministic (content digest, else uri), so registering the same thing twice
-        returns the same artifact and stores nothing new.
+        The id is derived from the uri, the content (when known) and the producing ``run`` and
+        ``step`` (never from the content alone), so registering the same thing twice returns
+        the same artifact and stores nothing new; registering it again with another type, name,
+        format, metadata, size or ``includes_optimizer`` raises ArtifactExistsError, storing
+        nothing. The same bytes elsewhere are another artifact: ``artifacts(checksum=...)``.
         """
         kind = validation.choice(type, "type", validation.ARTIFACT_TYPES)
         step = validation.optional_step(step, "step")
         if format is not None and kind == "checkpoint":
             format = validation.choice(format, "format", validation.CHECKPOINT_FORMATS)
+        run_id = None if run is None else id_of(run, "run")
         fields = {
             "type": kind, "name": validation.optional_text(name, "name"),
             "format": validation.optional_text(format, "format", max_length=64),
-            "run_id": None if run is None else id_of(run, "run"),
+            "run_id": run_id,
             "step": step,
             "parents": [id_of(parent, "parents") for parent in parents],
             "includes_optimizer": includes_optimizer,
             "metadata": validation.json_object(metadata, "metadata"),
         }
         location = locate(target, checksum=checksum, size=size)
-        artifact_id = location.artifact_id(self.tenant_id)
+        artifact_id = location.artifact_id(self.tenant_id, run_id, step)
         fields.update(uri=location.uri, size=location.size, checksum=location.checksum,
                       checksum_algorithm=location.checksum_algorithm)
         envelope = self.envelope(event_id, occurred_at)

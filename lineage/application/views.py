@@ -74,6 +74,7 @@ class ArtifactView:
     pins: dict[str, str] = field(default_factory=dict)  # why retention keeps it
     deletion: str | None = None  # outcome of deleting a retired artifact's bytes
     last_verified_ok: bool | None = None
+    same_content: list[UUID] = field(default_factory=list)  # other artifacts with these bytes
 
 
 def run_view(row: dict[str, Any]) -> RunView:
@@ -110,6 +111,7 @@ def artifact_view(row: dict[str, Any]) -> ArtifactView:
         registered_at=_time(row["registered_at"]), metadata=row["metadata"],
         includes_optimizer=row["includes_optimizer"], aliases=row["aliases"],
         pins=dict(row["pins"]), deletion=row["deletion"], last_verified_ok=row["verified"],
+        same_content=[UUID(other) for other in row.get("same_content", [])],
     )
 
 

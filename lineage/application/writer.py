@@ -40,7 +40,13 @@ from lineage.application.step_log import StepLog, StepRecord, StoredStep
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.codec.steps import envelope_tail
 from lineage.domain.envelope import Envelope, Origin
-from lineage.errors import ConflictError, LineageError, StoreError, WriterError
+from lineage.errors import (
+    ConflictError,
+    LineageError,
+    ReadOnlyStoreError,
+    StoreError,
+    WriterError,
+)
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
 
 log = logging.getLogger(__name__)
@@ -104,18 +110,25 @@ class Writer:
         self._lost_since_flush = 0
         self._unseen: dict[Future[Any], BaseException] = {}  # refusals not waited on yet
         self._unseen_lock = threading.Lock()
+        # A read-only store refuses every write in the caller's thread, at once.
+        self._read_only = bool(getattr(store, "read_only", False))
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._thread.start()
 
     # -- producer side (any thread) ------------------------------------------------------------
 
     def put_step(self, record: StepRecord) -> None:
-        """Queue one validated step. Blocks only while the queue is full."""
+        """Queue one validated step. Blocks only while the queue is full. Raises
+        ReadOnlyStoreError at once when the store can only be read."""
+        if self._read_only:
+            self._refuse_read_only()
         if len(self._queue) >= self.max_queue:
             self._wait_for_space()
         self._queue.append(record)
 
     def submit(self, command: Command) -> Future[Any]:
+        if self._read_only:
+            self._refuse_read_only()
         if self._closing:
             raise WriterError([RuntimeError("the tracker is closed")], 1)
         if len(self._queue) >= self.max_queue:
@@ -123,6 +136,10 @@ class Writer:
         self._queue.append(command)
         self._wake.set()
         return command.future
+
+    def _refuse_read_only(self) -> None:
+        reason = getattr(self.store, "read_only_reason", "opened read-only")
+        raise ReadOnlyStoreError(self.store.location, f"{reason}; nothing can be recorded")
 
     def expedite(self) -> None:
         """Commit what is queued now rather than waiting for the batch interval."""
@@ -327,6 +344,8 @@ class Writer:
             try:
                 self.store.append(uow.stored, uow.hex_ids)
                 return
+            except ReadOnlyStoreError:
+                raise  # waiting will not make it writable
             except StoreError:
                 if time.monotonic() + delay > deadline:
                     raise

@@ -11,14 +11,22 @@ the context's ``meta`` (shared by a context and its children) and handed to the 
 Exit codes: 0 success, 1 an error of ours (``LineageError``, or a file problem: one
 ``lineage: error: ...`` line on stderr), 2 a usage error (click), 130 interrupted. A handler
 may return 1 itself (``recover`` does, when nothing was recovered).
+
+Library errors (sqlite3, psycopg, SQLAlchemy) reach the CLI already translated into StoreError
+by the adapters (``lineage.adapters.errors``); the CLI does not catch them by name. Anything
+else that escapes a command is a bug: as a last resort it is still one line and exit 1, with
+"(run with LINEAGE_DEBUG=1 for the traceback)"; ``LINEAGE_DEBUG=1`` prints the traceback of
+any error before its line.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +34,14 @@ from typing import Any
 import click
 from rich.console import Console
 
+from lineage.api import Tracker
 from lineage.cli import format as fmt
 from lineage.errors import LineageError
 
 PROG = "lineage"
 PIPE_WIDTH = 200  # when stdout is not a terminal (and COLUMNS is unset): don't fold tables
 HELP_OPTIONS = ["-h", "--help"]
+DEBUG_ENV = "LINEAGE_DEBUG"  # set (not 0): print the traceback of an error before its line
 _DB, _JSON = "lineage.db", "lineage.json"  # keys in click's Context.meta
 
 Handler = Callable[..., int]
@@ -173,17 +183,41 @@ def entrypoint(handler: Handler) -> Callable[..., int]:
             _silence_stdout()  # the reader went away (| head): not an error worth a message
             return 1
         except (LineageError, OSError) as error:
+            debug_traceback()
             fail(str(error) or type(error).__name__)
             return 1
         except KeyboardInterrupt:
             fail("interrupted")
             return 130
+        except (click.ClickException, click.Abort):
+            raise  # usage errors: ``lineage.cli.main.main`` reports them (exit 2)
+        except Exception as error:  # the last resort (see the module's docstring): one line
+            return unexpected(error)
 
     return run
 
 
+def unexpected(error: Exception) -> int:
+    """Report an error that is not ours (a bug): one line naming it, and exit code 1."""
+    debug_traceback()
+    fail(f"unexpected {type(error).__name__}: {error} (run with {DEBUG_ENV}=1 for the traceback)")
+    return 1
+
+
+def debug_traceback() -> None:
+    """The traceback of the error being handled, on stderr, when LINEAGE_DEBUG is set."""
+    if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+        traceback.print_exc()
+
+
 # -- helpers for handlers ------------------------------------------------------------------------
 
+
+def reader(cli: Invocation) -> Tracker:
+    """A tracker on the existing store, for a command that records nothing: it never starts
+    the background OTLP exporter, so OTLP settings (even malformed ones) do not concern it.
+    Raises StoreError when there is no store there."""
+    return Tracker(cli.db, create=False, export_otlp=False)
 
 
 def make_console() -> Console:
@@ -196,6 +230,12 @@ def make_console() -> Console:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(fmt.dumps(value) + "\n")
+
+
+def print_json_line(value: Any) -> None:
+    """One JSON document on one line (JSON Lines: for a stream of documents), flushed."""
+    sys.stdout.write(json.dumps(fmt.jsonable(value), allow_nan=False, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str) -> None:

@@ -74,7 +74,7 @@ def _otlp(cli: Invocation, from_start: bool, run: str | None, follow: bool, dry_
     quiet = dry_run or cli.json
     try:
         if run:
-            with Tracker(_database(cli), create=False) as tracker:
+            with Tracker(_database(cli), create=False, export_otlp=False) as tracker:
                 run_id = tracker.resolve(run, "run")
             runner.export_run(run_id)
         else:

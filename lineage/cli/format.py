@@ -143,6 +143,12 @@ def when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def exact(moment: datetime | None) -> str:
+    """A time as ``--json`` prints it (ISO 8601, microseconds, offset): for a single record,
+    whose times people paste into ``--since``, ``--until`` or ``--as-of``."""
+    return "" if moment is None else str(jsonable(moment))
+
+
 def number(value: Any) -> str:
     if isinstance(value, float):
         return "NaN" if math.isnan(value) else _NON_FINITE.get(value, f"{value:.4g}")
@@ -313,12 +319,13 @@ def artifact_summary(view: ArtifactView) -> Table:
         ("optimizer state", "" if view.includes_optimizer is None
          else "yes" if view.includes_optimizer else "no"),
         ("parents", ", ".join(str(p) for p in view.parents)),
+        ("same bytes as", ", ".join(str(other) for other in view.same_content)),
         ("aliases", " ".join(view.aliases)),
         ("kept because", "; ".join(view.pins.values())),
         ("bytes", view.deletion or ""),
         ("verified", "" if view.last_verified_ok is None
          else "checksum ok" if view.last_verified_ok else "CHECKSUM MISMATCH"),
-        ("registered (UTC)", when(view.registered_at)),
+        ("registered", exact(view.registered_at)),
         ("metadata", _compact(view.metadata) if view.metadata else ""),
     ]
     return summary_grid(rows)

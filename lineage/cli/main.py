@@ -39,7 +39,10 @@ from lineage.cli.base import (
     group,
     json_option,
     print_json,
+    reader,
+    unexpected,
 )
+from lineage.errors import ValidationError
 
 # Modules adding commands: each has ``register(root: click.Group)`` and builds its commands with
 # ``command``, ``group``, ``json_option`` and ``resolve`` from ``lineage.cli.base``.
@@ -71,7 +74,7 @@ def _demo(cli: Invocation, directory: Path, steps: int) -> int:
 @click.option("--all", "every", is_flag=True, help="show every run")
 @json_option
 def _runs(cli: Invocation, status: str | None, limit: int, every: bool) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
         total = tracker.run_count(status)
         views = tracker.runs(status=status, newest=None if every else limit)
     if cli.json:
@@ -93,7 +96,7 @@ def _runs(cli: Invocation, status: str | None, limit: int, every: bool) -> int:
               help="show the first and last N step events (default: 5)")
 @json_option
 def _run_show(cli: Invocation, run: str, steps: int) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
         run_id = tracker.resolve(run, "run")
         view = tracker.run(run_id)
         history = tracker.run_history(run_id, steps=steps)
@@ -123,11 +126,14 @@ def _elided(tracker: Tracker, run_id: Any, total: int, keep: int) -> fmt.Elided 
 @click.option("--type", "type_", type=click.Choice(ARTIFACT_TYPES), help="only artifacts of this type")
 @click.option("--run", metavar="RUN", help="only those a run produced (id/prefix)")
 @click.option("--alias", help="only those an alias (latest, best, ...) points to")
-@click.option("--checksum", help="only those with this digest (sha256:... or hex)")
-@click.option("--since", metavar="TIME", help="registered at or after (ISO 8601)")
-@click.option("--until", metavar="TIME", help="registered at or before (ISO 8601)")
-@click.option("--as-of", metavar="TIME|POSITION",
-              help="the registry as it was then (a time, or a log position)")
+@click.option("--checksum", metavar="DIGEST", help="only those with this digest, or a unique "
+              "prefix of at least 6 hex digits (sha256: optional)")
+@click.option("--since", metavar="TIME", help="registered at or after (ISO 8601 or epoch seconds)")
+@click.option("--until", metavar="TIME", help="registered at or before (ISO 8601 or epoch seconds)")
+@click.option("--as-of", metavar="TIME|@POSITION",
+              help="the registry as it was then: a time (ISO 8601 such as 2026-11-20T12:00Z, "
+                   "or epoch seconds: a number from 1000000000 up) or a log position (@N, or a "
+                   "whole number below 1000000000)")
 @click.option("--status", type=click.Choice(("live", "retired", "expired")))
 @click.option("--limit", type=click.IntRange(min=1), default=100)
 @click.option("--offset", type=click.IntRange(min=0), default=0)
@@ -135,13 +141,14 @@ def _elided(tracker: Tracker, run_id: Any, total: int, keep: int) -> fmt.Elided 
 def _artifacts(cli: Invocation, type_: str | None, run: str | None, alias: str | None,
                checksum: str | None, since: str | None, until: str | None, as_of: str | None,
                status: str | None, limit: int, offset: int) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+    moment = _position_or_time(as_of)
+    with reader(cli) as tracker:
         run_id = None
         if run is not None:
             run_id = tracker.resolve(run, "run")
             tracker.run(run_id)  # an unknown run is an error, not an empty list
         views = tracker.artifacts(type=type_, run=run_id, alias=alias, checksum=checksum,
-                                  since=since, until=until, as_of=_position_or_time(as_of),
+                                  since=since, until=until, as_of=moment,
                                   status=status, limit=limit, offset=offset)
     if cli.json:
         print_json(views)
@@ -152,16 +159,38 @@ def _artifacts(cli: Invocation, type_: str | None, run: str | None, alias: str |
     return 0
 
 
+EPOCH_FROM = 1_000_000_000  # 2001-09-09 in epoch seconds; log positions stay far below it
+
+
 def _position_or_time(as_of: str | None) -> Any:
-    """``--as-of``: digits are a log position, anything else a time (the Tracker parses it)."""
-    return int(as_of) if as_of is not None and as_of.isdigit() else as_of
+    """``--as-of``, by one rule: ``@N`` is log position N, and so is a bare whole number below
+    EPOCH_FROM; a number from EPOCH_FROM up is an epoch time (seconds, or ms/us/ns by
+    magnitude) and anything else an ISO 8601 time (the Tracker parses times and names
+    ``as_of`` when it cannot). Returns an int for a position, the text for a time."""
+    if as_of is None:
+        return None
+    text = as_of.strip()
+    if text.startswith("@"):
+        if not text[1:].isdigit():
+            raise ValidationError("--as-of", "@ must be followed by a log position (digits)", as_of)
+        return int(text[1:])
+    try:
+        number = float(text)
+    except ValueError:
+        return text  # an ISO 8601 time
+    if text.isdigit() and number < EPOCH_FROM:
+        return int(text)
+    if number < EPOCH_FROM:
+        raise ValidationError("--as-of", f"must be a log position (a whole number, or @N) or "
+                                         f"epoch seconds (at least {EPOCH_FROM})", as_of)
+    return text
 
 
 @command("show", "one artifact in full", "ARTIFACT: artifact id, or a unique prefix.")
 @click.argument("artifact", metavar="ARTIFACT")
 @json_option
 def _artifact_show(cli: Invocation, artifact: str) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
         view = tracker.artifact(tracker.resolve(artifact, "artifact"))
     if cli.json:
         print_json(view)
@@ -207,4 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as exit_:  # shell completion (_LINEAGE_COMPLETE) ends with sys.exit
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    except Exception as error:  # the last resort, outside any command (lineage.cli.base)
+        return unexpected(error)
     return code if isinstance(code, int) else 0

@@ -21,7 +21,16 @@ from rich.table import Table
 
 from lineage.api import Tracker
 from lineage.cli import graph as cli_graph
-from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json
+from lineage.cli.base import (
+    Invocation,
+    command,
+    exclusive,
+    group,
+    json_option,
+    print_json,
+    reader,
+)
+from lineage.errors import ReadOnlyStoreError
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
 QUARANTINE_SHOWN = 20  # skipped events listed per read model by `project status`
@@ -37,14 +46,16 @@ def register(root: click.Group) -> None:
 
 @command("trace", "a run as a tree of spans (LineageIR)", "RUN: run id, or a unique prefix of one.")
 @click.argument("run", metavar="RUN")
-@click.option("--format", "shape", type=click.Choice(("lineageir", "nested")), default="lineageir",
-              help="JSON shape with --json: LineageIR graph (default) or nested")
+@click.option("--format", "shape", type=click.Choice(("lineageir", "nested")),
+              help="the JSON shape (needs --json): LineageIR graph (default) or nested")
 @json_option
-def _trace(cli: Invocation, run: str, shape: str) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+def _trace(cli: Invocation, run: str, shape: str | None) -> int:
+    if shape is not None and not cli.json:  # the tree for people has one shape
+        raise click.UsageError(f"--format {shape} needs --json", click.get_current_context())
+    with reader(cli) as tracker:
         catch_up(tracker, cli.console)
         run_id = tracker.resolve(run, "run")
-        graph = tracker.trace(run_id, format=shape if cli.json else "lineageir")
+        graph = tracker.trace(run_id, format=shape or "lineageir")
     if cli.json:
         print_json(graph)
     else:
@@ -67,7 +78,7 @@ def _lineage(cli: Invocation, node: str, up: bool, down: bool, both: bool, depth
              shape: str) -> int:
     exclusive({"--up": up, "--down": down, "--both": both})
     direction = "down" if down else "both" if both else "up"
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
         catch_up(tracker, cli.console)
         node_id = tracker.resolve(node, "any")
         graph = tracker.lineage(node_id, direction=direction, depth=depth)
@@ -96,7 +107,7 @@ def _lineage(cli: Invocation, node: str, up: bool, down: bool, both: bool, depth
 @json_option
 def _audit(cli: Invocation, subject: str | None, actor: str | None, kind: str | None,
            since: str | None, until: str | None, steps: bool, after: int, limit: int) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
         catch_up(tracker, cli.console)
         subject_id = None
         if subject is not None:
@@ -126,7 +137,7 @@ def _project_status(cli: Invocation) -> int:
 
 
 def _show_status(cli: Invocation) -> int:
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
         runner = tracker.views.runner
         statuses, skipped = runner.status(), runner.quarantined()
     if cli.json:
@@ -163,11 +174,13 @@ def _quarantine_entry(row: dict[str, Any]) -> dict[str, Any]:
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
     console = cli.console
-    with Tracker(cli.db, create=False) as tracker, _progress(console) as progress:
+    with reader(cli) as tracker:
+        _refuse_read_only(tracker, "rebuilt")
         runner = tracker.views.runner
-        task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
-        applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
-            task, completed=at, total=head))
+        with _progress(console) as progress:
+            task = progress.add_task("rebuilding", total=tracker.store.max_position() or 1)
+            applied = runner.rebuild(list(names), progress=lambda at, head: progress.update(
+                task, completed=at, total=head))
     console.print(f"rebuilt {', '.join(names) or 'all read models'}: {applied} events")
     return 0
 
@@ -176,7 +189,8 @@ def _project_rebuild(cli: Invocation, names: tuple[str, ...]) -> int:
 @click.option("--poll", type=float, default=0.5, metavar="SECONDS")
 def _project_follow(cli: Invocation, poll: float) -> int:
     stop = threading.Event()
-    with Tracker(cli.db, create=False) as tracker:
+    with reader(cli) as tracker:
+        _refuse_read_only(tracker, "followed")
         runner = tracker.views.runner
         cli.console.print(f"following {tracker.location} (Ctrl-C to stop)")
         def report(applied: int) -> None:
@@ -191,6 +205,12 @@ def _project_follow(cli: Invocation, poll: float) -> int:
     return 0
 
 
+def _refuse_read_only(tracker: Tracker, what: str) -> None:
+    """Read models of a read-only store cannot be written: refuse before building any."""
+    if tracker.store.read_only:
+        raise ReadOnlyStoreError(tracker.location, f"its read models cannot be {what}")
+
+
 for _action in (_project_status, _project_rebuild, _project_follow):
     _project.add_command(_action)
 
@@ -198,6 +218,8 @@ for _action in (_project_status, _project_rebuild, _project_follow):
 def catch_up(tracker: Tracker, console: Console, *, threshold: int = 20_000) -> None:
     """Bring the read models to the head before a query, with a progress bar (on stderr) when
     the backlog is long enough for someone to wonder what is happening."""
+    if not tracker.views.catches_up():  # current read models of a read-only store
+        return
     runner = tracker.views.runner
     lag = max((status.lag for status in runner.status()), default=0)
     if lag < threshold:

@@ -42,6 +42,7 @@ from lineage.cli.base import (
     exclusive,
     json_option,
     print_json,
+    print_json_line,
 )
 from lineage.errors import LineageError
 
@@ -170,19 +171,18 @@ def _monitor(cli: Invocation, interval: float, stale_after: float, once: bool, p
 
 
 def _reporter(cli: Invocation) -> Callable[[list[MonitorAction], list[PollFailure]], None]:
-    """Print each poll's actions and errors, as JSON lines with ``--json``."""
+    """Print each poll's actions and errors; with ``--json`` one line per poll, also when it
+    found nothing: ``{"actions": [...], "errors": [...]}``."""
     def report(actions: list[MonitorAction], errors: list[PollFailure]) -> None:
+        if cli.json:
+            print_json_line({"actions": [action_json(action) for action in actions],
+                             "errors": errors})
+            return
         for action in actions:
-            if cli.json:
-                print_json(action_json(action))
-            else:
-                cli.console.print(action_text(action))
+            cli.console.print(action_text(action))
         for error in errors:
-            if cli.json:
-                print_json({"poll_error": error})
-            else:
-                cli.console.print(Text(f"poll of {error.source} failed: {error.error_type}: "
-                                       f"{error.message}", style="red"))
+            cli.console.print(Text(f"poll of {error.source} failed: {error.error_type}: "
+                                   f"{error.message}", style="red"))
 
     return report
 
@@ -236,8 +236,13 @@ class CommandResume:
 # -- output --------------------------------------------------------------------------------------
 
 
+# What to do next, in terms of this command line (RecoveryResult.hint speaks Python).
+CLI_HINTS = {"no_failure": "record one first: lineage recover RUN --reason TEXT"}
+
+
 def result_json(result: RecoveryResult) -> dict[str, Any]:
     return {"status": result.status, "run_id": result.run_id, "message": result.message,
+            "hint": CLI_HINTS.get(result.status),
             "new_run_id": None if result.new_run is None else result.new_run.id,
             "checkpoint": result.checkpoint, "optimizer_restored": result.optimizer_restored,
             "lost_steps": result.lost_steps, "attempts": list(result.attempts),
@@ -248,6 +253,8 @@ def result_text(result: RecoveryResult) -> Text:
     style = "green" if result.recovered else "red"
     text = Text.assemble((f"{result.status}: ", f"bold {style}"), f"run {result.run_id}: ",
                          result.message)
+    if result.status in CLI_HINTS:
+        text.append(f" ({CLI_HINTS[result.status]})")
     for rejection in result.rejected:
         text.append(f"\n  rejected step {rejection.step}: {rejection.reason}", style="yellow")
     if result.lost_steps is not None:

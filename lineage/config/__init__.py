@@ -52,8 +52,8 @@ def _setting(name: str, env: str, default: Callable[[], Any], parse: Callable[[s
 
 SETTINGS = (
     _setting("database_url", "LINEAGE_DATABASE_URL", lambda: "sqlite:///lineage.db", str,
-             "SQLAlchemy URL of the event store: sqlite:///path.db (default ./lineage.db) or "
-            "postgresql+psycopg://user@host:5432/db[?schema=name]"),
+             "SQLAlchemy URL of the event store: sqlite:///path.db (default ./lineage.db; "
+            "?mode=ro to open it read-only) or postgresql+psycopg://user@host:5432/db[?schema=name]"),
     _setting("tenant_id", "LINEAGE_TENANT", lambda: "default", str,
              "tenant recorded on every event"),
     _setting("actor", "LINEAGE_ACTOR", _default_actor, str,
@@ -68,6 +68,9 @@ SETTINGS = (
              "longest the writer waits to fill a batch, in seconds"),
     _setting("retry_for_s", "LINEAGE_RETRY_FOR_S", lambda: 30.0, _positive_float,
              "how long the writer retries an unavailable store before reporting the loss"),
+    _setting("lock_timeout_s", "LINEAGE_LOCK_TIMEOUT_S", lambda: 30.0, _positive_float,
+             "how long a SQLite reader or writer waits for another process's lock before "
+             "failing with \"database is locked\", in seconds"),
     _setting("heartbeat_interval_s", "LINEAGE_HEARTBEAT_INTERVAL_S", lambda: 30.0, _positive_float,
              "how often an idle open run writes a heartbeat, in seconds (a monitor treats a run "
             "with no event for several intervals as crashed)"),
@@ -84,6 +87,7 @@ class Settings:
     batch_size: int
     batch_interval_s: float
     retry_for_s: float
+    lock_timeout_s: float
     heartbeat_interval_s: float
 
     @classmethod

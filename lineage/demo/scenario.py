@@ -285,13 +285,14 @@ def run_demo(database_url: str | None, directory: Path, steps: int = 300,
     """Run the scenario; record into ``database_url`` (None: LINEAGE_DATABASE_URL, else
     ./lineage.db) and write files under ``directory``. Prints progress to ``console`` (a
     rich Console) when given; silent otherwise (``lineage.demo.run_and_report`` adds the
-    summary). Blocks until everything is committed."""
+    summary). Blocks until everything is committed. A database that cannot be opened raises
+    StoreError (or ConfigurationError) before any file is written."""
     if steps < MIN_STEPS:
         raise ValueError(f"the demo needs at least {MIN_STEPS} steps, got {steps}")
     directory = Path(directory).expanduser().resolve()
     data = make_data()
-    train_file, val_file, base_file = write_inputs(directory, data)
-    with lineage.Tracker(database_url) as tracker:
+    with lineage.Tracker(database_url) as tracker:  # a bad database fails before any file
+        train_file, val_file, base_file = write_inputs(directory, data)
         train_ref, val_ref, base_ref = register_inputs(tracker, train_file, val_file, base_file)
         trainer, fail_at = Trainer(data), failure_step(steps)
         job = job_spec(steps, [train_ref, val_ref])

@@ -10,6 +10,7 @@ retirement and is recorded by ``DeletionRecorded`` with its outcome.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,10 +18,15 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from lineage.domain.envelope import Envelope, EnvelopedEvent
-from lineage.errors import ArtifactRetiredError, InvariantError
+from lineage.errors import ArtifactExistsError, ArtifactRetiredError, InvariantError
 
-# Outcomes of deleting a retired artifact's bytes. "failed" is retried by the next repair.
-DELETION_OUTCOMES = ("deleted", "already_gone", "remote", "content_changed", "failed")
+# Outcomes of deleting a retired artifact's bytes. "failed" is retried by the next repair;
+# "in_use": kept, because a live artifact records the same bytes at the same uri.
+DELETION_OUTCOMES = ("deleted", "already_gone", "remote", "content_changed", "in_use", "failed")
+
+# What a second registration of the same artifact may state again but not change (uri,
+# checksum, run and step make the id, so they cannot differ).
+RESTATED = ("type", "name", "format", "step", "includes_optimizer", "size", "metadata")
 
 
 class Artifact(Aggregate):
@@ -114,6 +120,18 @@ class Artifact(Aggregate):
         return cls._create(cls.Registered, id=artifact_id, timestamp=timestamp, **fields,
                            **envelope.fields())
 
+    def require_registered_as(self, fields: dict[str, Any]) -> None:
+        """Raise ArtifactExistsError when ``fields`` (a registration of this same artifact)
+        give another value for one of ``RESTATED``; a field left out (None, or no metadata)
+        is not compared. Parents given again are not compared either: the lineage recorded
+        at the first registration stands."""
+        for name in RESTATED:
+            given, stored = fields.get(name), getattr(self, name)
+            if given is None or (name == "metadata" and not given):
+                continue
+            if _canonical(given) != _canonical(stored):
+                raise ArtifactExistsError(self.id, self.uri, name, stored, given)
+
     @property
     def live(self) -> bool:
         return self.status == "live"
@@ -170,3 +188,8 @@ class Artifact(Aggregate):
             return
         self.trigger_event(self.DeletionRecorded, outcome=outcome, detail=detail,
                            timestamp=timestamp, **envelope.fields())
+
+
+def _canonical(value: Any) -> str:
+    """A value as comparable text (NaN equals NaN; key order does not matter)."""
+    return json.dumps(value, sort_keys=True, allow_nan=True, default=str)

@@ -263,7 +263,7 @@ def test_an_ambiguous_or_malformed_prefix_is_refused(
 @pytest.mark.parametrize("url, message", [
     ("notascheme://host/db", "unsupported database"),
     ("/tmp/surely-no-lineage-database-here.db", "no lineage database at"),
-    ("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", "could not open"),
+    ("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", "connection refused by 127.0.0.1:1"),
     ("http://[::1", "is not a database URL"),
     ("sqlite://", "SQLite needs a file"),
     ("/no/such/directory/x.db", "no lineage database at"),

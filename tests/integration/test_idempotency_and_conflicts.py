@@ -89,28 +89,6 @@ def test_a_retried_write_with_the_same_event_id_stores_nothing(
     assert_contiguous(again, run.id)
 
 
-def test_registering_the_same_content_twice_is_one_artifact(
-        durable_url: str, make_tracker: MakeTracker, tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "model.bin").write_bytes(b"same content")
-    (tmp_path / "b" / "model.bin").write_bytes(b"same content")
-    tracker = make_tracker(durable_url)
-
-    first = tracker.register_artifact(tmp_path / "a" / "model.bin", type="model")
-    second = tracker.register_artifact(tmp_path / "a" / "model.bin", type="model")
-    copy = tracker.register_artifact(tmp_path / "b" / "model.bin", type="model")
-    tracker.close()
-
-    assert first.id == second.id == copy.id
-    reopened = make_tracker(durable_url)
-    assert reopened.register_artifact(tmp_path / "b" / "model.bin", type="model").id == first.id
-    reopened.flush()
-    assert [a.id for a in reopened.artifacts()] == [first.id]
-    assert registered(reopened, first.id) == 1
-    assert_contiguous(reopened, first.id)
-
-
 def test_a_write_retried_before_the_first_is_committed_is_stored_once(
         durable_url: str, make_tracker: MakeTracker) -> None:
     tracker = make_tracker(durable_url, batch_interval_s=600)  # commits only when asked

@@ -212,7 +212,7 @@ def test_the_monitor_command_recovers_a_corrupted_run_once(
     code = main(["--db", db, "monitor", "--once", "--json"])
 
     assert code == 0
-    action = json.loads(capsys.readouterr().out)
+    [action] = json.loads(capsys.readouterr().out)["actions"]
     assert action["signal"]["run_id"] == str(run.id) and action["error"] is None
     assert action["result"]["status"] == "recovered"
     assert main(["--db", db, "monitor", "--once"]) == 0

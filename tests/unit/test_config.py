@@ -32,6 +32,7 @@ def test_database_url_precedence(explicit: dict, environ: dict, expected: str) -
         ("batch_size", "LINEAGE_BATCH_SIZE", "250", 250),
         ("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", "0.01", 0.01),
         ("retry_for_s", "LINEAGE_RETRY_FOR_S", "3", 3.0),
+        ("lock_timeout_s", "LINEAGE_LOCK_TIMEOUT_S", "0.25", 0.25),
         ("heartbeat_interval_s", "LINEAGE_HEARTBEAT_INTERVAL_S", "0.5", 0.5),
     ],
 )

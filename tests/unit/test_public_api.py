@@ -6,7 +6,7 @@ PINNED = [
     "ArtifactNotFoundError", "ArtifactRef", "ArtifactRetiredError", "ArtifactView",
     "CheckpointPolicy", "ChecksumMismatchError", "ConfigurationError", "ConflictError",
     "InvariantError", "LineageError", "LocalRunStatusSource", "NotFoundError", "Pending",
-    "RecoveryMonitor", "RecoveryResult", "RetryPolicy", "RunFinishedError", "RunHandle",
+    "ReadOnlyStoreError", "RecoveryMonitor", "RecoveryResult", "RetryPolicy", "RunFinishedError", "RunHandle",
     "RunNotFoundError", "RunView", "Settings", "StoreError", "Tracker", "ValidationError",
     "WriterError", "__version__",
 ]
