@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Mapper, Notification
 from sqlalchemy import Connection, Table, delete, func, select
 
+from lineage.errors import StoreError
 from lineage.projections.decoding import Item, decode
 from lineage.projections.tables import quarantine
 from lineage.timestamps import iso
@@ -53,14 +54,13 @@ class Failure:
 
 
 def is_systemic(error: BaseException) -> bool:
-    """True when ``error`` is the database's failure (retry later), not the event's."""
-    if isinstance(error, (MemoryError, ConnectionError, TimeoutError)):
-        return True
-    if getattr(error, "connection_invalidated", False):
-        return True
-    for cause in (error, getattr(error, "orig", None)):
-        if cause is None:
-            continue
+    """True when ``error`` is the database's failure (retry later), not the event's: judged on
+    it and on the driver's error behind it (``_causes``)."""
+    for cause in _causes(error):
+        if isinstance(cause, (MemoryError, ConnectionError, TimeoutError)):
+            return True
+        if getattr(cause, "connection_invalidated", False):
+            return True
         if type(cause).__name__ == "DatabaseError":  # the bare class: corruption, not data
             return True
         if any(klass.__name__ in _SYSTEMIC_NAMES for klass in type(cause).__mro__):
@@ -69,11 +69,28 @@ def is_systemic(error: BaseException) -> bool:
 
 
 def reason_of(error: BaseException) -> str:
-    """``Class: first line of the message`` of the driver's error when SQLAlchemy wraps one
-    (no SQL text or parameters: the same failure always reads the same)."""
-    shown = getattr(error, "orig", None) or error
+    """``Class: first line of the message`` of the driver's error when one is wrapped (by our
+    StoreError, by SQLAlchemy): no SQL text, parameters or paths, so the same failure always
+    reads the same."""
+    shown = _causes(error)[-1]
     lines = str(shown).strip().splitlines()
     return f"{type(shown).__name__}: {lines[0] if lines else ''}"[:REASON_LENGTH]
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it wraps: the ``StoreError`` our engines raise
+    (``lineage.adapters.errors``) wraps the driver's or SQLAlchemy's, which wraps the driver's
+    (``orig``). Other chains (a decoding error's cause) are not followed: the outer error
+    says more."""
+    chain = [error]
+    for _ in range(5):
+        inner = getattr(chain[-1], "orig", None)
+        if inner is None and isinstance(chain[-1], StoreError):
+            inner = chain[-1].__cause__
+        if not isinstance(inner, BaseException):
+            break
+        chain.append(inner)
+    return chain
 
 
 def decode_each(notifications: Sequence[Notification],
