@@ -11,6 +11,10 @@ It also splits the time into reading the log, decoding, each projection's ``appl
 rest (commit, positions, connections), and prints per-batch costs. When a target is missed (or
 with ``--profile``) it rebuilds once more under cProfile and prints the top costs.
 
+``--poison N`` appends N hostile step events (step 2**63, past validation) spread through the
+log: each makes its batch fail and be redone in savepoints, the event quarantined
+(``lineage.projections.quarantine``); compare with ``--poison 0`` for the cost of that path.
+
 Targets: SQLite >= 30,000 events/s, PostgreSQL >= 15,000 events/s.
 """
 
@@ -18,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +41,7 @@ from common import (
     stores_wanted,
     temp_store,
 )
+from eventsourcing.persistence import StoredEvent
 
 TARGETS = {"sqlite": 30_000, "postgresql": 15_000}  # events/s
 CHECKPOINT_EVERY = 1_000
@@ -49,7 +56,7 @@ JOB = {"model": "meta-llama/Llama-3.1-8B", "adapter": {"type": "lora", "rank": 1
 class Workload:
     """``runs`` runs logged round-robin; run 3 dies of an OOM, run 11 is corrupted and resumed."""
 
-    def __init__(self, tracker: Any, runs: int, events: int) -> None:
+    def __init__(self, tracker: Any, runs: int, events: int, poison: int = 0) -> None:
         self.tracker = tracker
         self.steps = max(int(events / runs / 1.005), 10)  # ~5 other events per 1,000 steps
         self.series = metric_series(10_000)
@@ -59,6 +66,7 @@ class Workload:
         self.runs = {index: tracker.start_run(f"sft-{index}", job=JOB, inputs=[dataset, base])
                      for index in range(runs)}
         self.latest: dict[int, Any] = {}
+        self.poison_every = self.steps // (poison + 1) if poison else 0
 
     def record(self) -> None:
         fail_at, corrupt_at = self.steps * 6 // 10, self.steps // 2
@@ -69,6 +77,8 @@ class Workload:
                 self._fail(3, step)
             if step == corrupt_at and 11 in self.latest:  # it has a checkpoint to resume from
                 self._recover(11, step)
+            if self.poison_every and step % self.poison_every == 0:
+                self._poison()
         for run in self.runs.values():
             run.finish("completed")
         self.tracker.flush()
@@ -83,6 +93,17 @@ class Workload:
         if step % EVAL_EVERY == 0:
             run.log_eval(step, {"val_loss": self.series[step % 10_000]["loss"] * 1.1},
                          dataset="val")
+
+    def _poison(self) -> None:
+        """Append a step event no read model can store (step 2**63) on a stream of its own."""
+        self.tracker.flush()
+        store = self.tracker.store
+        recent = store.read_log(max(store.max_position() - 200, 1), 200)
+        last = [note for note in recent if note.topic.endswith(":StepRecorded")][-1]
+        state = json.loads(last.state)
+        state.update(step=2**63, event_id={"_type_": "uuid_hex", "_data_": uuid.uuid4().hex})
+        store.append([StoredEvent(uuid.uuid4(), 1, last.topic, json.dumps(state).encode())],
+                     [str(uuid.uuid4())])
 
     def _fail(self, index: int, step: int) -> None:
         run = self.runs.pop(index)
@@ -104,7 +125,7 @@ def fill(report: Report, url: str, args: argparse.Namespace) -> Any:
     """An open tracker on ``url`` with the workload recorded and flushed."""
     tracker = open_tracker(url, args)
     start = time.perf_counter()
-    Workload(tracker, args.runs, args.events).record()
+    Workload(tracker, args.runs, args.events, args.poison).record()
     elapsed = time.perf_counter() - start
     head = tracker.store.max_position()
     report.figure("events stored", head, "", fmt="{:,}",
@@ -148,15 +169,15 @@ def instrumented(runner: Any) -> Iterator[Phases]:
     """Time read_log, decode and each projection's apply for the duration of the block."""
     from lineage.projections import runner as runner_module
 
-    phases, decode, store = Phases(), runner_module.decode, runner.store
+    phases, decode, store = Phases(), runner_module.decode_each, runner.store
     runner.store = TimedStore(store, phases)
-    runner_module.decode = phases.timed("decode", decode)  # type: ignore[attr-defined]
+    runner_module.decode_each = phases.timed("decode", decode)  # type: ignore[attr-defined]
     for projection in runner.projections:
         projection.apply = phases.timed(f"apply {projection.name}", projection.apply)
     try:
         yield phases
     finally:
-        runner.store, runner_module.decode = store, decode  # type: ignore[attr-defined]
+        runner.store, runner_module.decode_each = store, decode  # type: ignore[attr-defined]
         for projection in runner.projections:
             del projection.apply
 
@@ -213,6 +234,8 @@ def measure(report: Report, url: str, args: argparse.Namespace, target: float) -
             runner = views.runner
             runner.batch_size = args.projection_batch
             rate = catch_up(report, runner, target)
+            report.figure("quarantined", len(runner.quarantined()), "", fmt="{:,}",
+                          note="(read model, event) pairs skipped")
             if args.profile or (rate < target and args.profile is None):
                 profile_rebuild(report, runner, args.top)
     finally:
@@ -228,6 +251,8 @@ def main() -> None:
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="cProfile a rebuild (default: only when a target is missed)")
     parser.add_argument("--top", type=int, default=25, help="profile lines to print (25)")
+    parser.add_argument("--poison", type=int, default=0,
+                        help="hostile step events to spread through the log (0)")
     args = parser.parse_args()
 
     report = Report.start("bench/projections.py: projection catch-up throughput (all read models)")

@@ -192,6 +192,9 @@ class ReadModelsPort(Protocol):
 
     def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]: ...
 
+    def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
+        """Events the read models could not apply and skipped (position, reason...)."""
+
     def close(self) -> None: ...
 
 

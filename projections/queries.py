@@ -100,6 +100,16 @@ class ReadModels:
         with self._conn() as conn:
             return ids_with_prefix(conn, prefix, kind, limit)
 
+    def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
+        """Events read models skipped because applying them failed, after a catch-up
+        (``ProjectionRunner.quarantined``); ValidationError for an unknown ``read_model``."""
+        known = [projection.name for projection in self.runner.projections]
+        if read_model is not None and read_model not in known:
+            raise ValidationError("read_model", f"must be one of {', '.join(known)}", read_model)
+        if self.auto_catch_up:
+            self.runner.catch_up()
+        return self.runner.quarantined([read_model] if read_model else ())
+
     def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
         with self._conn() as conn:
             rows = conn.execute(select(step_metrics.c.step, step_metrics.c.metrics)

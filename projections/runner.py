@@ -6,6 +6,10 @@ and its rows and its new position are written in ONE transaction. Killed at any 
 projection resumes from its last committed position: no duplicate, no gap. Notification ids
 may have gaps (PostgreSQL); the runner only ever asks for "ids after the last one I saw".
 
+An event a read model cannot apply is rolled back for that read model alone, recorded in
+``lineage_quarantine`` with the reason, and skipped (``lineage.projections.quarantine``): the
+batch is applied normally, and redone event by event in savepoints only when it fails.
+
 Only one runner may project into a database at a time: ``ProjectionLock`` guards it (a
 PostgreSQL advisory lock, a file lock next to a SQLite file).
 """
@@ -13,6 +17,7 @@ PostgreSQL advisory lock, a file lock next to a SQLite file).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 import time
@@ -24,18 +29,21 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Mapper
 from sqlalchemy import Connection, Engine, Table, text
 
+import lineage.projections.quarantine as quarantine
 from lineage.adapters.database import WRITE, schema_change
 from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
-from lineage.projections.decoding import Item, decode
+from lineage.projections.decoding import Item
+from lineage.projections.quarantine import Failure, apply_guarded, decode_each, is_systemic
 from lineage.projections.tables import SCHEMA_VERSION
 from lineage.projections.tables import metadata as read_models
 
 BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
+log = logging.getLogger("lineage.projections")
 
 
 class Projection(Protocol):
@@ -52,6 +60,7 @@ class Status:
     name: str
     position: int
     head: int
+    quarantined: int = 0  # events this read model skipped (``ProjectionRunner.quarantined``)
 
     @property
     def lag(self) -> int:
@@ -76,14 +85,24 @@ class ProjectionRunner:
             positions_metadata.create_all(conn)
         self._upgrade_if_needed()
         with schema_change(self.engine) as conn:
+            read_models.create_all(conn, tables=[quarantine.quarantine])
             for projection in self.projections:
                 projection.tables[0].metadata.create_all(conn, tables=list(projection.tables))
-
 
     def status(self) -> list[Status]:
         head = self.store.max_position()
         with self.engine.connect() as conn:
-            return [Status(p.name, read_position(conn, p.name), head) for p in self.projections]
+            counts = quarantine.counts(conn)
+            return [Status(p.name, read_position(conn, p.name), head, counts.get(p.name, 0))
+                    for p in self.projections]
+
+    def quarantined(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The events the read models (``names``; all when empty) skipped because applying
+        them failed, by read model and position: dicts with read_model, position, event_id,
+        topic, originator_id, originator_version, reason, quarantined_at. As of now: no
+        catch-up first."""
+        with self.engine.connect() as conn:
+            return quarantine.listed(conn, names)
 
     def catch_up(self, progress: Progress | None = None, *, wait_s: float = 10.0) -> int:
         """Project everything stored so far; returns how many notifications were applied.
@@ -146,21 +165,67 @@ class ProjectionRunner:
             notifications = self.store.read_log(start, self.batch_size)
             if not notifications:
                 break
-            items = decode(notifications, self.mapper)
             last = notifications[-1].id
-            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                for projection in self.projections:
-                    unseen = [item for item in items if item.position > positions[projection.name]]
-                    if unseen:
-                        projection.apply(unseen, conn)
-                    write_position(conn, projection.name, max(last, positions[projection.name]))
+            self._apply(notifications, positions, last)
             for name in positions:
                 positions[name] = max(positions[name], last)
-            applied += len(items)
+            applied += len(notifications)
             start = last + 1
             if progress is not None:
                 progress(last, head)
         return applied
+
+    def _apply(self, notifications: Sequence[Any], positions: dict[str, int], last: int) -> None:
+        """One batch into every read model behind it, rows and positions in one transaction.
+        The fast path applies it whole; when that fails, the batch is redone with each read
+        model in savepoints, quarantining the events that fail (module doc)."""
+        items, undecodable = decode_each(notifications, self.mapper)
+        try:
+            with self._writing() as conn:
+                skipped = 0
+                for projection in self.projections:
+                    after = positions[projection.name]
+                    unseen = [item for item in items if item.position > after]
+                    if unseen:
+                        projection.apply(unseen, conn)
+                    skipped += self._advance(conn, projection.name, after, last,
+                                             undecodable, notifications)
+            self._warn(skipped, notifications)
+            return
+        except Exception as error:  # one bad event must not stop every read model: redo
+            if is_systemic(error):
+                raise
+        with self._writing() as conn:
+            skipped = 0
+            for projection in self.projections:
+                after = positions[projection.name]
+                failed = apply_guarded(projection, [i for i in items if i.position > after], conn)
+                skipped += self._advance(conn, projection.name, after, last,
+                                         sorted(undecodable + failed, key=lambda f: f.position),
+                                         notifications)
+        self._warn(skipped, notifications)
+
+    def _advance(self, conn: Connection, name: str, after: int, last: int,
+                 failures: Sequence[Failure], notifications: Sequence[Any]) -> int:
+        """Record the read model's quarantined events past ``after`` and its new position;
+        returns how many it quarantined."""
+        mine = [failure for failure in failures if failure.position > after]
+        if mine:
+            quarantine.record(conn, name, mine, {note.id: note for note in notifications})
+        write_position(conn, name, max(last, after))
+        return len(mine)
+
+    @staticmethod
+    def _warn(skipped: int, notifications: Sequence[Any]) -> None:
+        if skipped:  # once per batch: each is quarantined once, and listed by project status
+            log.warning("lineage: warning: read models skipped events they cannot apply (%d in "
+                        "all) in positions %d-%d; 'lineage project status' lists them", skipped,
+                        notifications[0].id, notifications[-1].id)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            yield conn
 
     def _upgrade_if_needed(self) -> None:
         """Read models written by another table layout are dropped and rebuilt from the events
@@ -184,9 +249,10 @@ class ProjectionRunner:
         # empty tables with a position at the head.
         tables = list(projection.tables)
         metadata = tables[0].metadata
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with self._writing() as conn:
             metadata.drop_all(conn, tables=tables)
             metadata.create_all(conn, tables=tables)
+            quarantine.clear(conn, projection.name)
             write_position(conn, projection.name, 0)
 
     def _wait_for_others(self, wait_s: float) -> None:

@@ -28,7 +28,8 @@ metadata = MetaData()
 # Bump when a table changes shape or meaning: the runner then drops and rebuilds every read
 # model from the events (they are derived data), instead of failing on an old table.
 # 6: span ids are the trace identity's (lineage.spans.identity), shared with the OTLP export.
-SCHEMA_VERSION = 7
+# 8: lineage_quarantine (events a read model could not apply).
+SCHEMA_VERSION = 8
 
 ID = String(36)
 TIME = String(32)
@@ -214,4 +215,19 @@ step_metrics = Table(
     Column("tokens", BigInteger),
     Column("duration_s", Float),
     Column("position", BigInteger, nullable=False),
+)
+
+# Events a read model could not apply (``lineage.projections.quarantine``): skipped by that read
+# model, kept here with the reason, cleared and re-derived by a rebuild. ``quarantined_at`` is
+# the only column a rebuild does not reproduce.
+quarantine = Table(
+    "lineage_quarantine", metadata,
+    Column("read_model", String(64), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("event_id", ID),  # None when the event did not decode
+    Column("topic", Text, nullable=False),
+    Column("originator_id", Text, nullable=False),
+    Column("originator_version", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),  # exception class: message
+    Column("quarantined_at", TIME, nullable=False),
 )

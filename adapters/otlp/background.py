@@ -74,7 +74,12 @@ class BackgroundExporter:
             log.debug("closing the OTLP transport failed", exc_info=True)
 
     def raise_if_strict(self) -> None:
-        """In strict mode, raise the first failure (an ExportError) if there was one."""
+        """In strict mode, raise the first failure (an ExportError) if there was one, or an
+        ExportError naming the first event the runner skipped (``OtlpExportRunner.skipped``)."""
+        if self.strict and self.first_error is None and self.runner.skipped:
+            position, reason = self.runner.skipped[0]
+            raise ExportError(self.runner.transport.endpoint,
+                              f"skipped the event at position {position}: {reason}")
         if self.strict and self.first_error is not None:
             error = self.first_error
             raise error if isinstance(error, ExportError) else ExportError(

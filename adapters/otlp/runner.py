@@ -10,7 +10,12 @@ position to the last notification whose spans have all been delivered. So:
   budget runs out the error reaches the caller with the position unchanged), nothing is lost;
 - a crash between a send and the position write re-sends that request's notifications on the
   next start, with the same span ids and bytes (the spans are a function of the stored events);
-- notifications that complete no span just move the position.
+- notifications that complete no span just move the position;
+- an event it cannot turn into spans (a payload that does not decode, any error of the span
+  builder for that event alone), or a span it cannot encode (a number beyond 64 bits), is
+  skipped, never retried for ever: its position and reason are kept in ``skipped`` (the last
+  ``SKIPPED_KEPT``), counted in ``stats.skipped`` and logged as a warning. A failing store
+  (``StoreError``) is not skipped.
 
 With ``track=False`` (a dry run, or a re-export of one run) the position store is not written.
 Threading: one runner per thread. ``BackgroundExporter`` (``lineage.adapters.otlp.background``)
@@ -19,14 +24,18 @@ runs one on a daemon thread for a Tracker.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
 from lineage.domain import ids
+from lineage.errors import StoreError
 from lineage.ports import EventStore, PositionStore
 from lineage.spans.builder import SpanBuilder
 from lineage.spans.model import SpanRecord
@@ -35,6 +44,8 @@ from .encoder import OtlpEncoder, entry_size
 from .transport import OtlpTransport
 
 DEFAULT_NAME = "otlp"
+SKIPPED_KEPT = 100
+log = logging.getLogger("lineage.otlp")
 
 
 @dataclass
@@ -47,6 +58,7 @@ class ExportStats:
     requests: int = 0
     bytes: int = 0
     rejected_spans: int = 0
+    skipped: int = 0  # events that could not be turned into spans (``OtlpExportRunner.skipped``)
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class OtlpExportRunner:
         self.track = track
         first = start if start is not None else positions.get(name)
         self.stats = ExportStats(position=first)
+        self.skipped: deque[tuple[int, str]] = deque(maxlen=SKIPPED_KEPT)  # (position, reason)
 
     @property
     def position(self) -> int:
@@ -91,7 +104,7 @@ class OtlpExportRunner:
         notes = self.store.read_log(self.position + 1, self.page_size)
         if not notes:
             return 0
-        built = self.builder.build(notes)
+        built = self._build(notes, [note.id for note in notes])
         for request in self.pack([(note.id, spans) for note, spans in zip(notes, built, strict=True)],
                                  self.position):
             self.send(request, cancel)
@@ -128,7 +141,7 @@ class OtlpExportRunner:
         return self.stats.spans - before
 
     def _send_built(self, events: Sequence[StoredEvent], cancel: threading.Event | None) -> None:
-        built = self.builder.build(events)
+        built = self._build(events, [0] * len(events))
         for request in self.pack([(0, spans) for spans in built], 0):
             self.send(request, cancel, advance=False)
 
@@ -138,8 +151,7 @@ class OtlpExportRunner:
         pending: list[bytes] = []
         size, done = 0, position
         for note_id, spans in items:
-            for record in spans:
-                encoded = self.encoder.encode_span(record, self.room)
+            for encoded in self._encoded(note_id, spans):
                 if pending and (len(pending) >= self.batch_spans
                                 or size + entry_size(encoded) > self.room):
                     yield Request(self.encoder.request(pending), len(pending), done)
@@ -149,6 +161,44 @@ class OtlpExportRunner:
             done = note_id
         if pending:
             yield Request(self.encoder.request(pending), len(pending), done)
+
+    def _build(self, events: Sequence[Any], positions: list[int]) -> list[list[SpanRecord]]:
+        """The spans of each event; when the page fails, event by event, skipping those that
+        fail alone (module doc)."""
+        try:
+            return self.builder.build(events)
+        except StoreError:
+            raise
+        except Exception:  # an event we cannot read must not stop the export: find it
+            pass
+        built: list[list[SpanRecord]] = []
+        for event, position in zip(events, positions, strict=True):
+            try:
+                built.append(self.builder.build([event])[0])
+            except StoreError:
+                raise
+            except Exception as error:  # skipped and recorded, see the module doc
+                self._skip(position, error)
+                built.append([])
+        return built
+
+    def _encoded(self, position: int, spans: list[SpanRecord]) -> list[bytes]:
+        """An event's spans encoded, but for those that cannot be (skipped)."""
+        encoded = []
+        for record in spans:
+            try:
+                encoded.append(self.encoder.encode_span(record, self.room))
+            except Exception as error:  # skipped and recorded, see the module doc
+                self._skip(position, error, record.name)
+        return encoded
+
+    def _skip(self, position: int, error: Exception, span: str = "") -> None:
+        lines = str(error).strip().splitlines()
+        reason = (f"{span!r} span: " if span else "") + f"{type(error).__name__}: {lines[0] if lines else ''}"
+        self.skipped.append((position, reason[:500]))
+        self.stats.skipped += 1
+        log.warning("OTLP export skipped the event at position %d, which it cannot turn into "
+                    "spans: %s", position, reason)
 
     def send(self, request: Request, cancel: threading.Event | None = None,
              advance: bool = True) -> None:

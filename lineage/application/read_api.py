@@ -215,6 +215,15 @@ class ReadAPI:
         self.flush()
         return list(self.views.metric_history(str(id_of(run, "run")), name))
 
+    def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
+        """Events a read model could not apply (an event it fails on: a number beyond 64 bits,
+        an unknown topic, a payload that does not decode) and skipped, oldest first per read
+        model: dicts with read_model, position, event_id, topic, originator_id,
+        originator_version, reason (``Class: message``) and quarantined_at. Empty when every
+        event was applied; ``lineage project rebuild`` re-derives them."""
+        self.flush()
+        return list(self.views.quarantined(read_model))
+
 
 def _filter(value: Any, field: str) -> str | None:
     """A text filter: None (no filter) or a one-line string (what a stored value can equal)."""

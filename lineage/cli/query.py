@@ -5,11 +5,14 @@
     lineage audit [--subject ID] [--actor NAME] [--kind K] [--since T] [--until T]
                   [--steps] [--after POSITION] [--limit N] [--json]
     lineage project status | rebuild [NAME ...] | follow [--poll SECONDS]
+
+``project status`` also lists the events a read model could not apply and skipped (quarantined).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import click
 from rich.console import Console
@@ -30,6 +33,7 @@ from lineage.cli.base import (
 from lineage.errors import ReadOnlyStoreError
 
 READ_MODELS = ("traces", "registry", "edges", "audit", "step_metrics")
+QUARANTINE_SHOWN = 20  # skipped events listed per read model by `project status`
 
 
 def register(root: click.Group) -> None:
@@ -134,18 +138,35 @@ def _project_status(cli: Invocation) -> int:
 
 def _show_status(cli: Invocation) -> int:
     with reader(cli) as tracker:
-        statuses = tracker.views.runner.status()
+        runner = tracker.views.runner
+        statuses, skipped = runner.status(), runner.quarantined()
     if cli.json:
-        print_json([{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag}
+        print_json([{"name": s.name, "position": s.position, "head": s.head, "lag": s.lag,
+                     "quarantined": s.quarantined,
+                     "quarantine": [_quarantine_entry(row) for row in skipped
+                                    if row["read_model"] == s.name]}
                     for s in statuses])
         return 0
     table = Table(title="read models", box=None)
-    for column in ("read model", "position", "head", "lag"):
+    for column in ("read model", "position", "head", "lag", "quarantined"):
         table.add_column(column, justify="left" if column == "read model" else "right")
     for s in statuses:
-        table.add_row(s.name, str(s.position), str(s.head), str(s.lag))
+        table.add_row(s.name, str(s.position), str(s.head), str(s.lag), str(s.quarantined))
     cli.console.print(table)
+    for s in statuses:
+        mine = [row for row in skipped if row["read_model"] == s.name]
+        for row in mine[:QUARANTINE_SHOWN]:
+            cli.console.print(f"{s.name}: skipped position {row['position']} ({row['topic']}): "
+                              f"{row['reason']}", highlight=False, markup=False, soft_wrap=True)
+        if len(mine) > QUARANTINE_SHOWN:
+            cli.console.print(f"{s.name}: ... and {len(mine) - QUARANTINE_SHOWN} more (--json "
+                              "lists them all)", highlight=False)
     return 0
+
+
+def _quarantine_entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[key] for key in ("position", "event_id", "topic", "originator_id",
+                                      "originator_version", "reason", "quarantined_at")}
 
 
 @command("rebuild", "rebuild read models from 0",
