@@ -35,6 +35,11 @@ REASON_LENGTH = 500
 # DB-API error classes (sqlite3, psycopg, and SQLAlchemy's wrappers share the names) that say
 # the database failed, not the event: matched by name so no driver needs importing.
 _SYSTEMIC_NAMES = frozenset({"OperationalError", "InterfaceError", "DisconnectionError"})
+# PostgreSQL SQLSTATE classes that say the same (psycopg raises some as ProgrammingError): 08
+# connection, 25 transaction state (a read-only transaction), 42 schema or privileges (a table
+# or column gone, permission denied), 53 resources (disk full), 57 operator intervention, 58
+# system, XX internal. Data errors (22 out of range, 23 integrity) are the event's.
+_SYSTEMIC_SQLSTATE = ("08", "25", "42", "53", "57", "58", "XX")
 
 
 class Applies(Protocol):
@@ -62,6 +67,8 @@ def is_systemic(error: BaseException) -> bool:
         if getattr(cause, "connection_invalidated", False):
             return True
         if type(cause).__name__ == "DatabaseError":  # the bare class: corruption, not data
+            return True
+        if str(getattr(cause, "sqlstate", None) or "")[:2] in _SYSTEMIC_SQLSTATE:
             return True
         if any(klass.__name__ in _SYSTEMIC_NAMES for klass in type(cause).__mro__):
             return True
