@@ -127,7 +127,8 @@ class PostgresEventStore(_RecorderEventStore):
     library_errors = (*_RecorderEventStore.library_errors, psycopg.Error)
 
     def __init__(self, *, dbname: str, host: str, port: int, user: str, password: str,
-                 schema: str = "public", pool_size: int = 2) -> None:
+                 schema: str = "public", pool_size: int = 2,
+                 connect_timeout_s: float = 10.0) -> None:
         self._start_guard()
         self.database = Database(POSTGRES, url=URL.create(
             "postgresql+psycopg", username=user, password=password or None, host=host,
@@ -137,7 +138,7 @@ class PostgresEventStore(_RecorderEventStore):
         with self._translated("open"):
             self.datastore = _DurablePostgresDatastore(
                 dbname, host, port, user, password, schema=schema, pool_size=pool_size,
-                max_overflow=4, lock_timeout=30, connect_timeout=10,
+                max_overflow=4, lock_timeout=30, connect_timeout=connect_timeout_s,
             )
             self.recorder = _PostgresRecorder(self.datastore)
         try:

@@ -50,7 +50,8 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
         raise ValidationError("store", "must be an EventStore (lineage.ports.EventStore), got "
                               f"{type(store).__name__}", store)
     store = store if store is not None else open_store(
-        resolved.database_url, create=create, lock_timeout_s=resolved.lock_timeout_s)
+        resolved.database_url, create=create, lock_timeout_s=resolved.lock_timeout_s,
+        connect_timeout_s=connect_timeout_for(resolved.retry_for_s))
     mapper = make_mapper()
     engine = store.database.engine()  # one engine per tracker: read models and positions
     storage = storage if storage is not None else open_artifact_storage()
@@ -84,7 +85,15 @@ def _url_argument(url: Any) -> Any:
                           f"{type(url).__name__}", url)
 
 
-def open_store(url: str, *, create: bool = True, lock_timeout_s: float = 30.0) -> EventStore:
+def connect_timeout_for(retry_for_s: float) -> float:
+    """How long one connection attempt to a server may wait: a quarter of the writer's retry
+    window (1 to 10 s), so a call blocked on an unreachable server fails soon after the window
+    ends (the store tries twice per call) rather than tens of seconds later."""
+    return min(10.0, max(1.0, retry_for_s / 4))
+
+
+def open_store(url: str, *, create: bool = True, lock_timeout_s: float = 30.0,
+               connect_timeout_s: float = 10.0) -> EventStore:
     """Open (creating tables if needed) the event store a URL names (see
     ``lineage.adapters.database.Database.parse``). With ``create=False`` a SQLite file that does
     not exist is an error (read-only commands must not leave an empty database behind a
@@ -117,7 +126,8 @@ def open_store(url: str, *, create: bool = True, lock_timeout_s: float = 30.0) -
     parsed: Any = database.url
     return PostgresEventStore(dbname=str(parsed.database), host=parsed.host or "127.0.0.1",
                               port=parsed.port or 5432, user=parsed.username or "postgres",
-                              password=parsed.password or "", schema=database.schema)
+                              password=parsed.password or "", schema=database.schema,
+                              connect_timeout_s=connect_timeout_s)
 
 
 def read_models_on(engine: Any, store: EventStore, mapper: Any, *, catch_up: bool = True) -> Any:
