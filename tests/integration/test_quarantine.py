@@ -209,7 +209,7 @@ def test_a_systemic_failure_is_raised_not_quarantined(durable_url: str,
     tracker.flush()
     with views.engine.begin() as conn:
         traces_table.drop(conn)
-    with pytest.raises(Exception, match="no such table|does not exist"):
+    with pytest.raises(Exception, match=r"no such table|does not exist"):
         views.runner.catch_up()
     assert views.runner.quarantined() == []
     views.runner.rebuild(["traces"])
