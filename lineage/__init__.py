@@ -20,6 +20,7 @@ from lineage.application.run_handle import RunHandle
 from lineage.application.views import ArtifactView, RunView
 from lineage.config import Settings
 from lineage.errors import (
+    ArtifactExistsError,
     ArtifactNotFoundError,
     ArtifactRetiredError,
     ChecksumMismatchError,
@@ -29,8 +30,10 @@ from lineage.errors import (
     LineageError,
     NotFoundError,
     ReadOnlyStoreError,
+    RunExistsError,
     RunFinishedError,
     RunNotFoundError,
+    StepGapError,
     StoreError,
     ValidationError,
     WriterError,
@@ -42,6 +45,7 @@ from lineage.version import __version__
 map_checkout(__path__[0])
 
 __all__ = [
+    "ArtifactExistsError",
     "ArtifactNotFoundError",
     "ArtifactRef",
     "ArtifactRetiredError",
@@ -59,11 +63,13 @@ __all__ = [
     "RecoveryMonitor",
     "RecoveryResult",
     "RetryPolicy",
+    "RunExistsError",
     "RunFinishedError",
     "RunHandle",
     "RunNotFoundError",
     "RunView",
     "Settings",
+    "StepGapError",
     "StoreError",
     "Tracker",
     "ValidationError",

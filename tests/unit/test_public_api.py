@@ -3,12 +3,12 @@ from __future__ import annotations
 import lineage
 
 PINNED = [
-    "ArtifactNotFoundError", "ArtifactRef", "ArtifactRetiredError", "ArtifactView",
-    "CheckpointPolicy", "ChecksumMismatchError", "ConfigurationError", "ConflictError",
-    "InvariantError", "LineageError", "LocalRunStatusSource", "NotFoundError", "Pending",
-    "ReadOnlyStoreError", "RecoveryMonitor", "RecoveryResult", "RetryPolicy", "RunFinishedError", "RunHandle",
-    "RunNotFoundError", "RunView", "Settings", "StoreError", "Tracker", "ValidationError",
-    "WriterError", "__version__",
+    "ArtifactExistsError", "ArtifactNotFoundError", "ArtifactRef", "ArtifactRetiredError",
+    "ArtifactView", "CheckpointPolicy", "ChecksumMismatchError", "ConfigurationError",
+    "ConflictError", "InvariantError", "LineageError", "LocalRunStatusSource", "NotFoundError",
+    "Pending", "ReadOnlyStoreError", "RecoveryMonitor", "RecoveryResult", "RetryPolicy",
+    "RunExistsError", "RunFinishedError", "RunHandle", "RunNotFoundError", "RunView", "Settings",
+    "StepGapError", "StoreError", "Tracker", "ValidationError", "WriterError", "__version__",
 ]
 
 
