@@ -7,10 +7,11 @@ resumably; ``ReadModels`` answers queries from their tables.
 from __future__ import annotations
 
 from lineage.projections.audit import AuditProjection
+from lineage.projections.decoding import Projection
 from lineage.projections.edges import EdgeProjection
 from lineage.projections.metrics import StepMetricsProjection
 from lineage.projections.registry import RegistryProjection
-from lineage.projections.runner import Projection, ProjectionRunner
+from lineage.projections.runner import ProjectionRunner
 from lineage.projections.traces import TraceProjection
 
 

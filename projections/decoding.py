@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from eventsourcing.persistence import Mapper, Notification
+from sqlalchemy import Connection, Table
 
 from lineage.codec.dispatch import Dispatcher
 from lineage.codec.jsontext import strict_dumps
@@ -27,6 +28,16 @@ class Item(NamedTuple):
     kind: str
     event: Any
     type: type
+
+
+class Projection(Protocol):
+    """One read model: ``apply`` writes the rows for a batch of items using the caller's
+    connection (the runner's transaction, which also moves the read model's position)."""
+
+    name: str
+    tables: Sequence[Table]
+
+    def apply(self, items: Sequence[Item], conn: Connection) -> None: ...
 
 
 def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:

@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from eventsourcing.persistence import Mapper, Notification
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from lineage.errors import StoreError
-from lineage.projections.decoding import Item, decode
+from lineage.projections.decoding import Item, Projection, decode
 from lineage.projections.tables import quarantine
 from lineage.timestamps import iso
 
@@ -40,13 +40,6 @@ _SYSTEMIC_NAMES = frozenset({"OperationalError", "InterfaceError", "Disconnectio
 # or column gone, permission denied), 53 resources (disk full), 57 operator intervention, 58
 # system, XX internal. Data errors (22 out of range, 23 integrity) are the event's.
 _SYSTEMIC_SQLSTATE = ("08", "25", "42", "53", "57", "58", "XX")
-
-
-class Applies(Protocol):
-    name: str
-    tables: Sequence[Table]
-
-    def apply(self, items: Sequence[Item], conn: Connection) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -120,7 +113,7 @@ def decode_each(notifications: Sequence[Notification],
     return items, failures
 
 
-def apply_guarded(projection: Applies, items: Sequence[Item], conn: Connection) -> list[Failure]:
+def apply_guarded(projection: Projection, items: Sequence[Item], conn: Connection) -> list[Failure]:
     """Apply ``items`` in a savepoint; on failure, halves of them, down to the single events
     that fail alone. Returns those (their changes rolled back); raises systemic errors."""
     if not items:

@@ -24,8 +24,9 @@ from lineage.adapters.database import MEMORY, Database
 from lineage.adapters.positions import positions as positions_table
 from lineage.adapters.positions import read_position
 from lineage.ports import EventStore
+from lineage.projections.decoding import Projection
 from lineage.projections.queries import ReadModels
-from lineage.projections.runner import SCHEMA_KEY, Projection, ProjectionRunner
+from lineage.projections.runner import SCHEMA_KEY, ProjectionRunner
 from lineage.projections.tables import SCHEMA_VERSION
 
 log = logging.getLogger("lineage")

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from eventsourcing.persistence import Mapper
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Connection, Engine, text
 
 import lineage.projections.quarantine as quarantine
 from lineage.adapters.database import WRITE, schema_change
@@ -35,7 +35,7 @@ from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
-from lineage.projections.decoding import Item
+from lineage.projections.decoding import Projection
 from lineage.projections.quarantine import Failure, apply_guarded, decode_each, is_systemic
 from lineage.projections.tables import SCHEMA_VERSION
 from lineage.projections.tables import metadata as read_models
@@ -44,15 +44,6 @@ BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
 log = logging.getLogger("lineage.projections")
-
-
-class Projection(Protocol):
-    """One read model: ``apply`` writes the rows for a batch using the caller's connection."""
-
-    name: str
-    tables: Sequence[Table]
-
-    def apply(self, items: Sequence[Item], conn: Connection) -> None: ...
 
 
 @dataclass(frozen=True)
