@@ -44,6 +44,21 @@ def read_back(postgres_url: str, run_id: Any) -> list[int]:
         store.close()
 
 
+def refused_after_200_steps(proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker,
+                            name: str, **settings: Any) -> tuple[Any, Any, list[int]]:
+    """A tracker through ``proxy`` with a run of 200 committed steps; then the proxy refuses
+    every connection (the server is unreachable)."""
+    tracker = make_tracker(through(proxy, postgres_url), export_otlp=False, **settings)
+    run = tracker.start_run(name)
+    logged = list(range(200))
+    for step in logged:
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    proxy.refuse()
+    FIGURES["faults_injected"] += 1
+    return tracker, run, logged
+
+
 def test_connections_cut_mid_batch_lose_nothing(
         proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker) -> None:
     tracker = make_tracker(through(proxy, postgres_url), retry_for_s=120, export_otlp=False)
@@ -76,14 +91,8 @@ def test_connections_cut_mid_batch_lose_nothing(
 def test_a_server_unreachable_for_a_while_loses_nothing(
         proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker) -> None:
     # An attempt against an unreachable server takes up to 20 s (2 x the pool's 10 s wait).
-    tracker = make_tracker(through(proxy, postgres_url), retry_for_s=300, export_otlp=False)
-    run = tracker.start_run("server away")
-    logged = list(range(200))
-    for step in logged:
-        run.log_step(step, {"loss": 1.0})
-    tracker.flush()
-    proxy.refuse()
-    FIGURES["faults_injected"] += 1
+    tracker, run, logged = refused_after_200_steps(proxy, postgres_url, make_tracker,
+                                                   "server away", retry_for_s=300)
     back = threading.Event()
 
     def come_back() -> None:
@@ -106,15 +115,8 @@ def test_a_server_unreachable_for_a_while_loses_nothing(
 
 def test_a_server_unreachable_past_the_bound_is_reported_and_leaves_a_prefix(
         proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker) -> None:
-    tracker = make_tracker(through(proxy, postgres_url), retry_for_s=2.0, export_otlp=False,
-                           queue_size=100)
-    run = tracker.start_run("server gone")
-    logged = list(range(200))
-    for step in logged:
-        run.log_step(step, {"loss": 1.0})
-    tracker.flush()
-    proxy.refuse()
-    FIGURES["faults_injected"] += 1
+    tracker, run, logged = refused_after_200_steps(proxy, postgres_url, make_tracker,
+                                                   "server gone", retry_for_s=2.0, queue_size=100)
     log_step = Timed(run.log_step, "postgres unreachable, full queue, retry_for_s=2")
     with pytest.raises(lineage.WriterError) as error:
         for step in range(200, 10**6):  # blocks on the full queue, then gets the error
