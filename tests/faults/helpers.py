@@ -115,3 +115,28 @@ class Timed:
             with self.lock:
                 self.longest = max(self.longest, took)
                 MAX_BLOCK_S[self.scenario] = max(MAX_BLOCK_S.get(self.scenario, 0.0), took)
+
+
+def train_until_refused(log_step: Callable[..., Any], first: int, logged: list[int],
+                        hang_guard_s: float = 120.0) -> BaseException:
+    """Log steps from ``first`` on a thread (appending each one queued to ``logged``) until a
+    call raises a LineageError, and return it. ``hang_guard_s`` is far past any bound: a
+    guard against a hang, not a timing assertion."""
+    from lineage.errors import LineageError
+
+    outcome: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            for step in range(first, 10**7):
+                log_step(step, {"loss": 1.0})
+                logged.append(step)
+        except LineageError as error:
+            outcome.append(error)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    trainer.join(hang_guard_s)
+    assert not trainer.is_alive(), "log_step stayed blocked past the give-up"
+    [error] = outcome
+    return error

@@ -15,7 +15,7 @@ import pytest
 import lineage
 from lineage.errors import DISK_FULL, READ_ONLY, StepGapError
 from tests.faults.conftest import SmallFilesystem
-from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, wait_until
+from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, train_until_refused, wait_until
 
 MakeTracker = Callable[..., Any]
 
@@ -121,22 +121,8 @@ def test_a_training_loop_blocked_on_a_full_queue_gets_the_cause_at_the_give_up(
     logged: list[int] = []
     tracker, run = start(small_fs, make_tracker, logged, retry_for_s=1.0, queue_size=50)
     break_store(small_fs, kind)
-    log_step = Timed(run.log_step, f"sqlite {kind}, full queue, retry_for_s=1")
-    outcome: list[BaseException] = []
-
-    def train() -> None:
-        try:
-            for step in range(300, 10**6):
-                log_step(step, {"loss": 1.0})
-                logged.append(step)
-        except lineage.LineageError as failure:
-            outcome.append(failure)
-
-    trainer = threading.Thread(target=train)
-    trainer.start()
-    trainer.join(120)  # a hang guard far past the bound, not a timing assertion
-    assert not trainer.is_alive(), "log_step stayed blocked past the give-up"
-    [error] = outcome
+    error = train_until_refused(Timed(run.log_step, f"sqlite {kind}, full queue, retry_for_s=1"),
+                                300, logged)
     assert isinstance(error, lineage.WriterError) and error.reason == kind
     stored = stored_steps(tracker.store, run.id)
     assert error.lost == len(logged) - len(stored)

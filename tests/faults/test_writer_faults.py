@@ -12,7 +12,15 @@ import pytest
 
 import lineage
 from lineage.errors import DISK_FULL, READ_ONLY, UNREACHABLE, StepGapError, StoreError
-from tests.faults.helpers import FIGURES, FlakyStore, Timed, check_prefix, stored_steps, wait_until
+from tests.faults.helpers import (
+    FIGURES,
+    FlakyStore,
+    Timed,
+    check_prefix,
+    stored_steps,
+    train_until_refused,
+    wait_until,
+)
 
 MakeTracker = Callable[..., Any]
 DISK_FULL_ERROR = StoreError("could not append to memory://: database or disk is full", DISK_FULL)
@@ -100,22 +108,8 @@ def test_a_caller_blocked_on_a_full_queue_gets_the_error_at_the_give_up(
     store.failure = StoreError("could not connect: connection refused", UNREACHABLE)
     FIGURES["faults_injected"] += 1
     logged: list[int] = []
-    outcome: list[BaseException] = []
-    log_step = Timed(run.log_step, "memory, full queue, retry_for_s=0.5")
-
-    def train() -> None:
-        try:
-            for step in range(100_000):
-                log_step(step, {"loss": 1.0})
-                logged.append(step)
-        except lineage.LineageError as error:
-            outcome.append(error)
-
-    trainer = threading.Thread(target=train)
-    trainer.start()
-    trainer.join(60)  # a hang guard far past the bound, not a timing assertion
-    assert not trainer.is_alive(), "log_step stayed blocked past the give-up"
-    [error] = outcome
+    error = train_until_refused(Timed(run.log_step, "memory, full queue, retry_for_s=0.5"), 0,
+                                logged)
     assert isinstance(error, lineage.WriterError) and error.reason == UNREACHABLE
     assert error.lost == len(logged)  # every step queued before the give-up, none stored
     check_prefix(stored_steps(store, run.id), logged, scenario="memory blocked",
