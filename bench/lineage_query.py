@@ -189,7 +189,7 @@ def walk(engine: Any, start: str, depth: int) -> Callable[[], list[Any]]:
     """The recursive ancestors walk alone, exactly the SQL ``ReadModels.lineage`` sends."""
     from sqlalchemy import text
 
-    from lineage.projections.queries import _WALK
+    from lineage.projections.lineage_walk import _WALK
 
     statement = text(_WALK["up"][engine.dialect.name == "postgresql"])
 
@@ -203,7 +203,7 @@ def walk(engine: Any, start: str, depth: int) -> Callable[[], list[Any]]:
 def explain(engine: Any, start: str, depth: int) -> None:
     from sqlalchemy import text
 
-    from lineage.projections.queries import _WALK
+    from lineage.projections.lineage_walk import _WALK
 
     postgres = engine.dialect.name == "postgresql"
     prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "

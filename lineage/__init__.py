@@ -15,7 +15,7 @@ from lineage.api import Tracker
 from lineage.application.handles import ArtifactRef, Pending
 from lineage.application.monitor import LocalRunStatusSource, RecoveryMonitor
 from lineage.application.policies import CheckpointPolicy, RetryPolicy
-from lineage.application.recovery import RecoveryResult
+from lineage.application.recovery_result import RecoveryResult
 from lineage.application.run_handle import RunHandle
 from lineage.application.views import ArtifactView, RunView
 from lineage.config import Settings

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lineage.application.recovery import NOT_RECOVERED, RecoveryResult
 from lineage.application.recovery_lease import lease_expired
+from lineage.application.recovery_result import NOT_RECOVERED, RecoveryResult
 from lineage.application.views import RunView
-from lineage.domain.run import LEASE_EXPIRED
+from lineage.domain.recovery_rules import LEASE_EXPIRED
 from lineage.ports import RunSignal, RunStatusSource
 from lineage.timestamps import iso
 

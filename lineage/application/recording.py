@@ -19,7 +19,8 @@ from lineage.application.commands import as_uuid
 from lineage.application.handles import Pending
 from lineage.application.step_log import StepRecord
 from lineage.application.unit_of_work import UnitOfWork
-from lineage.application.writer import Command, Writer
+from lineage.application.write_batch import Command
+from lineage.application.writer import Writer
 from lineage.domain.envelope import Envelope, Origin
 from lineage.timestamps import normalise
 

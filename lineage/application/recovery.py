@@ -23,7 +23,8 @@ Each attempt is recorded on the failed run, in order:
 5. Success: ``StepsLost`` (the steps the old run logged after the checkpoint: first, last,
    count), ``RecoveryCompleted`` and ``Finished(superseded)`` on the old run.
 
-Results, never exceptions, for the outcomes a caller must handle; a store failure still raises.
+Results, never exceptions, for the outcomes a caller must handle; a store failure still raises
+(the result types and the refusals decided before an attempt: lineage.application.recovery_result).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from uuid import UUID
 from lineage.application import recovery_select, validation
 from lineage.application.commands import id_of
 from lineage.application.policies import RetryPolicy
-from lineage.application.recovery_lease import LeaseKeeper, lease_expired, new_holder, now_of
+from lineage.application.recovery_lease import LeaseKeeper, new_holder, now_of
+from lineage.application.recovery_result import Attempt, RecoveryResult, Rejection, refusal
 from lineage.application.recovery_select import lost_steps
 from lineage.application.run_handle import RunHandle
 from lineage.application.unit_of_work import UnitOfWork
-from lineage.application.views import ArtifactView, LostSteps, RunView
-from lineage.domain.run import DEFAULT_RECOVERY_LEASE_S
+from lineage.application.views import ArtifactView, RunView
+from lineage.domain.recovery_rules import DEFAULT_RECOVERY_LEASE_S
 from lineage.errors import InvariantError, LineageError, ValidationError
 
 if TYPE_CHECKING:
@@ -55,53 +57,6 @@ if TYPE_CHECKING:
 
 ResumeFunction = Callable[[ArtifactView, RunHandle], Any]
 STRATEGIES = ("latest", "best")
-STATUSES = ("recovered", "already_recovering", "already_recovered", "finished", "no_failure",
-            "no_checkpoint", "failed", "exhausted", "taken_over")
-NOT_RECOVERED = ("completed", "cancelled")  # a run that ended like this is not recovered
-
-
-@dataclass(frozen=True)
-class Rejection:
-    checkpoint_id: UUID
-    step: int | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Attempt:
-    number: int
-    checkpoint_id: UUID | None = None
-    new_run_id: UUID | None = None
-    error: str | None = None
-    retryable: bool = False
-    delay_s: float | None = None  # waited after this attempt, before the next
-
-
-@dataclass(frozen=True)
-class RecoveryResult:
-    """What a recovery did. ``status`` is one of ``recovered``, ``already_recovering`` (another
-    executor holds it), ``already_recovered``, ``finished`` (the run completed or was
-    cancelled: nothing is written), ``no_failure`` (nothing to recover from),
-    ``no_checkpoint`` (no candidate passed the checks), ``failed`` (a non-retryable error),
-    ``exhausted`` (retryable errors until the attempts ran out) or ``taken_over`` (this
-    executor's lease expired and another executor took the attempt over). ``message`` says
-    what happened; ``hint``, when not empty, what a Python caller may do next (the CLI prints
-    its own, in terms of its options)."""
-
-    status: str
-    run_id: UUID
-    message: str
-    new_run: RunHandle | None = None
-    checkpoint: ArtifactView | None = None
-    optimizer_restored: bool = False
-    attempts: tuple[Attempt, ...] = ()
-    rejected: tuple[Rejection, ...] = ()
-    lost_steps: LostSteps | None = None
-    hint: str = ""
-
-    @property
-    def recovered(self) -> bool:
-        return self.status == "recovered"
 
 
 @dataclass
@@ -190,7 +145,7 @@ class RecoveryExecutor:
         self.host.flush()  # a failure just queued (not yet committed) must count
         handle = run if isinstance(run, RunHandle) else self.host.run_handle(run)
         view = self.host.run(handle.id)
-        refused = _refusal(view, now_of(self.host.recorder))
+        refused = refusal(view, now_of(self.host.recorder))
         if refused is not None:
             return refused
         plan.taking_over = view.recovering
@@ -209,7 +164,7 @@ class RecoveryExecutor:
         try:
             handle.exhaust_recovery(attempt=plan.number).wait()
         except InvariantError:  # another executor began an attempt while this one slept
-            return _refusal(self.host.run(handle.id), now_of(self.host.recorder)) or self._result(
+            return refusal(self.host.run(handle.id), now_of(self.host.recorder)) or self._result(
                 "already_recovering", handle, plan, "another executor is recovering the run")
         return self._result("exhausted", handle, plan, f"{policy.max_attempts} attempt(s) "
                             f"failed; last: {plan.attempts[-1].error}")
@@ -220,7 +175,7 @@ class RecoveryExecutor:
             plan.number = int(handle.begin_recovery(plan.label, holder=self.holder,
                                                     lease_s=self.lease_s).wait())
         except InvariantError:  # lost a race: say why, from the state that won
-            refused = _refusal(self.host.run(handle.id), now_of(self.host.recorder))
+            refused = refusal(self.host.run(handle.id), now_of(self.host.recorder))
             if refused is None:
                 raise
             return refused
@@ -379,23 +334,3 @@ def _plan(strategy: Any, restore_optimizer: bool, allow_weights_only: bool, retr
                  resume, validation.optional_text(name, "name"),
                  validation.tags(tags))
 
-
-def _refusal(view: RunView, now: Any) -> RecoveryResult | None:
-    """The result for a run that must not be recovered now, or None when it may be (an
-    attempt in progress whose lease expired at ``now`` may be taken over)."""
-    if view.superseded_by is not None:
-        return RecoveryResult("already_recovered", view.id, f"run {view.id} was already "
-                              f"recovered as run {view.superseded_by}")
-    if view.recovering and not lease_expired(view, now):
-        return RecoveryResult("already_recovering", view.id, f"run {view.id} is already "
-                              f"recovering (attempt {view.recovery_attempts} in progress, held "
-                              f"by {view.recovery_holder or '?'} until "
-                              f"{view.recovery_lease_until})")
-    if view.status in NOT_RECOVERED:
-        return RecoveryResult("finished", view.id, f"run {view.id} {view.status}: a finished "
-                              "run is not recovered", hint="tracker.resume_run starts a new run "
-                              "from one of its checkpoints")
-    if view.failures == 0 and view.status != "failed":
-        return RecoveryResult("no_failure", view.id, f"run {view.id} has no failure recorded",
-                              hint="record one first, e.g. run.record_failure(...)")
-    return None

@@ -23,7 +23,7 @@ from lineage.application.policies import CheckpointPolicy, CheckpointSchedule
 from lineage.application.step_log import StepRecord
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import LostSteps
-from lineage.domain.run import DEFAULT_RECOVERY_LEASE_S
+from lineage.domain.recovery_rules import DEFAULT_RECOVERY_LEASE_S
 from lineage.errors import RunFinishedError, ValidationError
 from lineage.timestamps import normalise
 

@@ -29,7 +29,8 @@ from lineage.application.jobspec import job_spec
 from lineage.application.policies import RetryPolicy
 from lineage.application.read_api import ReadAPI
 from lineage.application.recording import WriterRecorder
-from lineage.application.recovery import RecoveryExecutor, RecoveryResult, ResumeFunction
+from lineage.application.recovery import RecoveryExecutor, ResumeFunction
+from lineage.application.recovery_result import RecoveryResult
 from lineage.application.retention import RetentionWorker
 from lineage.application.run_handle import RunHandle
 from lineage.application.unit_of_work import UnitOfWork

@@ -23,6 +23,9 @@ committed first) until the store has failed for ``retry_for_s`` without a break;
 gives up on it and on everything queued, and the next call raises the report
 (``lineage.application.write_failures`` has the policy). So a run's stored steps are always a
 prefix of the steps logged, and no call blocks past the give-up without an error.
+
+The queue's item types and the steps that turn a batch into events are in
+``lineage.application.write_batch``.
 """
 
 from __future__ import annotations
@@ -34,59 +37,30 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import StepLog, StepRecord, StoredStep, merge_steps
+from lineage.application.step_log import StepLog, StepRecord
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
+from lineage.application.write_batch import (
+    Command,
+    Flush,
+    WriterStats,
+    build,
+    dedupe,
+    drop_duplicates,
+    first_subject,
+)
 from lineage.application.write_failures import Losses, Outage
 from lineage.codec.steps import envelope_tail
-from lineage.domain.envelope import Envelope, Origin
-from lineage.errors import (
-    ConflictError,
-    LineageError,
-    ReadOnlyStoreError,
-    StoreError,
-    WriterError,
-)
+from lineage.domain.envelope import Origin
+from lineage.errors import ConflictError, ReadOnlyStoreError, StoreError, WriterError
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class Command:
-    """A change to aggregates: ``handler(uow)`` runs on the writer thread."""
-
-    handler: Callable[[UnitOfWork], Any]
-    envelope: Envelope
-    label: str
-    future: Future[Any] = field(default_factory=Future)
-    result: Any = None
-
-    @property
-    def event_id(self) -> UUID:
-        return self.envelope.event_id
-
-
-@dataclass(eq=False)
-class _Flush:
-    future: Future[None] = field(default_factory=Future)
-
-
-@dataclass
-class WriterStats:
-    committed_events: int = 0
-    committed_batches: int = 0
-    duplicate_events: int = 0
-    conflicts_retried: int = 0
-    store_retries: int = 0
-    lost_events: int = 0
-    give_ups: int = 0
 
 
 class Writer:
@@ -166,7 +140,7 @@ class Writer:
         if not self._thread.is_alive():
             self._raise_failures()
             return
-        marker = _Flush()
+        marker = Flush()
         self._flushes_pending += 1
         self._queue.append(marker)
         self.expedite()
@@ -255,8 +229,8 @@ class Writer:
                 self._update_room()
 
     def _commit(self, batch: list[Any]) -> None:
-        flushes = [item for item in batch if type(item) is _Flush]
-        pending = self._dedupe([item for item in batch if type(item) is not _Flush])
+        flushes = [item for item in batch if type(item) is Flush]
+        pending = dedupe([item for item in batch if type(item) is not Flush], self.stats)
         self._given_up = False
         if pending and not self._commit_items(pending, final=False):
             # Another writer kept winning on some aggregate: commit the items one by one, so
@@ -294,7 +268,8 @@ class Writer:
                 self._forget()
                 if unanswered and uow is not None and duplicate.event_ids.issuperset(uow.hex_ids):
                     break  # the failed attempt did commit it all; its answer was lost
-                pending, uow, unanswered = self._drop_duplicates(pending, duplicate.event_ids), None, False
+                pending = drop_duplicates(pending, duplicate.event_ids, self.stats)
+                uow, unanswered = None, False
                 continue
             except VersionConflictError:
                 self.stats.conflicts_retried += 1
@@ -303,7 +278,7 @@ class Writer:
                 if time.monotonic() + delay > deadline:
                     if not final:
                         return False
-                    self._fail(pending, ConflictError(_first_subject(pending), attempts))
+                    self._fail(pending, ConflictError(first_subject(pending), attempts))
                     return True
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.25)
@@ -331,62 +306,12 @@ class Writer:
         self._forget()
         return False
 
-    def _dedupe(self, items: list[Any]) -> list[Any]:
-        """Keep the first of several items with one event id (a retry queued before the first
-        was committed); the others are no-ops, resolved as duplicates."""
-        seen: set[UUID] = set()
-        kept = []
-        for item in items:
-            event_id = item.event_id
-            if event_id is not None:
-                if event_id in seen:
-                    self.stats.duplicate_events += 1
-                    if type(item) is Command:
-                        item.future.set_result(None)
-                    continue
-                seen.add(event_id)
-            kept.append(item)
-        return kept
-
     def _build(self, items: list[Any]) -> tuple[UnitOfWork, dict[int, BaseException]]:
         """Turn queued items into events; items the domain refuses are set aside by index."""
         now = self.clock()
         uow = UnitOfWork(self.store, self.mapper, self._cache, now)
-        rejected: dict[int, BaseException] = {}
-        steps: list[tuple[int, StoredStep, str]] = []
         step_batch = self.steps.batch(uow, now, sum(1 for item in items if type(item) is StepRecord))
-        for index, item in enumerate(items):
-            if type(item) is StepRecord:
-                try:
-                    stored, event_id = step_batch.encode(item)
-                    steps.append((len(uow.events), stored, event_id))
-                except StoreError:
-                    raise  # reading the run failed: the whole batch waits for the store
-                except LineageError as error:
-                    rejected[index] = error
-                    step_batch.refused(item, error)  # no later step of its run is stored
-                continue
-            step_batch.after_command()
-            try:
-                item.result = uow.apply(item.handler, item.envelope)
-            except StoreError:
-                raise
-            except Exception as error:  # a refused or broken command fails alone
-                rejected[index] = error
-        step_batch.close()
-        uow.stored = merge_steps(uow, self.mapper, steps)
-        return uow, rejected
-
-    def _drop_duplicates(self, pending: list[Any], known: set[str]) -> list[Any]:
-        kept = []
-        for item in pending:
-            if item.event_id is not None and item.event_id.hex in known:
-                self.stats.duplicate_events += 1
-                if type(item) is Command:
-                    item.future.set_result(None)
-            else:
-                kept.append(item)
-        return kept
+        return uow, build(uow, step_batch, items, self.mapper)
 
     def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int) -> None:
         self.stats.committed_events += count
@@ -409,7 +334,7 @@ class Writer:
         for item in items:
             if type(item) is Command and not item.future.done():
                 self.losses.refused(item.future, error)
-            elif type(item) is _Flush and not item.future.done():
+            elif type(item) is Flush and not item.future.done():
                 item.future.set_result(None)
                 self._flushes_pending -= 1
         self.stats.lost_events += sum(1 for item in items if type(item) is Command)
@@ -426,7 +351,7 @@ class Writer:
         self._fail([*items, *behind], error)
         self.losses.gave_up()
         self._update_room()
-        lost = sum(type(item) is not _Flush for item in (*items, *behind))
+        lost = sum(type(item) is not Flush for item in (*items, *behind))
         log.error("lineage writer: gave up: %s; %d queued event(s) were not committed and are "
                   "reported by the next call", error, lost)
         with self._space:
@@ -436,8 +361,3 @@ class Writer:
         self._cache.clear()
         self.steps.forget()
 
-
-def _first_subject(items: list[Any]) -> Any:
-    for item in items:
-        return item.run_id if type(item) is StepRecord else item.label
-    return None

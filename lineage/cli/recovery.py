@@ -31,7 +31,7 @@ from rich.text import Text
 from lineage.api import Tracker
 from lineage.application.monitor import LocalRunStatusSource, MonitorAction, PollFailure, RecoveryMonitor
 from lineage.application.policies import BACKOFFS, RetryPolicy
-from lineage.application.recovery import NOT_RECOVERED, RecoveryResult
+from lineage.application.recovery_result import NOT_RECOVERED, RecoveryResult
 from lineage.application.run_handle import RunHandle
 from lineage.application.views import ArtifactView
 from lineage.cli.base import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lineage.config.loader import Setting, resolve
-from lineage.domain.run import DEFAULT_RECOVERY_LEASE_S
+from lineage.domain.recovery_rules import DEFAULT_RECOVERY_LEASE_S
 
 
 def _positive_int(text: str) -> int:

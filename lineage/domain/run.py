@@ -4,7 +4,8 @@ Low-rate facts only (start, inputs, checkpoints, evaluations, failures, recoveri
 steps go to the run's step log (``lineage.domain.steps``) and are never replayed into a Run.
 
 Every command method takes the envelope and the record time (``timestamp``) from the caller,
-checks its invariants first, then triggers exactly one event.
+checks its invariants first, then triggers exactly one event. The rules of recovery attempts and
+their leases are in ``lineage.domain.recovery_rules``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+import lineage.domain.recovery_rules as rules
 from lineage.domain.envelope import Envelope, EnvelopedEvent
 from lineage.errors import InvariantError, RunFinishedError
 
 FINAL_STATUSES = ("completed", "failed", "cancelled", "superseded")
-DEFAULT_RECOVERY_LEASE_S = 120.0  # how long a recovery is held without a renewal
-LEASE_EXPIRED = "RecoveryLeaseExpired"  # error type of the RecoveryFailed a takeover records
 
 
 class Run(Aggregate):
@@ -90,7 +90,7 @@ class Run(Aggregate):
             """Stored before leases: no holder, and a lease of the default length from the
             start, so a recovery left open then can be taken over now."""
             state["holder"] = ""
-            state["lease_until"] = state["timestamp"] + timedelta(seconds=DEFAULT_RECOVERY_LEASE_S)
+            state["lease_until"] = state["timestamp"] + timedelta(seconds=rules.DEFAULT_RECOVERY_LEASE_S)
 
         def apply(self, run: Run) -> None:
             run.recovery_attempts = self.attempt
@@ -279,14 +279,7 @@ class Run(Aggregate):
         """Begin the next attempt, held by ``holder`` until ``lease_until``. Refused while
         another attempt holds an unexpired lease (``take_over_recovery`` first once it has
         expired)."""
-        if self.recovering:
-            raise InvariantError(f"run {self.id} is already recovering (attempt "
-                                 f"{self.recovery_attempts} held by {self.recovery_holder or '?'}"
-                                 f" until {self.lease_until})")
-        if self.superseded_by is not None:
-            raise InvariantError(f"run {self.id} was already recovered as {self.superseded_by}")
-        if self.failures == 0 and self.status not in ("failed",):
-            raise InvariantError(f"run {self.id} has no failure to recover from")
+        rules.check_can_start(self)
         attempt = self.recovery_attempts + 1
         self.trigger_event(self.RecoveryStarted, attempt=attempt, strategy=strategy,
                            holder=holder, lease_until=lease_until, timestamp=timestamp,
@@ -295,48 +288,42 @@ class Run(Aggregate):
 
     def lease_expired(self, now: datetime) -> bool:
         """Whether the attempt in progress is held by nobody at ``now``."""
-        return self.recovering and (self.lease_until is None or now >= self.lease_until)
+        return rules.lease_expired(self, now)
 
     def take_over_recovery(self, holder: str, envelope: Envelope, timestamp: datetime) -> None:
         """End the attempt in progress whose executor stopped renewing its lease, as a
         ``RecoveryFailed`` of type RecoveryLeaseExpired naming both holders; the taker then
         starts the next attempt. Refused while the lease holds."""
-        self._require_recovering()
-        if not self.lease_expired(timestamp):
-            raise InvariantError(f"run {self.id} is already recovering (attempt "
-                                 f"{self.recovery_attempts} held by {self.recovery_holder or '?'}"
-                                 f" until {self.lease_until})")
-        message = (f"attempt {self.recovery_attempts} held by {self.recovery_holder or '?'}: its "
-                   f"lease expired at {self.lease_until}; taken over by {holder}")
+        rules.check_takeover(self, timestamp)
         self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
-                           error_type=LEASE_EXPIRED, message=message, timestamp=timestamp,
-                           **envelope.fields())
+                           error_type=rules.LEASE_EXPIRED, message=rules.takeover_message(self, holder),
+                           timestamp=timestamp, **envelope.fields())
 
     def renew_recovery_lease(self, attempt: int, holder: str, lease_until: datetime,
                              envelope: Envelope, timestamp: datetime) -> None:
         """Extend the lease of ``attempt``; refused once it was taken over or ended."""
-        self._require_recovering(attempt)
+        rules.require_recovering(self, attempt)
         self.trigger_event(self.RecoveryLeaseRenewed, attempt=attempt, holder=holder,
                            lease_until=lease_until, timestamp=timestamp, **envelope.fields())
 
     def select_recovery_checkpoint(self, checkpoint_id: UUID, step: int, reason: str,
                                    envelope: Envelope, timestamp: datetime,
                                    attempt: int | None = None) -> None:
-        self._require_recovering(attempt)
+        rules.require_recovering(self, attempt)
         self.trigger_event(self.RecoveryCheckpointSelected, attempt=self.recovery_attempts,
                            checkpoint_id=checkpoint_id, step=step, reason=reason,
                            timestamp=timestamp, **envelope.fields())
 
     def complete_recovery(self, new_run_id: UUID, checkpoint_id: UUID, envelope: Envelope,
                           timestamp: datetime, attempt: int | None = None) -> None:
-        self._require_recovering(attempt)
+        rules.require_recovering(self, attempt)
         self.trigger_event(self.RecoveryCompleted, attempt=self.recovery_attempts,
                            new_run_id=new_run_id, checkpoint_id=checkpoint_id,
                            timestamp=timestamp, **envelope.fields())
 
     def fail_recovery(self, error_type: str, message: str, envelope: Envelope,
                       timestamp: datetime, attempt: int | None = None) -> None:
-        self._require_recovering(attempt)
+        rules.require_recovering(self, attempt)
         self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
                            error_type=error_type, message=message, timestamp=timestamp,
                            **envelope.fields())
@@ -346,7 +333,7 @@ class Run(Aggregate):
                                    attempt: int | None = None) -> None:
         """Record why a candidate checkpoint was not used (missing, corrupted, no optimizer
         state...) before the recovery falls back to an older one."""
-        self._require_recovering(attempt)
+        rules.require_recovering(self, attempt)
         self.trigger_event(self.RecoveryCheckpointRejected, attempt=self.recovery_attempts,
                            checkpoint_id=checkpoint_id, step=step, reason=reason,
                            timestamp=timestamp, **envelope.fields())
@@ -354,7 +341,7 @@ class Run(Aggregate):
     def record_lost_steps(self, checkpoint_id: UUID, checkpoint_step: int, first_step: int,
                           last_step: int, count: int, new_run_id: UUID, envelope: Envelope,
                           timestamp: datetime, attempt: int | None = None) -> None:
-        self._require_recovering(attempt)
+        rules.require_recovering(self, attempt)
         if count <= 0:
             return
         self.trigger_event(self.StepsLost, checkpoint_id=checkpoint_id,
@@ -376,21 +363,9 @@ class Run(Aggregate):
                          attempt: int | None = None) -> None:
         """Record that attempts ran out (closing an attempt still open). ``attempt``, when
         given, must be the last one and ended: another executor's attempt is left alone."""
-        if attempt is not None and (self.recovering or attempt != self.recovery_attempts):
-            raise InvariantError(f"run {self.id}: attempt {self.recovery_attempts} is not "
-                                 f"attempt {attempt}, ended: not exhausted")
+        rules.check_exhaust(self, attempt)
         self.trigger_event(self.RecoveryExhausted, attempts=self.recovery_attempts,
                            timestamp=timestamp, **envelope.fields())
-
-    def _require_recovering(self, attempt: int | None = None) -> None:
-        """``attempt`` (the executor's fencing token), when given, must be the one in
-        progress: an executor whose attempt was taken over can record nothing more."""
-        if not self.recovering:
-            raise InvariantError(f"run {self.id} has no recovery in progress"
-                                 + ("" if attempt is None else f" (attempt {attempt} ended)"))
-        if attempt is not None and attempt != self.recovery_attempts:
-            raise InvariantError(f"run {self.id}: recovery attempt {attempt} was taken over; "
-                                 f"attempt {self.recovery_attempts} is in progress")
 
     def resume_from(self, previous_run_id: UUID, checkpoint_id: UUID, step: int,
                     optimizer_restored: bool, envelope: Envelope, timestamp: datetime) -> None:

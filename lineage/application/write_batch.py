@@ -1,0 +1,121 @@
+"""What the writer queues, and how one batch of it becomes one transaction's events.
+
+The writer (``lineage.application.writer``) owns the queue, the thread and the retries; this
+module holds the queue's item types and the pure batch steps it runs on its thread: dropping
+repeated event ids, building a unit of work from the items (refusals set aside by index), and
+dropping what the store already holds. Writer thread only; nothing here blocks or retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from lineage.application.step_log import StepBatch, StepRecord, StoredStep, merge_steps
+from lineage.application.unit_of_work import UnitOfWork
+from lineage.domain.envelope import Envelope
+from lineage.errors import LineageError, StoreError
+
+
+@dataclass(eq=False)
+class Command:
+    """A change to aggregates: ``handler(uow)`` runs on the writer thread."""
+
+    handler: Callable[[UnitOfWork], Any]
+    envelope: Envelope
+    label: str
+    future: Future[Any] = field(default_factory=Future)
+    result: Any = None
+
+    @property
+    def event_id(self) -> UUID:
+        return self.envelope.event_id
+
+
+@dataclass(eq=False)
+class Flush:
+    """A ``flush`` call's marker: resolved once everything queued before it is resolved."""
+
+    future: Future[None] = field(default_factory=Future)
+
+
+@dataclass
+class WriterStats:
+    committed_events: int = 0
+    committed_batches: int = 0
+    duplicate_events: int = 0
+    conflicts_retried: int = 0
+    store_retries: int = 0
+    lost_events: int = 0
+    give_ups: int = 0
+
+
+def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
+    """Keep the first of several items with one event id (a retry queued before the first
+    was committed); the others are no-ops, resolved as duplicates."""
+    seen: set[UUID] = set()
+    kept = []
+    for item in items:
+        event_id = item.event_id
+        if event_id is not None:
+            if event_id in seen:
+                stats.duplicate_events += 1
+                if type(item) is Command:
+                    item.future.set_result(None)
+                continue
+            seen.add(event_id)
+        kept.append(item)
+    return kept
+
+
+def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any) -> dict[int, BaseException]:
+    """Turn queued items into ``uow``'s events (``uow.stored``, ``uow.hex_ids``); returns the
+    items the domain refuses, by index. A StoreError (reading failed) propagates: the whole
+    batch waits for the store."""
+    rejected: dict[int, BaseException] = {}
+    steps: list[tuple[int, StoredStep, str]] = []
+    for index, item in enumerate(items):
+        if type(item) is StepRecord:
+            try:
+                stored, event_id = step_batch.encode(item)
+                steps.append((len(uow.events), stored, event_id))
+            except StoreError:
+                raise  # reading the run failed: the whole batch waits for the store
+            except LineageError as error:
+                rejected[index] = error
+                step_batch.refused(item, error)  # no later step of its run is stored
+            continue
+        step_batch.after_command()
+        try:
+            item.result = uow.apply(item.handler, item.envelope)
+        except StoreError:
+            raise
+        except Exception as error:  # a refused or broken command fails alone
+            rejected[index] = error
+    step_batch.close()
+    uow.stored = merge_steps(uow, mapper, steps)
+    return rejected
+
+
+def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> list[Any]:
+    """``pending`` less the items whose event ids (hex) the store already holds: those are
+    no-ops, resolved as duplicates."""
+    kept = []
+    for item in pending:
+        if item.event_id is not None and item.event_id.hex in known:
+            stats.duplicate_events += 1
+            if type(item) is Command:
+                item.future.set_result(None)
+        else:
+            kept.append(item)
+    return kept
+
+
+def first_subject(items: list[Any]) -> Any:
+    """What a conflict error names: the first item's run id (a step) or label (a command)."""
+    for item in items:
+        return item.run_id if type(item) is StepRecord else item.label
+    return None
