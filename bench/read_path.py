@@ -20,6 +20,7 @@ import io
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,9 +126,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="calls per figure (median)")
     args = parser.parse_args()
     report = Report.start("read path: runs and monitor poll vs steps")
-    with temp_store(single_store(args), args, report, "record") as store:
+    with temp_store(single_store(args), args, report, "record") as store, \
+            tempfile.TemporaryDirectory(prefix="lineage-read-path-") as files:
         tracker = open_tracker(store.url, args)
-        directory = Path(store.path).parent if store.path else Path(".")
+        directory = Path(files)  # the checkpoints' bytes; never the working directory
         started = time.perf_counter()
         long_run = record(tracker, args.runs, args.steps, directory)
         report.figure("recorded", time.perf_counter() - started, "s", fmt="{:,.1f}",
