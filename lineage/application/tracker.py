@@ -217,6 +217,18 @@ class TrackerService(ReadAPI):
                   occurred_at: Any = None, wait: bool = True) -> RunHandle:
         """Start a run (a LineageIR trace). Use the handle as a context manager: leaving the
         block finishes the run as completed, or as failed when an exception escapes."""
+        handle, start_it = self._starter(name, job, inputs, tags, run_id, start_step)
+        pending = self.submit(f"start run {name}", start_it,
+                              self.envelope(event_id, occurred_at))
+        if wait:
+            pending.wait()
+        return handle
+
+    def _starter(self, name: str, job: dict[str, Any] | None, inputs: Sequence[ArtifactLike],
+                 tags: Any, run_id: Any,
+                 start_step: int) -> tuple[RunHandle, Callable[[UnitOfWork], UUID]]:
+        """The new run's handle and the command that starts it, validated now (nothing
+        recorded): ``resume_run`` adds its link to the same command, so both commit together."""
         name = validation.text(name, "name")
         spec = job_spec(job)
         tag_map = validation.tags(tags)
@@ -228,7 +240,6 @@ class TrackerService(ReadAPI):
             new_id = ids.run_id_for_key(self.tenant_id, spec["key"])
         else:
             new_id = self.new_id()
-        envelope = self.envelope(event_id, occurred_at)
 
         def start_it(uow: UnitOfWork) -> UUID:
             existing = uow.find_run(new_id)
@@ -240,10 +251,7 @@ class TrackerService(ReadAPI):
                 run.use_input(artifact_id, artifact.uri, artifact.type, uow.envelope(), uow.timestamp)
             return new_id
 
-        pending = self.submit(f"start run {name}", start_it, envelope)
-        if wait:
-            pending.wait()
-        return self._handle(new_id, name, start, spec)
+        return self._handle(new_id, name, start, spec), start_it
 
     def run_handle(self, run: RunLike) -> RunHandle:
         """A handle to record more on an existing run (e.g. a failure flagged while it runs).
@@ -259,26 +267,33 @@ class TrackerService(ReadAPI):
                    optimizer_restored: bool = True, job: dict[str, Any] | None = None,
                    step: int | None = None, **start: Any) -> RunHandle:
         """Start a new run that resumes ``previous`` from ``checkpoint`` (linked both ways by
-        the recovery events; see ``lineage.application.recovery``)."""
+        the recovery events; see ``lineage.application.recovery``). The new run and its link
+        commit in one transaction: a crash never leaves a new run that resumes nothing.
+        Blocks until committed (``wait`` is ignored)."""
         previous_id = id_of(previous, "run")
         checkpoint_id = id_of(checkpoint, "checkpoint")
         optimizer_restored = validation.bool_flag(optimizer_restored, "optimizer_restored")
         old = self.run(previous_id)
         ckpt = self.artifact(checkpoint_id)
         resume_step = ckpt.step if step is None else validation.step(step)
-        handle = self.start_run(name or old.name, job=job if job is not None else old.job,
-                                inputs=[checkpoint_id], start_step=resume_step or 0, **start)
+        start.pop("wait", None)
+        handle, start_it = self._starter(
+            name or old.name, job if job is not None else old.job, [checkpoint_id],
+            start.pop("tags", None), start.pop("run_id", None), resume_step or 0)
+        envelope = self.envelope(start.pop("event_id", None), start.pop("occurred_at", None))
+        if start:
+            raise TypeError(f"resume_run() got unexpected keyword arguments {sorted(start)}")
         handle.continue_from(checkpoint_id)
-        envelope = self.envelope()
 
-        def link(uow: UnitOfWork) -> None:
+        def start_and_link(uow: UnitOfWork) -> None:
+            start_it(uow)
             uow.run(handle.id).resume_from(previous_id, checkpoint_id, resume_step or 0,
                                            optimizer_restored, uow.envelope(), uow.timestamp)
             # retention must keep what another run resumed from
             uow.artifact(checkpoint_id).pin(f"resumed:{handle.id}", f"run {handle.id} resumed "
                                             "from it", uow.envelope(), uow.timestamp)
 
-        self.submit(f"resume {previous_id}", link, envelope).wait()
+        self.submit(f"resume {previous_id}", start_and_link, envelope).wait()
         return handle
 
     # -- policies and recovery (DESIGN §7) ------------------------------------------------------

@@ -1,5 +1,6 @@
 """Fixtures of the fault-injection suite: a real small filesystem to fill or make read-only,
-and the figures printed at the end of the session (cycles, faults, events lost, holes)."""
+and the figures printed at the end of the session (cycles, faults, events lost, holes; the
+SIGKILL test's per store)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.faults.helpers import FIGURES, MAX_BLOCK_S
+from tests.faults.helpers import FIGURES, KILL_FIGURES, MAX_BLOCK_S
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for store, seed, by_phase in KILL_FIGURES:  # one line per store: the figures never mix
+        phases = "; ".join(f"{phase}: " + ", ".join(f"{name} {count}" for name, count in
+                                                     counts.items())
+                           for phase, counts in by_phase.items())
+        terminalreporter.write_line(f"SIGKILL faults on {store} (seed {seed}): {phases}")
     if not FIGURES:
         return
     figures = ", ".join(f"{name} {count}" for name, count in sorted(FIGURES.items()))

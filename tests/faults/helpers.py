@@ -15,6 +15,8 @@ from lineage.domain import ids
 
 FIGURES: Counter[str] = Counter()  # cycles, faults_injected, events_lost, holes...
 MAX_BLOCK_S: dict[str, float] = {}  # the longest log_step call, per scenario
+# the SIGKILL test's figures, one entry per store it ran on: (store, seed, figures by phase)
+KILL_FIGURES: list[tuple[str, int, dict[str, dict[str, int]]]] = []
 
 
 def stored_steps(store: Any, run_id: UUID) -> list[int]:

@@ -1,20 +1,22 @@
 """Fault injection: the retention worker and the recovery executor are SIGKILLed at random points.
 
-Each cycle runs a child process on a SQLite file and kills it (SIGKILL: no atexit, no flush)
-at a random moment:
+It runs once per durable store: a SQLite file, and a fresh PostgreSQL schema (the ``postgres``
+marker). Each cycle runs a child process that opens the same store URL as the test and kills it
+(SIGKILL: no atexit, no flush) at a random moment:
 
 - retention: the child trains a run with ``keep_last=2``, saving a checkpoint every few steps;
   a kill between a save's commit and its ``Retired`` event leaves the run over its policy, one
   between the ``Retired`` event and the deletion leaves bytes to delete;
 - recovery: the child recovers a corrupted run with a short lease and a slow resume; a kill
-  leaves the recovery not started, held by a dead executor, or done.
+  leaves the recovery not started, held by a dead executor, or done. The first cycle (and about
+  a quarter of the others) kills while the resume runs, so every store sees a dead holder.
 
 After the kills, a restart repairs: a run handle (retention's repair) and a monitor pass (which
 takes over recoveries whose lease expired). Then: no run recovering, every corrupted run
 recovered exactly once, no run with more live unpinned checkpoints than ``keep_last``, no
 retired checkpoint whose bytes were not dealt with, and the read models equal a rebuild. The
-figures (cycles, kills, gaps and stuck recoveries seen, left) are printed; the seed is in any
-failure message.
+figures (cycles, kills, gaps and stuck recoveries seen, left) are printed per store at the end of
+the session; the store and the seed are in any failure message.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pytest
 import lineage
 from lineage import LocalRunStatusSource, RecoveryMonitor
 from lineage.domain import Run
+from tests.faults.helpers import KILL_FIGURES
 from tests.integration.test_read_models import dump
 
 pytestmark = pytest.mark.slow
@@ -76,7 +79,10 @@ RECOVERY_CHILD = textwrap.dedent(f"""
             run.save_checkpoint(path, step=step, includes_optimizer=True)
     run.record_failure("backend_corrupted", "flagged", corrupted=True, retryable=True).wait()
     print("ready", run.id, flush=True)
-    result = tracker.recover(run.id, resume=lambda checkpoint, new_run: time.sleep(0.4))
+    def resume(checkpoint, new_run):
+        print("resuming", new_run.id, flush=True)
+        time.sleep(0.4)
+    result = tracker.recover(run.id, resume=resume)
     print("done", result.status, flush=True)
     time.sleep(60)
 """)
@@ -135,9 +141,11 @@ def kill_recovery(url: str, folder: Path, rng: random.Random) -> dict[str, int]:
     script.write_text(RECOVERY_CHILD)
     phases = {"killed_before_start": 0, "killed_recovering": 0, "killed_after_done": 0}
     for cycle in range(CYCLES):
+        mid_resume = cycle == 0 or rng.random() < 0.25  # else anywhere from "ready" on
         with (folder / f"recovery-{cycle}.err").open("w") as stderr:
             process = child(script, url, str(folder), stderr=stderr)
-            (ready,) = kill_after(process, 1, rng.uniform(0, 2.0))
+            ready, *_ = (kill_after(process, 2, rng.uniform(0, 0.2)) if mid_resume
+                         else kill_after(process, 1, rng.uniform(0, 2.0)))
         with lineage.Tracker(url) as look:
             view = look.run(UUID(ready.split()[1]))
         phase = ("killed_after_done" if view.superseded_by is not None else "killed_recovering"
@@ -215,17 +223,29 @@ def check_recoveries(tracker: lineage.Tracker) -> int:
     return len(left)
 
 
+def check_figures(figures: dict[str, dict[str, int]]) -> None:
+    """This store's figures agree: the restart recovered exactly the recoveries a kill
+    interrupted, and took over exactly those a dead executor held."""
+    recovery, restart = figures["recovery"], figures["after restart"]
+    interrupted = recovery["killed_before_start"] + recovery["killed_recovering"]
+    assert restart["recovered_by_restart"] == interrupted, figures
+    assert restart["takeovers"] == recovery["killed_recovering"], figures
+    assert restart["abandoned_runs_ended"] <= restart["takeovers"], figures
+
+
 def test_sigkilled_retention_and_recovery_leave_nothing_stuck_after_a_restart(
-        tmp_path: Path) -> None:
+        durable_url: str, tmp_path: Path) -> None:
+    store = "postgres" if durable_url.startswith("postgresql") else "sqlite"
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    url = str(tmp_path / "faults.db")
     try:
-        figures = {"retention": kill_retention(url, tmp_path, rng),
-                   "recovery": kill_recovery(url, tmp_path, rng)}
-        figures["after restart"] = repair_and_check(url)
+        figures = {"retention": kill_retention(durable_url, tmp_path, rng),
+                   "recovery": kill_recovery(durable_url, tmp_path, rng)}
+        figures["after restart"] = repair_and_check(durable_url)
+        check_figures(figures)
     except AssertionError as error:
         stderr = {p.name: p.read_text()[-1500:] for p in sorted(tmp_path.glob("*.err"))
                   if p.read_text().strip()}
-        raise AssertionError(f"seed {seed}; children's stderr: {stderr}") from error
-    print(f"\nfault injection (seed {seed}): {figures}")
+        raise AssertionError(f"{store}, seed {seed}; children's stderr: {stderr}") from error
+    KILL_FIGURES.append((store, seed, figures))
+    print(f"\nfault injection on {store} (seed {seed}): {figures}")
