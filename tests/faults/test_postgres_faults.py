@@ -1,5 +1,6 @@
 """PostgreSQL behind a loopback proxy we control (``tests.faults.proxy``): connections cut
-mid-batch, the server unreachable for a while, and unreachable past the bound. The shared
+mid-batch, the server unreachable for a while, and unreachable past the bound; and the
+server's disk full (its genuine ``disk_full`` error, injected at the store adapter). The shared
 server itself is never touched; each test has its own schema (the ``postgres_url`` fixture).
 What was stored is read back directly, not through the proxy."""
 
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import make_url
 
 import lineage
-from lineage.errors import UNREACHABLE, StepGapError
+from lineage.errors import DISK_FULL, UNREACHABLE, StepGapError
 from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, wait_until
 from tests.faults.proxy import TcpProxy
 
@@ -134,4 +135,90 @@ def test_a_server_unreachable_past_the_bound_is_reported_and_leaves_a_prefix(
     other = tracker.start_run("after the outage")
     other.log_step(0, {"loss": 1.0})
     tracker.close()
+    assert read_back(postgres_url, other.id) == [0] and read_back(postgres_url, run.id) == stored
+
+
+def server_disk_full(postgres_url: str) -> BaseException:
+    """A genuine psycopg error for SQLSTATE 53100 (disk_full), raised by the server itself (a
+    shared server's disk is never filled for a test)."""
+    import psycopg
+
+    from tests.conftest import _libpq_url
+
+    with psycopg.connect(_libpq_url(postgres_url.split("?")[0]), autocommit=True) as conn:
+        try:
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = "
+                         "'could not extend file: No space left on device'; END $$")
+        except psycopg.errors.DiskFull as error:
+            return error
+    raise AssertionError("the server did not raise disk_full")
+
+
+def full_disk_on(tracker: Any, error: BaseException) -> threading.Event:
+    """Make ``tracker``'s appends fail with ``error`` (as the library raises it) until the
+    event returned is set."""
+    from tests.faults.conftest import raise_as_library
+
+    mended = threading.Event()
+    original = tracker.store.recorder.insert_events
+
+    def insert_events(*args: Any, **kwargs: Any) -> Any:
+        if not mended.is_set():
+            raise_as_library(error)
+        return original(*args, **kwargs)
+
+    tracker.store.recorder.insert_events = insert_events
+    FIGURES["faults_injected"] += 1
+    FIGURES["postgres_disk_full_injected"] += 1
+    return mended
+
+
+def test_a_full_disk_on_the_server_for_a_while_loses_nothing(
+        postgres_url: str, make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(postgres_url, retry_for_s=120, export_otlp=False)
+    run = tracker.start_run("server disk full a while")
+    logged = list(range(100))
+    for step in logged:
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    mended = full_disk_on(tracker, server_disk_full(postgres_url))
+    step = 100
+    while step < 600 or not mended.is_set():  # training goes on, without flush
+        run.log_step(step, {"loss": 1.0})
+        logged.append(step)
+        step += 1
+        if tracker.writer.stats.store_retries >= 3:
+            mended.set()
+        time.sleep(0.001)
+    tracker.flush()
+    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres disk full a while",
+                 transient=True)
+    assert tracker.writer.stats.store_retries >= 3 and tracker.writer.stats.lost_events == 0
+
+
+def test_a_full_disk_on_the_server_past_the_bound_is_reported_as_disk_full(
+        postgres_url: str, make_tracker: MakeTracker) -> None:
+    tracker = make_tracker(postgres_url, retry_for_s=1.0, export_otlp=False)
+    run = tracker.start_run("server disk full")
+    logged = list(range(100))
+    for step in logged:
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    mended = full_disk_on(tracker, server_disk_full(postgres_url))
+    for step in range(100, 300):
+        run.log_step(step, {"loss": 1.0})
+        logged.append(step)
+    with pytest.raises(lineage.WriterError) as error:
+        tracker.flush()  # waits for the give-up, then reports
+    assert error.value.reason == DISK_FULL and "disk full" in str(error.value)
+    stored = read_back(postgres_url, run.id)
+    assert error.value.lost == len(logged) - len(stored) > 0
+    check_prefix(stored, logged, scenario="postgres disk full", transient=False)
+    with pytest.raises(StepGapError, match="disk full"):
+        run.log_step(300, {"loss": 1.0})
+    mended.set()  # space again: other runs and commands go on
+    run.finish("failed", reason="lost steps").wait(60)
+    other = tracker.start_run("after the disk full")
+    other.log_step(0, {"loss": 1.0})
+    tracker.flush()
     assert read_back(postgres_url, other.id) == [0] and read_back(postgres_url, run.id) == stored
