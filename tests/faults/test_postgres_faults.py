@@ -45,16 +45,22 @@ def read_back(postgres_url: str, run_id: Any) -> list[int]:
         store.close()
 
 
+def committed_run(tracker: Any, name: str, steps: int) -> tuple[Any, list[int]]:
+    """A run of ``steps`` committed steps on ``tracker``, and the steps logged."""
+    run = tracker.start_run(name)
+    logged = list(range(steps))
+    for step in logged:
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    return run, logged
+
+
 def refused_after_200_steps(proxy: TcpProxy, postgres_url: str, make_tracker: MakeTracker,
                             name: str, **settings: Any) -> tuple[Any, Any, list[int]]:
     """A tracker through ``proxy`` with a run of 200 committed steps; then the proxy refuses
     every connection (the server is unreachable)."""
     tracker = make_tracker(through(proxy, postgres_url), export_otlp=False, **settings)
-    run = tracker.start_run(name)
-    logged = list(range(200))
-    for step in logged:
-        run.log_step(step, {"loss": 1.0})
-    tracker.flush()
+    run, logged = committed_run(tracker, name, 200)
     proxy.refuse()
     FIGURES["faults_injected"] += 1
     return tracker, run, logged
@@ -176,11 +182,7 @@ def full_disk_on(tracker: Any, error: BaseException) -> threading.Event:
 def test_a_full_disk_on_the_server_for_a_while_loses_nothing(
         postgres_url: str, make_tracker: MakeTracker) -> None:
     tracker = make_tracker(postgres_url, retry_for_s=120, export_otlp=False)
-    run = tracker.start_run("server disk full a while")
-    logged = list(range(100))
-    for step in logged:
-        run.log_step(step, {"loss": 1.0})
-    tracker.flush()
+    run, logged = committed_run(tracker, "server disk full a while", 100)
     mended = full_disk_on(tracker, server_disk_full(postgres_url))
     step = 100
     while step < 600 or not mended.is_set():  # training goes on, without flush
@@ -199,11 +201,7 @@ def test_a_full_disk_on_the_server_for_a_while_loses_nothing(
 def test_a_full_disk_on_the_server_past_the_bound_is_reported_as_disk_full(
         postgres_url: str, make_tracker: MakeTracker) -> None:
     tracker = make_tracker(postgres_url, retry_for_s=1.0, export_otlp=False)
-    run = tracker.start_run("server disk full")
-    logged = list(range(100))
-    for step in logged:
-        run.log_step(step, {"loss": 1.0})
-    tracker.flush()
+    run, logged = committed_run(tracker, "server disk full", 100)
     mended = full_disk_on(tracker, server_disk_full(postgres_url))
     for step in range(100, 300):
         run.log_step(step, {"loss": 1.0})
