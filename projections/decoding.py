@@ -1,8 +1,9 @@
 """Turning a page of notifications into what projections consume, once per batch.
 
-Step events are most of the log: they become ``DecodedStep`` tuples through the step codec
-(``lineage.codec.steps``, shared with the span builder); every other event is decoded by the
-mapper into its domain event class.
+Step events are most of the log, stored many to a row: each stored step row becomes ONE item,
+a ``StepBlock`` (``lineage.codec.step_block``, shared with the span builder and the queries),
+whose columns the read models take whole; every other event is decoded by the mapper into its
+domain event class.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from sqlalchemy import Connection, Table
 
 from lineage.codec.dispatch import Dispatcher
 from lineage.codec.jsontext import strict_dumps
-from lineage.codec.steps import STEP_TOPIC, StepCodec, decode_step
-from lineage.domain import StepRecorded
+from lineage.codec.step_block import BlockCodec
+from lineage.domain.steps import StepsRecorded
 
 
 class Item(NamedTuple):
     """One decoded notification: its position, kind (``Run.Started``...), event (a
-    ``DecodedStep`` for ``StepRecorded``) and event class (what handlers are keyed by)."""
+    ``StepBlock`` for a step row, type ``StepsRecorded``) and event class (what handlers are
+    keyed by)."""
 
     position: int
     kind: str
@@ -41,21 +43,15 @@ class Projection(Protocol):
 
 
 def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:
-    steps = StepCodec(mapper)
-    fast = decode_step if steps.plain else _none  # hoisted: the codec's fast path, inline
+    blocks = BlockCodec(mapper)
     items = []
     for note in notifications:
-        if note.topic == STEP_TOPIC:
-            step = fast(note.state, note.originator_version, note.id) or steps.decode(note, note.id)
-            items.append(Item(note.id, "StepRecorded", step, StepRecorded))
+        if blocks.is_step(note.topic):
+            items.append(Item(note.id, "StepsRecorded", blocks.decode(note, note.id), StepsRecorded))
         else:
             event = mapper.to_domain_event(note)
             items.append(Item(note.id, type(event).__qualname__, event, type(event)))
     return items
-
-
-def _none(*args: Any) -> None:
-    return None
 
 
 # Compact, strict JSON for JSON columns, so ``json_extract`` / ``::jsonb`` work on them (NaN

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, or_, select
+from sqlalchemy import Connection, Row, or_, select
 
 from lineage.errors import RunNotFoundError
 from lineage.projections.decoding import loads, numbers
-from lineage.projections.tables import artifacts, edges, spans, step_metrics, traces
+from lineage.projections.step_queries import steps_after
+from lineage.projections.tables import artifacts, edges, spans, traces
 
 ORIGIN = "lineage"
 
@@ -148,9 +149,7 @@ def _metadata(conn: Connection, trace: Row[Any], span_rows: Sequence[Row[Any]]) 
     lost = loads(trace.lost_steps) if trace.lost_steps else None
     if lost is None and selected and "checkpoint_step" in selected[-1]:
         after = selected[-1]["checkpoint_step"]
-        row = conn.execute(select(func.count(), func.min(step_metrics.c.step),
-                                  func.max(step_metrics.c.step))
-                           .where(step_metrics.c.run_id == trace.id, step_metrics.c.step > after)).one()
+        row = steps_after(conn, trace.id, after)
         lost = {"after_checkpoint_step": after, "count": row[0], "from_step": row[1],
                 "to_step": row[2], "resumed_as": selected[-1].get("new_run_id")}
     return {"schema": "lineageir/1", "lost_steps": lost, "spans": len(span_rows),

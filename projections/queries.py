@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
-from lineage.projections.decoding import loads, numbers
+from lineage.projections.decoding import loads
 from lineage.projections.lineage_walk import walk
 from lineage.projections.lineageir import lineage_graph, nested
 from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
+from lineage.projections.step_queries import MetricHistory, metric_history
 from lineage.projections.tables import (
     alias_history,
     aliases,
@@ -25,7 +26,6 @@ from lineage.projections.tables import (
     artifacts,
     audit,
     edges,
-    step_metrics,
     traces,
 )
 from lineage.timestamps import iso, normalise
@@ -110,11 +110,11 @@ class ReadModels:
             self.runner.catch_up()
         return self.runner.quarantined([read_model] if read_model else ())
 
-    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
+    def metric_history(self, run_id: str, name: str) -> MetricHistory:
+        """(step, value) pairs of metric ``name`` in the order logged (``MetricHistory``:
+        compact arrays)."""
         with self._conn() as conn:
-            rows = conn.execute(select(step_metrics.c.step, step_metrics.c.metrics)
-                                .where(step_metrics.c.run_id == run_id).order_by(step_metrics.c.seq))
-            return [(r.step, numbers(r.metrics)[name]) for r in rows if name in loads(r.metrics)]
+            return metric_history(conn, run_id, name)
 
     # -- the registry ---------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ from sqlalchemy import Connection, bindparam, case, or_, select, update
 from lineage.application.job_status import job_status
 from lineage.codec.dispatch import handles
 from lineage.codec.steps import DecodedStep
-from lineage.domain import Run, StepRecorded
+from lineage.domain import Run
 from lineage.domain.liveness import HeartbeatRecorded
+from lineage.domain.steps import StepsRecorded
 from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.tables import spans, traces
 from lineage.spans import identity
@@ -61,9 +62,9 @@ class TraceProjection(Dispatching):
         touched: set[str] = set()
         activity: dict[str, str] = {}
         for item in items:
-            if item.type is StepRecorded:
-                steps.append(item.event)
-                _latest(activity, item.event.run_id, item.event.recorded_at)
+            if item.type is StepsRecorded:
+                steps.extend(item.event.decoded_steps())
+                _latest(activity, str(item.event.run_id), item.event.recorded_at)
                 continue
             handler = self.handler(item.type)
             if handler is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from lineage.application.step_log import StepBatch, StepRecord, StoredStep, merge_steps
+from lineage.application.step_log import StepBatch, StepRecord, merge_steps
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain.envelope import Envelope
 from lineage.errors import LineageError, StoreError
@@ -76,12 +76,10 @@ def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any)
     items the domain refuses, by index. A StoreError (reading failed) propagates: the whole
     batch waits for the store."""
     rejected: dict[int, BaseException] = {}
-    steps: list[tuple[int, StoredStep, str]] = []
     for index, item in enumerate(items):
         if type(item) is StepRecord:
             try:
-                stored, event_id = step_batch.encode(item)
-                steps.append((len(uow.events), stored, event_id))
+                step_batch.add(item)
             except StoreError:
                 raise  # reading the run failed: the whole batch waits for the store
             except LineageError as error:
@@ -96,7 +94,7 @@ def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any)
         except Exception as error:  # a refused or broken command fails alone
             rejected[index] = error
     step_batch.close()
-    uow.stored = merge_steps(uow, mapper, steps)
+    uow.stored = merge_steps(uow, mapper, step_batch.blocks)
     return rejected
 
 

@@ -55,7 +55,6 @@ from lineage.application.write_batch import (
     first_subject,
 )
 from lineage.application.write_failures import Losses, Outage
-from lineage.codec.steps import envelope_tail
 from lineage.domain.envelope import Origin
 from lineage.errors import ConflictError, ReadOnlyStoreError, StoreError, WriterError
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
@@ -80,7 +79,7 @@ class Writer:
         self.retry_for_s = retry_for_s
         self.stats = WriterStats()
         self.losses = Losses()
-        self.steps = StepLog(store, envelope_tail(*origin),
+        self.steps = StepLog(store, (origin.source, origin.tenant_id, origin.actor),
                              None if id_source is uuid4 else id_source, self.losses.gaps)
         self._outage = Outage(retry_for_s)
         self._given_up = False  # set by a give-up in the current batch
@@ -310,7 +309,7 @@ class Writer:
         """Turn queued items into events; items the domain refuses are set aside by index."""
         now = self.clock()
         uow = UnitOfWork(self.store, self.mapper, self._cache, now)
-        step_batch = self.steps.batch(uow, now, sum(1 for item in items if type(item) is StepRecord))
+        step_batch = self.steps.batch(uow, now)
         return uow, build(uow, step_batch, items, self.mapper)
 
     def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int) -> None:

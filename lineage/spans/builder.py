@@ -6,9 +6,9 @@ or one run's streams) and returns, for each, the spans that event completes:
 =============================  ================================================================
 event                          span (parent: the run's ``train run`` span)
 =============================  ================================================================
-``StepRecorded``               ``train steps``: when a step group's last step-stream version
-                               arrives (``identity.STEPS_PER_SPAN`` steps), from the group's
-                               first step to its last
+steps (a stored step block)    ``train steps``: one per step group whose last step-stream
+                               version the block holds (``identity.STEPS_PER_SPAN`` steps),
+                               from the group's first step to its last
 ``Run.CheckpointSaved``        ``save checkpoint``, linked to its parent checkpoints' spans
 ``Run.EvaluationRecorded``     ``evaluate``
 ``Run.FailureDetected``        ``detect failure`` (status error, an ``exception`` event)
@@ -45,8 +45,10 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
-from lineage.codec.steps import STEP_TOPIC, DecodedStep, StepCodec
+from lineage.codec.step_block import BlockCodec, StepBlock, read_steps
+from lineage.codec.steps import DecodedStep
 from lineage.domain import Artifact, Run, StepRecorded, ids
+from lineage.domain.steps import StepsRecorded
 from lineage.ports import EventStore
 from lineage.spans import identity
 from lineage.spans.model import (
@@ -86,16 +88,19 @@ class SpanBuilder(Dispatcher):
         self.store = store
         self.mapper = mapper
         self.limits = limits
-        self.steps = StepCodec(mapper)
+        self.blocks = BlockCodec(mapper)
         self._started: OrderedDict[UUID, bool] = OrderedDict()
         self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
-        self._page: dict[tuple[UUID, int], StoredEvent] = {}
+        self._page: dict[UUID, list[StepBlock]] = {}  # stream -> the page's blocks of it
         self._handlers = self.topics()  # dispatched on the stored topic, before decoding
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[SpanRecord]]:
         """For each stored event (in log order), the spans it completes (often none)."""
-        self._page = {(_uuid(e.originator_id), e.originator_version): e for e in events
-                      if e.topic == STEP_TOPIC}
+        self._page = {}
+        for stored in events:
+            if self.blocks.is_step(stored.topic):
+                self._page.setdefault(_uuid(stored.originator_id), []).append(
+                    self.blocks.decode(stored))
         try:
             results = []
             for stored in events:
@@ -107,12 +112,17 @@ class SpanBuilder(Dispatcher):
 
     # -- steps -----------------------------------------------------------------------------------
 
-    @handles(StepRecorded)
+    @handles(StepRecorded, StepsRecorded)
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
-        version = stored.originator_version
-        if version % identity.STEPS_PER_SPAN:
-            return []
-        return [self._step_span(_uuid(stored.originator_id), version)]
+        """The groups whose last version this block holds (versions ``seq_from..last``)."""
+        last = stored.originator_version
+        stream = _uuid(stored.originator_id)
+        blocks = self._page.get(stream, [])
+        held = next((b for b in blocks if b.seq_to == last), None)
+        first = last if held is None else held.seq_from
+        per = identity.STEPS_PER_SPAN
+        ends = range((first + per - 1) // per * per, last + 1, per)
+        return [self._step_span(stream, end) for end in ends if end > 0]
 
     def _step_span(self, stream: UUID, last: int) -> SpanRecord:
         """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
@@ -136,13 +146,13 @@ class SpanBuilder(Dispatcher):
                           ns_of(head.occurred_datetime), ns_of(final.occurred_datetime), pairs)
 
     def _steps(self, stream: UUID, first: int, last: int) -> list[DecodedStep]:
-        """Decoded step events of versions ``first..last``, from the page when it has them."""
-        page = self._page
-        stored = [page.get((stream, version)) for version in range(first, last + 1)]
-        if None in stored:
-            stored = list(self.store.read_stream(stream, after=first - 1, limit=last - first + 1))
-        decode = self.steps.decode
-        return [decode(item) for item in stored]
+        """Decoded steps of versions ``first..last``, from the page when it holds them all."""
+        found: list[DecodedStep] = []
+        for block in self._page.get(stream, []):
+            found.extend(block.decoded(i) for i in block.slice_seq(first, last))
+        if len(found) == last - first + 1 and found[0].seq == first:
+            return found
+        return read_steps(self.store, self.blocks, stream, first, last)
 
     # -- run events ------------------------------------------------------------------------------
 
