@@ -23,6 +23,7 @@ from uuid import UUID
 from sqlalchemy import Connection, bindparam, select, update
 
 from lineage.codec.step_block import StepBlock
+from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import dumps, loads
 from lineage.projections.tables import spans, traces
 from lineage.spans import identity
@@ -33,9 +34,9 @@ def run_span_id(run_id: str) -> str:
     return identity.lineage_span_id(run, identity.run_span_id(run))
 
 
-def step_span_id(run_id: str, group: int) -> str:
+def step_span_id(run_id: str | UUID, group: int) -> str:
     """The ``train steps`` span of step group ``group`` (``identity.step_group``)."""
-    run = UUID(run_id)
+    run = run_id if isinstance(run_id, UUID) else UUID(run_id)
     return identity.lineage_span_id(run, identity.step_group_span_id(run, group))
 
 
@@ -105,7 +106,7 @@ class StepRollup:
             counters.append({"run": run_id, "added": sum(b.count for b in run_blocks),
                              "step": last.steps[-1], "metrics": dumps(last.metrics(last.count - 1))})
             for group, piece in pieces_of(run_id, run_blocks).items():
-                pieces[step_span_id(run_id, group)] = piece
+                pieces[step_span_id(last.run_id, group)] = piece
         if counters:
             self.conn.execute(update(traces).where(traces.c.id == bindparam("run")).values(
                 steps=traces.c.steps + bindparam("added"), last_step=bindparam("step"),
@@ -120,26 +121,27 @@ class StepRollup:
             select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.attributes)
             .where(spans.c.id.in_(list(pieces))))}
         inserts, updates = [], []
+        parents: dict[str, str] = {}
         for span_id, piece in pieces.items():
             found = existing.get(span_id)
             attributes = loads(found.attributes) if found else {"count": 0, "seq_from": piece.seq_from}
             attributes.update(count=attributes["count"] + piece.count, seq_to=piece.seq_to)
-            last = piece.last
-            values = {"step_from": min(piece.low, found.step_from) if found else piece.low,
-                      "step_to": max(piece.high, found.step_to) if found else piece.high,
-                      "finished_at": last.occurred_at(piece.last_index),
-                      "metrics": dumps(last.metrics(piece.last_index)),
-                      "attributes": dumps(attributes), "position": last.position}
+            last, index = piece.last, piece.last_index
+            low = min(piece.low, found.step_from) if found else piece.low
+            high = max(piece.high, found.step_to) if found else piece.high
             if found:
-                updates.append({"span_id": span_id, **values})
-            else:
-                inserts.append({"id": span_id, "trace_id": piece.run_id,
-                                "parent_span_id": run_span_id(piece.run_id), "kind": "steps",
-                                "name": "train steps", "status": "ok",
-                                "started_at": piece.first.occurred_at(piece.first_index),
-                                "error_type": None, "error_message": None, **values})
-        if inserts:
-            self.conn.execute(spans.insert(), inserts)
+                updates.append({"span_id": span_id, "step_from": low, "step_to": high,
+                                "finished_at": last.occurred_at(index),
+                                "metrics": dumps(last.metrics(index)),
+                                "attributes": dumps(attributes), "position": last.position})
+                continue
+            run_id = piece.run_id
+            parent = parents.get(run_id) or parents.setdefault(run_id, run_span_id(run_id))
+            inserts.append((  # in the table's column order
+                span_id, run_id, parent, "steps", "train steps", "ok",
+                piece.first.occurred_at(piece.first_index), last.occurred_at(index), low, high,
+                dumps(attributes), dumps(last.metrics(index)), None, None, last.position))
+        append_rows(self.conn, spans, inserts)
         if updates:
             self.conn.execute(update(spans).where(spans.c.id == bindparam("span_id")).values(
                 {name: bindparam(name) for name in updates[0] if name != "span_id"}), updates)

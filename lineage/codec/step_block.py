@@ -191,7 +191,7 @@ class StepBlock:
     ``StepRecorded`` on demand. ``position`` is the block's notification id (0 when read from
     a stream). Read-only after decoding; cheap per-step views are built lazily."""
 
-    __slots__ = ("_columns", "_durations", "_optional", "_resources", "_times", "actor",
+    __slots__ = ("_columns", "_durations", "_optional", "_resources", "actor",
                  "block_id", "count", "epochs", "ids", "occurred_us", "position", "raws",
                  "recorded_us", "run_id", "seq_from", "source", "state", "steps", "tenant_id",
                  "tokens")
@@ -219,7 +219,6 @@ class StepBlock:
         self.ids = ids
         self.position = position
         self.state = b""  # the stored bytes it was decoded from (``decode_block`` sets it)
-        self._times: list[str] | None = None
 
     @property
     def seq_to(self) -> int:
@@ -261,10 +260,9 @@ class StepBlock:
         return UUID(int=derived_id(int.from_bytes(self.block_id, "big"), i))
 
     def occurred_at(self, i: int) -> str:
-        """Step ``i``'s time as the read models spell it (UTC ISO, microseconds)."""
-        if self._times is None:
-            self._times = [iso_us(us) for us in self.occurred_us]
-        return self._times[i]
+        """Step ``i``'s time as the read models spell it (UTC ISO, microseconds). Made on each
+        call: the read models ask for a few steps of a block (first and last of a group)."""
+        return iso_us(self.occurred_us[i])
 
     @property
     def recorded_at(self) -> str:
@@ -296,6 +294,19 @@ def derived_id(block_int: int, index: int) -> int:
     ``index`` in its last 32 bits (which never reach the version and variant bits)."""
     high, low = divmod(block_int, 1 << 32)
     return (high << 32) | ((low + index) & 0xFFFF_FFFF)
+
+
+def block_count(state: bytes) -> int:
+    """How many steps the block stored as ``state`` holds, from its header alone (a few µs,
+    whatever the block's size): for sizing work before decoding. 1 for bytes that are not a
+    block (``decode_block`` says what is wrong with them)."""
+    if state[:1] != MARK:
+        return 1
+    try:
+        (count,) = struct.unpack("<I", zlib.decompressobj().decompress(memoryview(state)[1:], 4))
+    except (zlib.error, struct.error):
+        return 1
+    return int(count)
 
 
 def decode_block(state: bytes, position: int = 0) -> StepBlock:
@@ -468,6 +479,14 @@ class BlockCodec:
     @staticmethod
     def is_step(topic: str) -> bool:
         return topic in (STEPS_TOPIC, STEP_TOPIC)
+
+    @staticmethod
+    def count(stored: Any) -> int:
+        """How many steps a stored row holds without decoding it (``block_count``): 0 when
+        it is not a step row."""
+        if stored.topic == STEPS_TOPIC:
+            return block_count(stored.state)
+        return 1 if stored.topic == STEP_TOPIC else 0
 
     def decode(self, stored: Any, position: int = 0) -> StepBlock:
         """``stored``: a StoredEvent or Notification of a step stream. ValueError for a row

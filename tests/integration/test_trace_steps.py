@@ -1,11 +1,12 @@
 """Steps in the trace read model, from step blocks (issue 10).
 
 The trace projection folds each stored block of steps in by its columns
-(``lineage.projections.step_rollup``). These tests hold the rows to what the steps say,
-whatever the blocks and the batches: a rebuild with any batch size gives every table
-identical, and a long run whose step groups are cut across blocks (with a resume, repeated step
-numbers and steps stored one to a row by the older layout) has exactly the ``train steps``
-spans its steps define.
+(``lineage.projections.step_rollup``), and the runner cuts the log into batches by
+notifications and by steps (``lineage.projections.batching``). These tests hold the rows to
+what the steps say, whatever the blocks and the batches: a rebuild in batches of any size gives
+every table identical, a long run whose step groups are cut across blocks (with a resume,
+repeated step numbers and steps stored one to a row by the older layout) has exactly the
+``train steps`` spans its steps define, and a batch holds about as many steps as it may.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import lineage
 from lineage.codec.step_block import BlockCodec
 from lineage.domain.ids import step_stream_id
 from lineage.domain.steps import StepRecorded
+from lineage.projections.batching import BATCH, BATCH_STEPS, batches
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.tables import spans, traces
 from lineage.spans import identity
@@ -178,9 +180,8 @@ def test_a_long_run_has_the_step_spans_its_steps_define(any_url: str,
     assert sum(s["kind"] == "steps" for s in graph["spans"]) == 13  # versions 1..1202
 
 
-@pytest.mark.parametrize("batch_sizes", [(1, 2, 3, 7, 50, 4000)])
-def test_a_rebuild_gives_the_same_rows_whatever_the_batch_size(
-        durable_url: str, make_tracker: MakeTracker, batch_sizes: tuple[int, ...]) -> None:
+def test_a_rebuild_gives_the_same_rows_whatever_the_batches(durable_url: str,
+                                                           make_tracker: MakeTracker) -> None:
     tracker = make_tracker(durable_url)
     record_corruption_scenario(tracker)
     record_long_run(tracker)
@@ -188,10 +189,28 @@ def test_a_rebuild_gives_the_same_rows_whatever_the_batch_size(
     runner.catch_up()
     live = dump(tracker.views.engine)
     assert len(live["lineage_spans"]) > 30
-    for size in batch_sizes:
-        runner.batch_size = size
+    # (notifications, steps) per batch at most: one notification, one block, a few blocks, ...
+    for size, steps in ((1, BATCH_STEPS), (2, BATCH_STEPS), (7, BATCH_STEPS), (50, BATCH_STEPS),
+                        (BATCH, 1), (BATCH, 150), (BATCH, 500), (3, 40), (BATCH, BATCH_STEPS)):
+        runner.batch_size, runner.batch_steps = size, steps
         runner.rebuild()
         rebuilt = dump(tracker.views.engine)
         for table, rows in live.items():
-            assert rebuilt[table] == rows, f"{table} differs after a rebuild with batch size {size}"
+            assert rebuilt[table] == rows, f"{table} differs after a rebuild in batches of {size}, {steps}"
 
+
+@pytest.mark.parametrize("max_steps", [1, 150, 500, BATCH_STEPS])
+def test_batches_hold_about_max_steps(sqlite_url: str, make_tracker: MakeTracker,
+                                      max_steps: int) -> None:
+    tracker = make_tracker(sqlite_url)
+    record_long_run(tracker)
+    store = tracker.store
+    head = store.max_position()
+    cut = list(batches(store, 1, head, max_notifications=64, max_steps=max_steps))
+    assert [n.id for batch in cut for n in batch] == [n.id for n in store.read_log(1, head)]
+    codec = BlockCodec(tracker.mapper)
+    for batch in cut:
+        counts = [BlockCodec.count(note) for note in batch]
+        assert counts == [codec.decode(n).count if codec.is_step(n.topic) else 0 for n in batch]
+        assert 1 <= len(batch) <= 64
+        assert sum(counts[:-1]) < max_steps  # only its last notification reaches max_steps
