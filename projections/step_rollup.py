@@ -89,7 +89,8 @@ def pieces_of(run_id: str, blocks: Sequence[StepBlock]) -> dict[int, Piece]:
 
 class StepRollup:
     """Folds a batch's step blocks into the traces' counters and the step-group spans, with a
-    handful of statements per batch (one lookup of the spans touched, bulk writes)."""
+    handful of statements per batch (one lookup of the spans a batch may extend, bulk
+    writes)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -100,26 +101,30 @@ class StepRollup:
         for block in blocks:
             if block.count:
                 by_run.setdefault(str(block.run_id), []).append(block)
-        counters, pieces = [], {}
+        counters, pieces, openers = [], {}, []
         for run_id, run_blocks in by_run.items():
             last = run_blocks[-1]
             counters.append({"run": run_id, "added": sum(b.count for b in run_blocks),
                              "step": last.steps[-1], "metrics": dumps(last.metrics(last.count - 1))})
             for group, piece in pieces_of(run_id, run_blocks).items():
                 pieces[step_span_id(last.run_id, group)] = piece
+            openers.append(step_span_id(last.run_id, identity.step_group(run_blocks[0].seq_from)))
         if counters:
             self.conn.execute(update(traces).where(traces.c.id == bindparam("run")).values(
                 steps=traces.c.steps + bindparam("added"), last_step=bindparam("step"),
                 last_metrics=bindparam("metrics")), counters)
-        self._spans(pieces)
+        self._spans(pieces, openers)
         return list(by_run)
 
-    def _spans(self, pieces: dict[str, Piece]) -> None:
+    def _spans(self, pieces: dict[str, Piece], openers: list[str]) -> None:
+        """Insert or extend the spans of ``pieces``. Only ``openers`` (each run's first group
+        in the batch) may exist already: a stream's versions grow with its rows' positions,
+        so the groups after it start in this batch."""
         if not pieces:
             return
         existing = {r.id: r for r in self.conn.execute(
             select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.attributes)
-            .where(spans.c.id.in_(list(pieces))))}
+            .where(spans.c.id.in_(openers)))}
         inserts, updates = [], []
         parents: dict[str, str] = {}
         for span_id, piece in pieces.items():
