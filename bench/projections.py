@@ -282,6 +282,8 @@ def measure(report: Report, kind: str, url: str, args: argparse.Namespace) -> No
             runner = views.runner
             runner.batch_size = args.projection_batch
             runner.batch_steps = args.projection_steps
+            for projection in runner.projections:  # the fill may have caught some up (resume_run)
+                runner._reset(projection)
             elapsed = catch_up(report, runner, events)
             if args.one_run:
                 missed = elapsed > ONE_RUN_TARGET_S
