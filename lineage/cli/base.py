@@ -229,7 +229,12 @@ def make_console() -> Console:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(fmt.dumps(value) + "\n")
+    """``value`` as indented strict JSON on stdout, written as it is made
+    (``lineage.cli.jsonout``: a list in the outer two levels may be a one-pass iterator)."""
+    write = sys.stdout.write
+    for piece in fmt.iterencode(value):
+        write(piece)
+    write("\n")
 
 
 def print_json_line(value: Any) -> None:

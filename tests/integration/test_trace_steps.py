@@ -6,7 +6,8 @@ notifications and by steps (``lineage.projections.batching``). These tests hold 
 what the steps say, whatever the blocks and the batches: a rebuild in batches of any size gives
 every table identical, a long run whose step groups are cut across blocks (with a resume,
 repeated step numbers and steps stored one to a row by the older layout) has exactly the
-``train steps`` spans its steps define, and a batch holds about as many steps as it may.
+``train steps`` spans its steps define, and a batch holds about as many steps as it may. The
+CLI writes a trace's JSON as it reads the spans, with the bytes of the trace written whole.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 from sqlalchemy import select
 
 import lineage
+from lineage.cli import jsonout
+from lineage.cli.main import main
 from lineage.codec.step_block import BlockCodec
 from lineage.domain.ids import step_stream_id
 from lineage.domain.steps import StepRecorded
@@ -214,3 +217,22 @@ def test_batches_hold_about_max_steps(sqlite_url: str, make_tracker: MakeTracker
         assert counts == [codec.decode(n).count if codec.is_step(n.topic) else 0 for n in batch]
         assert 1 <= len(batch) <= 64
         assert sum(counts[:-1]) < max_steps  # only its last notification reaches max_steps
+
+
+@pytest.mark.parametrize("shape", ["lineageir", "nested"])
+def test_the_cli_writes_the_trace_as_it_reads_it_with_the_same_bytes(
+        sqlite_url: str, make_tracker: MakeTracker, capsys: pytest.CaptureFixture[str],
+        shape: str) -> None:
+    tracker = make_tracker(sqlite_url)
+    _, run, _, _ = record_corruption_scenario(tracker)
+    _, long_run, _ = record_long_run(tracker)
+    tracker.flush()
+    for handle in (run, long_run):
+        whole = tracker.trace(handle.id, format=shape)
+        with tracker.views.trace_stream(str(handle.id), shape=shape) as graph:
+            if shape == "lineageir":
+                assert not isinstance(graph["spans"], list)  # read as it is consumed
+            assert jsonout.dumps(graph) == jsonout.dumps(whole)
+        capsys.readouterr()
+        assert main(["--db", sqlite_url, "trace", str(handle.id), "--json", "--format", shape]) == 0
+        assert capsys.readouterr().out == jsonout.dumps(whole) + "\n"
