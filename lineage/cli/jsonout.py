@@ -86,7 +86,9 @@ def encode(value: Any, level: int = 0) -> str:
     kind = type(value)
     if kind is str:
         return str(_string(value))
-    if kind is dict or kind is list:
+    if kind is dict:
+        return _dict(value, level)
+    if kind is list:
         flat = _flat(value, level)
         if flat is not None:
             return flat
@@ -110,6 +112,27 @@ def encode(value: Any, level: int = 0) -> str:
     if isinstance(value, list | tuple):
         return _join("[", [_item(item, level + 1) for item in value], level, "]")
     return encode(jsonable(value), level)  # anything else: as ``jsonable`` makes it
+
+
+def _dict(value: dict[Any, Any], level: int) -> str:
+    """A dict, its commonest values (a span's fields) encoded inline."""
+    parts = []
+    for key, item in value.items():
+        if type(key) is not str:
+            return encode(jsonable(value), level)
+        kind = type(item)
+        if kind is str:
+            text = _string(item)
+        elif kind is int:
+            text = int.__repr__(item)
+        elif kind is float and item - item == 0.0:  # finite
+            text = float.__repr__(item)
+        elif item is None:
+            text = "null"
+        else:
+            text = encode(item, level + 1)
+        parts.append(_string(key) + ": " + text)
+    return _join("{", parts, level, "}")
 
 
 def _item(value: Any, level: int) -> str:
@@ -154,7 +177,7 @@ def _flat_encoder(level: int) -> Callable[[Any], str]:
     """The C encoder (made once: the standard library makes one per call) with the item
     separator of level ``level``; the library's pure-Python one where there is no C one."""
     separator = "," + _indent(level + 1)
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the typeshed stubs
     if make is None:
         encoder: Callable[[Any], str] = json.encoder.JSONEncoder(
             ensure_ascii=False, allow_nan=False, separators=(separator, ": ")).encode

@@ -48,7 +48,7 @@ VALUES: list[Any] = [
     "", "plain", 'quote " backslash \\ tab \t newline \n nul \x00 bell \x07', "ünïcode ☃ 🎉",
     Name("sub"), Level.HIGH, UUID(int=7), PurePosixPath("/a/b"),
     datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC), Point(math.nan, "p"), Scalar(), b"bytes",
-    [], {}, [[]], [{}], {"a": {}}, {"a": []}, (1, "two", None), {1: "int key", True: "bool"},
+    [], {}, [[]], [{}], {"a": {}}, {"a": []}, (1, "two", None), {1: "int key", None: "none", 2.5: "float"},
     {"flat": 1, "f": 2.5, "s": "x", "b": True, "n": None},
     {"nan inside": {"x": math.nan, "y": 1.0}}, [1, [2, [3, [4, [5, [6]]]]]],
     {"trace": {"id": "t", "attributes": {"job": {"adapter": {"rank": 8}}, "tags": {}}},
