@@ -26,6 +26,8 @@ _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 _string: Any = json.encoder.encode_basestring  # the C one when there is one (ensure_ascii=False)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _INDENTS = tuple("\n" + "  " * level for level in range(16))
+KEYS_KEPT = 4096  # encoded keys remembered (a trace repeats a few dozen names)
+_KEYS: dict[str, str] = {}  # key -> '"key": '
 _FLAT_ENCODERS: dict[int, Callable[[Any], str]] = {}  # level -> encoder of flat containers
 
 
@@ -116,22 +118,29 @@ def encode(value: Any, level: int = 0) -> str:
 
 def _dict(value: dict[Any, Any], level: int) -> str:
     """A dict, its commonest values (a span's fields) encoded inline."""
-    parts = []
+    parts: list[str] = []
+    append = parts.append
     for key, item in value.items():
-        if type(key) is not str:
-            return encode(jsonable(value), level)
+        prefix = _KEYS.get(key)
+        if prefix is None:
+            if type(key) is not str:
+                return encode(jsonable(value), level)
+            prefix = _string(key) + ": "
+            if len(_KEYS) < KEYS_KEPT:
+                _KEYS[key] = prefix
         kind = type(item)
         if kind is str:
-            text = _string(item)
+            append(prefix + _string(item))
         elif kind is int:
-            text = int.__repr__(item)
+            append(prefix + int.__repr__(item))
         elif kind is float and item - item == 0.0:  # finite
-            text = float.__repr__(item)
+            append(prefix + float.__repr__(item))
         elif item is None:
-            text = "null"
+            append(prefix + "null")
+        elif kind is dict:
+            append(prefix + (_flat(item, level + 1) or _dict(item, level + 1)))
         else:
-            text = encode(item, level + 1)
-        parts.append(_string(key) + ": " + text)
+            append(prefix + encode(item, level + 1))
     return _join("{", parts, level, "}")
 
 
