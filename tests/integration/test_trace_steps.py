@@ -221,9 +221,9 @@ def test_batches_hold_about_max_steps(sqlite_url: str, make_tracker: MakeTracker
 
 @pytest.mark.parametrize("shape", ["lineageir", "nested"])
 def test_the_cli_writes_the_trace_as_it_reads_it_with_the_same_bytes(
-        sqlite_url: str, make_tracker: MakeTracker, capsys: pytest.CaptureFixture[str],
+        durable_url: str, make_tracker: MakeTracker, capsys: pytest.CaptureFixture[str],
         shape: str) -> None:
-    tracker = make_tracker(sqlite_url)
+    tracker = make_tracker(durable_url)
     _, run, _, _ = record_corruption_scenario(tracker)
     _, long_run, _ = record_long_run(tracker)
     tracker.flush()
@@ -234,5 +234,5 @@ def test_the_cli_writes_the_trace_as_it_reads_it_with_the_same_bytes(
                 assert not isinstance(graph["spans"], list)  # read as it is consumed
             assert jsonout.dumps(graph) == jsonout.dumps(whole)
         capsys.readouterr()
-        assert main(["--db", sqlite_url, "trace", str(handle.id), "--json", "--format", shape]) == 0
+        assert main(["--db", durable_url, "trace", str(handle.id), "--json", "--format", shape]) == 0
         assert capsys.readouterr().out == jsonout.dumps(whole) + "\n"
