@@ -39,6 +39,7 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, pairwise
@@ -101,9 +102,9 @@ def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
         parts.append(array("q", [-1 if e is None else e for e in columns.epochs]).tobytes())
     if flags & TOKENS:
         parts.append(array("q", [-1 if t is None else t for t in columns.tokens]).tobytes())
-    _put_columns(parts, columns.metrics, count)
-    _put_optional(parts, columns.durations, count)
-    _put_optional(parts, columns.resources, count)
+    _put_columns(parts, columns.metrics)
+    _put_optional(parts, columns.durations)
+    _put_optional(parts, columns.resources)
     raws = [(i, raw.encode()) for i, raw in enumerate(columns.raws) if raw is not None]
     parts.append(struct.pack("<I", len(raws)))
     for index, raw in raws:
@@ -122,7 +123,7 @@ def _differences(values: Sequence[int]) -> bytes:
     return array("q", [values[0], *(b - a for a, b in pairwise(values))]).tobytes()
 
 
-def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]], count: int) -> None:
+def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
     """A column set: ``<H`` number of names; per name ``<H`` length + UTF-8, ``<BB`` kind
     and presence, the presence bytes (one per step) when not every step has it, the kind bytes
     (one per present value, 1 = int) when mixed, then the present values (8 bytes each)."""
@@ -162,7 +163,7 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]], count: i
             parts.append(b"".join(struct.pack("<q" if type(v) is int else "<d", v) for v in values))
 
 
-def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None], count: int) -> None:
+def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None]) -> None:
     present = bytes(v is not None for v in values)
     if not any(present):
         parts.append(struct.pack("<B", _NONE))
@@ -172,7 +173,7 @@ def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None],
     else:
         parts.append(struct.pack("<B", _SOME))
         parts.append(present)
-    _put_columns(parts, [v for v in values if v is not None], count)
+    _put_columns(parts, [v for v in values if v is not None])
 
 
 # -- decode ------------------------------------------------------------------------------------
@@ -199,8 +200,8 @@ class StepBlock:
     def __init__(self, *, run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
                  steps: list[int], occurred_us: list[int], epochs: list[int | None] | None,
                  tokens: list[int | None] | None, columns: dict[str, Column],
-                 durations: tuple[bytes | None, dict[str, Column]] | None,
-                 resources: tuple[bytes | None, dict[str, Column]] | None,
+                 durations: tuple[list[int] | None, dict[str, Column]] | None,
+                 resources: tuple[list[int] | None, dict[str, Column]] | None,
                  raws: dict[int, str], ids: dict[int, bytes], position: int = 0) -> None:
         self.run_id = run_id
         self.seq_from = seq_from
@@ -387,13 +388,19 @@ class _Reader:
         return [struct.unpack_from("<q" if is_int else "<d", raw, 8 * k)[0]
                 for k, is_int in enumerate(kinds)]
 
-    def optional(self, count: int) -> tuple[bytes | None, dict[str, Column]] | None:
+    def optional(self, count: int) -> tuple[list[int] | None, dict[str, Column]] | None:
+        """A field steps may lack: (each step's row among those that have it, -1 for none;
+        None when every step has it) and its columns."""
         (presence,) = self.unpack("<B")
         if presence == _NONE:
             return None
-        mask = bytes(self.take(count)) if presence == _SOME else None
-        present = count if mask is None else sum(mask)
-        return mask, self.columns(present)
+        if presence == _DICTS:
+            return None, self.columns(count)
+        rows, present = [], 0
+        for flag in bytes(self.take(count)):
+            rows.append(present if flag else -1)
+            present += flag
+        return rows, self.columns(present)
 
 
 def _nones(values: list[int]) -> list[int | None]:
@@ -412,21 +419,19 @@ def _row(columns: dict[str, Column], i: int) -> dict[str, float]:
     return row
 
 
-def _optional_row(field: tuple[bytes | None, dict[str, Column]] | None,
+def _optional_row(field: tuple[list[int] | None, dict[str, Column]] | None,
                   i: int) -> dict[str, float] | None:
     if field is None:
         return None
-    mask, columns = field
-    if mask is not None:
-        if not mask[i]:
+    rows, columns = field
+    if rows is not None:
+        i = rows[i]  # the step's place among those that have the field
+        if i < 0:
             return None
-        i = sum(mask[:i])  # the step's place among those that have the field
     return _row(columns, i)
 
 
 def _find(index: list[int], i: int) -> int | None:
-    from bisect import bisect_left
-
     k = bisect_left(index, i)
     return k if k < len(index) and index[k] == i else None
 
