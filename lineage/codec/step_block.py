@@ -194,7 +194,7 @@ class StepBlock:
 
     __slots__ = ("_columns", "_durations", "_optional", "_resources", "_times", "actor",
                  "block_id", "count", "epochs", "ids", "occurred_us", "position", "raws",
-                 "recorded_us", "run_id", "seq_from", "source", "state", "steps", "tenant_id",
+                 "recorded_us", "run_id", "seq_from", "source", "_state", "steps", "tenant_id",
                  "tokens")
 
     def __init__(self, *, run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
@@ -219,8 +219,17 @@ class StepBlock:
         self.raws = raws
         self.ids = ids
         self.position = position
-        self.state = b""  # the stored bytes it was decoded from (``decode_block`` sets it)
+        self._state: bytes | None = None  # the stored bytes, when decoded from them
         self._times: list[str] | None = None
+
+    @property
+    def state(self) -> bytes:
+        """The block's bytes in this layout (encoded on first use for a legacy row; raises
+        OverflowError for a value a block cannot hold, such as a step beyond 64 bits)."""
+        if self._state is None:
+            columns, origin, run_id = columns_of(self.decoded_steps())
+            self._state = encode_block(run_id, self.seq_from, self.block_id, origin, columns)
+        return self._state
 
     @property
     def seq_to(self) -> int:
@@ -307,7 +316,7 @@ def decode_block(state: bytes, position: int = 0) -> StepBlock:
         block = _Reader(zlib.decompress(state[1:])).block(position)
     except (zlib.error, struct.error, IndexError, UnicodeDecodeError) as error:
         raise ValueError(f"corrupt step block: {error}") from None
-    block.state = bytes(state)
+    block._state = bytes(state)
     return block
 
 
@@ -479,10 +488,27 @@ class BlockCodec:
         that is neither layout."""
         if stored.topic == STEPS_TOPIC:
             return decode_block(stored.state, position)
-        step = self.legacy.decode(stored, position)
-        columns, origin, run_id = columns_of([step])
-        state = encode_block(run_id, step.seq, step.event_uuid.bytes, origin, columns)
-        return decode_block(state, position)
+        return block_of_step(self.legacy.decode(stored, position))
+
+
+def block_of_step(step: DecodedStep) -> StepBlock:
+    """A step stored one to a row, as a block of one (its values as they are: a step beyond
+    64 bits, which no block can hold, fails only where it is used)."""
+
+    def single(values: dict[str, float] | None) -> tuple[None, dict[str, Column]] | None:
+        return None if values is None else (None, {k: Column(None, [v]) for k, v in values.items()})
+
+    return StepBlock(
+        run_id=step.run_uuid, seq_from=step.seq, block_id=step.event_uuid.bytes,
+        origin=Origin(epoch_us(datetime.fromisoformat(step.recorded_at)), step.source,
+                      step.tenant_id, step.actor),
+        steps=[step.step], occurred_us=[epoch_us(step.occurred_datetime)],
+        epochs=None if step.epoch is None else [step.epoch],
+        tokens=None if step.tokens is None else [step.tokens],
+        columns={k: Column(None, [v]) for k, v in step.metrics.items()},
+        durations=single(step.durations), resources=single(step.resources),
+        raws={} if step.occurred_at_raw is None else {0: step.occurred_at_raw},
+        ids={0: step.event_uuid.bytes}, position=step.position)
 
 
 def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
@@ -492,7 +518,9 @@ def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 
     found: list[DecodedStep] = []
     after = first - 1
     while last is None or after < last:
-        rows = store.read_stream(stream, after=after or None, limit=64)
+        # Each block holds at least one step: never ask for more blocks than steps wanted.
+        rows = store.read_stream(stream, after=after or None,
+                                 limit=64 if last is None else min(64, last - after))
         if not rows:
             break
         for row in rows:
