@@ -192,10 +192,9 @@ class StepBlock:
     ``StepRecorded`` on demand. ``position`` is the block's notification id (0 when read from
     a stream). Read-only after decoding; cheap per-step views are built lazily."""
 
-    __slots__ = ("_columns", "_durations", "_optional", "_resources", "_times", "actor",
+    __slots__ = ("_columns", "_durations", "_resources", "_state", "_times", "actor",
                  "block_id", "count", "epochs", "ids", "occurred_us", "position", "raws",
-                 "recorded_us", "run_id", "seq_from", "source", "_state", "steps", "tenant_id",
-                 "tokens")
+                 "recorded_us", "run_id", "seq_from", "source", "steps", "tenant_id", "tokens")
 
     def __init__(self, *, run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
                  steps: list[int], occurred_us: list[int], epochs: list[int | None] | None,

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 import lineage
-from lineage.codec.step_block import BlockCodec
 from lineage.cli.main import main
+from lineage.codec.step_block import BlockCodec
 from tests.conftest import POSTGRES_ENV, _libpq_url
 from tests.faults import hostile as h
 from tests.faults.api_driver import FRESH, LOCAL, QUERIES, Driver, same_numbers

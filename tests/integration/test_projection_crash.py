@@ -5,8 +5,8 @@ so a worker killed at any moment resumes from its last committed position: no du
 gap. The parent records a scenario, then starts a worker (a child process catching up with
 ``batch_size=5``), kills it with SIGKILL after a random number of batches plus a random bit
 more, restarts it, several times, and lets the last one finish. The live read models must then
-equal a full rebuild, and the audit log must hold exactly one row per notification but the step blocks'. The random
-seed is printed on failure.
+equal a full rebuild, and the audit log must hold exactly one row per notification but the
+step blocks'. The random seed is printed on failure.
 
 The poisoned variant adds events no read model can apply (``test_quarantine.inject_poison``) in
 the middle of the log: after the kills, the quarantine list must be the one a rebuild derives,
