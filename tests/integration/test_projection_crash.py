@@ -3,7 +3,7 @@
 DESIGN §5: each batch's rows and the projection's tracked position commit in one transaction,
 so a worker killed at any moment resumes from its last committed position: no duplicate, no
 gap. The parent records a scenario, then starts a worker (a child process catching up with
-``batch_size=5``), kills it with SIGKILL after a random number of batches plus a random bit
+``batch_size=2``), kills it with SIGKILL after a random number of batches plus a random bit
 more, restarts it, several times, and lets the last one finish. The live read models must then
 equal a full rebuild, and the audit log must hold exactly one row per notification but the
 step blocks'. The random seed is printed on failure.
@@ -38,7 +38,7 @@ from tests.integration.test_read_models import record_corruption_scenario
 pytestmark = pytest.mark.slow
 
 KILLS = 6
-BATCH = 5  # notifications: steps come ~1,000 to a block, so the log is short
+BATCH = 2  # notifications: steps come ~1,000 to a block, so the log is short
 
 WORKER = textwrap.dedent(f"""
     import sys
