@@ -56,6 +56,7 @@ class SqlAlchemyLogRewriter:
         self._id = "notification_id" if self.postgres else "rowid"
         with schema_change(self.engine) as conn:
             positions_metadata.create_all(conn)
+        self._streams: dict[str, UUID] = {}  # SQLite stores stream ids as hex
         self._write = self.engine.connect().execution_options(**WRITE)
         self._read = self.engine.connect()
         if not self.postgres:  # events are durable on commit, like the event store's
@@ -67,16 +68,24 @@ class SqlAlchemyLogRewriter:
         return self.database.display
 
     def scan(self, after: int, limit: int, topic: str) -> Sequence[LogRow]:
-        statement = text(
-            f"SELECT {self._id}, originator_id, originator_version, topic, "
-            f"CASE WHEN topic = :topic THEN state END FROM {EVENTS_TABLE} "
-            f"WHERE {self._id} > :after ORDER BY {self._id} LIMIT :limit")
+        mark = "%s" if self.postgres else "?"
+        statement = (f"SELECT {self._id}, originator_id, originator_version, topic, "
+                     f"CASE WHEN topic = {mark} THEN state END FROM {EVENTS_TABLE} "
+                     f"WHERE {self._id} > {mark} ORDER BY {self._id} LIMIT {mark}")
         with self._read.begin():
-            rows = self._read.execute(statement, {"topic": topic, "after": after,
-                                                  "limit": limit}).all()
+            rows = self._read.exec_driver_sql(statement, (topic, after, limit)).all()
         if self.postgres:
             return [LogRow(p, o, v, t, None if s is None else bytes(s)) for p, o, v, t, s in rows]
-        return [LogRow(p, UUID(hex=o), v, t, s) for p, o, v, t, s in rows]
+        streams = self._streams
+        found = []
+        for position, stream, version, kind, state in rows:
+            uuid = streams.get(stream)
+            if uuid is None:
+                uuid = streams[stream] = UUID(hex=stream)
+            found.append(LogRow(position, uuid, version, kind, state))
+        if len(streams) > 100_000:  # a log has few streams; stay bounded anyway
+            streams.clear()
+        return found
 
     def head(self) -> int:
         with self._read.begin():
@@ -120,11 +129,11 @@ class SqlAlchemyLogRewriter:
         if not drop_ids:
             return
         if self.postgres:
-            conn.execute(text(f"DELETE FROM {EVENT_IDS_TABLE} WHERE event_id = ANY(:ids)"),
-                         {"ids": [UUID(hex=each) for each in drop_ids]})
+            conn.exec_driver_sql(f"DELETE FROM {EVENT_IDS_TABLE} WHERE event_id = ANY(%s)",
+                                 ([UUID(hex=each) for each in drop_ids],))
         else:
-            conn.execute(text(f"DELETE FROM {EVENT_IDS_TABLE} WHERE event_id = :id"),
-                         [{"id": each} for each in drop_ids])
+            conn.exec_driver_sql(f"DELETE FROM {EVENT_IDS_TABLE} WHERE event_id = ?",
+                                 [(each,) for each in drop_ids])
 
     def size_bytes(self) -> int:
         if not self.postgres:

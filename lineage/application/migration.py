@@ -41,7 +41,16 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from lineage.codec.step_block import STEPS_TOPIC, BlockCodec, columns_of, decode_block, encode_block
+from lineage.codec.step_block import (
+    STEPS_TOPIC,
+    BlockCodec,
+    Origin,
+    StepBlock,
+    StepColumns,
+    columns_of,
+    decode_block,
+    encode_block,
+)
 from lineage.codec.steps import STEP_TOPIC, DecodedStep
 from lineage.ports import LogRewriter, LogRow
 
@@ -168,44 +177,66 @@ def _crosses(cuts: Sequence[int], last: int, position: int) -> bool:
 
 def _write(rewriter: LogRewriter, group: _Group, reset: dict[str, int], level: int,
            done: Compaction) -> Compaction:
-    block = _block(group, level)
-    if block is None:
+    made = _block(group, level)
+    if made is None:
         return done._replace(rows_left=done.rows_left + len(group.rows))
-    drop = [step.event_uuid.hex for step in group.steps[1:] if not keeps_id(step.event_uuid)]
+    block, ids = made
+    drop = [ids[i].hex() for i in range(1, len(ids)) if _generated(ids[i])]
     rewriter.replace(group.rows, block, drop, reset)
     return done._replace(steps=done.steps + len(group.rows), blocks=done.blocks + 1,
                          ids_dropped=done.ids_dropped + len(drop))
 
 
-def _block(group: _Group, level: int) -> StoredBlock | None:
-    """The group as one block row; None when the block would not read back as its steps."""
+def _generated(event_id: bytes) -> bool:
+    """``not keeps_id(UUID(bytes=event_id))``, without building the UUID."""
+    return event_id[6] >> 4 == GENERATED_VERSION and event_id[8] & 0xC0 == 0x80
+
+
+def _block(group: _Group, level: int) -> tuple[StoredBlock, dict[int, bytes]] | None:
+    """The group as one block row, and its steps' ids by index; None when the block would not
+    read back as its steps (a value the layout cannot hold)."""
     steps = group.steps
     try:
         columns, origin, run_id = columns_of(steps)
-        state = encode_block(run_id, steps[0].seq, steps[0].event_uuid.bytes, origin, columns,
-                             level)
-        decoded = decode_block(state).decoded_steps()
+        state = encode_block(run_id, steps[0].seq, columns.ids[0], origin, columns, level)
+        block = decode_block(state)
     except (ValueError, TypeError, ArithmeticError, struct.error):
-        return None  # a value the block layout cannot hold: the rows stay as they are
-    if [_comparable(s) for s in decoded] != [_comparable(s) for s in steps]:
         return None
-    return StoredBlock(group.rows[-1].originator_id, group.rows[-1].originator_version,
-                       STEPS_TOPIC, state)
-
-
-def _comparable(step: DecodedStep) -> tuple[Any, ...]:
-    """A step's content, for equality: NaN equal to NaN, ints apart from floats, metric order
-    aside (a block gives a step's metrics in the block's column order)."""
-    return (step.run_id, step.seq, step.step, step.epoch, _numbers(step.metrics),
-            _numbers(step.durations), step.tokens, _numbers(step.resources), step.occurred_at,
-            step.occurred_at_raw, step.recorded_at, step.event_id, step.source, step.tenant_id,
-            step.actor)
-
-
-def _numbers(values: dict[str, float] | None) -> Any:
-    if values is None:
+    if not _reads_back(block, steps[0].seq, run_id, origin, columns):
         return None
-    return sorted((name, type(value).__name__, repr(value)) for name, value in values.items())
+    last = group.rows[-1]
+    return StoredBlock(last.originator_id, last.originator_version, STEPS_TOPIC, state), columns.ids
+
+
+def _reads_back(block: StepBlock, seq_from: int, run_id: UUID, origin: Origin,
+                columns: StepColumns) -> bool:
+    """Whether ``block`` holds exactly ``columns``: every field of every step, numbers with
+    their type (NaN equal to NaN), metric order aside (a block gives a step's metrics in the
+    block's column order)."""
+    count = len(columns.steps)
+    return (block.count == count and block.seq_from == seq_from and block.run_id == run_id
+            and (block.recorded_us, block.source, block.tenant_id, block.actor) == tuple(origin)
+            and block.steps == list(columns.steps)
+            and block.occurred_us == list(columns.occurred_us)
+            and (block.epochs or [None] * count) == list(columns.epochs)
+            and (block.tokens or [None] * count) == list(columns.tokens)
+            and block.raws == {i: raw for i, raw in enumerate(columns.raws) if raw is not None}
+            and block.ids == columns.ids
+            and all(_same(block.metrics(i), columns.metrics[i]) for i in range(count))
+            and all(_same(block.durations(i), columns.durations[i]) for i in range(count))
+            and all(_same(block.resources(i), columns.resources[i]) for i in range(count)))
+
+
+def _same(got: dict[str, float] | None, given: dict[str, float] | None) -> bool:
+    if got is None or given is None:
+        return got is given
+    if got.keys() != given.keys():
+        return False
+    for name, value in given.items():
+        back = got[name]
+        if type(back) is not type(value) or not (back == value or (back != back and value != value)):
+            return False
+    return True
 
 
 class StepMigration:

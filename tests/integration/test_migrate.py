@@ -168,3 +168,26 @@ def test_migration_keeps_every_step_and_compacts_the_store(durable_url: str,
     with lineage.Tracker(durable_url) as tracker:
         assert log_rows(tracker) == rows_after
         assert snapshot(tracker, runs) == before
+
+
+def test_no_block_straddles_an_exporters_position(durable_url: str) -> None:
+    from lineage.bootstrap import open_positions
+
+    with lineage.Tracker(durable_url) as tracker:
+        run = tracker.start_run("exported")
+        tracker.flush()
+        LegacySteps(tracker).append([Step(run.id, n, {"loss": 1.0}) for n in range(1, 101)])
+        positions = [n.id for n in tracker.store.read_log(1, 1000) if n.topic == STEP_TOPIC]
+    exporter = positions[39]  # the exporter has sent steps 1-40
+    tracked = open_positions(durable_url)
+    tracked.set("otlp", exporter)
+    tracked.engine.dispose()  # type: ignore[attr-defined]
+    done, _, _ = migrate(durable_url, vacuum=False)
+    assert (done.steps, done.blocks) == (100, 2)
+    with lineage.Tracker(durable_url) as tracker:
+        blocks = [(n.id, tracker.steps(run.id)[n.originator_version - 1].step)
+                  for n in tracker.store.read_log(1, 1000) if n.topic == STEPS_TOPIC]
+        assert blocks == [(exporter, 40), (positions[-1], 100)]
+    tracked = open_positions(durable_url)
+    assert tracked.get("otlp") == exporter
+    tracked.engine.dispose()  # type: ignore[attr-defined]
