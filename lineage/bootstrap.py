@@ -34,6 +34,7 @@ from lineage.errors import ReadOnlyStoreError, StoreError, ValidationError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
 
 STORE_METHODS = ("append", "read_stream", "read_log", "max_position", "database", "location")
+MIGRATION_REBUILD_BATCH = 100  # log rows per transaction when lineage migrate rebuilds
 
 
 def build(database_url: str | None = None, *, store: EventStore | None = None,
@@ -234,8 +235,10 @@ def _refresh_read_models(url: str, engine: Any, progress: Any, rebuild: bool) ->
 
     store = open_store(url, create=False)
     try:
+        # A migrated log is mostly blocks of up to 1,000 steps: the runner's default batch
+        # (4,000 rows, sized for a step a row) would hold millions of steps at once.
         runner = ProjectionRunner(store, engine, make_mapper(), all_projections(),
-                                  lock=HeldLock())
+                                  batch_size=MIGRATION_REBUILD_BATCH, lock=HeldLock())
         return runner.rebuild(progress=progress) if rebuild else runner.catch_up(progress)
     finally:
         store.close()
