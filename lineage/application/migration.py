@@ -17,13 +17,16 @@ them in place:
   the steps it replaces; a group that would not read back equal is left as it is (counted in
   ``Compaction.rows_left``), as is a row that does not decode;
 - the event-id index keeps the ids a caller may send again: every step id whose UUID version
-  is NOT 7. Ids the writer generated were version-7 UUIDs (``step_log.random_hex_ids``, since
-  the first release with the index); nobody outside the writer knew them before they were
-  committed, and the writer only sends one again while retrying its own batch, which cannot
-  overlap a migration. Ids a caller chose (``log_step(event_id=...)``) are kept, so sending
-  such a step again is still a duplicate that stores nothing. (A caller who chose version-7
-  ids loses that for its migrated steps; its steps themselves are all kept.) The block id is
-  the first step's id, already in the index.
+  is NOT 7. Ids the writer generated are version-7 UUIDs (``step_log.random_hex_ids``); nobody
+  outside the writer knew them before they were committed, and the writer only sends one again
+  while retrying its own batch, which cannot overlap a migration. Ids a caller chose
+  (``log_step(event_id=...)``) are kept, so sending such a step again is still a duplicate
+  that stores nothing. Why not keep none: that would break exactly this idempotency; why not
+  keep all: ~50 bytes a step of index for ids nobody will send. Two edges: a caller who chose
+  version-7 ids loses the duplicate check for its migrated steps (the steps themselves are all
+  kept), and ids an older writer generated in another version (or an injected ``id_source``)
+  stay in the index (space, never correctness). The block id is the first step's id, already
+  in the index.
 
 Resumable for free: every group commits on its own, so a migration killed at any moment leaves
 committed groups migrated and the rest legacy, and running it again carries on (the scan skips

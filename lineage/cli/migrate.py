@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from lineage.bootstrap import open_step_migration
-from lineage.cli.base import Invocation, command, json_option, print_json
+from lineage.cli.base import Invocation, command, fail, json_option, print_json
 from lineage.cli.query import _progress
 
 
@@ -34,6 +34,20 @@ def register(root: click.Group) -> None:
                    "steps were compacted)")
 @json_option
 def _migrate(cli: Invocation, vacuum: bool | None) -> int:
+    try:
+        report = _run(cli, vacuum)
+    except KeyboardInterrupt:
+        fail("interrupted: what was done so far is kept; run lineage migrate again to finish")
+        return 130
+    if cli.json:
+        print_json(report)
+    else:
+        cli.console.print(_summary(report), highlight=False)
+    return 0
+
+
+def _run(cli: Invocation, vacuum: bool | None) -> dict[str, Any]:
+    """Compact, refresh the read models, vacuum: what was done, for the report."""
     console = cli.console
     report: dict[str, Any] = {}
     with open_step_migration(cli.db) as migration:
@@ -58,11 +72,7 @@ def _migrate(cli: Invocation, vacuum: bool | None) -> int:
             report["vacuum_s"] = round(time.monotonic() - started, 3)
         report["size_after"] = migration.size_bytes()
     report.update(done._asdict())
-    if cli.json:
-        print_json(report)
-    else:
-        console.print(_summary(report), highlight=False)
-    return 0
+    return report
 
 
 def _summary(report: dict[str, Any]) -> str:

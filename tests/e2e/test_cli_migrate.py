@@ -124,3 +124,22 @@ def test_the_read_models_answer_after_a_migration(tmp_path: Path,
                                         "'lineage.domain.steps:StepRecorded'").scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_ctrl_c_says_how_to_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from lineage.application.migration import StepMigration
+
+    db = str(tmp_path / "old.db")
+    legacy_store(db, tmp_path)
+
+    def interrupted(self: StepMigration, progress: Any = None) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepMigration, "compact", interrupted)
+    code, _, err = cli(capsys, "--db", db, "migrate")
+    assert code == 130
+    assert err == ("lineage: error: interrupted: what was done so far is kept; run lineage "
+                   "migrate again to finish\n")
+    monkeypatch.undo()
+    assert cli(capsys, "--db", db, "migrate")[0] == 0  # the lock and the file were let go
