@@ -206,3 +206,55 @@ class BackgroundExport(Protocol):
 
     def raise_if_strict(self) -> None:
         """In strict mode, raise the export failures seen; otherwise do nothing."""
+
+
+class LogRow(NamedTuple):
+    """One row of the log as ``LogRewriter.scan`` reads it: its position (notification id),
+    stream, version, topic and stored state (None unless its topic was asked for)."""
+
+    position: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes | None
+
+
+class LogRewriter(Protocol):
+    """Rewrites stored rows of the log in place, for migrations (``lineage migrate``).
+
+    Adapter: ``lineage.adapters.log_rewriter.SqlAlchemyLogRewriter`` (SQLite and PostgreSQL);
+    ``tests/contract/test_log_rewriter.py`` holds both to this contract. One thread; the caller
+    makes sure no other process projects from the log meanwhile (the projection lock).
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def scan(self, after: int, limit: int, topic: str) -> Sequence[LogRow]:
+        """Up to ``limit`` rows with positions after ``after``, in log order; ``state`` is read
+        only for rows of ``topic`` (the others cost no more than their ids)."""
+
+    def head(self) -> int:
+        """The highest position stored, 0 when empty."""
+
+    def positions(self) -> dict[str, int]:
+        """The tracked positions of the log's followers (``lineage_positions``), by name."""
+
+    def replace(self, rows: Sequence[LogRow], new: Any, drop_ids: Sequence[str],
+                positions: dict[str, int]) -> None:
+        """In ONE transaction: delete ``rows`` (consecutive in the log: no other row between
+        the first and the last), store ``new`` (StoredEvent's attributes) at the position of
+        the last of them, delete ``drop_ids`` (hex) from the event-id index, and write
+        ``positions`` (name -> value) as tracked positions. Other rows keep their positions.
+        Raises StoreError, having changed nothing, when the rows between the first and the
+        last are not exactly ``rows``."""
+
+    def size_bytes(self) -> int:
+        """What the store takes on disk: the SQLite file (and its WAL), or the PostgreSQL
+        schema's tables and indexes."""
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back (SQLite ``VACUUM``; PostgreSQL ``VACUUM FULL``
+        of the events and event ids): rewrites them, holding them exclusively meanwhile."""
+
+    def close(self) -> None: ...

@@ -294,6 +294,11 @@ class ProjectionLock:
         pass
 
 
+class HeldLock(ProjectionLock):
+    """The lock of a caller that already holds this database's projection lock (``lineage
+    migrate`` holds it from before it rewrites the log until the read models are rebuilt)."""
+
+
 class FileLock(ProjectionLock):
     """A lock file next to the SQLite database, locked by the OS (see ``lock_file``)."""
 
