@@ -510,11 +510,11 @@ def block_of_step(step: DecodedStep) -> StepBlock:
         ids={0: step.event_uuid.bytes}, position=step.position)
 
 
-def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
-               last: int | None = None) -> list[DecodedStep]:
-    """The steps of step stream ``stream`` (``ids.step_stream_id``) with versions
-    ``first..last`` (to the end when None), in order, from the blocks that hold them."""
-    found: list[DecodedStep] = []
+def read_blocks(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
+                last: int | None = None) -> list[StepBlock]:
+    """The blocks of step stream ``stream`` (``ids.step_stream_id``) that hold versions
+    ``first..last`` (to the end when None), in order."""
+    found: list[StepBlock] = []
     after = first - 1
     while last is None or after < last:
         # Each block holds at least one step: never ask for more blocks than steps wanted.
@@ -523,13 +523,20 @@ def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 
         if not rows:
             break
         for row in rows:
-            block = codec.decode(row)
-            top = block.seq_to if last is None else min(last, block.seq_to)
-            found.extend(block.decoded(i) for i in block.slice_seq(after + 1, top))
+            found.append(codec.decode(row))
             after = row.originator_version
             if last is not None and after >= last:
                 break
     return found
+
+
+def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
+               last: int | None = None) -> list[DecodedStep]:
+    """The steps of step stream ``stream`` with versions ``first..last`` (to the end when
+    None), in order."""
+    top = last
+    return [block.decoded(i) for block in read_blocks(store, codec, stream, first, last)
+            for i in block.slice_seq(first, block.seq_to if top is None else top)]
 
 
 def last_block(store: EventStore, codec: BlockCodec, run_id: UUID) -> StepBlock | None:

@@ -256,3 +256,21 @@ def test_span_limits_hold_for_huge_runs(make_tracker: Callable[..., Any]) -> Non
     assert len(span.attributes) == 128 and span.dropped_attributes > 0
     assert all(len(v) <= 2048 for _, v in span.attributes if isinstance(v, str))
     assert len(span.events) == 128 and span.dropped_events == 2
+
+
+@pytest.mark.parametrize("page", [1, 3, 1000])
+def test_step_groups_cut_across_many_blocks_give_the_same_spans_whatever_the_page(
+        make_tracker: Callable[..., Any], page: int) -> None:
+    tracker = make_tracker("memory://", export_otlp=False)
+    with tracker.start_run("blocks") as run:
+        for step in range(250):
+            run.log_step(step, {"loss": 1.0 / (step + 1)}, tokens=2)
+            if step % 7 == 6:
+                tracker.flush()  # blocks of 7 steps: each group of 100 spans 15 of them
+    spans = named(build(tracker, page=page), "train steps")
+    assert [dict(s.attributes)["lineage.step.count"] for s in spans] == [100, 100, 50]
+    assert [dict(s.attributes)["lineage.step.first"] for s in spans] == [0, 100, 200]
+    assert [dict(s.attributes)["lineage.step.max"] for s in spans] == [99, 199, 249]
+    assert [dict(s.attributes)["lineage.tokens"] for s in spans] == [200, 200, 100]
+    assert dict(spans[-1].attributes)["lineage.metric.loss"] == 1.0 / 250
+    assert spans == named(build(tracker, page=1000), "train steps")
