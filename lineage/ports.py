@@ -45,8 +45,9 @@ class EventStore(Protocol):
     """
 
     def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
-        """Store ``events`` (``event_ids[i]``, 32 lowercase hex digits, is the id of
-        ``events[i]``) durably. ``events`` may be any objects with StoredEvent's attributes.
+        """Store ``events`` durably, with ``event_ids`` (32 lowercase hex digits each): the ids
+        held unique from now on (each event's id; for a step block, the block's id and the
+        step ids its caller chose). ``events`` may be any objects with StoredEvent's attributes.
 
         Raises DuplicateEventError when any id is already stored, VersionConflictError when a
         (stream, version) is taken, lineage.errors.StoreError when the store fails.
