@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
+from lineage.projections.audit_steps import StepFilter, merged, step_blocks
 from lineage.projections.decoding import loads
 from lineage.projections.lineage_walk import walk
 from lineage.projections.lineageir import lineage_graph, nested
@@ -217,7 +218,14 @@ class ReadModels:
               kind: str | None = None, since: Any = None, until: Any = None,
               include_steps: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Who did what and when, in log order. ``subject`` matches a run (its own events and
-        its artifacts') or an artifact; page with ``after`` = the last position you saw."""
+        its artifacts') or an artifact; page with ``after`` = the last position you saw.
+        ``include_steps`` adds the step events (from the step metrics rows,
+        ``audit_steps``) and heartbeats. Steps of one stored block share its position, and a
+        page never cuts a block: it may hold more than ``limit`` rows (up to one block more),
+        so paging by the last position never skips or repeats a step."""
+        limit = _limit(limit)
+        since = None if since is None else iso(normalise(since, "since")[0])
+        until = None if until is None else iso(normalise(until, "until")[0])
         query = select(audit).where(audit.c.position > after).order_by(audit.c.position)
         if subject is not None:
             query = query.where(or_(audit.c.subject_id == subject,
@@ -226,14 +234,18 @@ class ReadModels:
             query = query.where(audit.c.actor == actor)
         if kind is not None:
             query = query.where(audit.c.kind.like(f"%{kind}%"))
-        if not include_steps:  # the high-volume operational events
-            query = query.where(audit.c.kind.not_in(("run.step_recorded", "run.heartbeat")))
+        if not include_steps:  # heartbeats: high-volume and operational, like steps
+            query = query.where(audit.c.kind != "run.heartbeat")
         if since is not None:
-            query = query.where(audit.c.recorded_at >= iso(normalise(since, "since")[0]))
+            query = query.where(audit.c.recorded_at >= since)
         if until is not None:
-            query = query.where(audit.c.recorded_at <= iso(normalise(until, "until")[0]))
+            query = query.where(audit.c.recorded_at <= until)
         with self._conn() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.limit(_limit(limit)))]
+            rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+            if not include_steps:
+                return rows
+            steps = StepFilter(after, subject, actor, kind, since, until)
+            return merged(rows, step_blocks(conn, steps), limit)
 
     # -- lineage --------------------------------------------------------------------------------
 
