@@ -12,11 +12,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
+from lineage.application import validation
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.projections.audit_steps import StepFilter, merged, step_blocks
 from lineage.projections.decoding import loads
 from lineage.projections.lineage_walk import walk
 from lineage.projections.lineageir import lineage_graph, nested
+from lineage.projections.metric_buckets import metric_buckets
 from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
 from lineage.projections.step_queries import MetricHistory, metric_history
@@ -112,10 +114,19 @@ class ReadModels:
         return self.runner.quarantined([read_model] if read_model else ())
 
     def metric_history(self, run_id: str, name: str) -> MetricHistory:
-        """(step, value) pairs of metric ``name`` in the order logged (``MetricHistory``:
-        compact arrays)."""
+        """Every point of metric ``name`` in the order logged (``MetricHistory``: compact
+        arrays). Decodes every block of the run."""
         with self._conn() as conn:
             return metric_history(conn, run_id, name)
+
+    def metric_buckets(self, run_id: str, name: str, buckets: int) -> list[dict[str, Any]]:
+        """Metric ``name`` downsampled for a plot: at most ``buckets`` buckets of consecutive
+        points with step_from, step_to, count, min, max, last (``metric_buckets``: the rule,
+        and why it reads about ``2*buckets`` blocks whatever the run's length).
+        ValidationError unless ``buckets`` is an integer from 1 to ``MAX_BUCKETS``."""
+        count = validation.buckets(buckets)
+        with self._conn() as conn:
+            return metric_buckets(conn, run_id, name, count)
 
     # -- the registry ---------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ EVERY_COMMAND = list(command_paths(build_cli()))
 def test_every_command_is_reachable() -> None:
     names = {" ".join(path) for path in EVERY_COMMAND}
     assert {"", "demo", "runs", "runs show", "artifacts", "artifacts show", "trace", "lineage",
-            "audit", "project", "project status", "project rebuild", "project follow", "export",
+            "audit", "metrics", "project", "project status", "project rebuild", "project follow", "export",
             "export otlp", "export status", "recover", "monitor"} == names
 
 
