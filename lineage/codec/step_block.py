@@ -41,7 +41,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, pairwise
+from itertools import accumulate, compress, pairwise
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -370,7 +370,7 @@ class _Reader:
             present = count
             if presence == _MASK:
                 mask = bytes(self.take(count))
-                index = [i for i, flag in enumerate(mask) if flag]
+                index = list(compress(range(count), mask))  # C speed: a mask per column
                 present = len(index)
             columns[name] = Column(index, self.values(kind, present))
         return columns
