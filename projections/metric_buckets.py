@@ -12,7 +12,7 @@ How it stays cheap on a long run (one step metrics row per stored block, each wi
 ``summary``: name -> [count, min, max, last]): one query reads the run's summaries; a block
 lying inside a bucket contributes its summary as it is; only the blocks holding a bucket's first
 or last point are read further: a block a bucket edge cuts is decoded, a block that starts or
-ends a bucket needs only its step numbers (``peek_steps``), unless the metric is missing from
+ends a bucket needs only its first or last step number (``peek_ends``), unless the metric is missing from
 some of its steps (then it is decoded too). So at most about ``2*N`` blocks are read, whatever
 the run's length.
 """
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
-from lineage.codec.block_peek import peek_steps
+from lineage.codec.block_peek import peek_ends
 from lineage.codec.step_block import decode_block
 from lineage.projections.decoding import loads
 from lineage.projections.tables import step_metrics
@@ -47,11 +47,23 @@ class _Part(NamedTuple):
     dense: bool
 
 
-class _Points(NamedTuple):
-    """A block's points of the metric: their steps, and their values (None: not decoded)."""
+class _Points:
+    """A block's points of the metric: every step and value (decoded), or, for a block no edge
+    cuts and every step of which has the metric, its first and last step alone (peeked)."""
 
-    steps: Sequence[int]
-    values: Sequence[float] | None
+    __slots__ = ("ends", "steps", "values")
+
+    def __init__(self, steps: Sequence[int] | None, values: Sequence[float] | None,
+                 ends: tuple[int, int] | None = None) -> None:
+        self.steps, self.values, self.ends = steps, values, ends
+
+    def step(self, k: int, count: int) -> int:
+        """The step of point ``k`` (of ``count``); a peeked block knows its ends only."""
+        if self.steps is not None:
+            return self.steps[k]
+        if self.ends is None or k not in (0, count - 1):
+            raise ValueError("corrupt step metrics: a bucket edge cuts a block read for its ends")
+        return self.ends[0] if k == 0 else self.ends[1]
 
 
 def metric_buckets(conn: Connection, run_id: str, name: str, buckets: int) -> list[dict[str, Any]]:
@@ -140,12 +152,12 @@ class _Reader:
 
 def _points(data: bytes, name: str, count: int, *, decode: bool) -> _Points:
     if not decode:
-        return _Points(peek_steps(data), None)
+        return _Points(None, None, peek_ends(data))
     block = decode_block(data)
     column = block.column(name)
     if column is None or len(column.values) != count:
         raise ValueError("corrupt step block: its values disagree with its summary")
-    steps = block.steps if column.where is None else [block.steps[i] for i in column.where]
+    steps = block.steps if column.where is None else list(map(block.steps.__getitem__, column.where))
     return _Points(steps, column.values)
 
 
@@ -163,14 +175,14 @@ def _bucket(parts: list[_Part], starts: list[int], reader: _Reader, first: int,
             stats.add(part.points, part.low, part.high, part.last)
         else:
             stats.add_values(_values(reader.points(at))[low:high])
-    return {"step_from": reader.points(head).steps[first - starts[head]],
-            "step_to": reader.points(tail).steps[end - 1 - starts[tail]],
+    return {"step_from": reader.points(head).step(first - starts[head], parts[head].points),
+            "step_to": reader.points(tail).step(end - 1 - starts[tail], parts[tail].points),
             "count": stats.count, "min": stats.low, "max": stats.high, "last": stats.last}
 
 
 def _values(points: _Points) -> Sequence[float]:
     if points.values is None:  # only blocks no edge cuts are left undecoded
-        raise ValueError("corrupt step block: a bucket edge cuts a block read for its steps")
+        raise ValueError("corrupt step metrics: a bucket edge cuts a block read for its ends")
     return points.values
 
 

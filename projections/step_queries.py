@@ -33,7 +33,8 @@ def metric_history(conn: Connection, run_id: str, name: str) -> MetricHistory:
     for block in blocks(conn, run_id):
         column = block.column(name)
         if column is not None:
-            steps = block.steps if column.where is None else [block.steps[i] for i in column.where]
+            steps = (block.steps if column.where is None
+                     else list(map(block.steps.__getitem__, column.where)))
             history.extend(steps, column.values)
     return history
 

@@ -3,16 +3,16 @@
 A block (``lineage.codec.step_block``) is one zlib stream whose body starts with the header,
 the three origin texts and the steps. These functions decompress only as far as they need:
 ``peek_origin`` the header and texts (who wrote the block, and when: what the audit filters
-on), ``peek_steps`` also the steps (what a downsampled metric history needs from a block whose
-values its summary already gives). About 10-50 µs a block, against ~350 µs for
-``decode_block`` of a thousand steps. Pure; ValueError for bytes that are not a block.
+on), ``peek_ends`` also the steps, for the first and last step numbers (what a downsampled
+metric history needs from a block whose values its summary already gives). About 10 and 30 µs
+a block, against ~350 µs for ``decode_block`` of a thousand steps. Pure; ValueError for bytes
+that are not a block.
 """
 
 from __future__ import annotations
 
 import zlib
 from array import array
-from itertools import accumulate
 
 # The layout is step_block's: its header struct is shared here, not restated.
 from lineage.codec.step_block import _HEADER, MARK, Origin
@@ -28,6 +28,8 @@ class _Prefix:
         self._tail = state[1:]
 
     def take(self, size: int) -> bytes:
+        if size == 0:  # zlib reads a max_length of 0 as "no limit"
+            return b""
         try:
             chunk = self._stream.decompress(self._tail, size)
         except zlib.error as error:
@@ -52,10 +54,10 @@ def peek_origin(state: bytes) -> Origin:
     return _origin(_Prefix(state))[1]
 
 
-def peek_steps(state: bytes) -> list[int]:
-    """The block's step numbers, in order (``StepBlock.steps``)."""
+def peek_ends(state: bytes) -> tuple[int, int]:
+    """The block's first and last step numbers (``steps[0]``, ``steps[-1]``)."""
     prefix = _Prefix(state)
     count, _ = _origin(prefix)
     differences = array("q")
     differences.frombytes(prefix.take(8 * count))
-    return list(accumulate(differences))
+    return differences[0], sum(differences)

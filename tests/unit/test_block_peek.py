@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from lineage.application.metric_history import MetricHistory
-from lineage.codec.block_peek import peek_origin, peek_steps
+from lineage.codec.block_peek import peek_ends, peek_origin
 from lineage.codec.step_block import Origin, StepColumns, decode_block, encode_block
 
 
@@ -27,16 +27,22 @@ def test_peeks_agree_with_a_full_decode(steps: list[int]) -> None:
     origin = Origin(1_795_000_000_123_456, "host/train.py", "tenant-é", "alice")
     state = block(steps, origin)
     decoded = decode_block(state)
-    assert peek_steps(state) == decoded.steps == steps
+    assert peek_ends(state) == (decoded.steps[0], decoded.steps[-1]) == (steps[0], steps[-1])
     assert peek_origin(state) == origin
     assert (decoded.recorded_us, decoded.source, decoded.tenant_id, decoded.actor) == origin
+
+
+def test_empty_texts() -> None:
+    origin = Origin(7, "", "t", "")
+    state = block([3, 4], origin)
+    assert peek_origin(state) == origin and peek_ends(state) == (3, 4)
 
 
 @pytest.mark.parametrize("state", [b"", b"{}", b"B", b"B" + b"not zlib",
                                    b"B" + zlib.compress(b"too short")])
 def test_what_is_not_a_block_is_refused(state: bytes) -> None:
     with pytest.raises(ValueError):
-        peek_steps(state)
+        peek_ends(state)
     with pytest.raises(ValueError):
         peek_origin(state)
 
@@ -45,7 +51,7 @@ def test_a_truncated_block_is_refused() -> None:
     state = block(list(range(100)), Origin(0, "s", "t", "a"))
     body = zlib.decompress(state[1:])
     with pytest.raises(ValueError):
-        peek_steps(b"B" + zlib.compress(body[:100]))
+        peek_ends(b"B" + zlib.compress(body[:100]))
 
 
 def test_metric_history_keeps_the_types_it_was_given() -> None:
