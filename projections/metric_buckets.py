@@ -10,11 +10,15 @@ and last point, its number of points, the least and greatest of its values that 
 
 How it stays cheap on a long run (one step metrics row per stored block, each with a
 ``summary``: name -> [count, min, max, last]): one query reads the run's summaries; a block
-lying inside a bucket contributes its summary as it is; only the blocks holding a bucket's first
-or last point are read further: a block a bucket edge cuts is decoded, a block that starts or
-ends a bucket needs only its first or last step number (``peek_ends``), unless the metric is missing from
-some of its steps (then it is decoded too). So at most about ``2*N`` blocks are read, whatever
-the run's length.
+lying inside a bucket contributes its summary as it is; only the blocks holding a bucket's
+first or last point are read further: a block a bucket edge cuts is decoded, a block that
+starts or ends a bucket needs only its first or last step (``peek_ends``), unless the metric
+is missing from some of its steps (then it is decoded too). So at most about ``2*N`` blocks
+are read, whatever the run's length.
+
+Why edges fall between points, not only between blocks: the answer is the same however the
+writer happened to batch the steps (SQLite or PostgreSQL, live or rebuilt), and N buckets
+stay N buckets when blocks are large.
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select
 
 from lineage.codec.block_peek import peek_ends
-from lineage.codec.step_block import decode_block
+from lineage.codec.step_block import decode_column
 from lineage.projections.decoding import loads
 from lineage.projections.tables import step_metrics
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_CHUNK = 64  # blocks read per query: what memory holds (~1 MB of decoded points each)
+_CHUNK = 64  # blocks read per query: what memory holds (a few MB decoded)
 
 
 class _Part(NamedTuple):
@@ -153,12 +157,11 @@ class _Reader:
 def _points(data: bytes, name: str, count: int, *, decode: bool) -> _Points:
     if not decode:
         return _Points(None, None, peek_ends(data))
-    block = decode_block(data)
-    column = block.column(name)
+    steps, column = decode_column(data, name)
     if column is None or len(column.values) != count:
         raise ValueError("corrupt step block: its values disagree with its summary")
-    steps = block.steps if column.where is None else list(map(block.steps.__getitem__, column.where))
-    return _Points(steps, column.values)
+    return _Points(steps if column.where is None else list(map(steps.__getitem__, column.where)),
+                   column.values)
 
 
 def _bucket(parts: list[_Part], starts: list[int], reader: _Reader, first: int,

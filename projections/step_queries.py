@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from lineage.application.metric_history import MetricHistory
-from lineage.codec.step_block import StepBlock, decode_block
+from lineage.codec.step_block import StepBlock, decode_block, decode_column
 from lineage.projections.tables import step_metrics
 
 
@@ -28,14 +28,16 @@ def blocks(conn: Connection, run_id: str, *, where: Any = None) -> Iterator[Step
 
 def metric_history(conn: Connection, run_id: str, name: str) -> MetricHistory:
     """Every point of metric ``name`` over the run, in the order logged (no run, or no such
-    metric: an empty history). Decodes every block of the run."""
+    metric: an empty history). Reads every block of the run, decoding its steps and that
+    metric's column only (``decode_column``)."""
     history = MetricHistory()
-    for block in blocks(conn, run_id):
-        column = block.column(name)
+    query = (select(step_metrics.c.data).where(step_metrics.c.run_id == run_id)
+             .order_by(step_metrics.c.seq_from))
+    for row in conn.execute(query.execution_options(yield_per=64)):
+        steps, column = decode_column(row.data, name)
         if column is not None:
-            steps = (block.steps if column.where is None
-                     else list(map(block.steps.__getitem__, column.where)))
-            history.extend(steps, column.values)
+            history.extend(steps if column.where is None
+                           else list(map(steps.__getitem__, column.where)), column.values)
     return history
 
 

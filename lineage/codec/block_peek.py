@@ -13,51 +13,55 @@ from __future__ import annotations
 
 import zlib
 from array import array
+from typing import Any
 
 # The layout is step_block's: its header struct is shared here, not restated.
 from lineage.codec.step_block import _HEADER, MARK, Origin
 
-
-class _Prefix:
-    """The body of ``state`` decompressed on demand, from its start."""
-
-    def __init__(self, state: bytes) -> None:
-        if state[:1] != MARK:
-            raise ValueError("not a step block")
-        self._stream = zlib.decompressobj()
-        self._tail = state[1:]
-
-    def take(self, size: int) -> bytes:
-        if size == 0:  # zlib reads a max_length of 0 as "no limit"
-            return b""
-        try:
-            chunk = self._stream.decompress(self._tail, size)
-        except zlib.error as error:
-            raise ValueError(f"corrupt step block: {error}") from None
-        self._tail = self._stream.unconsumed_tail
-        if len(chunk) != size:
-            raise ValueError("corrupt step block: block ends early")
-        return chunk
+_FIRST_READ = _HEADER.size + 256  # the header and, usually, the three texts
 
 
-def _origin(prefix: _Prefix) -> tuple[int, Origin]:
-    count, _, _, recorded_us, _, _, *sizes = _HEADER.unpack(prefix.take(_HEADER.size))
+def _prefix(state: bytes, steps: bool) -> tuple[tuple[Any, ...], bytes]:
+    """The header's fields and the body up to the end of the texts (and of the steps, with
+    ``steps``): at most two calls into zlib, the rest of the block left compressed."""
+    if state[:1] != MARK:
+        raise ValueError("not a step block")
+    stream = zlib.decompressobj()
     try:
-        source, tenant_id, actor = (prefix.take(size).decode() for size in sizes)
-    except UnicodeDecodeError as error:
+        body = stream.decompress(memoryview(state)[1:], _FIRST_READ)
+        if len(body) < _HEADER.size:
+            raise ValueError("corrupt step block: block ends early")
+        fields = _HEADER.unpack_from(body)
+        size = _HEADER.size + sum(fields[6:]) + (8 * fields[0] if steps else 0)
+        if len(body) < size:
+            body += stream.decompress(stream.unconsumed_tail, size - len(body))
+    except zlib.error as error:
         raise ValueError(f"corrupt step block: {error}") from None
-    return count, Origin(recorded_us, source, tenant_id, actor)
+    if len(body) < size:
+        raise ValueError("corrupt step block: block ends early")
+    return fields, body
 
 
 def peek_origin(state: bytes) -> Origin:
     """Who wrote the block and when (``recorded_us``, source, tenant, actor)."""
-    return _origin(_Prefix(state))[1]
+    fields, body = _prefix(state, steps=False)
+    texts, at = [], _HEADER.size
+    for size in fields[6:]:
+        texts.append(body[at:at + size])
+        at += size
+    try:
+        source, tenant_id, actor = (text.decode() for text in texts)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"corrupt step block: {error}") from None
+    return Origin(fields[3], source, tenant_id, actor)
 
 
 def peek_ends(state: bytes) -> tuple[int, int]:
     """The block's first and last step numbers (``steps[0]``, ``steps[-1]``)."""
-    prefix = _Prefix(state)
-    count, _ = _origin(prefix)
+    fields, body = _prefix(state, steps=True)
+    at = _HEADER.size + sum(fields[6:])
     differences = array("q")
-    differences.frombytes(prefix.take(8 * count))
+    differences.frombytes(body[at:at + 8 * fields[0]])
+    if not differences:
+        raise ValueError("corrupt step block: no steps")
     return differences[0], sum(differences)

@@ -159,7 +159,7 @@ def store_blocks(engine: Any, run_id: UUID, sizes: list[int]) -> None:
 def test_only_the_blocks_at_bucket_edges_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     engine, run_id = create_engine("sqlite://"), uuid4()
     store_blocks(engine, run_id, [10] * 40)
-    decoded, peeked = counting(monkeypatch, "decode_block"), counting(monkeypatch, "peek_ends")
+    decoded, peeked = counting(monkeypatch, "decode_column"), counting(monkeypatch, "peek_ends")
     with engine.connect() as conn:
         whole = buckets_module.metric_buckets(conn, str(run_id), "loss", 4)  # edges between blocks
         assert [(b["step_from"], b["step_to"], b["count"]) for b in whole] == [

@@ -11,7 +11,7 @@ import pytest
 
 from lineage.application.metric_history import MetricHistory
 from lineage.codec.block_peek import peek_ends, peek_origin
-from lineage.codec.step_block import Origin, StepColumns, decode_block, encode_block
+from lineage.codec.step_block import Origin, StepColumns, decode_block, decode_column, encode_block
 
 
 def block(steps: list[int], origin: Origin) -> bytes:
@@ -71,3 +71,20 @@ def test_metric_history_keeps_the_types_it_was_given() -> None:
     late.extend([1], [7])
     late.extend([2], [7.5])  # ints, then a float: the ints stay ints
     assert [type(v) for _, v in late] == [int, float]
+
+
+def test_decode_column_agrees_with_a_full_decode() -> None:
+    steps = [4, 2, 9, 9, 11]
+    metrics = [{"a": 1.0, "b": 1}, {"b": 2.5}, {"a": 3.0, "c": 7}, {"b": 4}, {"a": 5.0, "b": 5}]
+    columns = StepColumns(steps, [10**15 + i for i in range(5)], [None, "x", None, None, None],
+                          [0, None, 1, 1, 2], [None, 10, None, 30, 40], metrics,
+                          [None, {"fwd": 0.1}, None, None, None], [{"gpu": 1.0}] * 5,
+                          {2: uuid4().bytes})
+    state = encode_block(uuid4(), 3, uuid4().bytes, Origin(1, "s", "t", "a"), columns)
+    decoded = decode_block(state)
+    for name in ("a", "b", "c"):
+        assert decode_column(state, name) == (steps, decoded.column(name))
+    assert decode_column(state, "zzz") == (steps, None)
+    assert decode_column(state, "b")[1].values == [1, 2.5, 4, 5]  # types kept
+    with pytest.raises(ValueError):
+        decode_column(state[:-3], "a")
