@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import accumulate, pairwise
+from itertools import accumulate, filterfalse, pairwise
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -92,17 +92,18 @@ def _parts(conn: Connection, run_id: str, name: str) -> list[_Part]:
     query = (select(step_metrics.c.seq_from, step_metrics.c.seq_to, step_metrics.c.summary)
              .where(step_metrics.c.run_id == run_id).order_by(step_metrics.c.seq_from))
     parts = []
-    for row in conn.execute(query):
-        found = loads(row.summary).get(name)
+    for seq_from, seq_to, summary in conn.execute(query):
+        found = loads(summary).get(name)
         if found:
-            count, low, high, last = (_number(value) for value in found)
-            parts.append(_Part(row.seq_from, int(count), low, high, last,
-                               count == row.seq_to - row.seq_from + 1))
+            count, low, high, last = found
+            parts.append(_Part(seq_from, count, _number(low), _number(high), _number(last),
+                               count == seq_to - seq_from + 1))
     return parts
 
 
 def _number(value: Any) -> Any:
-    return _NON_FINITE[value] if isinstance(value, str) and value in _NON_FINITE else value
+    """A summary's number (strict JSON writes NaN and the infinities as strings)."""
+    return _NON_FINITE[value] if value.__class__ is str else value
 
 
 def _needed(parts: list[_Part], starts: list[int], edges: list[int]) -> dict[int, bool]:
@@ -207,6 +208,6 @@ class _Stats:
         self.last = last
 
     def add_values(self, values: Sequence[float]) -> None:
-        numbers = [v for v in values if v == v]  # NaN is the one value unequal to itself
+        numbers = list(filterfalse(math.isnan, values))
         self.add(len(values), min(numbers) if numbers else None,
                  max(numbers) if numbers else None, values[-1])

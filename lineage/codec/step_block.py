@@ -380,7 +380,7 @@ class _Reader:
             name = self.text(self.unpack("<H")[0])
             kind, presence = self.unpack("<BB")
             mask = bytes(self.take(count)) if presence == _MASK else None
-            present = count if mask is None else sum(mask)
+            present = count if mask is None else mask.count(1)
             if only is not None and name != only:
                 self.take((9 if kind == _MIXED else 8) * present)
                 continue
