@@ -15,6 +15,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from lineage.application.metric_history import MetricHistory
+
 
 class DuplicateEventError(Exception):
     """An append carried event ids that are already stored; nothing of it was written."""
@@ -191,7 +193,12 @@ class ReadModelsPort(Protocol):
 
     def alias_history(self, name: str, *, scope: str | None = None) -> list[dict[str, Any]]: ...
 
-    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]: ...
+    def metric_history(self, run_id: str, name: str) -> MetricHistory:
+        """Every point of metric ``name`` over the run, in the order logged."""
+
+    def metric_buckets(self, run_id: str, name: str, buckets: int) -> list[dict[str, Any]]:
+        """Metric ``name`` downsampled to at most ``buckets`` buckets of consecutive points
+        (dicts of ``metric_history.BUCKET_FIELDS``); ValidationError for a bad ``buckets``."""
 
     def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
         """Events the read models could not apply and skipped (position, reason...)."""

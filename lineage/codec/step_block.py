@@ -42,7 +42,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, pairwise
+from itertools import accumulate, compress, pairwise
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -319,6 +319,18 @@ def decode_block(state: bytes, position: int = 0) -> StepBlock:
     return block
 
 
+def decode_column(state: bytes, name: str) -> tuple[list[int], Column | None]:
+    """The steps of the block stored as ``state`` and the column of metric ``name`` (None
+    when no step has it), decoding nothing else: what a metric history needs. Raises
+    ValueError for bytes that are not a block."""
+    if state[:1] != MARK:
+        raise ValueError("not a step block")
+    try:
+        return _Reader(zlib.decompress(state[1:])).steps_and_column(name)
+    except (zlib.error, struct.error, IndexError, UnicodeDecodeError) as error:
+        raise ValueError(f"corrupt step block: {error}") from None
+
+
 class _Reader:
     def __init__(self, body: bytes) -> None:
         self.body = memoryview(body)
@@ -370,19 +382,27 @@ class _Reader:
                          durations=durations, resources=resources, raws=raws, ids=ids,
                          position=position)
 
-    def columns(self, count: int) -> dict[str, Column]:
+    def columns(self, count: int, only: str | None = None) -> dict[str, Column]:
+        """The column set; with ``only``, that column alone (the others are skipped)."""
         columns = {}
         for _ in range(self.unpack("<H")[0]):
             name = self.text(self.unpack("<H")[0])
             kind, presence = self.unpack("<BB")
-            index = None
-            present = count
-            if presence == _MASK:
-                mask = bytes(self.take(count))
-                index = [i for i, flag in enumerate(mask) if flag]
-                present = len(index)
+            mask = bytes(self.take(count)) if presence == _MASK else None
+            present = count if mask is None else mask.count(1)
+            if only is not None and name != only:
+                self.take((9 if kind == _MIXED else 8) * present)
+                continue
+            index = None if mask is None else list(compress(range(count), mask))  # C speed
             columns[name] = Column(index, self.values(kind, present))
         return columns
+
+    def steps_and_column(self, name: str) -> tuple[list[int], Column | None]:
+        count, _, flags, _, _, _, *sizes = self.unpack(_HEADER.format)
+        self.take(sum(sizes))
+        steps = list(accumulate(self.ints(count)))
+        self.take(8 * count * (1 + bool(flags & EPOCHS) + bool(flags & TOKENS)))  # times...
+        return steps, self.columns(count, only=name).get(name)
 
     def values(self, kind: int, count: int) -> list[Any]:
         if kind == _FLOAT:
