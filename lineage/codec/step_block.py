@@ -144,6 +144,8 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
         else:
             mask = bytes(name in d for d in dicts)
             values = [d[name] for d in dicts if name in d]
+            if len(values) == len(dicts):
+                mask = None  # every step has this one, though not every name
         if all(type(v) is float for v in values):
             kind, kinds = _FLOAT, None
         elif all(type(v) is int for v in values):
