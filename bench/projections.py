@@ -167,13 +167,13 @@ def record_one_run(tracker: Any, steps: int) -> None:
 
 def count_events(store: Any) -> tuple[int, int]:
     """(events, steps) in the log: each step one event, each other notification one."""
-    from lineage.codec.step_block import BlockCodec
+    from lineage.projections.batching import steps_in
 
     events = steps = 0
     start = 1
     while page := store.read_log(start, 1000):
         for note in page:
-            count = BlockCodec.count(note)
+            count = steps_in(note)
             steps += count
             events += count or 1
         start = page[-1].id + 1

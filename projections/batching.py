@@ -3,8 +3,8 @@
 A batch holds at most ``max_notifications`` notifications and about ``max_steps`` steps:
 a step block is one notification of up to thousands of steps (``lineage.codec.step_block``),
 so counting notifications alone would let a batch hold millions of steps, and its memory
-grow with them. Steps are counted from each block's header (``BlockCodec.count``), before
-anything is decoded; a batch ends after the notification that reaches ``max_steps`` (so it
+grow with them. Steps are counted from each block's header (``steps_in``), before anything is
+decoded; a batch ends after the notification that reaches ``max_steps`` (so it
 always holds at least one).
 
 The log is read in pages sized from the last page's steps per notification, so a page of big
@@ -21,7 +21,9 @@ from collections.abc import Iterator, Sequence
 
 from eventsourcing.persistence import Notification
 
-from lineage.codec.step_block import BlockCodec
+from lineage.codec.block_peek import peek_count
+from lineage.codec.step_block import STEPS_TOPIC
+from lineage.codec.steps import STEP_TOPIC
 from lineage.ports import EventStore
 
 BATCH = 4000  # notifications per batch, at most
@@ -39,7 +41,7 @@ def batches(store: EventStore, start: int, head: int, *, max_notifications: int 
         if not notes:
             return
         start = notes[-1].id + 1
-        counts = [BlockCodec.count(note) for note in notes]
+        counts = [steps_in(note) for note in notes]
         page = next_page(len(notes), sum(counts), max_notifications, max_steps)
         first = 0
         while first < len(notes):
@@ -65,3 +67,15 @@ def next_page(notes: int, steps: int, max_notifications: int, max_steps: int) ->
     if not steps:
         return max_notifications
     return max(1, min(max_notifications, max_steps * notes // steps))
+
+
+def steps_in(note: Notification) -> int:
+    """How many steps a notification holds, without decoding it: a block's count from its
+    header (1 for a block too corrupt to say: decoding it says what is wrong), 1 for a step
+    stored one to a row by the older layout, 0 for any other event."""
+    if note.topic == STEPS_TOPIC:
+        try:
+            return peek_count(note.state)
+        except ValueError:
+            return 1
+    return 1 if note.topic == STEP_TOPIC else 0

@@ -13,10 +13,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
+from lineage.application import validation
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
+from lineage.projections.audit_steps import StepFilter, merged, step_blocks
 from lineage.projections.decoding import loads
 from lineage.projections.lineage_walk import walk
 from lineage.projections.lineageir import lineage_graph, nested, open_graph
+from lineage.projections.metric_buckets import metric_buckets
 from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
 from lineage.projections.step_queries import MetricHistory, metric_history
@@ -122,10 +125,19 @@ class ReadModels:
         return self.runner.quarantined([read_model] if read_model else ())
 
     def metric_history(self, run_id: str, name: str) -> MetricHistory:
-        """(step, value) pairs of metric ``name`` in the order logged (``MetricHistory``:
-        compact arrays)."""
+        """Every point of metric ``name`` in the order logged (``MetricHistory``: compact
+        arrays). Decodes every block of the run."""
         with self._conn() as conn:
             return metric_history(conn, run_id, name)
+
+    def metric_buckets(self, run_id: str, name: str, buckets: int) -> list[dict[str, Any]]:
+        """Metric ``name`` downsampled for a plot: at most ``buckets`` buckets of consecutive
+        points with step_from, step_to, count, min, max, last (``metric_buckets``: the rule,
+        and why it reads about ``2*buckets`` blocks whatever the run's length).
+        ValidationError unless ``buckets`` is an integer from 1 to ``MAX_BUCKETS``."""
+        count = validation.buckets(buckets)
+        with self._conn() as conn:
+            return metric_buckets(conn, run_id, name, count)
 
     # -- the registry ---------------------------------------------------------------------------
 
@@ -228,7 +240,14 @@ class ReadModels:
               kind: str | None = None, since: Any = None, until: Any = None,
               include_steps: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Who did what and when, in log order. ``subject`` matches a run (its own events and
-        its artifacts') or an artifact; page with ``after`` = the last position you saw."""
+        its artifacts') or an artifact; page with ``after`` = the last position you saw.
+        ``include_steps`` adds the step events (from the step metrics rows,
+        ``audit_steps``) and heartbeats. Steps of one stored block share its position, and a
+        page never cuts a block: it may hold more than ``limit`` rows (up to one block more),
+        so paging by the last position never skips or repeats a step."""
+        limit = _limit(limit)
+        since = None if since is None else iso(normalise(since, "since")[0])
+        until = None if until is None else iso(normalise(until, "until")[0])
         query = select(audit).where(audit.c.position > after).order_by(audit.c.position)
         if subject is not None:
             query = query.where(or_(audit.c.subject_id == subject,
@@ -237,14 +256,18 @@ class ReadModels:
             query = query.where(audit.c.actor == actor)
         if kind is not None:
             query = query.where(audit.c.kind.like(f"%{kind}%"))
-        if not include_steps:  # the high-volume operational events
-            query = query.where(audit.c.kind.not_in(("run.step_recorded", "run.heartbeat")))
+        if not include_steps:  # heartbeats: high-volume and operational, like steps
+            query = query.where(audit.c.kind != "run.heartbeat")
         if since is not None:
-            query = query.where(audit.c.recorded_at >= iso(normalise(since, "since")[0]))
+            query = query.where(audit.c.recorded_at >= since)
         if until is not None:
-            query = query.where(audit.c.recorded_at <= iso(normalise(until, "until")[0]))
+            query = query.where(audit.c.recorded_at <= until)
         with self._conn() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.limit(_limit(limit)))]
+            rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+            if not include_steps:
+                return rows
+            steps = StepFilter(after, subject, actor, kind, since, until)
+            return merged(rows, step_blocks(conn, steps), limit)
 
     # -- lineage --------------------------------------------------------------------------------
 

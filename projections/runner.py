@@ -261,8 +261,9 @@ class ProjectionRunner:
             yield lambda: time.sleep(poll_s)
             return
         raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
+        raw.detach()  # autocommit and LISTENing: closed at the end, never back in the pool
         try:
-            driver: Any = raw.driver_connection
             driver.autocommit = True
             driver.execute("LISTEN stored_events")
 
@@ -292,6 +293,11 @@ class ProjectionLock:
 
     def release(self) -> None:
         pass
+
+
+class HeldLock(ProjectionLock):
+    """The lock of a caller that already holds this database's projection lock (``lineage
+    migrate`` holds it from before it rewrites the log until the read models are rebuilt)."""
 
 
 class FileLock(ProjectionLock):

@@ -6,13 +6,13 @@ Each row's ``data`` is the block as stored; these functions decode only the rows
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from lineage.codec.step_block import StepBlock, decode_block
+from lineage.application.metric_history import MetricHistory
+from lineage.codec.step_block import StepBlock, decode_block, decode_column
 from lineage.projections.tables import step_metrics
 
 
@@ -26,49 +26,18 @@ def blocks(conn: Connection, run_id: str, *, where: Any = None) -> Iterator[Step
         yield decode_block(row.data, row.position)
 
 
-class MetricHistory:
-    """A metric's values over a run, in the order logged: ``steps[k]`` and ``values[k]``
-    (compact arrays: 16 bytes a point, for runs of millions of steps). Iterating gives
-    ``(step, value)`` pairs; it compares equal to a list of them."""
-
-    __slots__ = ("steps", "values")
-
-    def __init__(self) -> None:
-        self.steps = array("q")
-        self.values: list[float] | array[float] = array("d")
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def __iter__(self) -> Iterator[tuple[int, float]]:
-        return zip(self.steps, self.values, strict=True)
-
-    def __getitem__(self, k: int) -> tuple[int, float]:
-        return self.steps[k], self.values[k]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, MetricHistory | list | tuple):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        shown = ", ".join(map(repr, list(self)[:3]))
-        return f"MetricHistory([{shown}{', ...' if len(self) > 3 else ''}], points={len(self)})"
-
-
 def metric_history(conn: Connection, run_id: str, name: str) -> MetricHistory:
+    """Every point of metric ``name`` over the run, in the order logged (no run, or no such
+    metric: an empty history). Reads every block of the run, decoding its steps and that
+    metric's column only (``decode_column``)."""
     history = MetricHistory()
-    ints: list[float] | None = None  # a metric logged as ints keeps them
-    for block in blocks(conn, run_id):
-        column = block.column(name)
-        if column is None:
-            continue
-        steps = block.steps if column.where is None else [block.steps[i] for i in column.where]
-        history.steps.extend(steps)
-        if ints is None and any(type(v) is int for v in column.values):
-            ints = list(history.values)
-            history.values = ints
-        history.values.extend(column.values)
+    query = (select(step_metrics.c.data).where(step_metrics.c.run_id == run_id)
+             .order_by(step_metrics.c.seq_from))
+    for row in conn.execute(query.execution_options(yield_per=64)):
+        steps, column = decode_column(row.data, name)
+        if column is not None:
+            history.extend(steps if column.where is None
+                           else list(map(steps.__getitem__, column.where)), column.values)
     return history
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import re
 from bisect import bisect_left
-from typing import Any
+from typing import Any, overload
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper
@@ -25,6 +25,7 @@ from eventsourcing.persistence import Mapper
 from lineage.application import validation
 from lineage.application.commands import id_of
 from lineage.application.job_status import JOB_STATUSES
+from lineage.application.metric_history import MetricHistory
 from lineage.application.views import ArtifactView, RunView, artifact_view, run_view
 from lineage.codec.step_block import BlockCodec, read_last_steps, read_steps
 from lineage.codec.steps import DecodedStep
@@ -229,10 +230,28 @@ class ReadAPI:
         self.flush()
         return list(self.views.alias_history(name, scope=scope))
 
-    def metric_history(self, run: Any, name: str) -> list[tuple[int, float]]:
+    @overload
+    def metric_history(self, run: Any, name: str, *, buckets: None = None) -> MetricHistory: ...
+
+    @overload
+    def metric_history(self, run: Any, name: str, *, buckets: int) -> list[dict[str, Any]]: ...
+
+    def metric_history(self, run: Any, name: str, *,
+                       buckets: int | None = None) -> MetricHistory | list[dict[str, Any]]:
+        """Metric ``name`` of a run, in the order logged. Every point: a ``MetricHistory``
+        (two compact arrays, ``steps`` and ``values``; iterating gives ``(step, value)``
+        pairs). With ``buckets``: at most that many buckets of consecutive points, each a dict
+        with step_from, step_to, count, min, max (NaN skipped; None when all NaN) and last,
+        read from the blocks' summaries (for plots: about ``2*buckets`` blocks are decoded,
+        whatever the run's length). ValidationError for a bad name or ``buckets`` (an
+        integer from 1 to ``validation.MAX_BUCKETS``)."""
         name = validation.text(name, "name")
+        count = None if buckets is None else validation.buckets(buckets)
+        run_id = str(id_of(run, "run"))
         self.flush()
-        return list(self.views.metric_history(str(id_of(run, "run")), name))
+        if count is None:
+            return self.views.metric_history(run_id, name)
+        return self.views.metric_buckets(run_id, name, count)
 
     def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
         """Events a read model could not apply (an event it fails on: a number beyond 64 bits,

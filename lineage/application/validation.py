@@ -45,6 +45,7 @@ CHECKPOINT_FORMATS = ("safetensors", "pytorch", "gguf", "onnx")
 CHECKSUM_ALGORITHMS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
 RUN_STATUSES_FINAL = ("completed", "failed", "cancelled", "superseded")
 METADATA_LIMIT_BYTES = 64 * 1024
+MAX_BUCKETS = 10_000  # a downsampled metric history: far more points than a plot has pixels
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 # Every integer we store must fit a signed 64-bit column (SQLite INTEGER, PostgreSQL bigint)
@@ -250,6 +251,15 @@ def positive_int(value: Any, field: str) -> int:
     if (isinstance(value, bool) or not hasattr(value, "__index__")
             or not 0 < operator.index(value) <= INT64_MAX):
         raise ValidationError(field, f"must be a positive integer (at most 2**63 - 1), got "
+                                     f"{shown(value)}", value)
+    return operator.index(value)
+
+
+def buckets(value: Any, field: str = "buckets") -> int:
+    """How many buckets a downsampled history may have: an integer 1..``MAX_BUCKETS``."""
+    if (isinstance(value, bool) or not hasattr(value, "__index__")
+            or not 0 < operator.index(value) <= MAX_BUCKETS):
+        raise ValidationError(field, f"must be an integer from 1 to {MAX_BUCKETS}, got "
                                      f"{shown(value)}", value)
     return operator.index(value)
 

@@ -39,9 +39,10 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, pairwise
+from itertools import accumulate, compress, pairwise
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -101,9 +102,9 @@ def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
         parts.append(array("q", [-1 if e is None else e for e in columns.epochs]).tobytes())
     if flags & TOKENS:
         parts.append(array("q", [-1 if t is None else t for t in columns.tokens]).tobytes())
-    _put_columns(parts, columns.metrics, count)
-    _put_optional(parts, columns.durations, count)
-    _put_optional(parts, columns.resources, count)
+    _put_columns(parts, columns.metrics)
+    _put_optional(parts, columns.durations)
+    _put_optional(parts, columns.resources)
     raws = [(i, raw.encode()) for i, raw in enumerate(columns.raws) if raw is not None]
     parts.append(struct.pack("<I", len(raws)))
     for index, raw in raws:
@@ -122,7 +123,7 @@ def _differences(values: Sequence[int]) -> bytes:
     return array("q", [values[0], *(b - a for a, b in pairwise(values))]).tobytes()
 
 
-def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]], count: int) -> None:
+def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
     """A column set: ``<H`` number of names; per name ``<H`` length + UTF-8, ``<BB`` kind
     and presence, the presence bytes (one per step) when not every step has it, the kind bytes
     (one per present value, 1 = int) when mixed, then the present values (8 bytes each)."""
@@ -143,6 +144,8 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]], count: i
         else:
             mask = bytes(name in d for d in dicts)
             values = [d[name] for d in dicts if name in d]
+            if len(values) == len(dicts):
+                mask = None  # every step has this one, though not every name
         if all(type(v) is float for v in values):
             kind, kinds = _FLOAT, None
         elif all(type(v) is int for v in values):
@@ -162,7 +165,7 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]], count: i
             parts.append(b"".join(struct.pack("<q" if type(v) is int else "<d", v) for v in values))
 
 
-def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None], count: int) -> None:
+def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None]) -> None:
     present = bytes(v is not None for v in values)
     if not any(present):
         parts.append(struct.pack("<B", _NONE))
@@ -172,7 +175,7 @@ def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None],
     else:
         parts.append(struct.pack("<B", _SOME))
         parts.append(present)
-    _put_columns(parts, [v for v in values if v is not None], count)
+    _put_columns(parts, [v for v in values if v is not None])
 
 
 # -- decode ------------------------------------------------------------------------------------
@@ -191,16 +194,15 @@ class StepBlock:
     ``StepRecorded`` on demand. ``position`` is the block's notification id (0 when read from
     a stream). Read-only after decoding; cheap per-step views are built lazily."""
 
-    __slots__ = ("_columns", "_durations", "_optional", "_resources", "actor",
+    __slots__ = ("_columns", "_durations", "_resources", "_state", "actor",
                  "block_id", "count", "epochs", "ids", "occurred_us", "position", "raws",
-                 "recorded_us", "run_id", "seq_from", "source", "state", "steps", "tenant_id",
-                 "tokens")
+                 "recorded_us", "run_id", "seq_from", "source", "steps", "tenant_id", "tokens")
 
     def __init__(self, *, run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
                  steps: list[int], occurred_us: list[int], epochs: list[int | None] | None,
                  tokens: list[int | None] | None, columns: dict[str, Column],
-                 durations: tuple[bytes | None, dict[str, Column]] | None,
-                 resources: tuple[bytes | None, dict[str, Column]] | None,
+                 durations: tuple[list[int] | None, dict[str, Column]] | None,
+                 resources: tuple[list[int] | None, dict[str, Column]] | None,
                  raws: dict[int, str], ids: dict[int, bytes], position: int = 0) -> None:
         self.run_id = run_id
         self.seq_from = seq_from
@@ -218,7 +220,16 @@ class StepBlock:
         self.raws = raws
         self.ids = ids
         self.position = position
-        self.state = b""  # the stored bytes it was decoded from (``decode_block`` sets it)
+        self._state: bytes | None = None  # the stored bytes, when decoded from them
+
+    @property
+    def state(self) -> bytes:
+        """The block's bytes in this layout (encoded on first use for a legacy row; raises
+        OverflowError for a value a block cannot hold, such as a step beyond 64 bits)."""
+        if self._state is None:
+            columns, origin, run_id = columns_of(self.decoded_steps())
+            self._state = encode_block(run_id, self.seq_from, self.block_id, origin, columns)
+        return self._state
 
     @property
     def seq_to(self) -> int:
@@ -296,19 +307,6 @@ def derived_id(block_int: int, index: int) -> int:
     return (high << 32) | ((low + index) & 0xFFFF_FFFF)
 
 
-def block_count(state: bytes) -> int:
-    """How many steps the block stored as ``state`` holds, from its header alone (a few µs,
-    whatever the block's size): for sizing work before decoding. 1 for bytes that are not a
-    block (``decode_block`` says what is wrong with them)."""
-    if state[:1] != MARK:
-        return 1
-    try:
-        (count,) = struct.unpack("<I", zlib.decompressobj().decompress(memoryview(state)[1:], 4))
-    except (zlib.error, struct.error):
-        return 1
-    return int(count)
-
-
 def decode_block(state: bytes, position: int = 0) -> StepBlock:
     """The block stored as ``state``. Raises ValueError for bytes that are not a block."""
     if state[:1] != MARK:
@@ -317,8 +315,20 @@ def decode_block(state: bytes, position: int = 0) -> StepBlock:
         block = _Reader(zlib.decompress(state[1:])).block(position)
     except (zlib.error, struct.error, IndexError, UnicodeDecodeError) as error:
         raise ValueError(f"corrupt step block: {error}") from None
-    block.state = bytes(state)
+    block._state = bytes(state)
     return block
+
+
+def decode_column(state: bytes, name: str) -> tuple[list[int], Column | None]:
+    """The steps of the block stored as ``state`` and the column of metric ``name`` (None
+    when no step has it), decoding nothing else: what a metric history needs. Raises
+    ValueError for bytes that are not a block."""
+    if state[:1] != MARK:
+        raise ValueError("not a step block")
+    try:
+        return _Reader(zlib.decompress(state[1:])).steps_and_column(name)
+    except (zlib.error, struct.error, IndexError, UnicodeDecodeError) as error:
+        raise ValueError(f"corrupt step block: {error}") from None
 
 
 class _Reader:
@@ -372,19 +382,27 @@ class _Reader:
                          durations=durations, resources=resources, raws=raws, ids=ids,
                          position=position)
 
-    def columns(self, count: int) -> dict[str, Column]:
+    def columns(self, count: int, only: str | None = None) -> dict[str, Column]:
+        """The column set; with ``only``, that column alone (the others are skipped)."""
         columns = {}
         for _ in range(self.unpack("<H")[0]):
             name = self.text(self.unpack("<H")[0])
             kind, presence = self.unpack("<BB")
-            index = None
-            present = count
-            if presence == _MASK:
-                mask = bytes(self.take(count))
-                index = [i for i, flag in enumerate(mask) if flag]
-                present = len(index)
+            mask = bytes(self.take(count)) if presence == _MASK else None
+            present = count if mask is None else mask.count(1)
+            if only is not None and name != only:
+                self.take((9 if kind == _MIXED else 8) * present)
+                continue
+            index = None if mask is None else list(compress(range(count), mask))  # C speed
             columns[name] = Column(index, self.values(kind, present))
         return columns
+
+    def steps_and_column(self, name: str) -> tuple[list[int], Column | None]:
+        count, _, flags, _, _, _, *sizes = self.unpack(_HEADER.format)
+        self.take(sum(sizes))
+        steps = list(accumulate(self.ints(count)))
+        self.take(8 * count * (1 + bool(flags & EPOCHS) + bool(flags & TOKENS)))  # times...
+        return steps, self.columns(count, only=name).get(name)
 
     def values(self, kind: int, count: int) -> list[Any]:
         if kind == _FLOAT:
@@ -398,13 +416,19 @@ class _Reader:
         return [struct.unpack_from("<q" if is_int else "<d", raw, 8 * k)[0]
                 for k, is_int in enumerate(kinds)]
 
-    def optional(self, count: int) -> tuple[bytes | None, dict[str, Column]] | None:
+    def optional(self, count: int) -> tuple[list[int] | None, dict[str, Column]] | None:
+        """A field steps may lack: (each step's row among those that have it, -1 for none;
+        None when every step has it) and its columns."""
         (presence,) = self.unpack("<B")
         if presence == _NONE:
             return None
-        mask = bytes(self.take(count)) if presence == _SOME else None
-        present = count if mask is None else sum(mask)
-        return mask, self.columns(present)
+        if presence == _DICTS:
+            return None, self.columns(count)
+        rows, present = [], 0
+        for flag in bytes(self.take(count)):
+            rows.append(present if flag else -1)
+            present += flag
+        return rows, self.columns(present)
 
 
 def _nones(values: list[int]) -> list[int | None]:
@@ -423,21 +447,19 @@ def _row(columns: dict[str, Column], i: int) -> dict[str, float]:
     return row
 
 
-def _optional_row(field: tuple[bytes | None, dict[str, Column]] | None,
+def _optional_row(field: tuple[list[int] | None, dict[str, Column]] | None,
                   i: int) -> dict[str, float] | None:
     if field is None:
         return None
-    mask, columns = field
-    if mask is not None:
-        if not mask[i]:
+    rows, columns = field
+    if rows is not None:
+        i = rows[i]  # the step's place among those that have the field
+        if i < 0:
             return None
-        i = sum(mask[:i])  # the step's place among those that have the field
     return _row(columns, i)
 
 
 def _find(index: list[int], i: int) -> int | None:
-    from bisect import bisect_left
-
     k = bisect_left(index, i)
     return k if k < len(index) and index[k] == i else None
 
@@ -480,43 +502,61 @@ class BlockCodec:
     def is_step(topic: str) -> bool:
         return topic in (STEPS_TOPIC, STEP_TOPIC)
 
-    @staticmethod
-    def count(stored: Any) -> int:
-        """How many steps a stored row holds without decoding it (``block_count``): 0 when
-        it is not a step row."""
-        if stored.topic == STEPS_TOPIC:
-            return block_count(stored.state)
-        return 1 if stored.topic == STEP_TOPIC else 0
-
     def decode(self, stored: Any, position: int = 0) -> StepBlock:
         """``stored``: a StoredEvent or Notification of a step stream. ValueError for a row
         that is neither layout."""
         if stored.topic == STEPS_TOPIC:
             return decode_block(stored.state, position)
-        step = self.legacy.decode(stored, position)
-        columns, origin, run_id = columns_of([step])
-        state = encode_block(run_id, step.seq, step.event_uuid.bytes, origin, columns)
-        return decode_block(state, position)
+        return block_of_step(self.legacy.decode(stored, position))
 
 
-def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
-               last: int | None = None) -> list[DecodedStep]:
-    """The steps of step stream ``stream`` (``ids.step_stream_id``) with versions
-    ``first..last`` (to the end when None), in order, from the blocks that hold them."""
-    found: list[DecodedStep] = []
+def block_of_step(step: DecodedStep) -> StepBlock:
+    """A step stored one to a row, as a block of one (its values as they are: a step beyond
+    64 bits, which no block can hold, fails only where it is used)."""
+
+    def single(values: dict[str, float] | None) -> tuple[None, dict[str, Column]] | None:
+        return None if values is None else (None, {k: Column(None, [v]) for k, v in values.items()})
+
+    return StepBlock(
+        run_id=step.run_uuid, seq_from=step.seq, block_id=step.event_uuid.bytes,
+        origin=Origin(epoch_us(datetime.fromisoformat(step.recorded_at)), step.source,
+                      step.tenant_id, step.actor),
+        steps=[step.step], occurred_us=[epoch_us(step.occurred_datetime)],
+        epochs=None if step.epoch is None else [step.epoch],
+        tokens=None if step.tokens is None else [step.tokens],
+        columns={k: Column(None, [v]) for k, v in step.metrics.items()},
+        durations=single(step.durations), resources=single(step.resources),
+        raws={} if step.occurred_at_raw is None else {0: step.occurred_at_raw},
+        ids={0: step.event_uuid.bytes}, position=step.position)
+
+
+def read_blocks(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
+                last: int | None = None) -> list[StepBlock]:
+    """The blocks of step stream ``stream`` (``ids.step_stream_id``) that hold versions
+    ``first..last`` (to the end when None), in order."""
+    found: list[StepBlock] = []
     after = first - 1
     while last is None or after < last:
-        rows = store.read_stream(stream, after=after or None, limit=64)
+        # Each block holds at least one step: never ask for more blocks than steps wanted.
+        rows = store.read_stream(stream, after=after or None,
+                                 limit=64 if last is None else min(64, last - after))
         if not rows:
             break
         for row in rows:
-            block = codec.decode(row)
-            top = block.seq_to if last is None else min(last, block.seq_to)
-            found.extend(block.decoded(i) for i in block.slice_seq(after + 1, top))
+            found.append(codec.decode(row))
             after = row.originator_version
             if last is not None and after >= last:
                 break
     return found
+
+
+def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 1,
+               last: int | None = None) -> list[DecodedStep]:
+    """The steps of step stream ``stream`` with versions ``first..last`` (to the end when
+    None), in order."""
+    top = last
+    return [block.decoded(i) for block in read_blocks(store, codec, stream, first, last)
+            for i in block.slice_seq(first, block.seq_to if top is None else top)]
 
 
 def last_block(store: EventStore, codec: BlockCodec, run_id: UUID) -> StepBlock | None:

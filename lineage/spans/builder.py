@@ -45,8 +45,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
-from lineage.codec.step_block import BlockCodec, StepBlock, read_steps
-from lineage.codec.steps import DecodedStep
+from lineage.codec.step_block import BlockCodec, StepBlock, read_blocks
 from lineage.domain import Artifact, Run, StepRecorded, ids
 from lineage.domain.steps import StepsRecorded
 from lineage.ports import EventStore
@@ -91,16 +90,16 @@ class SpanBuilder(Dispatcher):
         self.blocks = BlockCodec(mapper)
         self._started: OrderedDict[UUID, bool] = OrderedDict()
         self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
-        self._page: dict[UUID, list[StepBlock]] = {}  # stream -> the page's blocks of it
+        self._page: dict[UUID, list[StoredEvent]] = {}  # stream -> the page's step rows
+        self._decoded: dict[tuple[Any, int], StepBlock] = {}
         self._handlers = self.topics()  # dispatched on the stored topic, before decoding
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[SpanRecord]]:
         """For each stored event (in log order), the spans it completes (often none)."""
         self._page = {}
-        for stored in events:
+        for stored in events:  # step rows by stream, decoded only when a span needs them
             if self.blocks.is_step(stored.topic):
-                self._page.setdefault(_uuid(stored.originator_id), []).append(
-                    self.blocks.decode(stored))
+                self._page.setdefault(_uuid(stored.originator_id), []).append(stored)
         try:
             results = []
             for stored in events:
@@ -109,6 +108,7 @@ class SpanBuilder(Dispatcher):
             return results
         finally:
             self._page = {}
+            self._decoded.clear()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -116,43 +116,59 @@ class SpanBuilder(Dispatcher):
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
         """The groups whose last version this block holds (versions ``seq_from..last``)."""
         last = stored.originator_version
-        stream = _uuid(stored.originator_id)
-        blocks = self._page.get(stream, [])
-        held = next((b for b in blocks if b.seq_to == last), None)
-        first = last if held is None else held.seq_from
+        first = self._decode(stored).seq_from
         per = identity.STEPS_PER_SPAN
         ends = range((first + per - 1) // per * per, last + 1, per)
-        return [self._step_span(stream, end) for end in ends if end > 0]
+        return [self._step_span(_uuid(stored.originator_id), end) for end in ends]
 
     def _step_span(self, stream: UUID, last: int) -> SpanRecord:
         """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
-        when the run finished)."""
+        when the run finished), from the blocks' columns."""
         group = identity.step_group(last)
         first = identity.step_group_versions(group)[0]
-        steps = self._steps(stream, first, last)
-        head, final = steps[0], steps[-1]
+        parts = self._parts(stream, first, last)
+        head_block, head_range = parts[0]
+        final_block, final_range = parts[-1]
+        head, final = head_block.decoded(head_range[0]), final_block.decoded(final_range[-1])
+        numbers = [block.steps[i] for block, indexes in parts for i in indexes]
+        tokens = [block.tokens[i] for block, indexes in parts if block.tokens is not None
+                  for i in indexes if block.tokens[i] is not None]
         run_id = final.run_uuid
-        tokens = [s.tokens for s in steps if s.tokens is not None]
-        numbers = [s.step for s in steps]
         pairs: list[tuple[str, Any]] = [
             ("lineage.run.id", final.run_id), ("lineage.step", final.step),
             ("lineage.epoch", final.epoch), ("lineage.step.first", head.step),
             ("lineage.step.min", min(numbers)), ("lineage.step.max", max(numbers)),
-            ("lineage.step.count", len(steps)), ("lineage.step.group", group),
+            ("lineage.step.count", len(numbers)), ("lineage.step.group", group),
             ("lineage.stream.version.first", first), ("lineage.stream.version.last", last),
             ("lineage.tokens", sum(tokens) if tokens else None),
             *prefixed("lineage.metric.", final.metrics)]
         return self._span(run_id, identity.step_group_span_id(run_id, group), STEPS_SPAN,
                           ns_of(head.occurred_datetime), ns_of(final.occurred_datetime), pairs)
 
-    def _steps(self, stream: UUID, first: int, last: int) -> list[DecodedStep]:
-        """Decoded steps of versions ``first..last``, from the page when it holds them all."""
-        found: list[DecodedStep] = []
-        for block in self._page.get(stream, []):
-            found.extend(block.decoded(i) for i in block.slice_seq(first, last))
-        if len(found) == last - first + 1 and found[0].seq == first:
-            return found
-        return read_steps(self.store, self.blocks, stream, first, last)
+    def _parts(self, stream: UUID, first: int, last: int) -> list[tuple[StepBlock, range]]:
+        """The blocks holding versions ``first..last`` with the indexes of those versions in
+        each: from the page when it holds them all, else read from the store."""
+        rows = [row for row in self._page.get(stream, ()) if row.originator_version >= first]
+        parts = []
+        for row in rows:
+            block = self._decode(row)
+            if block.seq_from > last:
+                break
+            parts.append((block, block.slice_seq(first, last)))
+        if not parts or parts[0][0].seq_from > first:
+            parts = [(block, block.slice_seq(first, last)) for block in
+                     read_blocks(self.store, self.blocks, stream, first, last)]
+        return [(block, indexes) for block, indexes in parts if indexes]
+
+    def _decode(self, stored: StoredEvent) -> StepBlock:
+        """A page row decoded, kept while the page is built (a group may need it again)."""
+        key = (stored.originator_id, stored.originator_version)
+        block = self._decoded.get(key)
+        if block is None:
+            if len(self._decoded) >= 8:
+                self._decoded.clear()  # blocks are visited in order: a few suffice
+            block = self._decoded[key] = self.blocks.decode(stored)
+        return block
 
     # -- run events ------------------------------------------------------------------------------
 

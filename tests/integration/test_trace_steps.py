@@ -27,7 +27,7 @@ from lineage.cli.main import main
 from lineage.codec.step_block import BlockCodec
 from lineage.domain.ids import step_stream_id
 from lineage.domain.steps import StepRecorded
-from lineage.projections.batching import BATCH, BATCH_STEPS, batches
+from lineage.projections.batching import BATCH, BATCH_STEPS, batches, steps_in
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.tables import spans, traces
 from lineage.spans import identity
@@ -213,7 +213,7 @@ def test_batches_hold_about_max_steps(sqlite_url: str, make_tracker: MakeTracker
     assert [n.id for batch in cut for n in batch] == [n.id for n in store.read_log(1, head)]
     codec = BlockCodec(tracker.mapper)
     for batch in cut:
-        counts = [BlockCodec.count(note) for note in batch]
+        counts = [steps_in(note) for note in batch]
         assert counts == [codec.decode(n).count if codec.is_step(n.topic) else 0 for n in batch]
         assert 1 <= len(batch) <= 64
         assert sum(counts[:-1]) < max_steps  # only its last notification reaches max_steps
