@@ -108,7 +108,7 @@ def print_invocation(report: Report, label: str, result: dict[str, Any], *,
                      wall: float | None = None, rss: float | None = None) -> None:
     report.figure(f"{label}: wall", result["wall_s"], "s", fmt="{:,.2f}",
                   target=("<=", wall) if wall is not None else None,
-                  note=f"CPU {result['cpu_s']:.2f} s: a wall far above it is a busy machine")
+                  note=f"CPU {result['cpu_s']:.2f} s")
     report.figure(f"{label}: peak RSS", result["peak_rss_mb"], "MB",
                   target=("<=", rss) if rss is not None else None)
 
