@@ -9,6 +9,7 @@ library's own recorders plus an event-id table) and ``lineage.adapters.memory.Me
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -172,6 +173,11 @@ class ReadModelsPort(Protocol):
         read as they are, whose ``runner`` cannot write)."""
 
     def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]: ...
+
+    def trace_stream(self, run_id: str, *,
+                     shape: str = "lineageir") -> AbstractContextManager[dict[str, Any]]:
+        """``trace`` whose ``spans`` (LineageIR shape) is a one-pass iterator over the rows,
+        to be consumed inside the ``with`` block: for output written as it is made."""
 
     def runs(self, *, status: str | None = None, job_status: str | None = None,
              watched: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]: ...

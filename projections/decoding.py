@@ -60,17 +60,29 @@ dumps = strict_dumps
 
 
 def loads(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+    """A JSON column back (``{}`` for NULL or empty). The columns hold ``dumps`` output, so
+    the decoder's scanner reads them without ``json.loads``'s checks around it (a read
+    model's span query parses two per span)."""
+    if not text:
+        return {}
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # says what is wrong
+    return value if end == len(text) else json.loads(text)
 
 
 def numbers(text: str | None) -> dict[str, float]:
     """A metrics column back as floats (``"NaN"``/``"Infinity"`` strings restored)."""
     values: dict[str, Any] = loads(text)
+    if not text or ('"NaN"' not in text and 'Infinity"' not in text):
+        return values
     return {key: _NON_FINITE[item] if isinstance(item, str) and item in _NON_FINITE else item
             for key, item in values.items()}
 
 
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+_scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (not in the typeshed stubs)
 
 
 class Dispatching(Dispatcher):

@@ -42,7 +42,9 @@ def summary(block: StepBlock) -> dict[str, list[Any]]:
     for name in block.metric_names:
         column = block.column(name)
         values = column.values if column is not None else []
-        numbers = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+        total = sum(values)  # in C; NaN when a value is NaN (or +inf meets -inf)
+        numbers = values if total == total else [
+            v for v in values if not (isinstance(v, float) and math.isnan(v))]
         found[name] = [len(values), min(numbers) if numbers else None,
                        max(numbers) if numbers else None, values[-1]]
     return found

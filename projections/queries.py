@@ -7,7 +7,8 @@ log (``ReadModels(catch_up=True)``), so a query right after a write sees it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
@@ -17,7 +18,7 @@ from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationEr
 from lineage.projections.audit_steps import StepFilter, merged, step_blocks
 from lineage.projections.decoding import loads
 from lineage.projections.lineage_walk import walk
-from lineage.projections.lineageir import lineage_graph, nested
+from lineage.projections.lineageir import lineage_graph, nested, open_graph
 from lineage.projections.metric_buckets import metric_buckets
 from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
@@ -72,11 +73,21 @@ class ReadModels:
 
     def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]:
         """A run's LineageIR graph (``shape="lineageir"``) or the seed's nested form."""
-        if shape not in ("lineageir", "nested"):
-            raise ValidationError("format", f"must be lineageir or nested, got {shape!r}")
+        _check_shape(shape)
         with self._conn() as conn:
             graph = lineage_graph(conn, run_id)
         return graph if shape == "lineageir" else nested(graph)
+
+    @contextmanager
+    def trace_stream(self, run_id: str, *, shape: str = "lineageir") -> Iterator[dict[str, Any]]:
+        """``trace`` for output written as it is made: in the LineageIR shape, ``spans`` is a
+        one-pass iterator reading the rows as it is consumed, inside the block (memory bounded
+        by a page of spans, not by the run's length; ``lineageir.open_graph``). The nested
+        shape is built whole."""
+        _check_shape(shape)
+        with self._conn() as conn:
+            graph = open_graph(conn, run_id)
+            yield graph if shape == "lineageir" else nested(graph)
 
     def runs(self, *, status: str | None = None, job_status: str | None = None,
              watched: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -345,6 +356,11 @@ def _limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
         raise ValidationError("limit", f"must be an integer from 1 to {MAX_PAGE}", limit)
     return limit
+
+
+def _check_shape(shape: str) -> None:
+    if shape not in ("lineageir", "nested"):
+        raise ValidationError("format", f"must be lineageir or nested, got {shape!r}")
 
 
 def _page(query: Select[Any], limit: int, offset: int) -> Select[Any]:

@@ -55,11 +55,12 @@ def _trace(cli: Invocation, run: str, shape: str | None) -> int:
     with reader(cli) as tracker:
         catch_up(tracker, cli.console)
         run_id = tracker.resolve(run, "run")
-        graph = tracker.trace(run_id, format=shape or "lineageir")
-    if cli.json:
-        print_json(graph)
-    else:
-        cli.console.print(cli_graph.trace_tree(graph))
+        # Written as the spans are read: a long run's trace is never all in memory.
+        with tracker.views.trace_stream(str(run_id), shape=shape or "lineageir") as graph:
+            if cli.json:
+                print_json(graph)
+            else:
+                cli.console.print(cli_graph.trace_tree(graph))
     return 0
 
 

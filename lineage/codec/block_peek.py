@@ -2,8 +2,9 @@
 
 A block (``lineage.codec.step_block``) is one zlib stream whose body starts with the header,
 the three origin texts and the steps. These functions decompress only as far as they need:
-``peek_origin`` the header and texts (who wrote the block, and when: what the audit filters
-on), ``peek_ends`` also the steps, for the first and last step numbers (what a downsampled
+``peek_count`` the header's first field (how many steps: what the projection runner sizes its
+batches by), ``peek_origin`` the header and texts (who wrote the block, and when: what the
+audit filters on), ``peek_ends`` also the steps, for the first and last step numbers (what a downsampled
 metric history needs from a block whose values its summary already gives). About 10 and 30 µs
 a block, against ~350 µs for ``decode_block`` of a thousand steps. Pure; ValueError for bytes
 that are not a block.
@@ -40,6 +41,20 @@ def _prefix(state: bytes, steps: bool) -> tuple[tuple[Any, ...], bytes]:
     if len(body) < size:
         raise ValueError("corrupt step block: block ends early")
     return fields, body
+
+
+def peek_count(state: bytes) -> int:
+    """How many steps the block holds (the header's first field, ``<I``): one small zlib call,
+    whatever the block's size."""
+    if state[:1] != MARK:
+        raise ValueError("not a step block")
+    try:
+        head = zlib.decompressobj().decompress(memoryview(state)[1:], 4)
+    except zlib.error as error:
+        raise ValueError(f"corrupt step block: {error}") from None
+    if len(head) < 4:
+        raise ValueError("corrupt step block: block ends early")
+    return int.from_bytes(head, "little")
 
 
 def peek_origin(state: bytes) -> Origin:

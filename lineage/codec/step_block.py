@@ -194,7 +194,7 @@ class StepBlock:
     ``StepRecorded`` on demand. ``position`` is the block's notification id (0 when read from
     a stream). Read-only after decoding; cheap per-step views are built lazily."""
 
-    __slots__ = ("_columns", "_durations", "_resources", "_state", "_times", "actor",
+    __slots__ = ("_columns", "_durations", "_resources", "_state", "actor",
                  "block_id", "count", "epochs", "ids", "occurred_us", "position", "raws",
                  "recorded_us", "run_id", "seq_from", "source", "steps", "tenant_id", "tokens")
 
@@ -221,7 +221,6 @@ class StepBlock:
         self.ids = ids
         self.position = position
         self._state: bytes | None = None  # the stored bytes, when decoded from them
-        self._times: list[str] | None = None
 
     @property
     def state(self) -> bytes:
@@ -272,10 +271,9 @@ class StepBlock:
         return UUID(int=derived_id(int.from_bytes(self.block_id, "big"), i))
 
     def occurred_at(self, i: int) -> str:
-        """Step ``i``'s time as the read models spell it (UTC ISO, microseconds)."""
-        if self._times is None:
-            self._times = [iso_us(us) for us in self.occurred_us]
-        return self._times[i]
+        """Step ``i``'s time as the read models spell it (UTC ISO, microseconds). Made on each
+        call: the read models ask for a few steps of a block (first and last of a group)."""
+        return iso_us(self.occurred_us[i])
 
     @property
     def recorded_at(self) -> str:

@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from lineage.application.metric_history import MetricHistory
-from lineage.codec.block_peek import peek_ends, peek_origin
+from lineage.codec.block_peek import peek_count, peek_ends, peek_origin
 from lineage.codec.step_block import Origin, StepColumns, decode_block, decode_column, encode_block
 
 
@@ -28,6 +28,7 @@ def test_peeks_agree_with_a_full_decode(steps: list[int]) -> None:
     state = block(steps, origin)
     decoded = decode_block(state)
     assert peek_ends(state) == (decoded.steps[0], decoded.steps[-1]) == (steps[0], steps[-1])
+    assert peek_count(state) == decoded.count == len(steps)
     assert peek_origin(state) == origin
     assert (decoded.recorded_us, decoded.source, decoded.tenant_id, decoded.actor) == origin
 
@@ -43,6 +44,9 @@ def test_empty_texts() -> None:
 def test_what_is_not_a_block_is_refused(state: bytes) -> None:
     with pytest.raises(ValueError):
         peek_ends(state)
+    if state != b"B" + zlib.compress(b"too short"):  # whose first 4 bytes read as a count
+        with pytest.raises(ValueError):
+            peek_count(state)
     with pytest.raises(ValueError):
         peek_origin(state)
 
