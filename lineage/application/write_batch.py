@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -53,9 +54,17 @@ class WriterStats:
     give_ups: int = 0
 
 
+_event_id = attrgetter("event_id")
+
+
 def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
     """Keep the first of several items with one event id (a retry queued before the first
     was committed); the others are no-ops, resolved as duplicates."""
+    ids = list(map(_event_id, items))
+    distinct = set(ids)
+    distinct.discard(None)
+    if len(distinct) == len(ids) - ids.count(None):
+        return items  # no id repeats (steps mostly have none): nothing to drop
     seen: set[UUID] = set()
     kept = []
     for item in items:
@@ -76,10 +85,11 @@ def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any)
     items the domain refuses, by index. A StoreError (reading failed) propagates: the whole
     batch waits for the store."""
     rejected: dict[int, BaseException] = {}
+    add_step = step_batch.add
     for index, item in enumerate(items):
         if type(item) is StepRecord:
             try:
-                step_batch.add(item)
+                add_step(item)
             except StoreError:
                 raise  # reading the run failed: the whole batch waits for the store
             except LineageError as error:

@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
+from itertools import repeat, starmap
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -216,7 +217,7 @@ class Writer:
                 self._wake.clear()
             self._urgent = self._flushes_pending > 0  # a queued flush keeps every batch prompt
             count = min(len(queue), self.batch_size)
-            batch = [queue.popleft() for _ in range(count)]
+            batch = list(starmap(queue.popleft, repeat((), count)))  # the loop in C
             with self._space:
                 self._space.notify_all()
             try:
@@ -228,8 +229,10 @@ class Writer:
                 self._update_room()
 
     def _commit(self, batch: list[Any]) -> None:
-        flushes = [item for item in batch if type(item) is Flush]
-        pending = dedupe([item for item in batch if type(item) is not Flush], self.stats)
+        flushes = [item for item in batch if type(item) is Flush] if Flush in set(
+            map(type, batch)) else []  # the common check in C
+        pending = dedupe([item for item in batch if type(item) is not Flush] if flushes else batch,
+                         self.stats)
         self._given_up = False
         if pending and not self._commit_items(pending, final=False):
             # Another writer kept winning on some aggregate: commit the items one by one, so
@@ -315,6 +318,11 @@ class Writer:
     def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int) -> None:
         self.stats.committed_events += count
         self.stats.committed_batches += 1
+        if not rejected:  # the common case: only commands have someone to tell
+            for item in pending:
+                if type(item) is Command:
+                    item.future.set_result(getattr(item, "result", None))
+            return
         for index, item in enumerate(pending):
             error = rejected.get(index)
             if type(item) is Command:
