@@ -48,8 +48,10 @@ class Recorder(Protocol):
         """Queue one validated step (blocks only while the queue is full). A property, so a
         run handle binds the writer's own method: no extra call on the hot path."""
 
-    def now_ns(self) -> int:
-        """Epoch nanoseconds for a step's default time."""
+    @property
+    def now_ns(self) -> Callable[[], int]:
+        """Epoch nanoseconds for a step's default time. A property, like ``put_step``: the
+        system clock's own ``time.time_ns`` when no clock was injected."""
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is committed; WriterError on losses."""
@@ -88,10 +90,12 @@ class WriterRecorder:
         future = self.writer.submit(Command(handler, envelope, label), background=background)
         return Pending(future, self.writer)
 
-    def now_ns(self) -> int:
-        if self._clock_given:
-            return int(self.clock().timestamp() * 1_000_000) * 1000
-        return time.time_ns()
+    @property
+    def now_ns(self) -> Callable[[], int]:
+        return self._clock_ns if self._clock_given else time.time_ns
+
+    def _clock_ns(self) -> int:
+        return int(self.clock().timestamp() * 1_000_000) * 1000
 
     def flush(self, timeout: float | None = None) -> None:
         self.writer.flush(timeout)

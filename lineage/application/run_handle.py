@@ -7,6 +7,7 @@ and returns a ``Pending`` (or an ``ArtifactRef``) that resolves once committed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import timedelta
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 _check_metrics = validation.metrics
 INT64_MAX = validation.INT64_MAX
+METRICS_MAX = validation.METRICS_MAX
+_KNOWN_NAMES = validation.KNOWN_METRIC_NAMES  # names ``validation.metrics`` has accepted
+_record = functools.partial(tuple.__new__, StepRecord)  # StepRecord(*fields), minus a call
 log = logging.getLogger(__name__)
 
 
@@ -79,10 +83,33 @@ class RunHandle:
         ``tokens`` and ``resources`` are optional. Raises ValidationError for bad input and
         RunFinishedError after the run finished, before anything is queued.
         """
+        # The common call (step, a dict of floats with names seen before, maybe an epoch) is
+        # checked inline: the same rules as the full path, at a fraction of its cost.
+        if (type(metrics) is dict and type(step) is int and 0 <= step <= INT64_MAX
+                and self.finished_status is None and durations is None and tokens is None
+                and resources is None and occurred_at is None and event_id is None
+                and (epoch is None or (type(epoch) is int and 0 <= epoch <= INT64_MAX))
+                and len(metrics) <= METRICS_MAX and _KNOWN_NAMES.issuperset(metrics)):
+            for value in metrics.values():
+                if type(value) is not float:
+                    break
+            else:
+                self._put(_record((self.id, step, metrics.copy(), epoch, None, None, None,
+                                   self._now_ns(), None, None, None)))
+                if self.max_step is None or step > self.max_step:
+                    self.max_step = step
+                return
+        self._log_step_checked(step, metrics, epoch, durations, tokens, resources,
+                               occurred_at, event_id)
+        if self.max_step is None or step > self.max_step:
+            self.max_step = step
+
+    def _log_step_checked(self, step: Any, metrics: Any, epoch: Any, durations: Any,
+                          tokens: Any, resources: Any, occurred_at: Any, event_id: Any) -> None:
+        """``log_step`` with every argument checked and converted one by one."""
         if self.finished_status is not None:
             raise RunFinishedError(self.id, self.finished_status, "steps")
-        if type(step) is not int or not 0 <= step <= INT64_MAX:
-            step = validation.step(step)
+        step = validation.step(step)
         metrics = {} if metrics is None else dict(_check_metrics(metrics))
         if epoch is not None:
             epoch = validation.step(epoch, "epoch")
@@ -101,8 +128,6 @@ class RunHandle:
             event_id = as_uuid(event_id, "event_id")
         self._put(StepRecord(self.id, step, metrics, epoch, durations, tokens, resources,
                              ns, moment, raw, event_id))
-        if self.max_step is None or step > self.max_step:
-            self.max_step = step
 
     def should_checkpoint(self, step: int, epoch: int | None = None,
                           metrics: dict[str, float] | None = None, *, final: bool = False) -> bool:
