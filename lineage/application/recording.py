@@ -17,7 +17,7 @@ from uuid import UUID
 
 from lineage.application.commands import as_uuid
 from lineage.application.handles import Pending
-from lineage.application.step_log import StepRecord
+from lineage.application.step_log import QueuedStep
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.write_batch import Command
 from lineage.application.writer import Writer
@@ -44,9 +44,10 @@ class Recorder(Protocol):
         thread: the report is for the training code's next call)."""
 
     @property
-    def put_step(self) -> Callable[[StepRecord], None]:
-        """Queue one validated step (blocks only while the queue is full). A property, so a
-        run handle binds the writer's own method: no extra call on the hot path."""
+    def put_step(self) -> Callable[[QueuedStep], None]:
+        """Queue one validated step, a tuple in ``step_log.StepRecord``'s order (blocks only
+        while the queue is full). A property, so a run handle binds the writer's own method: no
+        extra call on the hot path."""
 
     @property
     def now_ns(self) -> Callable[[], int]:
@@ -71,7 +72,7 @@ class WriterRecorder:
         self._clock_given = clock is not None
 
     @property
-    def put_step(self) -> Callable[[StepRecord], None]:
+    def put_step(self) -> Callable[[QueuedStep], None]:
         return self.writer.put_step
 
 

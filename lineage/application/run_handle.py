@@ -7,7 +7,6 @@ and returns a ``Pending`` (or an ``ArtifactRef``) that resolves once committed.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from datetime import timedelta
@@ -21,7 +20,6 @@ from lineage.application.best import LATEST_ALIAS, evaluate_in
 from lineage.application.commands import as_uuid, id_of, move_alias_in, register_in
 from lineage.application.handles import ArtifactRef, Pending
 from lineage.application.policies import CheckpointPolicy, CheckpointSchedule
-from lineage.application.step_log import StepRecord
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import LostSteps
 from lineage.domain.recovery_rules import DEFAULT_RECOVERY_LEASE_S
@@ -37,7 +35,6 @@ _check_metrics = validation.metrics
 INT64_MAX = validation.INT64_MAX
 METRICS_MAX = validation.METRICS_MAX
 _KNOWN_NAMES = validation.KNOWN_METRIC_NAMES  # names ``validation.metrics`` has accepted
-_record = functools.partial(tuple.__new__, StepRecord)  # StepRecord(*fields), minus a call
 log = logging.getLogger(__name__)
 
 
@@ -94,8 +91,8 @@ class RunHandle:
                 if type(value) is not float:
                     break
             else:
-                self._put(_record((self.id, step, metrics.copy(), epoch, None, None, None,
-                                   self._now_ns(), None, None, None)))
+                self._put((self.id, step, metrics.copy(), epoch, None, None, None,
+                           self._now_ns(), None, None, None))  # step_log.StepRecord's order
                 if self.max_step is None or step > self.max_step:
                     self.max_step = step
                 return
@@ -126,8 +123,8 @@ class RunHandle:
             moment, raw = normalise(occurred_at)
         if event_id is not None and type(event_id) is not UUID:
             event_id = as_uuid(event_id, "event_id")
-        self._put(StepRecord(self.id, step, metrics, epoch, durations, tokens, resources,
-                             ns, moment, raw, event_id))
+        self._put((self.id, step, metrics, epoch, durations, tokens, resources, ns, moment, raw,
+                   event_id))  # step_log.StepRecord's order
 
     def should_checkpoint(self, step: int, epoch: int | None = None,
                           metrics: dict[str, float] | None = None, *, final: bool = False) -> bool:

@@ -28,7 +28,12 @@ from lineage.ports import EventStore
 
 
 class StepRecord(NamedTuple):
-    """One ``log_step`` call, as queued by the training thread (already validated)."""
+    """One ``log_step`` call (already validated), field by field.
+
+    The queue holds a step as a tuple in this order: a plain one from ``log_step`` (building
+    this NamedTuple would cost the training thread a fifth of the call), or a StepRecord. The
+    writer reads either by index (``RUN_ID``, ``STEP``, ``EVENT_ID``) and ``columns`` by zip.
+    """
 
     run_id: UUID
     step: int
@@ -41,6 +46,11 @@ class StepRecord(NamedTuple):
     occurred_at: datetime | None  # set when the caller gave a time; else from occurred_ns
     occurred_at_raw: str | None
     event_id: UUID | None
+
+
+# Where the writer reads a queued step's fields (see StepRecord).
+RUN_ID, STEP, EVENT_ID = 0, 1, 10
+QueuedStep = tuple[Any, ...]
 
 
 class StoredStep(NamedTuple):
@@ -90,7 +100,7 @@ class _Cursor:
         self.stream = stream
         self.version = version
         self.gap = gap
-        self.records: list[StepRecord] = []  # the open block: steps since the last command
+        self.records: list[QueuedStep] = []  # the open block: steps since the last command
         # The block is open and its run was checked (no gap, not finished): what ``add``
         # checks once per block, not once per step; cleared by a refusal and a closed block.
         self.ready = False
@@ -112,20 +122,21 @@ class StepBatch:
         self.open: list[_Cursor] = []
         self.blocks: list[tuple[int, StoredStep, list[str]]] = []
 
-    def add(self, record: StepRecord) -> None:
+    def add(self, record: QueuedStep) -> None:
         """Add one step to its run's open block; RunFinishedError when its run ended,
         StepGapError when an earlier step of its run was not committed."""
         cursor = self.cursor
         # Identity check: a run's steps share its handle's UUID object, so a run of
         # consecutive steps costs no hashing. Between two commands a run cannot finish, and a
         # gap appears only through ``refused``: a ready cursor needs no other check.
-        if cursor is not None and cursor.ready and record.run_id is cursor.run_id:
+        run_id = record[RUN_ID]
+        if cursor is not None and cursor.ready and run_id is cursor.run_id:
             cursor.records.append(record)
             return
-        if cursor is None or record.run_id is not cursor.run_id:
-            cursor = self.cursor = self._cursor(record.run_id)
+        if cursor is None or run_id is not cursor.run_id:
+            cursor = self.cursor = self._cursor(run_id)
         if cursor.gap is not None:
-            raise StepGapError(record.run_id, *cursor.gap)
+            raise StepGapError(run_id, *cursor.gap)
         if cursor.run.finished:
             raise RunFinishedError(cursor.run.id, cursor.run.status, "steps")
         if not cursor.records:
@@ -133,10 +144,10 @@ class StepBatch:
         cursor.records.append(record)
         cursor.ready = True
 
-    def refused(self, record: StepRecord, error: BaseException) -> None:
+    def refused(self, record: QueuedStep, error: BaseException) -> None:
         """``record`` will not be stored: no later step of its run may be (no holes)."""
-        gap = self.log.gaps.setdefault(record.run_id, (record.step, str(error)))
-        cursor = self.cursors.get(record.run_id)
+        gap = self.log.gaps.setdefault(record[RUN_ID], (record[STEP], str(error)))
+        cursor = self.cursors.get(record[RUN_ID])
         if cursor is not None:
             cursor.gap = gap
             cursor.ready = False
@@ -189,7 +200,7 @@ class StepBatch:
         return cursor
 
 
-def columns(records: list[StepRecord]) -> StepColumns:
+def columns(records: list[QueuedStep]) -> StepColumns:
     """The writer's records of one block, transposed for ``encode_block`` (by ``zip``, in C:
     this runs for every step the writer stores)."""
     (_, steps, metrics, epochs, durations, tokens, resources, occurred_ns, occurred_at, raws,

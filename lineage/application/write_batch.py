@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
-from lineage.application.step_log import StepBatch, StepRecord, merge_steps
+from lineage.application.step_log import EVENT_ID, RUN_ID, StepBatch, merge_steps
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain.envelope import Envelope
 from lineage.errors import LineageError, StoreError
@@ -54,13 +53,15 @@ class WriterStats:
     give_ups: int = 0
 
 
-_event_id = attrgetter("event_id")
+def event_id_of(item: Any) -> UUID | None:
+    """The event id a queued item carries: a step's (usually None) or a command's."""
+    return item[EVENT_ID] if isinstance(item, tuple) else item.event_id
 
 
 def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
     """Keep the first of several items with one event id (a retry queued before the first
     was committed); the others are no-ops, resolved as duplicates."""
-    ids = list(map(_event_id, items))
+    ids = [event_id_of(item) for item in items]
     distinct = set(ids)
     distinct.discard(None)
     if len(distinct) == len(ids) - ids.count(None):
@@ -68,7 +69,7 @@ def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
     seen: set[UUID] = set()
     kept = []
     for item in items:
-        event_id = item.event_id
+        event_id = event_id_of(item)
         if event_id is not None:
             if event_id in seen:
                 stats.duplicate_events += 1
@@ -87,7 +88,7 @@ def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any)
     rejected: dict[int, BaseException] = {}
     add_step = step_batch.add
     for index, item in enumerate(items):
-        if type(item) is StepRecord:
+        if isinstance(item, tuple):  # a step (see step_log.StepRecord)
             try:
                 add_step(item)
             except StoreError:
@@ -113,7 +114,8 @@ def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> 
     no-ops, resolved as duplicates."""
     kept = []
     for item in pending:
-        if item.event_id is not None and item.event_id.hex in known:
+        event_id = event_id_of(item)
+        if event_id is not None and event_id.hex in known:
             stats.duplicate_events += 1
             if type(item) is Command:
                 item.future.set_result(None)
@@ -125,5 +127,5 @@ def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> 
 def first_subject(items: list[Any]) -> Any:
     """What a conflict error names: the first item's run id (a step) or label (a command)."""
     for item in items:
-        return item.run_id if type(item) is StepRecord else item.label
+        return item[RUN_ID] if isinstance(item, tuple) else item.label
     return None

@@ -44,7 +44,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import StepLog, StepRecord
+from lineage.application.step_log import RUN_ID, QueuedStep, StepLog
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.application.write_batch import (
     Command,
@@ -103,13 +103,13 @@ class Writer:
 
     # -- producer side (any thread) ------------------------------------------------------------
 
-    def put_step(self, record: StepRecord) -> None:
+    def put_step(self, record: QueuedStep) -> None:
         """Queue one validated step. Blocks only while the queue is full, and at most until
         the writer gives up. Raises, without queuing the step: the loss report (WriterError)
         once after a give-up; StepGapError when earlier steps of its run were not committed;
         ReadOnlyStoreError at once when the store was opened read-only."""
         if len(self._queue) >= self._room:
-            self._before_put(record.run_id)
+            self._before_put(record[RUN_ID])
         self._queue.append(record)
 
     def submit(self, command: Command, *, background: bool = False) -> Future[Any]:
@@ -346,7 +346,7 @@ class Writer:
                 self._flushes_pending -= 1
         self.stats.lost_events += sum(1 for item in items if type(item) is Command)
         self.stats.lost_events += self.losses.steps_lost(
-            [item for item in items if type(item) is StepRecord], error)
+            [item for item in items if isinstance(item, tuple)], error)
         self._update_room()
 
     def _give_up(self, items: list[Any], error: StoreError) -> None:
