@@ -59,14 +59,18 @@ READ_TARGET_S = 10.0
 DOWNSAMPLED_TARGET_S = 1.0
 LINEAGE = Path(sys.executable).with_name("lineage")
 
-# Runs argv as its child; prints the child's wall time, peak RSS and (unless told to discard
-# it) its stdout. RUSAGE_CHILDREN of this fresh helper is the child's alone.
+# Runs argv as its child, its address space capped (the machine is shared: a runaway read
+# fails with MemoryError instead of taking every helper's memory); prints the child's wall
+# time, peak RSS and (unless told to discard it) its stdout. RUSAGE_CHILDREN of this fresh
+# helper is the child's alone.
 HELPER = """
 import json, resource, subprocess, sys, time
 discard = sys.argv[1] == "discard"
+cap = int(sys.argv[2]) * 2**20
+limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 start = time.perf_counter()
-done = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL if discard else subprocess.PIPE,
-                      text=True)
+done = subprocess.run(sys.argv[3:], stdout=subprocess.DEVNULL if discard else subprocess.PIPE,
+                      text=True, preexec_fn=limit)
 wall = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({"code": done.returncode, "wall_s": wall, "peak_rss_mb": peak,
@@ -191,17 +195,20 @@ def ingest(report: Report, store: Store, args: argparse.Namespace) -> str:
 # -- reads, each in its own process ------------------------------------------------------------
 
 
-def in_process(argv: list[str], *, discard: bool, timeout: float) -> dict[str, Any]:
+def in_process(argv: list[str], args: argparse.Namespace, *, discard: bool) -> dict[str, Any]:
     """Run ``argv`` from a fresh helper: its wall time, peak RSS and (parsed) JSON output."""
+    timeout = args.timeout
     try:
         done = subprocess.run([sys.executable, "-c", HELPER, "discard" if discard else "keep",
-                               *argv], capture_output=True, text=True, timeout=timeout)
+                               str(args.memory_cap_mb), *argv], capture_output=True, text=True,
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"code": "timeout", "wall_s": timeout, "peak_rss_mb": float("nan"), "out": {}}
     if done.returncode != 0 or not done.stdout.strip():
         return {"code": done.returncode, "wall_s": float("nan"), "peak_rss_mb": float("nan"),
                 "out": {}, "stderr": done.stderr[-2000:]}
     result: dict[str, Any] = json.loads(done.stdout)
+    result["stderr"] = done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else ""
     text = result.pop("stdout").strip()
     result["out"] = json.loads(text.splitlines()[-1]) if text else {}
     return result
@@ -223,33 +230,35 @@ def print_process(report: Report, label: str, result: dict[str, Any], *,
 
 
 def reads(report: Report, store: Store, run_id: str, args: argparse.Namespace) -> None:
+    """Catch-up, then (when it succeeded: each would catch up itself) trace and histories."""
     report.section("reads (each in its own process)")
     python = [sys.executable, "-c"]
     catch_up_target = CATCH_UP_S_PER_MILLION * max(args.steps / 1e6, 1.0)
-    result = in_process([*python, CATCH_UP, store.url], discard=False, timeout=args.timeout)
+    result = in_process([*python, CATCH_UP, store.url], args, discard=False)
     print_process(report, "catch-up", result, inner=("catch_up()", catch_up_target))
-    if "applied" in result["out"]:
-        seconds = result["out"]["seconds"]
-        report.note(f"catch-up applied {result['out']['applied']:,} notifications "
-                    f"({args.steps / max(seconds, 1e-9):,.0f} steps/s); target "
-                    f"{CATCH_UP_S_PER_MILLION:g} s per million steps")
-    result = in_process([str(LINEAGE), "--db", store.url, "trace", run_id, "--json"],
-                        discard=True, timeout=args.timeout)
+    if "applied" not in result["out"]:
+        report.note("catch-up failed: trace and metric history skipped (each would catch up "
+                    "the read models itself); the bytes below lack the read models")
+        return
+    report.note(f"catch-up applied {result['out']['applied']:,} notifications "
+                f"({args.steps / max(result['out']['seconds'], 1e-9):,.0f} steps/s); target "
+                f"{CATCH_UP_S_PER_MILLION:g} s per million steps")
+    result = in_process([str(LINEAGE), "--db", store.url, "trace", run_id, "--json"], args,
+                        discard=True)
     print_process(report, "trace --json", result, wall=READ_TARGET_S)
-    result = in_process([*python, METRIC_HISTORY, store.url, run_id, "full"], discard=False,
-                        timeout=args.timeout)
+    result = in_process([*python, METRIC_HISTORY, store.url, run_id, "full"], args,
+                        discard=False)
     print_process(report, "metric_history", result, inner=("the call", READ_TARGET_S))
     if result["out"].get("points") not in (None, args.steps):
         report.note(f"metric_history gave {result['out']['points']:,} points, not {args.steps:,}")
-    result = in_process([*python, METRIC_HISTORY, store.url, run_id, "downsampled"],
-                        discard=False, timeout=args.timeout)
+    result = in_process([*python, METRIC_HISTORY, store.url, run_id, "downsampled"], args,
+                        discard=False)
     if result["code"] == 0 and not result["out"]:
         report.note("downsampled metric history: not in this branch (skipped)")
-    else:
-        print_process(report, "downsampled", result, inner=("the call", DOWNSAMPLED_TARGET_S))
-        if "how" in result["out"]:
-            report.note(f"downsampled via {result['out']['how']}: "
-                        f"{result['out']['points']:,} points")
+        return
+    print_process(report, "downsampled", result, inner=("the call", DOWNSAMPLED_TARGET_S))
+    if "how" in result["out"]:
+        report.note(f"downsampled via {result['out']['how']}: {result['out']['points']:,} points")
 
 
 # -- bytes on disk -----------------------------------------------------------------------------
@@ -282,6 +291,8 @@ def main() -> None:
                         help="ingest only: no catch-up, trace or metric history")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds each read process may take (900)")
+    parser.add_argument("--memory-cap-mb", type=int, default=4096,
+                        help="address-space cap of each read process, MB (4096)")
     add_writer_profile_option(parser)
     args = parser.parse_args()
     args.block = args.block or max(args.steps // 10, 1)
