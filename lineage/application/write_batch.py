@@ -61,7 +61,7 @@ def event_id_of(item: Any) -> UUID | None:
 def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
     """Keep the first of several items with one event id (a retry queued before the first
     was committed); the others are no-ops, resolved as duplicates."""
-    ids = [event_id_of(item) for item in items]
+    ids = [item[EVENT_ID] if isinstance(item, tuple) else item.event_id for item in items]
     distinct = set(ids)
     distinct.discard(None)
     if len(distinct) == len(ids) - ids.count(None):
