@@ -102,8 +102,9 @@ def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) ->
 
 def main() -> None:
     parser = bench_parser(__doc__, postgres_default=False)
-    parser.add_argument("--batches", type=int, default=200, help="batches (200)")
-    parser.add_argument("--batch", type=int, default=1000, help="steps per batch (1,000)")
+    parser.add_argument("--batches", type=int, default=60, help="batches (60)")
+    parser.add_argument("--batch", type=int, default=5000,
+                        help="steps per batch (5,000: the writer's default batch_size)")
     args = parser.parse_args()
     report = Report.start("bench/writer_breakdown.py: writer cost per step")
     with temp_store(single_store(args), args, report) as store:
