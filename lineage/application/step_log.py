@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import floordiv as _floordiv
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -26,7 +28,12 @@ from lineage.ports import EventStore
 
 
 class StepRecord(NamedTuple):
-    """One ``log_step`` call, as queued by the training thread (already validated)."""
+    """One ``log_step`` call (already validated), field by field.
+
+    The queue holds a step as a tuple in this order: a plain one from ``log_step`` (building
+    this NamedTuple would cost the training thread a fifth of the call), or a StepRecord. The
+    writer reads either by index (``RUN_ID``, ``STEP``, ``EVENT_ID``) and ``columns`` by zip.
+    """
 
     run_id: UUID
     step: int
@@ -39,6 +46,11 @@ class StepRecord(NamedTuple):
     occurred_at: datetime | None  # set when the caller gave a time; else from occurred_ns
     occurred_at_raw: str | None
     event_id: UUID | None
+
+
+# Where the writer reads a queued step's fields (see StepRecord).
+RUN_ID, STEP, EVENT_ID = 0, 1, 10
+QueuedStep = tuple[Any, ...]
 
 
 class StoredStep(NamedTuple):
@@ -79,7 +91,7 @@ class StepLog:
 class _Cursor:
     """Where one run's step stream stands while a batch is built, and its open block."""
 
-    __slots__ = ("gap", "records", "run", "run_id", "stream", "version")
+    __slots__ = ("gap", "ready", "records", "run", "run_id", "stream", "version")
 
     def __init__(self, run_id: UUID, run: Any, stream: UUID, version: int,
                  gap: tuple[int, str] | None) -> None:
@@ -88,7 +100,10 @@ class _Cursor:
         self.stream = stream
         self.version = version
         self.gap = gap
-        self.records: list[StepRecord] = []  # the open block: steps since the last command
+        self.records: list[QueuedStep] = []  # the open block: steps since the last command
+        # The block is open and its run was checked (no gap, not finished): what ``add``
+        # checks once per block, not once per step; cleared by a refusal and a closed block.
+        self.ready = False
 
 
 class StepBatch:
@@ -107,28 +122,35 @@ class StepBatch:
         self.open: list[_Cursor] = []
         self.blocks: list[tuple[int, StoredStep, list[str]]] = []
 
-    def add(self, record: StepRecord) -> None:
+    def add(self, record: QueuedStep) -> None:
         """Add one step to its run's open block; RunFinishedError when its run ended,
         StepGapError when an earlier step of its run was not committed."""
         cursor = self.cursor
         # Identity check: a run's steps share its handle's UUID object, so a run of
-        # consecutive steps costs no hashing.
-        if cursor is None or record.run_id is not cursor.run_id:
-            cursor = self.cursor = self._cursor(record.run_id)
+        # consecutive steps costs no hashing. Between two commands a run cannot finish, and a
+        # gap appears only through ``refused``: a ready cursor needs no other check.
+        run_id = record[RUN_ID]
+        if cursor is not None and cursor.ready and run_id is cursor.run_id:
+            cursor.records.append(record)
+            return
+        if cursor is None or run_id is not cursor.run_id:
+            cursor = self.cursor = self._cursor(run_id)
         if cursor.gap is not None:
-            raise StepGapError(record.run_id, *cursor.gap)
+            raise StepGapError(run_id, *cursor.gap)
         if cursor.run.finished:
             raise RunFinishedError(cursor.run.id, cursor.run.status, "steps")
         if not cursor.records:
             self.open.append(cursor)
         cursor.records.append(record)
+        cursor.ready = True
 
-    def refused(self, record: StepRecord, error: BaseException) -> None:
+    def refused(self, record: QueuedStep, error: BaseException) -> None:
         """``record`` will not be stored: no later step of its run may be (no holes)."""
-        gap = self.log.gaps.setdefault(record.run_id, (record.step, str(error)))
-        cursor = self.cursors.get(record.run_id)
+        gap = self.log.gaps.setdefault(record[RUN_ID], (record[STEP], str(error)))
+        cursor = self.cursors.get(record[RUN_ID])
         if cursor is not None:
             cursor.gap = gap
+            cursor.ready = False
 
     def after_command(self) -> None:
         """A command comes next: close the open blocks before it, and look runs up again
@@ -145,12 +167,14 @@ class StepBatch:
         at = len(self.uow.events)
         for cursor in self.open:
             records, cursor.records = cursor.records, []
+            cursor.ready = False
             seq_from = cursor.version + 1
             cursor.version += len(records)
             block_hex = self.log.block_id()
+            shape = columns(records)
             state = encode_block(cursor.run_id, seq_from, bytes.fromhex(block_hex), self.origin,
-                                 columns(records))
-            ids = [block_hex, *(r.event_id.hex for r in records if r.event_id is not None)]
+                                 shape)
+            ids = [block_hex, *(given.hex() for given in shape.ids.values())]
             self.blocks.append((at, StoredStep(cursor.stream, cursor.version, STEPS_TOPIC, state),
                                 ids))
         self.open = []
@@ -176,16 +200,21 @@ class StepBatch:
         return cursor
 
 
-def columns(records: list[StepRecord]) -> StepColumns:
-    """The writer's records of one block, transposed for ``encode_block``."""
-    return StepColumns(
-        [r.step for r in records],
-        [r.occurred_ns // 1000 if r.occurred_at is None else epoch_us(r.occurred_at)
-         for r in records],
-        [r.occurred_at_raw for r in records], [r.epoch for r in records],
-        [r.tokens for r in records], [r.metrics for r in records],
-        [r.durations for r in records], [r.resources for r in records],
-        {i: r.event_id.bytes for i, r in enumerate(records) if r.event_id is not None})
+def columns(records: list[QueuedStep]) -> StepColumns:
+    """The writer's records of one block, transposed for ``encode_block`` (by ``zip``, in C:
+    this runs for every step the writer stores)."""
+    (_, steps, metrics, epochs, durations, tokens, resources, occurred_ns, occurred_at, raws,
+     event_ids) = zip(*records, strict=True)
+    count = len(records)
+    if occurred_at.count(None) == count:
+        occurred_us: Sequence[int] = list(map(_floordiv, occurred_ns, repeat(1000, count)))
+    else:
+        occurred_us = [ns // 1000 if at is None else epoch_us(at)
+                       for ns, at in zip(occurred_ns, occurred_at, strict=True)]
+    ids = {} if event_ids.count(None) == count else {
+        i: event_id.bytes for i, event_id in enumerate(event_ids) if event_id is not None}
+    return StepColumns(steps, occurred_us, raws, epochs, tokens, metrics, durations, resources,
+                       ids)
 
 
 def merge_steps(uow: UnitOfWork, mapper: Any, blocks: list[tuple[int, StoredStep, list[str]]]) -> list[Any]:

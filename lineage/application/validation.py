@@ -37,6 +37,7 @@ _NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # Metric names that passed ``name``: the hot path looks them up instead of checking again.
 # Bounded, as metric names are few but not trusted.
 _GOOD_METRIC_NAMES: set[str] = set()
+KNOWN_METRIC_NAMES = _GOOD_METRIC_NAMES  # read-only outside this module (log_step's fast path)
 _GOOD_NAMES_MAX = 10_000
 FLOAT_MAX = 1.7976931348623157e308
 

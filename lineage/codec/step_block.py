@@ -42,7 +42,8 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, compress, pairwise
+from itertools import accumulate, compress
+from operator import itemgetter, sub
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -64,6 +65,7 @@ _US = timedelta(microseconds=1)
 _FLOAT, _INT, _MIXED = 0, 1, 2  # a metric column's kind
 _ALL, _MASK = 0, 1  # a column's presence: every step, or a byte per step
 _NONE, _DICTS, _SOME = 0, 1, 2  # an optional field (durations, resources) per step
+_JUST_FLOAT, _JUST_INT = frozenset((float,)), frozenset((int,))
 
 
 class StepColumns(NamedTuple):
@@ -93,19 +95,21 @@ def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
     """The stored state of one block (see the module doc)."""
     count = len(columns.steps)
     texts = [origin.source.encode(), origin.tenant_id.encode(), origin.actor.encode()]
-    flags = (EPOCHS if any(e is not None for e in columns.epochs) else 0) | (
-        TOKENS if any(t is not None for t in columns.tokens) else 0)
+    # Sequence.count and map() keep the per-step work in C: the writer encodes every step.
+    flags = (EPOCHS if columns.epochs.count(None) != count else 0) | (
+        TOKENS if columns.tokens.count(None) != count else 0)
     parts = [_HEADER.pack(count, seq_from, flags, origin.recorded_us, run_id.bytes, block_id,
                           *map(len, texts)), *texts,
              _differences(columns.steps), _differences(columns.occurred_us)]
     if flags & EPOCHS:
-        parts.append(array("q", [-1 if e is None else e for e in columns.epochs]).tobytes())
+        parts.append(_with_nones(columns.epochs))
     if flags & TOKENS:
-        parts.append(array("q", [-1 if t is None else t for t in columns.tokens]).tobytes())
+        parts.append(_with_nones(columns.tokens))
     _put_columns(parts, columns.metrics)
     _put_optional(parts, columns.durations)
     _put_optional(parts, columns.resources)
-    raws = [(i, raw.encode()) for i, raw in enumerate(columns.raws) if raw is not None]
+    raws = [] if columns.raws.count(None) == count else [
+        (i, raw.encode()) for i, raw in enumerate(columns.raws) if raw is not None]
     parts.append(struct.pack("<I", len(raws)))
     for index, raw in raws:
         parts.append(struct.pack("<IH", index, len(raw)))
@@ -120,17 +124,23 @@ def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
 def _differences(values: Sequence[int]) -> bytes:
     if not values:
         return b""
-    return array("q", [values[0], *(b - a for a, b in pairwise(values))]).tobytes()
+    return array("q", [values[0], *map(sub, values[1:], values[:-1])]).tobytes()
+
+
+def _with_nones(values: Sequence[int | None]) -> bytes:
+    """int64 values, -1 for None."""
+    if values.count(None) == 0:
+        return array("q", values).tobytes()  # type: ignore[type-var]
+    return array("q", [-1 if v is None else v for v in values]).tobytes()
 
 
 def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
     """A column set: ``<H`` number of names; per name ``<H`` length + UTF-8, ``<BB`` kind
     and presence, the presence bytes (one per step) when not every step has it, the kind bytes
     (one per present value, 1 = int) when mixed, then the present values (8 bytes each)."""
+    same = _same_keys(dicts)
     names: dict[str, None] = {}
-    first = dicts[0].keys() if dicts else ()
-    same = all(d.keys() == first for d in dicts)
-    for d in ([dicts[0]] if same and dicts else dicts):
+    for d in (dicts[:1] if same is not None else dicts):
         for name in d:
             names.setdefault(name, None)
     parts.append(struct.pack("<H", len(names)))
@@ -138,17 +148,17 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
         encoded = name.encode()
         parts.append(struct.pack("<H", len(encoded)))
         parts.append(encoded)
-        if same:
-            values = [d[name] for d in dicts]
-            mask = None
+        if same is not None:
+            values, mask = same[name], None
         else:
             mask = bytes(name in d for d in dicts)
             values = [d[name] for d in dicts if name in d]
             if len(values) == len(dicts):
                 mask = None  # every step has this one, though not every name
-        if all(type(v) is float for v in values):
+        types = set(map(type, values))
+        if types <= _JUST_FLOAT:
             kind, kinds = _FLOAT, None
-        elif all(type(v) is int for v in values):
+        elif types <= _JUST_INT:
             kind, kinds = _INT, None
         else:
             kind, kinds = _MIXED, bytes(type(v) is int for v in values)
@@ -165,11 +175,25 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
             parts.append(b"".join(struct.pack("<q" if type(v) is int else "<d", v) for v in values))
 
 
+def _same_keys(dicts: Sequence[dict[str, float]]) -> dict[str, list[float]] | None:
+    """When every dict has the same names (in any order): each name's values, in order, in
+    the first dict's name order; else None."""
+    if not dicts:
+        return {}
+    first = dicts[0]
+    if set(map(len, dicts)) != {len(first)}:
+        return None
+    try:
+        return {name: list(map(itemgetter(name), dicts)) for name in first}
+    except KeyError:
+        return None
+
+
 def _put_optional(parts: list[bytes], values: Sequence[dict[str, float] | None]) -> None:
-    present = bytes(v is not None for v in values)
-    if not any(present):
+    if values.count(None) == len(values):
         parts.append(struct.pack("<B", _NONE))
         return
+    present = bytes(v is not None for v in values)
     if all(present):
         parts.append(struct.pack("<B", _DICTS))
     else:
