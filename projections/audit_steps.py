@@ -8,8 +8,8 @@ position, writer and recorded time, so every filter applies to a block as a whol
 
 Paging: a page never cuts a block. Blocks and audit rows are merged in log-position order and
 added whole until the page holds ``limit`` rows or more, so a page may run over ``limit`` by
-up to one block less one step (a block holds the steps of one run that one writer commit
-stored: at most ``LINEAGE_BATCH_SIZE``, 1000 by default). The next page starts ``after`` the
+up to one block less one step (a block holds at most ``step_log.BLOCK_STEPS``, 1,000, of
+the steps of one run that one writer commit stored). The next page starts ``after`` the
 last row's position, and no step is skipped or listed twice.
 """
 

@@ -1,6 +1,6 @@
 """Cheap reads of a stored step block's leading sections, without decoding the whole block.
 
-A block (``lineage.codec.step_block``) is one zlib stream whose body starts with the header,
+A block (``lineage.codec.step_block``) is a zlib stream whose body starts with the header,
 the three origin texts and the steps. These functions decompress only as far as they need:
 ``peek_count`` the header's first field (how many steps: what the projection runner sizes its
 batches by), ``peek_origin`` the header and texts (who wrote the block, and when: what the
@@ -17,7 +17,7 @@ from array import array
 from typing import Any
 
 # The layout is step_block's: its header struct is shared here, not restated.
-from lineage.codec.step_block import _HEADER, MARK, Origin
+from lineage.codec.step_block import _HEADER, Origin, split
 
 _FIRST_READ = _HEADER.size + 256  # the header and, usually, the three texts
 
@@ -25,11 +25,10 @@ _FIRST_READ = _HEADER.size + 256  # the header and, usually, the three texts
 def _prefix(state: bytes, steps: bool) -> tuple[tuple[Any, ...], bytes]:
     """The header's fields and the body up to the end of the texts (and of the steps, with
     ``steps``): at most two calls into zlib, the rest of the block left compressed."""
-    if state[:1] != MARK:
-        raise ValueError("not a step block")
+    packed, _ = split(state)
     stream = zlib.decompressobj()
     try:
-        body = stream.decompress(memoryview(state)[1:], _FIRST_READ)
+        body = stream.decompress(packed, _FIRST_READ)
         if len(body) < _HEADER.size:
             raise ValueError("corrupt step block: block ends early")
         fields = _HEADER.unpack_from(body)
@@ -46,10 +45,9 @@ def _prefix(state: bytes, steps: bool) -> tuple[tuple[Any, ...], bytes]:
 def peek_count(state: bytes) -> int:
     """How many steps the block holds (the header's first field, ``<I``): one small zlib call,
     whatever the block's size."""
-    if state[:1] != MARK:
-        raise ValueError("not a step block")
+    packed, _ = split(state)
     try:
-        head = zlib.decompressobj().decompress(memoryview(state)[1:], 4)
+        head = zlib.decompressobj().decompress(packed, 4)
     except zlib.error as error:
         raise ValueError(f"corrupt step block: {error}") from None
     if len(head) < 4:

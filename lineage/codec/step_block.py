@@ -8,15 +8,19 @@ transaction commits are stored as ONE row of the run's step stream (topic ``STEP
 
 Why not the library's generic row per step: its fixed costs (stream id, topic, version, index
 entries, the event-id row) come to ~150 bytes a step on SQLite before any state, and JSON with
-type markers adds ~560 more. A block pays them once per commit (about a thousand steps at speed),
+type markers adds ~560 more. A block pays them once per commit (thousands of steps at speed),
 stores each number in 8 bytes, and zlib takes the repetition out of steps, times and ids.
+Float metric values are stored as they are, outside the zlib stream: training curves are
+noise in their low bits, zlib saved ~10 % of them at twice the cost of encoding the rest.
 
 Ids: a block has a random ``block_id`` (a version-4 UUID); step ``i`` of the block has the id
 ``block_id`` plus ``i`` in its last 32 bits (still a valid version-4 UUID, unique as long as
 block ids are). An id the caller chose (``log_step(event_id=...)``), or one an older layout
 stored, is kept explicitly for its step. So ids cost nothing per step unless given.
 
-Layout of ``state`` (little-endian): ``b"B" + zlib(body)``, body =
+Layout of ``state`` (little-endian): ``b"C" + <I len(z) + z + floats``, where ``z`` is
+``zlib(body)`` and ``floats`` the values of the float metric columns (float64 each), column
+after column in the order ``body`` lists them. ``body`` =
 
     header   <IqQq16s16sHHH : count, seq_from, flags, recorded_us, run_id, block_id,
                                len(source), len(tenant_id), len(actor), then those UTF-8 texts
@@ -57,7 +61,8 @@ from lineage.domain.steps import StepRecorded, StepsRecorded
 from lineage.ports import EventStore
 
 STEPS_TOPIC = topic_of(StepsRecorded)
-MARK = b"B"
+MARK = b"C"
+_LENGTH = struct.Struct("<I")
 EPOCHS, TOKENS = 1, 2
 _HEADER = struct.Struct("<IqQq16s16sHHH")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -118,7 +123,17 @@ def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
     for index, event_id in sorted(columns.ids.items()):
         parts.append(struct.pack("<I", index))
         parts.append(event_id)
-    return MARK + zlib.compress(b"".join(parts), level)
+    floats: list[bytes] = []
+    for index, part in enumerate(parts):
+        if type(part) is _Floats:  # moved out of the zlib stream (module doc)
+            floats.append(part)
+            parts[index] = b""
+    packed = zlib.compress(b"".join(parts), level)
+    return b"".join((MARK, _LENGTH.pack(len(packed)), packed, *floats))
+
+
+class _Floats(bytes):
+    """A float column's values, marked to go after the zlib stream."""
 
 
 def _differences(values: Sequence[int]) -> bytes:
@@ -168,7 +183,7 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
         if kinds is not None:
             parts.append(kinds)
         if kind == _FLOAT:
-            parts.append(array("d", values).tobytes())
+            parts.append(_Floats(array("d", values).tobytes()))
         elif kind == _INT:
             parts.append(array("q", values).tobytes())
         else:
@@ -331,12 +346,28 @@ def derived_id(block_int: int, index: int) -> int:
     return (high << 32) | ((low + index) & 0xFFFF_FFFF)
 
 
+def split(state: bytes) -> tuple[memoryview, memoryview]:
+    """A block's zlib stream and its float values (ValueError for bytes that are not a
+    block)."""
+    if state[:1] != MARK or len(state) < 1 + _LENGTH.size:
+        raise ValueError("not a step block")
+    (size,) = _LENGTH.unpack_from(state, 1)
+    view = memoryview(state)
+    start = 1 + _LENGTH.size
+    if start + size > len(state) or (len(state) - start - size) % 8:
+        raise ValueError("corrupt step block: block ends early")
+    return view[start:start + size], view[start + size:]
+
+
+def _reader(state: bytes) -> _Reader:
+    packed, floats = split(state)
+    return _Reader(zlib.decompress(packed), floats)
+
+
 def decode_block(state: bytes, position: int = 0) -> StepBlock:
     """The block stored as ``state``. Raises ValueError for bytes that are not a block."""
-    if state[:1] != MARK:
-        raise ValueError("not a step block")
     try:
-        block = _Reader(zlib.decompress(state[1:])).block(position)
+        block = _reader(state).block(position)
     except (zlib.error, struct.error, IndexError, UnicodeDecodeError) as error:
         raise ValueError(f"corrupt step block: {error}") from None
     block._state = bytes(state)
@@ -347,18 +378,28 @@ def decode_column(state: bytes, name: str) -> tuple[list[int], Column | None]:
     """The steps of the block stored as ``state`` and the column of metric ``name`` (None
     when no step has it), decoding nothing else: what a metric history needs. Raises
     ValueError for bytes that are not a block."""
-    if state[:1] != MARK:
-        raise ValueError("not a step block")
     try:
-        return _Reader(zlib.decompress(state[1:])).steps_and_column(name)
+        return _reader(state).steps_and_column(name)
     except (zlib.error, struct.error, IndexError, UnicodeDecodeError) as error:
         raise ValueError(f"corrupt step block: {error}") from None
 
 
 class _Reader:
-    def __init__(self, body: bytes) -> None:
+    """Reads a block's body, and its float values from their own stream."""
+
+    def __init__(self, body: bytes, floats: memoryview) -> None:
         self.body = memoryview(body)
         self.at = 0
+        self.floats = floats
+        self.floats_at = 0
+
+    def take_floats(self, count: int) -> memoryview:
+        end = self.floats_at + 8 * count
+        if end > len(self.floats):
+            raise IndexError("block ends early")
+        chunk = self.floats[self.floats_at:end]
+        self.floats_at = end
+        return chunk
 
     def take(self, size: int) -> memoryview:
         end = self.at + size
@@ -398,7 +439,7 @@ class _Reader:
         for _ in range(self.unpack("<I")[0]):
             (index,) = self.unpack("<I")
             ids[index] = bytes(self.take(16))
-        if self.at != len(self.body) or len(steps) != count:
+        if self.at != len(self.body) or self.floats_at != len(self.floats) or len(steps) != count:
             raise IndexError("block has trailing bytes")
         return StepBlock(run_id=UUID(bytes=run), seq_from=seq_from, block_id=block_id,
                          origin=Origin(recorded_us, source, tenant_id, actor), steps=steps,
@@ -415,7 +456,10 @@ class _Reader:
             mask = bytes(self.take(count)) if presence == _MASK else None
             present = count if mask is None else mask.count(1)
             if only is not None and name != only:
-                self.take((9 if kind == _MIXED else 8) * present)
+                if kind == _FLOAT:
+                    self.take_floats(present)
+                else:
+                    self.take((9 if kind == _MIXED else 8) * present)
                 continue
             index = None if mask is None else list(compress(range(count), mask))  # C speed
             columns[name] = Column(index, self.values(kind, present))
@@ -431,7 +475,7 @@ class _Reader:
     def values(self, kind: int, count: int) -> list[Any]:
         if kind == _FLOAT:
             floats = array("d")
-            floats.frombytes(self.take(8 * count))
+            floats.frombytes(self.take_floats(count))
             return floats.tolist()
         if kind == _INT:
             return self.ints(count)

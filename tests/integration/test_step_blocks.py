@@ -102,3 +102,15 @@ def test_a_long_run_costs_few_bytes_a_step_on_disk(tmp_path: Any,
     size = os.path.getsize(path)
     # Three noisy float64 metrics are 24 bytes a step; the bound is 200 (today ~1,400).
     assert size / steps < 100, size / steps
+
+
+def test_a_block_holds_at_most_a_thousand_steps(make_tracker: Callable[..., Any]) -> None:
+    tracker = make_tracker("memory://", export_otlp=False, batch_size=5000)
+    run = tracker.start_run("big commits")
+    tracker.flush()
+    for step in range(2500):
+        run.log_step(step, {"loss": 1.0})
+    tracker.flush()
+    blocks = [n for n in tracker.store.read_log(1, 1000) if n.topic == STEPS_TOPIC]
+    assert [n.originator_version for n in blocks] == [1000, 2000, 2500]
+    assert [s.step for s in tracker.steps(run.id)] == list(range(2500))

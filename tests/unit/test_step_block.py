@@ -29,6 +29,7 @@ from lineage.codec.step_block import (
     encode_block,
     epoch_us,
     iso_us,
+    split,
 )
 from lineage.codec.steps import STEP_TOPIC, StepCodec
 from lineage.domain import StepRecorded
@@ -131,26 +132,37 @@ def test_a_block_is_compact() -> None:
     assert len(state) / count < 40  # 3 float64 metrics: 24 bytes raw, the rest compresses
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "trailing", "mark", "empty"])
+def pack(body: bytes, floats: bytes) -> bytes:
+    """A block's bytes from its body and float values (the layout of step_block's doc)."""
+    packed = zlib.compress(body)
+    return b"C" + struct.pack("<I", len(packed)) + packed + floats
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "trailing", "floats short",
+                                    "floats long", "length", "mark", "empty"])
 def test_corrupt_bytes_are_a_value_error(damage: str) -> None:
     columns = StepColumns([1, 2], [10, 20], [None, None], [None, 1], [None, None],
                           [{"a": 1.0}, {"a": 2.0}], [None, None], [None, None], {})
     state = encode_block(uuid4(), 1, uuid4().bytes, ORIGIN, columns)
-    body = zlib.decompress(state[1:])
-    broken = {"truncated": b"B" + zlib.compress(body[:-3]),
-              "garbage": b"B" + zlib.compress(b"\x05" * 200),
-              "trailing": b"B" + zlib.compress(body + b"\x00"),
+    packed, floats = split(state)
+    body = zlib.decompress(packed)
+    broken = {"truncated": pack(body[:-3], floats), "garbage": pack(b"\x05" * 200, floats),
+              "trailing": pack(body + b"\x00", floats), "floats short": pack(body, floats[:-1]),
+              "floats long": pack(body, bytes(floats) + b"\x00" * 8),
+              "length": state[:1] + struct.pack("<I", 10**6) + state[5:],
               "mark": b"X" + state[1:], "empty": b""}[damage]
+    assert decode_block(pack(body, floats)).count == 2  # the damage is what breaks it
     with pytest.raises(ValueError):
         decode_block(broken)
 
 
 def test_a_count_larger_than_the_body_is_a_value_error() -> None:
     columns = StepColumns([1], [10], [None], [None], [None], [{}], [None], [None], {})
-    body = bytearray(zlib.decompress(encode_block(uuid4(), 1, uuid4().bytes, ORIGIN, columns)[1:]))
+    packed, floats = split(encode_block(uuid4(), 1, uuid4().bytes, ORIGIN, columns))
+    body = bytearray(zlib.decompress(packed))
     struct.pack_into("<I", body, 0, 10**9)
     with pytest.raises(ValueError):
-        decode_block(b"B" + zlib.compress(bytes(body)))
+        decode_block(pack(bytes(body), bytes(floats)))
 
 
 def test_a_legacy_row_reads_as_a_block_of_one_equal_to_the_old_decoder() -> None:
