@@ -116,8 +116,10 @@ class _SQLiteRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {EVENT_IDS_TABLE} VALUES (?)",
             [(event_id,) for event_id in kwargs.get("event_ids", ())],
         )
-        # The writer holds the database's write lock and rows are never deleted, so the new
-        # rowids (notification ids) are the last len(stored_events) ones.
+        # The writer holds the database's write lock, and the highest rowid never goes down
+        # (only ``lineage migrate`` deletes rows, and it stores their replacement at the last
+        # rowid it deleted), so the new rowids (notification ids) are the last
+        # len(stored_events) ones.
         c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
         last = c.fetchone()[0]
         return list(range(last - len(stored_events) + 1, last + 1))

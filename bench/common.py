@@ -198,12 +198,55 @@ def stats_delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]
     return {key: after[key] - before.get(key, 0) for key in after}
 
 
-def print_writer_stats(report: Report, stats: dict[str, int], over: str) -> None:
-    """The writer's batching figures from a ``stats_delta`` taken ``over`` (e.g. "the run")."""
+def print_writer_stats(report: Report, stats: dict[str, int], over: str,
+                       steps: int | None = None) -> None:
+    """The writer's batching figures from a ``stats_delta`` taken ``over`` (e.g. "the run");
+    ``steps``: the steps logged meanwhile (each batch stores a run's steps as one block)."""
     batches = stats["committed_batches"] or 1
     report.figure("writer batches", stats["committed_batches"], "", fmt="{:,}")
-    report.figure("avg batch size", stats["committed_events"] / batches, "events")
+    if steps is not None:
+        report.figure("avg steps per batch", steps / batches, "steps", fmt="{:,.0f}")
+    report.figure("avg ids per batch", stats["committed_events"] / batches, "",
+                  note="event ids held unique: one per block, command or caller-given id")
     report.note(f"writer stats (delta over {over}): {stats}")
+
+
+def disk_usage(store: Store) -> dict[str, Any]:
+    """The store's bytes on disk: ``total``, ``tables`` (name -> bytes, indexes and TOAST
+    counted with their table) and ``how`` they were measured.
+
+    SQLite: the WAL is checkpointed into the file first (``wal_checkpoint(TRUNCATE)``), then
+    total = file + WAL; per table from ``dbstat`` (an index counts with its table). PostgreSQL:
+    ``pg_total_relation_size`` of each table in the schema (heap, TOAST, indexes, maps)."""
+    if store.kind == "sqlite":
+        import sqlite3
+
+        path = store.path or store.url
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            owner = {name: table for name, table in conn.execute(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')")}
+            tables: dict[str, int] = {}
+            try:
+                for name, size in conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+                    table = owner.get(name, name)
+                    tables[table] = tables.get(table, 0) + size
+            except sqlite3.OperationalError:  # built without dbstat
+                tables = {}
+        total = sum(os.path.getsize(path + suffix) for suffix in ("", "-wal")
+                    if os.path.exists(path + suffix))
+        return {"total": total, "tables": tables,
+                "how": "file + WAL after wal_checkpoint(TRUNCATE)"}
+    import psycopg
+
+    with psycopg.connect(libpq_url(store.url)) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')", (store.schema,)).fetchall()
+    tables = {name: int(size) for name, size in rows}
+    return {"total": sum(tables.values()), "tables": tables,
+            "how": "pg_total_relation_size summed over the schema's tables"}
 
 
 # -- workload ----------------------------------------------------------------------------------

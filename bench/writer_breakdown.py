@@ -1,15 +1,18 @@
-"""Where the writer's time goes per step event: building/encoding vs the store append.
+"""Where the writer's time goes per step: building the block vs the store append.
 
 Calls the writer's own methods directly, on the main thread, on prepared batches of
 ``StepRecord`` tuples (the writer thread sits idle with an empty queue meanwhile), so nothing
-competes for the GIL and no profiler distorts the figures:
+competes for the GIL and no profiler distorts the figures. One batch of one run's steps is one
+stored block (``lineage.codec.step_block``):
 
-- ``_build``: aggregate lookup, version counter, event id, ``encode_step`` (the JSON state);
-- ``store.append``: the adapter and the database (one transaction, durable commit);
-- a split of ``_build``: ``encode_step`` alone, and id generation alone.
+- ``_build``: aggregate lookup, the step stream's version, transposing the records into columns
+  (``step_log.columns``), ``encode_block`` (packing + zlib), the block id, the merge;
+- a split of ``_build``: ``columns`` alone and ``encode_block`` alone, on the same records;
+- ``store.append``: the adapter and the database (one row per block, one transaction, durable
+  commit).
 
-No targets: it explains ``bench/ingest.py`` (events/s ~ 1e6 / (build + append) us, minus what the
-training thread takes from the writer for the GIL).
+No targets: it explains ``bench/ingest.py`` (steps/s ~ 1e6 / (build + append) us per step,
+minus what the training thread's ``log_step`` takes from the writer for the GIL).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from typing import Any
 
 from common import (
     Report,
@@ -32,14 +36,32 @@ def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, fl
     from lineage.application.step_log import StepRecord
 
     now = time.time_ns()
-    return [StepRecord(run_id, step, series[step % len(series)], 0, None, None, None,
-                       now + step * 1000, None, None, None) for step in range(first, first + count)]
+    return [StepRecord(run_id, step, series[step % len(series)], step // 100_000, None, None,
+                       None, now + step * 1000, None, None, None)
+            for step in range(first, first + count)]
+
+
+def time_split(sample: list[Any], batches: int) -> tuple[int, int, int]:
+    """ns spent in ``columns`` and ``encode_block`` over ``batches`` repeats of ``sample``;
+    and the block's size."""
+    from lineage.application.step_log import columns
+    from lineage.codec.step_block import Origin, encode_block
+
+    origin = Origin(time.time_ns() // 1000, "bench", "bench", "bench")
+    block_id = uuid.uuid4().bytes
+    columns_ns = encode_ns = 0
+    size = 0
+    for _ in range(batches):
+        start = time.perf_counter_ns()
+        transposed = columns(sample)
+        middle = time.perf_counter_ns()
+        size = len(encode_block(sample[0].run_id, 1, block_id, origin, transposed))
+        columns_ns += middle - start
+        encode_ns += time.perf_counter_ns() - middle
+    return columns_ns, encode_ns, size
 
 
 def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) -> None:
-    from lineage.application.step_log import random_hex_ids as _random_hex_ids
-    from lineage.codec.steps import encode_step
-
     series = metric_series(10_000)
     tracker = open_tracker(url, args)
     build_ns = append_ns = 0
@@ -56,43 +78,35 @@ def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) ->
             writer.store.append(uow.stored, uow.hex_ids)
             build_ns += built - start
             append_ns += time.perf_counter_ns() - built
-            assert not rejected
-        sample = records(run.id, 0, size, series)
-        tail, now_iso, hex_id = writer.steps.tail, "2026-01-01T00:00:00.000000+00:00", "0" * 32
-        start = time.perf_counter_ns()
-        for _ in range(batches):
-            for record in sample:
-                encode_step(record, hex_id, now_iso, now_iso, tail)
-        encode_ns = time.perf_counter_ns() - start
-        start = time.perf_counter_ns()
-        for _ in range(batches):
-            for _ in _random_hex_ids(size):
-                pass
-        ids_ns = time.perf_counter_ns() - start
+            if rejected:
+                raise SystemExit(f"the writer refused steps: {rejected}")
+        columns_ns, encode_ns, block_bytes = time_split(records(run.id, 0, size, series), batches)
     finally:
         tracker.close()
 
-    events = size * batches
-    per = lambda ns: ns / events / 1000  # noqa: E731
-    report.section(f"{label}: writer cost per step event ({batches} batches of {size})")
-    report.figure("_build (all)", per(build_ns), "us/event", fmt="{:.2f}")
-    report.figure("  encode_step", per(encode_ns), "us/event", fmt="{:.2f}")
-    report.figure("  event ids", per(ids_ns), "us/event", fmt="{:.2f}")
-    report.figure("  rest of _build", per(build_ns - encode_ns - ids_ns), "us/event",
-                  fmt="{:.2f}", note="aggregate lookup, versions, timestamps, merge")
-    report.figure("store.append", per(append_ns), "us/event", fmt="{:.2f}",
-                  note=f"{append_ns / batches / 1e6:.2f} ms per batch incl. commit")
-    report.figure("total", per(build_ns + append_ns), "us/event", fmt="{:.2f}")
-    report.figure("single-thread ceiling", events / ((build_ns + append_ns) / 1e9), "ev/s",
+    steps = size * batches
+    per = lambda ns: ns / steps / 1000  # noqa: E731
+    report.section(f"{label}: writer cost per step ({batches} batches of {size} steps)")
+    report.figure("_build (all)", per(build_ns), "us/step", fmt="{:.3f}")
+    report.figure("  columns (transpose)", per(columns_ns), "us/step", fmt="{:.3f}")
+    report.figure("  encode_block", per(encode_ns), "us/step", fmt="{:.3f}",
+                  note=f"{block_bytes:,} bytes per block, {block_bytes / size:.1f} per step")
+    report.figure("  rest of _build", per(build_ns - columns_ns - encode_ns), "us/step",
+                  fmt="{:.3f}", note="aggregate lookup, versions, block id, merge")
+    report.figure("store.append", per(append_ns), "us/step", fmt="{:.3f}",
+                  note=f"{append_ns / batches / 1e6:.2f} ms per block incl. commit")
+    report.figure("total", per(build_ns + append_ns), "us/step", fmt="{:.3f}")
+    report.figure("single-thread ceiling", steps / ((build_ns + append_ns) / 1e9), "steps/s",
                   fmt="{:,.0f}", note="no training thread competing for the GIL")
 
 
 def main() -> None:
     parser = bench_parser(__doc__, postgres_default=False)
-    parser.add_argument("--batches", type=int, default=200, help="batches (200)")
-    parser.add_argument("--batch", type=int, default=1000, help="events per batch (1,000)")
+    parser.add_argument("--batches", type=int, default=60, help="batches (60)")
+    parser.add_argument("--batch", type=int, default=5000,
+                        help="steps per batch (5,000: the writer's default batch_size)")
     args = parser.parse_args()
-    report = Report.start("bench/writer_breakdown.py: writer cost per step event")
+    report = Report.start("bench/writer_breakdown.py: writer cost per step")
     with temp_store(single_store(args), args, report) as store:
         breakdown(report, store.url, args, store.kind)
     report.finish(args.json)

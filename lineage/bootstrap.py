@@ -34,6 +34,7 @@ from lineage.errors import ReadOnlyStoreError, StoreError, ValidationError
 from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
 
 STORE_METHODS = ("append", "read_stream", "read_log", "max_position", "database", "location")
+MIGRATION_REBUILD_BATCH = 100  # log rows per transaction when lineage migrate rebuilds
 
 
 def build(database_url: str | None = None, *, store: EventStore | None = None,
@@ -170,6 +171,77 @@ def exporter_positions(url: str) -> dict[str, int]:
 
     projections = {projection.name for projection in all_projections()} | {SCHEMA_KEY}
     return {name: at for name, at in open_positions(url).all().items() if name not in projections}
+
+
+def open_step_migration(database_url: str | None = None) -> Any:
+    """A ``lineage.application.migration.StepMigration`` of the store ``database_url`` names
+    (default: ``LINEAGE_DATABASE_URL``, else ``./lineage.db``), holding it: the projection lock
+    (read models are rebuilt under it at the end) and, on SQLite, the file alone. Raises
+    StoreError when there is no store there (or only ``memory://``) or another process has the
+    SQLite file open, ReadOnlyStoreError for a store that cannot be written,
+    ProjectionBusyError while another process projects."""
+    from lineage.adapters.database import MEMORY, Database
+    from lineage.adapters.log_rewriter import SqlAlchemyLogRewriter
+    from lineage.application.migration import StepMigration
+    from lineage.codec.step_block import BlockCodec
+    from lineage.errors import ProjectionBusyError
+    from lineage.projections import all_projections
+    from lineage.projections.runner import SCHEMA_KEY, ProjectionLock
+
+    settings = Settings.load(database_url=_url_argument(database_url))
+    url = settings.database_url
+    if Database.parse(url).kind == MEMORY:
+        raise StoreError("memory:// keeps nothing between processes: there is nothing to migrate")
+    store = open_store(url, create=False, lock_timeout_s=settings.lock_timeout_s)
+    store.close()
+    if store.read_only:
+        reason = getattr(store, "read_only_reason", "read-only")
+        raise ReadOnlyStoreError(store.location, f"{reason}; lineage migrate rewrites the "
+                                 "store, so it must be writable")
+    engine = store.database.engine()
+    lock = ProjectionLock.for_engine(engine)
+    if not lock.acquire():
+        engine.dispose()
+        raise ProjectionBusyError(f"another process is projecting into {store.location} (a "
+                                  "tracker, lineage project follow...); stop it, then run "
+                                  "lineage migrate again")
+    followers = {projection.name for projection in all_projections()} | {SCHEMA_KEY}
+    rewriter = None
+    try:
+        rewriter = SqlAlchemyLogRewriter(store.database, lock_timeout_s=settings.lock_timeout_s)
+        exporters = [at for name, at in rewriter.positions().items() if name not in followers]
+    except BaseException:
+        if rewriter is not None:
+            rewriter.close()
+        lock.release()
+        engine.dispose()
+        raise
+
+    def release() -> None:
+        rewriter.close()
+        lock.release()
+        engine.dispose()
+
+    return StepMigration(rewriter, BlockCodec(make_mapper()), boundaries=exporters,
+                         refresh=partial(_refresh_read_models, url, engine), release=release,
+                         reset_positions={SCHEMA_KEY: 0})
+
+
+def _refresh_read_models(url: str, engine: Any, progress: Any, rebuild: bool) -> int:
+    """Rebuild (or catch up) every read model in ``engine``'s database from the store at
+    ``url``, under the projection lock the caller holds."""
+    from lineage.projections import ProjectionRunner, all_projections
+    from lineage.projections.runner import HeldLock
+
+    store = open_store(url, create=False)
+    try:
+        # A migrated log is mostly blocks of up to 1,000 steps: the runner's default batch
+        # (4,000 rows, sized for a step a row) would hold millions of steps at once.
+        runner = ProjectionRunner(store, engine, make_mapper(), all_projections(),
+                                  batch_size=MIGRATION_REBUILD_BATCH, lock=HeldLock())
+        return runner.rebuild(progress=progress) if rebuild else runner.catch_up(progress)
+    finally:
+        store.close()
 
 
 def open_artifact_storage() -> ArtifactStorage:

@@ -9,11 +9,14 @@ library's own recorders plus an event-id table) and ``lineage.adapters.memory.Me
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
+
+from lineage.application.metric_history import MetricHistory
 
 
 class DuplicateEventError(Exception):
@@ -45,8 +48,9 @@ class EventStore(Protocol):
     """
 
     def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
-        """Store ``events`` (``event_ids[i]``, 32 lowercase hex digits, is the id of
-        ``events[i]``) durably. ``events`` may be any objects with StoredEvent's attributes.
+        """Store ``events`` durably, with ``event_ids`` (32 lowercase hex digits each): the ids
+        held unique from now on (each event's id; for a step block, the block's id and the
+        step ids its caller chose). ``events`` may be any objects with StoredEvent's attributes.
 
         Raises DuplicateEventError when any id is already stored, VersionConflictError when a
         (stream, version) is taken, lineage.errors.StoreError when the store fails.
@@ -170,6 +174,11 @@ class ReadModelsPort(Protocol):
 
     def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]: ...
 
+    def trace_stream(self, run_id: str, *,
+                     shape: str = "lineageir") -> AbstractContextManager[dict[str, Any]]:
+        """``trace`` whose ``spans`` (LineageIR shape) is a one-pass iterator over the rows,
+        to be consumed inside the ``with`` block: for output written as it is made."""
+
     def runs(self, *, status: str | None = None, job_status: str | None = None,
              watched: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]: ...
 
@@ -190,7 +199,12 @@ class ReadModelsPort(Protocol):
 
     def alias_history(self, name: str, *, scope: str | None = None) -> list[dict[str, Any]]: ...
 
-    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]: ...
+    def metric_history(self, run_id: str, name: str) -> MetricHistory:
+        """Every point of metric ``name`` over the run, in the order logged."""
+
+    def metric_buckets(self, run_id: str, name: str, buckets: int) -> list[dict[str, Any]]:
+        """Metric ``name`` downsampled to at most ``buckets`` buckets of consecutive points
+        (dicts of ``metric_history.BUCKET_FIELDS``); ValidationError for a bad ``buckets``."""
 
     def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
         """Events the read models could not apply and skipped (position, reason...)."""
@@ -206,3 +220,55 @@ class BackgroundExport(Protocol):
 
     def raise_if_strict(self) -> None:
         """In strict mode, raise the export failures seen; otherwise do nothing."""
+
+
+class LogRow(NamedTuple):
+    """One row of the log as ``LogRewriter.scan`` reads it: its position (notification id),
+    stream, version, topic and stored state (None unless its topic was asked for)."""
+
+    position: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes | None
+
+
+class LogRewriter(Protocol):
+    """Rewrites stored rows of the log in place, for migrations (``lineage migrate``).
+
+    Adapter: ``lineage.adapters.log_rewriter.SqlAlchemyLogRewriter`` (SQLite and PostgreSQL);
+    ``tests/contract/test_log_rewriter.py`` holds both to this contract. One thread; the caller
+    makes sure no other process projects from the log meanwhile (the projection lock).
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def scan(self, after: int, limit: int, topic: str) -> Sequence[LogRow]:
+        """Up to ``limit`` rows with positions after ``after``, in log order; ``state`` is read
+        only for rows of ``topic`` (the others cost no more than their ids)."""
+
+    def head(self) -> int:
+        """The highest position stored, 0 when empty."""
+
+    def positions(self) -> dict[str, int]:
+        """The tracked positions of the log's followers (``lineage_positions``), by name."""
+
+    def replace(self, rows: Sequence[LogRow], new: Any, drop_ids: Sequence[str],
+                positions: dict[str, int]) -> None:
+        """In ONE transaction: delete ``rows`` (consecutive in the log: no other row between
+        the first and the last), store ``new`` (StoredEvent's attributes) at the position of
+        the last of them, delete ``drop_ids`` (hex) from the event-id index, and write
+        ``positions`` (name -> value) as tracked positions. Other rows keep their positions.
+        Raises StoreError, having changed nothing, when the rows between the first and the
+        last are not exactly ``rows``."""
+
+    def size_bytes(self) -> int:
+        """What the store takes on disk: the SQLite file (and its WAL), or the PostgreSQL
+        schema's tables and indexes."""
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back (SQLite ``VACUUM``; PostgreSQL ``VACUUM FULL``
+        of the events and event ids): rewrites them, holding them exclusively meanwhile."""
+
+    def close(self) -> None: ...

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from lineage.domain import Alias, Artifact, Run, StepRecorded
+from lineage.domain import Alias, Artifact, Run
 from lineage.domain.liveness import HeartbeatRecorded
+from lineage.domain.steps import StepsRecorded
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item
 from lineage.projections.tables import audit
@@ -63,16 +64,16 @@ SUMMARIES: dict[type, Callable[[Any], str]] = {  # keyed by event class, like ev
 
 
 class AuditProjection:
+    """Every event but steps: a step's audit row is made from the step metrics read model
+    when asked for (``ReadModels.audit(include_steps=True)``), so the millions of steps of a
+    long run cost no row here."""
+
     name = "audit"
     tables = (audit,)
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None:
-        append_rows(conn, audit, [
-            (item.position, e.event_id, e.occurred_at, e.recorded_at, e.tenant_id, e.actor,
-             e.source, "run.step_recorded", "run", e.run_id, e.run_id,
-             f"step {e.step}: {e.metrics_json}"[:500])
-            if item.type is StepRecorded else self._row(item)
-            for item in items for e in (item.event,)])
+        append_rows(conn, audit, [self._row(item) for item in items
+                                  if item.type is not StepsRecorded])
 
     def _row(self, item: Item) -> tuple[Any, ...]:
         e = item.event

@@ -1,8 +1,9 @@
 """Turning a page of notifications into what projections consume, once per batch.
 
-Step events are most of the log: they become ``DecodedStep`` tuples through the step codec
-(``lineage.codec.steps``, shared with the span builder); every other event is decoded by the
-mapper into its domain event class.
+Step events are most of the log, stored many to a row: each stored step row becomes ONE item,
+a ``StepBlock`` (``lineage.codec.step_block``, shared with the span builder and the queries),
+whose columns the read models take whole; every other event is decoded by the mapper into its
+domain event class.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from sqlalchemy import Connection, Table
 
 from lineage.codec.dispatch import Dispatcher
 from lineage.codec.jsontext import strict_dumps
-from lineage.codec.steps import STEP_TOPIC, StepCodec, decode_step
-from lineage.domain import StepRecorded
+from lineage.codec.step_block import BlockCodec
+from lineage.domain.steps import StepsRecorded
 
 
 class Item(NamedTuple):
     """One decoded notification: its position, kind (``Run.Started``...), event (a
-    ``DecodedStep`` for ``StepRecorded``) and event class (what handlers are keyed by)."""
+    ``StepBlock`` for a step row, type ``StepsRecorded``) and event class (what handlers are
+    keyed by)."""
 
     position: int
     kind: str
@@ -41,21 +43,15 @@ class Projection(Protocol):
 
 
 def decode(notifications: Sequence[Notification], mapper: Mapper) -> list[Item]:
-    steps = StepCodec(mapper)
-    fast = decode_step if steps.plain else _none  # hoisted: the codec's fast path, inline
+    blocks = BlockCodec(mapper)
     items = []
     for note in notifications:
-        if note.topic == STEP_TOPIC:
-            step = fast(note.state, note.originator_version, note.id) or steps.decode(note, note.id)
-            items.append(Item(note.id, "StepRecorded", step, StepRecorded))
+        if blocks.is_step(note.topic):
+            items.append(Item(note.id, "StepsRecorded", blocks.decode(note, note.id), StepsRecorded))
         else:
             event = mapper.to_domain_event(note)
             items.append(Item(note.id, type(event).__qualname__, event, type(event)))
     return items
-
-
-def _none(*args: Any) -> None:
-    return None
 
 
 # Compact, strict JSON for JSON columns, so ``json_extract`` / ``::jsonb`` work on them (NaN
@@ -64,17 +60,29 @@ dumps = strict_dumps
 
 
 def loads(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+    """A JSON column back (``{}`` for NULL or empty). The columns hold ``dumps`` output, so
+    the decoder's scanner reads them without ``json.loads``'s checks around it (a read
+    model's span query parses two per span)."""
+    if not text:
+        return {}
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # says what is wrong
+    return value if end == len(text) else json.loads(text)
 
 
 def numbers(text: str | None) -> dict[str, float]:
     """A metrics column back as floats (``"NaN"``/``"Infinity"`` strings restored)."""
     values: dict[str, Any] = loads(text)
+    if not text or ('"NaN"' not in text and 'Infinity"' not in text):
+        return values
     return {key: _NON_FINITE[item] if isinstance(item, str) and item in _NON_FINITE else item
             for key, item in values.items()}
 
 
 _NON_FINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+_scan: Any = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 (not in the typeshed stubs)
 
 
 class Dispatching(Dispatcher):

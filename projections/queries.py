@@ -7,17 +7,22 @@ log (``ReadModels(catch_up=True)``), so a query right after a write sees it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
+from lineage.application import validation
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
-from lineage.projections.decoding import loads, numbers
+from lineage.projections.audit_steps import StepFilter, merged, step_blocks
+from lineage.projections.decoding import loads
 from lineage.projections.lineage_walk import walk
-from lineage.projections.lineageir import lineage_graph, nested
+from lineage.projections.lineageir import lineage_graph, nested, open_graph
+from lineage.projections.metric_buckets import metric_buckets
 from lineage.projections.run_queries import digest_with_prefix, ids_with_prefix, run_rows, runs_query
 from lineage.projections.runner import ProjectionRunner
+from lineage.projections.step_queries import MetricHistory, metric_history
 from lineage.projections.tables import (
     alias_history,
     aliases,
@@ -25,7 +30,6 @@ from lineage.projections.tables import (
     artifacts,
     audit,
     edges,
-    step_metrics,
     traces,
 )
 from lineage.timestamps import iso, normalise
@@ -69,11 +73,21 @@ class ReadModels:
 
     def trace(self, run_id: str, *, shape: str = "lineageir") -> dict[str, Any]:
         """A run's LineageIR graph (``shape="lineageir"``) or the seed's nested form."""
-        if shape not in ("lineageir", "nested"):
-            raise ValidationError("format", f"must be lineageir or nested, got {shape!r}")
+        _check_shape(shape)
         with self._conn() as conn:
             graph = lineage_graph(conn, run_id)
         return graph if shape == "lineageir" else nested(graph)
+
+    @contextmanager
+    def trace_stream(self, run_id: str, *, shape: str = "lineageir") -> Iterator[dict[str, Any]]:
+        """``trace`` for output written as it is made: in the LineageIR shape, ``spans`` is a
+        one-pass iterator reading the rows as it is consumed, inside the block (memory bounded
+        by a page of spans, not by the run's length; ``lineageir.open_graph``). The nested
+        shape is built whole."""
+        _check_shape(shape)
+        with self._conn() as conn:
+            graph = open_graph(conn, run_id)
+            yield graph if shape == "lineageir" else nested(graph)
 
     def runs(self, *, status: str | None = None, job_status: str | None = None,
              watched: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -110,11 +124,20 @@ class ReadModels:
             self.runner.catch_up()
         return self.runner.quarantined([read_model] if read_model else ())
 
-    def metric_history(self, run_id: str, name: str) -> list[tuple[int, float]]:
+    def metric_history(self, run_id: str, name: str) -> MetricHistory:
+        """Every point of metric ``name`` in the order logged (``MetricHistory``: compact
+        arrays). Decodes every block of the run."""
         with self._conn() as conn:
-            rows = conn.execute(select(step_metrics.c.step, step_metrics.c.metrics)
-                                .where(step_metrics.c.run_id == run_id).order_by(step_metrics.c.seq))
-            return [(r.step, numbers(r.metrics)[name]) for r in rows if name in loads(r.metrics)]
+            return metric_history(conn, run_id, name)
+
+    def metric_buckets(self, run_id: str, name: str, buckets: int) -> list[dict[str, Any]]:
+        """Metric ``name`` downsampled for a plot: at most ``buckets`` buckets of consecutive
+        points with step_from, step_to, count, min, max, last (``metric_buckets``: the rule,
+        and why it reads about ``2*buckets`` blocks whatever the run's length).
+        ValidationError unless ``buckets`` is an integer from 1 to ``MAX_BUCKETS``."""
+        count = validation.buckets(buckets)
+        with self._conn() as conn:
+            return metric_buckets(conn, run_id, name, count)
 
     # -- the registry ---------------------------------------------------------------------------
 
@@ -217,7 +240,14 @@ class ReadModels:
               kind: str | None = None, since: Any = None, until: Any = None,
               include_steps: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Who did what and when, in log order. ``subject`` matches a run (its own events and
-        its artifacts') or an artifact; page with ``after`` = the last position you saw."""
+        its artifacts') or an artifact; page with ``after`` = the last position you saw.
+        ``include_steps`` adds the step events (from the step metrics rows,
+        ``audit_steps``) and heartbeats. Steps of one stored block share its position, and a
+        page never cuts a block: it may hold more than ``limit`` rows (up to one block more),
+        so paging by the last position never skips or repeats a step."""
+        limit = _limit(limit)
+        since = None if since is None else iso(normalise(since, "since")[0])
+        until = None if until is None else iso(normalise(until, "until")[0])
         query = select(audit).where(audit.c.position > after).order_by(audit.c.position)
         if subject is not None:
             query = query.where(or_(audit.c.subject_id == subject,
@@ -226,14 +256,18 @@ class ReadModels:
             query = query.where(audit.c.actor == actor)
         if kind is not None:
             query = query.where(audit.c.kind.like(f"%{kind}%"))
-        if not include_steps:  # the high-volume operational events
-            query = query.where(audit.c.kind.not_in(("run.step_recorded", "run.heartbeat")))
+        if not include_steps:  # heartbeats: high-volume and operational, like steps
+            query = query.where(audit.c.kind != "run.heartbeat")
         if since is not None:
-            query = query.where(audit.c.recorded_at >= iso(normalise(since, "since")[0]))
+            query = query.where(audit.c.recorded_at >= since)
         if until is not None:
-            query = query.where(audit.c.recorded_at <= iso(normalise(until, "until")[0]))
+            query = query.where(audit.c.recorded_at <= until)
         with self._conn() as conn:
-            return [dict(r._mapping) for r in conn.execute(query.limit(_limit(limit)))]
+            rows = [dict(r._mapping) for r in conn.execute(query.limit(limit))]
+            if not include_steps:
+                return rows
+            steps = StepFilter(after, subject, actor, kind, since, until)
+            return merged(rows, step_blocks(conn, steps), limit)
 
     # -- lineage --------------------------------------------------------------------------------
 
@@ -322,6 +356,11 @@ def _limit(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
         raise ValidationError("limit", f"must be an integer from 1 to {MAX_PAGE}", limit)
     return limit
+
+
+def _check_shape(shape: str) -> None:
+    if shape not in ("lineageir", "nested"):
+        raise ValidationError("format", f"must be lineageir or nested, got {shape!r}")
 
 
 def _page(query: Select[Any], limit: int, offset: int) -> Select[Any]:

@@ -35,12 +35,12 @@ from lineage.adapters.positions import metadata as positions_metadata
 from lineage.adapters.positions import read_position, write_position
 from lineage.errors import LineageError, ProjectionBusyError
 from lineage.ports import EventStore
+from lineage.projections.batching import BATCH, BATCH_STEPS, batches
 from lineage.projections.decoding import Projection
 from lineage.projections.quarantine import Failure, apply_guarded, decode_each, is_systemic
 from lineage.projections.tables import SCHEMA_VERSION
 from lineage.projections.tables import metadata as read_models
 
-BATCH = 4000
 SCHEMA_KEY = "__read_model_schema__"
 ALL_NAMES = ("traces", "registry", "edges", "audit", "step_metrics")
 log = logging.getLogger("lineage.projections")
@@ -64,12 +64,15 @@ Progress = Callable[[int, int], None]  # (position reached, head)
 class ProjectionRunner:
     def __init__(self, store: EventStore, engine: Engine, mapper: Mapper,
                  projections: Sequence[Projection], *, batch_size: int = BATCH,
-                 lock: ProjectionLock | None = None) -> None:
+                 batch_steps: int = BATCH_STEPS, lock: ProjectionLock | None = None) -> None:
+        """``batch_size`` notifications and about ``batch_steps`` steps at most per batch
+        (``lineage.projections.batching``)."""
         self.store = store
         self.engine = engine
         self.mapper = mapper
         self.projections = list(projections)
         self.batch_size = batch_size
+        self.batch_steps = batch_steps
         self.lock = lock or ProjectionLock.for_engine(engine)
         self._thread_lock = threading.Lock()
         with schema_change(self.engine) as conn:
@@ -152,16 +155,13 @@ class ProjectionRunner:
         head = self.store.max_position()
         start = min(positions.values(), default=head) + 1
         applied = 0
-        while start <= head:
-            notifications = self.store.read_log(start, self.batch_size)
-            if not notifications:
-                break
+        for notifications in batches(self.store, start, head, max_notifications=self.batch_size,
+                                     max_steps=self.batch_steps):
             last = notifications[-1].id
             self._apply(notifications, positions, last)
             for name in positions:
                 positions[name] = max(positions[name], last)
             applied += len(notifications)
-            start = last + 1
             if progress is not None:
                 progress(last, head)
         return applied
@@ -261,8 +261,9 @@ class ProjectionRunner:
             yield lambda: time.sleep(poll_s)
             return
         raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
+        raw.detach()  # autocommit and LISTENing: closed at the end, never back in the pool
         try:
-            driver: Any = raw.driver_connection
             driver.autocommit = True
             driver.execute("LISTEN stored_events")
 
@@ -292,6 +293,11 @@ class ProjectionLock:
 
     def release(self) -> None:
         pass
+
+
+class HeldLock(ProjectionLock):
+    """The lock of a caller that already holds this database's projection lock (``lineage
+    migrate`` holds it from before it rewrites the log until the read models are rebuilt)."""
 
 
 class FileLock(ProjectionLock):

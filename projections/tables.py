@@ -14,9 +14,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -29,7 +29,8 @@ metadata = MetaData()
 # model from the events (they are derived data), instead of failing on an old table.
 # 6: span ids are the trace identity's (lineage.spans.identity), shared with the OTLP export.
 # 8: lineage_quarantine (events a read model could not apply).
-SCHEMA_VERSION = 8
+# 9: steps stored in blocks: lineage_step_metrics holds one row per block; no audit row per step.
+SCHEMA_VERSION = 9
 
 ID = String(36)
 TIME = String(32)
@@ -204,18 +205,23 @@ Index("lineage_audit_run", audit.c.run_id, audit.c.position,
       sqlite_where=audit.c.subject_type != "run", postgresql_where=audit.c.subject_type != "run")
 Index("lineage_audit_recorded", audit.c.recorded_at)
 
+# A run's steps, one row per stored step block (``lineage.codec.step_block``): ``data`` is the
+# block as stored (every step's metrics, times, ids), the other columns say which steps it holds
+# without decoding it. Queries decode ``data`` (``StepMetricsView``); plain SQL sees the ranges.
 step_metrics = Table(
     "lineage_step_metrics", metadata,
     Column("run_id", ID, primary_key=True),
-    Column("seq", BigInteger, primary_key=True),  # the step stream's version (steps may repeat)
-    Column("step", BigInteger, nullable=False),
-    Column("epoch", BigInteger),
-    Column("occurred_at", TIME, nullable=False),
-    Column("metrics", Text, nullable=False),
-    Column("tokens", BigInteger),
-    Column("duration_s", Float),
+    Column("seq_from", BigInteger, primary_key=True),  # stream versions (steps may repeat)
+    Column("seq_to", BigInteger, nullable=False),
+    Column("step_min", BigInteger, nullable=False),  # the lowest and highest step numbers
+    Column("step_max", BigInteger, nullable=False),
+    Column("occurred_from", TIME, nullable=False),
+    Column("occurred_to", TIME, nullable=False),
+    Column("summary", Text, nullable=False),  # JSON: name -> [count, min, max, last]
+    Column("data", LargeBinary, nullable=False),
     Column("position", BigInteger, nullable=False),
 )
+Index("lineage_step_metrics_position", step_metrics.c.position)
 
 # Events a read model could not apply (``lineage.projections.quarantine``): skipped by that read
 # model, kept here with the reason, cleared and re-derived by a rebuild. ``quarantined_at`` is

@@ -18,26 +18,17 @@ from sqlalchemy import Connection, bindparam, case, or_, select, update
 
 from lineage.application.job_status import job_status
 from lineage.codec.dispatch import handles
-from lineage.codec.steps import DecodedStep
-from lineage.domain import Run, StepRecorded
+from lineage.codec.step_block import StepBlock
+from lineage.domain import Run
 from lineage.domain.liveness import HeartbeatRecorded
+from lineage.domain.steps import StepsRecorded
 from lineage.projections.decoding import Dispatching, Item, dumps, loads
+from lineage.projections.step_rollup import StepRollup, run_span_id
 from lineage.projections.tables import spans, traces
 from lineage.spans import identity
 from lineage.timestamps import iso
 
 NO_RECOVERY = {"recovering": False, "attempts": 0, "exhausted": False, "last_error": None}
-
-
-def run_span_id(run_id: str) -> str:
-    run = UUID(run_id)
-    return identity.lineage_span_id(run, identity.run_span_id(run))
-
-
-def step_span_id(run_id: str, group: int) -> str:
-    """The ``train steps`` span of step group ``group`` (``identity.step_group``)."""
-    run = UUID(run_id)
-    return identity.lineage_span_id(run, identity.step_group_span_id(run, group))
 
 
 def recovery_span_id(run_id: str, attempt: int) -> str:
@@ -57,13 +48,13 @@ class TraceProjection(Dispatching):
         # Steps fold in once per batch, after the run events: run events never touch the step
         # columns, and every run a step names was started by an earlier event. Job status is
         # refreshed again for runs the steps touched, so it ends the same whatever the batching.
-        steps: list[DecodedStep] = []
+        blocks: list[StepBlock] = []
         touched: set[str] = set()
         activity: dict[str, str] = {}
         for item in items:
-            if item.type is StepRecorded:
-                steps.append(item.event)
-                _latest(activity, item.event.run_id, item.event.recorded_at)
+            if item.type is StepsRecorded:
+                blocks.append(item.event)
+                _latest(activity, str(item.event.run_id), item.event.recorded_at)
                 continue
             handler = self.handler(item.type)
             if handler is not None:
@@ -73,8 +64,8 @@ class TraceProjection(Dispatching):
                 _latest(activity, str(item.event.originator_id), iso(item.event.timestamp))
             elif item.type is HeartbeatRecorded:
                 _latest(activity, str(item.event.run_id), iso(item.event.timestamp))
-        if steps:
-            touched.update(StepRollup(conn).apply(steps))
+        if blocks:
+            touched.update(StepRollup(conn).apply(blocks))
         _record_activity(conn, activity)
         _refresh_jobs(conn, touched)
 
@@ -234,70 +225,6 @@ class TraceProjection(Dispatching):
     def _HeartbeatRecorded(self, conn: Connection, position: int, e: HeartbeatRecorded) -> None:
         conn.execute(update(traces).where(traces.c.id == str(e.run_id))
                      .values(last_heartbeat_at=iso(e.occurred_at)))
-
-
-class StepRollup:
-    """Folds a batch's step rows into the traces' counters and the step-range spans, with a
-    handful of statements per batch (one lookup of the ranges touched, bulk inserts)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def apply(self, rows: list[DecodedStep]) -> list[str]:
-        """Fold ``rows`` in; returns the runs they touched."""
-        by_run: dict[str, list[DecodedStep]] = {}
-        for row in rows:
-            by_run.setdefault(row.run_id, []).append(row)
-        ranges: dict[str, tuple[str, list[DecodedStep]]] = {}
-        counters = []
-        for run_id, run_rows in by_run.items():
-            last = run_rows[-1]
-            counters.append({"run": run_id, "added": len(run_rows), "step": last.step,
-                             "metrics": dumps(last.metrics)})
-            for index, group in _by_group(run_rows).items():
-                ranges[step_span_id(run_id, index)] = (run_id, group)
-        self.conn.execute(update(traces).where(traces.c.id == bindparam("run")).values(
-            steps=traces.c.steps + bindparam("added"), last_step=bindparam("step"),
-            last_metrics=bindparam("metrics")), counters)
-        self._spans(ranges)
-        return list(by_run)
-
-    def _spans(self, ranges: dict[str, tuple[str, list[DecodedStep]]]) -> None:
-        existing = {r.id: r for r in self.conn.execute(
-            select(spans.c.id, spans.c.step_from, spans.c.step_to, spans.c.attributes)
-            .where(spans.c.id.in_(list(ranges))))}
-        inserts, updates = [], []
-        for span_id, (run_id, group) in ranges.items():
-            found = existing.get(span_id)
-            first, last = group[0], group[-1]
-            attributes = loads(found.attributes) if found else {"count": 0, "seq_from": first.seq}
-            attributes.update(count=attributes["count"] + len(group), seq_to=last.seq)
-            low = min(row.step for row in group)
-            high = max(row.step for row in group)
-            values = {"step_from": min(low, found.step_from) if found else low,
-                      "step_to": max(high, found.step_to) if found else high,
-                      "finished_at": last.occurred_at, "metrics": dumps(last.metrics),
-                      "attributes": dumps(attributes), "position": last.position}
-            if found:
-                updates.append({"span_id": span_id, **values})
-            else:
-                inserts.append({"id": span_id, "trace_id": run_id, "parent_span_id": run_span_id(run_id),
-                                "kind": "steps", "name": "train steps", "status": "ok",
-                                "started_at": first.occurred_at, "error_type": None,
-                                "error_message": None, **values})
-        if inserts:
-            self.conn.execute(spans.insert(), inserts)
-        if updates:
-            self.conn.execute(update(spans).where(spans.c.id == bindparam("span_id")).values(
-                {name: bindparam(name) for name in updates[0] if name != "span_id"}), updates)
-
-
-def _by_group(rows: list[DecodedStep]) -> dict[int, list[DecodedStep]]:
-    groups: dict[int, list[DecodedStep]] = {}
-    group_of = identity.step_group
-    for row in rows:
-        groups.setdefault(group_of(row.seq), []).append(row)
-    return groups
 
 
 def _span(conn: Connection, span_id: str, trace_id: str, parent: str | None, kind: str, name: str,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import heapq
 import re
-from typing import Any
+from bisect import bisect_left
+from typing import Any, overload
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper
@@ -24,7 +25,10 @@ from eventsourcing.persistence import Mapper
 from lineage.application import validation
 from lineage.application.commands import id_of
 from lineage.application.job_status import JOB_STATUSES
+from lineage.application.metric_history import MetricHistory
 from lineage.application.views import ArtifactView, RunView, artifact_view, run_view
+from lineage.codec.step_block import BlockCodec, read_last_steps, read_steps
+from lineage.codec.steps import DecodedStep
 from lineage.domain import StepRecorded, ids
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.ports import EventStore, ReadModelsPort
@@ -38,6 +42,10 @@ class ReadAPI:
     views: ReadModelsPort
     store: EventStore
     mapper: Mapper
+
+    @property
+    def blocks(self) -> BlockCodec:
+        return BlockCodec(self.mapper)
 
     def flush(self, timeout: float | None = None) -> None:
         raise NotImplementedError
@@ -121,9 +129,13 @@ class ReadAPI:
         stream = ids.step_stream_id(id_of(run, "run"))
         after = validation.step(after, "after")
         limit = None if limit is None else validation.positive_int(limit, "limit")
-        stored = self.store.read_stream(stream, after=after or None, limit=limit, desc=last)
-        events = [self.mapper.to_domain_event(s) for s in stored]
-        return events[::-1] if last else events  # type: ignore[return-value]
+        if last and limit is not None:
+            found = read_last_steps(self.store, self.blocks, stream, limit)
+            found = [step for step in found if step.seq > after]
+        else:
+            found = read_steps(self.store, self.blocks, stream, after + 1,
+                               None if limit is None else after + limit)
+        return [step.as_event(stream) for step in found]
 
     def run_events(self, run: Any, *, steps: bool = True) -> list[Any]:
         """The run's own events and (when ``steps``) its step events, in log order."""
@@ -131,28 +143,36 @@ class ReadAPI:
 
     def run_history(self, run: Any, *, steps: int | None = None) -> list[tuple[int, Any]]:
         """(log position, event) pairs of the run's own events and of its first and last
-        ``steps`` step events (all of them when None), in log order. Reads the run's stream and
-        the two ends of its step stream: the cost does not grow with the number of steps."""
+        ``steps`` step events (all of them when None), in log order; a step's position is its
+        block's. Reads the run's stream and the two ends of its step stream: the cost does not
+        grow with the number of steps."""
         run_id = id_of(run, "run")
         own = list(self.store.read_stream(run_id))
         if not own:
             raise RunNotFoundError(run_id)
         stream = ids.step_stream_id(run_id)
-        if steps is None:
-            chosen = list(self.store.read_stream(stream))
-        elif steps == 0:
+        if steps == 0:
             chosen = []
+        elif steps is None:
+            chosen = read_steps(self.store, self.blocks, stream)
         else:
-            head = list(self.store.read_stream(stream, limit=steps))
-            tail = list(self.store.read_stream(stream, desc=True, limit=steps))[::-1]
-            after = head[-1].originator_version if head else 0
-            chosen = head + [e for e in tail if e.originator_version > after]
-        return list(heapq.merge(self._placed(run_id, own), self._placed(stream, chosen),
-                                key=lambda pair: pair[0]))
+            head = read_steps(self.store, self.blocks, stream, 1, steps)
+            after = head[-1].seq if head else 0
+            chosen = head + [s for s in read_last_steps(self.store, self.blocks, stream, steps)
+                             if s.seq > after]
+        where = self.store.positions(run_id, [e.originator_version for e in own])
+        mine = [(where[e.originator_version], self.mapper.to_domain_event(e)) for e in own]
+        return list(heapq.merge(mine, self._placed(stream, chosen), key=lambda pair: pair[0]))
 
-    def _placed(self, stream: UUID, stored: list[Any]) -> list[tuple[int, Any]]:
-        where = self.store.positions(stream, [e.originator_version for e in stored])
-        return [(where[e.originator_version], self.mapper.to_domain_event(e)) for e in stored]
+    def _placed(self, stream: UUID, chosen: list[DecodedStep]) -> list[tuple[int, Any]]:
+        """Each step with its block's log position (the block: the first stored version at or
+        after the step's)."""
+        if not chosen:
+            return []
+        where = self.store.positions(stream)
+        versions = sorted(where)
+        return [(where[versions[bisect_left(versions, step.seq)]], step.as_event(stream))
+                for step in chosen]
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -210,10 +230,28 @@ class ReadAPI:
         self.flush()
         return list(self.views.alias_history(name, scope=scope))
 
-    def metric_history(self, run: Any, name: str) -> list[tuple[int, float]]:
+    @overload
+    def metric_history(self, run: Any, name: str, *, buckets: None = None) -> MetricHistory: ...
+
+    @overload
+    def metric_history(self, run: Any, name: str, *, buckets: int) -> list[dict[str, Any]]: ...
+
+    def metric_history(self, run: Any, name: str, *,
+                       buckets: int | None = None) -> MetricHistory | list[dict[str, Any]]:
+        """Metric ``name`` of a run, in the order logged. Every point: a ``MetricHistory``
+        (two compact arrays, ``steps`` and ``values``; iterating gives ``(step, value)``
+        pairs). With ``buckets``: at most that many buckets of consecutive points, each a dict
+        with step_from, step_to, count, min, max (NaN skipped; None when all NaN) and last,
+        read from the blocks' summaries (for plots: about ``2*buckets`` blocks are decoded,
+        whatever the run's length). ValidationError for a bad name or ``buckets`` (an
+        integer from 1 to ``validation.MAX_BUCKETS``)."""
         name = validation.text(name, "name")
+        count = None if buckets is None else validation.buckets(buckets)
+        run_id = str(id_of(run, "run"))
         self.flush()
-        return list(self.views.metric_history(str(id_of(run, "run")), name))
+        if count is None:
+            return self.views.metric_history(run_id, name)
+        return self.views.metric_buckets(run_id, name, count)
 
     def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
         """Events a read model could not apply (an event it fails on: a number beyond 64 bits,

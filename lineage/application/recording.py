@@ -17,7 +17,7 @@ from uuid import UUID
 
 from lineage.application.commands import as_uuid
 from lineage.application.handles import Pending
-from lineage.application.step_log import StepRecord
+from lineage.application.step_log import QueuedStep
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.write_batch import Command
 from lineage.application.writer import Writer
@@ -44,12 +44,15 @@ class Recorder(Protocol):
         thread: the report is for the training code's next call)."""
 
     @property
-    def put_step(self) -> Callable[[StepRecord], None]:
-        """Queue one validated step (blocks only while the queue is full). A property, so a
-        run handle binds the writer's own method: no extra call on the hot path."""
+    def put_step(self) -> Callable[[QueuedStep], None]:
+        """Queue one validated step, a tuple in ``step_log.StepRecord``'s order (blocks only
+        while the queue is full). A property, so a run handle binds the writer's own method: no
+        extra call on the hot path."""
 
-    def now_ns(self) -> int:
-        """Epoch nanoseconds for a step's default time."""
+    @property
+    def now_ns(self) -> Callable[[], int]:
+        """Epoch nanoseconds for a step's default time. A property, like ``put_step``: the
+        system clock's own ``time.time_ns`` when no clock was injected."""
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is committed; WriterError on losses."""
@@ -69,7 +72,7 @@ class WriterRecorder:
         self._clock_given = clock is not None
 
     @property
-    def put_step(self) -> Callable[[StepRecord], None]:
+    def put_step(self) -> Callable[[QueuedStep], None]:
         return self.writer.put_step
 
 
@@ -88,10 +91,12 @@ class WriterRecorder:
         future = self.writer.submit(Command(handler, envelope, label), background=background)
         return Pending(future, self.writer)
 
-    def now_ns(self) -> int:
-        if self._clock_given:
-            return int(self.clock().timestamp() * 1_000_000) * 1000
-        return time.time_ns()
+    @property
+    def now_ns(self) -> Callable[[], int]:
+        return self._clock_ns if self._clock_given else time.time_ns
+
+    def _clock_ns(self) -> int:
+        return int(self.clock().timestamp() * 1_000_000) * 1000
 
     def flush(self, timeout: float | None = None) -> None:
         self.writer.flush(timeout)

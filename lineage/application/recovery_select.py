@@ -14,6 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from lineage.application.views import ArtifactView, LostSteps, RunView
+from lineage.codec.step_block import BlockCodec, last_block
+from lineage.codec.step_block import step_at as stored_step_at
 from lineage.domain import ids
 from lineage.errors import NotFoundError
 from lineage.ports import ArtifactStorage
@@ -124,16 +126,19 @@ def lost_steps(tracker: Any, run_id: UUID, after_step: int) -> LostSteps | None:
     """The steps ``run_id`` logged after ``after_step``: found by binary search over the step
     stream's versions (a few reads for a million steps), taking steps as non-decreasing."""
     stream = ids.step_stream_id(run_id)
+    codec = BlockCodec(tracker.mapper)
 
     def step_at(version: int) -> int:
-        (stored,) = tracker.store.read_stream(stream, after=version - 1, limit=1)
-        return int(tracker.mapper.to_domain_event(stored).step)
+        found = stored_step_at(tracker.store, codec, stream, version)
+        if found is None:
+            raise LookupError(f"step stream {stream} has no version {version}")
+        return found.step
 
-    last = tracker.store.read_stream(stream, desc=True, limit=1)
-    if not last:
+    last = last_block(tracker.store, codec, run_id)
+    if last is None:
         return None
-    total = last[0].originator_version
-    last_step = int(tracker.mapper.to_domain_event(last[0]).step)
+    total = last.seq_to
+    last_step = last.steps[-1]
     if last_step <= after_step:
         return None
     low, high = 1, total

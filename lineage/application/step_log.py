@@ -4,29 +4,36 @@ One stream per run (``ids.step_stream_id``), never replayed: the stream's own co
 version, kept here between batches and read back from the store (its last event) after a
 restart or a conflict. A run with a *gap* (a step of it was not committed: refused here, or
 failed by the writer) gets no later step stored: each is refused with StepGapError, so a run's
-stored steps stay a prefix of the steps logged. Step events are encoded by the step codec
-(``lineage.codec.steps``: the same bytes as the library's mapper, much cheaper) and get
-time-ordered ids from one ``urandom`` call per batch.
+stored steps stay a prefix of the steps logged. The steps of one run between two commands of a
+batch are stored as one block (``lineage.codec.step_block``): one row, a random time-ordered
+block id, and step ids derived from it unless the caller gave one.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import floordiv as _floordiv
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from lineage.application.unit_of_work import UnitOfWork
-from lineage.codec.steps import STEP_TOPIC, IsoSeconds, encode_step, stored_time
+from lineage.codec.step_block import STEPS_TOPIC, Origin, StepColumns, encode_block, epoch_us
 from lineage.domain.ids import step_stream_id
 from lineage.errors import RunFinishedError, StepGapError
 from lineage.ports import EventStore
 
 
 class StepRecord(NamedTuple):
-    """One ``log_step`` call, as queued by the training thread (already validated)."""
+    """One ``log_step`` call (already validated), field by field.
+
+    The queue holds a step as a tuple in this order: a plain one from ``log_step`` (building
+    this NamedTuple would cost the training thread a fifth of the call), or a StepRecord. The
+    writer reads either by index (``RUN_ID``, ``STEP``, ``EVENT_ID``) and ``columns`` by zip.
+    """
 
     run_id: UUID
     step: int
@@ -41,8 +48,19 @@ class StepRecord(NamedTuple):
     event_id: UUID | None
 
 
+# Where the writer reads a queued step's fields (see StepRecord).
+RUN_ID, STEP, EVENT_ID = 0, 1, 10
+QueuedStep = tuple[Any, ...]
+
+
+# The most steps one block holds: a commit of more (the writer takes up to ``batch_size`` items)
+# stores several blocks, so readers never decode more than this to reach one step (an audit
+# page, the edge of a downsampled metric history).
+BLOCK_STEPS = 1000
+
+
 class StoredStep(NamedTuple):
-    """A StoredEvent look-alike that is 3x cheaper to build (the step path makes millions)."""
+    """A StoredEvent look-alike that is 3x cheaper to build: one stored step block."""
 
     originator_id: UUID
     originator_version: int
@@ -53,36 +71,33 @@ class StoredStep(NamedTuple):
 class StepLog:
     """Where every run's step stream stands, across batches (writer thread only)."""
 
-    def __init__(self, store: EventStore, tail: str, new_id: Callable[[], UUID] | None,
+    def __init__(self, store: EventStore, origin: tuple[str, str, str],
+                 new_id: Callable[[], UUID] | None,
                  gaps: dict[UUID, tuple[int, str]] | None = None) -> None:
-        """``gaps``: run -> (first step not committed, reason), shared with the writer."""
+        """``origin``: the (source, tenant_id, actor) of every step this writer stores;
+        ``gaps``: run -> (first step not committed, reason), shared with the writer."""
         self.store = store
         self.gaps = {} if gaps is None else gaps
-        self.tail = tail
+        self.origin = origin
         self.new_id = new_id  # None: time-ordered random ids
         self.versions: dict[UUID, int] = {}
         self.streams: dict[UUID, UUID] = {}
-        self.iso_ns = IsoSeconds()
 
-    def batch(self, uow: UnitOfWork, now: datetime, count: int) -> StepBatch:
-        ids = (iter([self.new_id().hex for _ in range(count)]) if self.new_id is not None
-               else random_hex_ids(count))
-        return StepBatch(self, uow, stored_time(now), ids)
+    def batch(self, uow: UnitOfWork, now: datetime) -> StepBatch:
+        return StepBatch(self, uow, Origin(epoch_us(now), *self.origin))
+
+    def block_id(self) -> str:
+        return self.new_id().hex if self.new_id is not None else next(random_hex_ids(1))
 
     def forget(self) -> None:
         """After a failed append: versions are read again from the store."""
         self.versions.clear()
 
-    def state(self, record: StepRecord, event_id: str, now_iso: str) -> bytes:
-        occurred = (self.iso_ns(record.occurred_ns) if record.occurred_at is None
-                    else stored_time(record.occurred_at))
-        return encode_step(record, event_id, occurred, now_iso, self.tail)
-
 
 class _Cursor:
-    """Where one run's step stream stands while a batch is built."""
+    """Where one run's step stream stands while a batch is built, and its open block."""
 
-    __slots__ = ("gap", "run", "run_id", "stream", "version")
+    __slots__ = ("gap", "ready", "records", "run", "run_id", "stream", "version")
 
     def __init__(self, run_id: UUID, run: Any, stream: UUID, version: int,
                  gap: tuple[int, str] | None) -> None:
@@ -91,50 +106,86 @@ class _Cursor:
         self.stream = stream
         self.version = version
         self.gap = gap
+        self.records: list[QueuedStep] = []  # the open block: steps since the last command
+        # The block is open and its run was checked (no gap, not finished): what ``add``
+        # checks once per block, not once per step; cleared by a refusal and a closed block.
+        self.ready = False
 
 
 class StepBatch:
-    """The steps of one batch: versions counted on, checked against their run."""
+    """The steps of one batch, as blocks: versions counted on, checked against their run.
 
-    def __init__(self, log: StepLog, uow: UnitOfWork, now_iso: str, ids: Iterator[str]) -> None:
+    A block holds the steps of one run between two commands of the batch (a command closes
+    every open block, so the log keeps the order of steps and commands); ``blocks`` lists
+    them with where they go among the unit of work's events."""
+
+    def __init__(self, log: StepLog, uow: UnitOfWork, origin: Origin) -> None:
         self.log = log
         self.uow = uow
-        self.now_iso = now_iso
-        self.ids = ids
+        self.origin = origin
         self.cursors: dict[UUID, _Cursor] = {}
         self.cursor: _Cursor | None = None
+        self.open: list[_Cursor] = []
+        self.blocks: list[tuple[int, StoredStep, list[str]]] = []
 
-    def encode(self, record: StepRecord) -> tuple[StoredStep, str]:
-        """The stored event and hex id of one step; RunFinishedError when its run ended,
+    def add(self, record: QueuedStep) -> None:
+        """Add one step to its run's open block; RunFinishedError when its run ended,
         StepGapError when an earlier step of its run was not committed."""
         cursor = self.cursor
         # Identity check: a run's steps share its handle's UUID object, so a run of
-        # consecutive steps costs no hashing.
-        if cursor is None or record.run_id is not cursor.run_id:
-            cursor = self.cursor = self._cursor(record.run_id)
+        # consecutive steps costs no hashing. Between two commands a run cannot finish, and a
+        # gap appears only through ``refused``: a ready cursor needs no other check.
+        run_id = record[RUN_ID]
+        if cursor is not None and cursor.ready and run_id is cursor.run_id:
+            cursor.records.append(record)
+            return
+        if cursor is None or run_id is not cursor.run_id:
+            cursor = self.cursor = self._cursor(run_id)
         if cursor.gap is not None:
-            raise StepGapError(record.run_id, *cursor.gap)
+            raise StepGapError(run_id, *cursor.gap)
         if cursor.run.finished:
             raise RunFinishedError(cursor.run.id, cursor.run.status, "steps")
-        cursor.version += 1
-        event_id = next(self.ids) if record.event_id is None else record.event_id.hex
-        state = self.log.state(record, event_id, self.now_iso)
-        return StoredStep(cursor.stream, cursor.version, STEP_TOPIC, state), event_id
+        if not cursor.records:
+            self.open.append(cursor)
+        cursor.records.append(record)
+        cursor.ready = True
 
-    def refused(self, record: StepRecord, error: BaseException) -> None:
+    def refused(self, record: QueuedStep, error: BaseException) -> None:
         """``record`` will not be stored: no later step of its run may be (no holes)."""
-        gap = self.log.gaps.setdefault(record.run_id, (record.step, str(error)))
-        cursor = self.cursors.get(record.run_id)
+        gap = self.log.gaps.setdefault(record[RUN_ID], (record[STEP], str(error)))
+        cursor = self.cursors.get(record[RUN_ID])
         if cursor is not None:
             cursor.gap = gap
+            cursor.ready = False
 
     def after_command(self) -> None:
-        """A command may change or reload a run: look runs up again."""
+        """A command comes next: close the open blocks before it, and look runs up again
+        (a command may change or reload a run)."""
+        self._close_blocks()
         self.cursor = None
 
     def close(self) -> None:
+        self._close_blocks()
         for cursor in self.cursors.values():
             self.log.versions[cursor.stream] = cursor.version
+
+    def _close_blocks(self) -> None:
+        at = len(self.uow.events)
+        for cursor in self.open:
+            pending, cursor.records = cursor.records, []
+            cursor.ready = False
+            for start in range(0, len(pending), BLOCK_STEPS):
+                records = pending[start:start + BLOCK_STEPS]
+                seq_from = cursor.version + 1
+                cursor.version += len(records)
+                block_hex = self.log.block_id()
+                shape = columns(records)
+                state = encode_block(cursor.run_id, seq_from, bytes.fromhex(block_hex),
+                                     self.origin, shape)
+                ids = [block_hex, *(given.hex() for given in shape.ids.values())]
+                self.blocks.append(
+                    (at, StoredStep(cursor.stream, cursor.version, STEPS_TOPIC, state), ids))
+        self.open = []
 
     def _cursor(self, run_id: UUID) -> _Cursor:
         gap = self.log.gaps.get(run_id)
@@ -157,23 +208,42 @@ class StepBatch:
         return cursor
 
 
-def merge_steps(uow: UnitOfWork, mapper: Any, steps: list[tuple[int, StoredStep, str]]) -> list[Any]:
-    """Interleave step events with aggregate events in queue order; ids become hex."""
+def columns(records: list[QueuedStep]) -> StepColumns:
+    """The writer's records of one block, transposed for ``encode_block`` (by ``zip``, in C:
+    this runs for every step the writer stores)."""
+    (_, steps, metrics, epochs, durations, tokens, resources, occurred_ns, occurred_at, raws,
+     event_ids) = zip(*records, strict=True)
+    count = len(records)
+    if occurred_at.count(None) == count:
+        occurred_us: Sequence[int] = list(map(_floordiv, occurred_ns, repeat(1000, count)))
+    else:
+        occurred_us = [ns // 1000 if at is None else epoch_us(at)
+                       for ns, at in zip(occurred_ns, occurred_at, strict=True)]
+    ids = {} if event_ids.count(None) == count else {
+        i: event_id.bytes for i, event_id in enumerate(event_ids) if event_id is not None}
+    return StepColumns(steps, occurred_us, raws, epochs, tokens, metrics, durations, resources,
+                       ids)
+
+
+def merge_steps(uow: UnitOfWork, mapper: Any, blocks: list[tuple[int, StoredStep, list[str]]]) -> list[Any]:
+    """Interleave step blocks with aggregate events in queue order. ``uow.hex_ids`` becomes
+    the ids to hold unique: each aggregate event's, each block's and the step ids callers
+    chose."""
     aggregate_stored = [mapper.to_stored_event(event) for event in uow.events]
     aggregate_ids = [event_id.hex for event_id in uow.event_ids]
-    if not steps:
+    if not blocks:
         uow.hex_ids = aggregate_ids
         return aggregate_stored
     stored: list[Any] = []
     hex_ids: list[str] = []
     taken = 0
-    for position, step_event, step_id in steps:
+    for position, block, block_ids in blocks:
         if taken < position:
             stored.extend(aggregate_stored[taken:position])
             hex_ids.extend(aggregate_ids[taken:position])
             taken = position
-        stored.append(step_event)
-        hex_ids.append(step_id)
+        stored.append(block)
+        hex_ids.extend(block_ids)
     stored.extend(aggregate_stored[taken:])
     hex_ids.extend(aggregate_ids[taken:])
     uow.hex_ids = hex_ids

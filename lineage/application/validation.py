@@ -37,6 +37,7 @@ _NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # Metric names that passed ``name``: the hot path looks them up instead of checking again.
 # Bounded, as metric names are few but not trusted.
 _GOOD_METRIC_NAMES: set[str] = set()
+KNOWN_METRIC_NAMES = _GOOD_METRIC_NAMES  # read-only outside this module (log_step's fast path)
 _GOOD_NAMES_MAX = 10_000
 FLOAT_MAX = 1.7976931348623157e308
 
@@ -45,6 +46,7 @@ CHECKPOINT_FORMATS = ("safetensors", "pytorch", "gguf", "onnx")
 CHECKSUM_ALGORITHMS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
 RUN_STATUSES_FINAL = ("completed", "failed", "cancelled", "superseded")
 METADATA_LIMIT_BYTES = 64 * 1024
+MAX_BUCKETS = 10_000  # a downsampled metric history: far more points than a plot has pixels
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 # Every integer we store must fit a signed 64-bit column (SQLite INTEGER, PostgreSQL bigint)
@@ -250,6 +252,15 @@ def positive_int(value: Any, field: str) -> int:
     if (isinstance(value, bool) or not hasattr(value, "__index__")
             or not 0 < operator.index(value) <= INT64_MAX):
         raise ValidationError(field, f"must be a positive integer (at most 2**63 - 1), got "
+                                     f"{shown(value)}", value)
+    return operator.index(value)
+
+
+def buckets(value: Any, field: str = "buckets") -> int:
+    """How many buckets a downsampled history may have: an integer 1..``MAX_BUCKETS``."""
+    if (isinstance(value, bool) or not hasattr(value, "__index__")
+            or not 0 < operator.index(value) <= MAX_BUCKETS):
+        raise ValidationError(field, f"must be an integer from 1 to {MAX_BUCKETS}, got "
                                      f"{shown(value)}", value)
     return operator.index(value)
 

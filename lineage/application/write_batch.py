@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from lineage.application.step_log import StepBatch, StepRecord, StoredStep, merge_steps
+from lineage.application.step_log import EVENT_ID, RUN_ID, StepBatch, merge_steps
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain.envelope import Envelope
 from lineage.errors import LineageError, StoreError
@@ -53,13 +53,23 @@ class WriterStats:
     give_ups: int = 0
 
 
+def event_id_of(item: Any) -> UUID | None:
+    """The event id a queued item carries: a step's (usually None) or a command's."""
+    return item[EVENT_ID] if isinstance(item, tuple) else item.event_id
+
+
 def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
     """Keep the first of several items with one event id (a retry queued before the first
     was committed); the others are no-ops, resolved as duplicates."""
+    ids = [item[EVENT_ID] if isinstance(item, tuple) else item.event_id for item in items]
+    distinct = set(ids)
+    distinct.discard(None)
+    if len(distinct) == len(ids) - ids.count(None):
+        return items  # no id repeats (steps mostly have none): nothing to drop
     seen: set[UUID] = set()
     kept = []
     for item in items:
-        event_id = item.event_id
+        event_id = event_id_of(item)
         if event_id is not None:
             if event_id in seen:
                 stats.duplicate_events += 1
@@ -76,12 +86,11 @@ def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any)
     items the domain refuses, by index. A StoreError (reading failed) propagates: the whole
     batch waits for the store."""
     rejected: dict[int, BaseException] = {}
-    steps: list[tuple[int, StoredStep, str]] = []
+    add_step = step_batch.add
     for index, item in enumerate(items):
-        if type(item) is StepRecord:
+        if isinstance(item, tuple):  # a step (see step_log.StepRecord)
             try:
-                stored, event_id = step_batch.encode(item)
-                steps.append((len(uow.events), stored, event_id))
+                add_step(item)
             except StoreError:
                 raise  # reading the run failed: the whole batch waits for the store
             except LineageError as error:
@@ -96,7 +105,7 @@ def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any)
         except Exception as error:  # a refused or broken command fails alone
             rejected[index] = error
     step_batch.close()
-    uow.stored = merge_steps(uow, mapper, steps)
+    uow.stored = merge_steps(uow, mapper, step_batch.blocks)
     return rejected
 
 
@@ -105,7 +114,8 @@ def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> 
     no-ops, resolved as duplicates."""
     kept = []
     for item in pending:
-        if item.event_id is not None and item.event_id.hex in known:
+        event_id = event_id_of(item)
+        if event_id is not None and event_id.hex in known:
             stats.duplicate_events += 1
             if type(item) is Command:
                 item.future.set_result(None)
@@ -117,5 +127,5 @@ def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> 
 def first_subject(items: list[Any]) -> Any:
     """What a conflict error names: the first item's run id (a step) or label (a command)."""
     for item in items:
-        return item.run_id if type(item) is StepRecord else item.label
+        return item[RUN_ID] if isinstance(item, tuple) else item.label
     return None

@@ -100,12 +100,13 @@ class Losses:
         self._unseen: dict[Future[Any], BaseException] = {}  # refusals nobody waited on yet
 
     def steps_lost(self, records: Iterable[Any], error: BaseException) -> int:
-        """Count ``records`` (StepRecords) as lost by ``error`` and mark their runs' gaps."""
+        """Count ``records`` (queued steps: ``step_log.StepRecord`` order) as lost by ``error``
+        and mark their runs' gaps."""
         reason = reason_of(error)
         count = 0
         with self.lock:
             for record in records:
-                self.gaps.setdefault(record.run_id, (record.step, reason))
+                self.gaps.setdefault(record[0], (record[1], reason))  # run id, step
                 count += 1
             if count:
                 self._lost += count

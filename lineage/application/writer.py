@@ -38,12 +38,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
+from itertools import repeat, starmap
 from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import StepLog, StepRecord
+from lineage.application.step_log import RUN_ID, QueuedStep, StepLog
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.application.write_batch import (
     Command,
@@ -55,7 +56,6 @@ from lineage.application.write_batch import (
     first_subject,
 )
 from lineage.application.write_failures import Losses, Outage
-from lineage.codec.steps import envelope_tail
 from lineage.domain.envelope import Origin
 from lineage.errors import ConflictError, ReadOnlyStoreError, StoreError, WriterError
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
@@ -67,7 +67,7 @@ class Writer:
     def __init__(self, store: EventStore, mapper: Mapper, *, origin: Origin,
                  clock: Callable[[], datetime],
                  id_source: Callable[[], UUID] = uuid4, max_queue: int = 20_000,
-                 batch_size: int = 1000, batch_interval_s: float = 0.05,
+                 batch_size: int = 5000, batch_interval_s: float = 0.05,
                  retry_for_s: float = 30.0) -> None:
         """``retry_for_s``: how long the store may fail without a break before the writer
         gives up on what is queued (the bound on any caller's wait, see the module doc)."""
@@ -80,7 +80,7 @@ class Writer:
         self.retry_for_s = retry_for_s
         self.stats = WriterStats()
         self.losses = Losses()
-        self.steps = StepLog(store, envelope_tail(*origin),
+        self.steps = StepLog(store, (origin.source, origin.tenant_id, origin.actor),
                              None if id_source is uuid4 else id_source, self.losses.gaps)
         self._outage = Outage(retry_for_s)
         self._given_up = False  # set by a give-up in the current batch
@@ -103,13 +103,13 @@ class Writer:
 
     # -- producer side (any thread) ------------------------------------------------------------
 
-    def put_step(self, record: StepRecord) -> None:
+    def put_step(self, record: QueuedStep) -> None:
         """Queue one validated step. Blocks only while the queue is full, and at most until
         the writer gives up. Raises, without queuing the step: the loss report (WriterError)
         once after a give-up; StepGapError when earlier steps of its run were not committed;
         ReadOnlyStoreError at once when the store was opened read-only."""
         if len(self._queue) >= self._room:
-            self._before_put(record.run_id)
+            self._before_put(record[RUN_ID])
         self._queue.append(record)
 
     def submit(self, command: Command, *, background: bool = False) -> Future[Any]:
@@ -217,7 +217,7 @@ class Writer:
                 self._wake.clear()
             self._urgent = self._flushes_pending > 0  # a queued flush keeps every batch prompt
             count = min(len(queue), self.batch_size)
-            batch = [queue.popleft() for _ in range(count)]
+            batch = list(starmap(queue.popleft, repeat((), count)))  # the loop in C
             with self._space:
                 self._space.notify_all()
             try:
@@ -229,8 +229,10 @@ class Writer:
                 self._update_room()
 
     def _commit(self, batch: list[Any]) -> None:
-        flushes = [item for item in batch if type(item) is Flush]
-        pending = dedupe([item for item in batch if type(item) is not Flush], self.stats)
+        flushes = [item for item in batch if type(item) is Flush] if Flush in set(
+            map(type, batch)) else []  # the common check in C
+        pending = dedupe([item for item in batch if type(item) is not Flush] if flushes else batch,
+                         self.stats)
         self._given_up = False
         if pending and not self._commit_items(pending, final=False):
             # Another writer kept winning on some aggregate: commit the items one by one, so
@@ -310,12 +312,17 @@ class Writer:
         """Turn queued items into events; items the domain refuses are set aside by index."""
         now = self.clock()
         uow = UnitOfWork(self.store, self.mapper, self._cache, now)
-        step_batch = self.steps.batch(uow, now, sum(1 for item in items if type(item) is StepRecord))
+        step_batch = self.steps.batch(uow, now)
         return uow, build(uow, step_batch, items, self.mapper)
 
     def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int) -> None:
         self.stats.committed_events += count
         self.stats.committed_batches += 1
+        if not rejected:  # the common case: only commands have someone to tell
+            for item in pending:
+                if type(item) is Command:
+                    item.future.set_result(getattr(item, "result", None))
+            return
         for index, item in enumerate(pending):
             error = rejected.get(index)
             if type(item) is Command:
@@ -339,7 +346,7 @@ class Writer:
                 self._flushes_pending -= 1
         self.stats.lost_events += sum(1 for item in items if type(item) is Command)
         self.stats.lost_events += self.losses.steps_lost(
-            [item for item in items if type(item) is StepRecord], error)
+            [item for item in items if isinstance(item, tuple)], error)
         self._update_room()
 
     def _give_up(self, items: list[Any], error: StoreError) -> None:

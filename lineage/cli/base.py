@@ -41,6 +41,7 @@ from lineage.errors import LineageError
 PROG = "lineage"
 PIPE_WIDTH = 200  # when stdout is not a terminal (and COLUMNS is unset): don't fold tables
 HELP_OPTIONS = ["-h", "--help"]
+WRITE_SIZE = 1 << 16  # characters of JSON gathered per write to stdout
 DEBUG_ENV = "LINEAGE_DEBUG"  # set (not 0): print the traceback of an error before its line
 _DB, _JSON = "lineage.db", "lineage.json"  # keys in click's Context.meta
 
@@ -229,7 +230,18 @@ def make_console() -> Console:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(fmt.dumps(value) + "\n")
+    """``value`` as indented strict JSON on stdout, written as it is made
+    (``lineage.cli.jsonout``: a list in the outer two levels may be a one-pass iterator)."""
+    pieces: list[str] = []
+    size = 0
+    for piece in fmt.iterencode(value):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= WRITE_SIZE:
+            sys.stdout.write("".join(pieces))
+            pieces.clear()
+            size = 0
+    sys.stdout.write("".join(pieces) + "\n")
 
 
 def print_json_line(value: Any) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lineage.application.views import ArtifactView, RunView
+from lineage.cli.jsonout import dumps as dumps  # the CLI's JSON lives in lineage.cli.jsonout
+from lineage.cli.jsonout import iterencode as iterencode
+from lineage.cli.jsonout import jsonable as jsonable
 
 STATUS_STYLES = {"running": "cyan", "completed": "green", "failed": "red",
                  "cancelled": "yellow", "superseded": "magenta", "live": "green",
@@ -40,34 +42,6 @@ _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
 # -- JSON ----------------------------------------------------------------------------------------
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: UUIDs as strings, datetimes ISO 8601, NaN and infinities
-    as the strings "NaN", "Infinity", "-Infinity" (so the output is strict JSON)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        return _NON_FINITE.get(value, value)
-    if isinstance(value, UUID | PurePath):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Iterable) and not isinstance(value, bytes):
-        return [jsonable(item) for item in value]
-    if hasattr(value, "__float__"):  # NumPy scalars
-        return jsonable(float(value))
-    return str(value)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(jsonable(value), indent=2, allow_nan=False, ensure_ascii=False)
 
 
 def run_json(view: RunView) -> dict[str, Any]:

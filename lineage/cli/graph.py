@@ -31,11 +31,13 @@ def trace_tree(graph: dict[str, Any]) -> Tree:
         tree.add(Text(f"resumed from run {trace['parent_trace_id']}", style="yellow"))
     if attributes["superseded_by"]:
         tree.add(Text(f"superseded by run {attributes['superseded_by']}", style="magenta"))
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for span in graph["spans"]:
-        children.setdefault(span["parent_span_id"], []).append(span)
-    root = next((s for s in graph["spans"] if s["kind"] == "run"), None)
-    for span in _rolled(children.get(root["id"] if root else None, [])):
+    children: dict[str | None, list[dict[str, Any]]] = {}  # rolled up as they come
+    root = None
+    for span in graph["spans"]:  # one pass: it may be an iterator over a long run's spans
+        if root is None and span["kind"] == "run":
+            root = span
+        _roll(children.setdefault(span["parent_span_id"], []), span)
+    for span in children.get(root["id"] if root else None, []):
         tree.add(_span_text(span))
     lost = graph["metadata"].get("lost_steps")
     if lost and lost["count"]:
@@ -50,21 +52,19 @@ def trace_tree(graph: dict[str, Any]) -> Tree:
     return tree
 
 
-def _rolled(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Consecutive step-range spans become one line, so a long run reads as a few lines."""
-    out: list[dict[str, Any]] = []
-    for span in spans:
-        previous = out[-1] if out else None
-        if span["kind"] == "steps" and previous is not None and previous["kind"] == "steps":
-            merged = dict(previous)
-            merged["attributes"] = {**previous["attributes"],
-                                    "step_to": span["attributes"]["step_to"],
-                                    "count": previous["attributes"]["count"] + span["attributes"]["count"]}
-            merged["metrics"], merged["finished_at"] = span["metrics"], span["finished_at"]
-            out[-1] = merged
-        else:
-            out.append(span)
-    return out
+def _roll(out: list[dict[str, Any]], span: dict[str, Any]) -> None:
+    """Append ``span`` to ``out``, a step-range span onto a step-range span before it as one
+    line, so a long run reads as a few lines."""
+    previous = out[-1] if out else None
+    if span["kind"] == "steps" and previous is not None and previous["kind"] == "steps":
+        merged = dict(previous)
+        merged["attributes"] = {**previous["attributes"],
+                                "step_to": span["attributes"]["step_to"],
+                                "count": previous["attributes"]["count"] + span["attributes"]["count"]}
+        merged["metrics"], merged["finished_at"] = span["metrics"], span["finished_at"]
+        out[-1] = merged
+    else:
+        out.append(span)
 
 
 def _span_text(span: dict[str, Any]) -> Text:

@@ -46,8 +46,9 @@ from lineage.errors import ValidationError
 
 # Modules adding commands: each has ``register(root: click.Group)`` and builds its commands with
 # ``command``, ``group``, ``json_option`` and ``resolve`` from ``lineage.cli.base``.
-COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli.query", "lineage.cli.export",
-                                   "lineage.cli.recovery")
+COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli.query", "lineage.cli.metrics",
+                                   "lineage.cli.export", "lineage.cli.recovery",
+                                   "lineage.cli.migrate")
 EPILOG = "The database defaults to LINEAGE_DATABASE_URL, else ./lineage.db (SQLite)."
 
 

@@ -55,11 +55,12 @@ def _trace(cli: Invocation, run: str, shape: str | None) -> int:
     with reader(cli) as tracker:
         catch_up(tracker, cli.console)
         run_id = tracker.resolve(run, "run")
-        graph = tracker.trace(run_id, format=shape or "lineageir")
-    if cli.json:
-        print_json(graph)
-    else:
-        cli.console.print(cli_graph.trace_tree(graph))
+        # Written as the spans are read: a long run's trace is never all in memory.
+        with tracker.views.trace_stream(str(run_id), shape=shape or "lineageir") as graph:
+            if cli.json:
+                print_json(graph)
+            else:
+                cli.console.print(cli_graph.trace_tree(graph))
     return 0
 
 
@@ -100,7 +101,8 @@ def _lineage(cli: Invocation, node: str, up: bool, down: bool, both: bool, depth
 @click.option("--kind", help="only events whose kind contains this (e.g. checkpoint)")
 @click.option("--since", metavar="TIME", help="recorded at or after (ISO 8601)")
 @click.option("--until", metavar="TIME", help="recorded at or before (ISO 8601)")
-@click.option("--steps", is_flag=True, help="include step events")
+@click.option("--steps", is_flag=True, help="include step events and heartbeats (a page "
+              "never cuts a block of steps, so it may run over --limit)")
 @click.option("--after", type=click.IntRange(min=0), default=0, metavar="POSITION",
               help="page: start after this log position")
 @click.option("--limit", type=click.IntRange(min=1), default=100)
@@ -118,7 +120,7 @@ def _audit(cli: Invocation, subject: str | None, actor: str | None, kind: str | 
         print_json(rows)
     elif rows:
         cli.console.print(cli_graph.audit_table(rows))
-        if len(rows) == limit:
+        if len(rows) >= limit:  # a page never cuts a block of steps: it may run over --limit
             cli.console.print(f"more: --after {rows[-1]['position']}")
     else:
         cli.console.print("no events")

@@ -1,20 +1,12 @@
-"""The step codec: the one way a ``StepRecorded`` becomes bytes and comes back.
+"""One step as the readers see it (``DecodedStep``), and steps stored one to a row.
 
-Step events are nearly all of the log, so both directions skip the library's mapper when they
-can, and a test pins them to it:
-
-- **encode** (the writer): ``encode_step`` writes the stored state byte for byte as the
-  library's ``JSONTranscoder`` (with ``UUIDAsHex`` and ``DatetimeAsISO``) writes a
-  ``StepRecorded`` (NaN/Infinity tokens, non-ASCII kept, ``isoformat()`` times), at a fraction
-  of the cost;
-- **decode** (the projections and the span builder): ``StepCodec.decode`` gives one
-  ``DecodedStep`` per stored step: straight from ``json.loads`` of that layout, or through the
-  mapper for anything else (a ``class_version`` to upcast, a cipher or compressor, another
-  layout), so both paths give equal tuples.
-
-The layout below is owned here: ``decode_step`` relies on it (the ``metrics`` object is sliced
-out of the text, so the strict-JSON column needs no re-encoding), and
-``tests/unit/test_step_encoding.py`` holds it to the library's mapper.
+Steps are stored in blocks now (``lineage.codec.step_block``); a block gives each of its steps
+back as a ``DecodedStep``. Stores written before blocks hold one row per step: the library's
+JSON of a ``StepRecorded`` (what its ``JSONTranscoder`` with ``UUIDAsHex`` and ``DatetimeAsISO``
+writes). ``StepCodec.decode`` reads those rows (``BlockCodec`` calls it for them, and
+``lineage migrate`` turns them into blocks): straight from ``json.loads`` of the layout below,
+or through the mapper for anything else (a ``class_version`` to upcast, a cipher or
+compressor, another layout), so both paths give equal tuples.
 
     {"timestamp":{..},"event_id":{..},"occurred_at":{..},"occurred_at_raw":..,"source":..,
      "tenant_id":..,"actor":..,"run_id":{..},"step":N,"epoch":..,"metrics":{..},
@@ -28,8 +20,7 @@ decode the same way.
 from __future__ import annotations
 
 import json
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -42,91 +33,7 @@ from lineage.timestamps import iso
 
 STEP_TOPIC = topic_of(StepRecorded)
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
 _loads = json.JSONDecoder().decode
-
-# -- encode ----------------------------------------------------------------------------------
-
-
-def encode_step(record: Any, event_hex: str, occurred_iso: str, timestamp_iso: str,
-                envelope_tail: str) -> bytes:
-    """Stored state of one StepRecorded, byte-identical to the library's JSONTranscoder.
-
-    ``record`` is a writer ``StepRecord``; the times are ``stored_time`` strings;
-    ``envelope_tail`` (``envelope_tail()``) is the ``"source":..,"tenant_id":..,"actor":..``
-    part shared by every step a writer stores.
-    """
-    return (
-        '{"timestamp":{"_type_":"datetime_iso","_data_":"%s"},'
-        '"event_id":{"_type_":"uuid_hex","_data_":"%s"},'
-        '"occurred_at":{"_type_":"datetime_iso","_data_":"%s"},"occurred_at_raw":%s,%s,'
-        '"run_id":{"_type_":"uuid_hex","_data_":"%s"},"step":%d,"epoch":%s,"metrics":%s,'
-        '"durations":%s,"tokens":%s,"resources":%s}'
-        % (
-            timestamp_iso,
-            event_hex,
-            occurred_iso,
-            "null" if record.occurred_at_raw is None else _dumps(record.occurred_at_raw),
-            envelope_tail,
-            record.run_id.hex,
-            record.step,
-            "null" if record.epoch is None else "%d" % record.epoch,
-            encode_numbers(record.metrics),
-            "null" if record.durations is None else encode_numbers(record.durations),
-            "null" if record.tokens is None else "%d" % record.tokens,
-            "null" if record.resources is None else encode_numbers(record.resources),
-        )
-    ).encode()
-
-
-_KEYS: dict[str, str] = {}
-_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def encode_numbers(values: dict[str, float]) -> str:
-    """JSON for a flat name -> number mapping, exactly as ``json.dumps`` writes it (NaN and
-    Infinity tokens included) at a third of the cost; key encodings are cached."""
-    parts = []
-    for key, number in values.items():
-        encoded_key = _KEYS.get(key)
-        if encoded_key is None:
-            encoded_key = _dumps(key)
-            if len(_KEYS) < 10_000:  # bounded: metric names are few, but not trusted
-                _KEYS[key] = encoded_key
-        text = repr(number)
-        parts.append("%s:%s" % (encoded_key, _NON_FINITE.get(text, text)))
-    return "{%s}" % ",".join(parts)
-
-
-def envelope_tail(source: str, tenant_id: str, actor: str) -> str:
-    return '"source":%s,"tenant_id":%s,"actor":%s' % (
-        _dumps(source), _dumps(tenant_id), _dumps(actor))
-
-
-def stored_time(moment: datetime) -> str:
-    """A time as ``DatetimeAsISO`` stores it: UTC ``isoformat()`` (no fraction on a whole
-    second)."""
-    return moment.astimezone(UTC).isoformat()
-
-
-class IsoSeconds:
-    """``stored_time`` of epoch nanoseconds, caching the whole-second prefix (the writer
-    formats one per step)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, ns: int) -> str:
-        second, rest = divmod(ns, 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        micros = rest // 1000
-        if micros:
-            return "%s.%06d+00:00" % (self._prefix, micros)
-        return self._prefix + "+00:00"
-
 
 # -- decode ----------------------------------------------------------------------------------
 

@@ -63,8 +63,9 @@ SETTINGS = (
              "where the events come from (default: host/program)"),
     _setting("queue_size", "LINEAGE_QUEUE_SIZE", lambda: 20_000, _positive_int,
              "bounded write queue; a full queue blocks the caller"),
-    _setting("batch_size", "LINEAGE_BATCH_SIZE", lambda: 1000, _positive_int,
-             "most events the writer commits in one transaction"),
+    _setting("batch_size", "LINEAGE_BATCH_SIZE", lambda: 5000, _positive_int,
+             "most items (steps, commands) the writer commits in one transaction; a run's "
+             "steps in one transaction are stored as one block"),
     _setting("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", lambda: 0.05, _positive_float,
              "longest the writer waits to fill a batch, in seconds"),
     _setting("retry_for_s", "LINEAGE_RETRY_FOR_S", lambda: 30.0, _positive_float,

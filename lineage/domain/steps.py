@@ -21,3 +21,11 @@ class StepRecorded(LogEvent):
     durations: dict[str, float] | None
     tokens: int | None
     resources: dict[str, float] | None
+
+
+class StepsRecorded:
+    """The stored topic of a step block: the steps of one run that one commit stored, many
+    ``StepRecorded`` events to a row (``lineage.codec.step_block`` reads and writes it; the
+    library's mapper never sees it). Not an event class of its own: each step in a block is
+    a ``StepRecorded`` with its own id and version. Its topic is in every stored block: keep
+    the class here."""

@@ -6,9 +6,9 @@ or one run's streams) and returns, for each, the spans that event completes:
 =============================  ================================================================
 event                          span (parent: the run's ``train run`` span)
 =============================  ================================================================
-``StepRecorded``               ``train steps``: when a step group's last step-stream version
-                               arrives (``identity.STEPS_PER_SPAN`` steps), from the group's
-                               first step to its last
+steps (a stored step block)    ``train steps``: one per step group whose last step-stream
+                               version the block holds (``identity.STEPS_PER_SPAN`` steps),
+                               from the group's first step to its last
 ``Run.CheckpointSaved``        ``save checkpoint``, linked to its parent checkpoints' spans
 ``Run.EvaluationRecorded``     ``evaluate``
 ``Run.FailureDetected``        ``detect failure`` (status error, an ``exception`` event)
@@ -45,8 +45,9 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
-from lineage.codec.steps import STEP_TOPIC, DecodedStep, StepCodec
+from lineage.codec.step_block import BlockCodec, StepBlock, read_blocks
 from lineage.domain import Artifact, Run, StepRecorded, ids
+from lineage.domain.steps import StepsRecorded
 from lineage.ports import EventStore
 from lineage.spans import identity
 from lineage.spans.model import (
@@ -86,16 +87,19 @@ class SpanBuilder(Dispatcher):
         self.store = store
         self.mapper = mapper
         self.limits = limits
-        self.steps = StepCodec(mapper)
+        self.blocks = BlockCodec(mapper)
         self._started: OrderedDict[UUID, bool] = OrderedDict()
         self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
-        self._page: dict[tuple[UUID, int], StoredEvent] = {}
+        self._page: dict[UUID, list[StoredEvent]] = {}  # stream -> the page's step rows
+        self._decoded: dict[tuple[Any, int], StepBlock] = {}
         self._handlers = self.topics()  # dispatched on the stored topic, before decoding
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[SpanRecord]]:
         """For each stored event (in log order), the spans it completes (often none)."""
-        self._page = {(_uuid(e.originator_id), e.originator_version): e for e in events
-                      if e.topic == STEP_TOPIC}
+        self._page = {}
+        for stored in events:  # step rows by stream, decoded only when a span needs them
+            if self.blocks.is_step(stored.topic):
+                self._page.setdefault(_uuid(stored.originator_id), []).append(stored)
         try:
             results = []
             for stored in events:
@@ -104,45 +108,67 @@ class SpanBuilder(Dispatcher):
             return results
         finally:
             self._page = {}
+            self._decoded.clear()
 
     # -- steps -----------------------------------------------------------------------------------
 
-    @handles(StepRecorded)
+    @handles(StepRecorded, StepsRecorded)
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
-        version = stored.originator_version
-        if version % identity.STEPS_PER_SPAN:
-            return []
-        return [self._step_span(_uuid(stored.originator_id), version)]
+        """The groups whose last version this block holds (versions ``seq_from..last``)."""
+        last = stored.originator_version
+        first = self._decode(stored).seq_from
+        per = identity.STEPS_PER_SPAN
+        ends = range((first + per - 1) // per * per, last + 1, per)
+        return [self._step_span(_uuid(stored.originator_id), end) for end in ends]
 
     def _step_span(self, stream: UUID, last: int) -> SpanRecord:
         """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
-        when the run finished)."""
+        when the run finished), from the blocks' columns."""
         group = identity.step_group(last)
         first = identity.step_group_versions(group)[0]
-        steps = self._steps(stream, first, last)
-        head, final = steps[0], steps[-1]
+        parts = self._parts(stream, first, last)
+        head_block, head_range = parts[0]
+        final_block, final_range = parts[-1]
+        head, final = head_block.decoded(head_range[0]), final_block.decoded(final_range[-1])
+        numbers = [block.steps[i] for block, indexes in parts for i in indexes]
+        tokens = [block.tokens[i] for block, indexes in parts if block.tokens is not None
+                  for i in indexes if block.tokens[i] is not None]
         run_id = final.run_uuid
-        tokens = [s.tokens for s in steps if s.tokens is not None]
-        numbers = [s.step for s in steps]
         pairs: list[tuple[str, Any]] = [
             ("lineage.run.id", final.run_id), ("lineage.step", final.step),
             ("lineage.epoch", final.epoch), ("lineage.step.first", head.step),
             ("lineage.step.min", min(numbers)), ("lineage.step.max", max(numbers)),
-            ("lineage.step.count", len(steps)), ("lineage.step.group", group),
+            ("lineage.step.count", len(numbers)), ("lineage.step.group", group),
             ("lineage.stream.version.first", first), ("lineage.stream.version.last", last),
             ("lineage.tokens", sum(tokens) if tokens else None),
             *prefixed("lineage.metric.", final.metrics)]
         return self._span(run_id, identity.step_group_span_id(run_id, group), STEPS_SPAN,
                           ns_of(head.occurred_datetime), ns_of(final.occurred_datetime), pairs)
 
-    def _steps(self, stream: UUID, first: int, last: int) -> list[DecodedStep]:
-        """Decoded step events of versions ``first..last``, from the page when it has them."""
-        page = self._page
-        stored = [page.get((stream, version)) for version in range(first, last + 1)]
-        if None in stored:
-            stored = list(self.store.read_stream(stream, after=first - 1, limit=last - first + 1))
-        decode = self.steps.decode
-        return [decode(item) for item in stored]
+    def _parts(self, stream: UUID, first: int, last: int) -> list[tuple[StepBlock, range]]:
+        """The blocks holding versions ``first..last`` with the indexes of those versions in
+        each: from the page when it holds them all, else read from the store."""
+        rows = [row for row in self._page.get(stream, ()) if row.originator_version >= first]
+        parts = []
+        for row in rows:
+            block = self._decode(row)
+            if block.seq_from > last:
+                break
+            parts.append((block, block.slice_seq(first, last)))
+        if not parts or parts[0][0].seq_from > first:
+            parts = [(block, block.slice_seq(first, last)) for block in
+                     read_blocks(self.store, self.blocks, stream, first, last)]
+        return [(block, indexes) for block, indexes in parts if indexes]
+
+    def _decode(self, stored: StoredEvent) -> StepBlock:
+        """A page row decoded, kept while the page is built (a group may need it again)."""
+        key = (stored.originator_id, stored.originator_version)
+        block = self._decoded.get(key)
+        if block is None:
+            if len(self._decoded) >= 8:
+                self._decoded.clear()  # blocks are visited in order: a few suffice
+            block = self._decoded[key] = self.blocks.decode(stored)
+        return block
 
     # -- run events ------------------------------------------------------------------------------
 

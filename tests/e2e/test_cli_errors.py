@@ -154,7 +154,9 @@ def test_a_full_disk_while_the_read_models_catch_up(tmp_path: Path) -> None:
 
 # -- read-only archives ----------------------------------------------------------------------------
 
-QUERIES = [("runs",), ("runs", "show", "{run}"), ("artifacts",), ("trace", "{run}"), ("audit",)]
+QUERIES = [("runs",), ("runs", "show", "{run}"), ("artifacts",), ("trace", "{run}"), ("audit",),
+           ("audit", "--steps"), ("metrics", "{run}", "loss"),
+           ("metrics", "{run}", "loss", "--buckets", "2")]
 
 
 def query_all(db: str, run_id: str, capsys: pytest.CaptureFixture[str]) -> list[str]:

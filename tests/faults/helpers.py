@@ -20,18 +20,21 @@ KILL_FIGURES: list[tuple[str, int, dict[str, dict[str, int]]]] = []
 
 
 def stored_steps(store: Any, run_id: UUID) -> list[int]:
-    """The step numbers stored for ``run_id``, in stream order (read from the store itself)."""
-    from lineage.codec.steps import decode_step
+    """The step numbers stored for ``run_id``, in stream order (read from the store itself:
+    its blocks, which must cover the stream's versions 1..n with no hole)."""
+    from lineage.codec.mapper import make_mapper
+    from lineage.codec.step_block import BlockCodec
 
-    steps = []
-    events = store.read_stream(ids.step_stream_id(run_id))
-    versions = [event.originator_version for event in events]
-    assert versions == list(range(1, len(events) + 1)), "the step stream has a hole"
-    for event in events:
-        decoded = decode_step(event.state, event.originator_version)
-        if decoded is None:
-            raise AssertionError(f"step event {event.originator_version} does not decode")
-        steps.append(decoded.step)
+    codec = BlockCodec(make_mapper())
+    steps: list[int] = []
+    for event in store.read_stream(ids.step_stream_id(run_id)):
+        try:
+            block = codec.decode(event)
+        except ValueError as error:
+            raise AssertionError(f"step block {event.originator_version} does not decode") from error
+        assert block.seq_from == len(steps) + 1, "the step stream has a hole"
+        assert block.seq_to == event.originator_version
+        steps.extend(block.steps)
     return steps
 
 

@@ -154,7 +154,11 @@ def check_python(tracker: lineage.Tracker, driver: Driver) -> None:
         assert model.checksum is None or model.checksum.endswith(view.checksum or "?")
         tracker.lineage(artifact_id, direction="both")
     audit = tracker.audit(include_steps=True, limit=10_000)
-    assert len(audit) == len(list(tracker.store.read_log(1, 10_000)))
+    logged = list(tracker.store.read_log(1, 10_000))
+    blocks = [tracker.blocks.decode(row) for row in logged if tracker.blocks.is_step(row.topic)]
+    assert [row["event_id"] for row in audit if row["kind"] == "run.step_recorded"] == [
+        str(block.step_id(i)) for block in blocks for i in range(block.count)]
+    assert len(audit) == len(logged) - len(blocks) + sum(block.count for block in blocks)
 
 
 def cli(url: str, *argv: str) -> str:

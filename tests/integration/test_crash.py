@@ -27,6 +27,7 @@ import pytest
 
 import lineage
 from lineage.adapters.eventstore import SQLiteEventStore
+from lineage.codec.step_block import BlockCodec
 from lineage.domain import StepRecorded, ids
 
 pytestmark = pytest.mark.slow
@@ -135,8 +136,9 @@ def crash_repeatedly(url: str, tmp_path: Path, seed: int) -> dict[UUID, int]:
 def check_runs(tracker: lineage.Tracker, told: dict[UUID, int]) -> None:
     assert len(told) == ROUNDS.count("new")
     for run_id, committed in told.items():
-        stream = tracker.store.read_stream(ids.step_stream_id(run_id))
-        versions = [event.originator_version for event in stream]
+        blocks = [BlockCodec(tracker.mapper).decode(stored)
+                  for stored in tracker.store.read_stream(ids.step_stream_id(run_id))]
+        versions = [seq for block in blocks for seq in range(block.seq_from, block.seq_to + 1)]
         assert versions == list(range(1, len(versions) + 1))  # contiguous, no duplicate
         steps = tracker.steps(run_id)  # every stored step decodes
         assert all(isinstance(step, StepRecorded) for step in steps)

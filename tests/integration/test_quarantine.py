@@ -22,6 +22,7 @@ from sqlalchemy import select
 import lineage
 from lineage.cli.main import main
 from lineage.codec.dispatch import topic_of
+from lineage.codec.step_block import BlockCodec
 from lineage.domain import Artifact, Run, ids
 from lineage.projections.tables import metadata, quarantine
 from lineage.projections.tables import traces as traces_table
@@ -49,11 +50,15 @@ def inject_poison(tracker: lineage.Tracker, run_id: uuid.UUID) -> dict[str, int]
     registration); returns their notification ids by name."""
     tracker.flush()
     store = tracker.store
-    steps = store.read_stream(ids.step_stream_id(run_id), desc=True, limit=1)[0]
+    stream = ids.step_stream_id(run_id)
+    last = BlockCodec(tracker.mapper).decode(store.read_stream(stream, desc=True, limit=1)[0])
+    # A step stored one to a row (the layout before blocks), numbered beyond 64 bits.
+    huge = last.decoded(last.count - 1)._replace(seq=last.seq_to + 1, step=2**63,
+                                                 event_id=str(uuid.uuid4()))
     registered = next(note for note in store.read_log(1, 10_000)
                       if note.topic == topic_of(Artifact.Registered))
     poison = {
-        "huge_step": _copy(steps, version=steps.originator_version + 1, step=2**63),
+        "huge_step": tracker.mapper.to_stored_event(huge.as_event(stream)),
         "huge_size": _copy(registered, originator_id=uuid.uuid4(), version=1, size=2**70),
         "unknown_topic": StoredEvent(uuid.uuid4(), 1, "lineage.domain.gone:Vanished", b"{}"),
         "garbage": StoredEvent(uuid.uuid4(), 1, topic_of(Run.Finished), b"\x00not json"),
@@ -109,8 +114,10 @@ def test_poison_is_quarantined_and_everything_else_applied(durable_url: str,
     assert {a.uri for a in tracker.artifacts()} >= {"tinker://poisoned/weights/step-40"}
     trace = tracker.trace(run.id)
     assert trace["trace"]["status"] == "completed"
-    stored = len(tracker.store.read_log(1, 10_000))
-    assert len(tracker.audit(include_steps=True, limit=1000)) == stored - 2  # 2 undecodable
+    events = [n for n in tracker.store.read_log(1, 10_000) if not BlockCodec.is_step(n.topic)]
+    audited = tracker.audit(include_steps=True, limit=1000)
+    assert len([row for row in audited if row["kind"] != "run.step_recorded"]) == len(events) - 2
+    assert len(audited) == len(events) - 2 + 40  # 2 undecodable; the huge step is skipped
     viewed = tracker.run(run.id)
     assert viewed.steps == 40 and viewed.last_step == 40  # the steps after the poison count
     assert [step for step, _ in tracker.metric_history(run.id, "loss")] == list(range(1, 41))

@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from lineage.codec.steps import STEP_TOPIC, StepCodec
 from lineage.spans import identity
 from lineage.spans.builder import SpanBuilder
 from lineage.spans.model import (
@@ -259,17 +258,19 @@ def test_span_limits_hold_for_huge_runs(make_tracker: Callable[..., Any]) -> Non
     assert len(span.events) == 128 and span.dropped_events == 2
 
 
-def test_the_step_codec_agrees_with_the_library_mapper(make_tracker: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("page", [1, 3, 1000])
+def test_step_groups_cut_across_many_blocks_give_the_same_spans_whatever_the_page(
+        make_tracker: Callable[..., Any], page: int) -> None:
     tracker = make_tracker("memory://", export_otlp=False)
-    with tracker.start_run("steps") as run:
-        run.log_step(1, {"loss": float("nan"), "lr": float("inf")})
-        run.log_step(2, {"loss": 0.5}, epoch=3, durations={"step_s": 0.25}, tokens=64,
-                     resources={"gpu_mem": 1.5e9}, occurred_at="2025-01-01T00:00:00.5")
-        run.log_step(2, {}, occurred_at=1735689600123456789)
-    stored = [n for n in tracker.store.read_log(1, 100) if n.topic == STEP_TOPIC]
-    assert len(stored) == 3
-    codec = StepCodec(tracker.mapper)
-    for item in stored:
-        assert tracker.mapper.to_stored_event(tracker.mapper.to_domain_event(item)).state == item.state
-        decoded = codec.decode(item, item.id)
-        assert repr(decoded.as_event(item.originator_id)) == repr(tracker.mapper.to_domain_event(item))
+    with tracker.start_run("blocks") as run:
+        for step in range(250):
+            run.log_step(step, {"loss": 1.0 / (step + 1)}, tokens=2)
+            if step % 7 == 6:
+                tracker.flush()  # blocks of 7 steps: each group of 100 spans 15 of them
+    spans = named(build(tracker, page=page), "train steps")
+    assert [dict(s.attributes)["lineage.step.count"] for s in spans] == [100, 100, 50]
+    assert [dict(s.attributes)["lineage.step.first"] for s in spans] == [0, 100, 200]
+    assert [dict(s.attributes)["lineage.step.max"] for s in spans] == [99, 199, 249]
+    assert [dict(s.attributes)["lineage.tokens"] for s in spans] == [200, 200, 100]
+    assert dict(spans[-1].attributes)["lineage.metric.loss"] == 1.0 / 250
+    assert spans == named(build(tracker, page=1000), "train steps")
