@@ -57,7 +57,7 @@ from lineage.codec.dispatch import topic_of
 from lineage.codec.jsontext import strict_dumps
 from lineage.codec.steps import STEP_TOPIC, DecodedStep, StepCodec
 from lineage.domain.ids import step_stream_id
-from lineage.domain.steps import StepRecorded, StepsRecorded
+from lineage.domain.steps import StepsRecorded
 from lineage.ports import EventStore
 
 STEPS_TOPIC = topic_of(StepsRecorded)
@@ -329,10 +329,6 @@ class StepBlock:
 
     def decoded_steps(self) -> list[DecodedStep]:
         return [self.decoded(i) for i in range(self.count)]
-
-    def events(self, stream_id: UUID) -> list[StepRecorded]:
-        """Each step as the domain event it is."""
-        return [self.decoded(i).as_event(stream_id) for i in range(self.count)]
 
     def slice_seq(self, first: int, last: int) -> range:
         """The block indexes of stream versions ``first..last`` that this block holds."""
@@ -622,9 +618,8 @@ def read_steps(store: EventStore, codec: BlockCodec, stream: UUID, first: int = 
                last: int | None = None) -> list[DecodedStep]:
     """The steps of step stream ``stream`` with versions ``first..last`` (to the end when
     None), in order."""
-    top = last
     return [block.decoded(i) for block in read_blocks(store, codec, stream, first, last)
-            for i in block.slice_seq(first, block.seq_to if top is None else top)]
+            for i in block.slice_seq(first, block.seq_to if last is None else last)]
 
 
 def last_block(store: EventStore, codec: BlockCodec, run_id: UUID) -> StepBlock | None:

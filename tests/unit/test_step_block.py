@@ -180,4 +180,4 @@ def test_a_legacy_row_reads_as_a_block_of_one_equal_to_the_old_decoder() -> None
     assert (block.count, block.seq_from, block.seq_to, block.position) == (1, 12, 12, 9)
     assert repr(block.decoded(0)) == repr(StepCodec(mapper).decode(stored, 9))
     assert block.event_id == event.event_id == block.step_id(0)
-    assert repr(block.events(step_stream_id(run_id))[0]) == repr(event)
+    assert repr(block.decoded(0).as_event(step_stream_id(run_id))) == repr(event)
