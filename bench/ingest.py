@@ -136,7 +136,7 @@ def stored_shape(store: Store) -> dict[str, Any]:
 
 
 def _count(state: bytes) -> int:
-    from lineage.codec.step_block import decode_block
+    from lineage.codec.step_decode import decode_block
 
     return decode_block(state).count
 

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Report, metric_series
 
-from lineage.codec.step_block import Origin, StepColumns, decode_block, encode_block
+from lineage.codec.step_block import Origin, StepColumns, encode_block
+from lineage.codec.step_decode import decode_block
 from lineage.projections.metrics import row
 from lineage.projections.tables import metadata, step_metrics
 

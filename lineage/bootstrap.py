@@ -183,7 +183,7 @@ def open_step_migration(database_url: str | None = None) -> Any:
     from lineage.adapters.database import MEMORY, Database
     from lineage.adapters.log_rewriter import SqlAlchemyLogRewriter
     from lineage.application.migration import StepMigration
-    from lineage.codec.step_block import BlockCodec
+    from lineage.codec.step_read import BlockCodec
     from lineage.errors import ProjectionBusyError
     from lineage.projections import all_projections
     from lineage.projections.runner import SCHEMA_KEY, ProjectionLock

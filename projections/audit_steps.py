@@ -23,7 +23,8 @@ from sqlalchemy import Connection, literal, select
 
 from lineage.codec.block_peek import peek_origin
 from lineage.codec.jsontext import strict_dumps
-from lineage.codec.step_block import StepBlock, decode_block, iso_us
+from lineage.codec.step_block import iso_us
+from lineage.codec.step_decode import StepBlock, decode_block
 from lineage.projections.tables import step_metrics
 
 KIND = "run.step_recorded"

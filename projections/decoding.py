@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Table
 
 from lineage.codec.dispatch import Dispatcher
 from lineage.codec.jsontext import strict_dumps
-from lineage.codec.step_block import BlockCodec
+from lineage.codec.step_read import BlockCodec
 from lineage.domain.steps import StepsRecorded
 
 

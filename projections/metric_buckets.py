@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select
 
 from lineage.codec.block_peek import peek_ends
-from lineage.codec.step_block import decode_column
+from lineage.codec.step_decode import decode_column
 from lineage.projections.decoding import loads
 from lineage.projections.tables import step_metrics
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from lineage.codec.step_block import StepBlock
+from lineage.codec.step_decode import StepBlock
 from lineage.domain.steps import StepsRecorded
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item, dumps

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from lineage.application.metric_history import MetricHistory
-from lineage.codec.step_block import StepBlock, decode_block, decode_column
+from lineage.codec.step_decode import StepBlock, decode_block, decode_column
 from lineage.projections.tables import step_metrics
 
 

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from lineage.codec.step_block import StepBlock
+from lineage.codec.step_decode import StepBlock
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import dumps, loads
 from lineage.projections.tables import spans, traces

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, case, or_, select, update
 
 from lineage.application.job_status import job_status
 from lineage.codec.dispatch import handles
-from lineage.codec.step_block import StepBlock
+from lineage.codec.step_decode import StepBlock
 from lineage.domain import Run
 from lineage.domain.liveness import HeartbeatRecorded
 from lineage.domain.steps import StepsRecorded

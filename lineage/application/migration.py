@@ -44,16 +44,9 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from lineage.codec.step_block import (
-    STEPS_TOPIC,
-    BlockCodec,
-    Origin,
-    StepBlock,
-    StepColumns,
-    columns_of,
-    decode_block,
-    encode_block,
-)
+from lineage.codec.step_block import STEPS_TOPIC, Origin, StepColumns, columns_of, encode_block
+from lineage.codec.step_decode import StepBlock, decode_block
+from lineage.codec.step_read import BlockCodec
 from lineage.codec.steps import STEP_TOPIC, DecodedStep
 from lineage.ports import LogRewriter, LogRow
 

@@ -27,7 +27,7 @@ from lineage.application.commands import id_of
 from lineage.application.job_status import JOB_STATUSES
 from lineage.application.metric_history import MetricHistory
 from lineage.application.views import ArtifactView, RunView, artifact_view, run_view
-from lineage.codec.step_block import BlockCodec, read_last_steps, read_steps
+from lineage.codec.step_read import BlockCodec, read_last_steps, read_steps
 from lineage.codec.steps import DecodedStep
 from lineage.domain import StepRecorded, ids
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError

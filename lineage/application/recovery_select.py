@@ -14,8 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from lineage.application.views import ArtifactView, LostSteps, RunView
-from lineage.codec.step_block import BlockCodec, last_block
-from lineage.codec.step_block import step_at as stored_step_at
+from lineage.codec.step_read import BlockCodec, last_block
+from lineage.codec.step_read import step_at as stored_step_at
 from lineage.domain import ids
 from lineage.errors import NotFoundError
 from lineage.ports import ArtifactStorage

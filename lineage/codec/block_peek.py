@@ -17,9 +17,10 @@ from array import array
 from typing import Any
 
 # The layout is step_block's: its header struct is shared here, not restated.
-from lineage.codec.step_block import _HEADER, Origin, split
+from lineage.codec.step_block import HEADER, Origin
+from lineage.codec.step_decode import split
 
-_FIRST_READ = _HEADER.size + 256  # the header and, usually, the three texts
+_FIRST_READ = HEADER.size + 256  # the header and, usually, the three texts
 
 
 def _prefix(state: bytes, steps: bool) -> tuple[tuple[Any, ...], bytes]:
@@ -29,10 +30,10 @@ def _prefix(state: bytes, steps: bool) -> tuple[tuple[Any, ...], bytes]:
     stream = zlib.decompressobj()
     try:
         body = stream.decompress(packed, _FIRST_READ)
-        if len(body) < _HEADER.size:
+        if len(body) < HEADER.size:
             raise ValueError("corrupt step block: block ends early")
-        fields = _HEADER.unpack_from(body)
-        size = _HEADER.size + sum(fields[6:]) + (8 * fields[0] if steps else 0)
+        fields = HEADER.unpack_from(body)
+        size = HEADER.size + sum(fields[6:]) + (8 * fields[0] if steps else 0)
         if len(body) < size:
             body += stream.decompress(stream.unconsumed_tail, size - len(body))
     except zlib.error as error:
@@ -58,7 +59,7 @@ def peek_count(state: bytes) -> int:
 def peek_origin(state: bytes) -> Origin:
     """Who wrote the block and when (``recorded_us``, source, tenant, actor)."""
     fields, body = _prefix(state, steps=False)
-    texts, at = [], _HEADER.size
+    texts, at = [], HEADER.size
     for size in fields[6:]:
         texts.append(body[at:at + size])
         at += size
@@ -72,7 +73,7 @@ def peek_origin(state: bytes) -> Origin:
 def peek_ends(state: bytes) -> tuple[int, int]:
     """The block's first and last step numbers (``steps[0]``, ``steps[-1]``)."""
     fields, body = _prefix(state, steps=True)
-    at = _HEADER.size + sum(fields[6:])
+    at = HEADER.size + sum(fields[6:])
     differences = array("q")
     differences.frombytes(body[at:at + 8 * fields[0]])
     if not differences:

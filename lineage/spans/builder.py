@@ -45,7 +45,8 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
-from lineage.codec.step_block import BlockCodec, StepBlock, read_blocks
+from lineage.codec.step_decode import StepBlock
+from lineage.codec.step_read import BlockCodec, read_blocks
 from lineage.domain import Artifact, Run, StepRecorded, ids
 from lineage.domain.steps import StepsRecorded
 from lineage.ports import EventStore

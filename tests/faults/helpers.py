@@ -23,7 +23,7 @@ def stored_steps(store: Any, run_id: UUID) -> list[int]:
     """The step numbers stored for ``run_id``, in stream order (read from the store itself:
     its blocks, which must cover the stream's versions 1..n with no hole)."""
     from lineage.codec.mapper import make_mapper
-    from lineage.codec.step_block import BlockCodec
+    from lineage.codec.step_read import BlockCodec
 
     codec = BlockCodec(make_mapper())
     steps: list[int] = []

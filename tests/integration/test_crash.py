@@ -27,7 +27,7 @@ import pytest
 
 import lineage
 from lineage.adapters.eventstore import SQLiteEventStore
-from lineage.codec.step_block import BlockCodec
+from lineage.codec.step_read import BlockCodec
 from lineage.domain import StepRecorded, ids
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ from sqlalchemy import create_engine
 import lineage
 from lineage.application.metric_history import BUCKET_FIELDS, MetricHistory
 from lineage.application.validation import MAX_BUCKETS
-from lineage.codec.step_block import Origin, StepColumns, decode_block, encode_block
+from lineage.codec.step_block import Origin, StepColumns, encode_block
+from lineage.codec.step_decode import decode_block
 from lineage.projections import metric_buckets as buckets_module
 from lineage.projections.metrics import row as metrics_row
 from lineage.projections.tables import step_metrics

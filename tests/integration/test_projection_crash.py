@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import select
 
 import lineage
-from lineage.codec.step_block import BlockCodec
+from lineage.codec.step_read import BlockCodec
 from lineage.projections.tables import audit
 from tests.integration.test_quarantine import dump, expected_quarantine, inject_poison
 from tests.integration.test_read_models import record_corruption_scenario

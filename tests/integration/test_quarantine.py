@@ -22,7 +22,7 @@ from sqlalchemy import select
 import lineage
 from lineage.cli.main import main
 from lineage.codec.dispatch import topic_of
-from lineage.codec.step_block import BlockCodec
+from lineage.codec.step_read import BlockCodec
 from lineage.domain import Artifact, Run, ids
 from lineage.projections.tables import metadata, quarantine
 from lineage.projections.tables import traces as traces_table

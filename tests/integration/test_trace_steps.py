@@ -24,7 +24,7 @@ from sqlalchemy import select
 import lineage
 from lineage.cli import jsonout
 from lineage.cli.main import main
-from lineage.codec.step_block import BlockCodec
+from lineage.codec.step_read import BlockCodec
 from lineage.domain.ids import step_stream_id
 from lineage.domain.steps import StepRecorded
 from lineage.projections.batching import BATCH, BATCH_STEPS, batches, steps_in

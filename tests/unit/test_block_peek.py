@@ -12,14 +12,8 @@ import pytest
 
 from lineage.application.metric_history import MetricHistory
 from lineage.codec.block_peek import peek_count, peek_ends, peek_origin
-from lineage.codec.step_block import (
-    Origin,
-    StepColumns,
-    decode_block,
-    decode_column,
-    encode_block,
-    split,
-)
+from lineage.codec.step_block import Origin, StepColumns, encode_block
+from lineage.codec.step_decode import decode_block, decode_column, split
 
 
 def block(steps: list[int], origin: Origin) -> bytes:

@@ -12,7 +12,8 @@ from eventsourcing.persistence import StoredEvent
 from lineage.application.migration import Compaction, compact_steps, keeps_id
 from lineage.application.step_log import random_hex_ids
 from lineage.codec.mapper import make_mapper
-from lineage.codec.step_block import STEPS_TOPIC, BlockCodec
+from lineage.codec.step_block import STEPS_TOPIC
+from lineage.codec.step_read import BlockCodec
 from lineage.codec.steps import STEP_TOPIC
 from lineage.domain.ids import step_stream_id
 from lineage.domain.steps import StepRecorded

@@ -19,18 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lineage.codec.mapper import make_mapper
-from lineage.codec.step_block import (
-    STEPS_TOPIC,
-    BlockCodec,
-    Origin,
-    StepColumns,
-    decode_block,
-    derived_id,
-    encode_block,
-    epoch_us,
-    iso_us,
-    split,
-)
+from lineage.codec.step_block import STEPS_TOPIC, Origin, StepColumns, encode_block, epoch_us, iso_us
+from lineage.codec.step_decode import decode_block, derived_id, split
+from lineage.codec.step_read import BlockCodec
 from lineage.codec.steps import STEP_TOPIC, StepCodec
 from lineage.domain import StepRecorded
 from lineage.domain.ids import step_stream_id

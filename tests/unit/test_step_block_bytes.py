@@ -17,7 +17,8 @@ from uuid import UUID
 import pytest
 
 from lineage.application.step_log import StepRecord, columns
-from lineage.codec.step_block import Origin, StepColumns, decode_block, encode_block, split
+from lineage.codec.step_block import Origin, StepColumns, encode_block
+from lineage.codec.step_decode import decode_block, split
 
 RUN = UUID("12345678-1234-4234-8234-123456789abc")
 BLOCK = bytes(range(16))
