@@ -95,20 +95,21 @@ def child(script: Path, *args: str, stderr: Any) -> subprocess.Popen[str]:
                             env={**os.environ, "PYTHONPATH": str(root)})
 
 
-def kill_after(process: subprocess.Popen[str], lines: int, delay: float) -> list[str]:
-    """Read ``lines`` lines, wait ``delay`` seconds, SIGKILL. Returns the lines read."""
+def kill_after(process: subprocess.Popen[str], until: int | str, delay: float) -> list[str]:
+    """Read ``until`` lines (or up to the line ``until``), wait ``delay`` seconds, SIGKILL.
+    Returns the lines read (their words joined by one space)."""
     assert process.stdout is not None
-    seen = []
+    seen: list[str] = []
     try:
-        for _ in range(lines):
+        while len(seen) < until if isinstance(until, int) else (not seen or seen[-1] != until):
             line = process.stdout.readline()
             assert line, "the child ended early"
-            seen.append(line.split())
+            seen.append(" ".join(line.split()))
         time.sleep(delay)
     finally:
         process.kill()
         process.wait(30)
-    return [" ".join(words) for words in seen]
+    return seen
 
 
 def overfull(tracker: lineage.Tracker) -> list[UUID]:

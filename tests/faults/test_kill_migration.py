@@ -19,7 +19,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,20 +115,7 @@ def kill_migration(url: str, folder: Path, lines: int | str, delay: float) -> li
         process = subprocess.Popen([sys.executable, str(script), url], stdout=subprocess.PIPE,
                                    stderr=stderr, text=True, cwd=root,
                                    env={**os.environ, "PYTHONPATH": str(root)})
-        if isinstance(lines, int):
-            return kill_after(process, lines, delay)
-        seen: list[str] = []
-        assert process.stdout is not None
-        try:
-            while not seen or seen[-1] != lines:
-                line = process.stdout.readline()
-                assert line, "the child ended early"
-                seen.append(line.strip())
-            time.sleep(delay)
-        finally:
-            process.kill()
-            process.wait(30)
-        return seen
+        return kill_after(process, lines, delay)
 
 
 def test_a_killed_migration_resumes_to_the_same_store(durable_url: str, tmp_path: Path) -> None:
