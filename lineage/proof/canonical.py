@@ -30,9 +30,14 @@ def stream_text(originator_id: Any) -> str:
 
 
 def encode_row(row: Any) -> bytes:
-    """The canonical bytes of a stored row (anything with StoredEvent's attributes)."""
+    """The canonical bytes of a stored row (anything with StoredEvent's attributes). A state
+    some hand stored as text (SQLite lets any column hold any type) is taken as UTF-8, so a
+    tampered row is hashed (and found changed) instead of stopping the verification."""
+    state = row.state
+    if not isinstance(state, bytes):
+        state = state.encode("utf-8", "surrogatepass") if isinstance(state, str) else bytes(state or b"")
     return canonical_event(stream_text(row.originator_id), int(row.originator_version),
-                           str(row.topic), bytes(row.state))
+                           str(row.topic), state)
 
 
 def row_leaf(row: Any) -> bytes:

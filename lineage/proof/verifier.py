@@ -44,14 +44,14 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def tree_head_message(number: int, size: int, root: bytes, previous: bytes, sealed_at_us: int,
-                      digests: bytes) -> bytes:
+                      digests_sha256: bytes) -> bytes:
     """The bytes a seal's signature covers: a label, the seal's number (1, 2, ...), the tree
     size, the root, the SHA-256 of the previous seal's message (32 zero bytes for the first),
     the time it was sealed (microseconds since the epoch, UTC) and the SHA-256 of the seal's
-    leaf digests (the first 8 bytes of each leaf hash it added, which locate damage)."""
+    leaf digests (``digests_sha256``; the digests are the first 8 bytes of each leaf hash the
+    seal added, which locate damage). Every integer is 8 bytes, big-endian."""
     return b"".join((HEAD_LABEL, number.to_bytes(8, "big"), size.to_bytes(8, "big"), root,
-                     previous, sealed_at_us.to_bytes(8, "big", signed=True),
-                     hashlib.sha256(digests).digest()))
+                     previous, sealed_at_us.to_bytes(8, "big", signed=True), digests_sha256))
 
 
 def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
