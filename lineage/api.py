@@ -11,13 +11,14 @@ service calls back into the composition root.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from lineage.application.tracker import TrackerService
-from lineage.bootstrap import build
+from lineage.bootstrap import anchors_from, build, open_sealer, open_verifier
 from lineage.ports import ArtifactStorage, EventStore
 
 
@@ -45,3 +46,37 @@ class Tracker(TrackerService):
 
     def __enter__(self) -> Tracker:
         return self
+
+    # -- tamper evidence (issue 14): ``lineage.application.verification`` ---------------------
+
+    def verify(self, *, public_key: str | bytes | None = None,
+               anchors: Sequence[str | os.PathLike[str]] = ()) -> Any:
+        """Recompute the Merkle tree of the whole log and check every seal and its signature
+        (with ``public_key``: 64 hex digits, raw bytes or a key file; else
+        ``LINEAGE_SEAL_PUBLIC_KEY``; else the key the seals name, not trusted), the seals in
+        the anchor files ``anchors`` and the followers' positions. Waits for what is queued
+        first. Returns a ``VerifyReport``: ``ok``, and ``problems`` in log order (the first
+        is the first bad position, with its kind). Raises ConfigurationError for a bad key
+        or anchor file, StoreError when the store fails."""
+        self.flush()
+        verifier = open_verifier(self.store, public_key=public_key)
+        return verifier.verify(anchors_from(anchors))
+
+    def seal(self, *, key: str | os.PathLike[str] | None = None) -> Any:
+        """Seal everything stored so far now with the private key file ``key`` (else
+        ``LINEAGE_SEAL_KEY``); returns the last ``TreeHead`` written (None: nothing new).
+        ``lineage seal --follow`` is the worker that seals as events arrive."""
+        self.flush()
+        return open_sealer(self.store, key=None if key is None else os.fspath(key)).seal()
+
+    def verify_artifacts(self) -> list[Any]:
+        """Re-hash every live local artifact against its registered checksum and record the
+        outcome (``Artifact.Verified``: verified, mismatch or missing); returns the
+        ``ArtifactCheck`` list."""
+        from lineage.application.artifact_check import check_artifacts
+
+        listed, offset = [], 0
+        while page := self.artifacts(limit=500, offset=offset):
+            listed.extend(page)
+            offset += len(page)
+        return check_artifacts(listed, self.storage, self.recorder)

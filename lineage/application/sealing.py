@@ -75,7 +75,7 @@ def last_seal(store: EventStore, mapper: Mapper) -> SealPoint:
     stored = store.read_stream(SEAL_STREAM, desc=True, limit=1)
     if not stored:
         return SealPoint()
-    event = mapper.to_domain_event(stored[0])
+    event: Any = mapper.to_domain_event(stored[0])
     head = TreeHead.of_event(event)
     return SealPoint(head.number, head.size, int(event.position), head.hash(),
                      tuple(bytes.fromhex(node) for node in event.frontier),
@@ -152,7 +152,7 @@ class Sealer:
                 position: int) -> TreeHead:
         number = point.number + 1
         now = self.clock()
-        sealed_at_us = int(round(now * 1e6))
+        sealed_at_us = round(now * 1e6)
         unsigned = TreeHead(number, frontier.size, frontier.root(), point.head_hash,
                             sealed_at_us, hashlib.sha256(digests).digest(),
                             self.signer.public_key, b"")

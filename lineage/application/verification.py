@@ -145,7 +145,7 @@ class Verifier:
         for page in pages(self.store, (SEAL_TOPIC,)):
             for row in page:
                 try:
-                    event = self.mapper.to_domain_event(row)
+                    event: Any = self.mapper.to_domain_event(row)
                     found.append(_Seal(TreeHead.of_event(event), row.id, bytes.fromhex(event.digests)))
                 except Exception as error:  # a seal row that does not decode is damage, not a crash
                     report.problems.append(Damage(BAD_SEAL, None, row.id, None,

@@ -106,3 +106,42 @@ def verify_consistency(first_size: int, second_size: int, first_root: bytes, sec
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
     return sn == 0 and fr == first_root and sr == second_root
+
+
+# -- the proof documents ``lineage verify --event / --from --to`` print (JSON) -------------------
+
+
+def head_message(seal: dict) -> bytes:
+    """The signed bytes of a seal as a proof document (or an anchor line) holds it: check
+    ``bytes.fromhex(seal["signature"])`` over these with the Ed25519 public key you trust."""
+    return tree_head_message(seal["number"], seal["size"], bytes.fromhex(seal["root"]),
+                             bytes.fromhex(seal["previous"]), seal["sealed_at_us"],
+                             bytes.fromhex(seal["digests_sha256"]))
+
+
+def check_inclusion(document: dict) -> bool:
+    """Whether an inclusion proof document holds: the event's canonical bytes hash to the
+    leaf, and the path leads from that leaf at ``leaf_index`` to the sealed root. Check the
+    seal's signature too (``head_message``)."""
+    try:
+        seal = document["seal"]
+        leaf = bytes.fromhex(document["leaf_hash"])
+        return (leaf_hash(bytes.fromhex(document["event"]["canonical"])) == leaf
+                and document["tree_size"] == seal["size"] and document["root"] == seal["root"]
+                and verify_inclusion(document["leaf_index"], seal["size"], leaf,
+                                     [bytes.fromhex(p) for p in document["proof"]],
+                                     bytes.fromhex(seal["root"])))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def check_consistency(document: dict) -> bool:
+    """Whether a consistency proof document holds: the second seal's tree extends the first's.
+    Check both seals' signatures too (``head_message``)."""
+    try:
+        first, second = document["first"], document["second"]
+        return verify_consistency(first["size"], second["size"], bytes.fromhex(first["root"]),
+                                  bytes.fromhex(second["root"]),
+                                  [bytes.fromhex(p) for p in document["proof"]])
+    except (KeyError, TypeError, ValueError):
+        return False
