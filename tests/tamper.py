@@ -64,7 +64,7 @@ class Tamper:
 
     def reset_positions(self, at_most: int) -> None:
         """What a careful attacker does after cutting the log: move the followers back."""
-        self._run((f"UPDATE lineage_positions SET position = :p WHERE position > :p", {"p": at_most}))
+        self._run(("UPDATE lineage_positions SET position = :p WHERE position > :p", {"p": at_most}))
 
     def gap(self, count: int = 3) -> None:
         """PostgreSQL: burn notification ids, as rolled-back inserts do."""

@@ -5,6 +5,7 @@ canonical encoding gives the same tree when the log is copied to another kind of
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import threading
 import uuid
@@ -63,7 +64,7 @@ def test_racing_sealers_write_each_seal_once(any_url: str, tmp_path: Path, make_
     seals = [TreeHead.of_event(make_mapper().to_domain_event(s))
              for s in tracker.store.read_stream(SEAL_STREAM)]
     assert [s.number for s in seals] == list(range(1, len(seals) + 1))
-    assert all(a.size < b.size for a, b in zip(seals, seals[1:], strict=False))
+    assert all(a.size < b.size for a, b in itertools.pairwise(seals))
     assert sum(s.sealed for s in sealers) == len(seals) > 1
     assert tracker.verify(public_key=public).ok
 
