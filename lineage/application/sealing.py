@@ -34,7 +34,7 @@ from lineage.codec.dispatch import topic_of
 from lineage.domain.envelope import Origin
 from lineage.domain.seals import SEAL_STREAM, Log
 from lineage.ports import EventStore, VersionConflictError
-from lineage.proof.canonical import DIGEST_BYTES, row_leaf
+from lineage.proof.canonical import DIGEST_BYTES, LeafHasher
 from lineage.proof.merkle import Frontier
 from lineage.proof.seals import ZERO, TreeHead
 
@@ -124,8 +124,7 @@ class Sealer:
                 return None
             frontier = Frontier(point.size, point.nodes)
             digests = bytearray()
-            for row in rows:
-                leaf = row_leaf(row)
+            for leaf in LeafHasher().leaves(rows):
                 frontier.append(leaf)
                 digests += leaf[:DIGEST_BYTES]
             try:

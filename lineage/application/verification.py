@@ -32,10 +32,9 @@ from lineage.application.damage import (
 )
 from lineage.application.sealing import SEAL_TOPIC
 from lineage.ports import EventStore
-from lineage.proof.canonical import DIGEST_BYTES, encode_row
+from lineage.proof.canonical import DIGEST_BYTES, LeafHasher
 from lineage.proof.merkle import Frontier
 from lineage.proof.seals import ZERO, TreeHead
-from lineage.proof.verifier import leaf_hash
 
 PAGE = 5_000
 SignatureCheck = Callable[[bytes, bytes, bytes], bool]  # (public key, message, signature)
@@ -96,16 +95,20 @@ def scan(store: EventStore, sizes: set[int], *, keep_leaves: bool = False,
     frontier = Frontier()
     if 0 in sizes:
         result.roots[0] = frontier.root()
+    hasher = LeafHasher()
+    digests, positions, leaves = result.digests, result.positions, result.leaves
     for page in pages(store):
-        for row in page:
-            if visit is not None:
-                visit(frontier.size, row)
-            leaf = leaf_hash(encode_row(row))
-            frontier.append(leaf)
-            result.digests += leaf[:DIGEST_BYTES]
-            result.positions.append(row.id)
-            if result.leaves is not None:
-                result.leaves.append(leaf)
+        if visit is not None:
+            for offset, row in enumerate(page):
+                visit(frontier.size + offset, row)
+        hashed = hasher.leaves(page)
+        positions.extend([row.id for row in page])
+        digests += b"".join([leaf[:DIGEST_BYTES] for leaf in hashed])
+        if leaves is not None:
+            leaves.extend(hashed)
+        append = frontier.append
+        for leaf in hashed:
+            append(leaf)
             if frontier.size in sizes:
                 result.roots[frontier.size] = frontier.root()
     return result

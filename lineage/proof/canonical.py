@@ -9,12 +9,14 @@ tree. The leaf index is the row's rank in the log (0, 1, 2, ...), whatever its i
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from uuid import UUID
 
 from lineage.proof.verifier import canonical_event, leaf_hash
 
-DIGEST_BYTES = 8  # what a seal keeps of each leaf hash, to say where damage is
+DIGEST_BYTES = 8
+_sha256 = hashlib.sha256  # what a seal keeps of each leaf hash, to say where damage is
 
 
 def stream_text(originator_id: Any) -> str:
@@ -42,3 +44,34 @@ def encode_row(row: Any) -> bytes:
 
 def row_leaf(row: Any) -> bytes:
     return leaf_hash(encode_row(row))
+
+
+class LeafHasher:
+    """``row_leaf`` for many rows, fast: the encoded stream id and topic of each row are
+    cached (a log has few streams and topics, and millions of rows). Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._streams: dict[Any, bytes] = {}
+        self._topics: dict[str, bytes] = {}
+
+    def leaves(self, rows: Any) -> list[bytes]:
+        streams, topics, out = self._streams, self._topics, []
+        sha = _sha256
+        for row in rows:
+            stream = streams.get(row.originator_id)
+            if stream is None:
+                name = stream_text(row.originator_id).encode()
+                stream = streams[row.originator_id] = b"\x00" + len(name).to_bytes(4, "big") + name
+                if len(streams) > 100_000:
+                    streams.clear()
+            topic = topics.get(row.topic)
+            if topic is None:
+                label = str(row.topic).encode()
+                topic = topics[row.topic] = len(label).to_bytes(4, "big") + label
+            state = row.state
+            if type(state) is not bytes:
+                out.append(row_leaf(row))
+                continue
+            out.append(sha(b"".join((stream, row.originator_version.to_bytes(8, "big", signed=True),
+                                     topic, len(state).to_bytes(4, "big"), state))).digest())
+        return out
