@@ -14,6 +14,7 @@ registrations, checkpoints and evaluations are): rows/s for sealing and for veri
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +56,19 @@ def ingest_while_sealing(url: str, args: argparse.Namespace, key: str) -> dict[s
         store.close()
 
 
+def ingest_beside_a_sealer_process(url: str, args: argparse.Namespace, key: str) -> dict[str, Any]:
+    """The ingest while ``lineage seal --follow`` seals the same store from its own process."""
+    command = [str(Path(sys.executable).parent / "lineage"), "--db", url, "seal", "--follow",
+               "--key", key, "--every-s", "0.05", "--poll", "0.05"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # started and following
+        return ingest(url, args, "bench-ingest-beside")
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
 def verify(url: str, public: bytes) -> tuple[float, Any]:
     store = open_store(url)
     try:
@@ -92,6 +106,9 @@ def run_store(report: Report, kind: str, args: argparse.Namespace, key: str, pub
         sealed = ingest_while_sealing(store.url, args, key)
         report.figure("ingest steps/s with a sealer thread", sealed["rate"], "events/s",
                       fmt="{:,.0f}", note=f"{sealed['rate'] / base['rate']:.2f} of the rate alone")
+        beside = ingest_beside_a_sealer_process(store.url, args, key)
+        report.figure("ingest steps/s, lineage seal --follow beside", beside["rate"], "events/s",
+                      fmt="{:,.0f}", note=f"{beside['rate'] / base['rate']:.2f} of the rate alone")
     with temp_store(kind, args, report, section=f"{kind}: verify {args.verify_steps:,} events") as store:
         big = argparse.Namespace(**{**vars(args), "steps": args.verify_steps})
         ingest(store.url, big, "bench-verify")
