@@ -119,16 +119,12 @@ class Sealer:
     def _seal_once(self) -> TreeHead | None:
         for _ in range(10):  # a version conflict: another sealer took the number; reload
             point = last_seal(self.store, self.mapper)
-            rows = self._rows_after(point.position)
-            if all(row.topic == SEAL_TOPIC for row in rows):
-                return None
             frontier = Frontier(point.size, point.nodes)
-            digests = bytearray()
-            for leaf in LeafHasher().leaves(rows):
-                frontier.append(leaf)
-                digests += leaf[:DIGEST_BYTES]
+            digests, position, news = self._read_after(point.position, frontier)
+            if not news:
+                return None
             try:
-                head = self._append(point, frontier, bytes(digests), rows[-1].id)
+                head = self._append(point, frontier, digests, position)
             except VersionConflictError:
                 continue
             self.sealed += 1
@@ -137,15 +133,21 @@ class Sealer:
             return head
         raise VersionConflictError()
 
-    def _rows_after(self, position: int) -> list[Any]:
-        rows: list[Any] = []
-        while len(rows) < MAX_LEAVES:
-            page = self.store.read_log(position + 1, min(PAGE, MAX_LEAVES - len(rows)))
+    def _read_after(self, position: int, frontier: Frontier) -> tuple[bytes, int, bool]:
+        """Add the rows after ``position`` (at most ``MAX_LEAVES``) to ``frontier``, a page at
+        a time (only a page of rows is held): their digests, the last row's position, and
+        whether any of them is not a seal."""
+        digests, hasher, news, added = bytearray(), LeafHasher(), False, 0
+        while added < MAX_LEAVES:
+            page = self.store.read_log(position + 1, min(PAGE, MAX_LEAVES - added))
             if not page:
                 break
-            rows.extend(page)
-            position = page[-1].id
-        return rows
+            for leaf in hasher.leaves(page):
+                frontier.append(leaf)
+                digests += leaf[:DIGEST_BYTES]
+            news = news or any(row.topic != SEAL_TOPIC for row in page)
+            position, added = page[-1].id, added + len(page)
+        return bytes(digests), position, news
 
     def _append(self, point: SealPoint, frontier: Frontier, digests: bytes,
                 position: int) -> TreeHead:

@@ -1,6 +1,6 @@
 """``lineage seal`` and ``lineage verify``: tamper evidence for the event log (issue 14).
 
-    lineage seal [--key FILE] [--anchor FILE]... [--stdout] [--follow [--poll S]]
+    lineage seal [--key FILE] [--anchor FILE]... [--stdout] [--otlp] [--follow [--poll S]]
                  [--every-events N] [--every-s S] [--json]
     lineage seal --new-key FILE
     lineage verify [--public-key KEY] [--anchor FILE]... [--json]
@@ -46,6 +46,8 @@ def _database(cli: Invocation) -> str:
 @click.option("--anchor", "anchors", metavar="FILE", multiple=True,
               help="append each seal to FILE (repeatable; also LINEAGE_SEAL_ANCHOR)")
 @click.option("--stdout", "to_stdout", is_flag=True, help="print each seal as a JSON line")
+@click.option("--otlp", is_flag=True, help="send each seal as a 'seal log' span to the OTLP "
+              "collector (OTEL_EXPORTER_OTLP_* settings)")
 @click.option("--follow", is_flag=True, help="keep sealing as events arrive")
 @click.option("--poll", type=Seconds(), default=1.0, show_default=True,
               help="with --follow: seconds between checks")
@@ -55,7 +57,7 @@ def _database(cli: Invocation) -> str:
                                                 "seal (default: LINEAGE_SEAL_EVERY_S, else 60)")
 @json_option
 def _seal(cli: Invocation, key: str | None, new_key: str | None, anchors: tuple[str, ...],
-          to_stdout: bool, follow: bool, poll: float, every_events: int | None,
+          to_stdout: bool, otlp: bool, follow: bool, poll: float, every_events: int | None,
           every_s: float | None) -> int:
     if new_key:
         from lineage.adapters.signing import generate_key
@@ -72,6 +74,8 @@ def _seal(cli: Invocation, key: str | None, new_key: str | None, anchors: tuple[
     published: list[Any] = [FileAnchor(path) for path in anchors]
     if to_stdout:
         published.append(StreamAnchor(sys.stdout))
+    if otlp:
+        published.append(_otlp_anchor())
     store = open_store(_database(cli), create=False)
     try:
         sealer = open_sealer(store, key=key, anchors=published, every_events=every_events,
@@ -89,6 +93,16 @@ def _seal(cli: Invocation, key: str | None, new_key: str | None, anchors: tuple[
         cli.console.print(f"seal {head.number}: {head.size} rows, root {head.root.hex()}"
                           if head else "nothing new to seal", highlight=False)
     return 0
+
+
+def _otlp_anchor() -> Any:
+    from lineage.adapters.anchors import OtlpAnchor
+    from lineage.adapters.otlp.encoder import OtlpEncoder
+    from lineage.bootstrap import otlp_transport
+    from lineage.config.otlp import OtlpSettings
+
+    settings = OtlpSettings.load()
+    return OtlpAnchor(OtlpEncoder(settings.service_name), otlp_transport(settings))
 
 
 def _follow(sealer: Any, poll: float) -> int:

@@ -125,3 +125,24 @@ def test_verify_artifacts_records_each_outcome(store: tuple[str, Path], tmp_path
         kinds = [row["summary"] for row in tracker.audit(kind="artifact.verified")]
         assert tracker.artifacts()[0].last_verified_ok is False
     assert len(kinds) == 3 and kinds[0].startswith("verified: ok") and "MISMATCH" in kinds[1]
+
+
+def test_seal_sends_each_seal_to_an_otlp_collector(store: tuple[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.otlp_receiver import HttpReceiver
+
+    db, _ = store
+    key = str(tmp_path / "k.pem")
+    cli(capsys, "seal", "--new-key", key)
+    receiver = HttpReceiver().start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.base)
+        code, out, _ = cli(capsys, "seal", "--key", key, "--otlp", "--stdout", "--db", db)
+        span = receiver.wait_for_spans(1)[0]
+    finally:
+        receiver.stop()
+    attributes = {a.key: a.value.string_value or a.value.int_value for a in span.attributes}
+    assert code == 0 and span.name == "seal log"
+    assert attributes["lineage.seal.anchor"] == out.strip()
+    assert TreeHead.of_anchor(out).root.hex() == attributes["lineage.seal.root"]
