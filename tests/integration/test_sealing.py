@@ -175,3 +175,24 @@ def test_a_log_copied_to_postgresql_has_the_same_tree(tmp_path: Path, make_track
     copy = make_tracker(postgres_url, export_otlp=False)
     report = copy.verify(public_key=public)
     assert report.ok and head is not None and report.sealed == head.size and report.seals == 2
+
+
+def test_anchors_from_another_history_or_key_are_reported(tmp_path: Path, make_tracker: Any) -> None:
+    from lineage.adapters.anchors import FileAnchor
+    from lineage.application.damage import BAD_ANCHOR, REWRITTEN
+
+    key, public = _key(tmp_path)
+    other_key, _ = _key(tmp_path)
+    ours, theirs = (make_tracker(str(tmp_path / f"{n}.db"), export_otlp=False) for n in "ab")
+    _train(ours, "a", 10)
+    _train(theirs, "b", 10)  # the same shape of log, other contents
+    ours.seal(key=key)
+    anchors, forged = tmp_path / "theirs.jsonl", tmp_path / "forged.jsonl"
+    open_sealer(theirs.store, key=key, anchors=[FileAnchor(anchors)]).seal()
+    _train(theirs, "c", 10)
+    open_sealer(theirs.store, key=other_key, anchors=[FileAnchor(forged)]).seal()
+    problems = ours.verify(public_key=public, anchors=[anchors]).problems
+    assert [p.kind for p in problems] == [REWRITTEN]
+    assert "not those of the anchored seal 1" in problems[0].detail
+    problems = ours.verify(public_key=public, anchors=[forged]).problems
+    assert [p.kind for p in problems] == [BAD_ANCHOR]
