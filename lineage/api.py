@@ -69,6 +69,33 @@ class Tracker(TrackerService):
         self.flush()
         return open_sealer(self.store, key=None if key is None else os.fspath(key)).seal()
 
+    def start_sealing(self, *, key: str | os.PathLike[str] | None = None,
+                      every_events: int | None = None, every_s: float | None = None,
+                      poll_s: float = 1.0) -> Any:
+        """Seal this store from a daemon thread of this process (a ``BackgroundSealer``) until
+        ``close``, which seals what was written last. Off the training path: the thread reads
+        the log and appends seals on its own, and a failure is logged, never raised here.
+        ``lineage seal --follow`` in its own process does the same without sharing this
+        process's CPU. ConfigurationError at once for a missing or bad key."""
+        from lineage.application.sealing import BackgroundSealer
+
+        if getattr(self, "_sealing", None) is not None:
+            return self._sealing
+        sealer = open_sealer(self.store, key=None if key is None else os.fspath(key),
+                             every_events=every_events, every_s=every_s)
+        self._sealing: Any = BackgroundSealer(sealer, poll_s=poll_s).start()
+        return self._sealing
+
+    def close(self, timeout: float | None = None) -> None:
+        sealing = getattr(self, "_sealing", None)
+        if sealing is not None and not self._closed:
+            self._sealing = None
+            try:
+                self.flush(timeout)
+            finally:
+                sealing.close(final=True)
+        super().close(timeout)
+
     def verify_artifacts(self) -> list[Any]:
         """Re-hash every live local artifact against its registered checksum and record the
         outcome (``Artifact.Verified``: verified, mismatch or missing); returns the

@@ -10,24 +10,19 @@ from pathlib import Path
 import pytest
 
 import lineage
-from lineage.cli.main import main
 from lineage.proof.seals import TreeHead
 from lineage.proof.verifier import check_consistency, check_inclusion, head_message
+from tests.e2e.test_cli_usage import run_cli as cli
 from tests.tamper import Tamper
 
 
 @pytest.fixture(autouse=True)
 def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FORCE_COLOR", "LINEAGE_DATABASE_URL", "LINEAGE_SEAL_KEY",
-                 "LINEAGE_SEAL_PUBLIC_KEY", "LINEAGE_SEAL_ANCHOR"):
+    unset = ("FORCE_COLOR", "LINEAGE_DATABASE_URL", *(f"LINEAGE_SEAL_{name}" for name in
+                                                      ("KEY", "PUBLIC_KEY", "ANCHOR")))
+    for name in unset:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "200")
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

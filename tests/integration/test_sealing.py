@@ -196,3 +196,18 @@ def test_anchors_from_another_history_or_key_are_reported(tmp_path: Path, make_t
     assert "not those of the anchored seal 1" in problems[0].detail
     problems = ours.verify(public_key=public, anchors=[forged]).problems
     assert [p.kind for p in problems] == [BAD_ANCHOR]
+
+
+def test_a_tracker_seals_from_its_own_thread_until_closed(sqlite_url: str, tmp_path: Path,
+                                                          make_tracker: Any) -> None:
+    import lineage
+
+    key, public = _key(tmp_path)
+    with lineage.Tracker(sqlite_url, export_otlp=False) as tracker:
+        background = tracker.start_sealing(key=key, every_s=0.05, poll_s=0.02)
+        assert tracker.start_sealing(key=key) is background
+        _train(tracker, "a", 100)
+        _train(tracker, "b", 100)
+    report = make_tracker(sqlite_url, export_otlp=False).verify(public_key=public)
+    assert report.ok and report.seals >= 1 and report.unsealed == 1  # the last seal alone
+    assert background.failures == 0
