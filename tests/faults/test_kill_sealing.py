@@ -79,7 +79,8 @@ def test_kill_9_during_appends_and_sealing_leaves_no_false_positive(
     assert report.seals >= CYCLES and report.sealed > 0
     seals = tracker.store.read_stream(SEAL_STREAM)
     assert [seal.originator_version for seal in seals] == list(range(1, len(seals) + 1))
-    # resuming: one more seal covers every row but itself, and the log still checks out
-    head = open_sealer(tracker.store, key=str(key)).seal()
+    # resuming: one more seal (none when the killed sealer had sealed the writer's last rows)
+    # covers every row but itself, and the log still checks out
+    open_sealer(tracker.store, key=str(key)).seal()
     report = tracker.verify(public_key=public)
-    assert report.ok and head is not None and report.sealed == head.size == report.rows - 1
+    assert report.ok and report.sealed == report.rows - 1
