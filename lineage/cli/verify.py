@@ -69,6 +69,9 @@ def _seal(cli: Invocation, key: str | None, new_key: str | None, anchors: tuple[
             cli.console.print(f"wrote {new_key}; public key (give it to verifiers):\n{public}",
                               highlight=False)
         return 0
+    for name, value in (("--every-s", every_s), ("--poll", poll)):
+        if value is not None and not value > 0:
+            raise ValidationError(name, f"must be more than 0 seconds, got {value}", value)
     from lineage.adapters.anchors import FileAnchor, StreamAnchor
 
     published: list[Any] = [FileAnchor(path) for path in anchors]

@@ -105,6 +105,8 @@ def test_verify_reports_damage_with_exit_code_1(store: tuple[str, Path], tmp_pat
     assert code == 1
     code, _, err = cli(capsys, "seal", "--db", db)
     assert code == 1 and "sealing needs a private key" in err
+    code, _, err = cli(capsys, "seal", "--key", key, "--every-s", "0", "--db", db)
+    assert code == 1 and "--every-s: must be more than 0 seconds" in err
 
 
 def test_verify_artifacts_records_each_outcome(store: tuple[str, Path], tmp_path: Path,
