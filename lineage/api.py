@@ -49,10 +49,11 @@ class Tracker(TrackerService):
 
     # -- tamper evidence (issue 14): ``lineage.application.verification`` ---------------------
 
-    def verify(self, *, public_key: str | bytes | None = None,
+    def verify(self, *, public_key: str | bytes | Sequence[str | bytes] | None = None,
                anchors: Sequence[str | os.PathLike[str]] = ()) -> Any:
         """Recompute the Merkle tree of the whole log and check every seal and its signature
-        (with ``public_key``: 64 hex digits, raw bytes or a key file; else
+        (with ``public_key``: 64 hex digits, raw bytes or a key file, or a list of them after
+        a key rotation; else
         ``LINEAGE_SEAL_PUBLIC_KEY``; else the key the seals name, not trusted), the seals in
         the anchor files ``anchors`` and the followers' positions. Waits for what is queued
         first. Returns a ``VerifyReport``: ``ok``, and ``problems`` in log order (the first

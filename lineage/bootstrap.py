@@ -347,19 +347,21 @@ def open_sealer(store: EventStore, *, key: str | None = None, anchors: Any = (),
                   every_events=seal.every_events, every_s=seal.every_s, anchors=published)
 
 
-def open_verifier(store: EventStore, *, public_key: str | bytes | None = None) -> Any:
-    """A ``lineage.application.verification.Verifier`` of ``store``: signatures checked with
-    ``public_key`` (hex, raw bytes or a key file; else ``LINEAGE_SEAL_PUBLIC_KEY``; else the
-    key each seal names, which is not trusted), truncation checked against the positions the
-    followers tracked in the store's database."""
+def open_verifier(store: EventStore, *, public_key: Any = None) -> Any:
+    """A ``lineage.application.verification.Verifier`` of ``store``: signatures checked
+    against the trusted ``public_key`` (hex, raw bytes or a key file, or a list of them: a key
+    and the one it was rotated to; else ``LINEAGE_SEAL_PUBLIC_KEY``, keys separated by commas;
+    else the key each seal names, which is not trusted), truncation checked against the
+    positions the followers tracked in the store's database."""
     from lineage.adapters.signing import check_signature, load_public_key
     from lineage.application.verification import Verifier
     from lineage.config.sealing import SealSettings
 
-    given = public_key if isinstance(public_key, bytes) else SealSettings.load(
-        public_key=public_key).public_key
-    key = given if isinstance(given, bytes) or given is None else load_public_key(given)
-    return Verifier(store, make_mapper(), check_signature, public_key=key,
+    given = public_key if public_key is not None else SealSettings.load().public_key
+    if isinstance(given, bytes | str):
+        given = [given] if isinstance(given, bytes) else [key for key in given.split(",") if key.strip()]
+    trusted = [key if isinstance(key, bytes) else load_public_key(key) for key in given or ()]
+    return Verifier(store, make_mapper(), check_signature, trusted=trusted,
                     tracked=_tracked_positions(store))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -138,9 +138,9 @@ class Verifier:
     recorded (``lineage_positions``), evidence of rows that were there."""
 
     def __init__(self, store: EventStore, mapper: Mapper, check_signature: SignatureCheck, *,
-                 public_key: bytes | None = None, tracked: Mapping[str, int] | None = None) -> None:
+                 trusted: Collection[bytes] = (), tracked: Mapping[str, int] | None = None) -> None:
         self.store, self.mapper, self.check = store, mapper, check_signature
-        self.public_key, self.tracked = public_key, dict(tracked or {})
+        self.trusted, self.tracked = frozenset(trusted), dict(tracked or {})
 
     def seals(self, report: VerifyReport) -> list[_Seal]:
         """Every stored seal in log order, each checked on its own (problems into ``report``)."""
@@ -174,15 +174,14 @@ class Verifier:
             return f"does not chain to seal {number} (replaced, or seal {number} was)"
         if head.size < size or len(seal.digests) != (head.size - size) * DIGEST_BYTES:
             return f"covers {head.size} rows after seal {number}'s {size}, with digests that do not fit"
-        key = self.public_key or head.public_key
-        if self.public_key is not None and head.public_key != self.public_key:
+        if self.trusted and head.public_key not in self.trusted:
             return "is signed by another key than the trusted one (re-sealed without the key)"
-        if not self.check(key, head.message(), head.signature):
+        if not self.check(head.public_key, head.message(), head.signature):
             return "has a bad signature (forged, or changed after signing)"
         return None
 
     def verify(self, anchors: Sequence[TreeHead] = ()) -> VerifyReport:
-        report = VerifyReport(key_trusted=self.public_key is not None, anchors=len(anchors))
+        report = VerifyReport(key_trusted=bool(self.trusted), anchors=len(anchors))
         seals = self.seals(report)
         report.seals = len(seals)
         good = [seal for seal in seals if seal.good]
@@ -213,9 +212,8 @@ class Verifier:
             report.sealed, start = size, size
 
     def _anchor_ok(self, head: TreeHead, report: VerifyReport) -> bool:
-        key = self.public_key or head.public_key
-        if self.check(key, head.message(), head.signature) and (
-                self.public_key is None or head.public_key == self.public_key):
+        if self.check(head.public_key, head.message(), head.signature) and (
+                not self.trusted or head.public_key in self.trusted):
             return True
         report.problems.append(Damage(BAD_ANCHOR, None, None, head.number,
                                       f"the anchor of seal {head.number} is not signed by the "

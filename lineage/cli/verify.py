@@ -122,8 +122,10 @@ def _follow(sealer: Any, poll: float) -> int:
          "Recomputes the Merkle tree of every stored row and checks each seal's root and "
          "signature, the --anchor files and the followers' positions. Exit code 1 when "
          "anything is wrong: the first bad position comes first, with the kind of damage.")
-@click.option("--public-key", metavar="KEY", help="the trusted public key: 64 hex digits or a "
-              "key file (default: LINEAGE_SEAL_PUBLIC_KEY; else the key the seals name)")
+@click.option("--public-key", "public_keys", metavar="KEY", multiple=True,
+              help="a trusted public key: 64 hex digits or a key file; repeat it for the "
+                   "keys before and after a rotation (default: LINEAGE_SEAL_PUBLIC_KEY; else "
+                   "the key the seals name)")
 @click.option("--anchor", "anchors", metavar="FILE", multiple=True,
               help="seals kept outside the database (lineage seal --anchor); repeatable")
 @click.option("--event", metavar="ID", help="print the inclusion proof of an event (an event "
@@ -134,7 +136,7 @@ def _follow(sealer: Any, poll: float) -> int:
 @click.option("--artifacts", is_flag=True, help="re-hash local artifact files against their "
               "checksums and record the outcomes as events")
 @json_option
-def _verify(cli: Invocation, public_key: str | None, anchors: tuple[str, ...], event: str | None,
+def _verify(cli: Invocation, public_keys: tuple[str, ...], anchors: tuple[str, ...], event: str | None,
             first: int | None, second: int | None, artifacts: bool) -> int:
     if (first is None) != (second is None):
         raise ValidationError("--from" if first is None else "--to",
@@ -143,7 +145,7 @@ def _verify(cli: Invocation, public_key: str | None, anchors: tuple[str, ...], e
         return _artifacts(cli)
     store = open_store(_database(cli), create=False)
     try:
-        verifier = open_verifier(store, public_key=public_key)
+        verifier = open_verifier(store, public_key=list(public_keys) or None)
         if event is not None or first is not None:
             from lineage.application import proofs
 

@@ -19,7 +19,7 @@ SEAL_SETTINGS = (
     Setting("key", (("LINEAGE_SEAL_KEY", _text),), None,
             "the path of the Ed25519 private key (PEM) that signs seals", _text),
     Setting("public_key", (("LINEAGE_SEAL_PUBLIC_KEY", _text),), None,
-            "the trusted public key seals must be signed with: 64 hex digits or a key file",
+            "the trusted public keys of seals, separated by commas: 64 hex digits or a key file",
             _text),
     Setting("every_events", (("LINEAGE_SEAL_EVERY_EVENTS", number(int, 1)),), 10_000,
             "seal when this many rows of the log wait (an integer >= 1)", number(int, 1)),

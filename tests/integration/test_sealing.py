@@ -211,3 +211,22 @@ def test_a_tracker_seals_from_its_own_thread_until_closed(sqlite_url: str, tmp_p
     report = make_tracker(sqlite_url, export_otlp=False).verify(public_key=public)
     assert report.ok and report.seals >= 1 and report.unsealed == 1  # the last seal alone
     assert background.failures == 0
+
+
+def test_a_rotated_key_is_trusted_when_both_keys_are_given(sqlite_url: str, tmp_path: Path,
+                                                           make_tracker: Any,
+                                                           monkeypatch: Any) -> None:
+    from lineage.application.damage import BAD_SEAL
+
+    tracker = make_tracker(sqlite_url, export_otlp=False)
+    (old, old_public), (new, new_public) = _key(tmp_path), _key(tmp_path)
+    _train(tracker, "a", 10)
+    tracker.seal(key=old)
+    _train(tracker, "b", 10)
+    tracker.seal(key=new)  # the operator rotated the key
+    problems = tracker.verify(public_key=old_public).problems
+    assert [(p.kind, p.seal) for p in problems] == [(BAD_SEAL, 2)]
+    assert tracker.verify(public_key=[old_public, new]).ok  # raw bytes and a key file
+    monkeypatch.setenv("LINEAGE_SEAL_PUBLIC_KEY", f"{old_public.hex()},{new_public.hex()}")
+    report = tracker.verify()
+    assert report.ok and report.key_trusted
