@@ -4,7 +4,8 @@ Per store: (1) ``bench/ingest.py``'s ingest (``--steps`` steps to one run, durab
 sealer seals that whole log from nothing (``Sealer.seal``; the clock runs from reading the
 first row to the last seal committed): events/s (steps count one each, as ingest counts them)
 against the ingest rate, target >= 2x; (3) the ingest again with a ``BackgroundSealer`` on a
-thread of the same process sealing every 0.05 s: the rate beside (1), the cost to the writer;
+thread of the same process, then with ``lineage seal --follow`` in a process of its own, sealing
+every ``--seal-every-s`` (1 s): their rates beside (1), the cost to the writer;
 (4) ``Verifier.verify`` (``lineage verify``: recompute the tree, check every seal and its
 signature) of a log of ``--verify-steps`` events (1,000,000 by default) in step blocks, target
 >= 200,000 events/s; (5) the worst case, a log of ``--rows`` small events one row each (what
@@ -48,7 +49,9 @@ def seal_all(url: str, key: str) -> tuple[float, int]:
 
 def ingest_while_sealing(url: str, args: argparse.Namespace, key: str) -> dict[str, Any]:
     store = open_store(url)
-    background = BackgroundSealer(open_sealer(store, key=key, every_s=0.05), poll_s=0.05).start()
+    every = args.seal_every_s
+    background = BackgroundSealer(open_sealer(store, key=key, every_s=every),
+                                  poll_s=min(every, 1.0)).start()
     try:
         return ingest(url, args, "bench-ingest-sealed")
     finally:
@@ -59,7 +62,8 @@ def ingest_while_sealing(url: str, args: argparse.Namespace, key: str) -> dict[s
 def ingest_beside_a_sealer_process(url: str, args: argparse.Namespace, key: str) -> dict[str, Any]:
     """The ingest while ``lineage seal --follow`` seals the same store from its own process."""
     command = [str(Path(sys.executable).parent / "lineage"), "--db", url, "seal", "--follow",
-               "--key", key, "--every-s", "0.05", "--poll", "0.05"]
+               "--key", key, "--every-s", str(args.seal_every_s),
+               "--poll", str(min(args.seal_every_s, 1.0))]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)  # started and following
@@ -133,6 +137,8 @@ def main() -> None:
     parser.add_argument("--verify-steps", type=int, default=1_000_000,
                         help="events in the log verified (1,000,000)")
     parser.add_argument("--rows", type=int, default=100_000, help="one-row events (100,000)")
+    parser.add_argument("--seal-every-s", type=float, default=1.0,
+                        help="how often the sealer beside the ingest seals (1 s)")
     args = parser.parse_args()
     report = Report.start("bench/verify.py: sealing and verify throughput")
     with tempfile.TemporaryDirectory() as folder:
