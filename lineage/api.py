@@ -11,13 +11,14 @@ service calls back into the composition root.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from lineage.application.tracker import TrackerService
-from lineage.bootstrap import build
+from lineage.bootstrap import anchors_from, build, open_sealer, open_verifier
 from lineage.ports import ArtifactStorage, EventStore
 
 
@@ -45,3 +46,65 @@ class Tracker(TrackerService):
 
     def __enter__(self) -> Tracker:
         return self
+
+    # -- tamper evidence (issue 14): ``lineage.application.verification`` ---------------------
+
+    def verify(self, *, public_key: str | bytes | Sequence[str | bytes] | None = None,
+               anchors: Sequence[str | os.PathLike[str]] = ()) -> Any:
+        """Recompute the Merkle tree of the whole log and check every seal and its signature
+        (with ``public_key``: 64 hex digits, raw bytes or a key file, or a list of them after
+        a key rotation; else
+        ``LINEAGE_SEAL_PUBLIC_KEY``; else the key the seals name, not trusted), the seals in
+        the anchor files ``anchors`` and the followers' positions. Waits for what is queued
+        first. Returns a ``VerifyReport``: ``ok``, and ``problems`` in log order (the first
+        is the first bad position, with its kind). Raises ConfigurationError for a bad key
+        or anchor file, StoreError when the store fails."""
+        self.flush()
+        verifier = open_verifier(self.store, public_key=public_key)
+        return verifier.verify(anchors_from(anchors))
+
+    def seal(self, *, key: str | os.PathLike[str] | None = None) -> Any:
+        """Seal everything stored so far now with the private key file ``key`` (else
+        ``LINEAGE_SEAL_KEY``); returns the last ``TreeHead`` written (None: nothing new).
+        ``lineage seal --follow`` is the worker that seals as events arrive."""
+        self.flush()
+        return open_sealer(self.store, key=None if key is None else os.fspath(key)).seal()
+
+    def start_sealing(self, *, key: str | os.PathLike[str] | None = None,
+                      every_events: int | None = None, every_s: float | None = None,
+                      poll_s: float = 1.0) -> Any:
+        """Seal this store from a daemon thread of this process (a ``BackgroundSealer``) until
+        ``close``, which seals what was written last. Off the training path: the thread reads
+        the log and appends seals on its own, and a failure is logged, never raised here.
+        ``lineage seal --follow`` in its own process does the same without sharing this
+        process's CPU. ConfigurationError at once for a missing or bad key."""
+        from lineage.application.sealing import BackgroundSealer
+
+        if getattr(self, "_sealing", None) is not None:
+            return self._sealing
+        sealer = open_sealer(self.store, key=None if key is None else os.fspath(key),
+                             every_events=every_events, every_s=every_s)
+        self._sealing: Any = BackgroundSealer(sealer, poll_s=poll_s).start()
+        return self._sealing
+
+    def close(self, timeout: float | None = None) -> None:
+        sealing = getattr(self, "_sealing", None)
+        if sealing is not None and not self._closed:
+            self._sealing = None
+            try:
+                self.flush(timeout)
+            finally:
+                sealing.close(final=True)
+        super().close(timeout)
+
+    def verify_artifacts(self) -> list[Any]:
+        """Re-hash every live local artifact against its registered checksum and record the
+        outcome (``Artifact.Verified``: verified, mismatch or missing); returns the
+        ``ArtifactCheck`` list."""
+        from lineage.application.artifact_check import check_artifacts
+
+        listed, offset = [], 0
+        while page := self.artifacts(limit=500, offset=offset):
+            listed.extend(page)
+            offset += len(page)
+        return check_artifacts(listed, self.storage, self.recorder)

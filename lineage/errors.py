@@ -18,6 +18,7 @@
     ├── WriterError                the background writer could not commit some events
     ├── ConfigurationError         a missing or invalid setting
     ├── ProjectionBusyError        another runner holds this database's projection lock
+    ├── ProofError                 no proof can be given (not sealed yet, seals bad)
     ├── ResumeCommandError         (lineage.cli.recovery) the ``--exec`` resume command failed
     └── ExportError                spans could not be delivered to the OTLP collector
         ├── CollectorUnavailableError  unreachable, 503/429 or timing out past the retry budget
@@ -199,6 +200,11 @@ class WriterError(LineageError):
 
 class ConfigurationError(LineageError):
     """A setting is missing or invalid; the message says what to set."""
+
+
+class ProofError(LineageError):
+    """No proof can be given: the event is not sealed yet, a seal is missing or bad, or the
+    stored rows no longer match their seals (``lineage verify`` says where)."""
 
 
 class ProjectionBusyError(LineageError):
