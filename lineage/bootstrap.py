@@ -258,15 +258,22 @@ def open_artifact_storage() -> ArtifactStorage:
 def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
     """The transport ``settings.protocol`` names (``lineage.config.otlp.OtlpSettings``);
     ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
-    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryWindow
+    from lineage.adapters.otlp.transport import (
+        OtlpGrpcTransport,
+        OtlpHttpTransport,
+        RetryWindow,
+        TlsFiles,
+    )
     from lineage.config.otlp import GRPC
 
     retry = RetryWindow(settings.retry_for_s if retry_for_s is None else retry_for_s)
+    common = {"headers": settings.headers, "timeout_s": settings.timeout_s, "retry": retry,
+              "compression": settings.compression,
+              "tls": TlsFiles(settings.certificate, settings.client_key,
+                              settings.client_certificate)}
     if settings.protocol == GRPC:
-        return OtlpGrpcTransport(settings.endpoint, headers=settings.headers,
-                                 timeout_s=settings.timeout_s, retry=retry, channel=client)
-    return OtlpHttpTransport(settings.endpoint, headers=settings.headers,
-                             timeout_s=settings.timeout_s, retry=retry, client=client)
+        return OtlpGrpcTransport(settings.endpoint, channel=client, **common)
+    return OtlpHttpTransport(settings.endpoint, client=client, **common)
 
 
 def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, transport: Any, *,
@@ -278,7 +285,8 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
     from lineage.spans.builder import SpanBuilder
 
     builder = SpanBuilder(store, make_mapper())
-    return OtlpExportRunner(store, positions, builder, OtlpEncoder(settings.service_name),
+    encoder = OtlpEncoder(settings.service_name, settings.resource)
+    return OtlpExportRunner(store, positions, builder, encoder,
                             transport, name=name, batch_spans=settings.batch_spans,
                             batch_bytes=settings.batch_bytes, track=track, start=start)
 

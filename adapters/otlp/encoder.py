@@ -78,9 +78,11 @@ class OtlpEncoder:
     def __init__(self, service_name: str = "lineage",
                  resource_attributes: dict[str, Any] | None = None,
                  scope_version: str = __version__) -> None:
-        attributes = {"service.name": service_name, "telemetry.sdk.name": "lineage",
-                      "telemetry.sdk.language": "python", "telemetry.sdk.version": scope_version,
-                      **(resource_attributes or {})}
+        # As the SDK merges a Resource: its identity keys, then OTEL_RESOURCE_ATTRIBUTES, then
+        # the service name (OTEL_SERVICE_NAME wins over a service.name among the attributes).
+        attributes = {"telemetry.sdk.name": "lineage", "telemetry.sdk.language": "python",
+                      "telemetry.sdk.version": scope_version, **(resource_attributes or {}),
+                      "service.name": service_name}
         resource = Resource(attributes=key_values(tuple(sorted(attributes.items()))))
         scope = InstrumentationScope(name=SCOPE_NAME, version=scope_version)
         self._resource_field = field(1, resource.SerializeToString(deterministic=True))
