@@ -8,6 +8,11 @@ every batch under its byte limit. The Resource has only what the configuration s
 (``service.name``) and the SDK identity keys, never a random instance id: the same records
 always give the same bytes.
 
+Flags follow the specification's ``SpanFlags``: every span is sampled (W3C trace flag 01) and
+says whether its parent is remote (``HAS_IS_REMOTE``, plus ``IS_REMOTE`` for a parent in another
+process: ``SpanRecord.remote_parent``); a link says the same of its target: remote when it
+points into another trace (another run, or the caller's own OpenTelemetry trace).
+
 ``request_json`` renders a request as OTLP/JSON (lowerCamelCase keys, hex ids, enum numbers,
 64-bit integers as strings), as ``lineage export otlp --dry-run`` prints it.
 """
@@ -34,6 +39,8 @@ _KIND = {"internal": Span.SPAN_KIND_INTERNAL, "server": Span.SPAN_KIND_SERVER,
          "client": Span.SPAN_KIND_CLIENT, "producer": Span.SPAN_KIND_PRODUCER,
          "consumer": Span.SPAN_KIND_CONSUMER}
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+SAMPLED, HAS_IS_REMOTE, IS_REMOTE = 0x01, 0x100, 0x200
+LOCAL, REMOTE = SAMPLED | HAS_IS_REMOTE, SAMPLED | HAS_IS_REMOTE | IS_REMOTE
 # What an oversized span keeps (a span must fit in one request; see OtlpEncoder.encode_span).
 _SHRUNK_ATTRIBUTES, _SHRUNK_LENGTH = 32, 256
 
@@ -114,7 +121,8 @@ class OtlpEncoder:
 def _span(record: SpanRecord) -> Span:
     span = Span(
         trace_id=record.trace_id, span_id=record.span_id, parent_span_id=record.parent_span_id,
-        name=record.name, kind=_KIND[record.kind], start_time_unix_nano=record.start_ns,
+        flags=REMOTE if record.remote_parent else LOCAL, name=record.name,
+        kind=_KIND[record.kind], start_time_unix_nano=record.start_ns,
         end_time_unix_nano=record.end_ns, attributes=key_values(record.attributes),
         dropped_attributes_count=record.dropped_attributes,
         events=[Span.Event(time_unix_nano=e.time_ns, name=e.name,
@@ -124,7 +132,8 @@ def _span(record: SpanRecord) -> Span:
         dropped_events_count=record.dropped_events,
         links=[Span.Link(trace_id=link.trace_id, span_id=link.span_id,
                          attributes=key_values(link.attributes),
-                         dropped_attributes_count=link.dropped_attributes)
+                         dropped_attributes_count=link.dropped_attributes,
+                         flags=LOCAL if link.trace_id == record.trace_id else REMOTE)
                for link in record.links],
         dropped_links_count=record.dropped_links,
     )

@@ -36,6 +36,7 @@ from lineage.spans.model import (
 RUN_SPAN, STEPS_SPAN = "train run", "train steps"
 CHECKPOINT_SPAN, EVALUATE_SPAN = "save checkpoint", "evaluate"
 FAILURE_SPAN, RECOVERY_SPAN = "detect failure", "recover run"
+BEST_SPAN, RETIRE_SPAN, DELETE_SPAN = "select best checkpoint", "retire checkpoint", "delete checkpoint"
 _CACHE = 4096
 
 

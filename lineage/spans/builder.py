@@ -13,8 +13,12 @@ steps (a stored step block)    ``train steps``: one per step group whose last st
 ``Run.EvaluationRecorded``     ``evaluate``
 ``Run.FailureDetected``        ``detect failure`` (status error, an ``exception`` event)
 ``Run.RecoveryCompleted`` /    ``recover run``: from its ``RecoveryStarted`` to this event,
-``RecoveryFailed`` /           linked to the resumed run and the checkpoint it resumed from
+``RecoveryFailed`` /           linked to the resumed run and the checkpoint it resumed from;
+                               the steps lost (``StepsLost``) as attributes and an event
 ``RecoveryExhausted``
+``Run.BestCheckpointChanged``  ``select best checkpoint``, linked to the new best's span
+``Artifact.Retired`` /         ``retire checkpoint`` / ``delete checkpoint`` in the trace of the
+``DeletionRecorded``           run that saved the artifact, linked to its ``save checkpoint``
 ``Run.Finished`` (the first)   ``train run`` (the root): from ``Started`` to ``Finished``, with
                                the job spec, inputs, failures as ``exception`` events, links to
                                the run and checkpoint it resumed from; and the run's last,
@@ -43,14 +47,17 @@ from typing import Any
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
-from lineage.domain import Run, ids
+from lineage.domain import Artifact, Run, ids
 from lineage.ports import EventStore
 from lineage.spans import identity
 from lineage.spans.assembly import (
+    BEST_SPAN,
     CHECKPOINT_SPAN,
+    DELETE_SPAN,
     EVALUATE_SPAN,
     FAILURE_SPAN,
     RECOVERY_SPAN,
+    RETIRE_SPAN,
     RUN_SPAN,
     STEPS_SPAN,
     attempt_of,
@@ -74,8 +81,8 @@ from lineage.spans.model import (
 )
 from lineage.spans.step_spans import StepSpans
 
-__all__ = ["CHECKPOINT_SPAN", "EVALUATE_SPAN", "FAILURE_SPAN", "RECOVERY_SPAN", "RUN_SPAN",
-           "STEPS_SPAN", "SpanBuilder"]
+__all__ = ["BEST_SPAN", "CHECKPOINT_SPAN", "DELETE_SPAN", "EVALUATE_SPAN", "FAILURE_SPAN",
+           "RECOVERY_SPAN", "RETIRE_SPAN", "RUN_SPAN", "STEPS_SPAN", "SpanBuilder"]
 
 _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhausted)
 
@@ -177,6 +184,15 @@ class SpanBuilder(StepSpans, Dispatcher):
         if isinstance(event, Run.RecoveryCompleted):
             pairs += [("lineage.recovery.new_run.id", str(event.new_run_id)),
                       ("lineage.recovery.checkpoint.id", str(event.checkpoint_id))]
+            lost = next((e for e in reversed(history) if isinstance(e, Run.StepsLost)
+                         and e.new_run_id == event.new_run_id), None)
+            if lost is not None:
+                lost_pairs = [("lineage.steps_lost.count", lost.count),
+                              ("lineage.steps_lost.first", lost.first_step),
+                              ("lineage.steps_lost.last", lost.last_step),
+                              ("lineage.steps_lost.after_checkpoint_step", lost.checkpoint_step)]
+                pairs += lost_pairs
+                events.append(make_event("steps lost", lost.occurred_at, lost_pairs, self.limits))
             links = [self._run_link(event.new_run_id, "resumed_as"),
                      self._checkpoint_link(event.checkpoint_id, "resumed_from_checkpoint")]
         elif isinstance(event, Run.RecoveryFailed):
@@ -190,6 +206,45 @@ class SpanBuilder(StepSpans, Dispatcher):
         return [self._child(event, span_id, RECOVERY_SPAN, pairs, events=events,
                             links=[link for link in links if link is not None], status=status,
                             message=message, start_ns=began)]
+
+    @handles(Run.BestCheckpointChanged)
+    def _best(self, stored: StoredEvent) -> list[SpanRecord]:
+        event: Run.BestCheckpointChanged = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
+        pairs = [("lineage.run.id", str(event.originator_id)), ("lineage.step", event.eval_step),
+                 ("lineage.best.artifact.id", str(event.artifact_id)),
+                 ("lineage.best.previous_artifact.id", event.previous_artifact_id),
+                 ("lineage.best.metric", event.metric), ("lineage.best.mode", event.mode),
+                 ("lineage.best.value", event.value),
+                 ("lineage.best.checkpoint_step", event.checkpoint_step)]
+        link = self._checkpoint_link(event.artifact_id, "best_checkpoint")
+        return [self._child(event, identity.event_span_id(identity.BEST, event.event_id),
+                            BEST_SPAN, pairs, links=[link] if link is not None else [])]
+
+    @handles(Artifact.Retired, Artifact.DeletionRecorded)
+    def _retention(self, stored: StoredEvent) -> list[SpanRecord]:
+        """Retention of an artifact a run saved, in that run's trace (other artifacts: none)."""
+        event: Any = self.mapper.to_domain_event(stored)
+        registered = self._registered(event.originator_id)
+        if registered is None or registered.run_id is None or not self._run_started(
+                registered.run_id):
+            return []
+        pairs: list[tuple[str, Any]] = [
+            ("lineage.run.id", str(registered.run_id)),
+            ("lineage.artifact.id", str(event.originator_id)),
+            ("lineage.artifact.uri", registered.uri), ("lineage.step", registered.step)]
+        if isinstance(event, Artifact.Retired):
+            name = RETIRE_SPAN
+            pairs += [("lineage.retention.reason", event.reason),
+                      ("lineage.retention.policy", event.policy)]
+        else:
+            name = DELETE_SPAN
+            pairs += [("lineage.deletion.outcome", event.outcome),
+                      ("lineage.deletion.detail", event.detail)]
+        link = self._checkpoint_link(event.originator_id, "retention_of")
+        return [self._span(registered.run_id, identity.event_span_id(identity.RETENTION,
+                                                                     event.event_id),
+                           name, None, ns_of(event.occurred_at), pairs,
+                           links=[link] if link is not None else [])]
 
     @handles(Run.Finished)
     def _finished(self, stored: StoredEvent) -> list[SpanRecord]:

@@ -22,6 +22,9 @@ span id in the LineageIR trace of the same events.
                                                it (completed, failed, exhausted)
   ``recovery``    ``RecoveryExhausted`` id     ``recover run`` of an exhaustion recorded
                                                when no attempt was open
+  ``best``        ``BestCheckpointChanged`` id ``select best checkpoint``
+  ``retention``   ``Artifact.Retired`` or      ``retire checkpoint`` / ``delete checkpoint``,
+                  ``DeletionRecorded`` id      in the trace of the run that saved it
   ==============  ==========================  ==========================================
 
   Every span but the run's has the run span as its parent.
@@ -43,6 +46,7 @@ STEPS_PER_SPAN = 100
 
 RUN, STEPS, CHECKPOINT, EVALUATION, FAILURE, RECOVERY = (
     "run", "steps", "checkpoint", "evaluation", "failure", "recovery")
+BEST, RETENTION = "best", "retention"
 
 
 def trace_id(run_id: UUID) -> bytes:

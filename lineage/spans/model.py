@@ -68,7 +68,9 @@ class SpanLink:
 
 @dataclass(frozen=True, slots=True)
 class SpanRecord:
-    """One finished span. ``parent_span_id`` is ``b""`` for a root span; times are epoch ns."""
+    """One finished span. ``parent_span_id`` is ``b""`` for a root span; times are epoch ns;
+    ``remote_parent``: the parent is a span of another process (the caller's OpenTelemetry
+    span a run was started in)."""
 
     trace_id: bytes
     span_id: bytes
@@ -85,6 +87,7 @@ class SpanRecord:
     dropped_attributes: int = 0
     dropped_events: int = 0
     dropped_links: int = 0
+    remote_parent: bool = False
 
 
 # -- ids and times ---------------------------------------------------------------------------
