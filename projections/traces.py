@@ -239,12 +239,20 @@ class TraceProjection(Dispatching):
         run_id = str(e.originator_id)
         at = iso(e.occurred_at)
         values: dict[str, Any] = {"status": e.status, "finished_reason": e.reason, "finished_at": at}
+        first = conn.execute(select(traces.c.finished_at).where(traces.c.id == run_id)).scalar()
         if e.superseded_by:
             values["superseded_by"] = str(e.superseded_by)
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
-        _merge_span(conn, run_span_id(run_id), {"reason": e.reason},
-                    status="ok" if e.status in ("completed", "superseded") else "error",
+        status = "ok" if e.status in ("completed", "superseded") else "error"
+        _merge_span(conn, run_span_id(run_id), {"reason": e.reason}, status=status,
                     finished_at=at)
+        if first is None:  # the first Finished: ``finish run``, as the OTLP export has it
+            span_id = identity.lineage_span_id(UUID(run_id), identity.finish_span_id(UUID(run_id)))
+            _span(conn, span_id, run_id, run_span_id(run_id), "finish", "finish run", status, e,
+                  position, finished=True, attributes={"status": e.status, "reason": e.reason})
+            conn.execute(update(spans).where(spans.c.id == span_id).values(
+                started_at=select(traces.c.started_at).where(traces.c.id == run_id)
+                .scalar_subquery()))
 
     @handles(HeartbeatRecorded)
     def _HeartbeatRecorded(self, conn: Connection, position: int, e: HeartbeatRecorded) -> None:

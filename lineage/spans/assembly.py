@@ -33,7 +33,7 @@ from lineage.spans.model import (
     ns_of,
 )
 
-RUN_SPAN, STEPS_SPAN = "train run", "train steps"
+RUN_SPAN, STEPS_SPAN, FINISH_SPAN = "train run", "train steps", "finish run"
 CHECKPOINT_SPAN, EVALUATE_SPAN = "save checkpoint", "evaluate"
 FAILURE_SPAN, RECOVERY_SPAN = "detect failure", "recover run"
 BEST_SPAN, RETIRE_SPAN, DELETE_SPAN = "select best checkpoint", "retire checkpoint", "delete checkpoint"

@@ -19,10 +19,13 @@ steps (a stored step block)    ``train steps``: one per step group whose last st
 ``Run.BestCheckpointChanged``  ``select best checkpoint``, linked to the new best's span
 ``Artifact.Retired`` /         ``retire checkpoint`` / ``delete checkpoint`` in the trace of the
 ``DeletionRecorded``           run that saved the artifact, linked to its ``save checkpoint``
-``Run.Finished`` (the first)   ``train run`` (the root): from ``Started`` to ``Finished``, with
-                               the job spec, inputs, failures as ``exception`` events, links to
-                               the run and checkpoint it resumed from; and the run's last,
-                               partial ``train steps`` span
+``Run.Started``                ``train run`` (the root, no parent), zero length at the start,
+                               with the job spec and tags: sent at once, so a running run's
+                               trace has its root while it trains
+``Run.Finished`` (the first)   ``finish run``: from ``Started`` to ``Finished``, with the
+                               outcome (status), counts, inputs, failures as ``exception``
+                               events, links to the run and checkpoint it resumed from; and
+                               the run's last, partial ``train steps`` span
 =============================  ================================================================
 
 Ids, parents and the step grouping are the trace identity's (``lineage.spans.identity``), the
@@ -31,10 +34,10 @@ same as the read model's LineageIR trace of the same events.
 Every span is emitted once, by exactly one event, with its final content: what it needs from
 other events is read back from the store (the run's aggregate stream, a range of the step
 stream, a parent artifact) and restricted to versions at or before the triggering event, so a
-re-export of the same events gives equal records. Other events (artifacts, aliases, run start,
-inputs) complete no span. A run that never finishes has no ``train run`` span (its children
-point at a parent that never arrives, which trace viewers show as such). A later ``Finished``
-(``failed`` -> ``superseded``) adds nothing: the ``recover run`` span carries the outcome.
+re-export of the same events gives equal records. Other events (artifact registrations,
+aliases, inputs) complete no span. A run that never finishes has its root and the spans of what it
+did, but no ``finish run``. A later ``Finished`` (``failed`` -> ``superseded``) adds nothing:
+the ``recover run`` span carries the outcome.
 
 Threading: one builder per thread (it caches which runs exist and checkpoint spans).
 """
@@ -56,6 +59,7 @@ from lineage.spans.assembly import (
     DELETE_SPAN,
     EVALUATE_SPAN,
     FAILURE_SPAN,
+    FINISH_SPAN,
     RECOVERY_SPAN,
     RETIRE_SPAN,
     RUN_SPAN,
@@ -82,7 +86,7 @@ from lineage.spans.model import (
 from lineage.spans.step_spans import StepSpans
 
 __all__ = ["BEST_SPAN", "CHECKPOINT_SPAN", "DELETE_SPAN", "EVALUATE_SPAN", "FAILURE_SPAN",
-           "RECOVERY_SPAN", "RETIRE_SPAN", "RUN_SPAN", "STEPS_SPAN", "SpanBuilder"]
+           "FINISH_SPAN", "RECOVERY_SPAN", "RETIRE_SPAN", "RUN_SPAN", "STEPS_SPAN", "SpanBuilder"]
 
 _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhausted)
 
@@ -246,22 +250,40 @@ class SpanBuilder(StepSpans, Dispatcher):
                            name, None, ns_of(event.occurred_at), pairs,
                            links=[link] if link is not None else [])]
 
+    @handles(Run.Started)
+    def _run_begins(self, stored: StoredEvent) -> list[SpanRecord]:
+        """The root ``train run`` span, at once (zero length): a running run's spans have
+        their parent in the trace from the start; ``finish run`` completes it."""
+        started: Run.Started = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
+        run_id = started.originator_id
+        pairs: list[tuple[str, Any]] = [
+            ("lineage.run.id", str(run_id)), ("lineage.run.name", started.name),
+            ("lineage.run.start_step", started.start_step),
+            ("lineage.tenant.id", started.tenant_id), ("lineage.source", started.source),
+            ("lineage.actor", started.actor)]
+        pairs += prefixed("lineage.tag.", started.tags)
+        pairs += flatten("lineage.job", started.job)
+        at = ns_of(started.occurred_at)
+        return [self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, at, at, pairs)]
+
     @handles(Run.Finished)
     def _finished(self, stored: StoredEvent) -> list[SpanRecord]:
         run_id = uuid_of(stored.originator_id)
         history = self._history(run_id, stored.originator_version)
         if not history or not isinstance(history[0], Run.Started) or any(
                 isinstance(e, Run.Finished) for e in history[:-1]):
-            return []  # the run span went out with the first Finished
+            return []  # the finish span went out with the first Finished
         stream = ids.step_stream_id(run_id)
         last = self.store.read_stream(stream, desc=True, limit=1)
         steps = last[0].originator_version if last else 0
-        spans = [self._run_span(history, steps)]
+        spans = [self._finish_span(history, steps)]
         if steps % identity.STEPS_PER_SPAN:
             spans.insert(0, self._step_span(stream, steps))
         return spans
 
-    def _run_span(self, history: list[Any], steps: int) -> SpanRecord:
+    def _finish_span(self, history: list[Any], steps: int) -> SpanRecord:
+        """``finish run``: from the run's start to its first ``Finished``, with its outcome,
+        counts, inputs, failures and the run it resumed."""
         started, finished = history[0], history[-1]
         run_id = started.originator_id
         failures = [e for e in history if isinstance(e, Run.FailureDetected)]
@@ -274,14 +296,10 @@ class SpanBuilder(StepSpans, Dispatcher):
             ("lineage.run.evaluations", count_of(history, Run.EvaluationRecorded)),
             ("lineage.run.failures", len(failures)),
             ("lineage.run.resumed_from", resumed.previous_run_id if resumed else None),
-            ("lineage.run.superseded_by", finished.superseded_by),
-            ("lineage.tenant.id", started.tenant_id), ("lineage.source", started.source),
-            ("lineage.actor", started.actor)]
+            ("lineage.run.superseded_by", finished.superseded_by)]
         status, message = run_status(finished)
         if status == STATUS_ERROR:
             pairs.append(("error.type", failures[-1].error_type if failures else "_OTHER"))
-        pairs += prefixed("lineage.tag.", started.tags)
-        pairs += flatten("lineage.job", started.job)
         events = [self._exception(e) if isinstance(e, Run.FailureDetected) else make_event(
             "input used", e.occurred_at, [("lineage.artifact.id", str(e.artifact_id)),
                                           ("lineage.artifact.uri", e.uri),
@@ -290,6 +308,7 @@ class SpanBuilder(StepSpans, Dispatcher):
         links = [] if resumed is None else [
             self._run_link(resumed.previous_run_id, "resumed_from"),
             self._checkpoint_link(resumed.checkpoint_id, "resumed_from_checkpoint")]
-        return self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, ns_of(started.occurred_at),
+        return self._span(run_id, identity.finish_span_id(run_id), FINISH_SPAN,
+                          ns_of(started.occurred_at),
                           ns_of(finished.occurred_at), pairs, events,
                           [link for link in links if link is not None], status, message)

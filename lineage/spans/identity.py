@@ -12,7 +12,9 @@ span id in the LineageIR trace of the same events.
   ==============  ==========================  ==========================================
   kind            hashed                       the span
   ==============  ==========================  ==========================================
-  ``run``         run id                       the root ``train run`` span (no parent)
+  ``run``         run id                       the root ``train run`` span (no parent), from
+                                               ``Started``: a running run's spans have it
+  ``finish``      run id                       ``finish run``: start to (first) finish
   ``steps``       run id + group number        ``train steps``: one per step group
   ``checkpoint``  ``CheckpointSaved`` id       ``save checkpoint``
   ``evaluation``  ``EvaluationRecorded`` id    ``evaluate``
@@ -46,7 +48,7 @@ STEPS_PER_SPAN = 100
 
 RUN, STEPS, CHECKPOINT, EVALUATION, FAILURE, RECOVERY = (
     "run", "steps", "checkpoint", "evaluation", "failure", "recovery")
-BEST, RETENTION = "best", "retention"
+BEST, RETENTION, FINISH = "best", "retention", "finish"
 
 
 def trace_id(run_id: UUID) -> bytes:
@@ -56,6 +58,10 @@ def trace_id(run_id: UUID) -> bytes:
 
 def run_span_id(run_id: UUID) -> bytes:
     return _span_id(RUN, run_id.bytes)
+
+
+def finish_span_id(run_id: UUID) -> bytes:
+    return _span_id(FINISH, run_id.bytes)
 
 
 def step_group(version: int) -> int:

@@ -60,7 +60,7 @@ def test_every_exported_span_is_in_the_lineage_trace_with_its_parent(
     scenario = record_scenario(tracker, clock, steps=230)  # steps 1-230, resumed 5-231
     received = export(durable_url, tracker, receiver)
     names = sorted(span.name for span in received)
-    assert names == sorted(["train run"] * 2 + ["train steps"] * 6  # 3 groups a run, 1 partial
+    assert names == sorted(["train run", "finish run"] * 2 + ["train steps"] * 6  # 3 groups a run, 1 partial
                            + ["save checkpoint"] * 2 + ["evaluate", "detect failure",
                                                        "recover run"])
     runs = {scenario.failed_run.bytes: scenario.failed_run,
@@ -98,7 +98,7 @@ def test_recoveries_that_fail_then_exhaust_have_the_same_spans(
     received = export(durable_url, tracker, receiver)
     spans = lineage_spans(tracker, run.id)
     assert sorted(s.name for s in received) == sorted(
-        ["train run", "train steps", "save checkpoint", "evaluate", "detect failure"]
+        ["train run", "finish run", "train steps", "save checkpoint", "evaluate", "detect failure"]
         + ["recover run"] * 3)
     assert {s.span_id: (s.parent_span_id, s.name) for s in received} == spans
 
