@@ -19,7 +19,9 @@ from lineage.errors import CollectorUnavailableError, ExportRejectedError
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, Receiver
 from tests.otlp_scenario import Scenario, deterministic_tracker, record_scenario
 
-SCENARIO_SPANS = 11  # 2 runs (root + finish each), 2 step groups (one per run), 2 checkpoints, evaluate, failure, recovery
+# 2 runs (root + finish each), 2 step groups (one per run), 2 checkpoints, evaluate, failure,
+# recovery
+SCENARIO_SPANS = 11
 UNAVAILABLE = {"http": 503, "grpc": grpc.StatusCode.UNAVAILABLE}
 REFUSED = {"http": 400, "grpc": grpc.StatusCode.INVALID_ARGUMENT}
 
