@@ -283,8 +283,9 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
     from lineage.adapters.otlp.encoder import OtlpEncoder
     from lineage.adapters.otlp.runner import OtlpExportRunner
     from lineage.spans.builder import SpanBuilder
+    from lineage.spans.identity import StepGrouping
 
-    builder = SpanBuilder(store, make_mapper())
+    builder = SpanBuilder(store, make_mapper(), grouping=StepGrouping(settings.steps_per_span))
     encoder = OtlpEncoder(settings.service_name, settings.resource)
     return OtlpExportRunner(store, positions, builder, encoder,
                             transport, name=name, batch_spans=settings.batch_spans,

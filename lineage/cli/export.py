@@ -2,7 +2,7 @@
 
     lineage export otlp [--from-start] [--follow] [--run RUN] [--dry-run] [--name NAME]
                         [--endpoint URL] [--protocol http/protobuf|grpc]
-                        [--json]
+                        [--steps-per-span N] [--json]
     lineage export status [--json]
 
 ``export otlp`` sends the spans of everything after the exporter's tracked position (``--name``,
@@ -62,13 +62,18 @@ def _export(cli: Invocation) -> int:
               "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else localhost)")
 @click.option("--protocol", type=click.Choice((HTTP_PROTOBUF, GRPC)),
               help="default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf")
+@click.option("--steps-per-span", type=click.IntRange(min=0), metavar="N",
+              help="step events a 'train steps' span (1: a span per step); default "
+                   "LINEAGE_OTLP_STEPS_PER_SPAN, else 0: the bounded grouping of 'lineage trace'")
 @json_option
 def _otlp(cli: Invocation, from_start: bool, run: str | None, follow: bool, dry_run: bool,
-          name: str, endpoint: str | None, protocol: str | None) -> int:
+          name: str, endpoint: str | None, protocol: str | None,
+          steps_per_span: int | None) -> int:
     exclusive({"--from-start": from_start, "--run": run})
     if run and follow:
         raise ValidationError("--follow", "cannot be combined with --run (a run is sent once)")
-    settings = OtlpSettings.load(endpoint=endpoint, protocol=protocol)
+    settings = OtlpSettings.load(endpoint=endpoint, protocol=protocol,
+                                 steps_per_span=steps_per_span)
     runner = open_otlp_exporter(_database(cli), settings, name=name, from_start=from_start,
                                 dry_run=sys.stdout if dry_run else None)
     quiet = dry_run or cli.json

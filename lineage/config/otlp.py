@@ -173,6 +173,9 @@ SETTINGS = (
               "the path of the PEM client certificate for mutual TLS"),
     _standard("insecure", flag, False, "true or false (gRPC with a host:port endpoint: "
               "plaintext instead of TLS)"),
+    Setting("steps_per_span", (("LINEAGE_OTLP_STEPS_PER_SPAN", number(int, 0, 1_000_000)),), 0,
+            "0 (the trace identity's bounded grouping, as lineage trace shows it) or n step "
+            "events a train steps span (1: a span per step)", number(int, 0, 1_000_000)),
     Setting("batch_spans", (("LINEAGE_OTLP_BATCH_SPANS", number(int, 1, 100_000)),), 512,
                 "most spans in one export request", number(int, 1, 100_000)),
     Setting("batch_bytes", (("LINEAGE_OTLP_BATCH_BYTES",
@@ -205,6 +208,7 @@ class OtlpSettings:
     timeout_s: float
     service_name: str
     resource_attributes: dict[str, str]
+    steps_per_span: int
     compression: str
     certificate: str | None
     client_key: str | None

@@ -44,10 +44,12 @@ class SpanAssembly:
     """State, store reads and span assembly shared by the builder's handlers."""
 
     def __init__(self, store: EventStore, mapper: Mapper, *,
-                 limits: SpanLimits = DEFAULT_LIMITS) -> None:
+                 limits: SpanLimits = DEFAULT_LIMITS,
+                 grouping: identity.StepGrouping = identity.DEFAULT_GROUPING) -> None:
         self.store = store
         self.mapper = mapper
         self.limits = limits
+        self.grouping = grouping
         self.blocks = BlockCodec(mapper)
         self._started: OrderedDict[UUID, bool] = OrderedDict()
         self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span

@@ -93,12 +93,13 @@ _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhaust
 
 class SpanBuilder(StepSpans, Dispatcher):
     """Builds span records from stored events; see the module docstring for the mapping. The
-    step grouping is the trace identity's (``identity.STEPS_PER_SPAN``), shared with the read
-    model, so it is not configurable."""
+    step grouping is the trace identity's (shared with the read model) unless ``grouping``
+    says otherwise (an export option)."""
 
     def __init__(self, store: EventStore, mapper: Mapper, *,
-                 limits: SpanLimits = DEFAULT_LIMITS) -> None:
-        super().__init__(store, mapper, limits=limits)
+                 limits: SpanLimits = DEFAULT_LIMITS,
+                 grouping: identity.StepGrouping = identity.DEFAULT_GROUPING) -> None:
+        super().__init__(store, mapper, limits=limits, grouping=grouping)
         self._handlers = self.topics()  # dispatched on the stored topic, before decoding
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[SpanRecord]]:
@@ -277,7 +278,7 @@ class SpanBuilder(StepSpans, Dispatcher):
         last = self.store.read_stream(stream, desc=True, limit=1)
         steps = last[0].originator_version if last else 0
         spans = [self._finish_span(history, steps)]
-        if steps % identity.STEPS_PER_SPAN:
+        if steps and not self.grouping.ends_group(steps):
             spans.insert(0, self._step_span(stream, steps))
         return spans
 

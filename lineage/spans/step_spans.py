@@ -1,11 +1,22 @@
 """The ``train steps`` spans: one per step group of a run's step stream (the trace identity's
-grouping, ``lineage.spans.identity``), built from the stored step blocks' columns.
+grouping, ``lineage.spans.identity``, or the export's ``StepGrouping``), built from the stored
+step blocks' columns.
+
+A span of several steps has the range (``lineage.step.first/min/max/count``, the stream
+versions ``lineage.stream.version.first/last``, from which ``Tracker.steps(run,
+after=first - 1, limit=count)`` gives every step back), the last step's metrics
+(``lineage.metric.NAME``), each metric's ``.min`` / ``.max`` / ``.mean`` over the group, and
+``step`` events: every step of a group of up to 100 (so the first 10,000 steps of a run are all
+in its trace), 100 evenly spaced ones of a longer group. A span of one step (``StepGrouping(1)``)
+has that step's values and no events.
 
 Threading: part of ``SpanBuilder``; one per thread.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -15,9 +26,10 @@ from lineage.codec.dispatch import handles
 from lineage.codec.step_block import StepBlock, read_blocks
 from lineage.domain import StepRecorded
 from lineage.domain.steps import StepsRecorded
-from lineage.spans import identity
 from lineage.spans.assembly import STEPS_SPAN, SpanAssembly, uuid_of
-from lineage.spans.model import SpanRecord, ns_of, prefixed
+from lineage.spans.model import SpanEvent, SpanRecord, attributes, prefixed
+
+STEP_EVENTS = 100  # most ``step`` events on one span (OpenTelemetry's default limit is 128)
 
 
 class StepSpans(SpanAssembly):
@@ -26,35 +38,70 @@ class StepSpans(SpanAssembly):
     @handles(StepRecorded, StepsRecorded)
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
         """The groups whose last version this block holds (versions ``seq_from..last``)."""
-        last = stored.originator_version
         first = self._decode(stored).seq_from
-        per = identity.STEPS_PER_SPAN
-        ends = range((first + per - 1) // per * per, last + 1, per)
-        return [self._step_span(uuid_of(stored.originator_id), end) for end in ends]
+        return [self._step_span(uuid_of(stored.originator_id), end)
+                for end in self.grouping.ends(first, stored.originator_version)]
 
     def _step_span(self, stream: UUID, last: int) -> SpanRecord:
         """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
-        when the run finished), from the blocks' columns."""
-        group = identity.step_group(last)
-        first = identity.step_group_versions(group)[0]
+        when the run finished), from the blocks' columns (module doc)."""
+        group = self.grouping.group(last)
+        first = self.grouping.versions(group)[0]
         parts = self._parts(stream, first, last)
         head_block, head_range = parts[0]
         final_block, final_range = parts[-1]
-        head, final = head_block.decoded(head_range[0]), final_block.decoded(final_range[-1])
-        numbers = [block.steps[i] for block, indexes in parts for i in indexes]
-        tokens = [block.tokens[i] for block, indexes in parts if block.tokens is not None
-                  for i in indexes if block.tokens[i] is not None]
-        run_id = final.run_uuid
+        head, final = head_range[0], final_range[-1]
+        count = sum(len(indexes) for _, indexes in parts)
+        run_id = final_block.run_id
         pairs: list[tuple[str, Any]] = [
-            ("lineage.run.id", final.run_id), ("lineage.step", final.step),
-            ("lineage.epoch", final.epoch), ("lineage.step.first", head.step),
-            ("lineage.step.min", min(numbers)), ("lineage.step.max", max(numbers)),
-            ("lineage.step.count", len(numbers)), ("lineage.step.group", group),
-            ("lineage.stream.version.first", first), ("lineage.stream.version.last", last),
-            ("lineage.tokens", sum(tokens) if tokens else None),
-            *prefixed("lineage.metric.", final.metrics)]
-        return self._span(run_id, identity.step_group_span_id(run_id, group), STEPS_SPAN,
-                          ns_of(head.occurred_datetime), ns_of(final.occurred_datetime), pairs)
+            ("lineage.run.id", str(run_id)), ("lineage.step", final_block.steps[final]),
+            ("lineage.epoch", final_block.epoch(final)),
+            ("lineage.step.first", head_block.steps[head])]
+        if count == 1:
+            pairs += [("lineage.step.count", 1), ("lineage.stream.version.first", first),
+                      ("lineage.tokens", final_block.token_count(final)),
+                      *prefixed("lineage.metric.", final_block.metrics(final))]
+            events: list[SpanEvent] = []
+        else:
+            numbers = [block.steps[i] for block, indexes in parts for i in indexes]
+            tokens = [block.tokens[i] for block, indexes in parts if block.tokens is not None
+                      for i in indexes if block.tokens[i] is not None]
+            pairs += [("lineage.step.min", min(numbers)), ("lineage.step.max", max(numbers)),
+                      ("lineage.step.count", count), ("lineage.step.group", group),
+                      ("lineage.stream.version.first", first),
+                      ("lineage.stream.version.last", last),
+                      ("lineage.tokens", sum(tokens) if tokens else None),
+                      *prefixed("lineage.metric.", final_block.metrics(final)),
+                      *_summaries(parts)]
+            events = self._step_events(parts, count)
+        span = self._span(run_id, self.grouping.span_id(run_id, group), STEPS_SPAN,
+                          head_block.occurred_us[head] * 1000,
+                          final_block.occurred_us[final] * 1000, pairs, events)
+        sampled_out = count - len(events) if events else 0
+        return replace(span, dropped_events=span.dropped_events + sampled_out) \
+            if sampled_out else span
+
+    def _step_events(self, parts: list[tuple[StepBlock, range]], count: int) -> list[SpanEvent]:
+        """A ``step`` event per step (its number, epoch, tokens and metrics, at its time):
+        every step when the group has at most ``STEP_EVENTS``, else that many evenly spaced
+        ones, first and last included (the rest are counted as dropped events)."""
+        wanted = (range(count) if count <= STEP_EVENTS else
+                  sorted({k * (count - 1) // (STEP_EVENTS - 1) for k in range(STEP_EVENTS)}))
+        events: list[SpanEvent] = []
+        offset, chosen = 0, iter(wanted)
+        position = next(chosen, None)
+        for block, indexes in parts:
+            while position is not None and position < offset + len(indexes):
+                i = indexes[position - offset]
+                values, dropped = attributes(
+                    [("lineage.step", block.steps[i]), ("lineage.epoch", block.epoch(i)),
+                     ("lineage.tokens", block.token_count(i)),
+                     *prefixed("lineage.metric.", block.metrics(i))],
+                    self.limits, self.limits.max_event_attributes)
+                events.append(SpanEvent("step", block.occurred_us[i] * 1000, values, dropped))
+                position = next(chosen, None)
+            offset += len(indexes)
+        return events
 
     def _parts(self, stream: UUID, first: int, last: int) -> list[tuple[StepBlock, range]]:
         """The blocks holding versions ``first..last`` with the indexes of those versions in
@@ -80,3 +127,29 @@ class StepSpans(SpanAssembly):
                 self._decoded.clear()  # blocks are visited in order: a few suffice
             block = self._decoded[key] = self.blocks.decode(stored)
         return block
+
+
+def _summaries(parts: list[tuple[StepBlock, range]]) -> list[tuple[str, Any]]:
+    """``lineage.metric.NAME.min`` / ``.max`` / ``.mean`` of each metric over the group."""
+    names = sorted({name for block, _ in parts for name in block.metric_names})
+    pairs: list[tuple[str, Any]] = []
+    for name in names:
+        values = [value for block, indexes in parts for value in _values(block, name, indexes)]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if numbers:
+            pairs += [(f"lineage.metric.{name}.min", min(numbers)),
+                      (f"lineage.metric.{name}.max", max(numbers)),
+                      (f"lineage.metric.{name}.mean", sum(numbers) / len(numbers))]
+    return pairs
+
+
+def _values(block: StepBlock, name: str, indexes: range) -> list[Any]:
+    """The values of metric ``name`` at block ``indexes`` (steps without it left out)."""
+    column = block.column(name)
+    if column is None or not indexes:
+        return []
+    if column.where is None:
+        return list(column.values[indexes.start:indexes.stop])
+    low = bisect_left(column.where, indexes.start)
+    high = bisect_left(column.where, indexes.stop)
+    return list(column.values[low:high])

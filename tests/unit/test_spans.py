@@ -157,7 +157,14 @@ def test_attributes_name_runs_steps_artifacts_and_metrics(scenario: tuple[Any, S
                     "lineage.step.count": 6, "lineage.step.group": 0,
                     "lineage.stream.version.first": 1, "lineage.stream.version.last": 6,
                     "lineage.tokens": 6 * 64, "lineage.metric.loss": 0.166667,
-                    "lineage.metric.lr": 1e-4}
+                    "lineage.metric.lr": 1e-4, "lineage.metric.loss.min": 0.166667,
+                    "lineage.metric.loss.max": 1.0, "lineage.metric.lr.min": 1e-4,
+                    "lineage.metric.lr.max": 1e-4, "lineage.metric.lr.mean": 1e-4,
+                    "lineage.metric.loss.mean": sum(round(1.0 / n, 6) for n in range(1, 7)) / 6}
+    [steps] = named(spans, "train steps", s.failed_run)
+    assert [dict(e.attributes)["lineage.step"] for e in steps.events] == [1, 2, 3, 4, 5, 6]
+    assert dict(steps.events[2].attributes)["lineage.metric.loss"] == round(1 / 3, 6)
+    assert steps.events[2].time_ns == at(3) and steps.dropped_events == 0
     checkpoint = attrs(named(spans, "save checkpoint", s.failed_run)[0])
     assert checkpoint["lineage.artifact.uri"] == "tinker://sft/ckpt-4"
     assert checkpoint["lineage.artifact.checksum"] == "a" * 64
