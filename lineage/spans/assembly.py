@@ -55,6 +55,7 @@ class SpanAssembly:
         self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
         self._page: dict[UUID, list[StoredEvent]] = {}  # stream -> the page's step rows
         self._decoded: dict[tuple[Any, int], StepBlock] = {}
+        self._run_spans: OrderedDict[UUID, bytes] = OrderedDict()
 
     # -- reading back ----------------------------------------------------------------------------
 
@@ -119,12 +120,18 @@ class SpanAssembly:
                           ns_of(event.occurred_at), pairs, list(events), list(links), status,
                           message)
 
+    def _run_span_id(self, run_id: UUID) -> bytes:
+        found = self._run_spans.get(run_id)
+        if found is None:
+            found = remember(self._run_spans, run_id, identity.run_span_id(run_id))
+        return found
+
     def _span(self, run_id: UUID, span_id: bytes, name: str, start_ns: int | None, end_ns: int,
               pairs: list[tuple[str, Any]], events: list[SpanEvent] | None = None,
               links: list[SpanLink] | None = None, status: str = STATUS_UNSET,
               message: str = "") -> SpanRecord:
         """A span of ``run_id``'s trace; every span but the run's is a child of the run's."""
-        parent = b"" if name == RUN_SPAN else identity.run_span_id(run_id)
+        parent = b"" if name == RUN_SPAN else self._run_span_id(run_id)
         return make_span(identity.trace_id(run_id), span_id, parent, name,
                          end_ns if start_ns is None else start_ns, end_ns, pairs, events or [],
                          links or [], status, message, self.limits)

@@ -26,6 +26,7 @@ from lineage.codec.dispatch import handles
 from lineage.codec.step_block import StepBlock, read_blocks
 from lineage.domain import StepRecorded
 from lineage.domain.steps import StepsRecorded
+from lineage.spans import identity
 from lineage.spans.assembly import STEPS_SPAN, SpanAssembly, uuid_of
 from lineage.spans.model import SpanEvent, SpanRecord, attributes, prefixed
 
@@ -38,16 +39,40 @@ class StepSpans(SpanAssembly):
     @handles(StepRecorded, StepsRecorded)
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
         """The groups whose last version this block holds (versions ``seq_from..last``)."""
-        first = self._decode(stored).seq_from
-        return [self._step_span(uuid_of(stored.originator_id), end)
-                for end in self.grouping.ends(first, stored.originator_version)]
+        block = self._decode(stored)
+        if self.grouping.fixed == 1:
+            return self._single_steps(block)
+        return [self._step_span(uuid_of(stored.originator_id), end, block)
+                for end in self.grouping.ends(block.seq_from, stored.originator_version)]
 
-    def _step_span(self, stream: UUID, last: int) -> SpanRecord:
+    def _single_steps(self, block: StepBlock) -> list[SpanRecord]:
+        """A span per step (``StepGrouping(1)``): the same content ``_step_span`` gives a
+        one-step group, made in one pass over the block (the hot path of that option)."""
+        run_id, limits = block.run_id, self.limits
+        run_text, trace, parent = str(run_id), identity.trace_id(run_id), self._run_span_id(run_id)
+        spans = []
+        for i in range(block.count):
+            version, step = block.seq_from + i, block.steps[i]
+            values, dropped = attributes(
+                [("lineage.run.id", run_text), ("lineage.step", step),
+                 ("lineage.epoch", block.epoch(i)), ("lineage.step.first", step),
+                 ("lineage.step.count", 1), ("lineage.stream.version.first", version),
+                 ("lineage.tokens", block.token_count(i)),
+                 *prefixed("lineage.metric.", block.metrics(i))], limits)
+            at = block.occurred_us[i] * 1000
+            spans.append(SpanRecord(trace, self.grouping.span_id(run_id, version - 1), parent,
+                                    STEPS_SPAN, at, at, values, dropped_attributes=dropped))
+        return spans
+
+    def _step_span(self, stream: UUID, last: int, block: StepBlock | None = None) -> SpanRecord:
         """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
-        when the run finished), from the blocks' columns (module doc)."""
+        when the run finished), from the blocks' columns (module doc); ``block`` holds
+        ``last`` (then a group that starts in it needs no other)."""
         group = self.grouping.group(last)
         first = self.grouping.versions(group)[0]
-        parts = self._parts(stream, first, last)
+        parts = ([(block, block.slice_seq(first, last))]
+                 if block is not None and first >= block.seq_from
+                 else self._parts(stream, first, last))
         head_block, head_range = parts[0]
         final_block, final_range = parts[-1]
         head, final = head_range[0], final_range[-1]
