@@ -22,8 +22,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from lineage.codec.block_peek import peek_count
 from lineage.codec.dispatch import handles
-from lineage.codec.step_block import StepBlock, read_blocks
+from lineage.codec.step_block import STEPS_TOPIC, StepBlock, read_blocks
 from lineage.domain import StepRecorded
 from lineage.domain.steps import StepsRecorded
 from lineage.spans import identity
@@ -39,11 +40,17 @@ class StepSpans(SpanAssembly):
     @handles(StepRecorded, StepsRecorded)
     def _step(self, stored: StoredEvent) -> list[SpanRecord]:
         """The groups whose last version this block holds (versions ``seq_from..last``)."""
-        block = self._decode(stored)
+        last = stored.originator_version
         if self.grouping.fixed == 1:
-            return self._single_steps(block)
-        return [self._step_span(uuid_of(stored.originator_id), end, block)
-                for end in self.grouping.ends(block.seq_from, stored.originator_version)]
+            return self._single_steps(self._decode(stored))
+        # Most blocks end no group (groups grow to thousands of steps): find out from the
+        # block's header, and decode only the blocks that do.
+        count = peek_count(stored.state) if stored.topic == STEPS_TOPIC else 1
+        ends = self.grouping.ends(last - count + 1, last)
+        if not ends:
+            return []
+        block = self._decode(stored)
+        return [self._step_span(uuid_of(stored.originator_id), end, block) for end in ends]
 
     def _single_steps(self, block: StepBlock) -> list[SpanRecord]:
         """A span per step (``StepGrouping(1)``): the same content ``_step_span`` gives a
@@ -160,11 +167,10 @@ def _summaries(parts: list[tuple[StepBlock, range]]) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = []
     for name in names:
         values = [value for block, indexes in parts for value in _values(block, name, indexes)]
-        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-        if numbers:
-            pairs += [(f"lineage.metric.{name}.min", min(numbers)),
-                      (f"lineage.metric.{name}.max", max(numbers)),
-                      (f"lineage.metric.{name}.mean", sum(numbers) / len(numbers))]
+        if values:  # numbers (validated when logged, stored as float64 or int64 columns)
+            pairs += [(f"lineage.metric.{name}.min", min(values)),
+                      (f"lineage.metric.{name}.max", max(values)),
+                      (f"lineage.metric.{name}.mean", sum(values) / len(values))]
     return pairs
 
 

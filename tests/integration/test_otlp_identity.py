@@ -163,3 +163,20 @@ def test_steps_lost_are_on_the_recovery_span_and_flags_say_what_is_remote(
     assert links[run.id.bytes] == 0x301
     assert {s.span_id: (s.parent_span_id, s.name) for s in received
             if s.trace_id == run.id.bytes} == lineage_spans(tracker, run.id)
+
+
+def test_the_bounded_grouping_past_ten_thousand_steps_is_the_same_in_both_views(
+        durable_url: str, make_tracker: Callable[..., Any], receiver: HttpReceiver) -> None:
+    tracker = make_tracker(durable_url, export_otlp=False, batch_size=5000)
+    with tracker.start_run("long") as run:
+        for step in range(1, 12_301):  # groups of 100 up to 10,000, then of 1,000
+            run.log_step(step, {"loss": 1.0 / step})
+    tracker.flush()
+    received = export(durable_url, tracker, receiver)
+    steps = [s for s in received if s.name == "train steps"]
+    assert len(steps) == 100 + 3  # 10,001-11,000, 11,001-12,000, and the partial 12,001-12,300
+    assert {s.span_id: (s.parent_span_id, s.name) for s in received} == lineage_spans(tracker, run.id)
+    graph = tracker.trace(run.id)
+    ranges = sorted((s["attributes"].get("seq_from"), s["attributes"].get("seq_to"))
+                    for s in graph["spans"] if s["name"] == "train steps")
+    assert ranges[-3:] == [(10_001, 11_000), (11_001, 12_000), (12_001, 12_300)]
