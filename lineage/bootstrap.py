@@ -40,7 +40,7 @@ MIGRATION_REBUILD_BATCH = 100  # log rows per transaction when lineage migrate r
 def build(database_url: str | None = None, *, store: EventStore | None = None,
           clock: Callable[[], datetime] | None = None,
           id_source: Callable[[], UUID] | None = None, create: bool = True,
-          export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
+          export_otlp: Any = None, storage: ArtifactStorage | None = None,
           **settings: Any) -> TrackerParts:
     """Everything a tracker needs, from settings (explicit > ``LINEAGE_*`` > default) or from
     what the caller injects. A given ``store`` wins over any URL: its own database holds the
@@ -292,24 +292,33 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
                             batch_bytes=settings.batch_bytes, track=track, start=start)
 
 
-def start_otlp_export(store: EventStore, engine: Any, export: bool | None,
+def start_otlp_export(store: EventStore, engine: Any, export: Any,
                       **overrides: Any) -> BackgroundExport | None:
     """Start the background exporter for a tracker when OTLP export is enabled (``export``
     True, or None with an OTLP endpoint or ``LINEAGE_OTLP_EXPORT=on`` in the environment);
-    None when it is not. Positions live in ``engine``'s database (the store's).
+    None when it is not. Positions live in ``engine``'s database (the store's). ``export``
+    may also be an OpenTelemetry SDK ``SpanExporter``: the spans go to it instead of a
+    collector (``lineage.adapters.otlp.sdk_sink``), under the position name ``sdk``.
 
     Raises ConfigurationError for a malformed endpoint, header or other OTLP setting.
     """
     from lineage.adapters.otlp.background import BackgroundExporter
     from lineage.config.otlp import OtlpSettings
 
-    settings = OtlpSettings.load_if_enabled(export=export, **overrides)
+    sink = None if export is None or isinstance(export, bool) else export
+    settings = OtlpSettings.load_if_enabled(export=True if sink is not None else export,
+                                            **overrides)
     if settings is None:
         return None
-    # One attempt per call: the background loop owns the backoff, so it knows at once when
-    # the collector is failing (and Tracker.close() does not wait on it).
-    runner = otlp_runner(store, open_positions(engine), settings,
-                         otlp_transport(settings, retry_for_s=0))
+    if sink is not None:
+        from lineage.adapters.otlp.sdk_sink import SdkExporterTransport
+
+        runner = otlp_runner(store, open_positions(engine), settings, SdkExporterTransport(sink),
+                             name="sdk")
+    else:  # one attempt per call: the background loop owns the backoff, so it knows at once
+        # when the collector is failing (and Tracker.close() does not wait on it)
+        runner = otlp_runner(store, open_positions(engine), settings,
+                             otlp_transport(settings, retry_for_s=0))
     return BackgroundExporter(runner, poll_s=settings.poll_s, drain_s=settings.drain_s,
                               strict=settings.strict).start()
 

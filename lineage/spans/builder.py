@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
@@ -80,6 +81,7 @@ from lineage.spans.model import (
     SpanRecord,
     flatten,
     make_event,
+    make_link,
     ns_of,
     prefixed,
 )
@@ -265,7 +267,18 @@ class SpanBuilder(StepSpans, Dispatcher):
         pairs += prefixed("lineage.tag.", started.tags)
         pairs += flatten("lineage.job", started.job)
         at = ns_of(started.occurred_at)
-        return [self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, at, at, pairs)]
+        return [self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, at, at, pairs,
+                           links=self._caller_link(run_id, stored.originator_version))]
+
+    def _caller_link(self, run_id: UUID, started: int) -> list[SpanLink]:
+        """A link to the caller's OpenTelemetry span the run was started in: the event right
+        after ``Started``, committed with it (so reading it keeps the span deterministic)."""
+        following = self.store.read_stream(run_id, after=started, limit=1)
+        event: Any = self.mapper.to_domain_event(following[0]) if following else None
+        if not isinstance(event, Run.TraceContextLinked):
+            return []
+        return [make_link(bytes.fromhex(event.trace_id), bytes.fromhex(event.span_id),
+                          [("lineage.link.type", "started_in")], self.limits)]
 
     @handles(Run.Finished)
     def _finished(self, stored: StoredEvent) -> list[SpanRecord]:
