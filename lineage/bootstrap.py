@@ -338,3 +338,38 @@ def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_star
     transport = OtlpJsonWriter(dry_run) if dry_run is not None else otlp_transport(settings)
     return otlp_runner(store, open_positions(store.database.engine()), settings, transport,
                        name=name, track=dry_run is None, start=0 if from_start else None)
+
+
+# -- OpenLineage export ------------------------------------------------------------------------
+
+
+def open_openlineage_exporter(url: str, settings: Any, *, name: str = "openlineage",
+                              from_start: bool = False, dry_run: Any = None,
+                              retry: dict[str, Any] | None = None) -> Any:
+    """An ``OpenLineageRunner`` on the existing store ``url`` names, for ``lineage export
+    openlineage``: HTTP to ``settings.url`` when set, else the transport the
+    ``openlineage-python`` client configures from its environment; ``dry_run`` (a text
+    stream) prints JSON lines and leaves the position alone; ``retry`` overrides the HTTP
+    transport's retries (urllib3 ``Retry`` fields). The caller closes ``runner.store``."""
+    from lineage.adapters.openlineage.events import OpenLineageBuilder
+    from lineage.adapters.openlineage.runner import JsonLinesTransport, OpenLineageRunner
+
+    store = open_store(url, create=False)
+    if dry_run is not None:
+        transport, endpoint = JsonLinesTransport(dry_run), "stdout (dry run)"
+    elif settings.url is not None:
+        from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+        config = {"url": settings.url, "timeout": settings.timeout_s,
+                  **({"retry": retry} if retry is not None else {})}
+        transport = HttpTransport(HttpConfig.from_dict(config))
+        endpoint = settings.url.rstrip("/") + "/api/v1/lineage"
+    else:
+        from openlineage.client import OpenLineageClient
+
+        transport = OpenLineageClient().transport
+        endpoint = f"{getattr(transport, 'kind', 'openlineage')} transport (client configuration)"
+    builder = OpenLineageBuilder(store, make_mapper(), settings.namespace)
+    return OpenLineageRunner(store, open_positions(store.database.engine()), builder, transport,
+                             endpoint=endpoint, name=name, track=dry_run is None,
+                             start=0 if from_start else None)

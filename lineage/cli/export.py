@@ -28,6 +28,7 @@ from rich.table import Table
 from lineage.api import Tracker
 from lineage.bootstrap import exporter_positions, open_otlp_exporter, open_store
 from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json
+from lineage.cli.export_openlineage import openlineage
 from lineage.config import Settings
 from lineage.config.otlp import GRPC, HTTP_PROTOBUF, OtlpSettings
 from lineage.errors import CollectorUnavailableError, ValidationError
@@ -43,7 +44,8 @@ def _database(cli: Invocation) -> str:
     return str(cli.db) if cli.db else Settings.load().database_url
 
 
-@group("export", "send spans to an OTLP collector (Jaeger)", "Without a subcommand: status.")
+@group("export", "send spans to an OTLP collector (Jaeger), OpenLineage events to a catalog",
+       "Without a subcommand: status.")
 def _export(cli: Invocation) -> int:
     return _show_status(cli)
 
@@ -182,3 +184,4 @@ def _show_status(cli: Invocation) -> int:
 
 _export.add_command(_otlp)
 _export.add_command(_status)
+_export.add_command(openlineage)
