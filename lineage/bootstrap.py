@@ -9,6 +9,7 @@ read models), whatever the working directory or the environment say.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -71,8 +72,14 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
                                   partial(live_holders, read_models),
                                   partial(overfull_runs, recorder, store, mapper)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
-        exporter=start_otlp_export(store, engine, export_otlp),
+        exporter=_exports(start_otlp_export(store, engine, export_otlp),
+                          start_openlineage_export(store, engine)),
     )
+
+
+def _exports(otlp: BackgroundExport | None, openlineage: BackgroundExport | None) -> Any:
+    """One background exporter as it is (``tracker._otlp`` stays the OTLP one), or both."""
+    return otlp if openlineage is None else BackgroundExports(otlp, openlineage)
 
 
 def _url_argument(url: Any) -> Any:
@@ -346,30 +353,48 @@ def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_star
 def open_openlineage_exporter(url: str, settings: Any, *, name: str = "openlineage",
                               from_start: bool = False, dry_run: Any = None,
                               retry: dict[str, Any] | None = None) -> Any:
-    """An ``OpenLineageRunner`` on the existing store ``url`` names, for ``lineage export
-    openlineage``: HTTP to ``settings.url`` when set, else the transport the
-    ``openlineage-python`` client configures from its environment; ``dry_run`` (a text
-    stream) prints JSON lines and leaves the position alone; ``retry`` overrides the HTTP
-    transport's retries (urllib3 ``Retry`` fields). The caller closes ``runner.store``."""
-    from lineage.adapters.openlineage.events import OpenLineageBuilder
-    from lineage.adapters.openlineage.runner import JsonLinesTransport, OpenLineageRunner
+    """``lineage export openlineage``'s runner on the store ``url`` names (the caller closes
+    ``runner.store``)."""
+    from lineage.adapters.openlineage.compose import openlineage_runner
 
     store = open_store(url, create=False)
-    if dry_run is not None:
-        transport, endpoint = JsonLinesTransport(dry_run), "stdout (dry run)"
-    elif settings.url is not None:
-        from openlineage.client.transport.http import HttpConfig, HttpTransport
+    return openlineage_runner(store, open_positions(store.database.engine()), make_mapper(),
+                              settings, name=name, start=0 if from_start else None,
+                              dry_run=dry_run, retry=retry)
 
-        config = {"url": settings.url, "timeout": settings.timeout_s,
-                  **({"retry": retry} if retry is not None else {})}
-        transport = HttpTransport(HttpConfig.from_dict(config))
-        endpoint = settings.url.rstrip("/") + "/api/v1/lineage"
-    else:
-        from openlineage.client import OpenLineageClient
 
-        transport = OpenLineageClient().transport
-        endpoint = f"{getattr(transport, 'kind', 'openlineage')} transport (client configuration)"
-    builder = OpenLineageBuilder(store, make_mapper(), settings.namespace)
-    return OpenLineageRunner(store, open_positions(store.database.engine()), builder, transport,
-                             endpoint=endpoint, name=name, track=dry_run is None,
-                             start=0 if from_start else None)
+def start_openlineage_export(store: EventStore, engine: Any) -> BackgroundExport | None:
+    """The OpenLineage exporter on a background thread for a tracker, when
+    ``lineage.config.openlineage`` says so (an OpenLineage URL configured); else None."""
+    from lineage.config.openlineage import OpenLineageSettings
+
+    settings = OpenLineageSettings.load()
+    if not settings.enabled:
+        return None
+    from lineage.adapters.otlp.background import BackgroundExporter
+
+    try:
+        from lineage.adapters.openlineage.compose import openlineage_runner
+
+        runner = openlineage_runner(store, open_positions(engine), make_mapper(), settings)
+    except ImportError as error:  # telemetry never stops training: say why, train on
+        logging.getLogger("lineage.openlineage").warning(
+            "OpenLineage export is configured but unavailable (%s); install lineage[openlineage]"
+            " or set LINEAGE_OPENLINEAGE_EXPORT=off", error)
+        return None
+    return BackgroundExporter(runner, poll_s=settings.poll_s).start()
+
+
+class BackgroundExports:
+    """The tracker's background exporters (OTLP, OpenLineage) as one ``BackgroundExport``."""
+
+    def __init__(self, *exports: BackgroundExport | None) -> None:
+        self.exports = [export for export in exports if export is not None]
+
+    def close(self, *, drain: bool) -> None:
+        for export in self.exports:
+            export.close(drain=drain)
+
+    def raise_if_strict(self) -> None:
+        for export in self.exports:
+            export.raise_if_strict()

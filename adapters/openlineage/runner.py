@@ -49,9 +49,14 @@ class OpenLineageRunner:
         self.track = track
         self.stats = OpenLineageStats(position=start if start is not None else positions.get(name))
 
+        self.skipped: list[tuple[int, str]] = []  # never skips (``BackgroundExporter`` asks)
+
     @property
     def position(self) -> int:
         return self.stats.position
+
+    def head(self) -> int:
+        return self.store.max_position()
 
     def export_to_head(self, cancel: threading.Event | None = None) -> int:
         """Emit page after page until the log has nothing new (or ``cancel`` is set);

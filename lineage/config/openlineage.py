@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lineage.config.loader import Setting, number, resolve
-from lineage.config.otlp import parse_endpoint
+from lineage.config.otlp import parse_endpoint, parse_export
 
 SETTINGS = (
+    Setting("export", (("LINEAGE_OPENLINEAGE_EXPORT", parse_export),), "auto",
+            "auto (a tracker exports in the background when a URL is configured), on or off",
+            parse_export),
     Setting("url", (("LINEAGE_OPENLINEAGE_URL", parse_endpoint), ("OPENLINEAGE_URL", parse_endpoint)),
             None, "the base URL of a Marquez-compatible API, e.g. http://127.0.0.1:5000",
             parse_endpoint),
@@ -32,6 +35,7 @@ SETTINGS = (
 
 @dataclass(frozen=True)
 class OpenLineageSettings:
+    export: str
     url: str | None
     namespace: str
     timeout_s: float
@@ -42,3 +46,9 @@ class OpenLineageSettings:
         values, _ = resolve(SETTINGS, explicit, os.environ if environ is None else environ,
                             what="OpenLineage setting")
         return cls(**values)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a tracker runs the exporter in the background: ``on`` (the client's own
+        configuration when no URL), or ``auto`` with a URL."""
+        return self.export == "on" or (self.export == "auto" and self.url is not None)

@@ -163,3 +163,23 @@ def test_a_consumer_that_fails_midway_loses_nothing(
     delivered = [json.dumps(b, sort_keys=True) for b in marquez.bodies]
     assert sorted(set(delivered)) == sorted({json.dumps(b, sort_keys=True) for b in clean.bodies})
     assert len(delivered) >= len(clean.bodies)
+
+
+def test_a_tracker_exports_in_the_background_when_a_url_is_set(
+        tmp_path: Path, make_tracker: Callable[..., Any], marquez: Marquez,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENLINEAGE_URL", marquez.url)
+    monkeypatch.setenv("LINEAGE_OPENLINEAGE_POLL_S", "0.05")
+    url = str(tmp_path / "bg.db")
+    tracker = make_tracker(url, export_otlp=False)
+    with tracker.start_run("background") as run:
+        run.log_step(1, {"loss": 1.0})
+    tracker.close()  # drains: waits for what it wrote to be emitted
+    kinds = [e["eventType"] for e in marquez.bodies]
+    assert kinds == ["START", "COMPLETE"] and marquez.bodies[0]["run"]["runId"] == str(run.id)
+    again = Marquez()
+    try:
+        export(url, again, from_start=True)
+        assert again.bodies == marquez.bodies  # the same events as the command's
+    finally:
+        again.stop()
