@@ -43,7 +43,8 @@ _SHRUNK_ATTRIBUTES, _SHRUNK_LENGTH = 32, 256
 
 def entry_size(span: bytes) -> int:
     """Bytes one encoded span adds to a request (tag + length + span)."""
-    return 1 + len(varint(len(span))) + len(span)
+    size = len(span)
+    return 1 + (size.bit_length() + 6) // 7 + size if size else 2
 
 
 def _value(value: Any) -> AnyValue:

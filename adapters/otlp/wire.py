@@ -34,8 +34,12 @@ _INT64 = 1 << 63
 
 def varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int."""
-    if value < 128:
+    if value < 0x80:
         return _SMALL[value]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)

@@ -57,15 +57,22 @@ class StepSpans(SpanAssembly):
         one-step group, made in one pass over the block (the hot path of that option)."""
         run_id, limits = block.run_id, self.limits
         run_text, trace, parent = str(run_id), identity.trace_id(run_id), self._run_span_id(run_id)
+        # Metric names short enough and few enough to need no bounding: the values are the
+        # block's int64 / float64 columns, within OTLP's types as they are.
+        plain = (len(block.metric_names) <= limits.max_attributes - 7 and all(
+            len(name) + 15 <= limits.max_value_length for name in block.metric_names))
         spans = []
         for i in range(block.count):
             version, step = block.seq_from + i, block.steps[i]
-            values, dropped = attributes(
-                [("lineage.run.id", run_text), ("lineage.step", step),
-                 ("lineage.epoch", block.epoch(i)), ("lineage.step.first", step),
-                 ("lineage.step.count", 1), ("lineage.stream.version.first", version),
-                 ("lineage.tokens", block.token_count(i)),
-                 *prefixed("lineage.metric.", block.metrics(i))], limits)
+            pairs = [("lineage.run.id", run_text), ("lineage.step", step),
+                     ("lineage.epoch", block.epoch(i)), ("lineage.step.first", step),
+                     ("lineage.step.count", 1), ("lineage.stream.version.first", version),
+                     ("lineage.tokens", block.token_count(i)),
+                     *prefixed("lineage.metric.", block.metrics(i))]
+            if plain:
+                values, dropped = tuple(pair for pair in pairs if pair[1] is not None), 0
+            else:
+                values, dropped = attributes(pairs, limits)
             at = block.occurred_us[i] * 1000
             spans.append(SpanRecord(trace, self.grouping.span_id(run_id, version - 1), parent,
                                     STEPS_SPAN, at, at, values, dropped_attributes=dropped))
