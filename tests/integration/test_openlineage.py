@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 from lineage.bootstrap import open_openlineage_exporter
 from lineage.config.openlineage import OpenLineageSettings
 from lineage.errors import ExportError
-from tests.otlp_receiver import free_port
+from tests.otlp_receiver import HttpReceiver, free_port
 from tests.otlp_scenario import deterministic_tracker, record_scenario
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "openlineage"
@@ -170,11 +170,18 @@ def test_a_tracker_exports_in_the_background_when_a_url_is_set(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENLINEAGE_URL", marquez.url)
     monkeypatch.setenv("LINEAGE_OPENLINEAGE_POLL_S", "0.05")
+    collector = HttpReceiver().start()  # and OTLP beside it: both exporters run and drain
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base)
     url = str(tmp_path / "bg.db")
-    tracker = make_tracker(url, export_otlp=False)
-    with tracker.start_run("background") as run:
-        run.log_step(1, {"loss": 1.0})
-    tracker.close()  # drains: waits for what it wrote to be emitted
+    tracker = make_tracker(url)
+    try:
+        with tracker.start_run("background") as run:
+            run.log_step(1, {"loss": 1.0})
+        tracker.close()  # drains: waits for what it wrote to be emitted
+        assert sorted(s.name for s in collector.spans()) == ["finish run", "train run",
+                                                             "train steps"]
+    finally:
+        collector.stop()
     kinds = [e["eventType"] for e in marquez.bodies]
     assert kinds == ["START", "COMPLETE"] and marquez.bodies[0]["run"]["runId"] == str(run.id)
     again = Marquez()

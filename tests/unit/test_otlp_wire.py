@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from lineage.adapters.otlp.encoder import key_values
 from lineage.adapters.otlp.wire import LOCAL, REMOTE, encode_span
 from lineage.spans.model import (
     STATUS_ERROR,
@@ -26,18 +27,8 @@ from tests.unit.test_otlp_encoder import scenario_spans
 _KIND = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
 
 
-def _value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=value)
-
-
 def _kvs(attributes: Any) -> list[KeyValue]:
-    return [KeyValue(key=key, value=_value(value)) for key, value in attributes]
+    return key_values(attributes)  # the protobuf classes' KeyValue list
 
 
 def reference(record: SpanRecord) -> bytes:
