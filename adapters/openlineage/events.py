@@ -8,6 +8,8 @@ stored event                   OpenLineage run event (runId = the run id; job = 
                                and ``lineage_job`` (the job spec); run facet ``lineage_run``
 ``Run.InputUsed``              ``RUNNING`` with the input (a dataset, or the base model)
 ``Run.CheckpointSaved``        ``RUNNING`` with the checkpoint as an output dataset
+``Artifact.Registered`` (a     ``OTHER`` (whether or not the run has finished: the same event
+model or log of a run)         on every export) with the model or log as an output dataset
 ``Run.Finished`` (the first)   ``COMPLETE`` (completed), ``FAIL`` (failed, superseded: with
                                ``errorMessage``) or ``ABORT`` (cancelled), with every input and
                                output of the run and ``lineage_steps`` / ``lineage_recovery``
@@ -155,6 +157,18 @@ class OpenLineageBuilder(Dispatcher):
         history = self._history(event.originator_id, stored.originator_version)
         return [self._event("RUNNING", event.occurred_at, history, outputs=[
             self._artifact(event.artifact_id, event.uri, lifecycle="CREATE")])]
+
+    @handles(Artifact.Registered)
+    def _registered_output(self, stored: StoredEvent) -> list[dict[str, Any]]:
+        """A model or log registered for a run (checkpoints come with ``CheckpointSaved``)."""
+        event: Any = self.mapper.to_domain_event(stored)
+        if event.run_id is None or event.type == "checkpoint":
+            return []
+        history = self._history(event.run_id, 1)
+        if not history or not isinstance(history[0], Run.Started):
+            return []
+        return [self._event("OTHER", event.occurred_at, history, outputs=[
+            self._artifact(event.originator_id, event.uri, lifecycle="CREATE")])]
 
     @handles(Run.Finished)
     def _finished(self, stored: StoredEvent) -> list[dict[str, Any]]:

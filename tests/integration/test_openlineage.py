@@ -100,7 +100,9 @@ def _facets(event: dict[str, Any]) -> list[dict[str, Any]]:
 def recorded(tmp_path: Path, make_tracker: Callable[..., Any]) -> str:
     url = str(tmp_path / "lineage.db")
     tracker, clock = deterministic_tracker(url, make_tracker)
-    record_scenario(tracker, clock)
+    scenario = record_scenario(tracker, clock)
+    tracker.register_artifact("hf://org/sft-final", type="model", run=scenario.resumed_run,
+                              checksum="sha256:" + "e" * 64)
     cancelled = tracker.start_run("stopped")
     clock.advance()
     cancelled.finish("cancelled").wait()
@@ -142,6 +144,10 @@ def test_runs_become_valid_openlineage_events_and_a_re_export_is_identical(
     [data] = fail["inputs"]
     assert (data["namespace"], data["name"]) == ("s3://data", "train.jsonl")
     assert data["facets"]["lineage_artifact"]["size"] == 1234
+    [model] = [e for e in first if e["eventType"] == "OTHER"]
+    assert model["run"]["runId"] == complete["run"]["runId"]
+    assert (model["outputs"][0]["namespace"], model["outputs"][0]["name"]) == ("hf://org",
+                                                                               "sft-final")
     assert export(url, marquez).stats.events == 0  # nothing new after the position
     export(url, marquez, from_start=True)
     assert marquez.bodies[len(first):] == first  # deterministic: the same events again
