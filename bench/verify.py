@@ -29,7 +29,8 @@ from ingest import ingest
 
 from lineage.adapters.signing import generate_key
 from lineage.application.sealing import BackgroundSealer
-from lineage.bootstrap import open_sealer, open_store, open_verifier
+from lineage.bootstrap import open_store
+from lineage.bootstrap_proof import open_sealer, open_verifier
 
 SEAL_RATIO_TARGET = 2.0
 VERIFY_TARGET = 200_000  # events/s

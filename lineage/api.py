@@ -18,7 +18,8 @@ from typing import Any
 from uuid import UUID
 
 from lineage.application.tracker import TrackerService
-from lineage.bootstrap import anchors_from, build, open_sealer, open_verifier
+from lineage.bootstrap import build
+from lineage.bootstrap_proof import anchors_from, open_sealer, open_verifier
 from lineage.ports import ArtifactStorage, EventStore
 
 
@@ -32,13 +33,14 @@ class Tracker(TrackerService):
     ``clock`` and ``id_source`` make times and ids deterministic (see ``lineage.testing``);
     other keywords are settings (``lineage.config``). ``export_otlp=True`` (or an OTLP endpoint
     in the environment, see ``lineage.config.otlp``) also sends spans to a collector from a
-    background thread that never blocks or breaks training.
+    background thread that never blocks or breaks training; ``export_otlp=exporter`` (any
+    OpenTelemetry SDK ``SpanExporter``) sends them to that exporter instead.
     """
 
     def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
                  clock: Callable[[], datetime] | None = None,
                  id_source: Callable[[], UUID] | None = None, create: bool = True,
-                 export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
+                 export_otlp: Any = None, storage: ArtifactStorage | None = None,
                  **settings: Any) -> None:
         super().__init__(build(database_url, store=store, clock=clock, id_source=id_source,
                                create=create, export_otlp=export_otlp, storage=storage,

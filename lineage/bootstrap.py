@@ -9,6 +9,7 @@ read models), whatever the working directory or the environment say.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -40,7 +41,7 @@ MIGRATION_REBUILD_BATCH = 100  # log rows per transaction when lineage migrate r
 def build(database_url: str | None = None, *, store: EventStore | None = None,
           clock: Callable[[], datetime] | None = None,
           id_source: Callable[[], UUID] | None = None, create: bool = True,
-          export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
+          export_otlp: Any = None, storage: ArtifactStorage | None = None,
           **settings: Any) -> TrackerParts:
     """Everything a tracker needs, from settings (explicit > ``LINEAGE_*`` > default) or from
     what the caller injects. A given ``store`` wins over any URL: its own database holds the
@@ -71,8 +72,14 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
                                   partial(live_holders, read_models),
                                   partial(overfull_runs, recorder, store, mapper)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
-        exporter=start_otlp_export(store, engine, export_otlp),
+        exporter=_exports(start_otlp_export(store, engine, export_otlp),
+                          start_openlineage_export(store, engine)),
     )
+
+
+def _exports(otlp: BackgroundExport | None, openlineage: BackgroundExport | None) -> Any:
+    """One background exporter as it is (``tracker._otlp`` stays the OTLP one), or both."""
+    return otlp if openlineage is None else BackgroundExports(otlp, openlineage)
 
 
 def _url_argument(url: Any) -> Any:
@@ -258,15 +265,22 @@ def open_artifact_storage() -> ArtifactStorage:
 def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
     """The transport ``settings.protocol`` names (``lineage.config.otlp.OtlpSettings``);
     ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
-    from lineage.adapters.otlp.transport import OtlpGrpcTransport, OtlpHttpTransport, RetryWindow
+    from lineage.adapters.otlp.transport import (
+        OtlpGrpcTransport,
+        OtlpHttpTransport,
+        RetryWindow,
+        TlsFiles,
+    )
     from lineage.config.otlp import GRPC
 
     retry = RetryWindow(settings.retry_for_s if retry_for_s is None else retry_for_s)
+    common = {"headers": settings.headers, "timeout_s": settings.timeout_s, "retry": retry,
+              "compression": settings.compression,
+              "tls": TlsFiles(settings.certificate, settings.client_key,
+                              settings.client_certificate)}
     if settings.protocol == GRPC:
-        return OtlpGrpcTransport(settings.endpoint, headers=settings.headers,
-                                 timeout_s=settings.timeout_s, retry=retry, channel=client)
-    return OtlpHttpTransport(settings.endpoint, headers=settings.headers,
-                             timeout_s=settings.timeout_s, retry=retry, client=client)
+        return OtlpGrpcTransport(settings.endpoint, channel=client, **common)
+    return OtlpHttpTransport(settings.endpoint, client=client, **common)
 
 
 def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, transport: Any, *,
@@ -276,31 +290,42 @@ def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, tran
     from lineage.adapters.otlp.encoder import OtlpEncoder
     from lineage.adapters.otlp.runner import OtlpExportRunner
     from lineage.spans.builder import SpanBuilder
+    from lineage.spans.identity import StepGrouping
 
-    builder = SpanBuilder(store, make_mapper())
-    return OtlpExportRunner(store, positions, builder, OtlpEncoder(settings.service_name),
+    builder = SpanBuilder(store, make_mapper(), grouping=StepGrouping(settings.steps_per_span))
+    encoder = OtlpEncoder(settings.service_name, settings.resource)
+    return OtlpExportRunner(store, positions, builder, encoder,
                             transport, name=name, batch_spans=settings.batch_spans,
                             batch_bytes=settings.batch_bytes, track=track, start=start)
 
 
-def start_otlp_export(store: EventStore, engine: Any, export: bool | None,
+def start_otlp_export(store: EventStore, engine: Any, export: Any,
                       **overrides: Any) -> BackgroundExport | None:
     """Start the background exporter for a tracker when OTLP export is enabled (``export``
     True, or None with an OTLP endpoint or ``LINEAGE_OTLP_EXPORT=on`` in the environment);
-    None when it is not. Positions live in ``engine``'s database (the store's).
+    None when it is not. Positions live in ``engine``'s database (the store's). ``export``
+    may also be an OpenTelemetry SDK ``SpanExporter``: the spans go to it instead of a
+    collector (``lineage.adapters.otlp.sdk_sink``), under the position name ``sdk``.
 
     Raises ConfigurationError for a malformed endpoint, header or other OTLP setting.
     """
     from lineage.adapters.otlp.background import BackgroundExporter
     from lineage.config.otlp import OtlpSettings
 
-    settings = OtlpSettings.load_if_enabled(export=export, **overrides)
+    sink = None if export is None or isinstance(export, bool) else export
+    settings = OtlpSettings.load_if_enabled(export=True if sink is not None else export,
+                                            **overrides)
     if settings is None:
         return None
-    # One attempt per call: the background loop owns the backoff, so it knows at once when
-    # the collector is failing (and Tracker.close() does not wait on it).
-    runner = otlp_runner(store, open_positions(engine), settings,
-                         otlp_transport(settings, retry_for_s=0))
+    if sink is not None:
+        from lineage.adapters.otlp.sdk_sink import SdkExporterTransport
+
+        runner = otlp_runner(store, open_positions(engine), settings, SdkExporterTransport(sink),
+                             name="sdk")
+    else:  # one attempt per call: the background loop owns the backoff, so it knows at once
+        # when the collector is failing (and Tracker.close() does not wait on it)
+        runner = otlp_runner(store, open_positions(engine), settings,
+                             otlp_transport(settings, retry_for_s=0))
     return BackgroundExporter(runner, poll_s=settings.poll_s, drain_s=settings.drain_s,
                               strict=settings.strict).start()
 
@@ -322,64 +347,54 @@ def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_star
                        name=name, track=dry_run is None, start=0 if from_start else None)
 
 
-# -- sealing and verification (issue 14) ---------------------------------------------------------
+# -- OpenLineage export ------------------------------------------------------------------------
 
 
-def open_sealer(store: EventStore, *, key: str | None = None, anchors: Any = (),
-                **overrides: Any) -> Any:
-    """A ``lineage.application.sealing.Sealer`` of ``store`` signing with the key file ``key``
-    (else ``LINEAGE_SEAL_KEY``), publishing to ``anchors`` (objects with ``publish``) and to
-    ``LINEAGE_SEAL_ANCHOR``'s file. ConfigurationError when no key is set or it cannot be read."""
-    from lineage.adapters.anchors import FileAnchor
-    from lineage.adapters.signing import Ed25519Signer
-    from lineage.application.sealing import Sealer
-    from lineage.config.sealing import SealSettings
-    from lineage.errors import ConfigurationError
+def open_openlineage_exporter(url: str, settings: Any, *, name: str = "openlineage",
+                              from_start: bool = False, dry_run: Any = None,
+                              retry: dict[str, Any] | None = None) -> Any:
+    """``lineage export openlineage``'s runner on the store ``url`` names (the caller closes
+    ``runner.store``)."""
+    from lineage.adapters.openlineage.compose import openlineage_runner
 
-    seal = SealSettings.load(key=key, **overrides)
-    if not seal.key:
-        raise ConfigurationError("sealing needs a private key: pass --key FILE or set "
-                                 "LINEAGE_SEAL_KEY (lineage seal --new-key FILE makes one)")
-    settings = Settings.load()
-    published = [*anchors, *([FileAnchor(seal.anchor)] if seal.anchor else [])]
-    return Sealer(store, make_mapper(), Ed25519Signer.from_file(seal.key),
-                  origin=Origin(settings.source, settings.tenant_id, settings.actor),
-                  every_events=seal.every_events, every_s=seal.every_s, anchors=published)
+    store = open_store(url, create=False)
+    return openlineage_runner(store, open_positions(store.database.engine()), make_mapper(),
+                              settings, name=name, start=0 if from_start else None,
+                              dry_run=dry_run, retry=retry)
 
 
-def open_verifier(store: EventStore, *, public_key: Any = None) -> Any:
-    """A ``lineage.application.verification.Verifier`` of ``store``: signatures checked
-    against the trusted ``public_key`` (hex, raw bytes or a key file, or a list of them: a key
-    and the one it was rotated to; else ``LINEAGE_SEAL_PUBLIC_KEY``, keys separated by commas;
-    else the key each seal names, which is not trusted), truncation checked against the
-    positions the followers tracked in the store's database."""
-    from lineage.adapters.signing import check_signature, load_public_key
-    from lineage.application.verification import Verifier
-    from lineage.config.sealing import SealSettings
+def start_openlineage_export(store: EventStore, engine: Any) -> BackgroundExport | None:
+    """The OpenLineage exporter on a background thread for a tracker, when
+    ``lineage.config.openlineage`` says so (an OpenLineage URL configured); else None."""
+    from lineage.config.openlineage import OpenLineageSettings
 
-    given = public_key if public_key is not None else SealSettings.load().public_key
-    if isinstance(given, bytes | str):
-        given = [given] if isinstance(given, bytes) else [key for key in given.split(",") if key.strip()]
-    trusted = [key if isinstance(key, bytes) else load_public_key(key) for key in given or ()]
-    return Verifier(store, make_mapper(), check_signature, trusted=trusted,
-                    tracked=_tracked_positions(store))
+    settings = OpenLineageSettings.load()
+    if not settings.enabled:
+        return None
+    from lineage.adapters.otlp.background import BackgroundExporter
 
-
-def _tracked_positions(store: EventStore) -> dict[str, int]:
-    """The followers' positions in the store's database (none for a read-only store)."""
-    from lineage.projections.runner import SCHEMA_KEY
-
-    if store.read_only:
-        return {}
-    engine = store.database.engine()
     try:
-        return {name: at for name, at in open_positions(engine).all().items() if name != SCHEMA_KEY}
-    finally:
-        engine.dispose()
+        from lineage.adapters.openlineage.compose import openlineage_runner
+
+        runner = openlineage_runner(store, open_positions(engine), make_mapper(), settings)
+    except ImportError as error:  # telemetry never stops training: say why, train on
+        logging.getLogger("lineage.openlineage").warning(
+            "OpenLineage export is configured but unavailable (%s); install lineage[openlineage]"
+            " or set LINEAGE_OPENLINEAGE_EXPORT=off", error)
+        return None
+    return BackgroundExporter(runner, poll_s=settings.poll_s).start()
 
 
-def anchors_from(paths: Any) -> list[Any]:
-    """The tree heads in the anchor files ``paths`` (``lineage.adapters.anchors``)."""
-    from lineage.adapters.anchors import read_anchors
+class BackgroundExports:
+    """The tracker's background exporters (OTLP, OpenLineage) as one ``BackgroundExport``."""
 
-    return [head for path in paths for head in read_anchors(path)]
+    def __init__(self, *exports: BackgroundExport | None) -> None:
+        self.exports = [export for export in exports if export is not None]
+
+    def close(self, *, drain: bool) -> None:
+        for export in self.exports:
+            export.close(drain=drain)
+
+    def raise_if_strict(self) -> None:
+        for export in self.exports:
+            export.raise_if_strict()

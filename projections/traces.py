@@ -19,12 +19,12 @@ from sqlalchemy import Connection, bindparam, case, or_, select, update
 from lineage.application.job_status import job_status
 from lineage.codec.dispatch import handles
 from lineage.codec.step_decode import StepBlock
-from lineage.domain import Run
+from lineage.domain import Artifact, Run
 from lineage.domain.liveness import HeartbeatRecorded
 from lineage.domain.steps import StepsRecorded
 from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.step_rollup import StepRollup, run_span_id
-from lineage.projections.tables import spans, traces
+from lineage.projections.tables import artifacts, spans, traces
 from lineage.spans import identity
 from lineage.timestamps import iso
 
@@ -43,12 +43,16 @@ def event_span_id(run_id: str, kind: str, event_id: UUID) -> str:
 class TraceProjection(Dispatching):
     name = "traces"
     tables = (traces, spans)
+    _saved_by: dict[str, UUID | None] = {}  # replaced per batch (apply), never mutated
 
     def apply(self, items: Sequence[Item], conn: Connection) -> None:
         # Steps fold in once per batch, after the run events: run events never touch the step
         # columns, and every run a step names was started by an earlier event. Job status is
         # refreshed again for runs the steps touched, so it ends the same whatever the batching.
         blocks: list[StepBlock] = []
+        # Artifacts registered in this batch: the registry read model has no row for them yet.
+        self._saved_by = {str(item.event.originator_id): item.event.run_id for item in items
+                          if item.type is Artifact.Registered}
         touched: set[str] = set()
         activity: dict[str, str] = {}
         for item in items:
@@ -192,10 +196,31 @@ class TraceProjection(Dispatching):
     @handles(Run.BestCheckpointChanged)
     def _Run_BestCheckpointChanged(self, conn: Connection, position: int,
                                    e: Run.BestCheckpointChanged) -> None:
-        conn.execute(update(traces).where(traces.c.id == str(e.originator_id)).values(
-            best_checkpoint_id=str(e.artifact_id),
-            best=dumps({"metric": e.metric, "mode": e.mode, "value": e.value,
-                        "eval_step": e.eval_step, "checkpoint_step": e.checkpoint_step})))
+        run_id = str(e.originator_id)
+        best = {"metric": e.metric, "mode": e.mode, "value": e.value, "eval_step": e.eval_step,
+                "checkpoint_step": e.checkpoint_step}
+        conn.execute(update(traces).where(traces.c.id == run_id).values(
+            best_checkpoint_id=str(e.artifact_id), best=dumps(best)))
+        _span(conn, event_span_id(run_id, identity.BEST, e.event_id), run_id, run_span_id(run_id),
+              "best", "select best checkpoint", "ok", e, position, step=e.eval_step,
+              finished=True, attributes={**best, "artifact_id": str(e.artifact_id)})
+
+    @handles(Artifact.Retired, Artifact.DeletionRecorded)
+    def _Artifact_retention(self, conn: Connection, position: int, e: Any) -> None:
+        """In the trace of the run that saved the artifact (from its ``Registered`` event: this
+        batch's, else the registry read model's row), as the OTLP export does."""
+        run_id = self._saved_by.get(str(e.originator_id)) or conn.execute(select(
+            artifacts.c.run_id).where(artifacts.c.id == str(e.originator_id))).scalar()
+        if run_id is None or conn.execute(select(traces.c.id).where(
+                traces.c.id == str(run_id))).scalar() is None:
+            return
+        retired = isinstance(e, Artifact.Retired)
+        attributes = ({"reason": e.reason, "policy": e.policy} if retired
+                      else {"outcome": e.outcome, "detail": e.detail})
+        _span(conn, event_span_id(str(run_id), identity.RETENTION, e.event_id), str(run_id),
+              run_span_id(str(run_id)), "retention",
+              "retire checkpoint" if retired else "delete checkpoint", "ok", e, position,
+              finished=True, attributes={**attributes, "artifact_id": str(e.originator_id)})
 
     @handles(Run.ResumedFrom)
     def _Run_ResumedFrom(self, conn: Connection, position: int, e: Run.ResumedFrom) -> None:
@@ -214,12 +239,20 @@ class TraceProjection(Dispatching):
         run_id = str(e.originator_id)
         at = iso(e.occurred_at)
         values: dict[str, Any] = {"status": e.status, "finished_reason": e.reason, "finished_at": at}
+        first = conn.execute(select(traces.c.finished_at).where(traces.c.id == run_id)).scalar()
         if e.superseded_by:
             values["superseded_by"] = str(e.superseded_by)
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
-        _merge_span(conn, run_span_id(run_id), {"reason": e.reason},
-                    status="ok" if e.status in ("completed", "superseded") else "error",
+        status = "ok" if e.status in ("completed", "superseded") else "error"
+        _merge_span(conn, run_span_id(run_id), {"reason": e.reason}, status=status,
                     finished_at=at)
+        if first is None:  # the first Finished: ``finish run``, as the OTLP export has it
+            span_id = identity.lineage_span_id(UUID(run_id), identity.finish_span_id(UUID(run_id)))
+            _span(conn, span_id, run_id, run_span_id(run_id), "finish", "finish run", status, e,
+                  position, finished=True, attributes={"status": e.status, "reason": e.reason})
+            conn.execute(update(spans).where(spans.c.id == span_id).values(
+                started_at=select(traces.c.started_at).where(traces.c.id == run_id)
+                .scalar_subquery()))
 
     @handles(HeartbeatRecorded)
     def _HeartbeatRecorded(self, conn: Connection, position: int, e: HeartbeatRecorded) -> None:

@@ -9,7 +9,9 @@ the same port (a collector outage).
 
 from __future__ import annotations
 
+import gzip
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -102,15 +104,17 @@ class Receiver:
 
 
 class HttpReceiver(Receiver):
-    """OTLP/HTTP on ``http://127.0.0.1:PORT/v1/traces``; failures are HTTP status codes."""
+    """OTLP/HTTP on ``http://127.0.0.1:PORT/v1/traces``; failures are HTTP status codes.
+    With ``tls`` (a server-side SSLContext) it speaks HTTPS; gzip bodies are decoded."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__()
+        self.tls = tls
         self._server: ThreadingHTTPServer | None = None
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def endpoint(self) -> str:
@@ -122,6 +126,8 @@ class HttpReceiver(Receiver):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
                 failure, delay = receiver._script()
                 time.sleep(delay)
                 if self.path != "/v1/traces":
@@ -149,6 +155,8 @@ class HttpReceiver(Receiver):
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -161,15 +169,17 @@ class HttpReceiver(Receiver):
 
 
 class GrpcReceiver(Receiver):
-    """OTLP/gRPC on ``127.0.0.1:PORT``; failures are ``grpc.StatusCode`` values."""
+    """OTLP/gRPC on ``127.0.0.1:PORT``; failures are ``grpc.StatusCode`` values. With
+    ``credentials`` (``grpc.ssl_server_credentials``) it speaks TLS."""
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: grpc.ServerCredentials | None = None) -> None:
         super().__init__()
+        self.credentials = credentials
         self._server: grpc.Server | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.credentials else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> GrpcReceiver:
         def export(body: bytes, context: grpc.ServicerContext) -> bytes:
@@ -184,7 +194,10 @@ class GrpcReceiver(Receiver):
             "Export": grpc.unary_unary_rpc_method_handler(export)})  # raw bytes in and out
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         server.add_generic_rpc_handlers((handler,))
-        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if self.credentials is not None:
+            server.add_secure_port(f"127.0.0.1:{self.port}", self.credentials)
+        else:
+            server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
         self._server = server
         return self

@@ -1,4 +1,5 @@
-"""The exporter on a daemon thread, for a training process (``Tracker(export_otlp=True)``).
+"""The exporter on a daemon thread, for a training process (``Tracker(export_otlp=True)``; the
+OpenLineage exporter runs on one too, when ``OPENLINEAGE_URL`` is set).
 
 Telemetry never breaks training (STYLE habit 9): nothing here raises into the caller's thread
 and nothing blocks it. The thread follows the log with an ``OtlpExportRunner``; a failure is
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from lineage.errors import ExportError, ExportRejectedError
 
@@ -34,7 +36,7 @@ JOIN_S = 2.0
 class BackgroundExporter:
     """Runs ``runner`` on a daemon thread; see the module docstring for the contract."""
 
-    def __init__(self, runner: OtlpExportRunner, *, poll_s: float = 0.5, drain_s: float = 10.0,
+    def __init__(self, runner: OtlpExportRunner | Any, *, poll_s: float = 0.5, drain_s: float = 10.0,
                  strict: bool = False) -> None:
         self.runner = runner
         self.poll_s = poll_s
@@ -46,6 +48,11 @@ class BackgroundExporter:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lineage-otlp-export", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        """Where the runner delivers (its own ``endpoint``, else its transport's)."""
+        return str(getattr(self.runner, "endpoint", None) or self.runner.transport.endpoint)
 
     @property
     def stats(self) -> ExportStats:
@@ -78,12 +85,12 @@ class BackgroundExporter:
         ExportError naming the first event the runner skipped (``OtlpExportRunner.skipped``)."""
         if self.strict and self.first_error is None and self.runner.skipped:
             position, reason = self.runner.skipped[0]
-            raise ExportError(self.runner.transport.endpoint,
+            raise ExportError(self.endpoint,
                               f"skipped the event at position {position}: {reason}")
         if self.strict and self.first_error is not None:
             error = self.first_error
             raise error if isinstance(error, ExportError) else ExportError(
-                self.runner.transport.endpoint, repr(error))
+                self.endpoint, repr(error))
 
     def _drain(self) -> None:
         target = self.runner.head()
@@ -108,7 +115,7 @@ class BackgroundExporter:
                 continue
             if not self.healthy:
                 log.info("OTLP export to %s recovered after %d failure(s)",
-                         self.runner.transport.endpoint, self.failures)
+                         self.endpoint, self.failures)
             self.healthy, backoff = True, FIRST_BACKOFF_S
             self._wake.wait(self.poll_s)
             self._wake.clear()

@@ -1,12 +1,18 @@
 """Span records -> OTLP protobuf bytes (``ExportTraceServiceRequest``), deterministically.
 
-Each span is serialised once with the ``opentelemetry-proto`` classes; a request is framed by
-hand around those bytes (one ``ResourceSpans`` with the explicit Resource, one ``ScopeSpans``
+Each span is serialised once, by hand (``wire.encode_span``: the bytes the
+``opentelemetry-proto`` classes write, without building message objects); a request is framed
+by hand around those bytes (one ``ResourceSpans`` with the explicit Resource, one ``ScopeSpans``
 with the ``lineage`` scope, then the spans), which is exactly what the protobuf library writes
 for the same message, but lets the runner know a request's size before building it and keep
 every batch under its byte limit. The Resource has only what the configuration says
 (``service.name``) and the SDK identity keys, never a random instance id: the same records
 always give the same bytes.
+
+Flags follow the specification's ``SpanFlags``: every span is sampled (W3C trace flag 01) and
+says whether its parent is remote (``HAS_IS_REMOTE``, plus ``IS_REMOTE`` for a parent in another
+process: ``SpanRecord.remote_parent``); a link says the same of its target: remote when it
+points into another trace (another run, or the caller's own OpenTelemetry trace).
 
 ``request_json`` renders a request as OTLP/JSON (lowerCamelCase keys, hex ids, enum numbers,
 64-bit integers as strings), as ``lineage export otlp --dry-run`` prints it.
@@ -23,39 +29,22 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from lineage.spans.model import STATUS_ERROR, STATUS_OK, Attributes, SpanRecord
+from lineage.spans.model import Attributes, SpanRecord
 from lineage.version import __version__
 
+from .wire import encode_span, field, varint
+
 SCOPE_NAME = "lineage"
-_STATUS = {STATUS_OK: Status.STATUS_CODE_OK, STATUS_ERROR: Status.STATUS_CODE_ERROR}
-_KIND = {"internal": Span.SPAN_KIND_INTERNAL, "server": Span.SPAN_KIND_SERVER,
-         "client": Span.SPAN_KIND_CLIENT, "producer": Span.SPAN_KIND_PRODUCER,
-         "consumer": Span.SPAN_KIND_CONSUMER}
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
 # What an oversized span keeps (a span must fit in one request; see OtlpEncoder.encode_span).
 _SHRUNK_ATTRIBUTES, _SHRUNK_LENGTH = 32, 256
 
 
-def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, bytes."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
 def entry_size(span: bytes) -> int:
     """Bytes one encoded span adds to a request (tag + length + span)."""
-    return 1 + len(varint(len(span))) + len(span)
+    size = len(span)
+    return 1 + (size.bit_length() + 6) // 7 + size if size else 2
 
 
 def _value(value: Any) -> AnyValue:
@@ -78,9 +67,11 @@ class OtlpEncoder:
     def __init__(self, service_name: str = "lineage",
                  resource_attributes: dict[str, Any] | None = None,
                  scope_version: str = __version__) -> None:
-        attributes = {"service.name": service_name, "telemetry.sdk.name": "lineage",
-                      "telemetry.sdk.language": "python", "telemetry.sdk.version": scope_version,
-                      **(resource_attributes or {})}
+        # As the SDK merges a Resource: its identity keys, then OTEL_RESOURCE_ATTRIBUTES, then
+        # the service name (OTEL_SERVICE_NAME wins over a service.name among the attributes).
+        attributes = {"telemetry.sdk.name": "lineage", "telemetry.sdk.language": "python",
+                      "telemetry.sdk.version": scope_version, **(resource_attributes or {}),
+                      "service.name": service_name}
         resource = Resource(attributes=key_values(tuple(sorted(attributes.items()))))
         scope = InstrumentationScope(name=SCOPE_NAME, version=scope_version)
         self._resource_field = field(1, resource.SerializeToString(deterministic=True))
@@ -92,9 +83,9 @@ class OtlpEncoder:
         """The serialised ``Span``. When it would not fit in ``max_size`` bytes (a request's
         room), its events and links are dropped and its attributes cut to 32 of at most 256
         characters, all counted in the ``dropped_*`` fields."""
-        encoded = _span(record).SerializeToString(deterministic=True)
+        encoded = encode_span(record)
         if max_size is not None and entry_size(encoded) > max_size:
-            encoded = _span(_shrunk(record)).SerializeToString(deterministic=True)
+            encoded = encode_span(_shrunk(record))
         return encoded
 
     def request(self, spans: Sequence[bytes]) -> bytes:
@@ -107,30 +98,6 @@ class OtlpEncoder:
     def encode(self, records: Sequence[SpanRecord]) -> bytes:
         """One request for ``records`` (no size limit: for tests and the dry run)."""
         return self.request([self.encode_span(record) for record in records])
-
-
-def _span(record: SpanRecord) -> Span:
-    span = Span(
-        trace_id=record.trace_id, span_id=record.span_id, parent_span_id=record.parent_span_id,
-        name=record.name, kind=_KIND[record.kind], start_time_unix_nano=record.start_ns,
-        end_time_unix_nano=record.end_ns, attributes=key_values(record.attributes),
-        dropped_attributes_count=record.dropped_attributes,
-        events=[Span.Event(time_unix_nano=e.time_ns, name=e.name,
-                           attributes=key_values(e.attributes),
-                           dropped_attributes_count=e.dropped_attributes)
-                for e in record.events],
-        dropped_events_count=record.dropped_events,
-        links=[Span.Link(trace_id=link.trace_id, span_id=link.span_id,
-                         attributes=key_values(link.attributes),
-                         dropped_attributes_count=link.dropped_attributes)
-               for link in record.links],
-        dropped_links_count=record.dropped_links,
-    )
-    code = _STATUS.get(record.status)
-    if code is not None:
-        span.status.code = code
-        span.status.message = record.status_message if code == Status.STATUS_CODE_ERROR else ""
-    return span
 
 
 def _shrunk(record: SpanRecord) -> SpanRecord:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -44,6 +44,7 @@ from .encoder import OtlpEncoder, entry_size
 from .transport import OtlpTransport
 
 DEFAULT_NAME = "otlp"
+FIXED_CHUNK = 4  # notifications built at a time with a fixed step grouping (``_items``)
 SKIPPED_KEPT = 100
 log = logging.getLogger("lineage.otlp")
 
@@ -104,13 +105,22 @@ class OtlpExportRunner:
         notes = self.store.read_log(self.position + 1, self.page_size)
         if not notes:
             return 0
-        built = self._build(notes, [note.id for note in notes])
-        for request in self.pack([(note.id, spans) for note, spans in zip(notes, built, strict=True)],
-                                 self.position):
+        for request in self.pack(self._items(notes), self.position):
             self.send(request, cancel)
         self._advance(notes[-1].id)
         self.stats.notifications += len(notes)
         return len(notes)
+
+    def _items(self, notes: Sequence[Any]) -> Iterator[tuple[int, list[SpanRecord]]]:
+        """``(notification id, spans)`` of ``notes``, built as ``pack`` consumes them: a page
+        at once with the bounded grouping (few spans, and groups that span blocks find them
+        in the page), ``FIXED_CHUNK`` notifications at a time with a fixed one (a span per
+        step: a page of blocks could be a million spans), so memory stays bounded."""
+        chunk = FIXED_CHUNK if self.builder.grouping.fixed else len(notes)
+        for first in range(0, len(notes), chunk):
+            part = notes[first:first + chunk]
+            yield from zip([note.id for note in part], self._build(part, [n.id for n in part]),
+                           strict=True)
 
     def export_to_head(self, cancel: threading.Event | None = None,
                        on_page: Callable[[ExportStats], None] | None = None) -> int:
@@ -145,7 +155,7 @@ class OtlpExportRunner:
         for request in self.pack([(0, spans) for spans in built], 0):
             self.send(request, cancel, advance=False)
 
-    def pack(self, items: Sequence[tuple[int, list[SpanRecord]]], position: int) -> Iterator[Request]:
+    def pack(self, items: Iterable[tuple[int, list[SpanRecord]]], position: int) -> Iterator[Request]:
         """Requests for ``(notification id, spans)`` items in order. A request's position is
         the last notification all of whose spans are in it or an earlier request."""
         pending: list[bytes] = []

@@ -33,6 +33,7 @@ from lineage.application.recovery import RecoveryExecutor, ResumeFunction
 from lineage.application.recovery_result import RecoveryResult
 from lineage.application.retention import RetentionWorker
 from lineage.application.run_handle import RunHandle
+from lineage.application.trace_context import active_trace_context
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.writer import Writer
 from lineage.config import Settings
@@ -234,6 +235,7 @@ class TrackerService(ReadAPI):
         tag_map = validation.tags(tags)
         start = validation.step(start_step, "start_step")
         input_ids = [id_of(item, "inputs") for item in validation.id_list(inputs, "inputs")]
+        context = active_trace_context()  # the caller's thread's, not the writer's
         if run_id is not None:
             new_id = as_uuid(run_id, "run_id")
         elif "key" in spec:
@@ -246,6 +248,8 @@ class TrackerService(ReadAPI):
             if existing is not None or uow.exists(new_id):
                 raise RunExistsError(new_id, getattr(existing, "name", "?"), spec.get("key"))
             run = uow.add(Run.start(new_id, name, spec, tag_map, start, uow.envelope(), uow.timestamp))
+            if context is not None:
+                run.link_trace_context(*context, uow.envelope(), uow.timestamp)
             for artifact_id in input_ids:
                 artifact = uow.artifact(artifact_id)
                 run.use_input(artifact_id, artifact.uri, artifact.type, uow.envelope(), uow.timestamp)

@@ -2,7 +2,7 @@
 
     lineage export otlp [--from-start] [--follow] [--run RUN] [--dry-run] [--name NAME]
                         [--endpoint URL] [--protocol http/protobuf|grpc]
-                        [--json]
+                        [--steps-per-span N] [--json]
     lineage export status [--json]
 
 ``export otlp`` sends the spans of everything after the exporter's tracked position (``--name``,
@@ -28,6 +28,7 @@ from rich.table import Table
 from lineage.api import Tracker
 from lineage.bootstrap import exporter_positions, open_otlp_exporter, open_store
 from lineage.cli.base import Invocation, command, exclusive, group, json_option, print_json
+from lineage.cli.export_openlineage import openlineage
 from lineage.config import Settings
 from lineage.config.otlp import GRPC, HTTP_PROTOBUF, OtlpSettings
 from lineage.errors import CollectorUnavailableError, ValidationError
@@ -43,7 +44,8 @@ def _database(cli: Invocation) -> str:
     return str(cli.db) if cli.db else Settings.load().database_url
 
 
-@group("export", "send spans to an OTLP collector (Jaeger)", "Without a subcommand: status.")
+@group("export", "send spans to an OTLP collector (Jaeger), OpenLineage events to a catalog",
+       "Without a subcommand: status.")
 def _export(cli: Invocation) -> int:
     return _show_status(cli)
 
@@ -62,13 +64,18 @@ def _export(cli: Invocation) -> int:
               "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else localhost)")
 @click.option("--protocol", type=click.Choice((HTTP_PROTOBUF, GRPC)),
               help="default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf")
+@click.option("--steps-per-span", type=click.IntRange(min=0), metavar="N",
+              help="step events a 'train steps' span (1: a span per step); default "
+                   "LINEAGE_OTLP_STEPS_PER_SPAN, else 0: the bounded grouping of 'lineage trace'")
 @json_option
 def _otlp(cli: Invocation, from_start: bool, run: str | None, follow: bool, dry_run: bool,
-          name: str, endpoint: str | None, protocol: str | None) -> int:
+          name: str, endpoint: str | None, protocol: str | None,
+          steps_per_span: int | None) -> int:
     exclusive({"--from-start": from_start, "--run": run})
     if run and follow:
         raise ValidationError("--follow", "cannot be combined with --run (a run is sent once)")
-    settings = OtlpSettings.load(endpoint=endpoint, protocol=protocol)
+    settings = OtlpSettings.load(endpoint=endpoint, protocol=protocol,
+                                 steps_per_span=steps_per_span)
     runner = open_otlp_exporter(_database(cli), settings, name=name, from_start=from_start,
                                 dry_run=sys.stdout if dry_run else None)
     quiet = dry_run or cli.json
@@ -177,3 +184,4 @@ def _show_status(cli: Invocation) -> int:
 
 _export.add_command(_otlp)
 _export.add_command(_status)
+_export.add_command(openlineage)

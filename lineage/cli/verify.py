@@ -20,7 +20,8 @@ from typing import Any
 import click
 
 from lineage.api import Tracker
-from lineage.bootstrap import anchors_from, open_sealer, open_store, open_verifier
+from lineage.bootstrap import open_store
+from lineage.bootstrap_proof import anchors_from, open_sealer, open_verifier
 from lineage.cli.base import Invocation, Seconds, command, json_option, print_json, print_json_line
 from lineage.config import Settings
 from lineage.errors import ValidationError

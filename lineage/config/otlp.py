@@ -12,6 +12,16 @@ as given, and so are ours (``LINEAGE_OTLP_ENDPOINT``, an explicit endpoint) unle
 path (then ``/v1/traces`` is added: ``--endpoint http://127.0.0.1:4318`` works). For gRPC the
 URL names host and port.
 ``OTEL_EXPORTER_OTLP_TIMEOUT`` is in milliseconds, ``LINEAGE_OTLP_TIMEOUT_S`` in seconds.
+For gRPC an endpoint may also be ``host:port`` with no scheme: then TLS is used unless
+``OTEL_EXPORTER_OTLP_[TRACES_]INSECURE`` is true (the specification's rule); with a scheme,
+``https`` means TLS and ``http`` plaintext. ``certificate`` (the CA bundle to trust),
+``client_key`` and ``client_certificate`` (mutual TLS, both or neither) are PEM files, checked
+to be readable at load.
+
+The Resource follows the SDK specification: ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value`` pairs,
+percent-decoded) over the SDK identity keys, and ``service.name`` from
+``LINEAGE_SERVICE_NAME`` / ``OTEL_SERVICE_NAME`` over the one in ``OTEL_RESOURCE_ATTRIBUTES``,
+which is used when neither is set (then ``lineage``).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lineage.config.loader import Setting, flag, number, resolve, resolve_one
+from lineage.errors import ConfigurationError
 
 HTTP_PROTOBUF, GRPC = "http/protobuf", "grpc"
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -31,10 +42,12 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _OTEL_BASE_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 def parse_endpoint(text: str) -> str:
-    """An ``http(s)://host[:port][/path]`` URL, stripped; ValueError says what is wrong."""
+    """An ``http(s)://host[:port][/path]`` URL, or a bare ``host:port`` (gRPC only, checked at
+    load), stripped; ValueError says what is wrong."""
     url = text.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    bare = "://" not in url and re.match(r"^[\w.\-\[\]:]+:\d+$", url) is not None
+    parts = urlsplit("//" + url if bare else url)
+    if not bare and parts.scheme not in ("http", "https"):
         raise ValueError("must start with http:// or https://")
     if not parts.hostname or any(c.isspace() for c in url):
         raise ValueError("must name a host, with no spaces")
@@ -74,6 +87,44 @@ def parse_headers(text: str) -> dict[str, str]:
     return headers
 
 
+def parse_attributes(text: str) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES``: ``key=value`` pairs separated by commas, values
+    percent-decoded (the SDK specification's format)."""
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"entry {item.strip()!r} is not key=value")
+        pairs[key.strip()] = unquote(value.strip())
+    return pairs
+
+
+def parse_compression(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("gzip", "none"):
+        raise ValueError("must be gzip or none")
+    return value
+
+
+def parse_pem_file(text: str) -> str:
+    """A readable file's path (a PEM certificate or key)."""
+    path = os.path.expanduser(text.strip())
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValueError("is not a readable file")
+    return path
+
+
+def _standard(name: str, parse: Any, default: Any, meaning: str) -> Setting:
+    """A setting read from ``LINEAGE_OTLP_NAME``, ``OTEL_EXPORTER_OTLP_TRACES_NAME`` and
+    ``OTEL_EXPORTER_OTLP_NAME``, in that order."""
+    suffix = name.upper()
+    return Setting(name, ((f"LINEAGE_OTLP_{suffix}", parse),
+                          (f"OTEL_EXPORTER_OTLP_TRACES_{suffix}", parse),
+                          (f"OTEL_EXPORTER_OTLP_{suffix}", parse)), default, meaning, parse)
+
+
 def parse_export(text: str) -> str:
     value = text.strip().lower()
     aliases = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
@@ -108,7 +159,23 @@ SETTINGS = (
                 number(float, 0.001)),
     Setting("service_name", (("LINEAGE_SERVICE_NAME", str.strip),
                                  ("OTEL_SERVICE_NAME", str.strip)),
-                "lineage", "the service.name resource attribute", str.strip),
+                None, "the service.name resource attribute", str.strip),
+    Setting("resource_attributes", (("LINEAGE_RESOURCE_ATTRIBUTES", parse_attributes),
+                                    ("OTEL_RESOURCE_ATTRIBUTES", parse_attributes)),
+            {}, "comma-separated key=value pairs, e.g. deployment.environment=prod",
+            parse_attributes),
+    _standard("compression", parse_compression, "none", "gzip or none"),
+    _standard("certificate", parse_pem_file, None,
+              "the path of a PEM file of the CA certificate(s) to trust"),
+    _standard("client_key", parse_pem_file, None,
+              "the path of the PEM private key for mutual TLS"),
+    _standard("client_certificate", parse_pem_file, None,
+              "the path of the PEM client certificate for mutual TLS"),
+    _standard("insecure", flag, False, "true or false (gRPC with a host:port endpoint: "
+              "plaintext instead of TLS)"),
+    Setting("steps_per_span", (("LINEAGE_OTLP_STEPS_PER_SPAN", number(int, 0, 1_000_000)),), 0,
+            "0 (the trace identity's bounded grouping, as lineage trace shows it) or n step "
+            "events a train steps span (1: a span per step)", number(int, 0, 1_000_000)),
     Setting("batch_spans", (("LINEAGE_OTLP_BATCH_SPANS", number(int, 1, 100_000)),), 512,
                 "most spans in one export request", number(int, 1, 100_000)),
     Setting("batch_bytes", (("LINEAGE_OTLP_BATCH_BYTES",
@@ -140,6 +207,13 @@ class OtlpSettings:
     headers: dict[str, str]
     timeout_s: float
     service_name: str
+    resource_attributes: dict[str, str]
+    steps_per_span: int
+    compression: str
+    certificate: str | None
+    client_key: str | None
+    client_certificate: str | None
+    insecure: bool
     batch_spans: int
     batch_bytes: int
     retry_for_s: float
@@ -162,8 +236,21 @@ class OtlpSettings:
         values, sources = resolve(SETTINGS, explicit, env, what="OTLP setting")
         values["endpoint_configured"] = values["endpoint"] is not None
         values["endpoint"] = _traces_endpoint(values["endpoint"], sources["endpoint"],
-                                              values["protocol"])
+                                              values["protocol"], values["insecure"])
+        if values["service_name"] is None:
+            values["service_name"] = values["resource_attributes"].get("service.name", "lineage")
+        if (values["client_key"] is None) != (values["client_certificate"] is None):
+            given = "client_key" if values["client_key"] is not None else "client_certificate"
+            raise ConfigurationError(
+                f"{sources[given]} is set but not its pair; for mutual TLS set both "
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY and OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
         return cls(**values)
+
+    @property
+    def resource(self) -> dict[str, str]:
+        """The Resource's attributes beyond the SDK identity keys: ``OTEL_RESOURCE_ATTRIBUTES``
+        with ``service.name`` set to the resolved ``service_name``."""
+        return {**self.resource_attributes, "service.name": self.service_name}
 
     @classmethod
     def load_if_enabled(cls, environ: Mapping[str, str] | None = None,
@@ -178,11 +265,20 @@ class OtlpSettings:
         return settings if settings.enabled else None
 
 
-def _traces_endpoint(endpoint: str | None, source: str | None, protocol: str) -> str:
+def _traces_endpoint(endpoint: str | None, source: str | None, protocol: str,
+                     insecure: bool) -> str:
     """The URL requests go to: the default for the protocol, or the base endpoint with
-    ``/v1/traces`` appended for HTTP when it came from OTEL_EXPORTER_OTLP_ENDPOINT."""
+    ``/v1/traces`` appended for HTTP when it came from OTEL_EXPORTER_OTLP_ENDPOINT; a bare gRPC
+    ``host:port`` gets ``https://`` (``http://`` when ``insecure``)."""
     if endpoint is None:
         return "http://localhost:4317" if protocol == GRPC else "http://localhost:4318/v1/traces"
+    if "://" not in endpoint:
+        if protocol != GRPC:
+            label = "endpoint" if source == "explicit" else source
+            raise ConfigurationError(
+                f"{label}={endpoint!r} is invalid (must start with http:// or https://; a bare "
+                "host:port is for gRPC only); set it to a URL such as http://127.0.0.1:4318")
+        return ("http://" if insecure else "https://") + endpoint
     if protocol == HTTP_PROTOBUF and (source == _OTEL_BASE_ENDPOINT or (
             source in ("explicit", "LINEAGE_OTLP_ENDPOINT") and urlsplit(endpoint).path in ("", "/"))):
         return endpoint.rstrip("/") + "/v1/traces"

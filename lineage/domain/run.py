@@ -33,6 +33,13 @@ class Run(Aggregate):
         tags: dict[str, str]
         start_step: int
 
+    class TraceContextLinked(Event):
+        """Started inside the caller's OpenTelemetry span (ids in hex), with ``Started``."""
+
+        trace_id: str
+        span_id: str
+        sampled: bool
+
     class InputUsed(Event):
         artifact_id: UUID
         uri: str
@@ -236,6 +243,11 @@ class Run(Aggregate):
     def _require_open(self, what: str) -> None:
         if self.finished:
             raise RunFinishedError(self.id, self.status, what)
+
+    def link_trace_context(self, trace_id: str, span_id: str, sampled: bool, envelope: Envelope,
+                           timestamp: datetime) -> None:
+        self.trigger_event(self.TraceContextLinked, trace_id=trace_id, span_id=span_id,
+                           sampled=sampled, timestamp=timestamp, **envelope.fields())
 
     def use_input(self, artifact_id: UUID, uri: str, role: str, envelope: Envelope,
                   timestamp: datetime) -> None:

@@ -13,12 +13,19 @@ steps (a stored step block)    ``train steps``: one per step group whose last st
 ``Run.EvaluationRecorded``     ``evaluate``
 ``Run.FailureDetected``        ``detect failure`` (status error, an ``exception`` event)
 ``Run.RecoveryCompleted`` /    ``recover run``: from its ``RecoveryStarted`` to this event,
-``RecoveryFailed`` /           linked to the resumed run and the checkpoint it resumed from
+``RecoveryFailed`` /           linked to the resumed run and the checkpoint it resumed from;
+                               the steps lost (``StepsLost``) as attributes and an event
 ``RecoveryExhausted``
-``Run.Finished`` (the first)   ``train run`` (the root): from ``Started`` to ``Finished``, with
-                               the job spec, inputs, failures as ``exception`` events, links to
-                               the run and checkpoint it resumed from; and the run's last,
-                               partial ``train steps`` span
+``Run.BestCheckpointChanged``  ``select best checkpoint``, linked to the new best's span
+``Artifact.Retired`` /         ``retire checkpoint`` / ``delete checkpoint`` in the trace of the
+``DeletionRecorded``           run that saved the artifact, linked to its ``save checkpoint``
+``Run.Started``                ``train run`` (the root, no parent), zero length at the start,
+                               with the job spec and tags: sent at once, so a running run's
+                               trace has its root while it trains
+``Run.Finished`` (the first)   ``finish run``: from ``Started`` to ``Finished``, with the
+                               outcome (status), counts, inputs, failures as ``exception``
+                               events, links to the run and checkpoint it resumed from; and
+                               the run's last, partial ``train steps`` span
 =============================  ================================================================
 
 Ids, parents and the step grouping are the trace identity's (``lineage.spans.identity``), the
@@ -27,35 +34,47 @@ same as the read model's LineageIR trace of the same events.
 Every span is emitted once, by exactly one event, with its final content: what it needs from
 other events is read back from the store (the run's aggregate stream, a range of the step
 stream, a parent artifact) and restricted to versions at or before the triggering event, so a
-re-export of the same events gives equal records. Other events (artifacts, aliases, run start,
-inputs) complete no span. A run that never finishes has no ``train run`` span (its children
-point at a parent that never arrives, which trace viewers show as such). A later ``Finished``
-(``failed`` -> ``superseded``) adds nothing: the ``recover run`` span carries the outcome.
+re-export of the same events gives equal records. Other events (artifact registrations,
+aliases, inputs) complete no span. A run that never finishes has its root and the spans of what it
+did, but no ``finish run``. A later ``Finished`` (``failed`` -> ``superseded``) adds nothing:
+the ``recover run`` span carries the outcome.
 
 Threading: one builder per thread (it caches which runs exist and checkpoint spans).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
-from lineage.codec.step_decode import StepBlock
-from lineage.codec.step_read import BlockCodec, read_blocks
-from lineage.domain import Artifact, Run, StepRecorded, ids
-from lineage.domain.steps import StepsRecorded
+from lineage.domain import Artifact, Run, ids
 from lineage.ports import EventStore
 from lineage.spans import identity
+from lineage.spans.assembly import (
+    BEST_SPAN,
+    CHECKPOINT_SPAN,
+    DELETE_SPAN,
+    EVALUATE_SPAN,
+    FAILURE_SPAN,
+    FINISH_SPAN,
+    RECOVERY_SPAN,
+    RETIRE_SPAN,
+    RUN_SPAN,
+    STEPS_SPAN,
+    attempt_of,
+    count_of,
+    last_of,
+    run_status,
+    uuid_of,
+)
 from lineage.spans.model import (
     DEFAULT_LIMITS,
     STATUS_ERROR,
     STATUS_OK,
-    STATUS_UNSET,
     SpanEvent,
     SpanLimits,
     SpanLink,
@@ -63,36 +82,26 @@ from lineage.spans.model import (
     flatten,
     make_event,
     make_link,
-    make_span,
     ns_of,
     prefixed,
 )
+from lineage.spans.step_spans import StepSpans
 
-RUN_SPAN, STEPS_SPAN = "train run", "train steps"
-CHECKPOINT_SPAN, EVALUATE_SPAN = "save checkpoint", "evaluate"
-FAILURE_SPAN, RECOVERY_SPAN = "detect failure", "recover run"
-_CACHE = 4096
-
-
+__all__ = ["BEST_SPAN", "CHECKPOINT_SPAN", "DELETE_SPAN", "EVALUATE_SPAN", "FAILURE_SPAN",
+           "FINISH_SPAN", "RECOVERY_SPAN", "RETIRE_SPAN", "RUN_SPAN", "STEPS_SPAN", "SpanBuilder"]
 
 _RECOVERY_ENDS = (Run.RecoveryCompleted, Run.RecoveryFailed, Run.RecoveryExhausted)
 
 
-class SpanBuilder(Dispatcher):
+class SpanBuilder(StepSpans, Dispatcher):
     """Builds span records from stored events; see the module docstring for the mapping. The
-    step grouping is the trace identity's (``identity.STEPS_PER_SPAN``), shared with the read
-    model, so it is not configurable."""
+    step grouping is the trace identity's (shared with the read model) unless ``grouping``
+    says otherwise (an export option)."""
 
     def __init__(self, store: EventStore, mapper: Mapper, *,
-                 limits: SpanLimits = DEFAULT_LIMITS) -> None:
-        self.store = store
-        self.mapper = mapper
-        self.limits = limits
-        self.blocks = BlockCodec(mapper)
-        self._started: OrderedDict[UUID, bool] = OrderedDict()
-        self._checkpoints: OrderedDict[UUID, tuple[UUID, bytes]] = OrderedDict()  # trace, span
-        self._page: dict[UUID, list[StoredEvent]] = {}  # stream -> the page's step rows
-        self._decoded: dict[tuple[Any, int], StepBlock] = {}
+                 limits: SpanLimits = DEFAULT_LIMITS,
+                 grouping: identity.StepGrouping = identity.DEFAULT_GROUPING) -> None:
+        super().__init__(store, mapper, limits=limits, grouping=grouping)
         self._handlers = self.topics()  # dispatched on the stored topic, before decoding
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[SpanRecord]]:
@@ -100,7 +109,7 @@ class SpanBuilder(Dispatcher):
         self._page = {}
         for stored in events:  # step rows by stream, decoded only when a span needs them
             if self.blocks.is_step(stored.topic):
-                self._page.setdefault(_uuid(stored.originator_id), []).append(stored)
+                self._page.setdefault(uuid_of(stored.originator_id), []).append(stored)
         try:
             results = []
             for stored in events:
@@ -111,65 +120,6 @@ class SpanBuilder(Dispatcher):
             self._page = {}
             self._decoded.clear()
 
-    # -- steps -----------------------------------------------------------------------------------
-
-    @handles(StepRecorded, StepsRecorded)
-    def _step(self, stored: StoredEvent) -> list[SpanRecord]:
-        """The groups whose last version this block holds (versions ``seq_from..last``)."""
-        last = stored.originator_version
-        first = self._decode(stored).seq_from
-        per = identity.STEPS_PER_SPAN
-        ends = range((first + per - 1) // per * per, last + 1, per)
-        return [self._step_span(_uuid(stored.originator_id), end) for end in ends]
-
-    def _step_span(self, stream: UUID, last: int) -> SpanRecord:
-        """The ``train steps`` span of ``last``'s group (``last`` may end a partial group,
-        when the run finished), from the blocks' columns."""
-        group = identity.step_group(last)
-        first = identity.step_group_versions(group)[0]
-        parts = self._parts(stream, first, last)
-        head_block, head_range = parts[0]
-        final_block, final_range = parts[-1]
-        head, final = head_block.decoded(head_range[0]), final_block.decoded(final_range[-1])
-        numbers = [block.steps[i] for block, indexes in parts for i in indexes]
-        tokens = [block.tokens[i] for block, indexes in parts if block.tokens is not None
-                  for i in indexes if block.tokens[i] is not None]
-        run_id = final.run_uuid
-        pairs: list[tuple[str, Any]] = [
-            ("lineage.run.id", final.run_id), ("lineage.step", final.step),
-            ("lineage.epoch", final.epoch), ("lineage.step.first", head.step),
-            ("lineage.step.min", min(numbers)), ("lineage.step.max", max(numbers)),
-            ("lineage.step.count", len(numbers)), ("lineage.step.group", group),
-            ("lineage.stream.version.first", first), ("lineage.stream.version.last", last),
-            ("lineage.tokens", sum(tokens) if tokens else None),
-            *prefixed("lineage.metric.", final.metrics)]
-        return self._span(run_id, identity.step_group_span_id(run_id, group), STEPS_SPAN,
-                          ns_of(head.occurred_datetime), ns_of(final.occurred_datetime), pairs)
-
-    def _parts(self, stream: UUID, first: int, last: int) -> list[tuple[StepBlock, range]]:
-        """The blocks holding versions ``first..last`` with the indexes of those versions in
-        each: from the page when it holds them all, else read from the store."""
-        rows = [row for row in self._page.get(stream, ()) if row.originator_version >= first]
-        parts = []
-        for row in rows:
-            block = self._decode(row)
-            if block.seq_from > last:
-                break
-            parts.append((block, block.slice_seq(first, last)))
-        if not parts or parts[0][0].seq_from > first:
-            parts = [(block, block.slice_seq(first, last)) for block in
-                     read_blocks(self.store, self.blocks, stream, first, last)]
-        return [(block, indexes) for block, indexes in parts if indexes]
-
-    def _decode(self, stored: StoredEvent) -> StepBlock:
-        """A page row decoded, kept while the page is built (a group may need it again)."""
-        key = (stored.originator_id, stored.originator_version)
-        block = self._decoded.get(key)
-        if block is None:
-            if len(self._decoded) >= 8:
-                self._decoded.clear()  # blocks are visited in order: a few suffice
-            block = self._decoded[key] = self.blocks.decode(stored)
-        return block
 
     # -- run events ------------------------------------------------------------------------------
 
@@ -218,14 +168,14 @@ class SpanBuilder(Dispatcher):
     def _recovery(self, stored: StoredEvent) -> list[SpanRecord]:
         event: Any = self.mapper.to_domain_event(stored)
         history = self._history(event.originator_id, stored.originator_version)[:-1]
-        attempt = _attempt(event)
-        closed = any(isinstance(e, _RECOVERY_ENDS) and _attempt(e) == attempt for e in history)
-        started = None if closed else _last(history, Run.RecoveryStarted, attempt)
+        attempt = attempt_of(event)
+        closed = any(isinstance(e, _RECOVERY_ENDS) and attempt_of(e) == attempt for e in history)
+        started = None if closed else last_of(history, Run.RecoveryStarted, attempt)
         # The attempt's span when this event closes an open attempt; else (an exhaustion
         # recorded with no attempt open) a span of its own.
         span_id = (identity.recovery_span_id(event.originator_id, attempt) if started is not None
                    else identity.event_span_id(identity.RECOVERY, event.event_id))
-        selected = _last(history, Run.RecoveryCheckpointSelected, attempt)
+        selected = last_of(history, Run.RecoveryCheckpointSelected, attempt)
         outcome = {Run.RecoveryCompleted: "completed", Run.RecoveryFailed: "failed",
                    Run.RecoveryExhausted: "exhausted"}[type(event)]
         pairs: list[tuple[str, Any]] = [
@@ -241,6 +191,15 @@ class SpanBuilder(Dispatcher):
         if isinstance(event, Run.RecoveryCompleted):
             pairs += [("lineage.recovery.new_run.id", str(event.new_run_id)),
                       ("lineage.recovery.checkpoint.id", str(event.checkpoint_id))]
+            lost = next((e for e in reversed(history) if isinstance(e, Run.StepsLost)
+                         and e.new_run_id == event.new_run_id), None)
+            if lost is not None:
+                lost_pairs = [("lineage.steps_lost.count", lost.count),
+                              ("lineage.steps_lost.first", lost.first_step),
+                              ("lineage.steps_lost.last", lost.last_step),
+                              ("lineage.steps_lost.after_checkpoint_step", lost.checkpoint_step)]
+                pairs += lost_pairs
+                events.append(make_event("steps lost", lost.occurred_at, lost_pairs, self.limits))
             links = [self._run_link(event.new_run_id, "resumed_as"),
                      self._checkpoint_link(event.checkpoint_id, "resumed_from_checkpoint")]
         elif isinstance(event, Run.RecoveryFailed):
@@ -255,42 +214,106 @@ class SpanBuilder(Dispatcher):
                             links=[link for link in links if link is not None], status=status,
                             message=message, start_ns=began)]
 
+    @handles(Run.BestCheckpointChanged)
+    def _best(self, stored: StoredEvent) -> list[SpanRecord]:
+        event: Run.BestCheckpointChanged = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
+        pairs = [("lineage.run.id", str(event.originator_id)), ("lineage.step", event.eval_step),
+                 ("lineage.best.artifact.id", str(event.artifact_id)),
+                 ("lineage.best.previous_artifact.id", event.previous_artifact_id),
+                 ("lineage.best.metric", event.metric), ("lineage.best.mode", event.mode),
+                 ("lineage.best.value", event.value),
+                 ("lineage.best.checkpoint_step", event.checkpoint_step)]
+        link = self._checkpoint_link(event.artifact_id, "best_checkpoint")
+        return [self._child(event, identity.event_span_id(identity.BEST, event.event_id),
+                            BEST_SPAN, pairs, links=[link] if link is not None else [])]
+
+    @handles(Artifact.Retired, Artifact.DeletionRecorded)
+    def _retention(self, stored: StoredEvent) -> list[SpanRecord]:
+        """Retention of an artifact a run saved, in that run's trace (other artifacts: none)."""
+        event: Any = self.mapper.to_domain_event(stored)
+        registered = self._registered(event.originator_id)
+        if registered is None or registered.run_id is None or not self._run_started(
+                registered.run_id):
+            return []
+        pairs: list[tuple[str, Any]] = [
+            ("lineage.run.id", str(registered.run_id)),
+            ("lineage.artifact.id", str(event.originator_id)),
+            ("lineage.artifact.uri", registered.uri), ("lineage.step", registered.step)]
+        if isinstance(event, Artifact.Retired):
+            name = RETIRE_SPAN
+            pairs += [("lineage.retention.reason", event.reason),
+                      ("lineage.retention.policy", event.policy)]
+        else:
+            name = DELETE_SPAN
+            pairs += [("lineage.deletion.outcome", event.outcome),
+                      ("lineage.deletion.detail", event.detail)]
+        link = self._checkpoint_link(event.originator_id, "retention_of")
+        return [self._span(registered.run_id, identity.event_span_id(identity.RETENTION,
+                                                                     event.event_id),
+                           name, None, ns_of(event.occurred_at), pairs,
+                           links=[link] if link is not None else [])]
+
+    @handles(Run.Started)
+    def _run_begins(self, stored: StoredEvent) -> list[SpanRecord]:
+        """The root ``train run`` span, at once (zero length): a running run's spans have
+        their parent in the trace from the start; ``finish run`` completes it."""
+        started: Run.Started = self.mapper.to_domain_event(stored)  # type: ignore[assignment]
+        run_id = started.originator_id
+        pairs: list[tuple[str, Any]] = [
+            ("lineage.run.id", str(run_id)), ("lineage.run.name", started.name),
+            ("lineage.run.start_step", started.start_step),
+            ("lineage.tenant.id", started.tenant_id), ("lineage.source", started.source),
+            ("lineage.actor", started.actor)]
+        pairs += prefixed("lineage.tag.", started.tags)
+        pairs += flatten("lineage.job", started.job)
+        at = ns_of(started.occurred_at)
+        return [self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, at, at, pairs,
+                           links=self._caller_link(run_id, stored.originator_version))]
+
+    def _caller_link(self, run_id: UUID, started: int) -> list[SpanLink]:
+        """A link to the caller's OpenTelemetry span the run was started in: the event right
+        after ``Started``, committed with it (so reading it keeps the span deterministic)."""
+        following = self.store.read_stream(run_id, after=started, limit=1)
+        event: Any = self.mapper.to_domain_event(following[0]) if following else None
+        if not isinstance(event, Run.TraceContextLinked):
+            return []
+        return [make_link(bytes.fromhex(event.trace_id), bytes.fromhex(event.span_id),
+                          [("lineage.link.type", "started_in")], self.limits)]
+
     @handles(Run.Finished)
     def _finished(self, stored: StoredEvent) -> list[SpanRecord]:
-        run_id = _uuid(stored.originator_id)
+        run_id = uuid_of(stored.originator_id)
         history = self._history(run_id, stored.originator_version)
         if not history or not isinstance(history[0], Run.Started) or any(
                 isinstance(e, Run.Finished) for e in history[:-1]):
-            return []  # the run span went out with the first Finished
+            return []  # the finish span went out with the first Finished
         stream = ids.step_stream_id(run_id)
         last = self.store.read_stream(stream, desc=True, limit=1)
         steps = last[0].originator_version if last else 0
-        spans = [self._run_span(history, steps)]
-        if steps % identity.STEPS_PER_SPAN:
+        spans = [self._finish_span(history, steps)]
+        if steps and not self.grouping.ends_group(steps):
             spans.insert(0, self._step_span(stream, steps))
         return spans
 
-    def _run_span(self, history: list[Any], steps: int) -> SpanRecord:
+    def _finish_span(self, history: list[Any], steps: int) -> SpanRecord:
+        """``finish run``: from the run's start to its first ``Finished``, with its outcome,
+        counts, inputs, failures and the run it resumed."""
         started, finished = history[0], history[-1]
         run_id = started.originator_id
         failures = [e for e in history if isinstance(e, Run.FailureDetected)]
-        resumed = _last(history, Run.ResumedFrom)
+        resumed = last_of(history, Run.ResumedFrom)
         pairs: list[tuple[str, Any]] = [
             ("lineage.run.id", str(run_id)), ("lineage.run.name", started.name),
             ("lineage.run.status", finished.status), ("lineage.run.reason", finished.reason),
             ("lineage.run.start_step", started.start_step), ("lineage.run.steps", steps),
-            ("lineage.run.checkpoints", _count(history, Run.CheckpointSaved)),
-            ("lineage.run.evaluations", _count(history, Run.EvaluationRecorded)),
+            ("lineage.run.checkpoints", count_of(history, Run.CheckpointSaved)),
+            ("lineage.run.evaluations", count_of(history, Run.EvaluationRecorded)),
             ("lineage.run.failures", len(failures)),
             ("lineage.run.resumed_from", resumed.previous_run_id if resumed else None),
-            ("lineage.run.superseded_by", finished.superseded_by),
-            ("lineage.tenant.id", started.tenant_id), ("lineage.source", started.source),
-            ("lineage.actor", started.actor)]
-        status, message = _run_status(finished)
+            ("lineage.run.superseded_by", finished.superseded_by)]
+        status, message = run_status(finished)
         if status == STATUS_ERROR:
             pairs.append(("error.type", failures[-1].error_type if failures else "_OTHER"))
-        pairs += prefixed("lineage.tag.", started.tags)
-        pairs += flatten("lineage.job", started.job)
         events = [self._exception(e) if isinstance(e, Run.FailureDetected) else make_event(
             "input used", e.occurred_at, [("lineage.artifact.id", str(e.artifact_id)),
                                           ("lineage.artifact.uri", e.uri),
@@ -299,113 +322,7 @@ class SpanBuilder(Dispatcher):
         links = [] if resumed is None else [
             self._run_link(resumed.previous_run_id, "resumed_from"),
             self._checkpoint_link(resumed.checkpoint_id, "resumed_from_checkpoint")]
-        return self._span(run_id, identity.run_span_id(run_id), RUN_SPAN, ns_of(started.occurred_at),
+        return self._span(run_id, identity.finish_span_id(run_id), FINISH_SPAN,
+                          ns_of(started.occurred_at),
                           ns_of(finished.occurred_at), pairs, events,
                           [link for link in links if link is not None], status, message)
-
-    # -- reading back ----------------------------------------------------------------------------
-
-    def _history(self, run_id: UUID, upto: int) -> list[Any]:
-        """The run's aggregate events up to and including version ``upto``."""
-        return [self.mapper.to_domain_event(s) for s in self.store.read_stream(run_id)
-                if s.originator_version <= upto]
-
-    def _run_started(self, run_id: UUID) -> bool:
-        """Whether ``run_id`` names a started run (a link to anything else would dangle)."""
-        started = self._started.get(run_id)
-        if started is None:
-            first = self.store.read_stream(run_id, limit=1)
-            event: Any = self.mapper.to_domain_event(first[0]) if first else None
-            started = _remember(self._started, run_id, isinstance(event, Run.Started))
-        return started
-
-    def _registered(self, artifact_id: UUID) -> Artifact.Registered | None:
-        first = self.store.read_stream(artifact_id, limit=1)
-        event: Any = self.mapper.to_domain_event(first[0]) if first else None
-        return event if isinstance(event, Artifact.Registered) else None
-
-    def _checkpoint_link(self, artifact_id: UUID, kind: str) -> SpanLink | None:
-        """A link to the ``save checkpoint`` span of ``artifact_id`` (None: no run saved it)."""
-        found = self._checkpoints.get(artifact_id)
-        if found is None:
-            registered = self._registered(artifact_id)
-            if registered is None or registered.run_id is None:
-                return None
-            saved = next((e for e in map(self.mapper.to_domain_event,
-                                         self.store.read_stream(registered.run_id))
-                          if isinstance(e, Run.CheckpointSaved) and e.artifact_id == artifact_id),
-                         None)
-            if saved is None:
-                return None
-            found = _remember(self._checkpoints, artifact_id, (registered.run_id, identity.event_span_id(
-                identity.CHECKPOINT, saved.event_id)))
-        run_id, span_id = found
-        return make_link(identity.trace_id(run_id), span_id,
-                         [("lineage.link.type", kind), ("lineage.artifact.id", str(artifact_id))],
-                         self.limits)
-
-    def _run_link(self, run_id: UUID, kind: str) -> SpanLink | None:
-        if not self._run_started(run_id):
-            return None
-        return make_link(identity.trace_id(run_id), identity.run_span_id(run_id),
-                         [("lineage.link.type", kind), ("lineage.run.id", str(run_id))], self.limits)
-
-    # -- assembling ------------------------------------------------------------------------------
-
-    def _exception(self, event: Any) -> SpanEvent:
-        return make_event("exception", event.occurred_at,
-                          [("exception.type", event.error_type),
-                           ("exception.message", event.message)], self.limits)
-
-    def _child(self, event: Any, span_id: bytes, name: str, pairs: list[tuple[str, Any]], *,
-               events: Iterable[SpanEvent] = (), links: Iterable[SpanLink] = (),
-               status: str = STATUS_UNSET, message: str = "",
-               start_ns: int | None = None) -> SpanRecord:
-        """A span of the run's trace ending at ``event`` (zero length unless ``start_ns``)."""
-        return self._span(event.originator_id, span_id, name, start_ns,
-                          ns_of(event.occurred_at), pairs, list(events), list(links), status,
-                          message)
-
-    def _span(self, run_id: UUID, span_id: bytes, name: str, start_ns: int | None, end_ns: int,
-              pairs: list[tuple[str, Any]], events: list[SpanEvent] | None = None,
-              links: list[SpanLink] | None = None, status: str = STATUS_UNSET,
-              message: str = "") -> SpanRecord:
-        """A span of ``run_id``'s trace; every span but the run's is a child of the run's."""
-        parent = b"" if name == RUN_SPAN else identity.run_span_id(run_id)
-        return make_span(identity.trace_id(run_id), span_id, parent, name,
-                         end_ns if start_ns is None else start_ns, end_ns, pairs, events or [],
-                         links or [], status, message, self.limits)
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)
-
-
-def _attempt(event: Any) -> int:
-    return event.attempts if isinstance(event, Run.RecoveryExhausted) else event.attempt
-
-
-def _count(history: list[Any], kind: type) -> int:
-    return sum(1 for event in history if isinstance(event, kind))
-
-
-def _last(history: list[Any], kind: type, attempt: int | None = None) -> Any:
-    for event in reversed(history):
-        if isinstance(event, kind) and (attempt is None or getattr(event, "attempt", None) == attempt):
-            return event
-    return None
-
-
-def _run_status(finished: Any) -> tuple[str, str]:
-    if finished.status == "completed":
-        return STATUS_OK, ""
-    if finished.status == "cancelled":
-        return STATUS_UNSET, ""
-    return STATUS_ERROR, finished.reason or f"run {finished.status}"
-
-
-def _remember(cache: OrderedDict[UUID, Any], key: UUID, value: Any) -> Any:
-    cache[key] = value
-    if len(cache) > _CACHE:
-        cache.popitem(last=False)
-    return value

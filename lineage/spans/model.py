@@ -68,7 +68,9 @@ class SpanLink:
 
 @dataclass(frozen=True, slots=True)
 class SpanRecord:
-    """One finished span. ``parent_span_id`` is ``b""`` for a root span; times are epoch ns."""
+    """One finished span. ``parent_span_id`` is ``b""`` for a root span; times are epoch ns;
+    ``remote_parent``: the parent is a span of another process (the caller's OpenTelemetry
+    span a run was started in)."""
 
     trace_id: bytes
     span_id: bytes
@@ -85,6 +87,7 @@ class SpanRecord:
     dropped_attributes: int = 0
     dropped_events: int = 0
     dropped_links: int = 0
+    remote_parent: bool = False
 
 
 # -- ids and times ---------------------------------------------------------------------------
@@ -119,44 +122,33 @@ def attribute_value(value: Any, max_length: int) -> AttributeValue | None:
     return text[:max_length]
 
 
-class AttributeSet:
-    """Collects attributes in insertion order, keeping the first of a repeated key, at most
-    ``limit`` of them; the rest are counted in ``dropped``."""
-
-    __slots__ = ("_items", "dropped", "limit", "max_length")
-
-    def __init__(self, limit: int, max_length: int) -> None:
-        self._items: dict[str, AttributeValue] = {}
-        self.limit = limit
-        self.max_length = max_length
-        self.dropped = 0
-
-    def add(self, key: str, value: Any) -> None:
-        converted = attribute_value(value, self.max_length)
-        if converted is None or key in self._items:
-            return
-        if len(self._items) >= self.limit:
-            self.dropped += 1
-            return
-        self._items[key[: self.max_length]] = converted
-
-    def update(self, prefix: str, values: Mapping[str, Any] | None) -> None:
-        """Add ``prefix + key`` for each item (sorted by key, so the result is deterministic)."""
-        for key in sorted(values or {}):
-            self.add(prefix + str(key), values[key])  # type: ignore[index]
-
-    def freeze(self) -> Attributes:
-        return tuple(self._items.items())
-
-
 def attributes(pairs: Iterable[tuple[str, Any]], limits: SpanLimits = DEFAULT_LIMITS,
                limit: int | None = None) -> tuple[Attributes, int]:
-    """Bounded attributes from ``(key, value)`` pairs: (attributes, how many were dropped)."""
-    collected = AttributeSet(limits.max_attributes if limit is None else limit,
-                             limits.max_value_length)
+    """Bounded attributes from ``(key, value)`` pairs, in order: the first of a repeated key,
+    values converted (``attribute_value``), None left out, at most ``limit`` (default
+    ``limits.max_attributes``) of them; returns (attributes, how many were dropped). One loop
+    with the common types inline: it runs for every span and event the exporter builds."""
+    bound = limits.max_attributes if limit is None else limit
+    length = limits.max_value_length
+    items: dict[str, AttributeValue] = {}
+    dropped = 0
     for key, value in pairs:
-        collected.add(key, value)
-    return collected.freeze(), collected.dropped
+        kind = type(value)
+        if kind is float or kind is bool:
+            converted: AttributeValue | None = value
+        elif kind is int:
+            converted = value if -_INT64 <= value < _INT64 else str(value)[:length]
+        elif kind is str:
+            converted = value if len(value) <= length else value[:length]
+        else:
+            converted = attribute_value(value, length)
+        if converted is None or key in items:
+            continue
+        if len(items) >= bound:
+            dropped += 1
+            continue
+        items[key if len(key) <= length else key[:length]] = converted
+    return tuple(items.items()), dropped
 
 
 def flatten(prefix: str, value: Any, depth: int = 3) -> list[tuple[str, Any]]:

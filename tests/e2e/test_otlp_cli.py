@@ -72,11 +72,11 @@ def test_export_backfills_then_from_start_resends_the_same_bytes(
     url, _ = db
     code, out, err = run(capsys, "--db", url, "export", "otlp", "--endpoint", receiver.endpoint)
     assert code == 0, err
-    assert f"exported to {receiver.endpoint}: 9 spans in 1 request(s)" in out
+    assert f"exported to {receiver.endpoint}: 11 spans in 1 request(s)" in out
     code, out, _ = run(capsys, "--db", url, "export", "otlp", "--from-start", "--json",
                        "--endpoint", receiver.endpoint)
     summary = json.loads(out)
-    assert (code, summary["spans"], summary["tracked"]) == (0, 9, True)
+    assert (code, summary["spans"], summary["tracked"]) == (0, 11, True)
     assert receiver.raw[0] == receiver.raw[1]
 
 
@@ -84,7 +84,7 @@ def test_dry_run_prints_otlp_json_and_moves_nothing(db: tuple[str, Any],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     url, scenario = db
     code, out, err = run(capsys, "--db", url, "export", "otlp", "--dry-run")
-    assert code == 0 and "printed: 9 spans" in err
+    assert code == 0 and "printed: 11 spans" in err
     [line] = out.splitlines()
     spans = json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert {s["traceId"] for s in spans} == {scenario.failed_run.hex, scenario.resumed_run.hex}
@@ -92,7 +92,7 @@ def test_dry_run_prints_otlp_json_and_moves_nothing(db: tuple[str, Any],
                        str(scenario.resumed_run))
     spans = [s for line in out.splitlines()
              for s in json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"]]
-    assert {s["traceId"] for s in spans} == {scenario.resumed_run.hex} and len(spans) == 3
+    assert {s["traceId"] for s in spans} == {scenario.resumed_run.hex} and len(spans) == 4
     assert run(capsys, "--db", url, "export", "status")[1].startswith("nothing exported yet")
 
 
@@ -124,4 +124,4 @@ def test_follow_keeps_exporting_until_interrupted(db: tuple[str, Any], receiver:
         follower.send_signal(signal.SIGINT)
         out, err = follower.communicate(timeout=30)
     assert follower.returncode == 0, err
-    assert "following" in out and "9 spans" in out
+    assert "following" in out and "11 spans" in out

@@ -46,7 +46,7 @@ def test_spans_flow_from_a_training_process_to_the_collector(
     record_scenario(tracker, clock)
     tracker.close()  # drains: every span of what it wrote has gone out
     names = sorted(span.name for span in receiver.spans())
-    assert names.count("train run") == 2 and names.count("train steps") == 2 and len(names) == 9
+    assert names.count("train run") == 2 and names.count("train steps") == 2 and len(names) == 11
     store = open_store(url)
     assert open_positions(url).get("otlp") == store.max_position()
     store.close()

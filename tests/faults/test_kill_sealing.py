@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lineage.adapters.signing import generate_key
-from lineage.bootstrap import open_sealer
+from lineage.bootstrap_proof import open_sealer
 from lineage.domain.seals import SEAL_STREAM
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,8 @@ WRITER = textwrap.dedent("""
 
 SEALER = textwrap.dedent("""
     import sys
-    from lineage.bootstrap import open_sealer, open_store
+    from lineage.bootstrap import open_store
+    from lineage.bootstrap_proof import open_sealer
     store = open_store(sys.argv[1])
     sealer = open_sealer(store, key=sys.argv[2], every_events=1, every_s=0.01)
     print("sealing", flush=True)

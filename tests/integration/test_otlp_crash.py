@@ -18,7 +18,7 @@ from lineage.config.otlp import OtlpSettings
 from tests.otlp_receiver import HttpReceiver
 from tests.otlp_scenario import deterministic_tracker, record_scenario
 
-SCENARIO_SPANS = 9  # as in test_otlp_export
+SCENARIO_SPANS = 11  # as in test_otlp_export
 
 
 @pytest.mark.slow

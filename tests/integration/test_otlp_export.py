@@ -19,7 +19,9 @@ from lineage.errors import CollectorUnavailableError, ExportRejectedError
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, Receiver
 from tests.otlp_scenario import Scenario, deterministic_tracker, record_scenario
 
-SCENARIO_SPANS = 9  # 2 runs, 2 step groups (one per run), 2 checkpoints, evaluate, failure, recovery
+# 2 runs (root + finish each), 2 step groups (one per run), 2 checkpoints, evaluate, failure,
+# recovery
+SCENARIO_SPANS = 11
 UNAVAILABLE = {"http": 503, "grpc": grpc.StatusCode.UNAVAILABLE}
 REFUSED = {"http": 400, "grpc": grpc.StatusCode.INVALID_ARGUMENT}
 
@@ -73,7 +75,7 @@ def test_every_span_arrives_with_its_structure(recorded: tuple[str, Any, Scenari
     runs = {s.trace_id: s for s in spans if s.name == "train run"}
     assert set(runs) == {scenario.failed_run.bytes, scenario.resumed_run.bytes}
     assert all(s.parent_span_id == runs[s.trace_id].span_id for s in spans if s.name != "train run")
-    resumed = runs[scenario.resumed_run.bytes]
+    (resumed,) = [s for s in spans if s.name == "finish run" and s.trace_id == scenario.resumed_run.bytes]
     assert resumed.links[0].span_id == runs[scenario.failed_run.bytes].span_id
     assert receiver.headers[0]["authorization"] == "Bearer test"
     assert open_positions(url).get("otlp") == runner.position
@@ -84,7 +86,7 @@ def test_a_re_export_sends_byte_identical_requests(receiver: Receiver,
     for _ in range(2):
         make_runner(start=0, batch_spans=5).export_to_head()
     half = len(receiver.raw) // 2
-    assert half == 2 and receiver.raw[:half] == receiver.raw[half:]  # 9 spans, 5 a request
+    assert half == 3 and receiver.raw[:half] == receiver.raw[half:]  # 11 spans, 5 a request
 
 
 def test_a_collector_that_is_down_delays_export_and_loses_nothing(
@@ -136,4 +138,4 @@ def test_requests_stay_within_the_span_and_byte_limits(receiver: Receiver,
                                                        make_runner: Callable[..., Any]) -> None:
     make_runner(batch_spans=3, batch_bytes=65_536).export_to_head()
     sizes = [len(r.resource_spans[0].scope_spans[0].spans) for r in receiver.requests()]
-    assert sizes == [3, 3, 3] and all(len(raw) <= 65_536 for raw in receiver.raw)
+    assert sizes == [3, 3, 3, 2] and all(len(raw) <= 65_536 for raw in receiver.raw)

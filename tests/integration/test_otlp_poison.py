@@ -78,7 +78,7 @@ def test_a_span_the_encoder_fails_on_is_skipped_alone(sqlite_url: str,
                                   SpanBuilder(tracker.store, tracker.mapper), FailingEncoder(),
                                   otlp_transport(options, retry_for_s=2.0))
         runner.export_to_head()
-        assert sorted(span.name for span in receiver.spans()) == ["train run", "train steps"]
+        assert sorted(span.name for span in receiver.spans()) == ["finish run", "train run", "train steps"]
         assert runner.position == tracker.store.max_position() and runner.stats.skipped == 1
         position, reason = runner.skipped[0]
         assert reason == "'save checkpoint' span: ValueError: Value out of range"

@@ -19,7 +19,8 @@ from lineage.adapters.otlp.encoder import OtlpEncoder
 from lineage.adapters.otlp.transport import OtlpJsonWriter
 from lineage.adapters.signing import generate_key
 from lineage.application.sealing import BackgroundSealer, last_seal
-from lineage.bootstrap import open_sealer, open_store
+from lineage.bootstrap import open_store
+from lineage.bootstrap_proof import open_sealer
 from lineage.codec.mapper import make_mapper
 from lineage.domain.seals import SEAL_STREAM
 from lineage.proof.seals import TreeHead

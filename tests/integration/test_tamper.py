@@ -23,7 +23,7 @@ from lineage.application.damage import (
     TRUNCATED,
 )
 from lineage.application.sealing import SEAL_TOPIC
-from lineage.bootstrap import open_sealer
+from lineage.bootstrap_proof import open_sealer
 from tests.tamper import Tamper
 
 

@@ -132,3 +132,68 @@ def test_each_setting_is_declared_once() -> None:
     variables = [variable for s in SETTINGS for variable, _ in s.sources]
     assert len(set(names)) == len(names) and len(set(variables)) == len(variables)
     assert all(s.meaning and s.sources[0][0].startswith("LINEAGE_") for s in SETTINGS)
+
+
+def test_the_standard_tls_compression_and_insecure_variables_follow_the_precedence(
+        tmp_path: Any) -> None:
+    ca, key, cert = (tmp_path / n for n in ("ca.pem", "key.pem", "cert.pem"))
+    for path in (ca, key, cert):
+        path.write_text("PEM")
+    table = [
+        ("compression", {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}, "gzip"),
+        ("compression", {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+                         "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none"}, "none"),
+        ("compression", {"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none",
+                         "LINEAGE_OTLP_COMPRESSION": "GZIP"}, "gzip"),
+        ("compression", {}, "none"),
+        ("certificate", {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca)}, str(ca)),
+        ("certificate", {"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nope",
+                         "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(ca)}, str(ca)),
+        ("certificate", {}, None),
+        ("insecure", {"OTEL_EXPORTER_OTLP_INSECURE": "true"}, True),
+        ("insecure", {"OTEL_EXPORTER_OTLP_INSECURE": "true",
+                      "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "false"}, False),
+        ("insecure", {}, False),
+    ]
+    for name, environ, expected in table:
+        assert getattr(OtlpSettings.load(environ), name) == expected, (name, environ)
+    both = OtlpSettings.load({"OTEL_EXPORTER_OTLP_CLIENT_KEY": str(key),
+                              "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(cert)})
+    assert (both.client_key, both.client_certificate) == (str(key), str(cert))
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_CLIENT_KEY is set but not"):
+        OtlpSettings.load({"OTEL_EXPORTER_OTLP_CLIENT_KEY": str(key)})
+    with pytest.raises(ConfigurationError, match=r"OTEL_EXPORTER_OTLP_CERTIFICATE='/nope'.*readable"):
+        OtlpSettings.load({"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nope"})
+    with pytest.raises(ConfigurationError, match="must be gzip or none"):
+        OtlpSettings.load({"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"})
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "c:4317"},
+     "https://c:4317"),  # no scheme: TLS unless insecure (the specification's rule)
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "c:4317",
+      "OTEL_EXPORTER_OTLP_INSECURE": "true"}, "http://c:4317"),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317",
+      "OTEL_EXPORTER_OTLP_INSECURE": "true"}, "https://c:4317"),  # a scheme decides
+])
+def test_grpc_endpoints_without_a_scheme(environ: dict[str, str], expected: str) -> None:
+    assert OtlpSettings.load(environ).endpoint == expected
+
+
+@pytest.mark.parametrize(("environ", "service", "extra"), [
+    ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=a,k=v%2Cw"}, "a", {"k": "v,w"}),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=a", "OTEL_SERVICE_NAME": "b"}, "b", {}),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=a", "LINEAGE_SERVICE_NAME": "c",
+      "OTEL_SERVICE_NAME": "b"}, "c", {}),
+    ({"LINEAGE_RESOURCE_ATTRIBUTES": "k=ours", "OTEL_RESOURCE_ATTRIBUTES": "k=std"}, "lineage",
+     {"k": "ours"}),
+    ({}, "lineage", {}),
+])
+def test_resource_attributes_merge_as_the_sdk_specification_says(
+        environ: dict[str, str], service: str, extra: dict[str, str]) -> None:
+    settings = OtlpSettings.load(environ)
+    assert settings.service_name == service
+    assert settings.resource == {**settings.resource_attributes, "service.name": service}
+    assert extra.items() <= settings.resource.items()
+    with pytest.raises(ConfigurationError, match=r"OTEL_RESOURCE_ATTRIBUTES.*not key=value"):
+        OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": "novalue"})

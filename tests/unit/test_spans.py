@@ -130,7 +130,7 @@ def test_every_span_belongs_to_its_run_trace_under_the_run_span(scenario: tuple[
         if span.name != "train run":
             assert span.parent_span_id == runs[span.trace_id].span_id, span.name
     assert sorted(span.name for span in spans) == sorted(
-        ["train run"] * 2 + ["train steps"] * 2 + ["save checkpoint"] * 2
+        ["train run", "finish run"] * 2 + ["train steps"] * 2 + ["save checkpoint"] * 2
         + ["evaluate", "detect failure", "recover run"])
     assert len({span.span_id for span in spans}) == len(spans)
 
@@ -138,9 +138,10 @@ def test_every_span_belongs_to_its_run_trace_under_the_run_span(scenario: tuple[
 def test_spans_carry_the_events_own_historical_times(scenario: tuple[Any, Scenario]) -> None:
     tracker, s = scenario
     spans = build(tracker)
-    [failed] = named(spans, "train run", s.failed_run)
+    [root] = named(spans, "train run", s.failed_run)
+    [failed] = named(spans, "finish run", s.failed_run)
     [steps] = named(spans, "train steps", s.failed_run)
-    assert failed.start_ns == at(0)
+    assert failed.start_ns == at(0) and root.start_ns == root.end_ns == at(0)
     assert (steps.start_ns, steps.end_ns) == (at(1), at(6))  # from the group's first step to its last
     [recover] = named(spans, "recover run")
     assert (recover.start_ns, recover.end_ns) == (at(10), at(13))
@@ -156,17 +157,26 @@ def test_attributes_name_runs_steps_artifacts_and_metrics(scenario: tuple[Any, S
                     "lineage.step.count": 6, "lineage.step.group": 0,
                     "lineage.stream.version.first": 1, "lineage.stream.version.last": 6,
                     "lineage.tokens": 6 * 64, "lineage.metric.loss": 0.166667,
-                    "lineage.metric.lr": 1e-4}
+                    "lineage.metric.lr": 1e-4, "lineage.metric.loss.min": 0.166667,
+                    "lineage.metric.loss.max": 1.0, "lineage.metric.lr.min": 1e-4,
+                    "lineage.metric.lr.max": 1e-4, "lineage.metric.lr.mean": 1e-4,
+                    "lineage.metric.loss.mean": sum(round(1.0 / n, 6) for n in range(1, 7)) / 6}
+    [steps] = named(spans, "train steps", s.failed_run)
+    assert [dict(e.attributes)["lineage.step"] for e in steps.events] == [1, 2, 3, 4, 5, 6]
+    assert dict(steps.events[2].attributes)["lineage.metric.loss"] == round(1 / 3, 6)
+    assert steps.events[2].time_ns == at(3) and steps.dropped_events == 0
     checkpoint = attrs(named(spans, "save checkpoint", s.failed_run)[0])
     assert checkpoint["lineage.artifact.uri"] == "tinker://sft/ckpt-4"
     assert checkpoint["lineage.artifact.checksum"] == "a" * 64
     assert (checkpoint["lineage.step"], checkpoint["lineage.artifact.id"]) == (4, str(s.checkpoint))
     evaluation = attrs(named(spans, "evaluate")[0])
     assert evaluation["lineage.metric.val_loss"] == 0.5 and evaluation["lineage.eval.dataset"] == "val"
-    run = attrs(named(spans, "train run", s.failed_run)[0])
+    run = attrs(named(spans, "finish run", s.failed_run)[0])
     assert run["lineage.run.status"] == "superseded" and run["lineage.run.steps"] == 6
-    assert run["lineage.job.adapter.rank"] == 16 and run["lineage.tag.team"] == "alignment"
-    assert run["error.type"] == "backend_corrupted" and run["lineage.tenant.id"] == "acme"
+    assert run["error.type"] == "backend_corrupted"
+    root = attrs(named(spans, "train run", s.failed_run)[0])
+    assert root["lineage.job.adapter.rank"] == 16 and root["lineage.tag.team"] == "alignment"
+    assert root["lineage.tenant.id"] == "acme" and "lineage.run.status" not in root
 
 
 def test_failures_are_errors_with_exception_events(scenario: tuple[Any, Scenario]) -> None:
@@ -178,10 +188,10 @@ def test_failures_are_errors_with_exception_events(scenario: tuple[Any, Scenario
     assert event.name == "exception" and dict(event.attributes) == {
         "exception.type": "backend_corrupted",
         "exception.message": "training service flagged the session corrupted"}
-    [failed] = named(spans, "train run", s.failed_run)
+    [failed] = named(spans, "finish run", s.failed_run)
     assert failed.status == STATUS_ERROR
     assert [e.name for e in failed.events] == ["input used", "exception"]
-    [resumed] = named(spans, "train run", s.resumed_run)
+    [resumed] = named(spans, "finish run", s.resumed_run)
     assert resumed.status == STATUS_OK and named(spans, "recover run")[0].status == STATUS_OK
 
 
@@ -190,12 +200,13 @@ def test_links_join_a_resumed_run_to_its_origin(scenario: tuple[Any, Scenario]) 
     spans = build(tracker)
     [failed] = named(spans, "train run", s.failed_run)
     [resumed] = named(spans, "train run", s.resumed_run)
+    [resumed_finish] = named(spans, "finish run", s.resumed_run)
     [first, second] = named(spans, "save checkpoint")
 
     def targets(span: SpanRecord) -> list[tuple[bytes, bytes, str]]:
         return [(x.trace_id, x.span_id, dict(x.attributes)["lineage.link.type"]) for x in span.links]
 
-    assert targets(resumed) == [(failed.trace_id, failed.span_id, "resumed_from"),
+    assert targets(resumed_finish) == [(failed.trace_id, failed.span_id, "resumed_from"),
                                 (first.trace_id, first.span_id, "resumed_from_checkpoint")]
     assert targets(named(spans, "recover run")[0]) == [
         (resumed.trace_id, resumed.span_id, "resumed_as"),
@@ -239,7 +250,7 @@ def test_a_run_span_is_emitted_once_even_when_a_failed_run_is_later_superseded(
     handle.complete_recovery(resumed, ckpt).wait()
     resumed.finish().wait()
     spans = build(tracker)
-    [failed] = named(spans, "train run", run.id)
+    [failed] = named(spans, "finish run", run.id)
     assert attrs(failed)["lineage.run.status"] == "failed" and failed.status == STATUS_ERROR
     assert failed.status_message == "RuntimeError: out of memory"
     assert [dict(e.attributes)["exception.message"] for e in failed.events
@@ -252,9 +263,10 @@ def test_span_limits_hold_for_huge_runs(make_tracker: Callable[..., Any]) -> Non
     with tracker.start_run("wide", tags=tags) as run:
         for i in range(130):
             run.record_failure("flaky", f"failure {i}")
-    [span] = named(build(tracker), "train run")
-    assert len(span.attributes) == 128 and span.dropped_attributes > 0
-    assert all(len(v) <= 2048 for _, v in span.attributes if isinstance(v, str))
+    [root] = named(build(tracker), "train run")
+    assert len(root.attributes) == 128 and root.dropped_attributes > 0
+    assert all(len(v) <= 2048 for _, v in root.attributes if isinstance(v, str))
+    [span] = named(build(tracker), "finish run")
     assert len(span.events) == 128 and span.dropped_events == 2
 
 
@@ -274,3 +286,27 @@ def test_step_groups_cut_across_many_blocks_give_the_same_spans_whatever_the_pag
     assert [dict(s.attributes)["lineage.tokens"] for s in spans] == [200, 200, 100]
     assert dict(spans[-1].attributes)["lineage.metric.loss"] == 1.0 / 250
     assert spans == named(build(tracker, page=1000), "train steps")
+
+
+def test_a_running_run_has_its_root_at_once_and_its_finish_span_when_it_ends(
+        make_tracker: Callable[..., Any]) -> None:
+    tracker, clock = deterministic_tracker("memory://", make_tracker)
+    run = tracker.start_run("live", tags={"team": "a"})
+    for step in range(1, 151):
+        clock.advance()
+        run.log_step(step, {"loss": 1.0 / step})
+    run.flush()
+    running = build(tracker)
+    [root] = named(running, "train run")
+    assert root.parent_span_id == b"" and root.span_id == identity.run_span_id(run.id)
+    assert {span.parent_span_id for span in running if span is not root} == {root.span_id}
+    assert named(running, "finish run") == [] and len(named(running, "train steps")) == 1
+    clock.advance()
+    run.finish().wait()
+    finished = build(tracker)
+    assert finished[:len(running)] == running  # what was sent while it ran does not change
+    [finish] = named(finished, "finish run")
+    assert (finish.parent_span_id, finish.start_ns, finish.status) == (root.span_id, root.start_ns,
+                                                                      STATUS_OK)
+    assert finish.span_id == identity.finish_span_id(run.id)
+    assert attrs(finish)["lineage.run.steps"] == 150 and len(named(finished, "train steps")) == 2

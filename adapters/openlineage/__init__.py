@@ -1,0 +1,1 @@
+"""OpenLineage export: run events for data catalogs (Marquez and any OpenLineage consumer)."""

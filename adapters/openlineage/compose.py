@@ -1,0 +1,39 @@
+"""Wiring of the OpenLineage exporter, for the composition root (``lineage.bootstrap``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.persistence import Mapper
+
+from lineage.ports import EventStore, PositionStore
+
+from .events import OpenLineageBuilder
+from .runner import JsonLinesTransport, OpenLineageRunner
+
+
+def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapper,
+                       settings: Any, *, name: str = "openlineage", start: int | None = None,
+                       dry_run: Any = None, retry: dict[str, Any] | None = None) -> OpenLineageRunner:
+    """A runner emitting through HTTP to ``settings.url`` when set, else the transport the
+    ``openlineage-python`` client configures from its environment; ``dry_run`` (a text stream)
+    prints JSON lines and tracks nothing; ``retry`` overrides the HTTP transport's retries
+    (urllib3 ``Retry`` fields)."""
+    if dry_run is not None:
+        transport: Any = JsonLinesTransport(dry_run)
+        endpoint = "stdout (dry run)"
+    elif settings.url is not None:
+        from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+        config = {"url": settings.url, "timeout": settings.timeout_s,
+                  **({"retry": retry} if retry is not None else {})}
+        transport = HttpTransport(HttpConfig.from_dict(config))
+        endpoint = settings.url.rstrip("/") + "/api/v1/lineage"
+    else:
+        from openlineage.client import OpenLineageClient
+
+        transport = OpenLineageClient().transport
+        endpoint = f"{getattr(transport, 'kind', 'openlineage')} transport (client configuration)"
+    builder = OpenLineageBuilder(store, mapper, settings.namespace)
+    return OpenLineageRunner(store, positions, builder, transport, endpoint=endpoint, name=name,
+                             track=dry_run is None, start=start)

@@ -1,0 +1,69 @@
+"""The composition root of sealing and verification: a ``Sealer`` and a ``Verifier`` built
+from settings over a store (see ``lineage.application.sealing`` and ``verification``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lineage.bootstrap import Origin, Settings, make_mapper, open_positions
+from lineage.ports import EventStore
+
+
+def open_sealer(store: EventStore, *, key: str | None = None, anchors: Any = (),
+                **overrides: Any) -> Any:
+    """A ``lineage.application.sealing.Sealer`` of ``store`` signing with the key file ``key``
+    (else ``LINEAGE_SEAL_KEY``), publishing to ``anchors`` (objects with ``publish``) and to
+    ``LINEAGE_SEAL_ANCHOR``'s file. ConfigurationError when no key is set or it cannot be read."""
+    from lineage.adapters.anchors import FileAnchor
+    from lineage.adapters.signing import Ed25519Signer
+    from lineage.application.sealing import Sealer
+    from lineage.config.sealing import SealSettings
+    from lineage.errors import ConfigurationError
+
+    seal = SealSettings.load(key=key, **overrides)
+    if not seal.key:
+        raise ConfigurationError("sealing needs a private key: pass --key FILE or set "
+                                 "LINEAGE_SEAL_KEY (lineage seal --new-key FILE makes one)")
+    settings = Settings.load()
+    published = [*anchors, *([FileAnchor(seal.anchor)] if seal.anchor else [])]
+    return Sealer(store, make_mapper(), Ed25519Signer.from_file(seal.key),
+                  origin=Origin(settings.source, settings.tenant_id, settings.actor),
+                  every_events=seal.every_events, every_s=seal.every_s, anchors=published)
+
+
+def open_verifier(store: EventStore, *, public_key: Any = None) -> Any:
+    """A ``lineage.application.verification.Verifier`` of ``store``: signatures checked
+    against the trusted ``public_key`` (hex, raw bytes or a key file, or a list of them: a key
+    and the one it was rotated to; else ``LINEAGE_SEAL_PUBLIC_KEY``, keys separated by commas;
+    else the key each seal names, which is not trusted), truncation checked against the
+    positions the followers tracked in the store's database."""
+    from lineage.adapters.signing import check_signature, load_public_key
+    from lineage.application.verification import Verifier
+    from lineage.config.sealing import SealSettings
+
+    given = public_key if public_key is not None else SealSettings.load().public_key
+    if isinstance(given, bytes | str):
+        given = [given] if isinstance(given, bytes) else [key for key in given.split(",") if key.strip()]
+    trusted = [key if isinstance(key, bytes) else load_public_key(key) for key in given or ()]
+    return Verifier(store, make_mapper(), check_signature, trusted=trusted,
+                    tracked=_tracked_positions(store))
+
+
+def _tracked_positions(store: EventStore) -> dict[str, int]:
+    """The followers' positions in the store's database (none for a read-only store)."""
+    from lineage.projections.runner import SCHEMA_KEY
+
+    if store.read_only:
+        return {}
+    engine = store.database.engine()
+    try:
+        return {name: at for name, at in open_positions(engine).all().items() if name != SCHEMA_KEY}
+    finally:
+        engine.dispose()
+
+
+def anchors_from(paths: Any) -> list[Any]:
+    """The tree heads in the anchor files ``paths`` (``lineage.adapters.anchors``)."""
+    from lineage.adapters.anchors import read_anchors
+
+    return [head for path in paths for head in read_anchors(path)]
