@@ -1,6 +1,6 @@
 """Dependencies point inward (STYLE habit 1): core ``lineage`` modules import no SQLAlchemy,
 httpx, FastAPI, OpenTelemetry or database driver, and never the adapters or projections. Only
-the composition root (bootstrap), the command line and the demo wire adapters in. The import
+the composition root (``bootstrap*.py``), the command line and the demo wire adapters in. The import
 graph of the whole package (``TYPE_CHECKING`` imports included) has no cycle, and no helper
 imports the tracker (DESIGN §10)."""
 
@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WIRING = ("lineage/bootstrap.py", "lineage/cli/", "lineage/demo/")
+WIRING = ("lineage/bootstrap", "lineage/cli/", "lineage/demo/")  # bootstrap*.py: the root
 FORBIDDEN = ("sqlalchemy", "httpx", "fastapi", "opentelemetry", "psycopg", "sqlite3",
              "lineage.adapters", "lineage.projections", "adapters", "projections")
 
@@ -142,3 +142,11 @@ def test_numpy_and_safetensors_are_imported_only_by_the_demo() -> None:
     )
     assert offenders == []
     assert "safetensors.numpy" in imported_modules(demo / "scenario.py")
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """A module past 400 lines holds more than one role: split it (issue 8's house rule)."""
+    sizes = {str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+             for folder in ("lineage", "adapters", "projections")
+             for path in (ROOT / folder).rglob("*.py")}
+    assert {name: size for name, size in sizes.items() if size > 400} == {}
