@@ -11,6 +11,7 @@ service calls back into the composition root.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,19 @@ class Tracker(TrackerService):
     in the environment, see ``lineage.config.otlp``) also sends spans to a collector from a
     background thread that never blocks or breaks training.
     """
+
+    def __new__(cls, database_url: str | None = None, **options: Any) -> Any:
+        """``http(s)://`` (the argument, else ``LINEAGE_URL``): a remote tracker of
+        ``lineage serve`` (``lineage.bootstrap_remote``), with ``token=`` or LINEAGE_TOKEN."""
+        url = database_url if database_url is not None or options.get("store") is not None \
+            else os.environ.get("LINEAGE_URL", "").strip() or None
+        from lineage.bootstrap_remote import is_remote
+
+        if is_remote(url):
+            from lineage.bootstrap_remote import remote_tracker
+
+            return remote_tracker(str(url), **options)
+        return super().__new__(cls)
 
     def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
                  clock: Callable[[], datetime] | None = None,

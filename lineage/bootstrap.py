@@ -31,7 +31,13 @@ from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
 from lineage.domain.envelope import Origin
 from lineage.errors import ReadOnlyStoreError, StoreError, ValidationError
-from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
+from lineage.ports import (
+    ArtifactStorage,
+    BackgroundExport,
+    EventStore,
+    PositionStore,
+    ReadModelsPort,
+)
 
 STORE_METHODS = ("append", "read_stream", "read_log", "max_position", "database", "location")
 MIGRATION_REBUILD_BATCH = 100  # log rows per transaction when lineage migrate rebuilds
@@ -41,11 +47,14 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
           clock: Callable[[], datetime] | None = None,
           id_source: Callable[[], UUID] | None = None, create: bool = True,
           export_otlp: bool | None = None, storage: ArtifactStorage | None = None,
-          **settings: Any) -> TrackerParts:
+          read_models: ReadModelsPort | None = None,
+          recorder_type: type[WriterRecorder] = WriterRecorder, **settings: Any) -> TrackerParts:
     """Everything a tracker needs, from settings (explicit > ``LINEAGE_*`` > default) or from
     what the caller injects. A given ``store`` wins over any URL: its own database holds the
-    read models. Raises ConfigurationError for a bad setting, StoreError when the store cannot
-    be opened (``create=False``: a SQLite file that does not exist)."""
+    read models (or ``read_models``, shared with other trackers on that store: the server's
+    sessions, one per tenant and actor, with a ``recorder_type`` of their own). Raises
+    ConfigurationError for a bad setting, StoreError when the store cannot be opened
+    (``create=False``: a SQLite file that does not exist)."""
     resolved = Settings.load(database_url=_url_argument(database_url), **settings)
     if store is not None and not all(hasattr(store, name) for name in STORE_METHODS):
         raise ValidationError("store", "must be an EventStore (lineage.ports.EventStore), got "
@@ -54,15 +63,17 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
         resolved.database_url, create=create, lock_timeout_s=resolved.lock_timeout_s,
         connect_timeout_s=connect_timeout_for(resolved.retry_for_s))
     mapper = make_mapper()
-    engine = store.database.engine()  # one engine per tracker: read models and positions
+    # one engine per tracker: read models and positions
+    engine = store.database.engine() if read_models is None or export_otlp is not False else None
     storage = storage if storage is not None else open_artifact_storage()
     origin = Origin(resolved.source, resolved.tenant_id, resolved.actor)
     writer = Writer(store, mapper, origin=origin, clock=clock or utc_now,
                     id_source=id_source or uuid4, max_queue=resolved.queue_size,
                     batch_size=resolved.batch_size, batch_interval_s=resolved.batch_interval_s,
                     retry_for_s=resolved.retry_for_s)
-    recorder = WriterRecorder(writer, origin, clock=clock, new_id=id_source or uuid4)
-    read_models = read_models_on(engine, store, mapper)
+    recorder = recorder_type(writer, origin, clock=clock, new_id=id_source or uuid4)
+    if read_models is None:
+        read_models = read_models_on(engine, store, mapper)
     return TrackerParts(
         settings=resolved, store=store, mapper=mapper,
         read_models=read_models, storage=storage, recorder=recorder,

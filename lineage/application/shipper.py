@@ -1,0 +1,254 @@
+"""The remote tracker's write path: queue -> durable spool -> server (DESIGN §8).
+
+``log_step`` appends a tuple to ``queue`` (a deque: the caller never waits, on the network or
+the disk); calls append a ``_Call``. One thread moves what is queued into the spool (step
+items get their event ids there, so a resend is the same events), then sends the spool's
+oldest items as one batch and deletes them once the server acknowledged them. While the server
+is away the items stay in the spool (a later start or ``lineage sync`` sends them if this process
+ends first); resends say ``retry`` so the server leaves out what it already holds.
+
+Ports: ``spool`` (``lineage.adapters.spool.SqliteSpool``: append, head, delete_through, count)
+and ``transport`` (``lineage.adapters.http_client.HttpxTrackerClient``: send).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from lineage import errors
+from lineage.application import wire
+from lineage.application.write_batch import WriterStats
+from lineage.errors import LineageError, StoreError, WriterError
+
+log = logging.getLogger(__name__)
+STEP_EVENT_ID = 10  # step_log.StepRecord's event_id
+
+
+@dataclass(eq=False)
+class _Call:
+    item: dict[str, Any]
+    future: Future[Any]
+
+
+@dataclass(eq=False)
+class _Flush:
+    done: threading.Event = field(default_factory=threading.Event)
+    seq: int | None = None  # the last spool item it waits for, once spooled
+
+
+class Shipper:
+    """Owns the queue, the spool and the sending thread. ``put_step`` never blocks."""
+
+    def __init__(self, spool: Any, transport: Any, orphans: list[Any] = (), *,  # type: ignore[assignment]
+                 max_items: int = 2000, max_steps: int = 20_000, poll_s: float = 0.02) -> None:
+        self.spool = spool
+        self.transport = transport
+        self.queue: deque[Any] = deque()
+        self.put_step = self.queue.append
+        self.stats = WriterStats()
+        self.offline_since: float | None = None
+        self._spools = [*orphans, spool]
+        self._retry = [True] * len(orphans) + [False]
+        self._id_base = int(spool.meta["id_base"])
+        self._next_id = 0
+        self._futures: dict[str, Future[Any]] = {}
+        self._unseen: dict[Future[Any], BaseException] = {}
+        self._flushes: list[_Flush] = []
+        self._max_items, self._max_steps, self._poll_s = max_items, max_steps, poll_s
+        self._wake = threading.Event()
+        self._closing = False
+        self._delay = 0.0
+        self._thread = threading.Thread(target=self._loop, name="lineage-shipper", daemon=True)
+        self._thread.start()
+
+    # -- the caller's side -----------------------------------------------------------------------
+
+    def submit_call(self, item: dict[str, Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queue.append(_Call(item, future))
+        return future
+
+    def expedite(self) -> None:
+        self._wake.set()
+
+    def seen(self, future: Future[Any]) -> None:
+        self._unseen.pop(future, None)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything queued so far is acknowledged by the server or, while the
+        server is unreachable, kept in the spool (it is sent later: nothing is lost). Raises
+        WriterError for refusals nobody waited on."""
+        marker = _Flush()
+        self.queue.append(marker)
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not marker.done.wait(0.05):
+            if self.offline_since is not None and marker.seq is not None:
+                break  # spooled; the server is away
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        if self._unseen:
+            failures = list(self._unseen.values())
+            self._unseen.clear()
+            raise WriterError(failures, len(failures))
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            self._closing = True
+            self._wake.set()
+            self._thread.join(timeout)
+            left = self.spool.count()
+            if left:
+                log.warning("lineage: %d item(s) not yet acknowledged are kept in %s; the next "
+                            "tracker for this server or `lineage sync` sends them", left,
+                            self.spool.path)
+            self.spool.close()
+            self.transport.close()
+
+    # -- the shipping thread -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                moved = self._spool_queued()
+                sent = self._send() if self._spools else False
+            except Exception:  # never let the thread die: what is spooled is kept
+                log.exception("lineage shipper: unexpected error")
+                moved = sent = False
+                time.sleep(0.5)
+            if self._closing and not self.queue:
+                return
+            if not moved and not sent:
+                self._wake.wait(self._poll_s if self._delay == 0 else self._delay)
+                self._wake.clear()
+
+    def _spool_queued(self) -> bool:
+        items: list[dict[str, Any]] = []
+        markers: list[_Flush] = []
+        steps: list[tuple[Any, ...]] = []
+        pop = self.queue.popleft
+        while self.queue and len(items) < 10_000:
+            entry = pop()
+            if type(entry) is tuple:
+                steps.append(entry)
+                continue
+            self._close_steps(steps, items)
+            steps = []
+            if type(entry) is _Flush:
+                markers.append(entry)
+            else:
+                self._futures[entry.item["id"]] = entry.future
+                items.append(entry.item)
+        self._close_steps(steps, items)
+        if items:
+            self.spool.append(items)
+        for marker in markers:
+            marker.seq = self.spool.last_seq()
+            if marker.seq is None:
+                marker.done.set()
+            else:
+                self._flushes.append(marker)
+        return bool(items)
+
+    def _close_steps(self, steps: list[tuple[Any, ...]], items: list[dict[str, Any]]) -> None:
+        """Step items of ``steps`` (one per run, in order), their event ids filled in."""
+        by_run: dict[UUID, list[tuple[Any, ...]]] = {}
+        for record in steps:
+            if record[STEP_EVENT_ID] is None:
+                self._next_id += 1
+                record = (*record[:STEP_EVENT_ID],
+                          UUID(int=(self._id_base + self._next_id) % (1 << 128)))
+            by_run.setdefault(record[0], []).append(record)
+        items.extend(wire.step_rows(run, records) for run, records in by_run.items())
+
+    def _send(self) -> bool:
+        if self._delay and time.monotonic() < self._resume_at:
+            return False
+        spool = self._spools[0]
+        head = spool.head(self._max_items, self._max_steps)
+        if not head:
+            if spool is not self.spool:  # an orphan, all sent
+                spool.close()
+                self._spools.pop(0)
+                self._retry.pop(0)
+                return True
+            self._resolve_flushes(None)
+            return False
+        answer = self.transport.send([body for _, body in head], retry=self._retry[0])
+        if answer.status in (200, 422) and isinstance(answer.body, dict):
+            self._acknowledged(head, answer.body)
+            spool.delete_through(head[-1][0])
+            self._retry[0] = False
+            if spool is self.spool:
+                self._resolve_flushes(head[-1][0])
+            self._online()
+            return True
+        self._retry[0] = True
+        self._offline(answer)
+        return False
+
+    def _acknowledged(self, head: list[tuple[int, str]], body: dict[str, Any]) -> None:
+        results = body.get("results") or []
+        for (_, text), result in zip(head, results, strict=False):
+            item = json.loads(text)
+            steps = len(item.get("rows", ()))
+            self.stats.committed_events += steps or 1
+            future = self._futures.pop(item.get("id", ""), None)
+            error = None if result.get("ok") else rebuild(result.get("error") or {})
+            if future is not None:
+                if error is None:
+                    future.set_result(result.get("value"))
+                else:
+                    future.set_exception(error)
+                    self._unseen[future] = error
+            elif error is not None:
+                self._unseen[Future()] = error
+        for data in body.get("errors") or []:
+            self._unseen[Future()] = rebuild(data)
+        self.stats.committed_batches += 1
+
+    def _resolve_flushes(self, seq: int | None) -> None:
+        waiting = []
+        for marker in self._flushes:
+            if seq is None or (marker.seq is not None and marker.seq <= seq):
+                marker.done.set()
+            else:
+                waiting.append(marker)
+        self._flushes = waiting
+
+    def _online(self) -> None:
+        if self.offline_since is not None:
+            log.warning("lineage: the server answers again; sending the spool")
+        self.offline_since, self._delay = None, 0.0
+
+    def _offline(self, answer: Any) -> None:
+        if self.offline_since is None:
+            self.offline_since = time.monotonic()
+            log.warning("lineage: the server did not take a batch (%s); keeping it in the spool "
+                        "and retrying", answer.status or "no answer")
+        self._delay = max(answer.retry_after, min(2.0, max(0.05, self._delay * 2)))
+        self._resume_at = time.monotonic() + self._delay
+
+
+def rebuild(data: dict[str, Any]) -> LineageError:
+    """The error a server answer describes, as the class it names when it is ours."""
+    kind = getattr(errors, str(data.get("type")), None)
+    message = str(data.get("message", "refused by the server"))
+    if not (isinstance(kind, type) and issubclass(kind, LineageError)):
+        kind = StoreError if data.get("type") == "StoreError" else LineageError
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.field = data.get("field")  # type: ignore[attr-defined]
+    error.rule = message  # type: ignore[attr-defined]
+    error.value = None  # type: ignore[attr-defined]
+    return error
