@@ -77,7 +77,7 @@ def remote_tracker(url: str, *, token: str | None = None,
     left_over = orphans(folder, server=url)
     own = SqliteSpool.new(folder, server=url, tenant=tenant)
     client = transport or HttpxTrackerClient(url, secret)
-    shipper = Shipper(own, client, left_over)
+    shipper = Shipper(own, client, left_over, close_wait_s=resolved.retry_for_s)
     origin = Origin(resolved.source, tenant, resolved.actor)
     recorder = SpoolRecorder(shipper, origin, clock=clock, new_id=id_source or uuid4)
     from lineage.bootstrap import open_artifact_storage

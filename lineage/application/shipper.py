@@ -48,13 +48,15 @@ class Shipper:
     """Owns the queue, the spool and the sending thread. ``put_step`` never blocks."""
 
     def __init__(self, spool: Any, transport: Any, orphans: list[Any] = (), *,  # type: ignore[assignment]
-                 max_items: int = 2000, max_steps: int = 20_000, poll_s: float = 0.02) -> None:
+                 max_items: int = 2000, max_steps: int = 20_000, poll_s: float = 0.02,
+                 close_wait_s: float = 30.0) -> None:
         self.spool = spool
         self.transport = transport
         self.queue: deque[Any] = deque()
         self.put_step = self.queue.append
         self.stats = WriterStats()
         self.offline_since: float | None = None
+        self.close_wait_s = close_wait_s
         self._spools = [*orphans, spool]
         self._retry = [True] * len(orphans) + [False]
         self._id_base = int(spool.meta["id_base"])
@@ -82,16 +84,17 @@ class Shipper:
     def seen(self, future: Future[Any]) -> None:
         self._unseen.pop(future, None)
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything queued so far is acknowledged by the server or, while the
-        server is unreachable, kept in the spool (it is sent later: nothing is lost). Raises
-        WriterError for refusals nobody waited on."""
+    def flush(self, timeout: float | None = None, *, while_offline: bool = False) -> None:
+        """Wait until everything queued so far (and every orphan spool taken over) is
+        acknowledged by the server or, while the server is unreachable, kept in the spool (it
+        is sent later: nothing is lost); ``while_offline``: keep waiting for the server until
+        ``timeout``. Raises WriterError for refusals nobody waited on."""
         marker = _Flush()
         self.queue.append(marker)
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         while not marker.done.wait(0.05):
-            if self.offline_since is not None and marker.seq is not None:
+            if self.offline_since is not None and marker.seq is not None and not while_offline:
                 break  # spooled; the server is away
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -100,9 +103,11 @@ class Shipper:
             self._unseen.clear()
             raise WriterError(failures, len(failures))
 
-    def close(self, timeout: float | None = 30.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` (default ``close_wait_s``) for the server to acknowledge
+        everything, then stop; what it did not is kept in the spool file (logged)."""
         try:
-            self.flush(timeout)
+            self.flush(self.close_wait_s if timeout is None else timeout, while_offline=True)
         finally:
             self._closing = True
             self._wake.set()
@@ -218,6 +223,8 @@ class Shipper:
         self.stats.committed_batches += 1
 
     def _resolve_flushes(self, seq: int | None) -> None:
+        if len(self._spools) > 1:
+            return  # orphans taken over are sent first, and a flush waits for them too
         waiting = []
         for marker in self._flushes:
             if seq is None or (marker.seq is not None and marker.seq <= seq):
