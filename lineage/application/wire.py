@@ -85,12 +85,12 @@ def plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(getattr(value, "id", None), UUID):  # ArtifactRef, RunHandle
+        return str(value.id)
     if hasattr(value, "to_dict"):
         return plain(value.to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return plain(dataclasses.asdict(value))
-    if isinstance(getattr(value, "id", None), UUID):  # ArtifactRef, RunHandle
-        return str(value.id)
     raise ValidationError("argument", f"cannot be sent to the server: {type(value).__name__}",
                           value)
 
