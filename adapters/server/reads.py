@@ -12,6 +12,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from lineage.application.job_status import JOB_STATUSES
+from lineage.application.validation import ARTIFACT_TYPES
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 
 from .app import require
@@ -32,6 +34,12 @@ def _id(text: str, field: str) -> str:
         return str(UUID(text))
     except ValueError:
         raise ValidationError(field, f"must be a UUID, got {text[:64]!r}") from None
+
+
+def _one_of(value: str | None, field: str, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise ValidationError(field, f"must be one of {', '.join(allowed)}, got {value[:64]!r}")
+    return value
 
 
 def own_run(core: Any, who: Principal, run_id: str) -> dict[str, Any]:
@@ -55,7 +63,8 @@ def runs(request: Request, status: str | None = None, job_status: str | None = N
          watched: bool = False, limit: int = Limit, offset: int = Offset,
          who: Principal = READ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = _core(request).views.runs(
-        status=status, job_status=job_status, watched=watched, limit=limit, offset=offset,
+        status=_one_of(status, "status", JOB_STATUSES),
+        job_status=_one_of(job_status, "job_status", JOB_STATUSES), watched=watched, limit=limit, offset=offset,
         tenant=who.tenant_id)
     return rows
 
@@ -63,7 +72,9 @@ def runs(request: Request, status: str | None = None, job_status: str | None = N
 @router.get("/run-count")
 def run_count(request: Request, status: str | None = None, job_status: str | None = None,
               who: Principal = READ) -> int:
-    return int(_core(request).views.run_count(status=status, job_status=job_status,
+    return int(_core(request).views.run_count(status=_one_of(status, "status", JOB_STATUSES),
+                                              job_status=_one_of(job_status, "job_status",
+                                                                 JOB_STATUSES),
                                               tenant=who.tenant_id))
 
 
@@ -108,7 +119,7 @@ def artifacts(request: Request, type: str | None = None, run: str | None = None,
     if as_of is not None and as_of.startswith("@") and as_of[1:].isdigit():
         when = int(as_of[1:])  # a log position, as `lineage artifacts --as-of @N`
     rows: list[Any] = _core(request).views.artifacts(
-        type=type, run=None if run is None else _id(run, "run"), alias=alias, checksum=checksum,
+        type=_one_of(type, "type", ARTIFACT_TYPES), run=None if run is None else _id(run, "run"), alias=alias, checksum=checksum,
         since=since, until=until, as_of=when, status=status, limit=limit, offset=offset,
         tenant=who.tenant_id)
     return rows
