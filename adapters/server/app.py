@@ -146,7 +146,7 @@ def _routes(app: FastAPI, core: ServerCore, limits: Limits) -> None:
     @app.delete("/v1/tokens/{token_id}", tags=["tokens"])
     def revoke_token(token_id: str, who: Principal = Depends(require("admin"))) -> dict[str, Any]:
         if not core.tokens.revoke(token_id, tenant_id=who.tenant_id):
-            raise HTTPException(404, f"no live token {token_id[:64]!r} in this tenant")
+            raise HTTPException(404, f"live token {token_id[:64]!r} not found in this tenant")
         request_cache_clear(app)
         return {"revoked": token_id}
 
