@@ -64,8 +64,8 @@ def runs(request: Request, status: str | None = None, job_status: str | None = N
          who: Principal = READ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = _core(request).views.runs(
         status=_one_of(status, "status", JOB_STATUSES),
-        job_status=_one_of(job_status, "job_status", JOB_STATUSES), watched=watched, limit=limit, offset=offset,
-        tenant=who.tenant_id)
+        job_status=_one_of(job_status, "job_status", JOB_STATUSES), watched=watched,
+        limit=limit, offset=offset, tenant=who.tenant_id)
     return rows
 
 
@@ -119,8 +119,8 @@ def artifacts(request: Request, type: str | None = None, run: str | None = None,
     if as_of is not None and as_of.startswith("@") and as_of[1:].isdigit():
         when = int(as_of[1:])  # a log position, as `lineage artifacts --as-of @N`
     rows: list[Any] = _core(request).views.artifacts(
-        type=_one_of(type, "type", ARTIFACT_TYPES), run=None if run is None else _id(run, "run"), alias=alias, checksum=checksum,
-        since=since, until=until, as_of=when, status=status, limit=limit, offset=offset,
+        type=_one_of(type, "type", ARTIFACT_TYPES), run=None if run is None else _id(run, "run"),
+        alias=alias, checksum=checksum, since=since, until=until, as_of=when, status=status, limit=limit, offset=offset,
         tenant=who.tenant_id)
     return rows
 

@@ -44,6 +44,9 @@ class InProcessServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = database
+        import httpx
+
+        self.http = httpx.Client(base_url=self.url, timeout=60)  # one pool: no TLS set-up a call
         self.uvicorn = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                      log_level="warning"))
         self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
@@ -61,6 +64,7 @@ class InProcessServer:
         return self.core.tokens.create(tenant, actor, list(scopes))
 
     def stop(self) -> None:
+        self.http.close()
         self.uvicorn.should_exit = True
         self.thread.join(60)
 

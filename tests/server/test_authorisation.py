@@ -111,11 +111,11 @@ def _send(server: InProcessServer, method: str, path: str, token: str | None,
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     if path == "/v1/batches":
         target = world["run"]
-        return httpx.post(server.url + path, json=_batch(target), headers=headers)
+        return server.http.post(path, json=_batch(target), headers=headers)
     if method == "POST":
-        return httpx.post(server.url + path, json={"actor": "new", "scopes": ["read"]},
+        return server.http.post(path, json={"actor": "new", "scopes": ["read"]},
                           headers=headers)
-    return httpx.request(method, server.url + path, headers=headers)
+    return server.http.request(method, path, headers=headers)
 
 
 def test_the_actor_is_the_token_s_whatever_the_client_says(shared_server: InProcessServer,
