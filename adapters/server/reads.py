@@ -120,8 +120,8 @@ def artifacts(request: Request, type: str | None = None, run: str | None = None,
         when = int(as_of[1:])  # a log position, as `lineage artifacts --as-of @N`
     rows: list[Any] = _core(request).views.artifacts(
         type=_one_of(type, "type", ARTIFACT_TYPES), run=None if run is None else _id(run, "run"),
-        alias=alias, checksum=checksum, since=since, until=until, as_of=when, status=status, limit=limit, offset=offset,
-        tenant=who.tenant_id)
+        alias=alias, checksum=checksum, since=since, until=until, as_of=when, status=status,
+        limit=limit, offset=offset, tenant=who.tenant_id)
     return rows
 
 
