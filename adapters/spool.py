@@ -1,4 +1,4 @@
-"""The remote tracker's durable spool: a SQLite file of wire items (``lineage.application.wire``)
+"""The remote tracker's durable spool: a SQLite file of wire items (``lineage.remote.wire``)
 not yet acknowledged by the server, oldest first.
 
 One file per tracker process, held with an exclusive ``flock`` while open; a file whose holder

@@ -14,19 +14,19 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
-from lineage.application.remote_tracker import (
+from lineage.application.tracker import TrackerParts
+from lineage.codec.mapper import make_mapper
+from lineage.config import Settings
+from lineage.domain.envelope import Origin
+from lineage.errors import ConfigurationError, ValidationError
+from lineage.remote.shipper import Shipper
+from lineage.remote.tracker import (
     RemoteEndpoint,
     RemoteReadModels,
     RemoteTracker,
     ServerSideRetention,
     SpoolRecorder,
 )
-from lineage.application.shipper import Shipper
-from lineage.application.tracker import TrackerParts
-from lineage.codec.mapper import make_mapper
-from lineage.config import Settings
-from lineage.domain.envelope import Origin
-from lineage.errors import ConfigurationError, ValidationError
 
 REMOTE_SCHEMES = ("http://", "https://")
 NO_HEARTBEATS_S = 1e9

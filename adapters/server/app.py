@@ -5,7 +5,7 @@ artifacts are not found. Our errors become status codes in one place (``_error``
 
     GET  /healthz, /readyz              liveness; readiness (the store answers)
     GET  /v1/whoami                     the token's tenant, actor and scopes
-    POST /v1/batches        write       items of a remote tracker (lineage.application.wire)
+    POST /v1/batches        write       items of a remote tracker (lineage.remote.wire)
     GET|POST /v1/tokens, DELETE /v1/tokens/{id}   admin   the tenant's tokens
 """
 
@@ -23,8 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from lineage.application.wire import decode_batch, error_data
 from lineage.errors import LineageError, NotFoundError, StoreError, ValidationError
+from lineage.remote.wire import decode_batch, error_data
 from lineage.version import __version__
 
 from .core import ServerCore

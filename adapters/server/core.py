@@ -4,7 +4,7 @@ with its own writer, sharing the store and the read models (``lineage.bootstrap.
 
 A session's tracker never opens a file a client named: its artifact storage manages no uri
 (retention retires checkpoints by event; the bytes stay where the client keeps them) and its
-locations are declared by the client (``lineage.application.remote_apply``).
+locations are declared by the client (``lineage.remote.apply``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import threading
 from typing import Any
 from uuid import UUID
 
-from lineage.application.remote_apply import BatchApplier, ForcedRecorder
 from lineage.application.tracker import TrackerService
 from lineage.bootstrap import build, open_store, read_models_on, start_otlp_export
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
 from lineage.ports import Deletion
+from lineage.remote.apply import BatchApplier, ForcedRecorder
 
 from .tokens import Principal, TokenStore
 

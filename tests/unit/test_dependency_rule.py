@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WIRING = ("lineage/bootstrap.py", "lineage/cli/", "lineage/demo/")
+WIRING = ("lineage/bootstrap.py", "lineage/bootstrap_remote.py", "lineage/cli/", "lineage/demo/")
 FORBIDDEN = ("sqlalchemy", "httpx", "fastapi", "opentelemetry", "psycopg", "sqlite3",
              "lineage.adapters", "lineage.projections", "adapters", "projections")
 

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from lineage import errors
-from lineage.application import wire
 from lineage.application.write_batch import WriterStats
-from lineage.errors import LineageError, StoreError, WriterError
+from lineage.errors import LineageError, WriterError
+from lineage.remote import wire
 
 log = logging.getLogger(__name__)
 STEP_EVENT_ID = 10  # step_log.StepRecord's event_id
@@ -247,12 +246,20 @@ class Shipper:
         self._resume_at = time.monotonic() + self._delay
 
 
+def _error_classes() -> dict[str, type[LineageError]]:
+    found: dict[str, type[LineageError]] = {}
+    todo: list[type[LineageError]] = [LineageError]
+    while todo:
+        kind = todo.pop()
+        found.setdefault(kind.__name__, kind)
+        todo.extend(kind.__subclasses__())
+    return found
+
+
 def rebuild(data: dict[str, Any]) -> LineageError:
     """The error a server answer describes, as the class it names when it is ours."""
-    kind = getattr(errors, str(data.get("type")), None)
+    kind = _error_classes().get(str(data.get("type")), LineageError)
     message = str(data.get("message", "refused by the server"))
-    if not (isinstance(kind, type) and issubclass(kind, LineageError)):
-        kind = StoreError if data.get("type") == "StoreError" else LineageError
     error = kind.__new__(kind)
     Exception.__init__(error, message)
     error.field = data.get("field")  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ Every public write method runs as for a local tracker, in the caller's thread, w
 validation (a bad input raises here, before anything is spooled), on a ``SpoolRecorder``: where a
 local recorder queues the command for the writer, this one queues the *call* (its method, its
 arguments, the event id and time of its envelope, the locations of the local files it names,
-hashed here once) for the shipper (``lineage.application.shipper``); the server runs the same
+hashed here once) for the shipper (``lineage.remote.shipper``); the server runs the same
 method with them. ``log_step`` is the run handle's own, its queue the shipper's deque.
 Queries read the server's REST API (``RemoteReadModels``) after a flush.
 
@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 from uuid import UUID
 
-from lineage.application import wire
 from lineage.application.artifacts import declared_locations, locate
 from lineage.application.handles import Pending
 from lineage.application.metric_history import MetricHistory
@@ -29,6 +28,7 @@ from lineage.application.recording import WriterRecorder
 from lineage.application.run_handle import RunHandle
 from lineage.application.tracker import TrackerService
 from lineage.errors import LineageError
+from lineage.remote import wire
 
 
 class SpooledPending(Pending):
@@ -83,7 +83,7 @@ class SpoolRecorder(WriterRecorder):
         op, run, args, kwargs, locations = call
         item = wire.call_item(op, run, args, kwargs, envelope.event_id, envelope.occurred_at,
                               locations)
-        shipper: Any = self.writer  # a Shipper (lineage.application.shipper)
+        shipper: Any = self.writer  # a Shipper (lineage.remote.shipper)
         return SpooledPending(shipper.submit_call(item), shipper)
 
 

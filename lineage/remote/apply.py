@@ -24,7 +24,6 @@ from lineage.application.recording import WriterRecorder
 from lineage.application.run_handle import RunHandle
 from lineage.application.tracker import TrackerService
 from lineage.application.views import LostSteps
-from lineage.application.wire import Call, Steps, error_data
 from lineage.errors import (
     ArtifactNotFoundError,
     LineageError,
@@ -34,6 +33,7 @@ from lineage.errors import (
     ValidationError,
     WriterError,
 )
+from lineage.remote.wire import Call, Steps, error_data
 
 log = logging.getLogger(__name__)
 DUPLICATE = object()
