@@ -41,6 +41,15 @@ class LineageJSON(JSONResponse):
         return json.dumps(content, allow_nan=True, default=str, separators=(",", ":")).encode()
 
 
+BATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["items"],
+    "properties": {
+        "retry": {"type": "boolean", "description": "sent again: leave out stored events"},
+        "items": {"type": "array", "maxItems": 10_000, "items": {"type": "object", "description":
+                  "a step item {t: s, run, rows} or a call {t: c, op, run, args, kwargs, id, at, "
+                  "loc} (lineage.remote.wire)"}}}}}}}
+
+
 class NewToken(BaseModel):
     actor: str
     scopes: list[str]
@@ -122,7 +131,8 @@ def _routes(app: FastAPI, core: ServerCore, limits: Limits) -> None:
     def whoami(who: Principal = Depends(require("read"))) -> dict[str, Any]:
         return {"tenant": who.tenant_id, "actor": who.actor, "scopes": sorted(who.scopes)}
 
-    @app.post("/v1/batches", tags=["write"])
+    @app.post("/v1/batches", tags=["write"], openapi_extra={"requestBody": BATCH_BODY},
+              summary="apply a remote tracker's batch (gzip or plain JSON)")
     async def batches(request: Request, who: Principal = Depends(require("write"))) -> Any:
         body = await read_body(request, limits)
         try:
