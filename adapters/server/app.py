@@ -12,6 +12,7 @@ artifacts are not found. Our errors become status codes in one place (``_error``
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -64,6 +65,7 @@ def create_app(core: ServerCore, limits: Limits | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await run_in_threadpool(core.close)
+        print("lineage serve: stopped; every writer drained", file=sys.stderr, flush=True)
 
     app = FastAPI(title="lineage", version=__version__, lifespan=lifespan,
                   default_response_class=LineageJSON)
