@@ -91,10 +91,11 @@ class BatchApplier:
         A ``retry`` batch may hold events already stored: those are left out first."""
         ids = [item.event_id.hex for item in items if isinstance(item, Call)]
         if retry:
-            ids += [row.event_id for item in items if isinstance(item, Steps) for row in item.rows]
+            ids += [row.event_id.hex for item in items if isinstance(item, Steps)
+                    for row in item.rows]
         known = self._known(ids)
         if retry:
-            items = [Steps(item.run, [row for row in item.rows if row.event_id not in known])
+            items = [Steps(item.run, [row for row in item.rows if row.event_id.hex not in known])
                      if isinstance(item, Steps) else item for item in items]
         outcomes: list[Any] = []
         for item in items:

@@ -28,7 +28,7 @@ from lineage.errors import LineageError, WriterError
 from lineage.remote import wire
 
 log = logging.getLogger(__name__)
-STEP_EVENT_ID = 10  # step_log.StepRecord's event_id
+ITEM_STEPS = 5000  # the most steps one spooled item holds
 
 
 @dataclass(eq=False)
@@ -55,6 +55,7 @@ class Shipper:
         self.put_step = self.queue.append
         self.stats = WriterStats()
         self.offline_since: float | None = None
+        self.send_seconds: deque[float] = deque(maxlen=100_000)  # each acknowledged batch's
         self.close_wait_s = close_wait_s
         self._spools = [*orphans, spool]
         self._retry = [True] * len(orphans) + [False]
@@ -64,6 +65,7 @@ class Shipper:
         self._unseen: dict[Future[Any], BaseException] = {}
         self._flushes: list[_Flush] = []
         self._max_items, self._max_steps, self._poll_s = max_items, max_steps, poll_s
+        self._items_now = max_items  # fewer after a 413, back up after each success
         self._wake = threading.Event()
         self._closing = False
         self._delay = 0.0
@@ -165,21 +167,22 @@ class Shipper:
         return bool(items)
 
     def _close_steps(self, steps: list[tuple[Any, ...]], items: list[dict[str, Any]]) -> None:
-        """Step items of ``steps`` (one per run, in order), their event ids filled in."""
+        """Step items of ``steps`` (per run, in order, at most ITEM_STEPS each), their event
+        ids numbered on from this spool's base."""
         by_run: dict[UUID, list[tuple[Any, ...]]] = {}
         for record in steps:
-            if record[STEP_EVENT_ID] is None:
-                self._next_id += 1
-                record = (*record[:STEP_EVENT_ID],
-                          UUID(int=(self._id_base + self._next_id) % (1 << 128)))
             by_run.setdefault(record[0], []).append(record)
-        items.extend(wire.step_rows(run, records) for run, records in by_run.items())
+        for run, records in by_run.items():
+            for start in range(0, len(records), ITEM_STEPS):
+                chunk = records[start:start + ITEM_STEPS]
+                items.append(wire.step_rows(run, chunk, self._id_base + self._next_id))
+                self._next_id += len(chunk)
 
     def _send(self) -> bool:
         if self._delay and time.monotonic() < self._resume_at:
             return False
         spool = self._spools[0]
-        head = spool.head(self._max_items, self._max_steps)
+        head = spool.head(self._items_now, self._max_steps)
         if not head:
             if spool is not self.spool:  # an orphan, all sent
                 spool.close()
@@ -188,18 +191,38 @@ class Shipper:
                 return True
             self._resolve_flushes(None)
             return False
+        started = time.perf_counter()
         answer = self.transport.send([body for _, body in head], retry=self._retry[0])
         if answer.status in (200, 422) and isinstance(answer.body, dict):
+            self.send_seconds.append(time.perf_counter() - started)
             self._acknowledged(head, answer.body)
             spool.delete_through(head[-1][0])
             self._retry[0] = False
             if spool is self.spool:
                 self._resolve_flushes(head[-1][0])
             self._online()
+            self._items_now = min(self._max_items, self._items_now * 2)
             return True
+        if answer.status in (400, 413, 415):
+            return self._refused(spool, head, answer)
         self._retry[0] = True
         self._offline(answer)
         return False
+
+    def _refused(self, spool: Any, head: list[tuple[int, str]], answer: Any) -> bool:
+        """The server refuses the batch as it is: send fewer items; a single item it refuses
+        can never be taken, so it fails (its handle, or the next flush, says why) and goes."""
+        if len(head) > 1:
+            self._items_now = max(1, len(head) // 2)
+            return True
+        detail = answer.body.get("detail") if isinstance(answer.body, dict) else None
+        error = LineageError(f"the server refused an item ({answer.status}): {detail}")
+        log.error("lineage: %s; it is dropped from the spool", error)
+        future = self._futures.pop(json.loads(head[0][1]).get("id", ""), None) or Future()
+        future.set_exception(error)
+        self._unseen[future] = error
+        spool.delete_through(head[0][0])
+        return True
 
     def _acknowledged(self, head: list[tuple[int, str]], body: dict[str, Any]) -> None:
         results = body.get("results") or []

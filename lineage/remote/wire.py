@@ -2,13 +2,16 @@
 
 A batch is ``{"items": [...]}``, each item one of
 
-    {"t": "s", "run": RUN_ID, "rows": [[step, metrics, epoch, durations, tokens, resources,
-                                        occurred_ns, occurred_at, event_id], ...]}
+    {"t": "s", "run": RUN_ID, "ids": FIRST_EVENT_ID,
+     "rows": [[step, metrics, epoch, durations, tokens, resources, occurred_ns, occurred_at
+               (, event_id)], ...]}
     {"t": "c", "op": OP, "run": RUN_ID or null, "args": [...], "kwargs": {...},
      "id": EVENT_ID, "at": ISO_TIME, "loc": {uri: [size, "algorithm:digest"]}}
 
 A step row is ``step_log.StepRecord`` less its run (``occurred_at`` an ISO time when the caller
-gave one, else null and ``occurred_ns`` the time); a call is a public method of the tracker
+gave one, else null and ``occurred_ns`` the time); its event id is the one the caller chose, else
+the item's ``ids`` plus the row's index (ids given on the client, so a resend is the same
+events; one number an item, not one UUID text a step); a call is a public method of the tracker
 (``run`` null) or of a run handle, with the event id and time its envelope had on the client and
 the locations of the local files it names (sized and hashed on the client: the server never
 opens them). ``decode_batch`` checks the shape and raises ValidationError naming the item and
@@ -38,6 +41,7 @@ RESERVED = frozenset({"event_id", "occurred_at", "wait", "self"})
 MAX_ITEMS = 10_000
 MAX_ROWS = 100_000
 MAX_ARGS = 16
+ID_SPACE = 1 << 128
 
 
 class StepRow(NamedTuple):
@@ -49,7 +53,7 @@ class StepRow(NamedTuple):
     resources: Any
     occurred_ns: int
     occurred_at: str | None
-    event_id: str
+    event_id: UUID
 
 
 class Steps(NamedTuple):
@@ -95,11 +99,13 @@ def plain(value: Any) -> Any:
                           value)
 
 
-def step_rows(run_id: UUID, records: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
-    """A step item from queued steps (``StepRecord`` order, event ids filled in)."""
-    return {"t": "s", "run": str(run_id), "rows": [
-        [r[1], r[2], r[3], r[4], r[5], r[6], r[7],
-         None if r[8] is None else r[8].isoformat(), r[10].hex] for r in records]}
+def step_rows(run_id: UUID, records: Iterable[tuple[Any, ...]], first_id: int) -> dict[str, Any]:
+    """A step item from queued steps (``StepRecord`` order); ids from ``first_id`` on."""
+    return {"t": "s", "run": str(run_id), "ids": f"{first_id % ID_SPACE:032x}", "rows": [
+        [r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if r[8] is None else r[8].isoformat()]
+        if r[10] is None else
+        [r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if r[8] is None else r[8].isoformat(),
+         r[10].hex] for r in records]}
 
 
 def call_item(op: str, run: UUID | None, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -141,8 +147,9 @@ def _item(item: Any, where: str) -> Steps | Call:
         rows = item.get("rows")
         if not isinstance(rows, list):
             raise ValidationError(f"{where}.rows", "must be a list of step rows", rows)
+        first = _uuid(item.get("ids"), f"{where}.ids").int
         return Steps(_uuid(item.get("run"), f"{where}.run"),
-                     [_row(row, f"{where}.rows[{n}]") for n, row in enumerate(rows)])
+                     [_row(row, f"{where}.rows[{n}]", first + n) for n, row in enumerate(rows)])
     op = item.get("op")
     if op not in TRACKER_OPS + RUN_OPS:
         raise ValidationError(f"{where}.op", f"unknown operation {op!r}", op)
@@ -163,11 +170,11 @@ def _item(item: Any, where: str) -> Steps | Call:
                 _uuid(item.get("id"), f"{where}.id"), at, _locations(item.get("loc", {}), where))
 
 
-def _row(row: Any, where: str) -> StepRow:
-    if not isinstance(row, list) or len(row) != 9:
-        raise ValidationError(where, "must be a list of 9 values (step, metrics, epoch, "
-                              "durations, tokens, resources, occurred_ns, occurred_at, event_id)",
-                              row)
+def _row(row: Any, where: str, event_id: int) -> StepRow:
+    if not isinstance(row, list) or len(row) not in (8, 9):
+        raise ValidationError(where, "must be a list of 8 or 9 values (step, metrics, epoch, "
+                              "durations, tokens, resources, occurred_ns, occurred_at[, "
+                              "event_id])", row)
     ns = row[6]
     if isinstance(ns, bool) or not isinstance(ns, int) or not 0 <= ns <= validation.INT64_MAX:
         raise ValidationError(f"{where}.occurred_ns", "must be epoch nanoseconds (an integer)", ns)
@@ -178,7 +185,8 @@ def _row(row: Any, where: str) -> StepRow:
         raise ValidationError(f"{where}.occurred_ns", "a step needs a time", ns)
     step, metrics, epoch, durations, tokens, resources = row[:6]
     return StepRow(step, metrics, epoch, durations, tokens, resources, ns, at,
-                   _uuid(row[8], f"{where}.event_id").hex)
+                   _uuid(row[8], f"{where}.event_id") if len(row) == 9
+                   else UUID(int=event_id % ID_SPACE))
 
 
 def _locations(data: Any, where: str) -> dict[str, Location]:

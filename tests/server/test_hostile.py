@@ -27,7 +27,7 @@ def call(op: str, *args: Any, run: str | None = None, event_id: str | None = Non
 
 
 def steps(run: str, *rows: list[Any]) -> dict[str, Any]:
-    return {"t": "s", "run": run, "rows": list(rows)}
+    return {"t": "s", "run": run, "ids": uuid.uuid4().hex, "rows": list(rows)}
 
 
 def row(step: Any = 1, metrics: Any = None, **changes: Any) -> list[Any]:
