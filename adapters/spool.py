@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ SUFFIX = ".spool"
 
 
 class SqliteSpool:
-    """One spool file. Thread-safe (one connection, a lock around it by SQLite's own)."""
+    """One spool file. Thread-safe (one connection behind a lock)."""
 
     def __init__(self, path: Path, *, server: str, tenant: str) -> None:
         self.path = path
@@ -31,11 +32,12 @@ class SqliteSpool:
         except OSError:
             self._lock_file.close()
             raise
+        self._lock = threading.Lock()  # one connection, used by the spooler and the sender
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY, "
-                         "body TEXT NOT NULL, steps INTEGER NOT NULL)")
+                         "body TEXT NOT NULL, steps INTEGER NOT NULL, item_id TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('server', ?), ('tenant', ?), "
                          "('id_base', ?)", (server, tenant, str(uuid.uuid4().int)))
@@ -49,35 +51,41 @@ class SqliteSpool:
 
     def append(self, items: list[dict[str, Any]]) -> None:
         """Store ``items`` durably, in one transaction."""
-        rows = [(json.dumps(item, separators=(",", ":")), len(item.get("rows", ())))
-                for item in items]
-        with self._db:
+        rows = [(json.dumps(item, separators=(",", ":")), len(item.get("rows", ())),
+                 item.get("id", "")) for item in items]
+        with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT INTO items (body, steps) VALUES (?, ?)", rows)
+            self._db.executemany("INSERT INTO items (body, steps, item_id) VALUES (?, ?, ?)",
+                                 rows)
 
-    def head(self, max_items: int, max_steps: int) -> list[tuple[int, str]]:
-        """The oldest items: at most ``max_items``, and about ``max_steps`` steps."""
-        found: list[tuple[int, str]] = []
+    def head(self, max_items: int, max_steps: int) -> list[tuple[int, str, int, str]]:
+        """The oldest items (seq, JSON text, steps, call id or ""): at most ``max_items``, and
+        about ``max_steps`` steps."""
+        found: list[tuple[int, str, int, str]] = []
         steps = 0
-        for seq, body, count in self._db.execute(
-                "SELECT seq, body, steps FROM items ORDER BY seq LIMIT ?", (max_items,)):
+        with self._lock:
+            rows = self._db.execute("SELECT seq, body, steps, item_id FROM items ORDER BY seq "
+                                    "LIMIT ?", (max_items,)).fetchall()
+        for seq, body, count, item_id in rows:
             if found and steps + count > max_steps:
                 break
-            found.append((seq, body))
+            found.append((seq, body, count, item_id))
             steps += count
         return found
 
     def delete_through(self, seq: int) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._db.execute("DELETE FROM items WHERE seq <= ?", (seq,))
 
     def last_seq(self) -> int | None:
         """The newest item's number (None when the spool is empty)."""
-        found = self._db.execute("SELECT max(seq) FROM items").fetchone()[0]
+        with self._lock:
+            found = self._db.execute("SELECT max(seq) FROM items").fetchone()[0]
         return None if found is None else int(found)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
 
     def close(self, *, remove_if_empty: bool = True) -> None:
         empty = self.count() == 0

@@ -13,7 +13,6 @@ and ``transport`` (``lineage.adapters.http_client.HttpxTrackerClient``: send).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -61,16 +60,23 @@ class Shipper:
         self._retry = [True] * len(orphans) + [False]
         self._id_base = int(spool.meta["id_base"])
         self._next_id = 0
+        self._acked = 0  # the own spool's last item acknowledged
         self._futures: dict[str, Future[Any]] = {}
         self._unseen: dict[Future[Any], BaseException] = {}
         self._flushes: list[_Flush] = []
         self._max_items, self._max_steps, self._poll_s = max_items, max_steps, poll_s
         self._items_now = max_items  # fewer after a 413, back up after each success
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the spooler: something was queued
+        self._ready = threading.Event()  # the sender: something was spooled, or a flush waits
+        self._lock = threading.Lock()  # the flush markers
         self._closing = False
         self._delay = 0.0
-        self._thread = threading.Thread(target=self._loop, name="lineage-shipper", daemon=True)
-        self._thread.start()
+        # Two threads, so a batch is encoded and spooled while the one before is on the wire.
+        self._threads = [threading.Thread(target=target, name=f"lineage-{name}", daemon=True)
+                         for target, name in ((self._spool_loop, "spooler"),
+                                              (self._send_loop, "sender"))]
+        for thread in self._threads:
+            thread.start()
 
     # -- the caller's side -----------------------------------------------------------------------
 
@@ -81,6 +87,7 @@ class Shipper:
 
     def expedite(self) -> None:
         self._wake.set()
+        self._ready.set()
 
     def seen(self, future: Future[Any]) -> None:
         self._unseen.pop(future, None)
@@ -92,7 +99,7 @@ class Shipper:
         ``timeout``. Raises WriterError for refusals nobody waited on."""
         marker = _Flush()
         self.queue.append(marker)
-        self._wake.set()
+        self.expedite()
         deadline = None if timeout is None else time.monotonic() + timeout
         while not marker.done.wait(0.05):
             if self.offline_since is not None and marker.seq is not None and not while_offline:
@@ -111,8 +118,9 @@ class Shipper:
             self.flush(self.close_wait_s if timeout is None else timeout, while_offline=True)
         finally:
             self._closing = True
-            self._wake.set()
-            self._thread.join(timeout)
+            self.expedite()
+            for thread in self._threads:
+                thread.join(timeout)
             left = self.spool.count()
             if left:
                 log.warning("lineage: %d item(s) not yet acknowledged are kept in %s; the next "
@@ -123,20 +131,34 @@ class Shipper:
 
     # -- the shipping thread -------------------------------------------------------------------
 
-    def _loop(self) -> None:
+    def _spool_loop(self) -> None:
         while True:
             try:
                 moved = self._spool_queued()
-                sent = self._send() if self._spools else False
-            except Exception:  # never let the thread die: what is spooled is kept
-                log.exception("lineage shipper: unexpected error")
-                moved = sent = False
+            except Exception:  # never let the thread die: the queue is kept and tried again
+                log.exception("lineage shipper: could not write the spool")
+                moved = False
                 time.sleep(0.5)
             if self._closing and not self.queue:
                 return
-            if not moved and not sent:
-                self._wake.wait(self._poll_s if self._delay == 0 else self._delay)
+            if not moved:
+                self._wake.wait(self._poll_s)
                 self._wake.clear()
+
+    def _send_loop(self) -> None:
+        while True:
+            try:
+                sent = self._send() if self._spools else False
+            except Exception:  # never let the thread die: what is spooled is kept
+                log.exception("lineage shipper: unexpected error")
+                sent = False
+                time.sleep(0.5)
+            if self._closing and (self.offline_since is not None or (not self._threads[0].is_alive()
+                                  and self.spool.last_seq() is None)):
+                return
+            if not sent:
+                self._ready.wait(self._poll_s if self._delay == 0 else self._delay)
+                self._ready.clear()
 
     def _spool_queued(self) -> bool:
         items: list[dict[str, Any]] = []
@@ -158,12 +180,12 @@ class Shipper:
         self._close_steps(steps, items)
         if items:
             self.spool.append(items)
-        for marker in markers:
-            marker.seq = self.spool.last_seq()
-            if marker.seq is None:
-                marker.done.set()
-            else:
+        with self._lock:
+            for marker in markers:
+                marker.seq = self.spool.last_seq()
                 self._flushes.append(marker)
+        if items or markers:
+            self._ready.set()
         return bool(items)
 
     def _close_steps(self, steps: list[tuple[Any, ...]], items: list[dict[str, Any]]) -> None:
@@ -189,17 +211,18 @@ class Shipper:
                 self._spools.pop(0)
                 self._retry.pop(0)
                 return True
-            self._resolve_flushes(None)
+            self._resolve_flushes(self._acked)  # not None: a marker spooled since is not done
             return False
         started = time.perf_counter()
-        answer = self.transport.send([body for _, body in head], retry=self._retry[0])
+        answer = self.transport.send([entry[1] for entry in head], retry=self._retry[0])
         if answer.status in (200, 422) and isinstance(answer.body, dict):
             self.send_seconds.append(time.perf_counter() - started)
             self._acknowledged(head, answer.body)
             spool.delete_through(head[-1][0])
             self._retry[0] = False
             if spool is self.spool:
-                self._resolve_flushes(head[-1][0])
+                self._acked = head[-1][0]
+                self._resolve_flushes(self._acked)
             self._online()
             self._items_now = min(self._max_items, self._items_now * 2)
             return True
@@ -209,7 +232,7 @@ class Shipper:
         self._offline(answer)
         return False
 
-    def _refused(self, spool: Any, head: list[tuple[int, str]], answer: Any) -> bool:
+    def _refused(self, spool: Any, head: list[tuple[int, str, int, str]], answer: Any) -> bool:
         """The server refuses the batch as it is: send fewer items; a single item it refuses
         can never be taken, so it fails (its handle, or the next flush, says why) and goes."""
         if len(head) > 1:
@@ -218,19 +241,19 @@ class Shipper:
         detail = answer.body.get("detail") if isinstance(answer.body, dict) else None
         error = LineageError(f"the server refused an item ({answer.status}): {detail}")
         log.error("lineage: %s; it is dropped from the spool", error)
-        future = self._futures.pop(json.loads(head[0][1]).get("id", ""), None) or Future()
+        future = self._futures.pop(head[0][3], None) or Future()
         future.set_exception(error)
         self._unseen[future] = error
         spool.delete_through(head[0][0])
+        if spool is self.spool:
+            self._acked = head[0][0]
         return True
 
-    def _acknowledged(self, head: list[tuple[int, str]], body: dict[str, Any]) -> None:
+    def _acknowledged(self, head: list[tuple[int, str, int, str]], body: dict[str, Any]) -> None:
         results = body.get("results") or []
-        for (_, text), result in zip(head, results, strict=False):
-            item = json.loads(text)
-            steps = len(item.get("rows", ()))
+        for (_, _, steps, item_id), result in zip(head, results, strict=False):
             self.stats.committed_events += steps or 1
-            future = self._futures.pop(item.get("id", ""), None)
+            future = self._futures.pop(item_id, None)
             error = None if result.get("ok") else rebuild(result.get("error") or {})
             if future is not None:
                 if error is None:
@@ -244,16 +267,18 @@ class Shipper:
             self._unseen[Future()] = rebuild(data)
         self.stats.committed_batches += 1
 
-    def _resolve_flushes(self, seq: int | None) -> None:
+    def _resolve_flushes(self, seq: int) -> None:
+        """Release the flushes waiting for items up to ``seq`` (or for none)."""
         if len(self._spools) > 1:
             return  # orphans taken over are sent first, and a flush waits for them too
-        waiting = []
-        for marker in self._flushes:
-            if seq is None or (marker.seq is not None and marker.seq <= seq):
-                marker.done.set()
-            else:
-                waiting.append(marker)
-        self._flushes = waiting
+        with self._lock:
+            waiting = []
+            for marker in self._flushes:
+                if marker.seq is None or marker.seq <= seq:
+                    marker.done.set()
+                else:
+                    waiting.append(marker)
+            self._flushes = waiting
 
     def _online(self) -> None:
         if self.offline_since is not None:
