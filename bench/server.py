@@ -54,17 +54,22 @@ def log_loop(run: Any, steps: int) -> list[int]:
     return times
 
 
-def one_client(url: str, token: str, steps: int, spool: str) -> dict[str, Any]:
-    tracker = lineage.Tracker(url, token=token, spool=spool)
-    run = tracker.start_run("bench-remote")
+def timed_run(tracker: Any, name: str, steps: int) -> dict[str, Any]:
+    """Log ``steps`` steps on a new run of ``tracker``: per-call times, and the seconds from
+    the first call to ``flush()`` returning (everything committed)."""
+    run = tracker.start_run(name)
     started = time.perf_counter()
     times = log_loop(run, steps)
     tracker.flush()
     elapsed = time.perf_counter() - started
     run.finish()
-    sends = list(tracker.writer.send_seconds)
+    sends = list(getattr(tracker.writer, "send_seconds", ()))
     tracker.close()
     return {"elapsed": elapsed, "times": times, "sends": sends}
+
+
+def one_client(url: str, token: str, steps: int, spool: str) -> dict[str, Any]:
+    return timed_run(lineage.Tracker(url, token=token, spool=spool), "bench-remote", steps)
 
 
 def _client_process(args: tuple[str, str, int, str]) -> dict[str, Any]:
@@ -75,14 +80,8 @@ def _client_process(args: tuple[str, str, int, str]) -> dict[str, Any]:
 
 def local_baseline(folder: Path, steps: int) -> tuple[list[int], float]:
     tracker = lineage.Tracker(str(folder / "local.db"), export_otlp=False)
-    run = tracker.start_run("bench-local")
-    started = time.perf_counter()
-    times = log_loop(run, steps)
-    tracker.flush()
-    elapsed = time.perf_counter() - started
-    run.finish()
-    tracker.close()
-    return times, elapsed
+    result = timed_run(tracker, "bench-local", steps)
+    return result["times"], result["elapsed"]
 
 
 def report_calls(label: str, times: list[int]) -> None:
