@@ -40,10 +40,8 @@ class Tracker(TrackerService):
         ``lineage serve`` (``lineage.bootstrap_remote``), with ``token=`` or LINEAGE_TOKEN."""
         url = database_url if database_url is not None or options.get("store") is not None \
             else os.environ.get("LINEAGE_URL", "").strip() or None
-        from lineage.bootstrap_remote import is_remote
-
-        if is_remote(url):
-            from lineage.bootstrap_remote import remote_tracker
+        if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+            from lineage.bootstrap_remote import remote_tracker  # only then: no cost for others
 
             return remote_tracker(str(url), **options)
         return super().__new__(cls)

@@ -28,12 +28,7 @@ from lineage.remote.tracker import (
     SpoolRecorder,
 )
 
-REMOTE_SCHEMES = ("http://", "https://")
 NO_HEARTBEATS_S = 1e9
-
-
-def is_remote(url: Any) -> bool:
-    return isinstance(url, str) and url.lower().startswith(REMOTE_SCHEMES)
 
 
 def spool_dir(url: str, given: str | os.PathLike[str] | None = None) -> Path:

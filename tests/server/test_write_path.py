@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import lineage
 from lineage.bootstrap import open_store
 from tests.server.harness import Server
@@ -130,3 +132,23 @@ def _file(folder: Path, name: str) -> Path:
     path = folder / f"{name}.safetensors"
     path.write_bytes(name.encode())
     return path
+
+
+@pytest.mark.postgres
+def test_a_server_on_postgresql_takes_chosen_step_ids_once(postgres_url: str, tmp_path: Path) -> None:
+    """The server on PostgreSQL; a step logged with its own event id, twice, is stored once."""
+    from tests.server.conftest import InProcessServer
+
+    server = InProcessServer(postgres_url)
+    try:
+        tracker = lineage.Tracker(server.url, token=server.token(), spool=tmp_path / "spool")
+        run = tracker.start_run("on postgres")
+        chosen = "0f0f0f0f-1111-4222-8333-444444444444"
+        for step in range(1, 101):
+            run.log_step(step, {"loss": 0.1}, event_id=chosen if step == 50 else None)
+        run.log_step(50, {"loss": 0.1}, event_id=chosen)  # a retry of step 50: a no-op
+        run.finish()
+        tracker.close()
+    finally:
+        server.stop()
+    assert stored_steps(postgres_url, run.id) == list(range(1, 101))
