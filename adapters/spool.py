@@ -97,9 +97,11 @@ class SqliteSpool:
         self._lock_file.close()
 
 
-def orphans(directory: Path, *, server: str | None = None) -> list[SqliteSpool]:
-    """The spools in ``directory`` no process holds (for ``server``, when given), opened and
-    held by this one; oldest file first."""
+def orphans(directory: Path, *, server: str | None = None,
+            tenant: str | None = None) -> list[SqliteSpool]:
+    """The spools in ``directory`` no process holds (for ``server`` and ``tenant``, when
+    given: another tenant's spool is never sent with this token), opened and held by this
+    one; oldest file first."""
     found: list[SqliteSpool] = []
     if not directory.is_dir():
         return found
@@ -108,7 +110,8 @@ def orphans(directory: Path, *, server: str | None = None) -> list[SqliteSpool]:
             spool = SqliteSpool(path, server="", tenant="")
         except (OSError, sqlite3.Error):
             continue  # held by a live tracker, or unreadable: left alone
-        if server is not None and spool.meta.get("server") != server:
+        if (server is not None and spool.meta.get("server") != server) or (
+                tenant is not None and spool.meta.get("tenant") != tenant):
             spool.close(remove_if_empty=False)
             continue
         found.append(spool)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
@@ -39,6 +40,21 @@ def spool_dir(url: str, given: str | os.PathLike[str] | None = None) -> Path:
     return base / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
+def server_url(url: str) -> str:
+    """``url`` without a trailing slash; ValidationError when it is not an http(s) URL with a
+    host."""
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 (parsing the port raises for a malformed one)
+    except ValueError as error:
+        raise ValidationError("database_url", f"{url!r} is not a database URL or a server URL "
+                              f"({error})", url) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValidationError("database_url", f"{url!r} is not a database URL or a server URL "
+                              "(http(s)://host[:port])", url)
+    return url.rstrip("/")
+
+
 def token_from(token: str | None) -> str:
     found = token or os.environ.get("LINEAGE_TOKEN", "").strip()
     if not found:
@@ -53,6 +69,7 @@ def remote_tracker(url: str, *, token: str | None = None,
                    id_source: Callable[[], UUID] | None = None, transport: Any = None,
                    **settings: Any) -> RemoteTracker:
     """A tracker that records to, and queries, the server at ``url``."""
+    url = server_url(url)
     from lineage.adapters.http_client import HttpxTrackerClient
     from lineage.adapters.server.tokens import tenant_of_token
     from lineage.adapters.spool import SqliteSpool, orphans
@@ -67,9 +84,8 @@ def remote_tracker(url: str, *, token: str | None = None,
     secret = token_from(token)
     tenant = tenant_of_token(secret)
     resolved = Settings.load(database_url="memory://", tenant_id=tenant, **settings)
-    url = url.rstrip("/")
     folder = spool_dir(url, spool)
-    left_over = orphans(folder, server=url)
+    left_over = orphans(folder, server=url, tenant=tenant)
     own = SqliteSpool.new(folder, server=url, tenant=tenant)
     client = transport or HttpxTrackerClient(url, secret)
     shipper = Shipper(own, client, left_over, close_wait_s=resolved.retry_for_s)
@@ -95,11 +111,12 @@ def sync(url: str, *, token: str | None = None,
     from lineage.errors import StoreError
 
     secret = token_from(token)
-    url = url.rstrip("/")
+    url = server_url(url)
+    tenant = tenant_of_token(secret)
     folder = spool_dir(url, spool)
-    left_over = orphans(folder, server=url)
+    left_over = orphans(folder, server=url, tenant=tenant)
     total = sum(item.count() for item in left_over)
-    own = SqliteSpool.new(folder, server=url, tenant=tenant_of_token(secret))
+    own = SqliteSpool.new(folder, server=url, tenant=tenant)
     shipper = Shipper(own, HttpxTrackerClient(url, secret), left_over)
     try:
         shipper.flush(timeout_s)
