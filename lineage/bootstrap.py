@@ -174,9 +174,10 @@ def open_positions(target: Any) -> PositionStore:
     return SqlAlchemyPositionStore(engine_for(target) if isinstance(target, str) else target)
 
 
-def exporter_positions(url: str) -> dict[str, int]:
-    """The tracked positions of the exporters in the database ``url`` names (the read models'
-    own positions, which share the table, left out: ``lineage project status`` shows those)."""
+def exporter_positions(url: Any) -> dict[str, int]:
+    """The tracked positions of the exporters in the database ``url`` names (or an engine's:
+    the server's); the read models' own positions, which share the table, left out:
+    ``lineage project status`` shows those."""
     from lineage.projections import all_projections
     from lineage.projections.runner import SCHEMA_KEY
 

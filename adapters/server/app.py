@@ -147,6 +147,11 @@ def _routes(app: FastAPI, core: ServerCore, limits: Limits) -> None:
         refused = all(not result["ok"] for result in answer["results"]) and answer["results"]
         return LineageJSON(answer, status_code=422 if refused else 200)
 
+    @app.get("/v1/export/status", tags=["export"])
+    def export_status(who: Principal = Depends(require("admin"))) -> list[dict[str, Any]]:
+        """The exporters' positions in the whole store's log (not one tenant's): admin."""
+        return core.export_status()
+
     @app.get("/v1/tokens", tags=["tokens"])
     def tokens(who: Principal = Depends(require("admin"))) -> list[dict[str, Any]]:
         return core.tokens.list(who.tenant_id)

@@ -15,7 +15,13 @@ from typing import Any
 from uuid import UUID
 
 from lineage.application.tracker import TrackerService
-from lineage.bootstrap import build, open_store, read_models_on, start_otlp_export
+from lineage.bootstrap import (
+    build,
+    exporter_positions,
+    open_store,
+    read_models_on,
+    start_otlp_export,
+)
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
 from lineage.ports import Deletion
@@ -94,6 +100,12 @@ class ServerCore:
         if (kind == "run") != found.startswith("Run."):
             return None
         return str(getattr(event, "tenant_id", ""))
+
+    def export_status(self) -> list[dict[str, Any]]:
+        """Each exporter's position, the head and the lag (``lineage export status``)."""
+        head = self.store.max_position()
+        return [{"name": name, "position": at, "head": head, "lag": max(head - at, 0)}
+                for name, at in sorted(exporter_positions(self.engine).items())]
 
     def ready(self) -> bool:
         """Whether the store answers (readiness)."""

@@ -64,6 +64,7 @@ ROUTES = [
     ("GET", "/v1/audit", "read", "list"),
     ("GET", "/v1/aliases/latest", "read", "list"),
     ("GET", "/v1/tokens", "admin", "list"),
+    ("GET", "/v1/export/status", "admin", "self"),
     ("POST", "/v1/tokens", "admin", "self"),
     ("DELETE", "/v1/tokens/{own_token}", "admin", "object"),
 ]
