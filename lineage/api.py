@@ -37,6 +37,17 @@ class Tracker(TrackerService):
     OpenTelemetry SDK ``SpanExporter``) sends them to that exporter instead.
     """
 
+    def __new__(cls, database_url: str | None = None, **options: Any) -> Any:
+        """``http(s)://`` (the argument, else ``LINEAGE_URL``): a remote tracker of
+        ``lineage serve`` (``lineage.bootstrap_remote``), with ``token=`` or LINEAGE_TOKEN."""
+        url = database_url if database_url is not None or options.get("store") is not None \
+            else os.environ.get("LINEAGE_URL", "").strip() or None
+        if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+            from lineage.bootstrap_remote import remote_tracker  # only then: no cost for others
+
+            return remote_tracker(str(url), **options)
+        return super().__new__(cls)
+
     def __init__(self, database_url: str | None = None, *, store: EventStore | None = None,
                  clock: Callable[[], datetime] | None = None,
                  id_source: Callable[[], UUID] | None = None, create: bool = True,

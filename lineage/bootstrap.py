@@ -9,7 +9,6 @@ read models), whatever the working directory or the environment say.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -28,11 +27,23 @@ from lineage.application.retention import (
 )
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
+from lineage.bootstrap_exports import (
+    exports,
+    open_positions,
+    otlp_runner,
+    otlp_transport,
+    start_openlineage_export,
+    start_otlp_export,
+)
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
 from lineage.domain.envelope import Origin
 from lineage.errors import ReadOnlyStoreError, StoreError, ValidationError
-from lineage.ports import ArtifactStorage, BackgroundExport, EventStore, PositionStore
+from lineage.ports import (
+    ArtifactStorage,
+    EventStore,
+    ReadModelsPort,
+)
 
 STORE_METHODS = ("append", "read_stream", "read_log", "max_position", "database", "location")
 MIGRATION_REBUILD_BATCH = 100  # log rows per transaction when lineage migrate rebuilds
@@ -42,11 +53,14 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
           clock: Callable[[], datetime] | None = None,
           id_source: Callable[[], UUID] | None = None, create: bool = True,
           export_otlp: Any = None, storage: ArtifactStorage | None = None,
-          **settings: Any) -> TrackerParts:
+          read_models: ReadModelsPort | None = None,
+          recorder_type: type[WriterRecorder] = WriterRecorder, **settings: Any) -> TrackerParts:
     """Everything a tracker needs, from settings (explicit > ``LINEAGE_*`` > default) or from
     what the caller injects. A given ``store`` wins over any URL: its own database holds the
-    read models. Raises ConfigurationError for a bad setting, StoreError when the store cannot
-    be opened (``create=False``: a SQLite file that does not exist)."""
+    read models (or ``read_models``, shared with other trackers on that store: the server's
+    sessions, one per tenant and actor, with a ``recorder_type`` of their own). Raises
+    ConfigurationError for a bad setting, StoreError when the store cannot be opened
+    (``create=False``: a SQLite file that does not exist)."""
     resolved = Settings.load(database_url=_url_argument(database_url), **settings)
     if store is not None and not all(hasattr(store, name) for name in STORE_METHODS):
         raise ValidationError("store", "must be an EventStore (lineage.ports.EventStore), got "
@@ -55,15 +69,17 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
         resolved.database_url, create=create, lock_timeout_s=resolved.lock_timeout_s,
         connect_timeout_s=connect_timeout_for(resolved.retry_for_s))
     mapper = make_mapper()
-    engine = store.database.engine()  # one engine per tracker: read models and positions
+    # one engine per tracker: read models and positions
+    engine = store.database.engine() if read_models is None or export_otlp is not False else None
     storage = storage if storage is not None else open_artifact_storage()
     origin = Origin(resolved.source, resolved.tenant_id, resolved.actor)
     writer = Writer(store, mapper, origin=origin, clock=clock or utc_now,
                     id_source=id_source or uuid4, max_queue=resolved.queue_size,
                     batch_size=resolved.batch_size, batch_interval_s=resolved.batch_interval_s,
                     retry_for_s=resolved.retry_for_s)
-    recorder = WriterRecorder(writer, origin, clock=clock, new_id=id_source or uuid4)
-    read_models = read_models_on(engine, store, mapper)
+    recorder = recorder_type(writer, origin, clock=clock, new_id=id_source or uuid4)
+    if read_models is None:
+        read_models = read_models_on(engine, store, mapper)
     return TrackerParts(
         settings=resolved, store=store, mapper=mapper,
         read_models=read_models, storage=storage, recorder=recorder,
@@ -72,14 +88,9 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
                                   partial(live_holders, read_models),
                                   partial(overfull_runs, recorder, store, mapper)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
-        exporter=_exports(start_otlp_export(store, engine, export_otlp),
+        exporter=exports(start_otlp_export(store, engine, export_otlp),
                           start_openlineage_export(store, engine)),
     )
-
-
-def _exports(otlp: BackgroundExport | None, openlineage: BackgroundExport | None) -> Any:
-    """One background exporter as it is (``tracker._otlp`` stays the OTLP one), or both."""
-    return otlp if openlineage is None else BackgroundExports(otlp, openlineage)
 
 
 def _url_argument(url: Any) -> Any:
@@ -162,17 +173,10 @@ def open_read_models(url: str, store: EventStore, mapper: Any, *, catch_up: bool
     return read_models_on(engine_for(url), store, mapper, catch_up=catch_up)
 
 
-def open_positions(target: Any) -> PositionStore:
-    """The tracked-position table in a database: a URL (see ``open_store``) or an engine."""
-    from lineage.adapters.database import engine_for
-    from lineage.adapters.positions import SqlAlchemyPositionStore
-
-    return SqlAlchemyPositionStore(engine_for(target) if isinstance(target, str) else target)
-
-
-def exporter_positions(url: str) -> dict[str, int]:
-    """The tracked positions of the exporters in the database ``url`` names (the read models'
-    own positions, which share the table, left out: ``lineage project status`` shows those)."""
+def exporter_positions(url: Any) -> dict[str, int]:
+    """The tracked positions of the exporters in the database ``url`` names (or an engine's:
+    the server's); the read models' own positions, which share the table, left out:
+    ``lineage project status`` shows those."""
     from lineage.projections import all_projections
     from lineage.projections.runner import SCHEMA_KEY
 
@@ -259,75 +263,7 @@ def open_artifact_storage() -> ArtifactStorage:
     return LocalArtifactStorage()
 
 
-# -- OTLP export (DESIGN §6) ---------------------------------------------------------------------
-
-
-def otlp_transport(settings: Any, *, retry_for_s: float | None = None, client: Any = None) -> Any:
-    """The transport ``settings.protocol`` names (``lineage.config.otlp.OtlpSettings``);
-    ``client`` is an httpx.Client (HTTP) or a grpc.Channel (gRPC) to use instead of a new one."""
-    from lineage.adapters.otlp.transport import (
-        OtlpGrpcTransport,
-        OtlpHttpTransport,
-        RetryWindow,
-        TlsFiles,
-    )
-    from lineage.config.otlp import GRPC
-
-    retry = RetryWindow(settings.retry_for_s if retry_for_s is None else retry_for_s)
-    common = {"headers": settings.headers, "timeout_s": settings.timeout_s, "retry": retry,
-              "compression": settings.compression,
-              "tls": TlsFiles(settings.certificate, settings.client_key,
-                              settings.client_certificate)}
-    if settings.protocol == GRPC:
-        return OtlpGrpcTransport(settings.endpoint, channel=client, **common)
-    return OtlpHttpTransport(settings.endpoint, client=client, **common)
-
-
-def otlp_runner(store: EventStore, positions: PositionStore, settings: Any, transport: Any, *,
-                name: str = "otlp", track: bool = True, start: int | None = None) -> Any:
-    """An ``OtlpExportRunner`` following ``store``'s log from ``positions[name]`` (or
-    ``start``), sending through ``transport``."""
-    from lineage.adapters.otlp.encoder import OtlpEncoder
-    from lineage.adapters.otlp.runner import OtlpExportRunner
-    from lineage.spans.builder import SpanBuilder
-    from lineage.spans.identity import StepGrouping
-
-    builder = SpanBuilder(store, make_mapper(), grouping=StepGrouping(settings.steps_per_span))
-    encoder = OtlpEncoder(settings.service_name, settings.resource)
-    return OtlpExportRunner(store, positions, builder, encoder,
-                            transport, name=name, batch_spans=settings.batch_spans,
-                            batch_bytes=settings.batch_bytes, track=track, start=start)
-
-
-def start_otlp_export(store: EventStore, engine: Any, export: Any,
-                      **overrides: Any) -> BackgroundExport | None:
-    """Start the background exporter for a tracker when OTLP export is enabled (``export``
-    True, or None with an OTLP endpoint or ``LINEAGE_OTLP_EXPORT=on`` in the environment);
-    None when it is not. Positions live in ``engine``'s database (the store's). ``export``
-    may also be an OpenTelemetry SDK ``SpanExporter``: the spans go to it instead of a
-    collector (``lineage.adapters.otlp.sdk_sink``), under the position name ``sdk``.
-
-    Raises ConfigurationError for a malformed endpoint, header or other OTLP setting.
-    """
-    from lineage.adapters.otlp.background import BackgroundExporter
-    from lineage.config.otlp import OtlpSettings
-
-    sink = None if export is None or isinstance(export, bool) else export
-    settings = OtlpSettings.load_if_enabled(export=True if sink is not None else export,
-                                            **overrides)
-    if settings is None:
-        return None
-    if sink is not None:
-        from lineage.adapters.otlp.sdk_sink import SdkExporterTransport
-
-        runner = otlp_runner(store, open_positions(engine), settings, SdkExporterTransport(sink),
-                             name="sdk")
-    else:  # one attempt per call: the background loop owns the backoff, so it knows at once
-        # when the collector is failing (and Tracker.close() does not wait on it)
-        runner = otlp_runner(store, open_positions(engine), settings,
-                             otlp_transport(settings, retry_for_s=0))
-    return BackgroundExporter(runner, poll_s=settings.poll_s, drain_s=settings.drain_s,
-                              strict=settings.strict).start()
+# -- the export commands: runners on a store by URL (the rest: bootstrap_exports) -----------------
 
 
 def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_start: bool = False,
@@ -347,9 +283,6 @@ def open_otlp_exporter(url: str, settings: Any, *, name: str = "otlp", from_star
                        name=name, track=dry_run is None, start=0 if from_start else None)
 
 
-# -- OpenLineage export ------------------------------------------------------------------------
-
-
 def open_openlineage_exporter(url: str, settings: Any, *, name: str = "openlineage",
                               from_start: bool = False, dry_run: Any = None,
                               retry: dict[str, Any] | None = None) -> Any:
@@ -363,38 +296,3 @@ def open_openlineage_exporter(url: str, settings: Any, *, name: str = "openlinea
                               dry_run=dry_run, retry=retry)
 
 
-def start_openlineage_export(store: EventStore, engine: Any) -> BackgroundExport | None:
-    """The OpenLineage exporter on a background thread for a tracker, when
-    ``lineage.config.openlineage`` says so (an OpenLineage URL configured); else None."""
-    from lineage.config.openlineage import OpenLineageSettings
-
-    settings = OpenLineageSettings.load()
-    if not settings.enabled:
-        return None
-    from lineage.adapters.otlp.background import BackgroundExporter
-
-    try:
-        from lineage.adapters.openlineage.compose import openlineage_runner
-
-        runner = openlineage_runner(store, open_positions(engine), make_mapper(), settings)
-    except ImportError as error:  # telemetry never stops training: say why, train on
-        logging.getLogger("lineage.openlineage").warning(
-            "OpenLineage export is configured but unavailable (%s); install lineage[openlineage]"
-            " or set LINEAGE_OPENLINEAGE_EXPORT=off", error)
-        return None
-    return BackgroundExporter(runner, poll_s=settings.poll_s).start()
-
-
-class BackgroundExports:
-    """The tracker's background exporters (OTLP, OpenLineage) as one ``BackgroundExport``."""
-
-    def __init__(self, *exports: BackgroundExport | None) -> None:
-        self.exports = [export for export in exports if export is not None]
-
-    def close(self, *, drain: bool) -> None:
-        for export in self.exports:
-            export.close(drain=drain)
-
-    def raise_if_strict(self) -> None:
-        for export in self.exports:
-            export.raise_if_strict()

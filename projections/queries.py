@@ -90,16 +90,19 @@ class ReadModels:
             yield graph if shape == "lineageir" else nested(graph)
 
     def runs(self, *, status: str | None = None, job_status: str | None = None,
-             watched: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Runs oldest first, with their checkpoints and inputs (``run_queries.run_rows``)."""
+             watched: bool = False, limit: int = 100, offset: int = 0,
+             tenant: str | None = None) -> list[dict[str, Any]]:
+        """Runs oldest first, with their checkpoints and inputs (``run_queries.run_rows``);
+        ``tenant``: only that tenant's (the server's reads)."""
         with self._conn() as conn:
-            query = runs_query(status, job_status, watched)
+            query = runs_query(status, job_status, watched, tenant)
             rows = conn.execute(_page(query, limit, offset)).all()
             return run_rows(conn, rows)
 
-    def run_count(self, *, status: str | None = None, job_status: str | None = None) -> int:
+    def run_count(self, *, status: str | None = None, job_status: str | None = None,
+                  tenant: str | None = None) -> int:
         with self._conn() as conn:
-            query = runs_query(status, job_status).order_by(None).subquery()
+            query = runs_query(status, job_status, tenant=tenant).order_by(None).subquery()
             return int(conn.execute(select(func.count()).select_from(query)).scalar_one())
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -109,10 +112,11 @@ class ReadModels:
                 raise RunNotFoundError(run_id)
             return run_rows(conn, [row])[0]
 
-    def ids_with_prefix(self, prefix: str, *, kind: str = "any", limit: int = 4) -> list[str]:
+    def ids_with_prefix(self, prefix: str, *, kind: str = "any", limit: int = 4,
+                        tenant: str | None = None) -> list[str]:
         """Ids of runs and/or artifacts starting with ``prefix`` (dashed, lowercase)."""
         with self._conn() as conn:
-            return ids_with_prefix(conn, prefix, kind, limit)
+            return ids_with_prefix(conn, prefix, kind, limit, tenant)
 
     def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
         """Events read models skipped because applying them failed, after a catch-up
@@ -144,7 +148,8 @@ class ReadModels:
     def artifacts(self, *, type: str | None = None, run: str | None = None,
                   alias: str | None = None, checksum: str | None = None,
                   since: Any = None, until: Any = None, as_of: Any = None,
-                  status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+                  status: str | None = None, limit: int = 100, offset: int = 0,
+                  tenant: str | None = None) -> list[dict[str, Any]]:
         """Registered artifacts, oldest first, filtered; ``as_of`` (a time or a position) gives
         the registry as it was then: only what was registered by then, with the status and
         aliases it had then. ``checksum`` is a digest or a unique prefix of one (at least 6 hex
@@ -153,6 +158,8 @@ class ReadModels:
             position = self._position(conn, as_of)
             query, status_then = _registry_query(position)
             filters = [] if status is None else [status_then == status]
+            if tenant is not None:
+                filters.append(artifacts.c.tenant_id == tenant)
             if type is not None:
                 filters.append(artifacts.c.type == type)
             if run is not None:
@@ -238,7 +245,8 @@ class ReadModels:
 
     def audit(self, *, subject: str | None = None, actor: str | None = None,
               kind: str | None = None, since: Any = None, until: Any = None,
-              include_steps: bool = False, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+              include_steps: bool = False, after: int = 0, limit: int = 100,
+              tenant: str | None = None) -> list[dict[str, Any]]:
         """Who did what and when, in log order. ``subject`` matches a run (its own events and
         its artifacts') or an artifact; page with ``after`` = the last position you saw.
         ``include_steps`` adds the step events (from the step metrics rows,
@@ -254,6 +262,8 @@ class ReadModels:
                                     and_(audit.c.run_id == subject, audit.c.subject_type != "run")))
         if actor is not None:
             query = query.where(audit.c.actor == actor)
+        if tenant is not None:
+            query = query.where(audit.c.tenant_id == tenant)
         if kind is not None:
             query = query.where(audit.c.kind.like(f"%{kind}%"))
         if not include_steps:  # heartbeats: high-volume and operational, like steps

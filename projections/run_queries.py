@@ -20,7 +20,7 @@ from lineage.projections.tables import artifacts, edges, spans, traces
 
 
 def runs_query(status: str | None = None, job_status: str | None = None,
-               watched: bool = False) -> Select[Any]:
+               watched: bool = False, tenant: str | None = None) -> Select[Any]:
     """Runs oldest first; ``status`` matches the job status or the recorded status (what
     ``lineage runs --status`` means), ``job_status`` the job status only; ``watched`` keeps
     the runs a recovery monitor looks at: not superseded, and corrupted, with a retryable
@@ -35,6 +35,8 @@ def runs_query(status: str | None = None, job_status: str | None = None,
         query = query.where((traces.c.job_status == status) | (traces.c.status == status))
     if job_status is not None:
         query = query.where(traces.c.job_status == job_status)
+    if tenant is not None:
+        query = query.where(traces.c.tenant_id == tenant)
     return query
 
 
@@ -69,17 +71,22 @@ def trace_row(row: Any) -> dict[str, Any]:
     return data
 
 
-def ids_with_prefix(conn: Connection, prefix: str, kind: str, limit: int) -> list[str]:
+def ids_with_prefix(conn: Connection, prefix: str, kind: str, limit: int,
+                    tenant: str | None = None) -> list[str]:
     """Ids starting with ``prefix`` (dashed UUID text): of runs (``kind`` run), artifacts
     (artifact), checkpoints (checkpoint) or both runs and artifacts (any); at most ``limit``."""
     found: list[str] = []
     if kind in ("run", "any"):
-        found += conn.execute(select(traces.c.id).where(_starts(conn, traces.c.id, prefix))
-                              .order_by(traces.c.id).limit(limit)).scalars().all()
+        runs = select(traces.c.id).where(_starts(conn, traces.c.id, prefix))
+        if tenant is not None:
+            runs = runs.where(traces.c.tenant_id == tenant)
+        found += conn.execute(runs.order_by(traces.c.id).limit(limit)).scalars().all()
     if kind in ("artifact", "checkpoint", "any"):
         query = select(artifacts.c.id).where(_starts(conn, artifacts.c.id, prefix))
         if kind == "checkpoint":
             query = query.where(artifacts.c.type == "checkpoint")
+        if tenant is not None:
+            query = query.where(artifacts.c.tenant_id == tenant)
         found += conn.execute(query.order_by(artifacts.c.id).limit(limit)).scalars().all()
     return found[:limit]
 

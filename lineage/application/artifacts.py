@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -38,6 +41,24 @@ class Location:
         known = (self.checksum_algorithm, self.checksum) if (
             self.checksum_algorithm and self.checksum) else None
         return ids.artifact_id(tenant_id, self.uri, known, run_id, step)
+
+
+# Locations already described elsewhere (uri -> Location): while set (``declared_locations``),
+# ``locate`` opens no file; a local path or file:// uri not declared is refused. The server runs
+# commands so (a uri a client sends is data, never opened); a remote tracker too, so a file it
+# hashed once is not hashed again.
+_DECLARED: ContextVar[Mapping[str, Location] | None] = ContextVar("declared_locations",
+                                                                  default=None)
+
+
+@contextmanager
+def declared_locations(locations: Mapping[str, Location]) -> Iterator[None]:
+    """Within the block, ``locate`` answers from ``locations`` and never touches the disk."""
+    token = _DECLARED.set(locations)
+    try:
+        yield
+    finally:
+        _DECLARED.reset(token)
 
 
 def sha256_file(path: Path) -> tuple[int, str]:
@@ -84,6 +105,9 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
     if scheme in REMOTE_SCHEMES:
         algorithm, digest = supplied if supplied else (None, None)
         return Location(validation.remote_uri(text, field), None, size, algorithm, digest)
+    declared = _DECLARED.get()
+    if declared is not None:
+        return _declared(declared, text, supplied, field)
     if scheme == "file":
         path = Path(unquote(urlparse(text).path))
     elif scheme and len(scheme) > 1:
@@ -98,6 +122,18 @@ def locate(target: str | os.PathLike[str], *, checksum: str | None = None,
         if isinstance(error, ValidationError):
             raise
         raise ValidationError(field, f"cannot read {text!r}: {error}", text) from None
+
+
+def _declared(declared: Mapping[str, Location], text: str, supplied: tuple[str, str] | None,
+              field: str) -> Location:
+    found = declared.get(text)
+    if found is None:
+        raise ValidationError(field, "a local path or file:// uri is data here (never opened): "
+                              "it must come with its size and checksum", text)
+    if supplied is not None and (found.checksum_algorithm, found.checksum) != supplied:
+        raise ChecksumMismatchError("checksum", f"{supplied[0]}:{supplied[1]}",
+                                    f"{found.checksum_algorithm}:{found.checksum}", text)
+    return found
 
 
 def _locate_local(path: Path, supplied: tuple[str, str] | None, field: str) -> Location:

@@ -47,7 +47,8 @@ def test_every_command_is_reachable() -> None:
     assert {"", "demo", "runs", "runs show", "artifacts", "artifacts show", "trace", "lineage",
             "audit", "metrics", "project", "project status", "project rebuild", "project follow",
             "export", "export otlp", "export openlineage", "export status", "recover", "monitor",
-            "migrate", "seal", "verify"} == names
+            "migrate", "seal", "verify", "serve", "tokens", "tokens create", "tokens list",
+            "tokens revoke", "sync"} == names
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,146 @@
+"""The server's composition: one store, its read models (followed by a projection thread), the
+token table, and one session per (tenant, actor): a ``TrackerService`` on a ``ForcedRecorder``
+with its own writer, sharing the store and the read models (``lineage.bootstrap.build``).
+
+A session's tracker never opens a file a client named: its artifact storage manages no uri
+(retention retires checkpoints by event; the bytes stay where the client keeps them) and its
+locations are declared by the client (``lineage.remote.apply``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+from uuid import UUID
+
+from lineage.application.tracker import TrackerService
+from lineage.bootstrap import (
+    build,
+    exporter_positions,
+    open_store,
+    read_models_on,
+    start_otlp_export,
+)
+from lineage.codec.mapper import make_mapper
+from lineage.config import Settings
+from lineage.ports import Deletion
+from lineage.remote.apply import BatchApplier, ForcedRecorder
+
+from .tokens import Principal, TokenStore
+
+log = logging.getLogger(__name__)
+SOURCE = "lineage serve"
+NO_HEARTBEATS_S = 1e9  # a server session is not a training process: it sends no heartbeats
+
+
+class NoBytesStorage:
+    """``ArtifactStorage`` that manages no uri: the server never reads or deletes bytes."""
+
+    def manages(self, uri: str) -> bool:
+        return False
+
+    def digest(self, uri: str, algorithm: str = "sha256") -> str | None:
+        raise ValueError(f"the server does not open artifact uris ({uri})")
+
+    def delete(self, uri: str, expected: tuple[str, str] | None = None) -> Deletion:
+        raise ValueError(f"the server does not delete artifact bytes ({uri})")
+
+
+class ServerCore:
+    """What the routes use. Thread-safe; ``close`` drains every session's writer."""
+
+    def __init__(self, database_url: str | None = None, *, export_otlp: bool | None = None,
+                 follow_s: float = 0.5, **settings: Any) -> None:
+        self.settings = Settings.load(database_url=database_url, **settings)
+        self.store = open_store(self.settings.database_url,
+                                lock_timeout_s=self.settings.lock_timeout_s)
+        self.mapper = make_mapper()
+        self.engine = self.store.database.engine()
+        self.views = read_models_on(self.engine, self.store, self.mapper)
+        self.tokens = TokenStore(self.engine)
+        self.exporter = start_otlp_export(self.store, self.engine, export_otlp)
+        self._overrides = settings
+        self._sessions: dict[tuple[str, str], BatchApplier] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._follower = threading.Thread(target=self._follow, args=(follow_s,),
+                                          name="lineage-server-projections", daemon=True)
+        self._follower.start()
+
+    def session(self, principal: Principal) -> BatchApplier:
+        key = (principal.tenant_id, principal.actor)
+        with self._lock:
+            found = self._sessions.get(key)
+            if found is None:
+                found = self._sessions[key] = self._new_session(*key)
+            return found
+
+    def _new_session(self, tenant: str, actor: str) -> BatchApplier:
+        overrides = {**self._overrides, "tenant_id": tenant, "actor": actor, "source": SOURCE,
+                     "heartbeat_interval_s": NO_HEARTBEATS_S}
+        parts = build(store=self.store, export_otlp=False, storage=NoBytesStorage(),
+                      read_models=self.views, recorder_type=ForcedRecorder, **overrides)
+        recorder = parts.recorder
+        if not isinstance(recorder, ForcedRecorder):
+            raise TypeError("build() did not use the recorder type given")
+        return BatchApplier(TrackerService(parts), recorder, self.owner)
+
+    def owner(self, kind: str, node_id: str) -> str | None:
+        """The tenant of the run or artifact ``node_id`` (None: there is none), from the first
+        event of its stream: what is committed, whatever the read models have caught up."""
+        try:
+            first = self.store.read_stream(UUID(node_id), limit=1)
+        except ValueError:
+            return None
+        if not first:
+            return None
+        event = self.mapper.to_domain_event(first[0])
+        found = type(event).__qualname__
+        if (kind == "run") != found.startswith("Run."):
+            return None
+        return str(getattr(event, "tenant_id", ""))
+
+    def export_status(self) -> list[dict[str, Any]]:
+        """Each exporter's position, the head and the lag (``lineage export status``)."""
+        head = self.store.max_position()
+        return [{"name": name, "position": at, "head": head, "lag": max(head - at, 0)}
+                for name, at in sorted(exporter_positions(self.engine).items())]
+
+    def ready(self) -> bool:
+        """Whether the store answers (readiness)."""
+        try:
+            self.store.max_position()
+        except Exception:  # any failure means not ready; the probe reports it, never raises
+            return False
+        return True
+
+    def _follow(self, poll_s: float) -> None:
+        """Keep the read models near the head, so queries rarely wait for a catch-up."""
+        while not self._stop.wait(poll_s):
+            try:
+                self.views.runner.catch_up()
+            except Exception:  # a failing catch-up is retried next poll; queries catch up too
+                log.debug("lineage server: projection catch-up failed", exc_info=True)
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Drain every session's writer (graceful shutdown), then close the store."""
+        self._stop.set()
+        self._follower.join(timeout)
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            service = session.service
+            service.heartbeats.close()
+            try:
+                service.writer.flush(timeout)
+            except Exception:  # reported in the log; shutdown goes on for the other sessions
+                log.exception("lineage server: a session's writer could not drain")
+            service.retention.close(timeout)
+            service.writer.close(timeout)
+        if self.exporter is not None:
+            self.exporter.close(drain=True)
+        self.views.close()
+        self.store.close()
+        self.engine.dispose()

@@ -1,0 +1,162 @@
+"""The REST read API: what ``lineage.Tracker`` answers, for the token's tenant, from the read
+models (caught up first, as every query). Lists are paged (``limit``/``offset``, the audit by
+``after``); a run or artifact of another tenant is not found (404), as one that does not exist.
+The answers are the read models' rows; a remote tracker turns them into the same ``RunView``
+and ``ArtifactView`` a local one returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from lineage.application.job_status import JOB_STATUSES
+from lineage.application.validation import ARTIFACT_TYPES
+from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
+
+from .app import require
+from .tokens import Principal
+
+router = APIRouter(prefix="/v1", tags=["read"])
+READ = Depends(require("read"))
+Limit = Query(100, ge=1, le=1000)
+Offset = Query(0, ge=0, le=2**62)
+
+
+def _core(request: Request) -> Any:
+    return request.app.state.core
+
+
+def _id(text: str, field: str) -> str:
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise ValidationError(field, f"must be a UUID, got {text[:64]!r}") from None
+
+
+def _one_of(value: str | None, field: str, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise ValidationError(field, f"must be one of {', '.join(allowed)}, got {value[:64]!r}")
+    return value
+
+
+def own_run(core: Any, who: Principal, run_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = core.views.run(_id(run_id, "run"))
+    if row["tenant_id"] != who.tenant_id:
+        raise RunNotFoundError(run_id)
+    return row
+
+
+def _own_node(core: Any, who: Principal, node_id: str) -> str:
+    node = _id(node_id, "id")
+    for kind in ("run", "artifact"):
+        tenant = core.owner(kind, node)
+        if tenant == who.tenant_id:
+            return node
+    raise ArtifactNotFoundError(node_id)
+
+
+@router.get("/runs")
+def runs(request: Request, status: str | None = None, job_status: str | None = None,
+         watched: bool = False, limit: int = Limit, offset: int = Offset,
+         who: Principal = READ) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = _core(request).views.runs(
+        status=_one_of(status, "status", JOB_STATUSES),
+        job_status=_one_of(job_status, "job_status", JOB_STATUSES), watched=watched,
+        limit=limit, offset=offset, tenant=who.tenant_id)
+    return rows
+
+
+@router.get("/run-count")
+def run_count(request: Request, status: str | None = None, job_status: str | None = None,
+              who: Principal = READ) -> int:
+    return int(_core(request).views.run_count(status=_one_of(status, "status", JOB_STATUSES),
+                                              job_status=_one_of(job_status, "job_status",
+                                                                 JOB_STATUSES),
+                                              tenant=who.tenant_id))
+
+
+@router.get("/runs/{run_id}")
+def run(request: Request, run_id: str, who: Principal = READ) -> dict[str, Any]:
+    return own_run(_core(request), who, run_id)
+
+
+@router.get("/runs/{run_id}/trace")
+def trace(request: Request, run_id: str, format: Literal["lineageir", "nested"] = "lineageir",
+          who: Principal = READ) -> dict[str, Any]:
+    core = _core(request)
+    own_run(core, who, run_id)
+    return dict(core.views.trace(_id(run_id, "run"), shape=format))
+
+
+@router.get("/runs/{run_id}/metrics/{name}")
+def metric(request: Request, run_id: str, name: str, buckets: int | None = Query(None, ge=1),
+           who: Principal = READ) -> Any:
+    core = _core(request)
+    own_run(core, who, run_id)
+    if buckets is not None:
+        return core.views.metric_buckets(_id(run_id, "run"), name, buckets)
+    history = core.views.metric_history(_id(run_id, "run"), name)
+    return {"steps": list(history.steps), "values": list(history.values)}
+
+
+@router.get("/ids")
+def ids(request: Request, prefix: str = Query(..., max_length=36, pattern="^[0-9a-f-]+$"),
+        kind: Literal["run", "artifact", "checkpoint", "any"] = "any",
+        limit: int = Query(4, ge=1, le=100), who: Principal = READ) -> list[str]:
+    return list(_core(request).views.ids_with_prefix(prefix, kind=kind, limit=limit,
+                                                     tenant=who.tenant_id))
+
+
+@router.get("/artifacts")
+def artifacts(request: Request, type: str | None = None, run: str | None = None,
+              alias: str | None = None, checksum: str | None = None, since: str | None = None,
+              until: str | None = None, as_of: str | None = None, status: str | None = None,
+              limit: int = Limit, offset: int = Offset, who: Principal = READ) -> list[Any]:
+    when: Any = as_of
+    if as_of is not None and as_of.startswith("@") and as_of[1:].isdigit():
+        when = int(as_of[1:])  # a log position, as `lineage artifacts --as-of @N`
+    rows: list[Any] = _core(request).views.artifacts(
+        type=_one_of(type, "type", ARTIFACT_TYPES), run=None if run is None else _id(run, "run"),
+        alias=alias, checksum=checksum, since=since, until=until, as_of=when, status=status,
+        limit=limit, offset=offset, tenant=who.tenant_id)
+    return rows
+
+
+@router.get("/artifacts/{artifact_id}")
+def artifact(request: Request, artifact_id: str, who: Principal = READ) -> dict[str, Any]:
+    row: dict[str, Any] = _core(request).views.artifact(_id(artifact_id, "artifact"))
+    if row["tenant_id"] != who.tenant_id:
+        raise ArtifactNotFoundError(artifact_id)
+    return row
+
+
+@router.get("/lineage/{node_id}")
+def lineage(request: Request, node_id: str,
+            direction: Literal["up", "down", "both"] = "up", depth: int = Query(20, ge=0, le=100),
+            who: Principal = READ) -> dict[str, Any]:
+    core = _core(request)
+    return dict(core.views.lineage(_own_node(core, who, node_id), direction=direction,
+                                   depth=depth))
+
+
+@router.get("/audit")
+def audit(request: Request, subject: str | None = None, actor: str | None = None,
+          kind: str | None = None, since: str | None = None, until: str | None = None,
+          steps: bool = False, after: int = Offset, limit: int = Limit,
+          who: Principal = READ) -> list[dict[str, Any]]:
+    core = _core(request)
+    rows = core.views.audit(subject=None if subject is None else _id(subject, "subject"),
+                            actor=actor, kind=kind, since=since, until=until,
+                            include_steps=steps, after=after, limit=limit, tenant=who.tenant_id)
+    return [row for row in rows if row.get("tenant_id", who.tenant_id) == who.tenant_id]
+
+
+@router.get("/aliases/{name}")
+def alias_history(request: Request, name: str, scope: str | None = None,
+                  who: Principal = READ) -> list[dict[str, Any]]:
+    core = _core(request)
+    rows = core.views.alias_history(name, scope=scope)
+    return [row for row in rows if core.owner("artifact", row["artifact_id"]) == who.tenant_id]
