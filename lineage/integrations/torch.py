@@ -37,8 +37,10 @@ from lineage.application.views import ArtifactView
 from lineage.domain.run import FINAL_STATUSES
 from lineage.errors import ChecksumMismatchError, NotFoundError, ValidationError
 from lineage.integrations import torch_file
+from lineage.integrations.background_saves import SAVES, PendingSave
 
-__all__ = ["Loaded", "Written", "load_checkpoint", "save_checkpoint", "write_checkpoint"]
+__all__ = ["Loaded", "PendingSave", "Written", "load_checkpoint", "save_checkpoint", "wait_for_saves",
+           "write_checkpoint"]
 
 
 class CheckpointRecorder(Protocol):
@@ -100,11 +102,65 @@ def write_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module,
     """Write a checkpoint file atomically (no lineage recorded); see ``save_checkpoint``.
     Raises ValidationError (naming the place) for state that cannot be stored, before the
     target is touched; any error leaves the target as it was."""
+    target = _target(path)
+    tensors, meta = _capture(model, optimizer, scheduler, step, epoch, extra, rng, run_id)
+    return Written(target, *torch_file.write(target, tensors, meta))
+
+
+def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
+                    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any = None, step: int, epoch: int | None = None,
+                    extra: Any = None, rng: bool = True, metadata: dict[str, Any] | None = None,
+                    background: bool = False) -> Any:
+    """Write the checkpoint (``write_checkpoint``) and register it on ``run`` as a
+    ``safetensors`` checkpoint at ``step`` with the digest computed while writing,
+    ``includes_optimizer`` when an optimizer was saved; the run's ``latest`` moves to it and its
+    retention policy applies. Returns the ``ArtifactRef`` once the file is durable (its
+    registration is queued: ``.wait()`` to block until committed).
+
+    ``background=True``: the state is copied to the CPU now (a memory copy) and the file is
+    written, fsynced, renamed and registered on a background thread, in order; returns a
+    ``PendingSave`` at once (``.wait()`` gives the committed ArtifactRef). Call
+    ``wait_for_saves()`` before finishing the run: a save registered after the run finished
+    is refused (RunFinishedError from its ``wait()``).
+    """
+    target = _target(path)
+    tensors, meta = _capture(model, optimizer, scheduler, step, epoch, extra, rng, run.id)
+    details = {"writer": "lineage.integrations.torch", "scheduler": scheduler is not None,
+               "rng": rng, **(metadata or {})}
+
+    def finish(snapshot: dict[str, torch.Tensor]) -> ArtifactRef:
+        _, digest = torch_file.write(target, snapshot, meta)
+        vouch_sha256(target, digest)
+        return run.save_checkpoint(target, step=step, format="safetensors",
+                                   includes_optimizer=optimizer is not None, metadata=details,
+                                   checksum=f"sha256:{digest}")
+
+    if not background:
+        return finish(tensors)
+    snapshot = {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}
+    return SAVES.submit(lambda: finish(snapshot))
+
+
+def wait_for_saves(timeout: float | None = None) -> None:
+    """Block until every ``save_checkpoint(background=True)`` handed over so far finished."""
+    SAVES.wait(timeout)
+
+
+def _target(path: str | os.PathLike[str]) -> Path:
     target = Path(path).expanduser().resolve()
     if not target.parent.is_dir():
         raise ValidationError("path", f"folder {target.parent} does not exist", str(path))
-    weights = dict(model.state_dict())
-    clash = next((name for name in weights if name.startswith(torch_file.PREFIX)), None)
+    return target
+
+
+def _capture(model: torch.nn.Module, optimizer: Any, scheduler: Any, step: int | None,
+             epoch: int | None, extra: Any, rng: bool,
+             run_id: UUID | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors to write (the model's, then the rest under ``__lineage__/``) and the header
+    metadata (every other value, as JSON now: later changes to the state do not reach it)."""
+    tensors: dict[str, torch.Tensor] = dict(model.state_dict())
+    clash = next((name for name in tensors if name.startswith(torch_file.PREFIX)), None)
     if clash is not None:
         raise ValidationError("model", f"has a tensor named {clash!r}; names starting with "
                                        f"{torch_file.PREFIX!r} are reserved")
@@ -112,33 +168,11 @@ def write_checkpoint(path: str | os.PathLike[str], *, model: torch.nn.Module,
              "optimizer": None if optimizer is None else optimizer.state_dict(),
              "scheduler": None if scheduler is None else scheduler.state_dict(),
              "rng": _rng_state() if rng else None, "extra": extra}
-    tensors: dict[str, torch.Tensor] = dict(weights)
     flat = torch_file.flatten(state, "state", tensors)
     meta = {"format": torch_file.FORMAT, "lineage.state": json.dumps(flat, allow_nan=True)}
     if run_id is not None:
         meta["lineage.run_id"] = str(run_id)
-    size, digest = torch_file.write(target, tensors, meta)
-    return Written(target, size, digest)
-
-
-def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
-                    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: Any = None, step: int, epoch: int | None = None,
-                    extra: Any = None, rng: bool = True,
-                    metadata: dict[str, Any] | None = None) -> ArtifactRef:
-    """Write the checkpoint (``write_checkpoint``) and register it on ``run`` as a
-    ``safetensors`` checkpoint at ``step`` with the digest computed while writing,
-    ``includes_optimizer`` when an optimizer was saved; the run's ``latest`` moves to it and its
-    retention policy applies. Returns the ``ArtifactRef`` at once (``.wait()`` to block).
-    The file is written in the caller's thread (it is the caller's data)."""
-    written = write_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler,
-                               step=step, epoch=epoch, extra=extra, rng=rng, run_id=run.id)
-    vouch_sha256(written.path, written.sha256)
-    meta = {"writer": "lineage.integrations.torch", "scheduler": scheduler is not None,
-            "rng": rng, **(metadata or {})}
-    return run.save_checkpoint(written.path, step=step, format="safetensors",
-                               includes_optimizer=optimizer is not None, metadata=meta,
-                               checksum=f"sha256:{written.sha256}")
+    return tensors, meta
 
 
 def load_checkpoint(registry: CheckpointRegistry | None, source: Any, model: torch.nn.Module, *,

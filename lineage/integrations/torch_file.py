@@ -38,6 +38,9 @@ for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
         _DTYPES[getattr(torch, _name)] = _code
 
 
+_PLAIN = {int, float, str, bool, type(None)}
+
+
 # -- nested state <-> (JSON, tensors) ------------------------------------------------------------
 
 def flatten(value: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -55,10 +58,12 @@ def flatten(value: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
         return {"__dict__": [[flatten(key, f"{where}/key{i}", tensors),
                               flatten(item, f"{where}/{i}", tensors)]
                              for i, (key, item) in enumerate(value.items())]}
-    if isinstance(value, tuple):
-        return {"__tuple__": [flatten(item, f"{where}/{i}", tensors) for i, item in enumerate(value)]}
-    if isinstance(value, list):
-        return [flatten(item, f"{where}/{i}", tensors) for i, item in enumerate(value)]
+    if isinstance(value, tuple | list):
+        if all(type(item) in _PLAIN for item in value):  # the Python RNG's 625 ints, fast
+            items: list[Any] = list(value)
+        else:
+            items = [flatten(item, f"{where}/{i}", tensors) for i, item in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
     if hasattr(value, "dtype") and hasattr(value, "tolist"):  # a NumPy array or scalar
         tensors[PREFIX + where] = torch.as_tensor(value)
         return {"__array__": PREFIX + where}

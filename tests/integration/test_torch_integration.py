@@ -23,6 +23,7 @@ from lineage.integrations.resources import ResourceSampler  # noqa: E402
 from lineage.integrations.torch import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
+    wait_for_saves,
     write_checkpoint,
 )
 
@@ -209,6 +210,28 @@ def test_a_failed_write_leaves_the_old_file_and_records_nothing(tmp_path: Path,
     assert sha256(path) == written.sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
     assert tracker.artifacts(type="checkpoint") == []
+
+
+def test_background_saves_land_in_order_and_report_refusals(tmp_path: Path,
+                                                            make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    model, optimizer, scheduler = build()
+    run = tracker.start_run("background")
+    pending = []
+    for step in (1, 2, 3):
+        run.log_step(step, {"loss": train_step(model, optimizer, scheduler)})
+        pending.append(save_checkpoint(run, tmp_path / f"{step}.safetensors", model=model,
+                                       optimizer=optimizer, step=step, background=True))
+    wait_for_saves()
+    refs = [p.wait() for p in pending]
+    for step, ref in zip((1, 2, 3), refs, strict=True):
+        assert ref.checksum == sha256(tmp_path / f"{step}.safetensors")
+    assert [tracker.artifact(r.id).parents for r in refs] == [[], [refs[0].id], [refs[1].id]]
+    run.finish().wait()
+    late = save_checkpoint(run, tmp_path / "late.safetensors", model=model, step=3,
+                           background=True)
+    with pytest.raises(lineage.RunFinishedError):
+        late.wait()
 
 
 def test_resource_sampler_hands_out_one_sample_per_interval() -> None:
