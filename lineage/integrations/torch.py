@@ -31,13 +31,12 @@ from uuid import UUID
 import torch
 from safetensors.torch import load as load_tensors
 
-from lineage.application.artifacts import vouch_sha256
 from lineage.application.handles import ArtifactRef
 from lineage.application.views import ArtifactView
-from lineage.domain.run import FINAL_STATUSES
 from lineage.errors import ChecksumMismatchError, NotFoundError, ValidationError
 from lineage.integrations import torch_file
 from lineage.integrations.background_saves import SAVES, PendingSave
+from lineage.integrations.recording import CheckpointRegistry, record_resume
 
 __all__ = ["Loaded", "PendingSave", "Written", "load_checkpoint", "save_checkpoint", "wait_for_saves",
            "write_checkpoint"]
@@ -51,23 +50,6 @@ class CheckpointRecorder(Protocol):
     def save_checkpoint(self, path: str | os.PathLike[str], *, step: int, format: str | None = ...,
                         includes_optimizer: bool = ..., metadata: dict[str, Any] | None = ...,
                         checksum: str | None = ...) -> ArtifactRef: ...
-
-
-class CheckpointRegistry(Protocol):
-    """What ``load_checkpoint`` reads and records through: the tracker's registry and runs."""
-
-    def artifact(self, artifact: Any) -> ArtifactView: ...
-
-    def artifacts(self, *, type: str | None = ..., run: Any = ...,
-                  checksum: str | None = ..., limit: int = ...,
-                  offset: int = ...) -> list[ArtifactView]: ...
-
-    def run(self, run: Any) -> Any: ...
-
-    def run_handle(self, run: Any) -> Any: ...
-
-    def resume_run(self, previous: Any, checkpoint: Any, *, name: str | None = ...,
-                   optimizer_restored: bool = ..., step: int | None = ...) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -130,8 +112,7 @@ def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
                "rng": rng, **(metadata or {})}
 
     def finish(snapshot: dict[str, torch.Tensor]) -> ArtifactRef:
-        _, digest = torch_file.write(target, snapshot, meta)
-        vouch_sha256(target, digest)
+        _, digest = torch_file.write(target, snapshot, meta)  # vouched for: not read again
         return run.save_checkpoint(target, step=step, format="safetensors",
                                    includes_optimizer=optimizer is not None, metadata=details,
                                    checksum=f"sha256:{digest}")
@@ -216,7 +197,8 @@ def load_checkpoint(registry: CheckpointRegistry | None, source: Any, model: tor
     loaded = Loaded(state.get("step"), state.get("epoch"), digest, restored, state.get("extra"),
                     view, None, meta)
     if registry is not None and view is not None:
-        loaded.run = _record_resume(registry, view, loaded, resume, into, name)
+        loaded.run = record_resume(registry, view, optimizer_restored=restored, resume=resume,
+                                   into=into, name=name)
     return loaded
 
 
@@ -269,24 +251,6 @@ def _local_path(uri: str) -> Path:
         raise ValidationError("source", f"checkpoint {uri} is not a local file", uri)
     from urllib.parse import unquote, urlparse
     return Path(unquote(urlparse(uri).path))
-
-
-def _record_resume(registry: CheckpointRegistry, view: ArtifactView, loaded: Loaded,
-                   resume: bool, into: Any, name: str | None) -> Any:
-    if into is not None:
-        into.use_input(view.id, role="resume").wait()
-        into.continue_from(view.id)
-        return into
-    if not resume or view.run_id is None:
-        return None
-    optimizer_restored = loaded.optimizer_restored and bool(view.includes_optimizer)
-    new_run = registry.resume_run(view.run_id, view.id, name=name,
-                                  optimizer_restored=optimizer_restored)
-    old = registry.run(view.run_id)
-    if old.status not in FINAL_STATUSES:
-        registry.run_handle(view.run_id).finish(
-            "superseded", reason=f"resumed as {new_run.id}", superseded_by=new_run.id).wait()
-    return new_run
 
 
 def _rng_state() -> dict[str, Any]:

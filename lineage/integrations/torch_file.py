@@ -7,25 +7,23 @@ tensor (param groups, step counters, the Python RNG...) as JSON in the header's
 safetensors reader opens the file; ``weights_of`` gives the model's part alone.
 
 ``write`` streams the tensors one at a time (one on the CPU at a time: a GPU model is not copied
-whole), feeding each chunk to SHA-256 as it goes, into a temporary file beside the target that
-is fsynced and then renamed over it (and the folder fsynced): the target is either the old file
-or the whole new one, never a torn one. Needs torch.
+whole) through ``files.write_atomic``: hashed as written, fsynced, renamed over the target.
+Needs torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lineage.errors import ValidationError
+from lineage.integrations.files import write_atomic
 
 PREFIX = "__lineage__/"
 FORMAT = "lineage-torch-checkpoint/1"
@@ -93,23 +91,15 @@ def unflatten(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 def write(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[int, str]:
     """Write ``tensors`` and ``metadata`` to ``path`` atomically; returns (size, SHA-256 hex)
     of the bytes written, hashed while writing (the file is never read back). On any error
-    the target is left as it was and the temporary file removed."""
+    the target is left as it was (``files.write_atomic``)."""
     header = _header(tensors, metadata)
-    digest = hashlib.sha256()
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            size = _put(handle, digest, struct.pack("<Q", len(header)) + header)
-            for tensor in tensors.values():
-                size += _put(handle, digest, _tensor_bytes(tensor))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return size, digest.hexdigest()
+
+    def chunks() -> Iterator[bytes | memoryview]:
+        yield struct.pack("<Q", len(header)) + header
+        for tensor in tensors.values():
+            yield _tensor_bytes(tensor)
+
+    return write_atomic(path, chunks())
 
 
 def read(path: Path) -> tuple[bytes, str]:
@@ -147,20 +137,3 @@ def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     cpu = tensor.detach().to("cpu").contiguous().reshape(-1)
     buffer: Any = cpu.view(torch.uint8).numpy()
     return memoryview(buffer)
-
-
-def _put(handle: Any, digest: Any, chunk: bytes | memoryview) -> int:
-    digest.update(chunk)
-    handle.write(chunk)
-    return len(chunk)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder; its rename is durable enough there
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
