@@ -41,7 +41,7 @@ from transformers import TrainerCallback
 from lineage.application.artifacts import sha256_file
 from lineage.integrations import hf_spec
 from lineage.integrations.files import MANIFEST_NAME, manifest_differences, write_manifest
-from lineage.integrations.recording import CheckpointRegistry, record_resume
+from lineage.integrations.recording import CheckpointRegistry, Rotation, record_resume
 from lineage.integrations.resources import ResourceSampler
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class LineageCallback(TrainerCallback):
         self._step = 0
         self._evaluation: tuple[int, dict[str, float]] | None = None
         self._previous_hook: Any = None
-        self._folders: dict[str, Any] = {}  # live checkpoint folder -> its artifact id
+        self._rotation: Rotation | None = None  # the folders save_total_limit may delete
 
     # -- TrainerCallback hooks ---------------------------------------------------------------
 
@@ -123,9 +123,12 @@ class LineageCallback(TrainerCallback):
             tags = {**(self.tags or {}), "resume_verified": "; ".join(differences) or "ok"}
             self.run = record_resume(self.tracker, view, name=name, job=job, tags=tags,
                                      optimizer_restored=not args.save_only_model)
-            self._folders = self._live_folders(view.run_id)
+            self._rotation = Rotation(self.tracker)
+            self._rotation.paths.update(self._live_folders(view.run_id))
         if self.run is None:
             self.run = self.tracker.start_run(name, job=job, tags=self.tags)
+        if self._rotation is None:
+            self._rotation = Rotation(self.tracker)
         self._previous_hook, sys.excepthook = sys.excepthook, self._excepthook
 
     def _resumed_from(self, args: Any, state: Any) -> tuple[Any, list[str]] | None:
@@ -161,15 +164,6 @@ class LineageCallback(TrainerCallback):
             run_id = self.tracker.run(run_id).resumed_from
         return folders
 
-    def _record_deletions(self, limit: Any) -> None:
-        """Folders the Trainer deleted (``save_total_limit``): retired, bytes already gone."""
-        for folder, artifact_id in list(self._folders.items()):
-            if not Path(folder).exists():
-                del self._folders[folder]
-                self.tracker.retire_artifact(
-                    artifact_id, f"the Trainer deleted {folder} (save_total_limit={limit})",
-                    bytes_gone=True)
-
     def _log(self, state: Any, logs: dict[str, Any]) -> None:
         if any(key.startswith("eval_") for key in logs) or "train_runtime" in logs:
             return  # evaluations come through on_evaluate; the end summary is no step
@@ -195,8 +189,10 @@ class LineageCallback(TrainerCallback):
             includes_optimizer=bool(names.intersection(_OPTIMIZER_FILES)),
             metadata={"framework": "transformers", "directory": str(folder.resolve()),
                       "files": len(files), "bytes": sum(entry["size"] for entry in files)})
-        self._folders[str(folder.resolve())] = ref.id
-        self._record_deletions(args.save_total_limit)
+        if self._rotation is not None:
+            self._rotation.add(folder.resolve(), ref.id)
+            self._rotation.retire_missing("the Trainer deleted {path} (save_total_limit="
+                                          f"{args.save_total_limit})")
 
     def _flush_evaluation(self) -> None:
         if self._evaluation is not None and self.run is not None:

@@ -61,3 +61,28 @@ def record_resume(registry: CheckpointRegistry, checkpoint: ArtifactView, *,
         registry.run_handle(checkpoint.run_id).finish(
             "superseded", reason=f"resumed as {new_run.id}", superseded_by=new_run.id).wait()
     return new_run
+
+
+class Rotation:
+    """The live checkpoints a framework may delete by its own rule (HF ``save_total_limit``,
+    Lightning ``save_top_k``), by path: once a path is gone, its checkpoint is retired with
+    the reason, its bytes recorded ``already_gone``: retention, not lost lineage."""
+
+    def __init__(self, registry: CheckpointRegistry) -> None:
+        self.registry = registry
+        self.paths: dict[str, Any] = {}  # path -> artifact id
+
+    def add(self, path: Any, artifact_id: Any) -> None:
+        self.paths[str(path)] = artifact_id
+
+    def retire_missing(self, reason: str) -> list[Any]:
+        """Retire the checkpoints whose path is gone (``reason``: ``{path}`` is filled in);
+        returns their ids. Does not wait for the commits."""
+        import os
+
+        gone = [(path, artifact_id) for path, artifact_id in self.paths.items()
+                if not os.path.exists(path)]
+        for path, artifact_id in gone:
+            del self.paths[path]
+            self.registry.retire_artifact(artifact_id, reason.format(path=path), bytes_gone=True)
+        return [artifact_id for _, artifact_id in gone]
