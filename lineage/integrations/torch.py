@@ -174,6 +174,9 @@ def load_checkpoint(registry: CheckpointRegistry | None, source: Any, model: tor
     optimizer was given and saved), and the old run, if still open, is finished
     ``superseded``. ``registry=None`` loads without checking or recording anything.
     """
+    if registry is None and not _is_path(source):
+        raise ValidationError("source", "a checkpoint named by id needs the tracker (registry=)",
+                              str(source))
     view = _registered(registry, source) if registry is not None and not _is_path(source) else None
     path = _local_path(view.uri) if view is not None else Path(os.fspath(source)).expanduser().resolve()
     data, digest = torch_file.read(path)
