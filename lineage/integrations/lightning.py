@@ -16,6 +16,8 @@ What it records (global rank 0 only):
   ``save_weights_only``; its monitor, mode and score in the metadata), then the best-k mapped to
   run-scoped aliases: ``best`` and ``top-1`` ... ``top-k`` in ``best_k_models`` order;
   a file ``ModelCheckpoint`` removed (``save_top_k``) is retired, bytes ``already_gone``;
+- ``resume_from=ckpt_path`` (the path given to ``fit(ckpt_path=...)``): the run is a new run
+  resumed from that registered checkpoint (its SHA-256 must be the registered one);
 - ``finalize``: the run finished ``completed``, or ``failed`` with the exception Lightning
   was handling (its type and message recorded as the failure), or ``cancelled`` when a signal
   ended training.
@@ -34,8 +36,9 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lineage.application.artifacts import sha256_file
 from lineage.integrations.hf_spec import numbers
-from lineage.integrations.recording import CheckpointRegistry, Rotation
+from lineage.integrations.recording import CheckpointRegistry, Rotation, record_resume
 from lineage.integrations.resources import ResourceSampler
 
 log = logging.getLogger(__name__)
@@ -47,13 +50,17 @@ class LineageLogger(Logger):
 
     ``tracker`` (default ``lineage.Tracker()``, closed in ``finalize``), ``name`` (the run's
     name, default ``"lightning"``), ``tags``, ``job`` (more job spec fields, e.g. a
-    ``checkpoint_policy``), ``sample_every_s`` (resource sampler interval).
+    ``checkpoint_policy``), ``sample_every_s`` (resource sampler interval), ``resume_from``
+    (the ``ckpt_path`` given to ``fit``: the run is recorded as resumed from that registered
+    checkpoint, whose bytes are checked).
     """
 
     def __init__(self, tracker: CheckpointRegistry | None = None, *, name: str = "lightning",
                  tags: dict[str, Any] | None = None, job: dict[str, Any] | None = None,
-                 sample_every_s: float = 30.0, strict: bool = False) -> None:
+                 sample_every_s: float = 30.0, strict: bool = False,
+                 resume_from: str | Path | None = None) -> None:
         super().__init__()
+        self._resume_from = None if resume_from is None else Path(resume_from).resolve()
         self.tracker: Any = tracker
         self._owns_tracker = tracker is None
         self._name, self._tags, self._job = name, tags, dict(job or {})
@@ -101,9 +108,33 @@ class LineageLogger(Logger):
             if self.tracker is None:
                 import lineage
                 self.tracker = lineage.Tracker()
-            self.run = self.tracker.start_run(self._name, job=self._job_spec(), tags=self._tags)
+            resumed = self._resumed_checkpoint()
+            if resumed is not None:
+                self.run = record_resume(self.tracker, resumed, name=self._name,
+                                         job=self._job_spec(), tags=self._tags,
+                                         optimizer_restored=bool(resumed.includes_optimizer))
+            if self.run is None:
+                self.run = self.tracker.start_run(self._name, job=self._job_spec(),
+                                                  tags=self._tags)
             self.rotation = Rotation(self.tracker)
         return self.run
+
+    def _resumed_checkpoint(self) -> Any:
+        """The registered checkpoint at ``resume_from`` with the bytes it has now, or None
+        (logged: a file never registered, or changed since, is no resume lineage can vouch
+        for)."""
+        if self._resume_from is None:
+            return None
+        _, digest = sha256_file(self._resume_from)
+        uri = self._resume_from.as_uri()
+        found = [view for view in self.tracker.artifacts(type="checkpoint",
+                                                         checksum=f"sha256:{digest}")
+                 if view.uri == uri]
+        if not found:
+            log.warning("lineage: %s is not a registered checkpoint with these bytes: "
+                        "recorded as a new run", self._resume_from)
+            return None
+        return found[-1]
 
     def _job_spec(self) -> dict[str, Any]:
         learning = {key: self._hparams[name] for key, names in (

@@ -46,14 +46,15 @@ def loader(seed: int) -> Any:
     return torch.utils.data.DataLoader(data, batch_size=8)
 
 
-def fit(tmp_path: Path, logger: LineageLogger, module: Any) -> Any:
+def fit(tmp_path: Path, logger: LineageLogger, module: Any, *, max_steps: int = 6,
+        ckpt_path: Any = None) -> Any:
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss",
                                               mode="min", save_top_k=2)
-    trainer = pl.Trainer(max_steps=6, val_check_interval=2, limit_val_batches=2,
+    trainer = pl.Trainer(max_steps=max_steps, val_check_interval=2, limit_val_batches=2,
                          log_every_n_steps=1, callbacks=[checkpoint], logger=logger,
                          accelerator="cpu", enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(module, loader(1), loader(2))
+    trainer.fit(module, loader(1), loader(2), ckpt_path=ckpt_path)
     return checkpoint
 
 
@@ -96,3 +97,18 @@ def test_an_exception_in_training_is_the_runs_failure(tmp_path: Path, make_track
     run = tracker.runs()[0]
     assert (run.status, run.failures) == ("failed", 1)
     assert "RuntimeError: diverged at step 3" in tracker.run(run.id).status_reason
+
+
+def test_fit_resumed_from_a_checkpoint_is_a_resume(tmp_path: Path, make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    first = fit(tmp_path, LineageLogger(tracker, strict=True), Tiny(), max_steps=4)
+    old = tracker.runs()[0]
+    path = first.last_model_path or first.best_model_path
+    fit(tmp_path, LineageLogger(tracker, strict=True, resume_from=path), Tiny(),
+        ckpt_path=path)
+    new = next(run for run in tracker.runs() if run.id != old.id)
+    ckpt = next(v for v in tracker.artifacts(type="checkpoint", run=old.id)
+                if Path(unquote(urlparse(v.uri).path)) == Path(path).resolve())
+    assert (new.resumed_from, new.resumed_checkpoint, new.status) == (old.id, ckpt.id,
+                                                                      "completed")
+    assert tracker.artifacts(type="checkpoint", run=new.id)[0].parents == [ckpt.id]
