@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +25,9 @@ from lineage.errors import ChecksumMismatchError, ValidationError
 
 REMOTE_SCHEMES = tuple(validation.REMOTE_URI_FORMS)
 CHUNK = 1024 * 1024
+_WRITTEN_MAX = 256  # files whose writer vouched for their digest (see ``vouch_sha256``)
+_written: OrderedDict[tuple[str, int, int, int, int, int], str] = OrderedDict()
+_written_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,32 @@ def sha256_file(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int, int, int]:
+    st = path.stat()
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def vouch_sha256(path: str | os.PathLike[str], digest: str) -> None:
+    """Record that this process just wrote ``path`` and hashed its bytes while writing them
+    (``digest``: hex SHA-256), so registering it does not read the file again. Only this exact
+    file is trusted: another inode, size, mtime or ctime (the file replaced or written again)
+    is hashed as usual. Thread-safe; keeps the last 256 files."""
+    key = _stat_key(Path(path).expanduser().resolve())
+    with _written_lock:
+        _written[key] = digest
+        _written.move_to_end(key)
+        while len(_written) > _WRITTEN_MAX:
+            _written.popitem(last=False)
+
+
+def _sha256_of(path: Path) -> tuple[int, str]:
+    """(size, hex digest), from what the writer vouched for when the file is unchanged."""
+    key = _stat_key(path)
+    with _written_lock:
+        digest = _written.get(key)
+    return (key[3], digest) if digest is not None else sha256_file(path)
 
 
 def hash_file(path: Path, algorithm: str) -> str:
@@ -141,7 +172,7 @@ def _locate_local(path: Path, supplied: tuple[str, str] | None, field: str) -> L
         raise ValidationError(field, f"local file {path} does not exist", str(path))
     if not path.is_file():
         raise ValidationError(field, f"{path} is not a regular file", str(path))
-    size, digest = sha256_file(path)
+    size, digest = _sha256_of(path)
     if supplied is not None:
         algorithm, expected = supplied
         actual = digest if algorithm == "sha256" else hash_file(path, algorithm)

@@ -210,6 +210,27 @@ class TrackerService(ReadAPI):
 
         return self.submit(f"move alias {name}", move, envelope)
 
+    def retire_artifact(self, artifact: ArtifactLike, reason: str, *, policy: str | None = None,
+                        bytes_gone: bool = False, event_id: Any = None) -> Pending:
+        """Retire ``artifact`` with ``reason``: by hand (``policy`` None), or in the name of a
+        retention ``policy`` (then a pinned artifact is refused: InvariantError on ``wait()``).
+        ``bytes_gone``: something else already deleted its bytes (a framework's own rotation),
+        recorded as the deletion's outcome ``already_gone``; else the bytes are left as they
+        are. Retiring it again is a no-op."""
+        artifact_id = id_of(artifact, "artifact")
+        reason = validation.text(reason, "reason", max_length=validation.TEXT_MAX, multiline=True)
+        policy = validation.optional_text(policy, "policy")
+        gone = validation.bool_flag(bytes_gone, "bytes_gone")
+
+        def retire(uow: UnitOfWork) -> None:
+            found = uow.artifact(artifact_id)
+            found.retire(reason, policy, uow.envelope(), uow.timestamp)
+            if gone:
+                found.record_deletion("already_gone", f"deleted elsewhere: {reason}"[:8192],
+                                      uow.envelope(), uow.timestamp)
+
+        return self.submit(f"retire {artifact_id}", retire, self.envelope(event_id))
+
     # -- runs ----------------------------------------------------------------------------------
 
     def start_run(self, name: str, *, job: dict[str, Any] | None = None,

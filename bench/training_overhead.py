@@ -1,0 +1,219 @@
+"""What recording costs a real PyTorch training loop: the same loop with and without the
+tracker, in one process, runs alternating, overhead as a share of the step time.
+
+Each run trains a small MLP (``--hidden``, ``--batch``: steps of a few ms on a CPU) for
+``--steps`` steps. The baseline does what a loop without lineage does: the step, ``loss.item()``
+and a checkpoint every ``--every`` steps with ``torch.save`` (weights, optimizer, scheduler,
+RNG). The tracked run adds ``run.log_step`` every step (loss, lr, grad_norm, epoch; resources
+from a ``ResourceSampler`` once per ``--sample-s``) and saves its checkpoints with
+``lineage.integrations.torch.save_checkpoint`` (one safetensors file, fsynced, hashed while
+written, registered; retention ``keep_last=3``) on a SQLite store, in two variants: the
+synchronous save (the fsyncs on the training thread) and ``background=True`` (a CPU copy on
+the training thread, the rest on a background thread). Runs rotate baseline, synchronous,
+background (``--pairs`` rounds, after one warm-up round; who goes first rotates); the overhead
+is the median over rounds of (tracked / baseline - 1) of the run's time, the whole loop
+included (checkpoints too). The time spent inside lineage calls on the training thread is printed beside
+it. The device is picked here: CUDA when there is one (``--device`` to choose).
+
+Targets (issue 12): overhead <= 1 % on a CPU, <= 0.5 % on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import Report, bench_parser, open_tracker, single_store, temp_store
+
+from lineage.integrations.resources import ResourceSampler
+from lineage.integrations.torch import save_checkpoint, wait_for_saves
+
+TARGETS = {"cpu": 1.0, "cuda": 0.5}
+VARIANTS = ["baseline", "sync", "background"]
+
+
+def pick_device(wanted: str | None) -> torch.device:
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Loop:
+    """One model, optimizer and scheduler, trained on random batches made on the device."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        torch.manual_seed(0)
+        width = args.hidden
+        self.device = device
+        self.model = torch.nn.Sequential(
+            torch.nn.Linear(128, width), torch.nn.GELU(), torch.nn.Linear(width, width),
+            torch.nn.GELU(), torch.nn.Linear(width, 10)).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=10_000)
+        self.x = torch.randn(args.batch, 128, device=device)
+        self.y = torch.randint(0, 10, (args.batch,), device=device)
+
+    def step(self) -> tuple[float, float]:
+        loss = torch.nn.functional.cross_entropy(self.model(self.x), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), norm.item()
+
+    def plain_save(self, path: Path, step: int) -> None:
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "rng": torch.get_rng_state(),
+                    "step": step}, path)
+
+
+def baseline_run(loop: Loop, args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    clock, thread = time.perf_counter, time.thread_time
+    saving = saving_cpu = 0.0
+    cpu, start = thread(), clock()
+    for step in range(1, args.steps + 1):
+        loop.step()
+        if step % args.every == 0:
+            mark, mark_cpu = clock(), thread()
+            loop.plain_save(folder / f"plain-{step}.pt", step)
+            saving += clock() - mark
+            saving_cpu += thread() - mark_cpu
+    _sync(loop.device)
+    return {"wall": clock() - start, "cpu": thread() - cpu, "save": saving,
+            "save_cpu": saving_cpu}
+
+
+def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any,
+                index: int, background: bool) -> dict[str, float]:
+    clock, thread = time.perf_counter, time.thread_time
+    run = tracker.start_run(f"overhead-{index}", job={
+        "model": "mlp", "checkpoint_policy": {"strategy": "steps", "save_every": args.every,
+                                              "keep_last": 3, "format": "safetensors"}})
+    sampler = ResourceSampler(interval_s=args.sample_s)
+    logging = saving = inside_cpu = 0.0
+    cpu, start = thread(), clock()
+    for step in range(1, args.steps + 1):
+        loss, norm = loop.step()
+        mark, mark_cpu = clock(), thread()
+        run.log_step(step, {"loss": loss, "lr": loop.scheduler.get_last_lr()[0],
+                            "grad_norm": norm}, epoch=step // 1000, resources=sampler.poll())
+        logged = clock()
+        logging += logged - mark
+        if step % args.every == 0:
+            save_checkpoint(run, folder / f"step-{index}-{step}.safetensors", model=loop.model,
+                            optimizer=loop.optimizer, scheduler=loop.scheduler, step=step,
+                            background=background)
+            saving += clock() - logged
+        inside_cpu += thread() - mark_cpu
+    _sync(loop.device)
+    mark = clock()
+    wait_for_saves()  # the last background save, before the run finishes
+    saving += clock() - mark
+    wall, cpu = clock() - start, thread() - cpu
+    run.finish()
+    return {"wall": wall, "cpu": cpu, "log": logging, "save": saving, "inside_cpu": inside_cpu}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(report: Report, args: argparse.Namespace, url: str) -> None:
+    device = pick_device(args.device)
+    if args.threads and device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    loop = Loop(args, device)
+    params = sum(p.numel() for p in loop.model.parameters())
+    report.section(f"{device.type}: MLP {params:,} parameters, batch {args.batch}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    report.note(f"device {device} ({name}); torch {torch.__version__}, "
+                f"{torch.get_num_threads()} threads; {args.steps} steps a run, a checkpoint "
+                f"every {args.every}, {args.pairs} rounds after 1 warm-up round")
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="lineage_bench_ckpt_") as temp:
+        folder = Path(temp)
+        tracker = open_tracker(url, args)
+        try:
+            for pair in range(args.pairs + 1):
+                shift = pair % len(VARIANTS)  # who goes first rotates
+                for name in VARIANTS[shift:] + VARIANTS[:shift]:
+                    result = (baseline_run(loop, args, folder) if name == "baseline" else
+                              tracked_run(loop, args, folder, tracker, pair,
+                                          name == "background"))
+                    tracker.flush()  # its commits and retention land between runs
+                    if pair > 0:
+                        results[name].append(result)
+        finally:
+            tracker.close()
+    for name in VARIANTS[1:]:
+        report.section(f"{device.type}: {name} saves "
+                       + ("(save_checkpoint(background=True))" if name == "background"
+                          else "(save_checkpoint, synchronous: fsync on the training thread)"))
+        figures(report, args, device, results["baseline"], results[name])
+
+
+def figures(report: Report, args: argparse.Namespace, device: torch.device,
+            baselines: list[dict[str, float]], tracked: list[dict[str, float]]) -> None:
+    per_step = 1000 / args.steps
+    saves = max(1, args.steps // args.every)
+    target = TARGETS.get(device.type, 1.0)
+    pairs = list(zip(tracked, baselines, strict=True))
+    wall = [100 * (t["wall"] / b["wall"] - 1) for t, b in pairs]
+    cpu = [100 * (t["cpu"] / b["cpu"] - 1) for t, b in pairs]
+    # the training thread's extra time: log_step and the sampler, and what a checkpoint costs
+    # beyond the baseline's own torch.save (the baseline saves too)
+    direct = [100 * (t["log"] + t["save"] - b["save"]) / b["wall"] for t, b in pairs]
+    report.figure("baseline step (median)",
+                  statistics.median(b["wall"] * per_step for b in baselines), "ms", fmt="{:,.3f}")
+    report.figure("tracked step (median)",
+                  statistics.median(t["wall"] * per_step for t in tracked), "ms", fmt="{:,.3f}")
+    report.figure("overhead, wall (median)", statistics.median(wall), "%", fmt="{:,.2f}",
+                  target=("<=", target), note="tracked/baseline - 1 of whole runs, rounds: "
+                  + " ".join(f"{r:+.1f}" for r in wall))
+    report.figure("overhead, thread CPU", statistics.median(cpu), "%", fmt="{:,.2f}",
+                  note="the training thread's CPU time: blind to other processes' load")
+    report.figure("overhead, timed calls", statistics.median(direct), "%", fmt="{:,.2f}",
+                  target=("<=", target), note="log_step + sampler + (save_checkpoint - torch.save)")
+    inside_cpu = [100 * (t["inside_cpu"] - b["save_cpu"]) / b["cpu"] for t, b in pairs]
+    report.figure("overhead, CPU in calls", statistics.median(inside_cpu), "%", fmt="{:,.2f}",
+                  note="the same calls' CPU time on the training thread, over the baseline's")
+    report.figure("log_step + sampler", statistics.median(
+        t["log"] * 1e6 / args.steps for t in tracked), "us/step", fmt="{:,.2f}")
+    report.figure("save_checkpoint", statistics.median(t["save"] * 1e3 / saves for t in tracked),
+                  "ms each", fmt="{:,.2f}", note="on the training thread")
+    report.figure("torch.save (baseline)", statistics.median(
+        b["save"] * 1e3 / saves for b in baselines), "ms each", fmt="{:,.2f}", note="no fsync")
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, postgres_default=False)
+    parser.add_argument("--steps", type=int, default=300, help="steps a run (300)")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="rounds of baseline, synchronous, background runs (4)")
+    parser.add_argument("--every", type=int, default=100, help="checkpoint every N steps (100)")
+    parser.add_argument("--hidden", type=int, default=256, help="MLP width (256)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (32)")
+    parser.add_argument("--sample-s", type=float, default=1.0,
+                        help="resource sampler interval in seconds (1)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads on the CPU (1: the training thread has one core, "
+                             "the tracker's writer may use the other; 0: torch's default)")
+    args = parser.parse_args()
+    random.seed(0)
+    report = Report.start("bench/training_overhead.py: lineage's cost in a PyTorch loop")
+    with temp_store(single_store(args), args, report) as store:
+        bench(report, args, store.url)
+    report.finish(args.json)
+
+
+if __name__ == "__main__":
+    main()

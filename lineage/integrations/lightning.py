@@ -1,0 +1,219 @@
+"""Lightning: ``LineageLogger``, a ``Logger`` that also registers ``ModelCheckpoint`` saves
+(``lineage[lightning]``).
+
+    trainer = lightning.Trainer(..., logger=LineageLogger(tracker))
+
+What it records (global rank 0 only):
+
+- the run, started at the first thing logged, its job spec holding the module's
+  hyperparameters (``save_hyperparameters()``; a ``learning_rate``/``lr`` and ``batch_size``
+  among them fill ``learning``) and ``job=`` if given;
+- ``log_metrics``: the training metrics as a step (``epoch`` as the step's epoch; resources
+  once per ``sample_every_s``), the validation ones (names starting with ``val``) as an
+  evaluation at that step;
+- each ``ModelCheckpoint`` save as it happens (``after_save_checkpoint``): the file registered
+  as a ``pytorch`` checkpoint at the step it was saved (``includes_optimizer`` unless
+  ``save_weights_only``; its monitor, mode and score in the metadata), then the best-k mapped to
+  run-scoped aliases: ``best`` and ``top-1`` ... ``top-k`` in ``best_k_models`` order;
+  a file ``ModelCheckpoint`` removed (``save_top_k``) is retired, bytes ``already_gone``;
+- ``resume_from=ckpt_path`` (the path given to ``fit(ckpt_path=...)``): the run is a new run
+  resumed from that registered checkpoint (its SHA-256 must be the registered one);
+- ``finalize``: the run finished ``completed``, or ``failed`` with the exception Lightning
+  was handling (its type and message recorded as the failure), or ``cancelled`` when a signal
+  ended training.
+
+Telemetry never breaks training: a failing call is logged once (``strict=True`` re-raises).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lineage.application.artifacts import sha256_file
+from lineage.integrations.hf_spec import numbers
+from lineage.integrations.recording import CheckpointRegistry, Rotation, record_resume
+from lineage.integrations.resources import ResourceSampler
+
+log = logging.getLogger(__name__)
+__all__ = ["LineageLogger"]
+
+
+class LineageLogger(Logger):
+    """Records a Lightning ``Trainer``'s training as a lineage run (see the module docstring).
+
+    ``tracker`` (default ``lineage.Tracker()``, closed in ``finalize``), ``name`` (the run's
+    name, default ``"lightning"``), ``tags``, ``job`` (more job spec fields, e.g. a
+    ``checkpoint_policy``), ``sample_every_s`` (resource sampler interval), ``resume_from``
+    (the ``ckpt_path`` given to ``fit``: the run is recorded as resumed from that registered
+    checkpoint, whose bytes are checked).
+    """
+
+    def __init__(self, tracker: CheckpointRegistry | None = None, *, name: str = "lightning",
+                 tags: dict[str, Any] | None = None, job: dict[str, Any] | None = None,
+                 sample_every_s: float = 30.0, strict: bool = False,
+                 resume_from: str | Path | None = None) -> None:
+        super().__init__()
+        self._resume_from = None if resume_from is None else Path(resume_from).resolve()
+        self.tracker: Any = tracker
+        self._owns_tracker = tracker is None
+        self._name, self._tags, self._job = name, tags, dict(job or {})
+        self._hparams: dict[str, Any] = {}
+        self.sampler = ResourceSampler(sample_every_s)
+        self.strict = strict
+        self.run: Any = None
+        self.errors = 0
+        self.rotation: Rotation | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str:
+        return "" if self.run is None else str(self.run.id)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        values = dict(vars(params) if hasattr(params, "__dict__") and not isinstance(params, dict)
+                      else params or {})
+        self._hparams.update(json.loads(json.dumps(values, default=str)))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self._guard("log_metrics", self._log_metrics, metrics, step)
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        self._guard("after_save_checkpoint", self._register, checkpoint_callback)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self.run is not None:
+            self._guard("finalize", self._finish, status, sys.exc_info()[1])
+        if self._owns_tracker and self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
+
+    # -- what the hooks do -------------------------------------------------------------------
+
+    def _start(self) -> Any:
+        if self.run is None:
+            if self.tracker is None:
+                import lineage
+                self.tracker = lineage.Tracker()
+            resumed = self._resumed_checkpoint()
+            if resumed is not None:
+                self.run = record_resume(self.tracker, resumed, name=self._name,
+                                         job=self._job_spec(), tags=self._tags,
+                                         optimizer_restored=bool(resumed.includes_optimizer))
+            if self.run is None:
+                self.run = self.tracker.start_run(self._name, job=self._job_spec(),
+                                                  tags=self._tags)
+            self.rotation = Rotation(self.tracker)
+        return self.run
+
+    def _resumed_checkpoint(self) -> Any:
+        """The registered checkpoint at ``resume_from`` with the bytes it has now, or None
+        (logged: a file never registered, or changed since, is no resume lineage can vouch
+        for)."""
+        if self._resume_from is None:
+            return None
+        _, digest = sha256_file(self._resume_from)
+        uri = self._resume_from.as_uri()
+        found = [view for view in self.tracker.artifacts(type="checkpoint",
+                                                         checksum=f"sha256:{digest}")
+                 if view.uri == uri]
+        if not found:
+            log.warning("lineage: %s is not a registered checkpoint with these bytes: "
+                        "recorded as a new run", self._resume_from)
+            return None
+        return found[-1]
+
+    def _job_spec(self) -> dict[str, Any]:
+        learning = {key: self._hparams[name] for key, names in (
+            ("learning_rate", ("learning_rate", "lr")), ("batch_size", ("batch_size",)))
+            for name in names if name in self._hparams}
+        spec: dict[str, Any] = {"metadata": {"framework": "lightning",
+                                             "hyperparameters": self._hparams}}
+        if learning:
+            spec["learning"] = learning
+        spec.update(self._job)
+        return spec
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int | None) -> None:
+        run = self._start()
+        values = numbers(metrics)
+        step = int(step or 0)
+        evaluation = {k: v for k, v in values.items() if k.startswith("val")}
+        epoch = values.pop("epoch", None)
+        training = {k: v for k, v in values.items() if k not in evaluation}
+        if training or run.max_step is None or run.max_step < step:
+            run.log_step(step, training, epoch=None if epoch is None else int(epoch),
+                         resources=self.sampler.poll())
+        if evaluation:
+            run.log_eval(step, evaluation)
+
+    def _register(self, callback: Any) -> None:
+        run = self._start()
+        path = getattr(callback, "_last_checkpoint_saved", None) or callback.best_model_path
+        step = int(getattr(callback, "_last_global_step_saved", run.max_step or 0))
+        if run.max_step is None or run.max_step < step:
+            run.log_step(step, {})  # a checkpoint follows a step of its run
+        score = callback.best_k_models.get(path)
+        ref = run.save_checkpoint(
+            path, step=step, format="pytorch",
+            includes_optimizer=not getattr(callback, "save_weights_only", False),
+            metadata={"framework": "lightning", "monitor": callback.monitor,
+                      "mode": callback.mode, "save_top_k": callback.save_top_k,
+                      "score": None if score is None else float(score)})
+        if self.rotation is not None:
+            self.rotation.add(Path(path).resolve(), ref.id)
+        self._move_aliases(callback)
+
+    def _move_aliases(self, callback: Any) -> None:
+        """``best`` and ``top-N`` (run-scoped) to the checkpoints ``best_k_models`` ranks."""
+        if self.rotation is None:
+            return
+        self.rotation.retire_missing("ModelCheckpoint removed {path} (save_top_k="
+                                     f"{callback.save_top_k})")
+        known = self.rotation.paths
+        ranked = sorted(callback.best_k_models.items(), key=lambda item: float(item[1]),
+                        reverse=callback.mode == "max")
+        scope = str(self.run.id)
+        for rank, (path, _) in enumerate(ranked, start=1):
+            artifact_id = known.get(str(Path(path).resolve()))
+            if artifact_id is not None:
+                self.tracker.move_alias(artifact_id, f"top-{rank}", scope=scope)
+                if rank == 1:
+                    self.tracker.move_alias(artifact_id, "best", scope=scope)
+
+    def _finish(self, status: str, error: BaseException | None) -> None:
+        run, self.run = self.run, None
+        if self.rotation is not None:
+            self.rotation.retire_missing("ModelCheckpoint removed {path}")
+        if status == "failed":
+            kind = type(error).__name__ if error is not None else "TrainingFailed"
+            run.record_failure(kind, "" if error is None else str(error)[:8192],
+                               step=run.max_step)
+            run.finish("failed", reason=f"{kind}: {error}"[:8192])
+        else:
+            run.finish("completed" if status == "success" else "cancelled",
+                       reason=None if status == "success" else f"lightning: {status}")
+        self.tracker.flush()
+
+    def _guard(self, hook: str, action: Any, *args: Any) -> None:
+        try:
+            action(*args)
+        except Exception as error:  # telemetry never breaks training (STYLE 9)
+            self.errors += 1
+            if self.strict:
+                raise
+            if self.errors == 1:
+                log.warning("lineage: %s failed; training goes on (%r)", hook, error)

@@ -1,0 +1,147 @@
+"""Hugging Face Trainer with ``LineageCallback``: a tiny GPT-2 built from a config (nothing
+downloaded) trained for real on the CPU, checkpointed, interrupted by an exception, resumed with
+``resume_from_checkpoint``; the records are compared with the folders on disk and with what
+the Trainer itself says (its best checkpoint, its deletions)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from lineage.integrations.files import MANIFEST_NAME  # noqa: E402
+from lineage.integrations.hf import LineageCallback  # noqa: E402
+from lineage.integrations.hf_spec import job_spec  # noqa: E402
+
+
+class Tokens(torch.utils.data.Dataset):  # type: ignore[misc]
+    def __init__(self, count: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(0, 64, (count, 16), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"input_ids": self.ids[index], "labels": self.ids[index]}
+
+
+class FailAt(transformers.TrainerCallback):  # type: ignore[misc]
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step:
+            raise RuntimeError(f"worker lost at step {self.step}")
+
+
+def tiny_model() -> Any:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1,
+                                     n_head=2)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def arguments(folder: Path, **overrides: Any) -> Any:
+    settings: dict[str, Any] = dict(
+        output_dir=str(folder), max_steps=6, per_device_train_batch_size=4, learning_rate=1e-3,
+        logging_steps=1, save_steps=2, save_total_limit=2, eval_strategy="steps", eval_steps=2,
+        metric_for_best_model="loss", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+        dataloader_num_workers=0)
+    settings.update(overrides)
+    return transformers.TrainingArguments(**settings)
+
+
+def trainer(folder: Path, callbacks: list[Any], **overrides: Any) -> Any:
+    return transformers.Trainer(model=tiny_model(), args=arguments(folder, **overrides),
+                                train_dataset=Tokens(24, 1), eval_dataset=Tokens(8, 2),
+                                callbacks=callbacks)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_folders(tracker: Any, run_id: Any) -> dict[int, Any]:
+    """Every registered checkpoint: live with its manifest equal to the folder on disk, or
+    retired with its deletion recorded once the Trainer removed the folder."""
+    tracker.flush()
+    by_step = {}
+    for view in tracker.artifacts(type="checkpoint", run=run_id):
+        manifest = Path(view.metadata["directory"]) / MANIFEST_NAME
+        if manifest.parent.exists():
+            assert view.status == "live" and view.checksum == sha256(manifest)
+            for entry in json.loads(manifest.read_text())["files"]:
+                assert entry["sha256"] == sha256(manifest.parent / entry["path"])
+        else:
+            assert (view.status, view.deletion) == ("retired", "already_gone"), view
+        by_step[view.step] = view
+    return by_step
+
+
+def test_trainer_run_is_recorded(tmp_path: Path, make_tracker: Any) -> None:
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    callback = LineageCallback(tracker, strict=True, sample_every_s=0)
+    hf = trainer(tmp_path / "out", [callback])
+    hf.train()
+    run = tracker.runs()[0]
+    assert (run.status, run.steps, run.evaluations) == ("completed", 6, 3)
+    policy = run.job["checkpoint_policy"]
+    assert (policy["strategy"], policy["save_every"], policy["keep_last"]) == ("steps", 2, 2)
+    assert (policy["best_metric"], policy["best_mode"]) == ("eval_loss", "min")
+    assert run.job["model"] == "gpt2" and run.job["learning"]["learning_rate"] == 1e-3
+    steps = tracker.steps(run.id)
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "grad_norm", "learning_rate", "epoch"} <= set(steps[0].metrics)
+    assert steps[0].resources["rss_mb"] > 0
+
+    saved = check_folders(tracker, run.id)
+    assert sorted(saved) == [2, 4, 6] and all(v.includes_optimizer for v in saved.values())
+    gone = [step for step in saved if not (tmp_path / "out" / f"checkpoint-{step}").exists()]
+    assert gone and all(saved[s].status == "retired" for s in gone)  # save_total_limit=2
+    best_step = int(hf.state.best_model_checkpoint.rsplit("-", 1)[1])
+    assert tracker.run(run.id).best_checkpoint == saved[best_step].id
+
+
+def test_interrupted_then_resumed_from_checkpoint(tmp_path: Path, make_tracker: Any) -> None:
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    first = LineageCallback(tracker, strict=True)
+    with pytest.raises(RuntimeError) as caught:
+        trainer(tmp_path / "out", [first, FailAt(5)]).train()
+    sys.excepthook(caught.type, caught.value, caught.tb)  # what Python does when uncaught
+    failed = tracker.runs()[0]
+    assert (failed.status, failed.failures) == ("failed", 1)
+    assert "worker lost at step 5" in tracker.run(failed.id).status_reason
+    assert sys.excepthook is not first._excepthook  # the hook is put back
+
+    second = LineageCallback(tracker, strict=True)
+    hf = trainer(tmp_path / "out", [second])
+    hf.train(resume_from_checkpoint=True)  # the Trainer picks checkpoint-4
+    resumed = next(run for run in tracker.runs() if run.id != failed.id)
+    saved = check_folders(tracker, failed.id)
+    assert (resumed.resumed_from, resumed.resumed_checkpoint) == (failed.id, saved[4].id)
+    assert (resumed.status, resumed.start_step, resumed.tags["resume_verified"]) == (
+        "completed", 4, "ok")
+    assert [s.step for s in tracker.steps(resumed.id)] == [5, 6]
+    assert tracker.artifacts(type="checkpoint", run=resumed.id)[-1].parents == [saved[4].id]
+
+
+def test_job_spec_names_the_peft_adapter(tmp_path: Path) -> None:
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(tiny_model(), peft.LoraConfig(r=4, lora_alpha=8,
+                                                              lora_dropout=0.1,
+                                                              target_modules=["c_attn"]))
+    spec = job_spec(arguments(tmp_path, save_steps=0.25, warmup_steps=0.5,
+                              save_strategy="steps"), model, 40)
+    assert spec["adapter"] == {"type": "lora", "rank": 4, "alpha": 8, "dropout": 0.1,
+                               "target_modules": ["c_attn"]}
+    assert spec["checkpoint_policy"]["save_every"] == 10  # a quarter of 40 steps
+    assert spec["learning"]["warmup_steps"] == 20 and spec["learning"]["max_steps"] == 40
+    assert spec["validation"] == {"strategy": "steps", "every": 2, "metric": "eval_loss"}

@@ -1,0 +1,246 @@
+"""PyTorch integration: a tiny model trained for real on the CPU, checkpointed with
+``save_checkpoint``, killed with SIGKILL, resumed with ``load_checkpoint``; what is recorded is
+compared with the files on disk and with a run that was never interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetensors.torch import load_file  # noqa: E402
+
+import lineage  # noqa: E402
+from lineage.integrations.resources import ResourceSampler  # noqa: E402
+from lineage.integrations.torch import (  # noqa: E402
+    load_checkpoint,
+    save_checkpoint,
+    wait_for_saves,
+    write_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The training both the child process and the test run: the same model, data drawn from the
+# global RNG each step and dropout, so a resume is exact only when the RNG state is restored.
+TRAINING = """
+import torch
+
+def build():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                torch.nn.Linear(16, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=4, gamma=0.5)
+    return model, optimizer, scheduler
+
+def train_step(model, optimizer, scheduler):
+    x = torch.randn(16, 8)
+    loss = (model(x) - x.sum(dim=1, keepdim=True)).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+"""
+namespace: dict[str, Any] = {}
+exec(TRAINING, namespace)
+build, train_step = namespace["build"], namespace["train_step"]
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+import lineage
+from lineage.integrations.torch import save_checkpoint
+from training import build, train_step
+
+tracker = lineage.Tracker({db!r})
+model, optimizer, scheduler = build()
+run = tracker.start_run("killed", job={{"checkpoint_policy": {{"strategy": "steps", "save_every": 5}}}})
+for step in range(1, 1000):
+    run.log_step(step, {{"loss": train_step(model, optimizer, scheduler)}})
+    if run.should_checkpoint(step):
+        save_checkpoint(run, f"{folder}/step-{{step}}.safetensors", model=model,
+                        optimizer=optimizer, scheduler=scheduler, step=step)
+    if step == 12:
+        tracker.flush()
+        print(run.id, flush=True)
+        time.sleep(600)
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_kill_then_resume_is_exact_and_recorded(tmp_path: Path, make_tracker: Any) -> None:
+    (tmp_path / "training.py").write_text(TRAINING)
+    db, folder = tmp_path / "lineage.db", tmp_path / "ckpt"
+    folder.mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT), db=str(db), folder=str(folder)))
+    child = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        run_id = child.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert run_id, "the child died before its checkpoints"
+
+    tracker = make_tracker(str(db))
+    saved = tracker.artifacts(type="checkpoint", run=run_id)
+    assert [a.step for a in saved] == [5, 10]
+    for artifact in saved:  # the digests hashed while writing are the files' own
+        path = folder / f"step-{artifact.step}.safetensors"
+        assert (artifact.checksum, artifact.size) == (sha256(path), path.stat().st_size)
+        assert artifact.includes_optimizer is True and artifact.format == "safetensors"
+    assert saved[1].parents == [saved[0].id]
+    assert [s.step for s in tracker.steps(run_id)] == list(range(1, 13))
+    assert not list(folder.glob(".*.tmp"))
+
+    latest = tracker.artifacts(run=run_id, alias="latest")[0]
+    model, optimizer, scheduler = build()
+    loaded = load_checkpoint(tracker, latest.id, model, optimizer=optimizer, scheduler=scheduler)
+    assert (loaded.step, loaded.optimizer_restored, loaded.checkpoint.id) == (10, True, latest.id)
+    resumed = loaded.run
+    for step in range(11, 21):
+        resumed.log_step(step, {"loss": train_step(model, optimizer, scheduler)})
+    resumed.finish().wait()
+
+    reference, ref_optimizer, ref_scheduler = build()
+    for _ in range(20):
+        train_step(reference, ref_optimizer, ref_scheduler)
+    for name, tensor in reference.state_dict().items():  # bit for bit: RNG and Adam restored
+        assert torch.equal(tensor, model.state_dict()[name]), name
+
+    old, new = tracker.run(run_id), tracker.run(resumed.id)
+    assert (old.status, old.superseded_by) == ("superseded", resumed.id)
+    assert (new.resumed_from, new.resumed_checkpoint, new.start_step) == (old.id, latest.id, 10)
+    assert latest.id in new.inputs and new.status == "completed"
+    assert "resumed" in " ".join(tracker.artifact(latest.id).pins)  # retention keeps it
+
+
+def test_checkpoint_file_holds_weights_and_state(tmp_path: Path, make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    model, optimizer, scheduler = build()
+    sampler = ResourceSampler(interval_s=0)
+    with tracker.start_run("tiny") as run:
+        for step in (1, 2):
+            run.log_step(step, {"loss": train_step(model, optimizer, scheduler)},
+                         resources=sampler.poll())
+        ref = save_checkpoint(run, tmp_path / "a.safetensors", model=model, optimizer=optimizer,
+                              step=2, extra={"seen": (1, 2), "best": float("nan")}).wait()
+    assert ref.checksum == sha256(tmp_path / "a.safetensors")
+    view = tracker.artifact(ref.id)
+    assert (view.includes_optimizer, view.metadata["scheduler"]) == (True, False)
+    assert view.aliases == [f"latest@{str(run.id)[:8]}"]
+    on_disk = load_file(tmp_path / "a.safetensors")  # any safetensors reader opens it
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(on_disk[name], tensor)
+    steps = tracker.steps(run.id)
+    assert steps[0].resources["rss_mb"] > 0 and "cpu_percent" in steps[0].resources
+
+    fresh, fresh_optimizer, _ = build()
+    loaded = load_checkpoint(None, tmp_path / "a.safetensors", fresh, optimizer=fresh_optimizer)
+    assert loaded.extra["seen"] == (1, 2) and loaded.extra["best"] != loaded.extra["best"]
+    assert (loaded.run, loaded.checkpoint) == (None, None)  # nothing looked up or recorded
+    assert fresh_optimizer.state_dict()["state"][0]["step"] == 2
+
+
+def test_a_changed_file_is_refused_before_the_model_is_touched(tmp_path: Path,
+                                                               make_tracker: Any) -> None:
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    model, optimizer, scheduler = build()
+    path = tmp_path / "c.safetensors"
+    with tracker.start_run("tiny") as run:
+        run.log_step(1, {"loss": train_step(model, optimizer, scheduler)})
+        save_checkpoint(run, path, model=model, optimizer=optimizer, step=1).wait()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the same size, another byte: bit rot
+    path.write_bytes(bytes(data))
+    fresh, _, _ = build()
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(lineage.ChecksumMismatchError) as caught:
+        load_checkpoint(tracker, path, fresh)
+    assert caught.value.uri == path.as_uri()
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+    assert len(tracker.runs()) == 1  # no resumed run started
+
+
+def test_load_into_a_run_records_the_input_and_the_next_parent(tmp_path: Path,
+                                                               make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    model, optimizer, scheduler = build()
+    with tracker.start_run("first") as run:
+        run.log_step(1, {"loss": train_step(model, optimizer, scheduler)})
+        first = save_checkpoint(run, tmp_path / "1.safetensors", model=model, step=1).wait()
+    with tracker.start_run("finetune") as second:
+        loaded = load_checkpoint(tracker, tmp_path / "1.safetensors", model, into=second)
+        assert loaded.run is second and loaded.optimizer_restored is False
+        second.log_step(2, {"loss": train_step(model, optimizer, scheduler)})
+        child = save_checkpoint(second, tmp_path / "2.safetensors", model=model, step=2).wait()
+    assert tracker.artifact(child.id).parents == [first.id]
+    assert first.id in tracker.run(second.id).inputs
+    assert tracker.artifact(first.id).includes_optimizer is False
+
+
+def test_a_failed_write_leaves_the_old_file_and_records_nothing(tmp_path: Path,
+                                                                make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    model, _, _ = build()
+    path = tmp_path / "c.safetensors"
+    written = write_checkpoint(path, model=model, step=0)
+    assert written.sha256 == sha256(path)
+    broken = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 4, device="meta"))
+    with tracker.start_run("broken") as run:
+        run.log_step(1, {"loss": 1.0})
+        with pytest.raises(NotImplementedError):  # the meta tensor fails after the first ones
+            save_checkpoint(run, path, model=broken, step=1)
+        with pytest.raises(lineage.ValidationError, match="state/extra/fn"):
+            save_checkpoint(run, path, model=model, step=1, extra={"fn": len})
+    assert sha256(path) == written.sha256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
+    assert tracker.artifacts(type="checkpoint") == []
+
+
+def test_background_saves_land_in_order_and_report_refusals(tmp_path: Path,
+                                                            make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    model, optimizer, scheduler = build()
+    run = tracker.start_run("background")
+    pending = []
+    for step in (1, 2, 3):
+        run.log_step(step, {"loss": train_step(model, optimizer, scheduler)})
+        pending.append(save_checkpoint(run, tmp_path / f"{step}.safetensors", model=model,
+                                       optimizer=optimizer, step=step, background=True))
+    wait_for_saves()
+    refs = [p.wait() for p in pending]
+    for step, ref in zip((1, 2, 3), refs, strict=True):
+        assert ref.checksum == sha256(tmp_path / f"{step}.safetensors")
+    assert [tracker.artifact(r.id).parents for r in refs] == [[], [refs[0].id], [refs[1].id]]
+    run.finish().wait()
+    late = save_checkpoint(run, tmp_path / "late.safetensors", model=model, step=3,
+                           background=True)
+    with pytest.raises(lineage.RunFinishedError):
+        late.wait()
+
+
+def test_resource_sampler_hands_out_one_sample_per_interval() -> None:
+    now, cpu = [100.0], [5.0]
+    sampler = ResourceSampler(interval_s=10, clock=lambda: now[0], cpu_seconds=lambda: cpu[0])
+    assert sampler.poll() is None
+    now[0], cpu[0] = 110.0, 10.0  # 5 s of CPU in 10 s: half a core
+    sample = sampler.poll()
+    assert sample is not None and sample["cpu_percent"] == 50.0 and sample["rss_mb"] > 1
+    now[0] = 115.0
+    assert sampler.poll() is None and sampler.samples == 1
+    with pytest.raises(lineage.ValidationError, match="interval_s"):
+        ResourceSampler(interval_s=-1)
