@@ -1,0 +1,1 @@
+"""Tinker integration (the ``lineage[tinker]`` extra)."""
