@@ -1,1 +1,10 @@
-"""Tinker integration (the ``lineage[tinker]`` extra)."""
+"""Tinker integration (the ``lineage[tinker]`` extra): record a Tinker job as it runs, watch
+the service, recover through the SDK. Importing this needs the ``tinker`` package;
+``import lineage`` never imports it."""
+
+from __future__ import annotations
+
+from lineage.adapters.tinker.instrument import instrument
+from lineage.adapters.tinker.recorder import TinkerRecorder
+
+__all__ = ["TinkerRecorder", "instrument"]

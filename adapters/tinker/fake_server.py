@@ -251,9 +251,9 @@ def route_post(service: FakeTinkerService, path: str, body: Any) -> tuple[int, A
     if op == "create_sampling_session":
         session = f"{body['session_id']}:sample:{body.get('sampling_session_seq_id', 0)}"
         model_path = body.get("model_path")
-        run = service.runs.get((model_path or "").removeprefix("tinker://").split("/")[0])
+        owner = service.runs.get((model_path or "").removeprefix("tinker://").split("/")[0])
         service.sampling[session] = {"model_path": model_path, "done": [], "base_model":
-                                     body.get("base_model") or (run.base_model if run else "?")}
+                                     body.get("base_model") or (owner.base_model if owner else "?")}
         return 200, {"sampling_session_id": session}
     if op == "retrieve_future":
         return 200, service.futures[body["request_id"]]
@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             return self._send(fault.status, fault.body, dict(fault.headers))
         proto = "protobuf" in (self.headers.get("Content-Type") or "")
-        body = raw if proto else (json.loads(raw) if raw else {})
+        body: Any = raw if proto else (json.loads(raw) if raw else {})
         with service.lock:
             if path.endswith("/forward_backward"):
                 status, answer = 200, service.forward_backward(raw)
