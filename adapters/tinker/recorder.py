@@ -36,6 +36,17 @@ class RunState:
     waiting: deque[tuple[Any, ...]] = field(default_factory=deque)
 
 
+def checkpoints_on_tinker(tracker: Any, status: str | None = None) -> list[Any]:
+    """The registry's ``tinker://`` checkpoints (every page), newest first."""
+    found: list[Any] = []
+    while True:
+        page = tracker.artifacts(type="checkpoint", status=status, limit=10_000,
+                                 offset=len(found))
+        found.extend(page)
+        if len(page) < 10_000:
+            return [view for view in reversed(found) if view.uri.startswith("tinker://")]
+
+
 class TinkerRecorder:
     """Records what instrumented Tinker clients do into ``tracker`` (see the module docstring).
 
@@ -220,7 +231,7 @@ class TinkerRecorder:
         known = self.checkpoints.get(tinker_path)
         if known is not None:
             return known
-        for view in reversed(self.tracker.artifacts(type="checkpoint", limit=100_000)):
+        for view in checkpoints_on_tinker(self.tracker):
             if view.uri == tinker_path:
                 self.checkpoints[tinker_path] = view.id
                 return view.id
