@@ -6,5 +6,8 @@ from __future__ import annotations
 
 from lineage.adapters.tinker.instrument import instrument
 from lineage.adapters.tinker.recorder import TinkerRecorder
+from lineage.adapters.tinker.resume import TinkerResume, TinkerResumeError
+from lineage.adapters.tinker.status_source import TinkerRunStatusSource
 
-__all__ = ["TinkerRecorder", "instrument"]
+__all__ = ["TinkerRecorder", "TinkerResume", "TinkerResumeError", "TinkerRunStatusSource",
+           "instrument"]

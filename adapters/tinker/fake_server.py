@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from tinker.proto import tinker_public_pb2 as pb
 
@@ -171,7 +171,7 @@ class FakeTinkerService:
         return {"request_id": request_id}
 
     def create_model(self, body: dict[str, Any], source: FakeRun | None = None,
-                     with_optimizer: bool = False) -> str:
+                     optim_steps: int = 0) -> str:
         session = body["session_id"]
         run_id = f"{session}:train:{body.get('model_seq_id', self.sessions.get(session, 0))}"
         self.sessions[session] = self.sessions.get(session, 0) + 1
@@ -179,9 +179,8 @@ class FakeTinkerService:
         self.runs[run_id] = FakeRun(
             run_id, body.get("base_model") or (source.base_model if source else "unknown"),
             lora.get("rank"), lora, body.get("optimizer_config") or {"type": "adamw"},
-            body.get("user_metadata"))
-        if source is not None and with_optimizer:
-            self.runs[run_id].optim_steps = source.optim_steps
+            body.get("user_metadata") or None)
+        self.runs[run_id].optim_steps = optim_steps
         return run_id
 
     def save(self, model_id: str, name: str, segment: str, ttl: int | None) -> str:
@@ -269,17 +268,24 @@ def _load_weights(service: FakeTinkerService, body: dict[str, Any]) -> dict[str,
     path = body["path"]
     source_id, _, rest = path.removeprefix("tinker://").partition("/")
     source = service.runs.get(source_id)
-    if source is None or not any(c.tinker_path == path for c in source.checkpoints):
+    found = [c for c in source.checkpoints if c.tinker_path == path] if source else []
+    if source is None or not found:
         return service.submit("load_weights", {"error": f"checkpoint {path} not found",
                                                "category": "user"})
     if body.get("optimizer") and not rest.startswith("weights/"):
         return service.submit("load_weights", {"error": f"{path} holds no optimizer state",
                                                "category": "user"})
-    run_id = service.create_model(body, source, with_optimizer=bool(body.get("optimizer")))
+    held = int((found[0].user_metadata or {}).get("optim_steps", 0))
+    run_id = service.create_model(body, source, held if body.get("optimizer") else 0)
     return service.submit("load_weights", {"path": path, "model_id": run_id, "type": "load_weights"})
 
 
-def route_get(service: FakeTinkerService, path: str) -> tuple[int, Any]:
+def route_get(service: FakeTinkerService, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    if path == API + "/training_runs":
+        offset, limit = int(query.get("offset", 0)), int(query.get("limit", 20))
+        listed = [run for run in service.runs.values() if not run.vanished]
+        return 200, {"training_runs": [run.json() for run in listed[offset:offset + limit]],
+                     "cursor": {"offset": offset, "limit": limit, "total_count": len(listed)}}
     if path.startswith(API + "/samplers/"):
         sampler_id = unquote(path.removeprefix(API + "/samplers/"))
         session = service.sampling.get(sampler_id)
@@ -322,7 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.endswith("/asample"):
                 status, answer = 200, service.sample(body)
             elif method == "GET":
-                status, answer = route_get(service, path)
+                query = dict(parse_qsl(urlparse(self.path).query))
+                status, answer = route_get(service, path, query)
             else:
                 status, answer = route_post(service, path, body)
         if isinstance(answer, tuple):  # a future's stored answer: (kind, payload)

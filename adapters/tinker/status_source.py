@@ -3,7 +3,8 @@ checkpoints (a ``RunStatusSource`` for ``RecoveryMonitor`` / ``lineage monitor -
 
 Each ``poll``:
 
-- for every watched run recorded from Tinker (tag ``tinker.model_id``; running, not yet flagged
+- for every watched run recorded from Tinker (tag ``tinker.model_id``, or, for a run a
+  recovery created, the Tinker run whose ``user_metadata`` names it; running, not yet flagged
   or recovering), ``GET /api/v1/training_runs/{id}``: ``corrupted: true`` is a ``RunSignal``
   (``tinker.corrupted``, retryable), which the monitor records as a failure and recovers;
 - for every live ``tinker://`` checkpoint in the registry, grouped by the run in its path,
@@ -32,6 +33,7 @@ import httpx
 from tinker import types
 
 from lineage.adapters.tinker.recorder import checkpoints_on_tinker
+from lineage.adapters.tinker.resume import LINEAGE_RUN_KEY
 from lineage.application.monitor import PollFailure
 from lineage.application.remote_status import mark_expired
 from lineage.ports import RunSignal
@@ -77,13 +79,16 @@ class TinkerRunStatusSource:
         self.error_count = 0
         self._failures: dict[str, int] = {}  # request key -> consecutive failures
         self._not_before: dict[str, datetime] = {}  # request key -> when to try again
+        self._model_ids: dict[Any, str] = {}  # lineage run id -> Tinker run (resumed runs)
 
     def poll(self) -> list[RunSignal]:
         now = self.clock()
         signals: list[RunSignal] = []
         for view in self.tracker.watched_runs():
-            model_id = view.tags.get("tinker.model_id")
-            if not model_id or view.corrupted or view.recovering or view.recovery_attempts:
+            if view.corrupted or view.recovering or view.recovery_attempts:
+                continue
+            model_id = view.tags.get("tinker.model_id") or self._resumed_model_id(view, now)
+            if not model_id:
                 continue
             run = self._get(f"run:{model_id}", f"/api/v1/training_runs/{model_id}",
                             types.TrainingRun, now)
@@ -95,6 +100,28 @@ class TinkerRunStatusSource:
                                          corrupted=True, retryable=True, step=view.last_step))
         self._check_checkpoints(now)
         return signals
+
+    def _resumed_model_id(self, view: Any, now: datetime) -> str | None:
+        """The Tinker run of a run a recovery created (its tags predate the Tinker run): the
+        one whose ``user_metadata`` names it (``TinkerResume`` stamps it), found by listing the
+        service's runs; remembered once found."""
+        if view.id in self._model_ids or view.resumed_checkpoint is None:
+            return self._model_ids.get(view.id)
+        if not self.tracker.artifact(view.resumed_checkpoint).uri.startswith("tinker://"):
+            return None
+        offset = 0
+        while True:
+            page = self._get("runs", f"/api/v1/training_runs?limit=100&offset={offset}",
+                             types.TrainingRunsResponse, now)
+            if page is None:
+                return None
+            for run in page.training_runs:
+                if (run.user_metadata or {}).get(LINEAGE_RUN_KEY) == str(view.id):
+                    self._model_ids[view.id] = run.training_run_id
+                    return run.training_run_id
+            offset += len(page.training_runs)
+            if not page.training_runs or offset >= page.cursor.total_count:
+                return None
 
     def drain_errors(self) -> list[PollFailure]:
         """The poll errors recorded since the last call (the monitor reports them)."""
@@ -140,7 +167,7 @@ class TinkerRunStatusSource:
         return value
 
     def _json(self, path: str) -> Any:
-        owned = not path.endswith("/checkpoints")  # the SDK asks for the run it owns
+        owned = "/checkpoints" not in path and "?" not in path  # as the SDK asks for one run
         response = self.client.get(path, params={"access_scope": "owned"} if owned else None)
         if response.status_code >= 400:
             raise PollError(f"HTTP {response.status_code} from {path}: {response.text[:200]}",
