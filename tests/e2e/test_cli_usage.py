@@ -46,7 +46,8 @@ def test_every_command_is_reachable() -> None:
     names = {" ".join(path) for path in EVERY_COMMAND}
     assert {"", "demo", "runs", "runs show", "artifacts", "artifacts show", "trace", "lineage",
             "audit", "metrics", "project", "project status", "project rebuild", "project follow",
-            "export", "export otlp", "export status", "recover", "monitor", "migrate"} == names
+            "export", "export otlp", "export status", "recover", "monitor", "migrate",
+            "import", "import tinker-cookbook"} == names
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
