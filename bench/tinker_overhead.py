@@ -30,14 +30,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TINKER_TELEMETRY", "0")
 
-import tinker  # noqa: E402
-from tinker import types  # noqa: E402
+import tinker
+from tinker import types
 
-import lineage  # noqa: E402
-from bench.common import percentile  # noqa: E402
-from lineage.adapters.tinker import instrument  # noqa: E402
-from lineage.adapters.tinker.fake_server import FakeTinkerServer  # noqa: E402
-from lineage.adapters.tinker.instrument import instrument_training  # noqa: E402
+import lineage
+from bench.common import percentile
+from lineage.adapters.tinker import instrument
+from lineage.adapters.tinker.fake_server import FakeTinkerServer
+from lineage.adapters.tinker.instrument import instrument_training
 
 TARGET_US = 20.0
 
@@ -102,8 +102,8 @@ def wrappers_alone(calls: int, recorder: Any, datum: Any) -> dict[str, dict[str,
     adam = types.AdamParams(learning_rate=1e-4)
     results = {}
     for op, args in (("forward_backward", ([datum], "cross_entropy")), ("optim_step", (adam,))):
-        base = [timed(lambda f=getattr(plain, op): f(*args))[0] for _ in range(calls)]
-        inst = [timed(lambda f=getattr(wrapped, op): f(*args))[0] for _ in range(calls)]
+        base = [timed(lambda f=getattr(plain, op), a=args: f(*a))[0] for _ in range(calls)]
+        inst = [timed(lambda f=getattr(wrapped, op), a=args: f(*a))[0] for _ in range(calls)]
         results[op] = {"plain_p50": percentile(sorted(base), 50),
                        "instrumented_p50": percentile(sorted(inst), 50),
                        "overhead_p50": percentile(sorted(inst), 50) - percentile(sorted(base), 50)}

@@ -110,6 +110,14 @@ class _Calls:
         self.forward: list[int] = []  # forward_backward seqs since the last optim_step
 
 
+def _tokens(data: Any) -> int:
+    """The tokens of a batch of datums; 0 when it is not one (the SDK will say why)."""
+    try:
+        return sum(int(datum.model_input.length) for datum in data)
+    except Exception:  # the user's bad input is the SDK's to refuse, not ours
+        return 0
+
+
 def _attach(api_future: Any, on_done: Callable[[Future[Any]], None]) -> None:
     api_future.future().add_done_callback(on_done)
 
@@ -136,33 +144,20 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
     calls = _Calls()
     put = recorder.put
     clock = time.perf_counter
-    forward_backward, optim_step = client.forward_backward, client.optim_step
-
-    @functools.wraps(forward_backward)
-    def instrumented_forward_backward(data: Any, *args: Any, **kwargs: Any) -> Any:
-        tokens = sum(datum.model_input.length for datum in data)
-        with calls.lock:
-            seq = next(calls.seq)
-            calls.forward.append(seq)
-            api_future = forward_backward(data, *args, **kwargs)
-        start = clock()
-
-        def done(future: Future[Any]) -> None:
-            value, error = _outcome(future)
-            put(("forward", model_id, seq, {} if value is None else dict(value.metrics), tokens,
-                 clock() - start, error))
-
-        _attach(api_future, done)
-        return api_future
+    optim_step = client.optim_step
 
     @functools.wraps(optim_step)
     def instrumented_optim_step(*args: Any, **kwargs: Any) -> Any:
         with calls.lock:
             seq = next(calls.seq)
+            try:
+                api_future = optim_step(*args, **kwargs)
+            except BaseException as error:  # refused at call time: not an update
+                put(("failure", model_id, "optim_step", error))
+                raise
             calls.optim_steps += 1
             index, forward_seqs = calls.optim_steps, tuple(calls.forward)
             calls.forward.clear()
-            api_future = optim_step(*args, **kwargs)
         start = clock()
 
         def done(future: Future[Any]) -> None:
@@ -173,8 +168,10 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
         _attach(api_future, done)
         return api_future
 
-    client.forward_backward = instrumented_forward_backward
     client.optim_step = instrumented_optim_step
+    for method in ("forward_backward", "forward_backward_custom"):
+        setattr(client, method, _forward(getattr(client, method), calls, recorder, model_id,
+                                         method))
     for method, kind in (("save_state", "training"), ("save_weights_for_sampler", "sampler")):
         setattr(client, method, _save(getattr(client, method), calls, recorder, model_id, kind))
     create_sampling = client.create_sampling_client
@@ -188,6 +185,37 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
     client.create_sampling_client = create_sampling_client
 
 
+def _forward(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
+             model_id: str, op: str) -> Callable[..., Any]:
+    """``forward_backward`` (or the custom-loss one): its metrics and tokens join the next
+    ``optim_step``'s step, by call order."""
+    clock = time.perf_counter
+
+    @functools.wraps(original)
+    def forward(data: Any, *args: Any, **kwargs: Any) -> Any:
+        tokens = _tokens(data)
+        with calls.lock:
+            seq = next(calls.seq)
+            calls.forward.append(seq)
+            try:
+                api_future = original(data, *args, **kwargs)
+            except BaseException as error:  # refused at call time: no future will come
+                calls.forward.remove(seq)
+                recorder.put(("failure", model_id, op, error))
+                raise
+        start = clock()
+
+        def done(future: Future[Any]) -> None:
+            value, error = _outcome(future)
+            recorder.put(("forward", model_id, seq, {} if value is None else dict(value.metrics),
+                          tokens, clock() - start, error))
+
+        _attach(api_future, done)
+        return api_future
+
+    return forward
+
+
 def _save(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder, model_id: str,
           kind: str) -> Callable[..., Any]:
     @functools.wraps(original)
@@ -195,7 +223,11 @@ def _save(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
         ttl = kwargs.get("ttl_seconds", args[0] if args else None)
         with calls.lock:  # the optim steps submitted before it are the ones it holds
             seq, contains = next(calls.seq), calls.optim_steps
-            api_future = original(name, *args, **kwargs)
+            try:
+                api_future = original(name, *args, **kwargs)
+            except BaseException as error:
+                recorder.put(("failure", model_id, f"save {kind}", error))
+                raise
 
         def done(future: Future[Any]) -> None:
             value, error = _outcome(future)

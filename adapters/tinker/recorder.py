@@ -142,7 +142,7 @@ class TinkerRecorder:
             handle = self.bound.pop(source_path)
             base = handle.start_step if with_optimizer else 0
         else:
-            checkpoint = self._artifact_for(source_path, training=True)
+            checkpoint = self._artifact_for(source_path)
             view = self.tracker.artifact(checkpoint)
             base = (view.step or 0) if with_optimizer else 0
             if view.run_id is None:
@@ -169,6 +169,9 @@ class TinkerRecorder:
             self._failure(state, "optim_step", error)
         state.waiting.append((seq, index, forward_seqs, metrics, seconds, error is None))
         self._drain(state)
+
+    def _on_failure(self, model_id: str, op: str, error: BaseException) -> None:
+        self._failure(self.runs[model_id], op, error)
 
     def _drain(self, state: RunState) -> None:
         """Log the waiting steps, oldest first, whose forward passes have all come back."""
@@ -207,7 +210,7 @@ class TinkerRecorder:
         if model_path is None:
             self.unattributed += 1
             return
-        artifact = self._artifact_for(model_path, training=False)
+        artifact = self._artifact_for(model_path)
         state = self.runs.get(model_id or "")
         detail: dict[str, Any] = {"stop_reasons": [o.get("stop_reason") for o in outputs]}
         if self.record_text:
@@ -225,7 +228,7 @@ class TinkerRecorder:
         state.handle.record_failure(kind.error_type, f"{op}: {error}"[:8000], signal=kind.signal,
                                     retryable=kind.retryable)
 
-    def _artifact_for(self, tinker_path: str, *, training: bool) -> UUID:
+    def _artifact_for(self, tinker_path: str) -> UUID:
         """The artifact of a tinker path: one this recorder saw saved, one in the registry, or
         registered now (a checkpoint saved by another process or before lineage)."""
         known = self.checkpoints.get(tinker_path)

@@ -88,3 +88,34 @@ def test_failed_futures_are_recorded_as_classified_failures(service: Any, tracke
     assert [(e.error_type, e.retryable) for e in events] == [
         ("RequestFailedError", True), ("RequestFailedError", False)]
     assert tracker.steps(run.id) == []  # the failed update is no step
+
+
+def test_a_call_the_sdk_refuses_at_once_is_a_failure_and_later_steps_still_log(
+        service: Any, tracker: Any) -> None:
+    recorder = instrument(service, tracker, strict=True)
+    client = service.create_lora_training_client("base", rank=4).result(timeout=30)
+    with pytest.raises(ValueError, match="No data provided"):
+        client.forward_backward([], "cross_entropy")
+    train(client, 2)
+    recorder.flush()
+    run = tracker.run(recorder.run_of(client.model_id).id)
+    assert [s.step for s in tracker.steps(run.id)] == [1, 2]
+    [failure] = [e for e in tracker.run_events(run.id) if type(e).__name__ == "FailureDetected"]
+    assert (failure.error_type, failure.retryable) == ("ValueError", False)
+    assert "forward_backward: No data provided" in failure.message
+
+
+def test_instrumenting_twice_is_one_recorder_and_text_is_kept_only_when_asked(
+        service: Any, tracker: Any) -> None:
+    recorder = instrument(service, tracker, record_text=True, strict=True)
+    assert instrument(service, tracker) is recorder
+    client = service.create_lora_training_client("base", rank=4).result(timeout=30)
+    train(client, 1)
+    path = client.save_weights_for_sampler("s").result(timeout=30).path
+    sampler = client.create_sampling_client(path).result(timeout=30)
+    sampler.sample(types.ModelInput.from_ints([5, 6]), 1,
+                   types.SamplingParams(max_tokens=4)).result(timeout=30)
+    recorder.flush()
+    [ckpt] = [a for a in tracker.artifacts(type="checkpoint") if a.uri == path]
+    [call] = inference_records(tracker, ckpt.id)
+    assert call.detail["prompt_tokens"] == [5, 6] and call.detail["output_tokens"] == [[0] * 4]
