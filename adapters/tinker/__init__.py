@@ -4,10 +4,10 @@ the service, recover through the SDK. Importing this needs the ``tinker`` packag
 
 from __future__ import annotations
 
-from lineage.adapters.tinker.instrument import instrument
+from lineage.adapters.tinker.instrument import instrument, instrument_rest
 from lineage.adapters.tinker.recorder import TinkerRecorder
 from lineage.adapters.tinker.resume import TinkerResume, TinkerResumeError
 from lineage.adapters.tinker.status_source import TinkerRunStatusSource
 
 __all__ = ["TinkerRecorder", "TinkerResume", "TinkerResumeError", "TinkerRunStatusSource",
-           "instrument"]
+           "instrument", "instrument_rest"]

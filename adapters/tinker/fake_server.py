@@ -280,6 +280,17 @@ def _load_weights(service: FakeTinkerService, body: dict[str, Any]) -> dict[str,
     return service.submit("load_weights", {"path": path, "model_id": run_id, "type": "load_weights"})
 
 
+def route_delete(service: FakeTinkerService, path: str) -> tuple[int, Any]:
+    run_id, _, checkpoint_id = path.removeprefix(API + "/training_runs/").partition(
+        "/checkpoints/")
+    run = service.runs.get(unquote(run_id))
+    found = [c for c in run.checkpoints if c.checkpoint_id == unquote(checkpoint_id)] if run else []
+    if run is None or not found:
+        return 404, {"detail": f"checkpoint not found: {path}"}
+    run.checkpoints.remove(found[0])
+    return 200, None
+
+
 def route_get(service: FakeTinkerService, path: str, query: dict[str, str]) -> tuple[int, Any]:
     if path == API + "/training_runs":
         offset, limit = int(query.get("offset", 0)), int(query.get("limit", 20))
@@ -327,6 +338,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, answer = 200, service.forward_backward(raw)
             elif path.endswith("/asample"):
                 status, answer = 200, service.sample(body)
+            elif method == "DELETE":
+                status, answer = route_delete(service, path)
             elif method == "GET":
                 query = dict(parse_qsl(urlparse(self.path).query))
                 status, answer = route_get(service, path, query)
@@ -353,6 +366,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._answer("POST")
+
+    def do_DELETE(self) -> None:
+        self._answer("DELETE")
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,7 +9,8 @@ service's execution order), calls through, and attaches a done-callback to the S
 only puts a tuple on the recorder's queue (``lineage.adapters.tinker.recorder``). Nothing on the
 caller's thread waits for I/O; nothing the recorder does can raise into the training loop.
 
-Subclassing would not work (the ``ServiceClient`` builds its clients in private methods) nor
+``instrument_rest(rest_client, recorder)`` does the same for a ``RestClient``'s checkpoint
+deletions. Subclassing would not work (the ``ServiceClient`` builds its clients in private methods) nor
 would HTTP hooks (no public hook, protobuf bodies, results by polling).
 """
 
@@ -284,3 +285,34 @@ def instrument_sampling(client: Any, recorder: TinkerRecorder, model_path: str |
 
     client.sample = instrumented_sample
     client.compute_logprobs = instrumented_compute_logprobs
+
+
+def instrument_rest(rest_client: Any, recorder: TinkerRecorder) -> None:
+    """Wrap a ``RestClient``'s checkpoint deletions: a checkpoint deleted through it is
+    recorded as retired by hand, its bytes ``deleted`` (the status source would otherwise find
+    it gone at its next poll and call it expired)."""
+    if getattr(rest_client, _MARK, None) is not None:
+        return
+    setattr(rest_client, _MARK, recorder)
+    delete, delete_path = rest_client.delete_checkpoint, rest_client.delete_checkpoint_from_tinker_path
+
+    def deleted(path: str, api_future: Any) -> Any:
+        def done(future: Future[Any]) -> None:
+            if future.exception() is None:
+                recorder.put(("deleted", path))
+
+        _attach(api_future, done)
+        return api_future
+
+    @functools.wraps(delete)
+    def delete_checkpoint(training_run_id: str, checkpoint_id: str) -> Any:
+        return deleted(f"tinker://{training_run_id}/{checkpoint_id}",
+                       delete(training_run_id, checkpoint_id))
+
+    @functools.wraps(delete_path)
+    def delete_checkpoint_from_tinker_path(tinker_path: str) -> Any:
+        return deleted(tinker_path, delete_path(tinker_path))
+
+    rest_client.delete_checkpoint = delete_checkpoint
+    rest_client.delete_checkpoint_from_tinker_path = delete_checkpoint_from_tinker_path
+

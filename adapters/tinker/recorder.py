@@ -21,6 +21,7 @@ from uuid import UUID
 
 from lineage.adapters.tinker.classify import classify
 from lineage.application.inference import record_inference
+from lineage.application.remote_status import mark_deleted
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,14 @@ class TinkerRecorder:
             output_tokens=sum(o.get("count", 0) for o in outputs), num_samples=num_samples,
             latency_s=seconds, outcome="ok" if error is None else type(error).__name__,
             run=None if state is None else state.handle.id, detail=detail)
+
+    def _on_deleted(self, tinker_path: str) -> None:
+        known = self.checkpoints.get(tinker_path) or next(
+            (view.id for view in checkpoints_on_tinker(self.tracker) if view.uri == tinker_path),
+            None)
+        if known is not None:  # a checkpoint lineage never saw is not ours to record
+            mark_deleted(self.tracker, known, "deleted on the Tinker service through the SDK "
+                                              "(RestClient)").wait()
 
     def _failure(self, state: RunState, op: str, error: BaseException) -> None:
         kind = classify(error)

@@ -119,3 +119,15 @@ def test_instrumenting_twice_is_one_recorder_and_text_is_kept_only_when_asked(
     [ckpt] = [a for a in tracker.artifacts(type="checkpoint") if a.uri == path]
     [call] = inference_records(tracker, ckpt.id)
     assert call.detail["prompt_tokens"] == [5, 6] and call.detail["output_tokens"] == [[0] * 4]
+
+
+def test_an_inference_record_is_in_the_checkpoints_audit(service: Any, tracker: Any) -> None:
+    recorder = instrument(service, tracker, strict=True)
+    client = service.create_lora_training_client("base", rank=4).result(timeout=30)
+    path = client.save_weights_for_sampler("s").result(timeout=30).path
+    sampling = service.create_sampling_client(model_path=path).result(timeout=30)
+    sampling.compute_logprobs(types.ModelInput.from_ints([1, 2])).result(timeout=30)
+    recorder.flush()
+    [ckpt] = [a for a in tracker.artifacts(type="checkpoint") if a.uri == path]
+    [row] = [r for r in tracker.audit(subject=ckpt.id) if r["kind"] == "artifact.inference"]
+    assert row["summary"].startswith(f"compute_logprobs served from {path}: ")

@@ -129,3 +129,25 @@ def test_the_api_key_is_required(tracker: Any, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("TINKER_API_KEY", raising=False)
     with pytest.raises(ValueError, match="TINKER_API_KEY"):
         TinkerRunStatusSource(tracker)
+
+
+def test_a_checkpoint_deleted_through_the_rest_client_is_retired_by_hand(
+        job: Any, tracker: Any, server: Any) -> None:
+    import tinker
+
+    from lineage.adapters.tinker import instrument_rest
+
+    client, recorder = job
+    rest = tinker.RestClient(base_url=server.base_url, api_key="tml-fake")
+    instrument_rest(rest, recorder)
+    state = f"tinker://{client.model_id}/weights/000002"
+    rest.delete_checkpoint_from_tinker_path(state).result(timeout=30)
+    rest.delete_checkpoint(client.model_id, "sampler_weights/000002").result(timeout=30)
+    recorder.flush()
+    found = {a.uri: a for a in tracker.artifacts(type="checkpoint")}
+    assert {found[state].status, found[state].deletion} == {"retired", "deleted"}
+    sampler = state.replace("/weights/", "/sampler_weights/")
+    assert found[sampler].status == "retired"
+    assert server.service.runs[client.model_id].checkpoints == []
+    source_for(tracker, server).poll()  # gone from the service: already recorded, no expiry
+    assert tracker.artifact(found[state].id).status == "retired"
