@@ -19,6 +19,7 @@
     ├── ConfigurationError         a missing or invalid setting
     ├── ProjectionBusyError        another runner holds this database's projection lock
     ├── ResumeCommandError         (lineage.cli.recovery) the ``--exec`` resume command failed
+    ├── TinkerResumeError          (lineage.adapters.tinker.resume) a resume through the SDK failed
     └── ExportError                spans could not be delivered to the OTLP collector
         ├── CollectorUnavailableError  unreachable, 503/429 or timing out past the retry budget
         └── ExportRejectedError        the collector refused the request (not retried)

@@ -42,14 +42,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 
 
-class PollError(Exception):
-    """One request of a poll failed; ``retry_after_s``: what the service asked us to wait."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
 class TinkerRunStatusSource:
     """See the module docstring. ``tracker`` gives the watched runs and the registry and
     records expiries; ``client`` is the ``httpx.Client`` to call the service with (default: one
@@ -169,15 +161,14 @@ class TinkerRunStatusSource:
     def _json(self, path: str) -> Any:
         owned = "/checkpoints" not in path and "?" not in path  # as the SDK asks for one run
         response = self.client.get(path, params={"access_scope": "owned"} if owned else None)
-        if response.status_code >= 400:
-            raise PollError(f"HTTP {response.status_code} from {path}: {response.text[:200]}",
-                            _retry_after(response.headers.get("Retry-After")))
+        response.raise_for_status()  # httpx.HTTPStatusError: recorded with its response
         return response.json()
 
     def _record(self, key: str, path: str, error: Exception, now: datetime) -> None:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
-        asked = getattr(error, "retry_after_s", None)
+        response = getattr(error, "response", None)
+        asked = _retry_after(response.headers.get("Retry-After")) if response is not None else None
         if asked is not None:
             delay = max(delay, min(asked, self.max_backoff_s))
         self._not_before[key] = now + timedelta(seconds=delay)

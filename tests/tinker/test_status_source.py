@@ -81,8 +81,8 @@ def test_expired_and_deleted_checkpoints_change_status(job: Any, tracker: Any,
 
 @pytest.mark.parametrize("status,body,headers,error_type", [
     (200, "{not json", {}, "JSONDecodeError"),
-    (503, "down for maintenance", {}, "PollError"),
-    (429, "slow down", {"Retry-After": "30"}, "PollError"),
+    (503, "down for maintenance", {}, "HTTPStatusError"),
+    (429, "slow down", {"Retry-After": "30"}, "HTTPStatusError"),
     (200, '{"training_run_id": 5}', {}, "ValidationError"),
 ])
 def test_hostile_answers_are_poll_errors_with_backoff(job: Any, tracker: Any, server: Any,
