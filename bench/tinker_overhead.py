@@ -92,7 +92,8 @@ class _Stub:
         future: Future[Any] = Future()
         return type("F", (), {"future": lambda self: future})()
 
-    forward_backward = optim_step = save_state = save_weights_for_sampler = _pending
+    forward_backward = forward_backward_custom = optim_step = _pending
+    save_state = save_weights_for_sampler = _pending
     create_sampling_client = _pending
 
 
