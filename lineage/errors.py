@@ -20,6 +20,7 @@
     ├── ProjectionBusyError        another runner holds this database's projection lock
     ├── ProofError                 no proof can be given (not sealed yet, seals bad)
     ├── ResumeCommandError         (lineage.cli.recovery) the ``--exec`` resume command failed
+    ├── TinkerResumeError          (lineage.adapters.tinker.resume) a resume through the SDK failed
     └── ExportError                spans could not be delivered to the OTLP collector
         ├── CollectorUnavailableError  unreachable, 503/429 or timing out past the retry budget
         └── ExportRejectedError        the collector refused the request (not retried)

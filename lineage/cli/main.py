@@ -48,7 +48,8 @@ from lineage.errors import ValidationError
 # ``command``, ``group``, ``json_option`` and ``resolve`` from ``lineage.cli.base``.
 COMMAND_GROUPS: tuple[str, ...] = ("lineage.cli.query", "lineage.cli.metrics",
                                    "lineage.cli.export", "lineage.cli.recovery",
-                                   "lineage.cli.migrate", "lineage.cli.verify", "lineage.cli.server")
+                                   "lineage.cli.migrate", "lineage.cli.verify", "lineage.cli.server",
+                                   "lineage.cli.tinker")
 EPILOG = "The database defaults to LINEAGE_DATABASE_URL, else ./lineage.db (SQLite)."
 
 

@@ -3,7 +3,8 @@
     lineage recover RUN [--strategy latest|best|CHECKPOINT] [--no-optimizer]
                         [--allow-weights-only] [--attempts N] [--backoff B] [--initial-delay S]
                         [--max-delay S] [--exec CMD] [--reason TEXT] [--json]
-    lineage monitor [--interval S] [--stale-after S] [--once | --polls N] [same options]
+    lineage monitor [--interval S] [--stale-after S] [--once | --polls N]
+                    [--source local|tinker ...] [--tinker-base-url URL] [same options]
 
 Without ``--exec`` a recovery records the lineage only: the new run is created ``pending`` for
 your trainer to pick up (``tracker.run_handle(NEW_RUN)``) from the checkpoint printed. With
@@ -157,17 +158,40 @@ def _recover(cli: Invocation, run: str, reason: str | None, recovery: RecoveryOp
                    "has crashed (default: 300)")
 @click.option("--once", is_flag=True, help="poll once and exit")
 @click.option("--polls", type=click.IntRange(min=1), metavar="N", help="poll N times and exit")
+@click.option("--source", "sources", type=click.Choice(("local", "tinker")), multiple=True,
+              help="where to look: this store (local, the default) and/or the Tinker service "
+                   "(tinker: TINKER_API_KEY, TINKER_BASE_URL); repeat for both")
+@click.option("--tinker-base-url", metavar="URL",
+              help="the Tinker service (default: TINKER_BASE_URL, else the SDK's)")
 @recovery_options
 @json_option
 def _monitor(cli: Invocation, interval: float, stale_after: float, once: bool, polls: int | None,
+             sources: tuple[str, ...], tinker_base_url: str | None,
              recovery: RecoveryOptions) -> int:
     exclusive({"--once": once, "--polls": polls})
     with Tracker(cli.db, create=False) as tracker:
-        source = LocalRunStatusSource(tracker, stale_after_s=stale_after)
-        monitor = RecoveryMonitor(tracker, [source], interval_s=interval,
+        watched: list[Any] = []
+        if "local" in sources or not sources:
+            watched.append(LocalRunStatusSource(tracker, stale_after_s=stale_after))
+        if "tinker" in sources:
+            watched.append(_tinker_source(tracker, tinker_base_url))
+        monitor = RecoveryMonitor(tracker, watched, interval_s=interval,
                                   **recovery.for_tracker(tracker))
         monitor.run(max_polls=1 if once else polls, report=_reporter(cli))
     return 0
+
+
+def _tinker_source(tracker: Tracker, base_url: str | None) -> Any:
+    """The Tinker service as a status source (needs the ``lineage[tinker]`` extra)."""
+    try:
+        from lineage.adapters.tinker.status_source import TinkerRunStatusSource
+    except ImportError as error:
+        raise click.UsageError(f"--source tinker needs the tinker extra: pip install "
+                               f"'lineage[tinker]' ({error})") from None
+    try:
+        return TinkerRunStatusSource(tracker, base_url=base_url)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
 
 def _reporter(cli: Invocation) -> Callable[[list[MonitorAction], list[PollFailure]], None]:

@@ -63,8 +63,8 @@ class Artifact(Aggregate):
             artifact.status = "retired"
 
     class Expired(Event):
-        """Recorded by no command (there is no ``expire``); the class stays so that an Expired
-        event already in a store still decodes and projects (status ``expired``)."""
+        """The bytes are gone where they live, by no decision of ours: a service's TTL ran out,
+        or someone deleted them there (``Artifact.expire``; status ``expired``)."""
 
         reason: str
 
@@ -162,6 +162,14 @@ class Artifact(Aggregate):
                                  f"{'; '.join(self.pins.values())}")
         self.trigger_event(self.Retired, reason=reason, policy=policy, timestamp=timestamp,
                            **envelope.fields())
+
+    def expire(self, reason: str, envelope: Envelope, timestamp: datetime) -> bool:
+        """Record that the bytes are gone where they live (observed, not decided: pins do not
+        apply). Idempotent: False, recording nothing, when already expired or retired."""
+        if self.status != "live":
+            return False
+        self.trigger_event(self.Expired, reason=reason, timestamp=timestamp, **envelope.fields())
+        return True
 
     def pin(self, key: str, reason: str, envelope: Envelope, timestamp: datetime) -> None:
         """Record a reason to keep this artifact (idempotent per ``key``)."""

@@ -48,7 +48,7 @@ def test_every_command_is_reachable() -> None:
             "audit", "metrics", "project", "project status", "project rebuild", "project follow",
             "export", "export otlp", "export openlineage", "export status", "recover", "monitor",
             "migrate", "seal", "verify", "serve", "tokens", "tokens create", "tokens list",
-            "tokens revoke", "sync"} == names
+            "tokens revoke", "sync", "import", "import tinker-cookbook"} == names
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

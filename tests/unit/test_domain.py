@@ -200,4 +200,13 @@ def test_a_stored_expired_event_still_decodes_and_replays() -> None:
     for event in (mapper.to_domain_event(s) for s in stored):
         replayed = event.mutate(replayed)
     assert replayed is not None and replayed.status == "expired"
-    assert not hasattr(Artifact, "expire")  # nothing records it any more
+
+
+def test_expire_records_once_what_a_service_says_is_gone_and_ignores_pins() -> None:
+    artifact = new_artifact()
+    artifact.pin("resumed:x", "a run resumed from it", env(), NOW)
+    assert artifact.expire("expired on the service", env(), NOW) is True
+    assert artifact.expire("again", env(), NOW) is False  # idempotent
+    expired = [e for e in artifact.collect_events() if isinstance(e, Artifact.Expired)]
+    assert [e.reason for e in expired] == ["expired on the service"]
+    assert artifact.status == "expired"

@@ -1,0 +1,36 @@
+"""Classify a Tinker SDK error: retryable or not, by the SDK's own error types.
+
+- ``RequestFailedError`` (the request completed in a failed state): retryable unless its
+  category is ``user`` (a bad request stays bad);
+- ``APIConnectionError`` / ``APITimeoutError``, and HTTP 408, 429, 5xx: retryable;
+- the "poisoned" ``RuntimeError`` a TrainingClient raises after a failed custom loss: retryable
+  with a new client (signal ``tinker.client_poisoned``);
+- any other HTTP status (400, 401, 403, 404, 409 name taken, 422) and anything else: not.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tinker
+
+
+class Classified(NamedTuple):
+    error_type: str
+    retryable: bool
+    signal: str
+
+
+def classify(error: BaseException) -> Classified:
+    name = type(error).__name__
+    if isinstance(error, tinker.RequestFailedError):
+        category = str(getattr(error, "category", "unknown")).lower().rsplit(".", 1)[-1]
+        return Classified(name, category != "user", f"tinker.request_failed.{category}")
+    if isinstance(error, tinker.APIConnectionError):
+        return Classified(name, True, "tinker.connection")
+    if isinstance(error, tinker.APIStatusError):
+        code = error.status_code
+        return Classified(name, code in (408, 429) or code >= 500, f"tinker.http_{code}")
+    if isinstance(error, RuntimeError) and "poisoned" in str(error):
+        return Classified(name, True, "tinker.client_poisoned")
+    return Classified(name, False, "tinker.error")

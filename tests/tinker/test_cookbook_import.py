@@ -1,0 +1,77 @@
+"""Importing a tinker-cookbook log directory written by the cookbook's own code: the crashed
+first process, the off-by-one resume (#935) and the mislabelled final record (#367)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lineage.adapters.tinker.cookbook import import_cookbook_log, segments_of
+from lineage.errors import ValidationError
+from tests.tinker.cookbook_fixture import write_cookbook_log
+
+
+@pytest.fixture
+def log_dir(service: Any, tmp_path: Path) -> Path:
+    path = tmp_path / "sl-run"
+    write_cookbook_log(service, str(path), n_batches=10, crash_after=8)
+    return path
+
+
+def test_a_resumed_cookbook_run_becomes_a_resume_in_the_lineage(log_dir: Path,
+                                                                tracker: Any) -> None:
+    result = import_cookbook_log(tracker, log_dir)
+    first, second = (tracker.run(run) for run in result.runs)
+    assert first.job_status == "superseded" and second.job_status == "completed"
+    assert first.job["metadata"]["config"]["lora_rank"] == 8
+    assert [s.step for s in tracker.steps(first.id)] == [0, 1, 2, 3, 4, 5, 6]
+    assert [s.step for s in tracker.steps(second.id)] == [6, 7, 8, 9]  # batch 6 redone
+    steps = tracker.steps(first.id)
+    assert steps[0].metrics["train_mean_nll"] == 2.0 and steps[0].tokens == 3
+    assert steps[0].durations["step"] > 0
+    by_uri = {a.uri: a for a in tracker.artifacts(type="checkpoint")}
+    resumed = by_uri[next(u for u in by_uri if u.endswith(":train:0/weights/000006"))]
+    assert (second.resumed_from, second.resumed_checkpoint) == (first.id, resumed.id)
+    assert resumed.step == 6 and resumed.includes_optimizer
+    assert second.job["metadata"]["cookbook"]["resume"] == {"checkpoint_batch": 6,
+                                                            "steps_redone": [6, 6]}
+    final = by_uri[next(u for u in by_uri if u.endswith("/weights/final"))]
+    assert final.step == 9  # the record says batch 0
+    assert "says batch 0, epoch 1; it follows step 9" in final.metadata["label_mismatch"]
+    sampler = by_uri[next(u for u in by_uri if u.endswith(":train:0/sampler_weights/000003"))]
+    assert sampler.includes_optimizer is False and sampler.step == 3
+
+
+def test_importing_twice_changes_nothing(log_dir: Path, tracker: Any) -> None:
+    first = import_cookbook_log(tracker, log_dir)
+    position = tracker.store.max_position()
+    again = import_cookbook_log(tracker, log_dir)
+    assert again.runs == first.runs
+    assert tracker.store.max_position() == position
+
+
+def test_follow_picks_up_what_a_live_directory_appends(service: Any, tmp_path: Path,
+                                                       tracker: Any) -> None:
+    import asyncio
+
+    from tests.tinker.cookbook_fixture import sl_process
+
+    path = tmp_path / "live"
+    asyncio.run(sl_process(service, str(path), 10, crash_after=5))
+    early = import_cookbook_log(tracker, path)
+    assert [s.step for s in tracker.steps(early.runs[0])] == [0, 1, 2, 3]
+    asyncio.run(sl_process(service, str(path), 10))
+    late = import_cookbook_log(tracker, path)
+    assert late.runs[0] == early.runs[0] and len(late.runs) == 2
+    assert [s.step for s in tracker.steps(late.runs[1])] == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_a_torn_last_line_waits_and_a_bad_record_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "loss": 1}\n{"step": 1, "lo')
+    [segment] = segments_of(tmp_path)
+    assert [s["step"] for s in segment.steps] == [0]
+    (tmp_path / "metrics.jsonl").write_text('{"loss": 1}\n')
+    with pytest.raises(ValidationError, match="step"):
+        segments_of(tmp_path)
