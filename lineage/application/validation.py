@@ -9,10 +9,12 @@ The limits below are the ones the README's "Limits" table documents; change both
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import operator
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -321,7 +323,33 @@ def remote_uri(value: str, field: str = "uri") -> str:
         raise ValidationError(field, f"unsupported uri scheme {scheme!r}", value)
     if not parts.netloc.strip() or (scheme in _NEEDS_PATH and not parts.path.strip("/ ")):
         raise ValidationError(field, f"a {scheme}:// uri must look like {form}", value)
+    if scheme in ("http", "https") and _is_metadata_host(parts.hostname or ""):
+        raise ValidationError(field, f"names {parts.hostname}, a cloud metadata or link-local "
+                              "address, which is never where an artifact lives", value)
     return value
+
+
+# Instance-metadata services (AWS/Azure/GCP/OpenStack at 169.254.169.254, ECS at 169.254.170.2,
+# AWS over IPv6, Alibaba) and the link-local ranges they live in: a uri naming one is refused, so
+# nothing that later follows artifact uris (a viewer, a catalog) can be pointed at credentials.
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog",
+                             "instance-data", "instance-data.ec2.internal"})
+_METADATA_ADDRESSES = frozenset({"100.100.100.200", "fd00:ec2::254"})
+
+
+def _is_metadata_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host in _METADATA_NAMES or host in _METADATA_ADDRESSES:
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the legacy IPv4 spellings clients still accept: 2852039166, 0xa9fea9fe, 0251.0376...
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_link_local
 
 
 def shown(value: Any, limit: int = 60) -> str:

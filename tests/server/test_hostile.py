@@ -88,6 +88,11 @@ CASES: dict[str, tuple[bytes, dict[str, str]]] = {
         "register_artifact", "s3://b/k", type="model", loc={"http://169.254.169.254/": [1,
                                                               "sha256:" + "0" * 64]})]), {}),
     "retry flag not a bool": (b'{"retry": "yes", "items": []}', {}),
+    "cloud metadata uri": (body([call("register_artifact",
+                                      "http://169.254.169.254/latest/meta-data/iam/",
+                                      type="model")]), {}),
+    "cloud metadata uri spelt as one number": (body([call(
+        "register_artifact", "http://2852039166/latest/meta-data/", type="model")]), {}),
 }
 
 

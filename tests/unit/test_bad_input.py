@@ -137,6 +137,24 @@ def test_unsupported_uri_scheme(tracker: lineage.Tracker) -> None:
     rejects(tracker, lambda: tracker.register_artifact("ftp://host/x", type="log"), "uri", "unsupported")
 
 
+@pytest.mark.parametrize("uri", [
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # AWS, Azure, GCP
+    "http://169.254.170.2/v2/credentials", "http://[fd00:ec2::254]/latest/",  # ECS, AWS IPv6
+    "https://metadata.google.internal/computeMetadata/v1/", "http://100.100.100.200/latest/",
+    "http://[::ffff:169.254.169.254]/", "http://[fe80::1]/x",  # mapped, link-local IPv6
+    "http://2852039166/latest/", "http://0xa9fea9fe/", "http://0251.0376.0251.0376/",
+])
+def test_a_cloud_metadata_uri_is_refused(tracker: lineage.Tracker, uri: str) -> None:
+    rejects(tracker, lambda: tracker.register_artifact(uri, type="model"), "uri",
+            "cloud metadata or link-local")
+
+
+def test_ordinary_http_hosts_are_accepted(tracker: lineage.Tracker) -> None:
+    for uri in ("https://huggingface.co/gpt2/model.safetensors", "http://10.0.0.7/ckpt.bin",
+                "http://127.0.0.1:8000/x", "https://models.example.org/a"):
+        assert tracker.register_artifact(uri, type="model").uri == uri
+
+
 def test_nan_and_infinity_are_kept_faithfully(tracker: lineage.Tracker) -> None:
     with tracker.start_run("r") as run:
         run.log_step(1, {"loss": float("nan"), "up": float("inf"), "down": float("-inf")})
