@@ -30,7 +30,9 @@ metadata = MetaData()
 # 6: span ids are the trace identity's (lineage.spans.identity), shared with the OTLP export.
 # 8: lineage_quarantine (events a read model could not apply).
 # 9: steps stored in blocks: lineage_step_metrics holds one row per block; no audit row per step.
-SCHEMA_VERSION = 9
+# 10: step spans grouped in levels past 10,000 steps; finish run, best and retention spans; a
+#     superseded run's span is an error, as in the OTLP export.
+SCHEMA_VERSION = 10
 
 ID = String(36)
 TIME = String(32)

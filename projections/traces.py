@@ -243,7 +243,9 @@ class TraceProjection(Dispatching):
         if e.superseded_by:
             values["superseded_by"] = str(e.superseded_by)
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
-        status = "ok" if e.status in ("completed", "superseded") else "error"
+        # As the OTLP export has it (lineage.spans.assembly.run_status): only a completed run
+        # is ok; a superseded one failed or was corrupted before a new run took over.
+        status = "ok" if e.status == "completed" else "error"
         _merge_span(conn, run_span_id(run_id), {"reason": e.reason}, status=status,
                     finished_at=at)
         if first is None:  # the first Finished: ``finish run``, as the OTLP export has it
