@@ -21,6 +21,7 @@ from lineage.codec.dispatch import handles
 from lineage.codec.step_decode import StepBlock
 from lineage.domain import Artifact, Run
 from lineage.domain.liveness import HeartbeatRecorded
+from lineage.domain.recovery_rules import concerns_the_run
 from lineage.domain.steps import StepsRecorded
 from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.step_rollup import StepRollup, run_span_id
@@ -116,7 +117,9 @@ class TraceProjection(Dispatching):
         run_id = str(e.originator_id)
         _bump(conn, run_id, failures=1)
         values: dict[str, Any] = {"last_failure": f"{e.error_type}: {e.message}" if e.message
-                                  else e.error_type, "failure_retryable": bool(e.retryable)}
+                                  else e.error_type}
+        if concerns_the_run(e.signal):  # one request's failure leaves the run's standing alone
+            values["failure_retryable"] = bool(e.retryable)
         if e.corrupted:
             values["corrupted"] = True
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))

@@ -19,6 +19,15 @@ from lineage.errors import InvariantError
 
 DEFAULT_RECOVERY_LEASE_S = 120.0  # how long a recovery is held without a renewal
 LEASE_EXPIRED = "RecoveryLeaseExpired"  # error type of the RecoveryFailed a takeover records
+# A failure whose signal starts with this concerns one request (a call to a training service
+# that failed and that the client may retry): the run goes on, so it is counted and shown but
+# never makes the run a candidate for recovery, however retryable.
+REQUEST_SIGNAL = "request."
+
+
+def concerns_the_run(signal: str) -> bool:
+    """Whether a failure with ``signal`` is the run's (not one request's): see REQUEST_SIGNAL."""
+    return not signal.startswith(REQUEST_SIGNAL)
 
 
 class RecoveryState(Protocol):

@@ -153,6 +153,30 @@ def test_poll_failures_are_recorded_and_the_monitor_goes_on(
     assert tracker.run(crashed_by_a_bug.id).job_status == "failed"
 
 
+def test_a_failed_request_is_no_dead_run_however_retryable(
+        any_url: str, make_tracker: Callable[..., Any]) -> None:
+    """A failure signalled ``request.*`` (one call to a training service failed; the client may
+    retry it) is counted, but only the run's own retryable failures make it a candidate."""
+    tracker = make_tracker(any_url)
+    request = tracker.start_run("a request failed")
+    request.log_step(1, {"loss": 1.0})
+    request.record_failure("RequestFailedError", "503", signal="request.tinker.http_503",
+                           retryable=True)
+    dead = tracker.start_run("the run failed")
+    dead.log_step(1, {"loss": 1.0})
+    dead.record_failure("RequestFailedError", "503", signal="request.tinker.http_503",
+                        retryable=True)
+    dead.record_failure("WorkerLost", signal="exception", retryable=True)
+    dead.record_failure("RequestFailedError", "429", signal="request.tinker.http_429",
+                        retryable=True)  # a later request failure leaves the run's standing
+    tracker.flush()
+
+    signals = LocalRunStatusSource(tracker).poll()
+
+    assert [s.run_id for s in signals] == [dead.id]
+    assert tracker.run(request.id).failures == 1 and tracker.run(dead.id).failures == 3
+
+
 def corrupted_db(tmp_path: Path) -> tuple[str, lineage.RunHandle]:
     db = str(tmp_path / "m.db")
     with lineage.Tracker(db) as tracker:

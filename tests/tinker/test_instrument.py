@@ -9,6 +9,7 @@ from tinker import types
 
 from lineage.adapters.tinker import instrument
 from lineage.application.inference import inference_records
+from lineage.application.monitor import LocalRunStatusSource
 from tests.tinker.conftest import datum, train
 
 
@@ -85,9 +86,11 @@ def test_failed_futures_are_recorded_as_classified_failures(service: Any, tracke
     run = tracker.run(recorder.run_of(client.model_id).id)
     assert run.failures == 2
     events = [e for e in tracker.run_events(run.id) if type(e).__name__ == "FailureDetected"]
-    assert [(e.error_type, e.retryable) for e in events] == [
-        ("RequestFailedError", True), ("RequestFailedError", False)]
+    assert [(e.error_type, e.retryable, e.signal) for e in events] == [
+        ("RequestFailedError", True, "request.tinker.failed.server"),
+        ("RequestFailedError", False, "request.tinker.failed.user")]
     assert tracker.steps(run.id) == []  # the failed update is no step
+    assert LocalRunStatusSource(tracker).poll() == []  # a failed request is no dead run
 
 
 def test_a_call_the_sdk_refuses_at_once_is_a_failure_and_later_steps_still_log(
