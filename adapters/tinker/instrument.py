@@ -137,7 +137,7 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
     info = client.get_info()  # cached by the SDK at creation: no request
     model_id = str(client.model_id)
     optimizer = getattr(info, "optimizer_config", None)
-    recorder.put(("run", model_id, {
+    recorder.put((recorder.on_run, model_id, {
         "base_model": info.model_data.model_name if info.model_data else "unknown",
         "tokenizer_id": info.model_data.tokenizer_id if info.model_data else None,
         "lora_rank": info.lora_rank, "lora": {k: v for k, v in lora.items() if v is not None},
@@ -154,7 +154,7 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
             try:
                 api_future = optim_step(*args, **kwargs)
             except BaseException as error:  # refused at call time: not an update
-                put(("failure", model_id, "optim_step", error))
+                put((recorder.on_failure, model_id, "optim_step", error))
                 raise
             calls.optim_steps += 1
             index, forward_seqs = calls.optim_steps, tuple(calls.forward)
@@ -163,7 +163,7 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
 
         def done(future: Future[Any]) -> None:
             value, error = _outcome(future)
-            put(("optim", model_id, seq, index, forward_seqs,
+            put((recorder.on_optim, model_id, seq, index, forward_seqs,
                  dict(getattr(value, "metrics", None) or {}), clock() - start, error))
 
         _attach(api_future, done)
@@ -202,13 +202,13 @@ def _forward(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecord
                 api_future = original(data, *args, **kwargs)
             except BaseException as error:  # refused at call time: no future will come
                 calls.forward.remove(seq)
-                recorder.put(("failure", model_id, op, error))
+                recorder.put((recorder.on_failure, model_id, op, error))
                 raise
         start = clock()
 
         def done(future: Future[Any]) -> None:
             value, error = _outcome(future)
-            recorder.put(("forward", model_id, seq, {} if value is None else dict(value.metrics),
+            recorder.put((recorder.on_forward, model_id, seq, {} if value is None else dict(value.metrics),
                           tokens, clock() - start, error))
 
         _attach(api_future, done)
@@ -227,12 +227,12 @@ def _save(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
             try:
                 api_future = original(name, *args, **kwargs)
             except BaseException as error:
-                recorder.put(("failure", model_id, f"save {kind}", error))
+                recorder.put((recorder.on_failure, model_id, f"save {kind}", error))
                 raise
 
         def done(future: Future[Any]) -> None:
             value, error = _outcome(future)
-            recorder.put(("save", model_id, seq, kind, name, contains,
+            recorder.put((recorder.on_save, model_id, seq, kind, name, contains,
                           None if value is None else value.path, ttl, error))
 
         _attach(api_future, done)
@@ -263,7 +263,7 @@ def instrument_sampling(client: Any, recorder: TinkerRecorder, model_path: str |
             outputs = [] if value is None else [
                 {"stop_reason": s.stop_reason, "count": len(s.tokens),
                  **({"tokens": list(s.tokens)} if keep_text else {})} for s in value.sequences]
-            recorder.put(("sample", model_path, model_id, "sample", prompt_tokens, num_samples,
+            recorder.put((recorder.on_sample, model_path, model_id, "sample", prompt_tokens, num_samples,
                           outputs, clock() - start, error))
 
         _attach(api_future, done)
@@ -277,7 +277,7 @@ def instrument_sampling(client: Any, recorder: TinkerRecorder, model_path: str |
 
         def done(future: Future[Any]) -> None:
             error = future.exception()
-            recorder.put(("sample", model_path, model_id, "compute_logprobs", prompt_tokens, 1,
+            recorder.put((recorder.on_sample, model_path, model_id, "compute_logprobs", prompt_tokens, 1,
                           [], clock() - start, error))
 
         _attach(api_future, done)
@@ -299,7 +299,7 @@ def instrument_rest(rest_client: Any, recorder: TinkerRecorder) -> None:
     def deleted(path: str, api_future: Any) -> Any:
         def done(future: Future[Any]) -> None:
             if future.exception() is None:
-                recorder.put(("deleted", path))
+                recorder.put((recorder.on_deleted, path))
 
         _attach(api_future, done)
         return api_future

@@ -75,13 +75,14 @@ class TinkerRecorder:
     # -- any thread ---------------------------------------------------------------------------
 
     def put(self, item: tuple[Any, ...]) -> None:
-        """Queue one record (never blocks, never raises)."""
+        """Queue one record, ``(handler, *args)``: the worker calls ``handler(*args)`` (one of the
+        ``on_*`` methods). Never blocks, never raises."""
         self._queue.put(item)
 
     def bind(self, tinker_path: str, run_handle: Any) -> None:
         """The next training client created from ``tinker_path`` records into ``run_handle``
         (a run a recovery created) instead of a new run."""
-        self.put(("bind", tinker_path, run_handle))
+        self.put((self.on_bind, tinker_path, run_handle))
 
     def run_of(self, model_id: str, timeout: float | None = 30.0) -> Any:
         """The run handle recording the training client ``model_id`` (waits for the queue)."""
@@ -92,7 +93,7 @@ class TinkerRecorder:
         """Wait until everything queued so far was handed to the tracker (and, with
         ``tracker``, committed). In strict mode, raises the first recording error."""
         done = threading.Event()
-        self.put(("flush", done))
+        self.put((self.on_flush, done))
         if not done.wait(timeout):
             raise TimeoutError(f"the Tinker recorder did not drain within {timeout}s")
         if tracker:
@@ -113,20 +114,21 @@ class TinkerRecorder:
             if item is None:
                 return
             try:
-                getattr(self, "_on_" + item[0])(*item[1:])
+                handler, *args = item
+                handler(*args)
             except Exception as error:  # telemetry never breaks training: counted, logged once
                 self.errors += 1
                 if self.first_error is None:
                     self.first_error = error
-                    log.exception("lineage: recording a Tinker %s failed", item[0])
+                    log.exception("lineage: recording a Tinker %s failed", item[0].__name__)
 
-    def _on_flush(self, done: threading.Event) -> None:
+    def on_flush(self, done: threading.Event) -> None:
         done.set()
 
-    def _on_bind(self, tinker_path: str, run_handle: Any) -> None:
+    def on_bind(self, tinker_path: str, run_handle: Any) -> None:
         self.bound[tinker_path] = run_handle
 
-    def _on_run(self, model_id: str, info: dict[str, Any], origin: str,
+    def on_run(self, model_id: str, info: dict[str, Any], origin: str,
                 source_path: str | None) -> None:
         tinker = {"model_id": model_id, "origin": origin, "source_checkpoint_path": source_path,
                   "tokenizer_id": info.get("tokenizer_id"), "optimizer": info.get("optimizer")}
@@ -155,7 +157,7 @@ class TinkerRecorder:
                                                  step=base)
         self.runs[model_id] = RunState(handle, base)
 
-    def _on_forward(self, model_id: str, seq: int, metrics: dict[str, float], tokens: int,
+    def on_forward(self, model_id: str, seq: int, metrics: dict[str, float], tokens: int,
                     seconds: float, error: BaseException | None) -> None:
         state = self.runs[model_id]
         if error is not None:
@@ -163,7 +165,7 @@ class TinkerRecorder:
         state.forward[seq] = (metrics, tokens, seconds, error is None)
         self._drain(state)
 
-    def _on_optim(self, model_id: str, seq: int, index: int, forward_seqs: tuple[int, ...],
+    def on_optim(self, model_id: str, seq: int, index: int, forward_seqs: tuple[int, ...],
                   metrics: dict[str, float], seconds: float, error: BaseException | None) -> None:
         state = self.runs[model_id]
         if error is not None:
@@ -171,7 +173,7 @@ class TinkerRecorder:
         state.waiting.append((seq, index, forward_seqs, metrics, seconds, error is None))
         self._drain(state)
 
-    def _on_failure(self, model_id: str, op: str, error: BaseException) -> None:
+    def on_failure(self, model_id: str, op: str, error: BaseException) -> None:
         self._failure(self.runs[model_id], op, error)
 
     def _drain(self, state: RunState) -> None:
@@ -191,7 +193,7 @@ class TinkerRecorder:
                                   durations={"forward_backward": sum(p[2] for p in parts),
                                              "optim_step": optim_s})
 
-    def _on_save(self, model_id: str, seq: int, kind: str, name: str, contains: int,
+    def on_save(self, model_id: str, seq: int, kind: str, name: str, contains: int,
                  path: str | None, ttl: int | None, error: BaseException | None) -> None:
         state = self.runs[model_id]
         if error is not None:
@@ -205,7 +207,7 @@ class TinkerRecorder:
                       "optim_steps_contained": contains, "client_seq": seq, "ttl_seconds": ttl})
         self.checkpoints[path] = ref.id
 
-    def _on_sample(self, model_path: str | None, model_id: str | None, operation: str,
+    def on_sample(self, model_path: str | None, model_id: str | None, operation: str,
                    prompt: list[int] | int, num_samples: int, outputs: list[dict[str, Any]],
                    seconds: float, error: BaseException | None) -> None:
         if model_path is None:
@@ -224,7 +226,7 @@ class TinkerRecorder:
             latency_s=seconds, outcome="ok" if error is None else type(error).__name__,
             run=None if state is None else state.handle.id, detail=detail)
 
-    def _on_deleted(self, tinker_path: str) -> None:
+    def on_deleted(self, tinker_path: str) -> None:
         known = self.checkpoints.get(tinker_path) or next(
             (view.id for view in checkpoints_on_tinker(self.tracker) if view.uri == tinker_path),
             None)
