@@ -4,8 +4,10 @@ Low-rate facts only (start, inputs, checkpoints, evaluations, failures, recoveri
 steps go to the run's step log (``lineage.domain.steps``) and are never replayed into a Run.
 
 Every command method takes the envelope and the record time (``timestamp``) from the caller,
-checks its invariants first, then triggers exactly one event. The rules of recovery attempts and
-their leases are in ``lineage.domain.recovery_rules``.
+checks its invariants first, then triggers exactly one event. The recovery commands are in
+``lineage.domain.run_recovery`` (a base class of Run), the rules of recovery attempts and their
+leases in ``lineage.domain.recovery_rules``; the events stay here (this module names their stored
+topics).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from eventsourcing.domain import Aggregate
 
 import lineage.domain.recovery_rules as rules
 from lineage.domain.envelope import Envelope, EnvelopedEvent
+from lineage.domain.run_recovery import RecoveryCommands
 from lineage.errors import InvariantError, RunFinishedError
 
 FINAL_STATUSES = ("completed", "failed", "cancelled", "superseded")
 
 
-class Run(Aggregate):
+class Run(RecoveryCommands, Aggregate):
     class Event(EnvelopedEvent):
         pass
 
@@ -286,81 +289,6 @@ class Run(Aggregate):
                            message=message, retryable=retryable, corrupted=corrupted, step=step,
                            timestamp=timestamp, **envelope.fields())
 
-    def start_recovery(self, strategy: str, holder: str, lease_until: datetime,
-                       envelope: Envelope, timestamp: datetime) -> int:
-        """Begin the next attempt, held by ``holder`` until ``lease_until``. Refused while
-        another attempt holds an unexpired lease (``take_over_recovery`` first once it has
-        expired)."""
-        rules.check_can_start(self)
-        attempt = self.recovery_attempts + 1
-        self.trigger_event(self.RecoveryStarted, attempt=attempt, strategy=strategy,
-                           holder=holder, lease_until=lease_until, timestamp=timestamp,
-                           **envelope.fields())
-        return attempt
-
-    def lease_expired(self, now: datetime) -> bool:
-        """Whether the attempt in progress is held by nobody at ``now``."""
-        return rules.lease_expired(self, now)
-
-    def take_over_recovery(self, holder: str, envelope: Envelope, timestamp: datetime) -> None:
-        """End the attempt in progress whose executor stopped renewing its lease, as a
-        ``RecoveryFailed`` of type RecoveryLeaseExpired naming both holders; the taker then
-        starts the next attempt. Refused while the lease holds."""
-        rules.check_takeover(self, timestamp)
-        self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
-                           error_type=rules.LEASE_EXPIRED, message=rules.takeover_message(self, holder),
-                           timestamp=timestamp, **envelope.fields())
-
-    def renew_recovery_lease(self, attempt: int, holder: str, lease_until: datetime,
-                             envelope: Envelope, timestamp: datetime) -> None:
-        """Extend the lease of ``attempt``; refused once it was taken over or ended."""
-        rules.require_recovering(self, attempt)
-        self.trigger_event(self.RecoveryLeaseRenewed, attempt=attempt, holder=holder,
-                           lease_until=lease_until, timestamp=timestamp, **envelope.fields())
-
-    def select_recovery_checkpoint(self, checkpoint_id: UUID, step: int, reason: str,
-                                   envelope: Envelope, timestamp: datetime,
-                                   attempt: int | None = None) -> None:
-        rules.require_recovering(self, attempt)
-        self.trigger_event(self.RecoveryCheckpointSelected, attempt=self.recovery_attempts,
-                           checkpoint_id=checkpoint_id, step=step, reason=reason,
-                           timestamp=timestamp, **envelope.fields())
-
-    def complete_recovery(self, new_run_id: UUID, checkpoint_id: UUID, envelope: Envelope,
-                          timestamp: datetime, attempt: int | None = None) -> None:
-        rules.require_recovering(self, attempt)
-        self.trigger_event(self.RecoveryCompleted, attempt=self.recovery_attempts,
-                           new_run_id=new_run_id, checkpoint_id=checkpoint_id,
-                           timestamp=timestamp, **envelope.fields())
-
-    def fail_recovery(self, error_type: str, message: str, envelope: Envelope,
-                      timestamp: datetime, attempt: int | None = None) -> None:
-        rules.require_recovering(self, attempt)
-        self.trigger_event(self.RecoveryFailed, attempt=self.recovery_attempts,
-                           error_type=error_type, message=message, timestamp=timestamp,
-                           **envelope.fields())
-
-    def reject_recovery_checkpoint(self, checkpoint_id: UUID, step: int | None, reason: str,
-                                   envelope: Envelope, timestamp: datetime,
-                                   attempt: int | None = None) -> None:
-        """Record why a candidate checkpoint was not used (missing, corrupted, no optimizer
-        state...) before the recovery falls back to an older one."""
-        rules.require_recovering(self, attempt)
-        self.trigger_event(self.RecoveryCheckpointRejected, attempt=self.recovery_attempts,
-                           checkpoint_id=checkpoint_id, step=step, reason=reason,
-                           timestamp=timestamp, **envelope.fields())
-
-    def record_lost_steps(self, checkpoint_id: UUID, checkpoint_step: int, first_step: int,
-                          last_step: int, count: int, new_run_id: UUID, envelope: Envelope,
-                          timestamp: datetime, attempt: int | None = None) -> None:
-        rules.require_recovering(self, attempt)
-        if count <= 0:
-            return
-        self.trigger_event(self.StepsLost, checkpoint_id=checkpoint_id,
-                           checkpoint_step=checkpoint_step, first_step=first_step,
-                           last_step=last_step, count=count, new_run_id=new_run_id,
-                           timestamp=timestamp, **envelope.fields())
-
     def change_best(self, artifact_id: UUID, metric: str, mode: str, value: float,
                     checkpoint_step: int, eval_step: int, envelope: Envelope,
                     timestamp: datetime) -> None:
@@ -369,14 +297,6 @@ class Run(Aggregate):
         self.trigger_event(self.BestCheckpointChanged, artifact_id=artifact_id,
                            previous_artifact_id=self.best_checkpoint, metric=metric, mode=mode,
                            value=value, checkpoint_step=checkpoint_step, eval_step=eval_step,
-                           timestamp=timestamp, **envelope.fields())
-
-    def exhaust_recovery(self, envelope: Envelope, timestamp: datetime,
-                         attempt: int | None = None) -> None:
-        """Record that attempts ran out (closing an attempt still open). ``attempt``, when
-        given, must be the last one and ended: another executor's attempt is left alone."""
-        rules.check_exhaust(self, attempt)
-        self.trigger_event(self.RecoveryExhausted, attempts=self.recovery_attempts,
                            timestamp=timestamp, **envelope.fields())
 
     def resume_from(self, previous_run_id: UUID, checkpoint_id: UUID, step: int,

@@ -8,9 +8,11 @@ escapes and fails the test.
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,18 @@ class ArtifactModel:
     type: str
     size: int | None
     checksum: str | None
+
+
+def on_a_run(operation: Callable[..., None]) -> Callable[..., bool | None]:
+    """An operation on the run at ``index`` (its first argument): given that run's model, or
+    skipped (False) while no run was started."""
+
+    @functools.wraps(operation)
+    def on_run(self: Driver, index: int, *args: Any) -> bool | None:
+        model = self.run_at(index)
+        return False if model is None else operation(self, model, *args)
+
+    return on_run
 
 
 class Driver:
@@ -106,37 +120,29 @@ class Driver:
                                         occurred_at=at)
         self.runs.append(RunModel(handle, name, expected_tags(tags)))
 
-    def do_step(self, index: int, step: Any, metrics: Any, epoch: Any, durations: Any,
-                tokens: Any, at: Any, event_id: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_step(self, model: RunModel, step: Any, metrics: Any, epoch: Any, durations: Any,
+                tokens: Any, at: Any, event_id: Any) -> None:
         model.handle.log_step(step, metrics, epoch=epoch, durations=durations, tokens=tokens,
                               occurred_at=at, event_id=self.event_id(event_id))
         model.steps.append((step, dict(metrics or {})))
 
-    def do_eval(self, index: int, step: Any, metrics: Any, dataset: Any, split: Any,
-                at: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_eval(self, model: RunModel, step: Any, metrics: Any, dataset: Any, split: Any,
+                at: Any) -> None:
         model.handle.log_eval(step, metrics, dataset=dataset, split=split,
                               occurred_at=at).wait()
         model.evaluations += 1
 
-    def do_failure(self, index: int, error_type: Any, message: Any, signal: Any,
-                   retryable: Any, step: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_failure(self, model: RunModel, error_type: Any, message: Any, signal: Any,
+                   retryable: Any, step: Any) -> None:
         model.handle.record_failure(error_type, message, signal=signal, retryable=retryable,
                                     step=step).wait()
         model.failures += 1
 
-    def do_finish(self, index: int, status: Any, reason: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_finish(self, model: RunModel, status: Any, reason: Any) -> None:
         model.handle.finish(status, reason=reason).wait()
         model.status = status
 
@@ -149,11 +155,9 @@ class Driver:
             step=step)
         self._remember(ref)
 
-    def do_checkpoint(self, index: int, uri: Any, step: Any, format: Any,
-                      metadata: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_checkpoint(self, model: RunModel, uri: Any, step: Any, format: Any,
+                      metadata: Any) -> None:
         ref = model.handle.save_checkpoint(self.uri(uri), step=step, format=format,
                                            metadata=metadata)
         ref.wait()
@@ -163,16 +167,12 @@ class Driver:
         self.tracker.move_alias(self.artifact_at(artifact), alias, scope=scope,
                                 protected=protected).wait()
 
-    def do_input(self, index: int, artifact: int, role: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_input(self, model: RunModel, artifact: int, role: Any) -> None:
         model.handle.use_input(self.artifact_at(artifact), role=role).wait()
 
-    def do_recover(self, index: int, strategy: Any, name: Any) -> bool | None:
-        model = self.run_at(index)
-        if model is None:
-            return False
+    @on_a_run
+    def do_recover(self, model: RunModel, strategy: Any, name: Any) -> None:
         model.recovered = True
         result = self.tracker.recover(model.handle.id, strategy=strategy, name=name,
                                       sleep=lambda seconds: None)

@@ -145,3 +145,25 @@ def train_until_refused(log_step: Callable[..., Any], first: int, logged: list[i
     assert not trainer.is_alive(), "log_step stayed blocked past the give-up"
     [error] = outcome
     return error
+
+
+def train_while_mending(run: Any, logged: list[int], mend: Callable[[], None], *, first: int,
+                        until: int, pause_s: float) -> None:
+    """The training loop goes on logging from ``first`` (appending each step to ``logged``,
+    never flushing) while ``mend`` runs on its own thread: it waits for the fault to show, then
+    mends it. Stops once ``mend`` returned and ``until`` is reached."""
+    mended = threading.Event()
+
+    def mender() -> None:
+        mend()
+        mended.set()
+
+    thread = threading.Thread(target=mender, daemon=True)
+    thread.start()
+    step = first
+    while not mended.is_set() or step < until:
+        run.log_step(step, {"loss": 1.0 / (step + 1)})
+        logged.append(step)
+        step += 1
+        time.sleep(pause_s)  # a training step
+    thread.join()

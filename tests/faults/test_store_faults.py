@@ -5,8 +5,6 @@ a persistent one reported with its cause and count, no call blocked past the giv
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +13,18 @@ import pytest
 import lineage
 from lineage.errors import DISK_FULL, READ_ONLY, StepGapError
 from tests.faults.conftest import SmallFilesystem
-from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, train_until_refused, wait_until
+from tests.faults.helpers import (
+    FIGURES,
+    Timed,
+    check_prefix,
+    stored_steps,
+    train_until_refused,
+    train_while_mending,
+    wait_until,
+)
 
 MakeTracker = Callable[..., Any]
+FAULT_KINDS = pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
 
 
 def open_on(fs: SmallFilesystem, make_tracker: MakeTracker, **settings: Any) -> Any:
@@ -26,16 +33,18 @@ def open_on(fs: SmallFilesystem, make_tracker: MakeTracker, **settings: Any) -> 
     return tracker
 
 
-def start(fs: SmallFilesystem, make_tracker: MakeTracker, logged: list[int],
-          **settings: Any) -> tuple[Any, Any]:
-    """A tracker on ``fs`` with a run that has 300 committed steps."""
+def broken_after_300_steps(fs: SmallFilesystem, make_tracker: MakeTracker, kind: str,
+                           **settings: Any) -> tuple[Any, Any, list[int]]:
+    """A tracker on ``fs`` with a run of 300 committed steps; then the store breaks (``kind``).
+    Returns the tracker, the run and the steps logged."""
     tracker = open_on(fs, make_tracker, **settings)
     run = tracker.start_run("on a small disk")
-    for step in range(300):
+    logged = list(range(300))
+    for step in logged:
         run.log_step(step, {"loss": 1.0 / (step + 1)})
-        logged.append(step)
     tracker.flush()
-    return tracker, run
+    break_store(fs, kind)
+    return tracker, run, logged
 
 
 def break_store(fs: SmallFilesystem, kind: str) -> None:
@@ -52,28 +61,16 @@ def mend_store(fs: SmallFilesystem, kind: str) -> None:
         fs.writable()
 
 
-@pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
+@FAULT_KINDS
 def test_a_transient_fault_loses_nothing_and_leaves_no_hole(
         small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
-    logged: list[int] = []
-    tracker, run = start(small_fs, make_tracker, logged, retry_for_s=120)
-    break_store(small_fs, kind)
-    mended = threading.Event()
+    tracker, run, logged = broken_after_300_steps(small_fs, make_tracker, kind, retry_for_s=120)
 
-    def mend() -> None:  # while the training loop goes on logging, without flush
+    def mend() -> None:
         wait_until(lambda: tracker.writer.stats.store_retries >= 3, "the store to fail")
         mend_store(small_fs, kind)
-        mended.set()
 
-    mender = threading.Thread(target=mend, daemon=True)
-    mender.start()
-    step = 300
-    while not mended.is_set() or step < 1000:
-        run.log_step(step, {"loss": 1.0 / (step + 1)})
-        logged.append(step)
-        step += 1
-        time.sleep(0.001)  # a training step
-    mender.join()
+    train_while_mending(run, logged, mend, first=300, until=1000, pause_s=0.001)
     tracker.flush()  # nothing to report
     check_prefix(stored_steps(tracker.store, run.id), logged, scenario=f"sqlite {kind} transient",
                  transient=True)
@@ -81,12 +78,10 @@ def test_a_transient_fault_loses_nothing_and_leaves_no_hole(
     tracker.close()
 
 
-@pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
+@FAULT_KINDS
 def test_a_persistent_fault_is_reported_with_its_cause_and_count(
         small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
-    logged: list[int] = []
-    tracker, run = start(small_fs, make_tracker, logged, retry_for_s=1.0)
-    break_store(small_fs, kind)
+    tracker, run, logged = broken_after_300_steps(small_fs, make_tracker, kind, retry_for_s=1.0)
     for step in range(300, 600):
         run.log_step(step, {"loss": 1.0 / (step + 1)})
         logged.append(step)
@@ -115,12 +110,11 @@ def reopened(fs: SmallFilesystem) -> Any:
     return open_store(str(fs.path / "lineage.db"))
 
 
-@pytest.mark.parametrize("kind", [DISK_FULL, READ_ONLY])
+@FAULT_KINDS
 def test_a_training_loop_blocked_on_a_full_queue_gets_the_cause_at_the_give_up(
         small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
-    logged: list[int] = []
-    tracker, run = start(small_fs, make_tracker, logged, retry_for_s=1.0, queue_size=50)
-    break_store(small_fs, kind)
+    tracker, run, logged = broken_after_300_steps(small_fs, make_tracker, kind, retry_for_s=1.0,
+                                                  queue_size=50)
     error = train_until_refused(Timed(run.log_step, f"sqlite {kind}, full queue, retry_for_s=1"),
                                 300, logged)
     assert isinstance(error, lineage.WriterError) and error.reason == kind

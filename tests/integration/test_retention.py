@@ -213,13 +213,20 @@ def save_then_crash(tracker: lineage.Tracker, run: lineage.RunHandle, folder: Pa
     return ref
 
 
+def keep_2_run_saved_without_retiring(tracker: Any, folder: Path,
+                                      saves: tuple[int, ...]) -> tuple[Any, list[Any]]:
+    """A keep_last=2 run with a checkpoint saved at each of ``saves``, each save crashing before
+    its retirements (``save_then_crash``)."""
+    run = tracker.start_run("sft", job={"checkpoint_policy": KEEP_2})
+    for step in range(1, saves[-1] + 1):
+        run.log_step(step, {"loss": 1.0 / step})
+    return run, [save_then_crash(tracker, run, folder, step) for step in saves]
+
+
 def test_a_crash_between_a_save_and_its_retirement_is_repaired_on_the_next_start(
         durable_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
     crashed = make_tracker(durable_url)
-    run = crashed.start_run("sft", job={"checkpoint_policy": KEEP_2})
-    for step in range(1, 51):
-        run.log_step(step, {"loss": 1.0 / step})
-    refs = [save_then_crash(crashed, run, tmp_path, step) for step in (10, 20, 30, 40, 50)]
+    run, refs = keep_2_run_saved_without_retiring(crashed, tmp_path, (10, 20, 30, 40, 50))
     crashed.move_alias(refs[0], "keep-me", protected=True).wait()  # pinned: never retired
     other = crashed.start_run("no policy")  # a run without keep_last keeps everything
     other.log_step(10, {"loss": 1.0})
@@ -247,10 +254,7 @@ def test_a_crash_between_a_save_and_its_retirement_is_repaired_on_the_next_start
 def test_repair_retention_enforces_keep_last_by_itself(
         any_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
     tracker = make_tracker(any_url)
-    run = tracker.start_run("sft", job={"checkpoint_policy": KEEP_2})
-    for step in range(1, 31):
-        run.log_step(step, {"loss": 1.0 / step})
-    refs = [save_then_crash(tracker, run, tmp_path, step) for step in (10, 20, 30)]
+    _, refs = keep_2_run_saved_without_retiring(tracker, tmp_path, (10, 20, 30))
 
     outcomes = tracker.repair_retention()
 

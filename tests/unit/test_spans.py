@@ -39,6 +39,16 @@ def scenario(make_tracker: Callable[..., Any]) -> tuple[Any, Scenario]:
     return tracker, record_scenario(tracker, clock)
 
 
+Built = tuple[list[SpanRecord], Scenario]
+
+
+@pytest.fixture
+def built(scenario: tuple[Any, Scenario]) -> Built:
+    """The scenario's spans, and what it recorded."""
+    tracker, s = scenario
+    return build(tracker), s
+
+
 def named(spans: list[SpanRecord], name: str, run: UUID | None = None) -> list[SpanRecord]:
     return [s for s in spans if s.name == name and (run is None or s.trace_id == run.bytes)]
 
@@ -120,9 +130,8 @@ def test_flatten_keeps_scalars_sorted() -> None:
 # -- the scenario ----------------------------------------------------------------------------
 
 
-def test_every_span_belongs_to_its_run_trace_under_the_run_span(scenario: tuple[Any, Scenario]) -> None:
-    tracker, s = scenario
-    spans = build(tracker)
+def test_every_span_belongs_to_its_run_trace_under_the_run_span(built: Built) -> None:
+    spans, s = built
     runs = {span.trace_id: span for span in named(spans, "train run")}
     assert set(runs) == {s.failed_run.bytes, s.resumed_run.bytes}
     assert all(span.parent_span_id == b"" for span in runs.values())
@@ -135,9 +144,8 @@ def test_every_span_belongs_to_its_run_trace_under_the_run_span(scenario: tuple[
     assert len({span.span_id for span in spans}) == len(spans)
 
 
-def test_spans_carry_the_events_own_historical_times(scenario: tuple[Any, Scenario]) -> None:
-    tracker, s = scenario
-    spans = build(tracker)
+def test_spans_carry_the_events_own_historical_times(built: Built) -> None:
+    spans, s = built
     [root] = named(spans, "train run", s.failed_run)
     [failed] = named(spans, "finish run", s.failed_run)
     [steps] = named(spans, "train steps", s.failed_run)
@@ -148,9 +156,8 @@ def test_spans_carry_the_events_own_historical_times(scenario: tuple[Any, Scenar
     assert failed.end_ns == at(13) and all(x.end_ns < ns_of(datetime.now(UTC)) for x in spans)
 
 
-def test_attributes_name_runs_steps_artifacts_and_metrics(scenario: tuple[Any, Scenario]) -> None:
-    tracker, s = scenario
-    spans = build(tracker)
+def test_attributes_name_runs_steps_artifacts_and_metrics(built: Built) -> None:
+    spans, s = built
     step = attrs(named(spans, "train steps", s.failed_run)[0])
     assert step == {"lineage.run.id": str(s.failed_run), "lineage.step": 6, "lineage.epoch": 0,
                     "lineage.step.first": 1, "lineage.step.min": 1, "lineage.step.max": 6,
@@ -179,9 +186,8 @@ def test_attributes_name_runs_steps_artifacts_and_metrics(scenario: tuple[Any, S
     assert root["lineage.tenant.id"] == "acme" and "lineage.run.status" not in root
 
 
-def test_failures_are_errors_with_exception_events(scenario: tuple[Any, Scenario]) -> None:
-    tracker, s = scenario
-    spans = build(tracker)
+def test_failures_are_errors_with_exception_events(built: Built) -> None:
+    spans, s = built
     [failure] = named(spans, "detect failure")
     assert failure.status == STATUS_ERROR and attrs(failure)["error.type"] == "backend_corrupted"
     [event] = failure.events
@@ -195,9 +201,8 @@ def test_failures_are_errors_with_exception_events(scenario: tuple[Any, Scenario
     assert resumed.status == STATUS_OK and named(spans, "recover run")[0].status == STATUS_OK
 
 
-def test_links_join_a_resumed_run_to_its_origin(scenario: tuple[Any, Scenario]) -> None:
-    tracker, s = scenario
-    spans = build(tracker)
+def test_links_join_a_resumed_run_to_its_origin(built: Built) -> None:
+    spans, s = built
     [failed] = named(spans, "train run", s.failed_run)
     [resumed] = named(spans, "train run", s.resumed_run)
     [resumed_finish] = named(spans, "finish run", s.resumed_run)
