@@ -147,14 +147,17 @@ def train_until_refused(log_step: Callable[..., Any], first: int, logged: list[i
     return error
 
 
-def train_while_mending(run: Any, logged: list[int], mend: Callable[[], None], *, first: int,
-                        until: int, pause_s: float) -> None:
+def train_while_mending(tracker: Any, run: Any, logged: list[int], mend: Callable[[], Any], *,
+                        after_retries: int, first: int, until: int, pause_s: float) -> None:
     """The training loop goes on logging from ``first`` (appending each step to ``logged``,
-    never flushing) while ``mend`` runs on its own thread: it waits for the fault to show, then
-    mends it. Stops once ``mend`` returned and ``until`` is reached."""
+    never flushing) while, on another thread, the writer retries the broken store
+    ``after_retries`` times and then ``mend`` mends it. Stops once mended and ``until`` is
+    reached."""
     mended = threading.Event()
 
     def mender() -> None:
+        wait_until(lambda: tracker.writer.stats.store_retries >= after_retries,
+                   "the writer to retry")
         mend()
         mended.set()
 

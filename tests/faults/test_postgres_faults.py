@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 
 import lineage
 from lineage.errors import DISK_FULL, UNREACHABLE, StepGapError
-from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, train_while_mending, wait_until
+from tests.faults.helpers import FIGURES, Timed, check_prefix, stored_steps, train_while_mending
 from tests.faults.proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
@@ -90,8 +90,7 @@ def test_connections_cut_mid_batch_lose_nothing(
     tracker.flush()
     FIGURES["faults_injected"] += proxy.cuts
     FIGURES["postgres_connections_cut"] += proxy.cuts
-    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres cut mid-batch",
-                 transient=True)
+    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres cut mid-batch", transient=True)
     assert tracker.writer.stats.lost_events == 0
 
 
@@ -100,14 +99,10 @@ def test_a_server_unreachable_for_a_while_loses_nothing(
     # An attempt against an unreachable server takes up to 20 s (2 x the pool's 10 s wait).
     tracker, run, logged = refused_after_200_steps(proxy, postgres_url, make_tracker,
                                                    "server away", retry_for_s=300)
-    def come_back() -> None:
-        wait_until(lambda: tracker.writer.stats.store_retries >= 2, "the writer to retry")
-        proxy.resume()
-
-    train_while_mending(run, logged, come_back, first=200, until=1000, pause_s=0.002)
+    train_while_mending(tracker, run, logged, proxy.resume, after_retries=2, first=200, until=1000,
+                        pause_s=0.002)
     tracker.flush()
-    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres away a while",
-                 transient=True)
+    check_prefix(read_back(postgres_url, run.id), logged, scenario="postgres away a while", transient=True)
     assert tracker.writer.stats.give_ups == 0
 
 

@@ -20,7 +20,6 @@ from tests.faults.helpers import (
     stored_steps,
     train_until_refused,
     train_while_mending,
-    wait_until,
 )
 
 MakeTracker = Callable[..., Any]
@@ -65,12 +64,8 @@ def mend_store(fs: SmallFilesystem, kind: str) -> None:
 def test_a_transient_fault_loses_nothing_and_leaves_no_hole(
         small_fs: SmallFilesystem, make_tracker: MakeTracker, kind: str) -> None:
     tracker, run, logged = broken_after_300_steps(small_fs, make_tracker, kind, retry_for_s=120)
-
-    def mend() -> None:
-        wait_until(lambda: tracker.writer.stats.store_retries >= 3, "the store to fail")
-        mend_store(small_fs, kind)
-
-    train_while_mending(run, logged, mend, first=300, until=1000, pause_s=0.001)
+    train_while_mending(tracker, run, logged, lambda: mend_store(small_fs, kind), after_retries=3,
+                        first=300, until=1000, pause_s=0.001)
     tracker.flush()  # nothing to report
     check_prefix(stored_steps(tracker.store, run.id), logged, scenario=f"sqlite {kind} transient",
                  transient=True)
