@@ -2,7 +2,8 @@
 
 Precedence: an explicit argument (not None) > each environment variable of ``sources`` in order
 (``LINEAGE_*`` first, then the standard ones such as ``OTEL_EXPORTER_OTLP_TRACES_*`` and
-``OTEL_EXPORTER_OTLP_*``) > the default. No I/O at import; ``resolve`` reads the environment when
+``OTEL_EXPORTER_OTLP_*``) > the default. An explicit string is parsed like the variable's text;
+an explicit number or flag is held to the same rule (a range, a type) and kept as given. No I/O at import; ``resolve`` reads the environment when
 called and raises ConfigurationError naming the variable, the rule and what to set.
 """
 
@@ -59,6 +60,8 @@ def resolve_one(setting: Setting, explicit: Mapping[str, Any],
     if given is not None:
         if isinstance(given, str):
             return parse(setting.name, setting.parse, given, setting.meaning), "explicit"
+        if isinstance(given, int | float):  # bools too: held to the rule of their text
+            parse(setting.name, setting.parse, str(given), setting.meaning)
         return given, "explicit"
     for variable, parser in setting.sources:
         text = environ.get(variable, "")

@@ -57,3 +57,25 @@ def test_invalid_values_say_what_to_set(env: str, text: str) -> None:
 def test_unknown_explicit_setting_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="colour"):
         Settings.load({}, colour="blue")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("queue_size", 0), ("queue_size", -5), ("queue_size", 2.5), ("queue_size", True),
+    ("batch_size", 10**30 * -1), ("retry_for_s", 0), ("retry_for_s", float("nan")),
+    ("lock_timeout_s", -1.0), ("heartbeat_interval_s", float("-inf")),
+])
+def test_explicit_numbers_are_held_to_the_variables_rule(name: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=f"{name}=.* is invalid"):
+        Settings.load({}, **{name: value})
+
+
+def test_a_tracker_refuses_an_explicit_out_of_range_setting_before_opening_anything(
+        tmp_path: object) -> None:
+    import os
+
+    import lineage
+
+    path = os.path.join(str(tmp_path), "never.db")
+    with pytest.raises(ConfigurationError, match="queue_size"):
+        lineage.Tracker(f"sqlite:///{path}", queue_size=-1)
+    assert not os.path.exists(path)
