@@ -295,10 +295,6 @@ class RunHandle(RecoveryCommands):
         if self.finished_status is not None:
             raise RunFinishedError(self.id, self.finished_status, what)
 
-    def _command(self, label: str, event_id: Any, occurred_at: Any, handler: Any) -> Pending:
-        envelope = self.recorder.envelope(event_id, occurred_at)
-        return self.recorder.submit(f"{label} for run {self.id}", handler, envelope)
-
 
 def _policy_of(job: dict[str, Any] | None, run_id: UUID) -> CheckpointPolicy | None:
     """The run's checkpoint policy from its stored job spec (None when it has none, or when a

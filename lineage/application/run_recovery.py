@@ -28,7 +28,9 @@ class RecoveryCommands:
     finished_status: str | None
 
     def _command(self, label: str, event_id: Any, occurred_at: Any, handler: Any) -> Pending:
-        raise NotImplementedError
+        """Submit ``handler`` as one command on this run (also RunHandle's other commands)."""
+        envelope = self.recorder.envelope(event_id, occurred_at)
+        return self.recorder.submit(f"{label} for run {self.id}", handler, envelope)
 
     def begin_recovery(self, strategy: str = "latest", *, event_id: Any = None,
                        holder: str | None = None, lease_s: float | None = None) -> Pending:
