@@ -3,8 +3,9 @@
 Precedence: an explicit argument (not None) > each environment variable of ``sources`` in order
 (``LINEAGE_*`` first, then the standard ones such as ``OTEL_EXPORTER_OTLP_TRACES_*`` and
 ``OTEL_EXPORTER_OTLP_*``) > the default. An explicit string is parsed like the variable's text;
-an explicit number or flag is held to the same rule (a range, a type) and kept as given. No I/O at import; ``resolve`` reads the environment when
-called and raises ConfigurationError naming the variable, the rule and what to set.
+an explicit number or flag is held to the same rule (a range, a type) and kept as given. No I/O
+at import; ``resolve`` reads the environment when called and raises ConfigurationError naming
+the variable, the rule and what to set.
 """
 
 from __future__ import annotations
