@@ -51,12 +51,11 @@ class LogFollower:
     output = "output"
 
     def __init__(self, store: EventStore, positions: PositionStore, stats: FollowStats,
-                 transport: Any, *, endpoint: str, name: str, page_size: int, track: bool,
-                 start: int | None, log: logging.Logger) -> None:
+                 transport: Any, *, name: str, page_size: int, track: bool, start: int | None,
+                 log: logging.Logger) -> None:
         self.store = store
         self.positions = positions
         self.transport = transport
-        self.endpoint = endpoint
         self.name = name
         self.page_size = page_size
         self.track = track
@@ -68,6 +67,11 @@ class LogFollower:
     @property
     def position(self) -> int:
         return self.stats.position
+
+    @property
+    def endpoint(self) -> str:
+        """Where the output goes, for messages (the transport's ``endpoint``)."""
+        return str(self.transport.endpoint)
 
     def head(self) -> int:
         return self.store.max_position()

@@ -45,9 +45,15 @@ class OpenLineageRunner(LogFollower):
     def __init__(self, store: EventStore, positions: PositionStore, builder: OpenLineageBuilder,
                  transport: Any, *, endpoint: str, name: str = DEFAULT_NAME,
                  page_size: int = 1000, track: bool = True, start: int | None = None) -> None:
-        super().__init__(store, positions, OpenLineageStats(), transport, endpoint=endpoint,
-                         name=name, page_size=page_size, track=track, start=start, log=log)
+        super().__init__(store, positions, OpenLineageStats(), transport, name=name,
+                         page_size=page_size, track=track, start=start, log=log)
         self.builder = builder
+        self._endpoint = endpoint
+
+    @property
+    def endpoint(self) -> str:
+        """Where the events go: the URL, or which transport the client configured."""
+        return self._endpoint
 
     def export_page(self, cancel: threading.Event | None = None) -> int:
         """Emit the events of the next page; returns how many notifications it covered (0: at

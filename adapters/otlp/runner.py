@@ -75,8 +75,8 @@ class OtlpExportRunner(LogFollower):
                  encoder: OtlpEncoder, transport: OtlpTransport, *, name: str = DEFAULT_NAME,
                  page_size: int = 1000, batch_spans: int = 512, batch_bytes: int = 4_000_000,
                  track: bool = True, start: int | None = None) -> None:
-        super().__init__(store, positions, ExportStats(), transport, endpoint=transport.endpoint,
-                         name=name, page_size=page_size, track=track, start=start, log=log)
+        super().__init__(store, positions, ExportStats(), transport, name=name,
+                         page_size=page_size, track=track, start=start, log=log)
         self.builder = builder
         self.encoder = encoder
         self.batch_spans = batch_spans
