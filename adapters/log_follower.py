@@ -131,6 +131,18 @@ class LogFollower:
         self.log.warning("%s skipped the event at position %d, which it cannot turn into %s: "
                          "%s", self.what, position, self.output, reason)
 
+    def skipped_rows(self) -> list[dict[str, Any]]:
+        """``skipped`` as ``{"position", "reason"}`` rows (the CLI's ``--json``)."""
+        return [{"position": at, "reason": why} for at, why in self.skipped]
+
+    def skipped_line(self) -> str:
+        """``; skipped N event(s) ...`` (the first five, with reasons) for a summary line, or
+        "" when nothing was skipped."""
+        if not self.stats.skipped:
+            return ""
+        return (f"; skipped {self.stats.skipped} event(s) it cannot turn into {self.output}: "
+                + ", ".join(f"position {at} ({why})" for at, why in list(self.skipped)[:5]))
+
     def advance(self, position: int) -> None:
         """Move the tracked position to ``position`` (never back)."""
         if position <= self.stats.position:

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 
 from lineage.bootstrap import open_openlineage_exporter
+from lineage.cli.main import main
 from lineage.config.openlineage import OpenLineageSettings
 from lineage.errors import ExportError
 from tests.otlp_receiver import HttpReceiver, free_port
@@ -240,10 +241,11 @@ def test_a_resumed_run_names_its_predecessor_and_root_in_the_parent_facet(
 
 def test_a_poisoned_event_is_skipped_and_recorded_and_the_export_goes_on(
         durable_url: str, make_tracker: Callable[..., Any], marquez: Marquez,
-        validate: Callable[[dict[str, Any]], None]) -> None:
+        validate: Callable[[dict[str, Any]], None], capsys: pytest.CaptureFixture[str]) -> None:
     """Over the hostile rows of ``test_quarantine`` (a payload that does not decode among
     them), the export reaches the head: the undecodable event is skipped, listed with its
-    position and reason (as the OTLP exporter does), and everything after it is delivered."""
+    position and reason (as the OTLP exporter does; ``lineage export openlineage`` lists it
+    too), and everything after it is delivered."""
     from lineage.adapters.background_export import BackgroundExporter
     from tests.integration.test_quarantine import record_with_poison
 
@@ -268,3 +270,8 @@ def test_a_poisoned_event_is_skipped_and_recorded_and_the_export_goes_on(
             BackgroundExporter(runner, strict=True).raise_if_strict()
     finally:
         runner.store.close()
+    code = main(["--db", durable_url, "export", "openlineage", "--url", marquez.url,
+                 "--name", "cli", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["position"] == runner.position
+    assert [row["position"] for row in summary["skipped"]] == [placed["garbage"]]
