@@ -25,7 +25,7 @@ import time
 
 from lineage.errors import ExportError, ExportRejectedError
 
-from .log_follower import FollowStats, LogFollower
+from .log_follower import LogFollower
 
 log = logging.getLogger("lineage.export")
 
@@ -50,15 +50,6 @@ class BackgroundExporter:
         self.log = runner.log
         self._thread = threading.Thread(target=self._loop, name=f"lineage-{runner.name}-export",
                                         daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        """Where the runner delivers."""
-        return self.runner.endpoint
-
-    @property
-    def stats(self) -> FollowStats:
-        return self.runner.stats
 
     @property
     def running(self) -> bool:
@@ -87,12 +78,12 @@ class BackgroundExporter:
         ExportError naming the first event the runner skipped (``LogFollower.skipped``)."""
         if self.strict and self.first_error is None and self.runner.skipped:
             position, reason = self.runner.skipped[0]
-            raise ExportError(self.endpoint,
+            raise ExportError(self.runner.endpoint,
                               f"skipped the event at position {position}: {reason}")
         if self.strict and self.first_error is not None:
             error = self.first_error
             raise error if isinstance(error, ExportError) else ExportError(
-                self.endpoint, repr(error))
+                self.runner.endpoint, repr(error))
 
     def _drain(self) -> None:
         target = self.runner.head()
@@ -117,7 +108,7 @@ class BackgroundExporter:
                 continue
             if not self.healthy:
                 self.log.info("%s to %s recovered after %d failure(s)",
-                              self.runner.what, self.endpoint, self.failures)
+                              self.runner.what, self.runner.endpoint, self.failures)
             self.healthy, backoff = True, FIRST_BACKOFF_S
             self._wake.wait(self.poll_s)
             self._wake.clear()
@@ -130,7 +121,7 @@ class BackgroundExporter:
             self.log.warning("%s is failing (%s); its %s wait in the event store from "
                              "position %d and are sent when %s is back (or by 'lineage "
                              "export')", self.runner.what, error, self.runner.output,
-                             self.runner.position, self.endpoint)
+                             self.runner.position, self.runner.endpoint)
         else:
             self.log.debug("%s failed again: %s", self.runner.what, error)
 
