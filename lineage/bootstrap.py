@@ -291,8 +291,12 @@ def open_openlineage_exporter(url: str, settings: Any, *, name: str = "openlinea
     from lineage.adapters.openlineage.compose import openlineage_runner
 
     store = open_store(url, create=False)
-    return openlineage_runner(store, open_positions(store.database.engine()), make_mapper(),
-                              settings, name=name, start=0 if from_start else None,
-                              dry_run=dry_run, retry=retry)
+    try:
+        return openlineage_runner(store, open_positions(store.database.engine()), make_mapper(),
+                                  settings, name=name, start=0 if from_start else None,
+                                  dry_run=dry_run, retry=retry)
+    except BaseException:
+        store.close()
+        raise
 
 

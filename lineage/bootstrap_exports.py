@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from lineage.codec.mapper import make_mapper
+from lineage.errors import ConfigurationError
 from lineage.ports import BackgroundExport, EventStore, PositionStore
 
 
@@ -66,7 +67,7 @@ def start_otlp_export(store: EventStore, engine: Any, export: Any,
 
     Raises ConfigurationError for a malformed endpoint, header or other OTLP setting.
     """
-    from lineage.adapters.otlp.background import BackgroundExporter
+    from lineage.adapters.background_export import BackgroundExporter
     from lineage.config.otlp import OtlpSettings
 
     sink = None if export is None or isinstance(export, bool) else export
@@ -95,16 +96,17 @@ def start_openlineage_export(store: EventStore, engine: Any) -> BackgroundExport
     settings = OpenLineageSettings.load()
     if not settings.enabled:
         return None
-    from lineage.adapters.otlp.background import BackgroundExporter
+    from lineage.adapters.background_export import BackgroundExporter
 
     try:
         from lineage.adapters.openlineage.compose import openlineage_runner
 
         runner = openlineage_runner(store, open_positions(engine), make_mapper(), settings)
-    except ImportError as error:  # telemetry never stops training: say why, train on
+    except (ImportError, ConfigurationError) as error:  # telemetry never stops training
         logging.getLogger("lineage.openlineage").warning(
             "OpenLineage export is configured but unavailable (%s); install lineage[openlineage]"
-            " or set LINEAGE_OPENLINEAGE_EXPORT=off", error)
+            " (and what the configured transport needs) or set LINEAGE_OPENLINEAGE_EXPORT=off",
+            error)
         return None
     return BackgroundExporter(runner, poll_s=settings.poll_s).start()
 

@@ -27,6 +27,7 @@ from lineage.projections.decoding import Dispatching, Item, dumps, loads
 from lineage.projections.step_rollup import StepRollup, run_span_id
 from lineage.projections.tables import artifacts, spans, traces
 from lineage.spans import identity
+from lineage.spans.assembly import run_status
 from lineage.timestamps import iso
 
 NO_RECOVERY = {"recovering": False, "attempts": 0, "exhausted": False, "last_error": None}
@@ -246,9 +247,9 @@ class TraceProjection(Dispatching):
         if e.superseded_by:
             values["superseded_by"] = str(e.superseded_by)
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
-        # As the OTLP export has it (lineage.spans.assembly.run_status): only a completed run
-        # is ok; a superseded one failed or was corrupted before a new run took over.
-        status = "ok" if e.status == "completed" else "error"
+        # One rule with the OTLP export: only a completed run is ok (failed, superseded,
+        # cancelled: error)
+        status, _ = run_status(e)
         _merge_span(conn, run_span_id(run_id), {"reason": e.reason}, status=status,
                     finished_at=at)
         if first is None:  # the first Finished: ``finish run``, as the OTLP export has it

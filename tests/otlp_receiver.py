@@ -207,3 +207,84 @@ class GrpcReceiver(Receiver):
         if self._server is not None:
             self._server.stop(grace=None).wait()
             self._server = None
+
+
+class WireGrpcReceiver(Receiver):
+    """OTLP/gRPC read off the wire: plaintext HTTP/2 (h2, the protocol state machine only) and
+    the gRPC message framing by hand, so a test sees what the client really sent, which a
+    ``grpc.server`` hides (it decompresses before the handler). For each request it keeps the
+    headers (``grpc-encoding``) and, in ``compressed``, the compressed flag of each
+    length-prefixed message; a message flagged compressed is gunzipped (``grpc-encoding``
+    must then be ``gzip``) before it is accepted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compressed: list[bool] = []
+        self.wire: list[int] = []  # each message's length as sent
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WireGrpcReceiver:
+        thread = threading.Thread(target=self._serve, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # closed by stop()
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, sock: socket.socket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2c.initiate_connection()
+        sock.sendall(h2c.data_to_send())
+        headers: dict[int, dict[str, str]] = {}
+        bodies: dict[int, bytearray] = {}
+        with sock:
+            while data := sock.recv(65536):
+                for event in h2c.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        headers[event.stream_id] = {
+                            (k.decode() if isinstance(k, bytes) else k):
+                            (v.decode() if isinstance(v, bytes) else v) for k, v in event.headers}
+                        bodies[event.stream_id] = bytearray()
+                    elif isinstance(event, h2.events.DataReceived):
+                        bodies[event.stream_id] += event.data
+                        h2c.acknowledge_received_data(event.flow_controlled_length,
+                                                      event.stream_id)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._answer(h2c, event.stream_id, headers.pop(event.stream_id),
+                                     bytes(bodies.pop(event.stream_id)))
+                sock.sendall(h2c.data_to_send())
+
+    def _answer(self, h2c: Any, stream: int, headers: dict[str, str], body: bytes) -> None:
+        self._script()
+        flag, length = body[0], int.from_bytes(body[1:5], "big")
+        message = body[5:5 + length]
+        with self.lock:
+            self.compressed.append(flag == 1)
+            self.wire.append(length)
+        if flag == 1:
+            if headers.get("grpc-encoding") != "gzip":
+                raise AssertionError(f"a compressed message with grpc-encoding {headers}")
+            message = gzip.decompress(message)
+        self._accept(message, headers)
+        reply = ExportTraceServiceResponse().SerializeToString()
+        h2c.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc")])
+        h2c.send_data(stream, b"\0" + len(reply).to_bytes(4, "big") + reply)
+        h2c.send_headers(stream, [("grpc-status", "0")], end_stream=True)

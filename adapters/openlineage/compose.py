@@ -6,6 +6,7 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper
 
+from lineage.errors import ConfigurationError
 from lineage.ports import EventStore, PositionStore
 
 from .events import OpenLineageBuilder
@@ -18,7 +19,8 @@ def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapp
     """A runner emitting through HTTP to ``settings.url`` when set, else the transport the
     ``openlineage-python`` client configures from its environment; ``dry_run`` (a text stream)
     prints JSON lines and tracks nothing; ``retry`` overrides the HTTP transport's retries
-    (urllib3 ``Retry`` fields)."""
+    (urllib3 ``Retry`` fields). Raises ConfigurationError when the client's configured
+    transport cannot be built for want of a package."""
     if dry_run is not None:
         transport: Any = JsonLinesTransport(dry_run)
         endpoint = "stdout (dry run)"
@@ -32,7 +34,13 @@ def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapp
     else:
         from openlineage.client import OpenLineageClient
 
-        transport = OpenLineageClient().transport
+        try:
+            transport = OpenLineageClient().transport
+        except ImportError as error:  # a transport's own package (Kafka: confluent-kafka)
+            raise ConfigurationError(
+                f"the OpenLineage client's configured transport needs a package that is not "
+                f"installed ({error}); install it (Kafka: pip install 'openlineage-python[kafka]')"
+                " or set OPENLINEAGE_URL for HTTP") from None
         endpoint = f"{getattr(transport, 'kind', 'openlineage')} transport (client configuration)"
     builder = OpenLineageBuilder(store, mapper, settings.namespace)
     return OpenLineageRunner(store, positions, builder, transport, endpoint=endpoint, name=name,

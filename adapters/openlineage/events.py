@@ -18,6 +18,12 @@ model or log of a run)         on every export) with the model or log as an outp
                                its bytes are deleted
 =============================  ================================================================
 
+A resumed run's events (all of them, from ``START``) carry the spec's ``parent`` run facet: the
+run it resumed (``Run.ResumedFrom``, committed in one transaction with its ``Run.Started``, so
+``START`` has it on every export) as parent and the first run of the resume chain as root,
+as LineageIR's ``parent_trace_id`` / ``root_trace_id`` have them. The run it superseded says
+so in ``lineage_recovery.supersededBy`` (the spec has no facet pointing forward).
+
 Datasets: ``s3://bucket/path`` is namespace ``s3://bucket``, name ``path`` (OpenLineage's
 naming); a plain path is namespace ``file``. Facets: ``version`` (``datasetVersion``: the
 checksum, else the artifact id), ``lifecycleStateChange``, and ``lineage_artifact`` (id, type,
@@ -27,6 +33,7 @@ that makes the event (its own time is ``eventTime``), so a re-export gives ident
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,9 +42,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from lineage.codec.dispatch import Dispatcher, handles
+from lineage.codec.dispatch import Dispatcher, handles, topic_of
 from lineage.domain import Artifact, Run, ids
 from lineage.ports import EventStore
+from lineage.spans.assembly import remember
 from lineage.version import __version__
 
 SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -52,7 +60,9 @@ _SPEC_FACETS = {
                             "#/$defs/LifecycleStateChangeDatasetFacet",
     "errorMessage": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json"
                     "#/$defs/ErrorMessageRunFacet",
+    "parent": "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet",
 }
+_RESUMED = topic_of(Run.ResumedFrom)
 _OUTCOME = {"completed": "COMPLETE", "cancelled": "ABORT", "failed": "FAIL", "superseded": "FAIL"}
 
 
@@ -89,6 +99,7 @@ class OpenLineageBuilder(Dispatcher):
         self.mapper = mapper
         self.namespace = namespace
         self._handlers = self.topics()
+        self._previous: OrderedDict[UUID, UUID | None] = OrderedDict()  # run -> run it resumed
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[dict[str, Any]]]:
         """For each stored event, the OpenLineage events it makes (often none)."""
@@ -107,12 +118,41 @@ class OpenLineageBuilder(Dispatcher):
                outputs: Sequence[Any] = (), run_facets: dict[str, Any] | None = None,
                job_facets: dict[str, Any] | None = None) -> dict[str, Any]:
         started = history[0]
+        parent = self._parent(started.originator_id)
+        facets = {**(run_facets or {}), **({"parent": parent} if parent else {})}
         return {"eventType": kind, "eventTime": _time(at), "producer": PRODUCER,
                 "schemaURL": SCHEMA,
-                "run": {"runId": str(started.originator_id), "facets": run_facets or {}},
+                "run": {"runId": str(started.originator_id), "facets": facets},
                 "job": {"namespace": self.namespace, "name": started.name,
                         "facets": job_facets or {}},
                 "inputs": list(inputs), "outputs": list(outputs)}
+
+    def _parent(self, run_id: UUID) -> dict[str, Any] | None:
+        """The ``parent`` facet of a resumed run (module doc), else None."""
+        chain: list[tuple[UUID, str]] = []  # (run, job name), from the parent to the root
+        current = self._resumed(run_id)
+        while current is not None and current != run_id and len(chain) < 1000:
+            first = self.store.read_stream(current, limit=1)
+            started: Any = self.mapper.to_domain_event(first[0]) if first else None
+            if not isinstance(started, Run.Started):
+                break
+            chain.append((current, started.name))
+            current = self._resumed(current)
+        if not chain:
+            return None
+        (parent, parent_job), (root, root_job) = chain[0], chain[-1]
+        return facet("parent", run={"runId": str(parent)},
+                     job={"namespace": self.namespace, "name": parent_job},
+                     root={"run": {"runId": str(root)},
+                           "job": {"namespace": self.namespace, "name": root_job}})
+
+    def _resumed(self, run_id: UUID) -> UUID | None:
+        """The run ``run_id`` resumed, if any (cached: it never changes once started)."""
+        if run_id not in self._previous:
+            resumed = next((s for s in self.store.read_stream(run_id) if s.topic == _RESUMED), None)
+            event: Any = self.mapper.to_domain_event(resumed) if resumed is not None else None
+            remember(self._previous, run_id, event.previous_run_id if event else None)
+        return self._previous[run_id]
 
     def _artifact(self, artifact_id: UUID, uri: str, *, lifecycle: str | None = None,
                   **extra: Any) -> dict[str, Any]:

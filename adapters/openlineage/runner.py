@@ -7,75 +7,70 @@ The position (name ``openlineage`` by default, in the same ``lineage_positions``
 OTLP exporter's) moves past a notification only after all its events were emitted; a failing
 transport stops the export with ``ExportError`` and the position at the last notification
 fully delivered, so the next run re-emits from there (the same events: they are a function of
-the stored ones). With ``track=False`` (a dry run) the position is not written.
-Threading: one runner per thread.
+the stored ones). An event it cannot turn into OpenLineage events (a payload that does not
+decode) is skipped and recorded, as the OTLP exporter does: the position, the page reads and
+the skipping are the log follower's (``lineage.adapters.log_follower``). With ``track=False``
+(a dry run) the position is not written. Threading: one runner per thread.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from typing import IO, Any
 
+from lineage.adapters.log_follower import FollowStats, LogFollower
 from lineage.errors import ExportError
 from lineage.ports import EventStore, PositionStore
 
 from .events import OpenLineageBuilder
 
 DEFAULT_NAME = "openlineage"
+log = logging.getLogger("lineage.openlineage")
 
 
 @dataclass
-class OpenLineageStats:
-    position: int = 0
+class OpenLineageStats(FollowStats):
     events: int = 0
-    notifications: int = 0
 
 
-class OpenLineageRunner:
+class OpenLineageRunner(LogFollower):
     """Emits the OpenLineage events of the log after a tracked position (module doc)."""
+
+    what, output = "OpenLineage export", "OpenLineage events"
+    stats: OpenLineageStats
 
     def __init__(self, store: EventStore, positions: PositionStore, builder: OpenLineageBuilder,
                  transport: Any, *, endpoint: str, name: str = DEFAULT_NAME,
                  page_size: int = 1000, track: bool = True, start: int | None = None) -> None:
-        self.store = store
-        self.positions = positions
+        super().__init__(store, positions, OpenLineageStats(), transport, name=name,
+                         page_size=page_size, track=track, start=start, log=log)
         self.builder = builder
-        self.transport = transport
-        self.endpoint = endpoint
-        self.name = name
-        self.page_size = page_size
-        self.track = track
-        self.stats = OpenLineageStats(position=start if start is not None else positions.get(name))
-
-        self.skipped: list[tuple[int, str]] = []  # never skips (``BackgroundExporter`` asks)
+        self._endpoint = endpoint
 
     @property
-    def position(self) -> int:
-        return self.stats.position
+    def endpoint(self) -> str:
+        """Where the events go: the URL, or which transport the client configured."""
+        return self._endpoint
 
-    def head(self) -> int:
-        return self.store.max_position()
-
-    def export_to_head(self, cancel: threading.Event | None = None) -> int:
-        """Emit page after page until the log has nothing new (or ``cancel`` is set);
-        returns how many notifications were covered. Raises ExportError (module doc)."""
-        covered = 0
-        while not (cancel is not None and cancel.is_set()):
-            notes = self.store.read_log(self.position + 1, self.page_size)
-            if not notes:
-                break
-            done = self.position
-            try:
-                for note, events in zip(notes, self.builder.build(notes), strict=True):
-                    for event in events:
-                        self._emit(event)
-                    done = note.id
-                    covered += 1
-            finally:
-                self._advance(done)
-        return covered
+    def export_page(self, cancel: threading.Event | None = None) -> int:
+        """Emit the events of the next page; returns how many notifications it covered (0: at
+        the head). Raises ExportError (module doc) with the position after the last
+        notification fully delivered."""
+        notes = self.read_page()
+        done = self.position
+        try:
+            built = self.build_each(self.builder.build, notes, [n.id for n in notes], list)
+            for note, events in zip(notes, built, strict=True):
+                for event in events:
+                    self._emit(event)
+                done = note.id
+                self.stats.notifications += 1
+        finally:
+            self.advance(done)
+        return len(notes)
 
     def _emit(self, event: dict[str, Any]) -> None:
         try:
@@ -83,14 +78,6 @@ class OpenLineageRunner:
         except Exception as error:  # any transport's failure: stop here, retry from here later
             raise ExportError(self.endpoint, f"{type(error).__name__}: {error}") from None
         self.stats.events += 1
-
-    def _advance(self, position: int) -> None:
-        if position <= self.stats.position:
-            return
-        if self.track:
-            self.positions.set(self.name, position)
-        self.stats.notifications += position - self.stats.position
-        self.stats.position = position
 
 
 class JsonLinesTransport:

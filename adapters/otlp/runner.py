@@ -13,29 +13,29 @@ position to the last notification whose spans have all been delivered. So:
 - notifications that complete no span just move the position;
 - an event it cannot turn into spans (a payload that does not decode, any error of the span
   builder for that event alone), or a span it cannot encode (a number beyond 64 bits), is
-  skipped, never retried for ever: its position and reason are kept in ``skipped`` (the last
-  ``SKIPPED_KEPT``), counted in ``stats.skipped`` and logged as a warning. A failing store
+  skipped, never retried for ever, and recorded (``LogFollower.skip``). A failing store
   (``StoreError``) is not skipped.
 
-With ``track=False`` (a dry run, or a re-export of one run) the position store is not written.
-Threading: one runner per thread. ``BackgroundExporter`` (``lineage.adapters.otlp.background``)
-runs one on a daemon thread for a Tracker.
+The position, the page reads and the skipping are the log follower's
+(``lineage.adapters.log_follower``), shared with the OpenLineage exporter. With ``track=False``
+(a dry run, or a re-export of one run) the position store is not written.
+Threading: one runner per thread. ``BackgroundExporter``
+(``lineage.adapters.background_export``) runs one on a daemon thread for a Tracker.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from lineage.adapters.log_follower import FollowStats, LogFollower
 from lineage.domain import ids
-from lineage.errors import StoreError
 from lineage.ports import EventStore, PositionStore
 from lineage.spans.builder import SpanBuilder
 from lineage.spans.model import SpanRecord
@@ -45,21 +45,17 @@ from .transport import OtlpTransport
 
 DEFAULT_NAME = "otlp"
 FIXED_CHUNK = 4  # notifications built at a time with a fixed step grouping (``_items``)
-SKIPPED_KEPT = 100
 log = logging.getLogger("lineage.otlp")
 
 
 @dataclass
-class ExportStats:
+class ExportStats(FollowStats):
     """What a runner has done so far (``position``: last notification id fully exported)."""
 
-    position: int = 0
-    notifications: int = 0
     spans: int = 0
     requests: int = 0
     bytes: int = 0
     rejected_spans: int = 0
-    skipped: int = 0  # events that could not be turned into spans (``OtlpExportRunner.skipped``)
 
 
 @dataclass(frozen=True)
@@ -69,45 +65,34 @@ class Request:
     position: int  # the tracked position once this request is delivered
 
 
-class OtlpExportRunner:
+class OtlpExportRunner(LogFollower):
     """Exports the spans of the notification log after a tracked position (module doc)."""
+
+    what, output = "OTLP export", "spans"
+    stats: ExportStats
 
     def __init__(self, store: EventStore, positions: PositionStore, builder: SpanBuilder,
                  encoder: OtlpEncoder, transport: OtlpTransport, *, name: str = DEFAULT_NAME,
                  page_size: int = 1000, batch_spans: int = 512, batch_bytes: int = 4_000_000,
                  track: bool = True, start: int | None = None) -> None:
-        self.store = store
-        self.positions = positions
+        super().__init__(store, positions, ExportStats(), transport, name=name,
+                         page_size=page_size, track=track, start=start, log=log)
         self.builder = builder
         self.encoder = encoder
-        self.transport = transport
-        self.name = name
-        self.page_size = page_size
         self.batch_spans = batch_spans
         self.room = batch_bytes - encoder.overhead
-        self.track = track
-        first = start if start is not None else positions.get(name)
-        self.stats = ExportStats(position=first)
-        self.skipped: deque[tuple[int, str]] = deque(maxlen=SKIPPED_KEPT)  # (position, reason)
-
-    @property
-    def position(self) -> int:
-        return self.stats.position
-
-    def head(self) -> int:
-        return self.store.max_position()
 
     def export_page(self, cancel: threading.Event | None = None) -> int:
         """Export the next page; returns how many notifications it covered (0: at the head).
 
         Raises CollectorUnavailableError / ExportRejectedError with the position left after the
         last delivered request."""
-        notes = self.store.read_log(self.position + 1, self.page_size)
+        notes = self.read_page()
         if not notes:
             return 0
         for request in self.pack(self._items(notes), self.position):
             self.send(request, cancel)
-        self._advance(notes[-1].id)
+        self.advance(notes[-1].id)
         self.stats.notifications += len(notes)
         return len(notes)
 
@@ -121,20 +106,6 @@ class OtlpExportRunner:
             part = notes[first:first + chunk]
             yield from zip([note.id for note in part], self._build(part, [n.id for n in part]),
                            strict=True)
-
-    def export_to_head(self, cancel: threading.Event | None = None,
-                       on_page: Callable[[ExportStats], None] | None = None) -> int:
-        """Export page after page until the log has nothing new (or ``cancel`` is set);
-        returns how many notifications were covered."""
-        total = 0
-        while not (cancel is not None and cancel.is_set()):
-            covered = self.export_page(cancel)
-            if covered == 0:
-                break
-            total += covered
-            if on_page is not None:
-                on_page(self.stats)
-        return total
 
     def export_run(self, run_id: UUID, cancel: threading.Event | None = None) -> int:
         """Export the spans of one run (its aggregate and step streams), without reading or
@@ -173,24 +144,8 @@ class OtlpExportRunner:
             yield Request(self.encoder.request(pending), len(pending), done)
 
     def _build(self, events: Sequence[Any], positions: list[int]) -> list[list[SpanRecord]]:
-        """The spans of each event; when the page fails, event by event, skipping those that
-        fail alone (module doc)."""
-        try:
-            return self.builder.build(events)
-        except StoreError:
-            raise
-        except Exception:  # an event we cannot read must not stop the export: find it
-            pass
-        built: list[list[SpanRecord]] = []
-        for event, position in zip(events, positions, strict=True):
-            try:
-                built.append(self.builder.build([event])[0])
-            except StoreError:
-                raise
-            except Exception as error:  # skipped and recorded, see the module doc
-                self._skip(position, error)
-                built.append([])
-        return built
+        """The spans of each event, skipping those that fail alone (module doc)."""
+        return self.build_each(self.builder.build, events, positions, list)
 
     def _encoded(self, position: int, spans: list[SpanRecord]) -> list[bytes]:
         """An event's spans encoded, but for those that cannot be (skipped)."""
@@ -199,16 +154,8 @@ class OtlpExportRunner:
             try:
                 encoded.append(self.encoder.encode_span(record, self.room))
             except Exception as error:  # skipped and recorded, see the module doc
-                self._skip(position, error, record.name)
+                self.skip(position, error, f"{record.name!r} span")
         return encoded
-
-    def _skip(self, position: int, error: Exception, span: str = "") -> None:
-        lines = str(error).strip().splitlines()
-        reason = (f"{span!r} span: " if span else "") + f"{type(error).__name__}: {lines[0] if lines else ''}"
-        self.skipped.append((position, reason[:500]))
-        self.stats.skipped += 1
-        log.warning("OTLP export skipped the event at position %d, which it cannot turn into "
-                    "spans: %s", position, reason)
 
     def send(self, request: Request, cancel: threading.Event | None = None,
              advance: bool = True) -> None:
@@ -218,11 +165,4 @@ class OtlpExportRunner:
         self.stats.bytes += len(request.payload)
         self.stats.rejected_spans += result.rejected_spans
         if advance:
-            self._advance(request.position)
-
-    def _advance(self, position: int) -> None:
-        if position <= self.stats.position:
-            return
-        if self.track:
-            self.positions.set(self.name, position)
-        self.stats.position = position
+            self.advance(request.position)

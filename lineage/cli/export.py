@@ -139,7 +139,7 @@ def _summary(cli: Invocation, runner: Any, settings: OtlpSettings, *, name: str,
               "name": name, "spans": stats.spans, "requests": stats.requests,
               "bytes": stats.bytes, "rejected_spans": stats.rejected_spans,
               "position": stats.position, "tracked": runner.track and not one_run,
-              "skipped": [{"position": at, "reason": why} for at, why in runner.skipped]}
+              "skipped": runner.skipped_rows()}
     if cli.json:
         print_json(result)
         return
@@ -148,9 +148,7 @@ def _summary(cli: Invocation, runner: Any, settings: OtlpSettings, *, name: str,
             + (f"; position {stats.position}" if result["tracked"] else ""))
     if stats.rejected_spans:
         line += f"; the collector rejected {stats.rejected_spans} span(s)"
-    if stats.skipped:
-        line += (f"; skipped {stats.skipped} event(s) it cannot turn into spans: "
-                 + ", ".join(f"position {at} ({why})" for at, why in list(runner.skipped)[:5]))
+    line += runner.skipped_line()
     (sys.stderr.write(line + "\n") if dry_run else cli.console.print(line, highlight=False))
 
 

@@ -68,10 +68,12 @@ def _follow(runner: Any, poll_s: float) -> None:
 def _summary(cli: Invocation, runner: Any, dry_run: bool) -> None:
     stats = runner.stats
     result = {"endpoint": runner.endpoint, "name": runner.name, "events": stats.events,
-              "position": stats.position, "tracked": runner.track}
+              "position": stats.position, "tracked": runner.track,
+              "skipped": runner.skipped_rows()}
     if cli.json:
         print_json(result)
         return
     line = (f"{'printed' if dry_run else 'emitted to ' + runner.endpoint}: {stats.events} "
-            f"OpenLineage event(s)" + (f"; position {stats.position}" if runner.track else ""))
+            f"OpenLineage event(s)" + (f"; position {stats.position}" if runner.track else "")
+            + runner.skipped_line())
     (sys.stderr.write(line + "\n") if dry_run else cli.console.print(line, highlight=False))

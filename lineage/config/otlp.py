@@ -21,11 +21,14 @@ to be readable at load.
 The Resource follows the SDK specification: ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value`` pairs,
 percent-decoded) over the SDK identity keys, and ``service.name`` from
 ``LINEAGE_SERVICE_NAME`` / ``OTEL_SERVICE_NAME`` over the one in ``OTEL_RESOURCE_ATTRIBUTES``,
-which is used when neither is set (then ``lineage``).
+which is used when neither is set (then ``lineage``). A malformed ``OTEL_RESOURCE_ATTRIBUTES``
+is the one setting that does not fail start-up: as the specification says, its whole value is
+discarded and a warning logged (``LINEAGE_RESOURCE_ATTRIBUTES``, ours, still fails).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +43,7 @@ HTTP_PROTOBUF, GRPC = "http/protobuf", "grpc"
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _OTEL_BASE_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+log = logging.getLogger("lineage.otlp")
 
 def parse_endpoint(text: str) -> str:
     """An ``http(s)://host[:port][/path]`` URL, or a bare ``host:port`` (gRPC only, checked at
@@ -88,8 +92,9 @@ def parse_headers(text: str) -> dict[str, str]:
 
 
 def parse_attributes(text: str) -> dict[str, str]:
-    """``OTEL_RESOURCE_ATTRIBUTES``: ``key=value`` pairs separated by commas, values
-    percent-decoded (the SDK specification's format)."""
+    """``key=value`` pairs separated by commas, keys and values percent-decoded (the SDK
+    specification's format for ``OTEL_RESOURCE_ATTRIBUTES``); an entry without ``=`` or with
+    an empty key, or a percent-escape that does not decode to UTF-8, is an error."""
     pairs: dict[str, str] = {}
     for item in text.split(","):
         if not item.strip():
@@ -97,8 +102,28 @@ def parse_attributes(text: str) -> dict[str, str]:
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
             raise ValueError(f"entry {item.strip()!r} is not key=value")
-        pairs[key.strip()] = unquote(value.strip())
+        try:
+            pairs[unquote(key.strip(), errors="strict")] = unquote(value.strip(), errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError(f"entry {item.strip()!r} has a percent-escape that is not UTF-8") \
+                from None
     return pairs
+
+
+def discarding(variable: str, parser: Any, empty: Any) -> Any:
+    """``parser`` for a standard variable that the specification says to discard when it is
+    malformed rather than fail (``OTEL_RESOURCE_ATTRIBUTES``: "the entire environment variable
+    value SHOULD be discarded and an error SHOULD be reported"): the whole value is dropped
+    (``empty()``) and a warning names the variable and what is wrong."""
+    def parse_or_discard(text: str) -> Any:
+        try:
+            return parser(text)
+        except ValueError as error:
+            log.warning("%s=%r is malformed (%s) and is ignored, as the OpenTelemetry "
+                        "specification says: no attribute of it is used", variable, text, error)
+            return empty()
+
+    return parse_or_discard
 
 
 def parse_compression(text: str) -> str:
@@ -160,8 +185,9 @@ SETTINGS = (
     Setting("service_name", (("LINEAGE_SERVICE_NAME", str.strip),
                                  ("OTEL_SERVICE_NAME", str.strip)),
                 None, "the service.name resource attribute", str.strip),
-    Setting("resource_attributes", (("LINEAGE_RESOURCE_ATTRIBUTES", parse_attributes),
-                                    ("OTEL_RESOURCE_ATTRIBUTES", parse_attributes)),
+    Setting("resource_attributes", (
+        ("LINEAGE_RESOURCE_ATTRIBUTES", parse_attributes),
+        ("OTEL_RESOURCE_ATTRIBUTES", discarding("OTEL_RESOURCE_ATTRIBUTES", parse_attributes, dict))),
             {}, "comma-separated key=value pairs, e.g. deployment.environment=prod",
             parse_attributes),
     _standard("compression", parse_compression, "none", "gzip or none"),

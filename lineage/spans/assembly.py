@@ -159,10 +159,11 @@ def last_of(history: list[Any], kind: type, attempt: int | None = None) -> Any:
 
 
 def run_status(finished: Any) -> tuple[str, str]:
+    """The status of a finished run's ``train run`` and ``finish run`` spans. LineageIR's span
+    status is ``ok`` or ``error`` (no unset), and the OTLP export says the same: only a
+    completed run is ok; failed, superseded and cancelled runs are errors (with the reason)."""
     if finished.status == "completed":
         return STATUS_OK, ""
-    if finished.status == "cancelled":
-        return STATUS_UNSET, ""
     return STATUS_ERROR, finished.reason or f"run {finished.status}"
 
 

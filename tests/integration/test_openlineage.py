@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 
 from lineage.bootstrap import open_openlineage_exporter
+from lineage.cli.main import main
 from lineage.config.openlineage import OpenLineageSettings
 from lineage.errors import ExportError
 from tests.otlp_receiver import HttpReceiver, free_port
@@ -196,3 +197,81 @@ def test_a_tracker_exports_in_the_background_when_a_url_is_set(
         assert again.bodies == marquez.bodies  # the same events as the command's
     finally:
         again.stop()
+
+
+def test_a_resumed_run_names_its_predecessor_and_root_in_the_parent_facet(
+        tmp_path: Path, make_tracker: Callable[..., Any], marquez: Marquez,
+        validate: Callable[[dict[str, Any]], None]) -> None:
+    """A resumes into B, B into C: every event of B has A as parent and root, every event of
+    C (from START) has B as parent and A as root, as LineageIR's parent/root trace ids; A's
+    events have none, and its FAIL says which run superseded it."""
+    url = str(tmp_path / "chain.db")
+    tracker = make_tracker(url, export_otlp=False)
+    chain = [tracker.start_run("sft")]
+    for _ in range(2):
+        run = chain[-1]
+        run.log_step(1, {"loss": 1.0})
+        checkpoint = run.save_checkpoint("s3://ckpt/" + run.id.hex, step=1,
+                                         checksum="sha256:" + "c" * 64).wait()
+        run.record_failure("backend_corrupted", "lost", corrupted=True, retryable=True).wait()
+        chain.append(tracker.resume_run(run, checkpoint))
+        run.finish("superseded", superseded_by=chain[-1].id).wait()
+    chain[-1].finish("completed").wait()
+    graph = tracker.trace(chain[2].id)["trace"]
+    assert (graph["parent_trace_id"], graph["root_trace_id"]) == (str(chain[1].id), str(chain[0].id))
+    tracker.close()
+    export(url, marquez)
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for event in marquez.bodies:
+        validate(event)  # ParentRunFacet against its own schema too
+        by_run.setdefault(event["run"]["runId"], []).append(event)
+    first, second, third = (by_run[str(run.id)] for run in chain)
+    assert all("parent" not in e["run"]["facets"] for e in first)
+    for events, parent in ((second, chain[0]), (third, chain[1])):
+        assert events[0]["eventType"] == "START"
+        for event in events:
+            facet = event["run"]["facets"]["parent"]
+            assert facet["run"] == {"runId": str(parent.id)}
+            assert facet["job"] == {"namespace": "lineage", "name": "sft"}
+            assert facet["root"] == {"run": {"runId": str(chain[0].id)},
+                                     "job": {"namespace": "lineage", "name": "sft"}}
+    [fail] = [e for e in first if e["eventType"] == "FAIL"]
+    assert fail["run"]["facets"]["lineage_recovery"]["supersededBy"] == str(chain[1].id)
+
+
+def test_a_poisoned_event_is_skipped_and_recorded_and_the_export_goes_on(
+        durable_url: str, make_tracker: Callable[..., Any], marquez: Marquez,
+        validate: Callable[[dict[str, Any]], None], capsys: pytest.CaptureFixture[str]) -> None:
+    """Over the hostile rows of ``test_quarantine`` (a payload that does not decode among
+    them), the export reaches the head: the undecodable event is skipped, listed with its
+    position and reason (as the OTLP exporter does; ``lineage export openlineage`` lists it
+    too), and everything after it is delivered."""
+    from lineage.adapters.background_export import BackgroundExporter
+    from tests.integration.test_quarantine import record_with_poison
+
+    tracker = make_tracker(durable_url, export_otlp=False)
+    run, placed = record_with_poison(tracker)
+    runner = open_openlineage_exporter(
+        durable_url, OpenLineageSettings.load({}, url=marquez.url), retry={"total": 0})
+    try:
+        runner.export_to_head()
+        assert runner.position == tracker.store.max_position()
+        skipped = dict(runner.skipped)
+        assert list(skipped) == [placed["garbage"]] and runner.stats.skipped == 1
+        assert skipped[placed["garbage"]].startswith("MapperDeserialisationError")
+        kinds = [e["eventType"] for e in marquez.bodies if e["run"]["runId"] == str(run.id)]
+        assert kinds[0] == "START" and kinds[-1] == "COMPLETE"  # after the poison
+        assert kinds.count("RUNNING") == 3  # the dataset, both checkpoints
+        for event in marquez.bodies:
+            validate(event)
+        runner.export_to_head()  # nothing left, nothing skipped twice
+        assert runner.stats.skipped == 1
+        with pytest.raises(ExportError, match=f"position {placed['garbage']}"):
+            BackgroundExporter(runner, strict=True).raise_if_strict()
+    finally:
+        runner.store.close()
+    code = main(["--db", durable_url, "export", "openlineage", "--url", marquez.url,
+                 "--name", "cli", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["position"] == runner.position
+    assert [row["position"] for row in summary["skipped"]] == [placed["garbage"]]

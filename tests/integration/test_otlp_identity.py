@@ -180,3 +180,40 @@ def test_the_bounded_grouping_past_ten_thousand_steps_is_the_same_in_both_views(
     ranges = sorted((s["attributes"].get("seq_from"), s["attributes"].get("seq_to"))
                     for s in graph["spans"] if s["name"] == "train steps")
     assert ranges[-3:] == [(10_001, 11_000), (11_001, 12_000), (12_001, 12_300)]
+
+
+def test_each_outcome_has_one_status_in_both_views(
+        durable_url: str, make_tracker: Callable[..., Any], receiver: HttpReceiver) -> None:
+    """LineageIR's span status is ok or error (no unset); the OTLP export says the same of
+    every span, and of ``finish run``, which carries the outcome: only a completed run is OK;
+    failed, superseded and cancelled runs are ERROR (a cancelled run was UNSET in OTLP, error
+    in LineageIR). The OTLP root ``train run`` is sent at the start, so it is UNSET."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+    tracker, clock = deterministic_tracker(durable_url, make_tracker)
+    scenario = record_scenario(tracker, clock, steps=20)  # failed -> superseded, resumed -> ok
+    for outcome in ("completed", "failed", "cancelled"):
+        run = tracker.start_run(outcome)
+        run.log_step(1, {"loss": 1.0})
+        clock.advance()
+        run.finish(outcome).wait()
+    tracker.flush()
+    received = export(durable_url, tracker, receiver)
+    codes = {"ok": Status.STATUS_CODE_OK, "error": Status.STATUS_CODE_ERROR}
+    runs = {str(r.id): tracker.trace(r.id)["trace"] for r in tracker.runs()}
+    assert sorted(t["status"] for t in runs.values()) == [
+        "cancelled", "completed", "completed", "failed", "superseded"]
+    assert runs[str(scenario.failed_run)]["status"] == "superseded"
+    for trace in runs.values():
+        lineage = {identity.otlp_span_id(s["id"]): s for s in
+                   tracker.trace(UUID(trace["id"]))["spans"]}
+        for span in (s for s in received if s.trace_id == UUID(trace["id"]).bytes):
+            status = lineage[span.span_id]["status"]
+            if span.name == "train run":  # the root goes out at the start, before the outcome
+                assert span.status.code == Status.STATUS_CODE_UNSET
+                continue
+            assert (span.status.code == Status.STATUS_CODE_ERROR) == (status == "error"), \
+                (trace["status"], span.name)
+            if span.name == "finish run":
+                expected = "ok" if trace["status"] == "completed" else "error"
+                assert (status, span.status.code) == (expected, codes[expected]), span.name

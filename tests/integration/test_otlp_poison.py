@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lineage.adapters.otlp.background import BackgroundExporter
+from lineage.adapters.background_export import BackgroundExporter
 from lineage.adapters.otlp.encoder import OtlpEncoder
 from lineage.adapters.otlp.runner import OtlpExportRunner
 from lineage.bootstrap import open_positions, otlp_runner, otlp_transport

@@ -18,7 +18,7 @@ import pytest
 from lineage.bootstrap import open_positions, otlp_runner, otlp_transport
 from lineage.config.otlp import OtlpSettings
 from lineage.errors import ExportRejectedError
-from tests.otlp_receiver import GrpcReceiver, HttpReceiver, Receiver
+from tests.otlp_receiver import GrpcReceiver, HttpReceiver, Receiver, WireGrpcReceiver
 from tests.tls_certs import Certificates, make_certificates
 
 STEPS = 5
@@ -169,6 +169,26 @@ def test_grpc_over_tls_with_a_bare_host_port_endpoint(
     export(store, environ)
     assert len(receiver.spans()) == SPANS
     assert "OTel-OTLP-Exporter-Python/" in receiver.headers[0]["user-agent"]
+
+
+def test_grpc_requests_are_gzip_compressed_on_the_wire(store: Any, servers: list[Receiver]) -> None:
+    """Read off the wire (WireGrpcReceiver), not through a grpc server that would decompress
+    unseen: with gzip each message is flagged compressed under ``grpc-encoding: gzip`` and
+    is smaller, and decompressed it is the same request as the one sent without."""
+    receiver = WireGrpcReceiver().start()
+    servers.append(receiver)
+    base = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    export(store, base)
+    export(store, base | {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"})
+    export(store, base | {"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "gzip",
+                          "OTEL_EXPORTER_OTLP_COMPRESSION": "none"})
+    assert receiver.compressed == [False, True, True]
+    plain, *zipped = receiver.headers
+    assert plain.get("grpc-encoding", "identity") == "identity"
+    assert [h["grpc-encoding"] for h in zipped] == ["gzip", "gzip"]
+    assert receiver.raw[0] == receiver.raw[1] == receiver.raw[2]
+    assert len(receiver.spans()) == 3 * SPANS
+    assert receiver.wire[1] < receiver.wire[0]  # the message on the wire: compressed
 
 
 def test_grpc_tls_failures_stop_at_once_and_insecure_means_plaintext(

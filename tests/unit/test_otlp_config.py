@@ -3,6 +3,7 @@ table, and clear start-up errors for malformed values."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -195,5 +196,29 @@ def test_resource_attributes_merge_as_the_sdk_specification_says(
     assert settings.service_name == service
     assert settings.resource == {**settings.resource_attributes, "service.name": service}
     assert extra.items() <= settings.resource.items()
-    with pytest.raises(ConfigurationError, match=r"OTEL_RESOURCE_ATTRIBUTES.*not key=value"):
-        OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": "novalue"})
+
+
+@pytest.mark.parametrize("malformed", [
+    "novalue", "k=v,novalue", "=v,k=v", "k=v,bad=%FF%FE", "service.name=a,,%C3=x,oops",
+])
+def test_a_malformed_otel_resource_attributes_is_discarded_whole_with_a_warning(
+        malformed: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK specification: "the entire environment variable value SHOULD be discarded and
+    an error SHOULD be reported": start-up goes on, no pair of it is used, a warning says why.
+    Ours (LINEAGE_RESOURCE_ATTRIBUTES) still fails at start-up naming the variable."""
+    with caplog.at_level(logging.WARNING, logger="lineage.otlp"):
+        settings = OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": malformed,
+                                      "OTEL_SERVICE_NAME": "svc"})
+    assert settings.resource_attributes == {} and settings.resource == {"service.name": "svc"}
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "lineage.otlp"]
+    assert warning.startswith("OTEL_RESOURCE_ATTRIBUTES=") and "is ignored" in warning
+    assert OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": malformed,
+                              "LINEAGE_RESOURCE_ATTRIBUTES": "k=ours"}).resource_attributes == {
+        "k": "ours"}  # ours, when set, is used without reading the standard one
+    with pytest.raises(ConfigurationError, match=r"LINEAGE_RESOURCE_ATTRIBUTES.*invalid"):
+        OtlpSettings.load({"LINEAGE_RESOURCE_ATTRIBUTES": malformed})
+
+
+def test_resource_attribute_keys_and_values_are_percent_decoded() -> None:
+    settings = OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": "a%3Db=c%3Dd, e = f=g ,h=%E2%9C%93"})
+    assert settings.resource_attributes == {"a=b": "c=d", "e": "f=g", "h": "\u2713"}

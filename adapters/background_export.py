@@ -1,13 +1,14 @@
-"""The exporter on a daemon thread, for a training process (``Tracker(export_otlp=True)``; the
-OpenLineage exporter runs on one too, when ``OPENLINEAGE_URL`` is set).
+"""An exporter on a daemon thread, for a training process: the OTLP one
+(``Tracker(export_otlp=True)``) and the OpenLineage one (when ``OPENLINEAGE_URL`` is set).
 
 Telemetry never breaks training (STYLE habit 9): nothing here raises into the caller's thread
-and nothing blocks it. The thread follows the log with an ``OtlpExportRunner``; a failure is
-logged once (a warning on the ``lineage.otlp`` logger), counted in ``failures``, and retried
-with backoff (0.5 s doubling to 30 s) for as long as the process runs: the spans stay in the
-event store behind the tracked position, so nothing is lost, and ``lineage export otlp`` sends
-whatever this process did not. A request the collector refuses for good (``ExportRejectedError``:
-bad configuration) stops the thread after logging it.
+and nothing blocks it. The thread follows the log with a runner (a ``log_follower.LogFollower``:
+``OtlpExportRunner``, ``OpenLineageRunner``); a failure is logged once (a warning on the
+runner's logger), counted in ``failures``, and retried with backoff (0.5 s doubling to 30 s) for
+as long as the process runs: the output stays in the event store behind the tracked position, so
+nothing is lost, and ``lineage export otlp`` / ``openlineage`` sends whatever this process did
+not. A request the consumer refuses for good (``ExportRejectedError``: bad configuration) stops
+the thread after logging it.
 
 ``close(drain=True)`` stops the thread. When asked to drain (the tracker wrote something) and
 the collector is healthy, it first waits up to ``drain_s`` for the spans of everything committed
@@ -21,13 +22,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 from lineage.errors import ExportError, ExportRejectedError
 
-from .runner import ExportStats, OtlpExportRunner
+from .log_follower import LogFollower
 
-log = logging.getLogger("lineage.otlp")
+log = logging.getLogger("lineage.export")
 
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 30.0
 JOIN_S = 2.0
@@ -36,7 +36,7 @@ JOIN_S = 2.0
 class BackgroundExporter:
     """Runs ``runner`` on a daemon thread; see the module docstring for the contract."""
 
-    def __init__(self, runner: OtlpExportRunner | Any, *, poll_s: float = 0.5, drain_s: float = 10.0,
+    def __init__(self, runner: LogFollower, *, poll_s: float = 0.5, drain_s: float = 10.0,
                  strict: bool = False) -> None:
         self.runner = runner
         self.poll_s = poll_s
@@ -47,16 +47,9 @@ class BackgroundExporter:
         self.healthy = True
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lineage-otlp-export", daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        """Where the runner delivers (its own ``endpoint``, else its transport's)."""
-        return str(getattr(self.runner, "endpoint", None) or self.runner.transport.endpoint)
-
-    @property
-    def stats(self) -> ExportStats:
-        return self.runner.stats
+        self.log = runner.log
+        self._thread = threading.Thread(target=self._loop, name=f"lineage-{runner.name}-export",
+                                        daemon=True)
 
     @property
     def running(self) -> bool:
@@ -78,19 +71,19 @@ class BackgroundExporter:
         try:
             self.runner.transport.close()
         except Exception:  # closing a broken connection is not worth a message
-            log.debug("closing the OTLP transport failed", exc_info=True)
+            self.log.debug("closing the transport failed", exc_info=True)
 
     def raise_if_strict(self) -> None:
         """In strict mode, raise the first failure (an ExportError) if there was one, or an
-        ExportError naming the first event the runner skipped (``OtlpExportRunner.skipped``)."""
+        ExportError naming the first event the runner skipped (``LogFollower.skipped``)."""
         if self.strict and self.first_error is None and self.runner.skipped:
             position, reason = self.runner.skipped[0]
-            raise ExportError(self.endpoint,
+            raise ExportError(self.runner.endpoint,
                               f"skipped the event at position {position}: {reason}")
         if self.strict and self.first_error is not None:
             error = self.first_error
             raise error if isinstance(error, ExportError) else ExportError(
-                self.endpoint, repr(error))
+                self.runner.endpoint, repr(error))
 
     def _drain(self) -> None:
         target = self.runner.head()
@@ -114,8 +107,8 @@ class BackgroundExporter:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             if not self.healthy:
-                log.info("OTLP export to %s recovered after %d failure(s)",
-                         self.endpoint, self.failures)
+                self.log.info("%s to %s recovered after %d failure(s)",
+                              self.runner.what, self.runner.endpoint, self.failures)
             self.healthy, backoff = True, FIRST_BACKOFF_S
             self._wake.wait(self.poll_s)
             self._wake.clear()
@@ -125,8 +118,10 @@ class BackgroundExporter:
         self.healthy = False
         if self.first_error is None:
             self.first_error = error
-            log.warning("OTLP export is failing (%s); spans wait in the event store from "
-                        "position %d and are sent when the collector is back (or by "
-                        "'lineage export otlp')", error, self.runner.position)
+            self.log.warning("%s is failing (%s); its %s wait in the event store from "
+                             "position %d and are sent when %s is back (or by 'lineage "
+                             "export')", self.runner.what, error, self.runner.output,
+                             self.runner.position, self.runner.endpoint)
         else:
-            log.debug("OTLP export failed again: %s", error)
+            self.log.debug("%s failed again: %s", self.runner.what, error)
+
