@@ -194,7 +194,8 @@ def _block(group: _Group, level: int) -> tuple[StoredBlock, dict[int, bytes]] | 
     steps = group.steps
     try:
         columns, origin, run_id = columns_of(steps)
-        state = encode_block(run_id, steps[0].seq, columns.ids[0], origin, columns, level)
+        state = encode_block(run_id, steps[0].seq, columns.ids[0], origin, columns, level,
+                             migrated=True)
         block = decode_block(state)
     except (ValueError, TypeError, ArithmeticError, struct.error):
         return None

@@ -25,6 +25,7 @@ from lineage.codec.mapper import make_mapper
 from lineage.domain.seals import SEAL_STREAM
 from lineage.proof.seals import TreeHead
 from lineage.spans.builder import SpanBuilder
+from lineage.spans.seal_span import seal_span
 
 
 def _train(tracker: Any, name: str, steps: int = 1200) -> None:
@@ -116,15 +117,19 @@ def test_sealing_resumes_from_the_last_seal(durable_url: str, tmp_path: Path,
 
 def test_seals_are_events_the_read_models_and_spans_take_in_stride(
         any_url: str, tmp_path: Path, make_tracker: Any) -> None:
+    """A seal's audit row says what it seals; the span builder (the background OTLP export)
+    turns it into the same ``seal log`` span that ``lineage seal --otlp`` sends."""
     tracker = make_tracker(any_url, export_otlp=False)
-    key, _ = _key(tmp_path)
+    key, public = _key(tmp_path)
     _train(tracker, "a", 10)
-    tracker.seal(key=key)
+    head = tracker.seal(key=key)
     rows = tracker.audit(kind="log.sealed")
     assert len(rows) == 1 and rows[0]["subject_id"] == str(SEAL_STREAM)
+    assert rows[0]["summary"] == (f"seal 1: tree of {head.size} rows, root {head.root.hex()[:16]}..., "
+                                  f"key {public.hex()[:16]}...")
     assert tracker.views.quarantined() == []
     stored = tracker.store.read_stream(SEAL_STREAM)
-    assert SpanBuilder(tracker.store, make_mapper()).build(stored) == [[]]
+    assert SpanBuilder(tracker.store, make_mapper()).build(stored) == [[seal_span(head)]]
 
 
 def test_a_background_sealer_seals_what_was_written(sqlite_url: str, tmp_path: Path,
