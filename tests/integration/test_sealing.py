@@ -20,7 +20,9 @@ from lineage.adapters.otlp.transport import OtlpJsonWriter
 from lineage.adapters.signing import generate_key
 from lineage.application.sealing import BackgroundSealer, last_seal
 from lineage.bootstrap import open_store
+from lineage.bootstrap_exports import open_positions, otlp_runner
 from lineage.bootstrap_proof import open_sealer
+from lineage.config.otlp import OtlpSettings
 from lineage.codec.mapper import make_mapper
 from lineage.domain.seals import SEAL_STREAM
 from lineage.proof.seals import TreeHead
@@ -160,6 +162,17 @@ def test_an_otlp_anchor_sends_the_seal_as_span_attributes(sqlite_url: str, tmp_p
     assert span["name"] == "seal log"
     assert attributes["lineage.seal.root"] == {"stringValue": head.root.hex()}
     assert TreeHead.of_anchor(attributes["lineage.seal.anchor"]["stringValue"]) == head
+
+    # the background export sends the same span when the seal event passes through it
+    exported = io.StringIO()
+    positions = open_positions(sqlite_url)
+    runner = otlp_runner(tracker.store, positions, OtlpSettings.load(), OtlpJsonWriter(exported),
+                         track=False, start=0)
+    runner.export_to_head()
+    positions.engine.dispose()  # type: ignore[attr-defined]
+    sent = [span for line in exported.getvalue().splitlines()
+            for span in json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert [each for each in sent if each["name"] == "seal log"] == [span]
 
 
 def test_a_log_copied_to_postgresql_has_the_same_tree(tmp_path: Path, make_tracker: Any,
