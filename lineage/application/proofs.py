@@ -16,7 +16,7 @@ from lineage.application.verification import Verifier, VerifyReport, scan
 from lineage.codec.step_block import STEPS_TOPIC
 from lineage.codec.step_decode import StepBlock, decode_block
 from lineage.errors import ProofError, ValidationError
-from lineage.proof.canonical import Row, state_bytes, stream_text
+from lineage.proof.canonical import Row, is_migrated, state_bytes, stream_text
 from lineage.proof.merkle import consistency_proof, inclusion_proof
 from lineage.proof.verifier import check_consistency, check_inclusion
 
@@ -42,7 +42,8 @@ def inclusion(verifier: Verifier, target: str) -> dict[str, Any]:
         raise ProofError(f"no stored event {target}")
     index, row, step = found[0]
     data = hasher.canonical(row)
-    own = step is not None and len(data) > 1  # a migrated block: the step's own leaf
+    # a block lineage migrate wrote is a leaf per step: the step's own; @N of it: its first
+    own = step is not None and is_migrated(row[4]) and step < len(data)
     if own:
         index += step or 0
     covering = [seal for seal in seals if seal.head.size > index]

@@ -22,8 +22,8 @@ from lineage.application.sealing import BackgroundSealer, last_seal
 from lineage.bootstrap import open_store
 from lineage.bootstrap_exports import open_positions, otlp_runner
 from lineage.bootstrap_proof import open_sealer
-from lineage.config.otlp import OtlpSettings
 from lineage.codec.mapper import make_mapper
+from lineage.config.otlp import OtlpSettings
 from lineage.domain.seals import SEAL_STREAM
 from lineage.proof.seals import TreeHead
 from lineage.spans.builder import SpanBuilder
