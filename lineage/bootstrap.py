@@ -194,6 +194,7 @@ def open_step_migration(database_url: str | None = None) -> Any:
     from lineage.adapters.database import MEMORY, Database
     from lineage.adapters.log_rewriter import SqlAlchemyLogRewriter
     from lineage.application.migration import StepMigration
+    from lineage.application.sealing import seal_positions
     from lineage.codec.step_read import BlockCodec
     from lineage.errors import ProjectionBusyError
     from lineage.projections import all_projections
@@ -205,8 +206,6 @@ def open_step_migration(database_url: str | None = None) -> Any:
         raise StoreError("memory:// keeps nothing between processes: there is nothing to migrate")
     store = open_store(url, create=False, lock_timeout_s=settings.lock_timeout_s)
     try:
-        from lineage.application.sealing import seal_positions
-
         sealed = seal_positions(store, make_mapper())  # no group may straddle a seal
     finally:
         store.close()
