@@ -8,7 +8,8 @@ when one is given, else with the key the seal names, which proves nothing agains
 can write the database: ``key_trusted`` says which). After the pass, the first seal whose root
 no longer matches is explained by ``lineage.application.damage.classify``; tracked positions
 (projections, exporters) beyond the end of the log, and anchors the store falls short of, show
-a truncated or rolled back log.
+a truncated or rolled back log; the first anchor whose root the store no longer has says where
+its rows part from the anchored ones (``lineage.application.anchor_check``).
 """
 
 from __future__ import annotations
