@@ -12,15 +12,13 @@ cannot reach (``lineage.application.sealing.Anchor``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import IO, Any
 
-from lineage.domain.seals import SEAL_STREAM
 from lineage.errors import ConfigurationError
 from lineage.proof.seals import TreeHead
-from lineage.spans.model import SpanRecord
+from lineage.spans.seal_span import seal_span
 
 
 class FileAnchor:
@@ -41,17 +39,6 @@ class StreamAnchor:
     def publish(self, head: TreeHead) -> None:
         self.stream.write(head.anchor_line() + "\n")
         self.stream.flush()
-
-
-def seal_span(head: TreeHead) -> SpanRecord:
-    """The span an ``OtlpAnchor`` sends: trace id the seal stream's, span id from the root."""
-    at = head.sealed_at_us * 1000
-    return SpanRecord(
-        trace_id=SEAL_STREAM.bytes, span_id=hashlib.sha256(head.root).digest()[:8] or b"\x01",
-        parent_span_id=b"", name="seal log", start_ns=at, end_ns=at,
-        attributes=(("lineage.seal.number", head.number), ("lineage.seal.size", head.size),
-                    ("lineage.seal.root", head.root.hex()),
-                    ("lineage.seal.anchor", head.anchor_line())))
 
 
 class OtlpAnchor:

@@ -208,6 +208,13 @@ class _RecorderEventStore:
         with self._translated("read"):
             return self.recorder.select_notifications(start, limit, topics=topics)
 
+    def read_rows(self, start: int, limit: int) -> Sequence[tuple[int, Any, int, str, bytes]]:
+        with self._translated("read"):
+            return self._select_rows(start, limit)
+
+    def _select_rows(self, start: int, limit: int) -> Sequence[tuple[int, Any, int, str, bytes]]:
+        raise NotImplementedError
+
     def max_position(self) -> int:
         with self._translated("read"):
             return self.recorder.max_notification_id() or 0
@@ -306,6 +313,15 @@ class SQLiteEventStore(_RecorderEventStore):
                 c.execute(sql + extra, [stream_id.hex, *(chunk or [])])
                 found.update((row[0], row[1]) for row in c.fetchall())
         return found
+
+    def _select_rows(self, start: int, limit: int) -> Sequence[tuple[int, Any, int, str, bytes]]:
+        with self.datastore.transaction(commit=False) as c:
+            raw: sqlite3.Cursor = c.sqlite_cursor
+            raw.row_factory = None  # plain tuples: the library's sqlite3.Row costs more
+            raw.execute(f"SELECT rowid, originator_id, originator_version, topic, state FROM "
+                        f"{self.recorder.events_table_name} WHERE rowid >= ? ORDER BY rowid "
+                        "LIMIT ?", (start, limit))
+            return raw.fetchall()
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:
         hexes = list(event_ids)

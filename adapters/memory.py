@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
@@ -67,6 +68,10 @@ class MemoryEventStore:
         with self._lock:
             selected = [n for n in self._log[max(start - 1, 0):] if not topics or n.topic in topics]
         return selected[:limit]
+
+    def read_rows(self, start: int, limit: int) -> Sequence[tuple[int, Any, int, str, bytes]]:
+        return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                for n in self.read_log(start, limit)]
 
     def max_position(self) -> int:
         with self._lock:

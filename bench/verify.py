@@ -15,6 +15,8 @@ registrations, checkpoints and evaluations are): rows/s for sealing and for veri
 from __future__ import annotations
 
 import argparse
+import hashlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,8 +31,11 @@ from ingest import ingest
 
 from lineage.adapters.signing import generate_key
 from lineage.application.sealing import BackgroundSealer
+from lineage.application.verification import PAGE, scan
 from lineage.bootstrap import open_store
 from lineage.bootstrap_proof import open_sealer, open_verifier
+from lineage.proof.canonical import stream_text
+from lineage.proof.merkle import Frontier
 
 SEAL_RATIO_TARGET = 2.0
 VERIFY_TARGET = 200_000  # events/s
@@ -84,6 +89,53 @@ def verify(url: str, public: bytes) -> tuple[float, Any]:
         store.close()
 
 
+def log_pass_before(store: Any) -> int:
+    """The pass over the log as ``lineage verify`` made it before ``read_rows`` (the baseline):
+    ``read_log`` pages (one library ``Notification`` per row), the leaf loop reading attributes,
+    the tree a leaf at a time. Returns the leaves."""
+    streams: dict[Any, bytes] = {}
+    topics: dict[str, bytes] = {}
+    frontier, digests, position = Frontier(), bytearray(), 0
+    while page := store.read_log(position + 1, PAGE):
+        for row in page:
+            stream = streams.get(row.originator_id)
+            if stream is None:
+                name = stream_text(row.originator_id).encode()
+                stream = streams[row.originator_id] = b"\x00" + len(name).to_bytes(4, "big") + name
+            label = topics.get(row.topic)
+            if label is None:
+                text = row.topic.encode()
+                label = topics[row.topic] = len(text).to_bytes(4, "big") + text
+            state = row.state
+            leaf = hashlib.sha256(b"".join((stream, row.originator_version.to_bytes(8, "big", signed=True),
+                                            label, len(state).to_bytes(4, "big"), state))).digest()
+            digests += leaf[:8]
+            frontier.append(leaf)
+        position = page[-1].id
+    return frontier.size
+
+
+def log_pass_now(store: Any) -> int:
+    """The same pass as ``lineage verify`` makes it now (``verification.scan``)."""
+    return len(scan(store, set()).positions)
+
+
+def compare_log_passes(url: str, rounds: int = 3) -> dict[str, float]:
+    """Median seconds (wall and CPU) of each pass, alternated ``rounds`` times in one process."""
+    store = open_store(url)
+    times: dict[str, list[float]] = {}
+    try:
+        for _ in range(rounds):
+            for name, run in (("before", log_pass_before), ("now", log_pass_now)):
+                wall, cpu = time.perf_counter(), time.process_time()
+                run(store)
+                times.setdefault(name, []).append(time.perf_counter() - wall)
+                times.setdefault(name + " cpu", []).append(time.process_time() - cpu)
+    finally:
+        store.close()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def small_rows(url: str, rows: int) -> None:
     """``rows`` events of ~300 bytes, one row each, appended 1,000 to a transaction."""
     store = open_store(url)
@@ -99,6 +151,25 @@ def small_rows(url: str, rows: int) -> None:
 
 
 def run_store(report: Report, kind: str, args: argparse.Namespace, key: str, public: bytes) -> None:
+    if not args.rows_only:
+        run_ingest_and_blocks(report, kind, args, key, public)
+    with temp_store(kind, args, report, section=f"{kind}: {args.rows:,} one-row events") as store:
+        small_rows(store.url, args.rows)
+        seconds, rows = seal_all(store.url, key)
+        report.figure("sealing rows", rows / seconds, "rows/s", fmt="{:,.0f}")
+        seconds, result = verify(store.url, public)
+        report.figure("verify rows", result.rows / seconds, "rows/s", fmt="{:,.0f}",
+                      target=(">=", VERIFY_TARGET), note=f"ok={result.ok}")
+        passes = compare_log_passes(store.url)
+        for name in ("before", "now"):
+            report.figure(f"log pass, {name}", args.rows / passes[name], "rows/s", fmt="{:,.0f}",
+                          note=f"CPU {args.rows / passes[name + ' cpu']:,.0f} rows/s")
+        report.figure("log pass now / before", passes["before"] / passes["now"], "", fmt="{:.2f}",
+                      note=f"CPU {passes['before cpu'] / passes['now cpu']:.2f}")
+
+
+def run_ingest_and_blocks(report: Report, kind: str, args: argparse.Namespace, key: str,
+                          public: bytes) -> None:
     with temp_store(kind, args, report, section=f"{kind}: ingest, then sealing") as store:
         base = ingest(store.url, args, "bench-ingest")
         report.figure("ingest steps/s (durable)", base["rate"], "events/s", fmt="{:,.0f}")
@@ -123,13 +194,6 @@ def run_store(report: Report, kind: str, args: argparse.Namespace, key: str, pub
         report.figure("verify", events / seconds, "events/s", fmt="{:,.0f}",
                       target=(">=", VERIFY_TARGET), note=f"{result.rows} rows, {seconds:.2f} s, "
                       f"ok={result.ok}")
-    with temp_store(kind, args, report, section=f"{kind}: {args.rows:,} one-row events") as store:
-        small_rows(store.url, args.rows)
-        seconds, rows = seal_all(store.url, key)
-        report.figure("sealing rows", rows / seconds, "rows/s", fmt="{:,.0f}")
-        seconds, result = verify(store.url, public)
-        report.figure("verify rows", result.rows / seconds, "rows/s", fmt="{:,.0f}",
-                      note=f"ok={result.ok}")
 
 
 def main() -> None:
@@ -138,6 +202,8 @@ def main() -> None:
     parser.add_argument("--verify-steps", type=int, default=1_000_000,
                         help="events in the log verified (1,000,000)")
     parser.add_argument("--rows", type=int, default=100_000, help="one-row events (100,000)")
+    parser.add_argument("--rows-only", action="store_true",
+                        help="only the one-row section (verify rows/s before and after read_rows)")
     parser.add_argument("--seal-every-s", type=float, default=1.0,
                         help="how often the sealer beside the ingest seals (1 s)")
     args = parser.parse_args()

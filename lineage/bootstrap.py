@@ -194,6 +194,7 @@ def open_step_migration(database_url: str | None = None) -> Any:
     from lineage.adapters.database import MEMORY, Database
     from lineage.adapters.log_rewriter import SqlAlchemyLogRewriter
     from lineage.application.migration import StepMigration
+    from lineage.application.sealing import seal_positions
     from lineage.codec.step_read import BlockCodec
     from lineage.errors import ProjectionBusyError
     from lineage.projections import all_projections
@@ -204,7 +205,10 @@ def open_step_migration(database_url: str | None = None) -> Any:
     if Database.parse(url).kind == MEMORY:
         raise StoreError("memory:// keeps nothing between processes: there is nothing to migrate")
     store = open_store(url, create=False, lock_timeout_s=settings.lock_timeout_s)
-    store.close()
+    try:
+        sealed = seal_positions(store, make_mapper())  # no group may straddle a seal
+    finally:
+        store.close()
     if store.read_only:
         reason = getattr(store, "read_only_reason", "read-only")
         raise ReadOnlyStoreError(store.location, f"{reason}; lineage migrate rewrites the "
@@ -233,7 +237,7 @@ def open_step_migration(database_url: str | None = None) -> Any:
         lock.release()
         engine.dispose()
 
-    return StepMigration(rewriter, BlockCodec(make_mapper()), boundaries=exporters,
+    return StepMigration(rewriter, BlockCodec(make_mapper()), boundaries=[*exporters, *sealed],
                          refresh=partial(_refresh_read_models, url, engine), release=release,
                          reset_positions={SCHEMA_KEY: 0})
 

@@ -70,6 +70,12 @@ class EventStore(Protocol):
     def read_log(self, start: int, limit: int, topics: Sequence[str] = ()) -> Sequence[Notification]:
         """Notifications with id >= ``start`` in order; ids may have gaps."""
 
+    def read_rows(self, start: int, limit: int) -> Sequence[tuple[int, Any, int, str, bytes]]:
+        """The bulk read of the log (sealing and verification hash every row): up to ``limit``
+        rows with notification id >= ``start`` in order, each a plain tuple (notification id,
+        stream id as the database holds it (a UUID, or its text with or without dashes),
+        version, topic, state). No event objects are built."""
+
     def max_position(self) -> int:
         """The highest notification id stored, 0 when empty."""
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from lineage.domain import Alias, Artifact, Run
 from lineage.domain.inference import InferenceRecorded
 from lineage.domain.liveness import HeartbeatRecorded
+from lineage.domain.seals import Log
 from lineage.domain.steps import StepsRecorded
 from lineage.projections.bulk import append_rows
 from lineage.projections.decoding import Item
@@ -63,6 +64,8 @@ SUMMARIES: dict[type, Callable[[Any], str]] = {  # keyed by event class, like ev
     Artifact.Expired: lambda e: f"expired: {e.reason}",
     Alias.Created: lambda e: f"alias {e.name!r} created in {e.scope}",
     Alias.Moved: lambda e: f"alias moved to {_short(e.artifact_id)}",
+    Log.Sealed: lambda e: f"seal {e.originator_version}: tree of {e.size} rows, root "
+                          f"{e.root[:16]}..., key {e.public_key[:16]}...",
 }
 
 

@@ -32,7 +32,8 @@ metadata = MetaData()
 # 9: steps stored in blocks: lineage_step_metrics holds one row per block; no audit row per step.
 # 10: step spans grouped in levels past 10,000 steps; finish run, best and retention spans; a
 #     superseded run's span is an error, as in the OTLP export.
-SCHEMA_VERSION = 10
+# 11: a seal's audit row says what it seals (tree size, root, key).
+SCHEMA_VERSION = 11
 
 ID = String(36)
 TIME = String(32)

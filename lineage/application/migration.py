@@ -9,7 +9,11 @@ them in place:
   consecutive in the log (no other row between), of one stream, with consecutive versions and
   one origin (recorded_at, source, tenant, actor), at most ``max_steps`` to a group, and never
   across a tracked position of a log follower (``boundaries``: an exporter that stopped at a
-  position inside a group would otherwise see the group's earlier steps again);
+  position inside a group would otherwise see the group's earlier steps again), nor across the
+  position a seal ends at (the sealer resumes after it: ``lineage.application.sealing``);
+- a block it writes has the flag ``MIGRATED``: its steps are sealed one leaf each, with the
+  leaves their legacy rows had (``lineage.proof.canonical``), so seals made before the
+  migration still verify after it;
 - each group becomes ONE block row, in ONE transaction: the legacy rows are deleted and the
   block (every step's own event id kept in it, block id = the first step's id, version = the
   last step's) is stored at the position of the group's last row, so the order of the log is
@@ -194,7 +198,8 @@ def _block(group: _Group, level: int) -> tuple[StoredBlock, dict[int, bytes]] | 
     steps = group.steps
     try:
         columns, origin, run_id = columns_of(steps)
-        state = encode_block(run_id, steps[0].seq, columns.ids[0], origin, columns, level)
+        state = encode_block(run_id, steps[0].seq, columns.ids[0], origin, columns, level,
+                             migrated=True)
         block = decode_block(state)
     except (ValueError, TypeError, ArithmeticError, struct.error):
         return None

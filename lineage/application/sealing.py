@@ -34,7 +34,7 @@ from lineage.codec.dispatch import topic_of
 from lineage.domain.envelope import Origin
 from lineage.domain.seals import SEAL_STREAM, Log
 from lineage.ports import EventStore, VersionConflictError
-from lineage.proof.canonical import DIGEST_BYTES, LeafHasher
+from lineage.proof.canonical import DIGEST_BYTES, LeafHasher, mapped_legacy
 from lineage.proof.merkle import Frontier
 from lineage.proof.seals import ZERO, TreeHead
 
@@ -80,6 +80,19 @@ def last_seal(store: EventStore, mapper: Mapper) -> SealPoint:
     return SealPoint(head.number, head.size, int(event.position), head.hash(),
                      tuple(bytes.fromhex(node) for node in event.frontier),
                      head.sealed_at_us / 1e6)
+
+
+def seal_positions(store: EventStore, mapper: Mapper) -> list[int]:
+    """The position of the last row each stored seal covers (a seal row that does not decode
+    is left out: ``lineage verify`` reports it). ``lineage migrate`` never joins rows across
+    one, so every seal's position still ends its rows and the sealer resumes after it."""
+    found = []
+    for stored in store.read_stream(SEAL_STREAM):
+        try:
+            found.append(int(mapper.to_domain_event(stored).position))  # type: ignore[attr-defined]
+        except Exception:  # damage is verify's to report; the migration only needs the rest
+            continue
+    return found
 
 
 class Sealer:
@@ -134,19 +147,21 @@ class Sealer:
         raise VersionConflictError()
 
     def _read_after(self, position: int, frontier: Frontier) -> tuple[bytes, int, bool]:
-        """Add the rows after ``position`` (at most ``MAX_LEAVES``) to ``frontier``, a page at
-        a time (only a page of rows is held): their digests, the last row's position, and
-        whether any of them is not a seal."""
-        digests, hasher, news, added = bytearray(), LeafHasher(), False, 0
+        """Add the rows after ``position`` (about ``MAX_LEAVES`` leaves at most: the last page
+        may pass it by one migrated block) to ``frontier``, a page at a time (only a page of
+        rows is held): their leaf digests, the last row's position, and whether any of them is
+        not a seal."""
+        digests, news, added = bytearray(), False, 0
+        hasher = LeafHasher(mapped_legacy(self.mapper))
         while added < MAX_LEAVES:
-            page = self.store.read_log(position + 1, min(PAGE, MAX_LEAVES - added))
+            page = self.store.read_rows(position + 1, min(PAGE, MAX_LEAVES - added))
             if not page:
                 break
-            for leaf in hasher.leaves(page):
-                frontier.append(leaf)
-                digests += leaf[:DIGEST_BYTES]
-            news = news or any(row.topic != SEAL_TOPIC for row in page)
-            position, added = page[-1].id, added + len(page)
+            leaves, _ = hasher.leaves(page)
+            frontier.extend(leaves)
+            digests += b"".join([leaf[:DIGEST_BYTES] for leaf in leaves])
+            news = news or any(row[3] != SEAL_TOPIC for row in page)
+            position, added = page[-1][0], added + len(leaves)
         return bytes(digests), position, news
 
     def _append(self, point: SealPoint, frontier: Frontier, digests: bytes,

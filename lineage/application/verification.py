@@ -8,7 +8,8 @@ when one is given, else with the key the seal names, which proves nothing agains
 can write the database: ``key_trusted`` says which). After the pass, the first seal whose root
 no longer matches is explained by ``lineage.application.damage.classify``; tracked positions
 (projections, exporters) beyond the end of the log, and anchors the store falls short of, show
-a truncated or rolled back log.
+a truncated or rolled back log; the first anchor whose root the store no longer has says where
+its rows part from the anchored ones (``lineage.application.anchor_check``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper
 
+from lineage.application.anchor_check import anchor_damage
 from lineage.application.damage import (
     BAD_ANCHOR,
     BAD_SEAL,
-    REWRITTEN,
     ROLLED_BACK,
     TRUNCATED,
     Damage,
@@ -32,7 +33,7 @@ from lineage.application.damage import (
 )
 from lineage.application.sealing import SEAL_TOPIC
 from lineage.ports import EventStore
-from lineage.proof.canonical import DIGEST_BYTES, LeafHasher
+from lineage.proof.canonical import DIGEST_BYTES, LeafHasher, Row, mapped_legacy
 from lineage.proof.merkle import Frontier
 from lineage.proof.seals import ZERO, TreeHead
 
@@ -88,30 +89,63 @@ class Scan:
 
 
 def scan(store: EventStore, sizes: set[int], *, keep_leaves: bool = False,
-         visit: Callable[[int, Any], None] | None = None) -> Scan:
-    """Read the whole log once: the root at each of ``sizes`` (those it reaches), digests
-    and positions of every row; ``visit(leaf index, row)`` for each row when given."""
+         visit: Callable[[int, Row], None] | None = None,
+         hasher: LeafHasher | None = None) -> Scan:
+    """Read the whole log once (``EventStore.read_rows``: plain tuples, no events built): the
+    root at each of ``sizes`` (those it reaches), digests and positions of every leaf;
+    ``visit(leaf index, row)`` for each row (its first leaf) when given."""
     result = Scan(leaves=[] if keep_leaves else None)
     frontier = Frontier()
     if 0 in sizes:
         result.roots[0] = frontier.root()
-    hasher = LeafHasher()
+    hasher = hasher or LeafHasher()
     digests, positions, leaves = result.digests, result.positions, result.leaves
-    for page in pages(store):
+    for page in row_pages(store):
+        hashed, ids = hasher.leaves(page)
         if visit is not None:
-            for offset, row in enumerate(page):
-                visit(frontier.size + offset, row)
-        hashed = hasher.leaves(page)
-        positions.extend([row.id for row in page])
+            _visit(visit, frontier.size, page, ids)
+        positions.extend(ids)
         digests += b"".join([leaf[:DIGEST_BYTES] for leaf in hashed])
         if leaves is not None:
             leaves.extend(hashed)
-        append = frontier.append
-        for leaf in hashed:
-            append(leaf)
-            if frontier.size in sizes:
-                result.roots[frontier.size] = frontier.root()
+        if not sizes.isdisjoint(range(frontier.size + 1, frontier.size + len(hashed) + 1)):
+            _add_checking(frontier, hashed, sizes, result.roots)
+        else:
+            frontier.extend(hashed)
     return result
+
+
+def _add_checking(frontier: Frontier, hashed: list[bytes], sizes: set[int],
+                  roots: dict[int, bytes]) -> None:
+    """``frontier.extend(hashed)``, keeping the root at each of ``sizes`` it passes."""
+    start, at = frontier.size, 0
+    for size in sorted(size for size in sizes if start < size <= start + len(hashed)):
+        frontier.extend(hashed[at:size - start])
+        at = size - start
+        roots[size] = frontier.root()
+    frontier.extend(hashed[at:])
+
+
+def _visit(visit: Callable[[int, Row], None], first: int, page: Sequence[Row],
+           ids: Sequence[int]) -> None:
+    """``visit`` each row of ``page`` with the index of its first leaf (``ids``: the row id
+    of each leaf, starting at leaf ``first``)."""
+    rows = iter(page)
+    last = None
+    for offset, row_id in enumerate(ids):
+        if row_id != last:
+            visit(first + offset, next(rows))
+            last = row_id
+
+
+def row_pages(store: EventStore, size: int = PAGE) -> Iterator[Sequence[Row]]:
+    position = 0
+    while True:
+        page = store.read_rows(position + 1, size)
+        if not page:
+            return
+        yield page
+        position = page[-1][0]
 
 
 def pages(store: EventStore, topics: Sequence[str] = (), size: int = PAGE) -> Iterator[Sequence[Any]]:
@@ -141,6 +175,9 @@ class Verifier:
                  trusted: Collection[bytes] = (), tracked: Mapping[str, int] | None = None) -> None:
         self.store, self.mapper, self.check = store, mapper, check_signature
         self.trusted, self.tracked = frozenset(trusted), dict(tracked or {})
+
+    def hasher(self) -> LeafHasher:
+        return LeafHasher(mapped_legacy(self.mapper))
 
     def seals(self, report: VerifyReport) -> list[_Seal]:
         """Every stored seal in log order, each checked on its own (problems into ``report``)."""
@@ -187,7 +224,7 @@ class Verifier:
         good = [seal for seal in seals if seal.good]
         anchored = [head for head in anchors if self._anchor_ok(head, report)]
         sizes = {seal.head.size for seal in good} | {head.size for head in anchored}
-        log = scan(self.store, sizes)
+        log = scan(self.store, sizes, hasher=self.hasher())
         report.rows = len(log.positions)
         recorded = bytearray()
         for seal in seals:
@@ -224,25 +261,23 @@ class Verifier:
                        report: VerifyReport) -> None:
         stored = {seal.head.number: seal for seal in seals}
         last = max(stored, default=0)
+        rows = len(log.positions)
         for head in anchored:
-            rows = len(log.positions)
             if head.size > rows:
                 kind = ROLLED_BACK if head.number > last else TRUNCATED
                 report.problems.append(Damage(
                     kind, rows, log.positions[-1] if rows else None, head.number,
                     f"an anchor holds seal {head.number} over {head.size} rows; the store has "
                     f"{rows} rows and seals up to {last}"))
-            elif log.roots.get(head.size) != head.root:
-                # an anchor holds no digests: the rows it covers differ, which one is unknown
-                found = log.roots.get(head.size, b"").hex()[:16]
-                report.problems.append(Damage(
-                    REWRITTEN, None, None, head.number,
-                    f"the store's first {head.size} rows (root {found}...) are not those of "
-                    f"the anchored seal {head.number} (root {head.root.hex()[:16]}...)"))
-            elif head.number in stored and stored[head.number].head != head:
+            elif log.roots.get(head.size) == head.root and head.number in stored and \
+                    stored[head.number].head != head:
                 seal = stored[head.number]
                 report.problems.append(Damage(BAD_SEAL, None, seal.position, head.number,
                                               f"seal {head.number} differs from its anchor"))
+        within = [head for head in anchored if head.size <= rows]
+        damage = anchor_damage(within, seals, log.digests, log.positions, log.roots)
+        if damage is not None:
+            report.problems.append(damage)
 
     def _check_tracked(self, log: Scan, report: VerifyReport) -> None:
         end = log.positions[-1] if len(log.positions) else 0

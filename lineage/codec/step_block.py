@@ -33,6 +33,10 @@ after column in the order ``body`` lists them. ``body`` =
     raws     <I count, then (<I index, <H length, UTF-8) entries: occurred_at_raw values
     ids      <I count, then (<I index, 16 bytes) entries: explicit event ids
 
+Flag ``MIGRATED``: ``lineage migrate`` wrote the block from legacy rows of one step each; its
+steps are sealed one leaf each, as those rows were (``lineage.proof.canonical``). Readers
+ignore flags they do not use.
+
 Steps, epochs and tokens are validated to 0..2**63-1, so -1 is free for None and differences fit
 in 64 bits. Metric values keep their type (float64, or int64 for ints). A step's metrics come
 back in the block's column order (the order names first appear in the block).
@@ -56,7 +60,7 @@ from lineage.domain.steps import StepsRecorded
 STEPS_TOPIC = topic_of(StepsRecorded)
 MARK = b"C"
 LENGTH = struct.Struct("<I")
-EPOCHS, TOKENS = 1, 2
+EPOCHS, TOKENS, MIGRATED = 1, 2, 4
 HEADER = struct.Struct("<IqQq16s16sHHH")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -89,13 +93,13 @@ class Origin(NamedTuple):
 
 
 def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
-                 columns: StepColumns, level: int = 1) -> bytes:
-    """The stored state of one block (see the module doc)."""
+                 columns: StepColumns, level: int = 1, *, migrated: bool = False) -> bytes:
+    """The stored state of one block (see the module doc); ``migrated``: sets ``MIGRATED``."""
     count = len(columns.steps)
     texts = [origin.source.encode(), origin.tenant_id.encode(), origin.actor.encode()]
     # Sequence.count and map() keep the per-step work in C: the writer encodes every step.
     flags = (EPOCHS if columns.epochs.count(None) != count else 0) | (
-        TOKENS if columns.tokens.count(None) != count else 0)
+        TOKENS if columns.tokens.count(None) != count else 0) | (MIGRATED if migrated else 0)
     parts = [HEADER.pack(count, seq_from, flags, origin.recorded_us, run_id.bytes, block_id,
                           *map(len, texts)), *texts,
              _differences(columns.steps), _differences(columns.occurred_us)]

@@ -9,9 +9,10 @@ sealer keeps it in each seal so that sealing resumes without reading the log aga
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 
-from lineage.proof.verifier import EMPTY_ROOT, node_hash
+from lineage.proof.verifier import EMPTY_ROOT, NODE, node_hash
 
 
 class Frontier:
@@ -37,8 +38,27 @@ class Frontier:
         self.size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """``append`` each leaf, in bulk: the leaves go in as the largest perfect subtrees the
+        size allows, each hashed a level at a time (the same tree, a third of the time)."""
+        leaves = leaves if isinstance(leaves, list) else list(leaves)
+        at, count = 0, len(leaves)
+        while at < count:
+            aligned = self.size & -self.size or 1 << 62  # subtrees up to this size fit here
+            size = min(1 << ((count - at).bit_length() - 1), aligned)
+            if size == 1:
+                self.append(leaves[at])
+            else:
+                self._push(perfect_root(leaves[at:at + size]), size)
+            at += size
+
+    def _push(self, subtree: bytes, size: int) -> None:
+        """Add the root of a perfect subtree of ``size`` leaves (``self.size`` is a multiple)."""
+        nodes, level, carry = self.nodes, self.size // size, subtree
+        while level & 1:
+            carry = node_hash(nodes.pop(), carry)
+            level >>= 1
+        nodes.append(carry)
+        self.size += size
 
     def root(self) -> bytes:
         if not self.nodes:
@@ -50,6 +70,15 @@ class Frontier:
 
     def copy(self) -> Frontier:
         return Frontier(self.size, self.nodes)
+
+
+def perfect_root(leaves: list[bytes]) -> bytes:
+    """The root over ``leaves`` (a power of two of them), a level at a time."""
+    sha, level = hashlib.sha256, leaves
+    while len(level) > 1:
+        level = [sha(NODE + left + right).digest()
+                 for left, right in zip(level[::2], level[1::2], strict=True)]
+    return level[0]
 
 
 def _split(n: int) -> int:

@@ -19,6 +19,8 @@ steps (a stored step block)    ``train steps``: one per step group whose last st
 ``Run.BestCheckpointChanged``  ``select best checkpoint``, linked to the new best's span
 ``Artifact.Retired`` /         ``retire checkpoint`` / ``delete checkpoint`` in the trace of the
 ``DeletionRecorded``           run that saved the artifact, linked to its ``save checkpoint``
+``Log.Sealed``                 ``seal log`` (``lineage.spans.seal_span``: in the seal stream's
+                               trace, not a run's; the same span ``lineage seal --otlp`` sends)
 ``Run.Started``                ``train run`` (the root, no parent), zero length at the start,
                                with the job spec and tags: sent at once, so a running run's
                                trace has its root while it trains
@@ -52,7 +54,9 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from lineage.codec.dispatch import Dispatcher, handles
 from lineage.domain import Artifact, Run, ids
+from lineage.domain.seals import Log
 from lineage.ports import EventStore
+from lineage.proof.seals import TreeHead
 from lineage.spans import identity
 from lineage.spans.assembly import (
     BEST_SPAN,
@@ -85,6 +89,7 @@ from lineage.spans.model import (
     ns_of,
     prefixed,
 )
+from lineage.spans.seal_span import seal_span
 from lineage.spans.step_spans import StepSpans
 
 __all__ = ["BEST_SPAN", "CHECKPOINT_SPAN", "DELETE_SPAN", "EVALUATE_SPAN", "FAILURE_SPAN",
@@ -120,6 +125,10 @@ class SpanBuilder(StepSpans, Dispatcher):
             self._page = {}
             self._decoded.clear()
 
+
+    @handles(Log.Sealed)
+    def _seal(self, stored: StoredEvent) -> list[SpanRecord]:
+        return [seal_span(TreeHead.of_event(self.mapper.to_domain_event(stored)))]
 
     # -- run events ------------------------------------------------------------------------------
 

@@ -151,6 +151,18 @@ def test_read_log_filters_by_topics(filled: EventStore) -> None:
     assert picked(third + 1, 100, ["t:B"]) == [(STREAM_B, 2)]
 
 
+def test_read_rows_is_read_log_as_plain_tuples(filled: EventStore) -> None:
+    """The bulk read: (id, stream id as stored, version, topic, state), any stream id
+    spelling that ``UUID()`` reads, from ``start`` on, at most ``limit``."""
+    notes = filled.read_log(1, 100)
+    rows = filled.read_rows(1, 100)
+    assert all(type(row) is tuple and len(row) == 5 for row in rows)
+    assert [(row[0], UUID(str(row[1])), row[2], row[3], bytes(row[4])) for row in rows] == [
+        (n.id, n.originator_id, n.originator_version, n.topic, bytes(n.state)) for n in notes]
+    assert [row[0] for row in filled.read_rows(notes[1].id, 2)] == [n.id for n in notes[1:3]]
+    assert list(filled.read_rows(notes[-1].id + 1, 10)) == []
+
+
 def test_max_position(store: EventStore) -> None:
     assert store.max_position() == 0
     assert list(store.read_log(1, 10)) == []

@@ -76,6 +76,16 @@ def test_seal_then_verify_then_prove(store: tuple[str, Path], tmp_path: Path,
     assert code == 0 and check_consistency(json.loads(out))
     code, out, _ = cli(capsys, "verify", "--event", event_id, "--db", db)
     assert code == 0 and json.loads(out)["event"]["topic"] == "lineage.domain.run:Run.Started"
+    with lineage.Tracker(db, export_otlp=False) as tracker:  # a step in a block the writer stored
+        step = tracker.steps(tracker.runs()[0].id)[-1]
+    code, out, _ = cli(capsys, "verify", "--event", str(step.event_id), "--db", db)
+    proof = json.loads(out)
+    assert code == 0 and check_inclusion(proof)
+    assert proof["step"] == {"index_in_block": step.originator_version - 1,
+                             "seq": step.originator_version, "step": step.step,
+                             "event_id": str(step.event_id), "proven": "block",
+                             "block_steps": step.originator_version}  # one block of its run
+    assert proof["event"]["topic"] == "lineage.domain.steps:StepsRecorded"
     code, _, err = cli(capsys, "verify", "--from", "1", "--db", db)
     assert code == 1 and "--from and --to go together" in err
     code, out, _ = cli(capsys, "verify", "--public-key", public, "--db", f"sqlite:///{db}?mode=ro")

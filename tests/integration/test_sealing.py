@@ -20,11 +20,14 @@ from lineage.adapters.otlp.transport import OtlpJsonWriter
 from lineage.adapters.signing import generate_key
 from lineage.application.sealing import BackgroundSealer, last_seal
 from lineage.bootstrap import open_store
+from lineage.bootstrap_exports import open_positions, otlp_runner
 from lineage.bootstrap_proof import open_sealer
 from lineage.codec.mapper import make_mapper
+from lineage.config.otlp import OtlpSettings
 from lineage.domain.seals import SEAL_STREAM
 from lineage.proof.seals import TreeHead
 from lineage.spans.builder import SpanBuilder
+from lineage.spans.seal_span import seal_span
 
 
 def _train(tracker: Any, name: str, steps: int = 1200) -> None:
@@ -116,15 +119,19 @@ def test_sealing_resumes_from_the_last_seal(durable_url: str, tmp_path: Path,
 
 def test_seals_are_events_the_read_models_and_spans_take_in_stride(
         any_url: str, tmp_path: Path, make_tracker: Any) -> None:
+    """A seal's audit row says what it seals; the span builder (the background OTLP export)
+    turns it into the same ``seal log`` span that ``lineage seal --otlp`` sends."""
     tracker = make_tracker(any_url, export_otlp=False)
-    key, _ = _key(tmp_path)
+    key, public = _key(tmp_path)
     _train(tracker, "a", 10)
-    tracker.seal(key=key)
+    head = tracker.seal(key=key)
     rows = tracker.audit(kind="log.sealed")
     assert len(rows) == 1 and rows[0]["subject_id"] == str(SEAL_STREAM)
+    assert rows[0]["summary"] == (f"seal 1: tree of {head.size} rows, root {head.root.hex()[:16]}..., "
+                                  f"key {public.hex()[:16]}...")
     assert tracker.views.quarantined() == []
     stored = tracker.store.read_stream(SEAL_STREAM)
-    assert SpanBuilder(tracker.store, make_mapper()).build(stored) == [[]]
+    assert SpanBuilder(tracker.store, make_mapper()).build(stored) == [[seal_span(head)]]
 
 
 def test_a_background_sealer_seals_what_was_written(sqlite_url: str, tmp_path: Path,
@@ -155,6 +162,17 @@ def test_an_otlp_anchor_sends_the_seal_as_span_attributes(sqlite_url: str, tmp_p
     assert span["name"] == "seal log"
     assert attributes["lineage.seal.root"] == {"stringValue": head.root.hex()}
     assert TreeHead.of_anchor(attributes["lineage.seal.anchor"]["stringValue"]) == head
+
+    # the background export sends the same span when the seal event passes through it
+    exported = io.StringIO()
+    positions = open_positions(sqlite_url)
+    runner = otlp_runner(tracker.store, positions, OtlpSettings.load(), OtlpJsonWriter(exported),
+                         track=False, start=0)
+    runner.export_to_head()
+    positions.engine.dispose()  # type: ignore[attr-defined]
+    sent = [span for line in exported.getvalue().splitlines()
+            for span in json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert [each for each in sent if each["name"] == "seal log"] == [span]
 
 
 def test_a_log_copied_to_postgresql_has_the_same_tree(tmp_path: Path, make_tracker: Any,

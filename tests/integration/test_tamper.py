@@ -19,6 +19,7 @@ from lineage.application.damage import (
     INSERTED,
     MODIFIED,
     REORDERED,
+    REWRITTEN,
     ROLLED_BACK,
     TRUNCATED,
 )
@@ -150,6 +151,25 @@ def test_a_history_rechained_without_the_key_is_found(history: History, make_tra
     assert history.verify(make_tracker, public_key=None).ok  # self-consistent, untrusted key
     first = history.verify(make_tracker).problems[0]
     assert first.kind == BAD_SEAL and "another key" in first.detail and first.seal == 1
+
+
+def test_anchors_say_where_a_rechained_history_parts_from_them(history: History,
+                                                               make_tracker: Any,
+                                                               tmp_path: Path) -> None:
+    """No trusted key, the seals replaced: the anchors alone bracket the first bad row."""
+    started = history.run_rows(2)[0]
+    history.tamper.modify(started, b"run-b", b"run-x")
+    for seal in history.seals:
+        history.tamper.delete(seal)
+    forged = tmp_path / "forged.pem"
+    generate_key(forged)
+    tracker = make_tracker(history.url, export_otlp=False)
+    assert open_sealer(tracker.store, key=str(forged)).seal() is not None
+    first = history.verify(make_tracker, public_key=None, anchors=[history.anchor]).problems[0]
+    # anchor 1 still matches: the first bad row is the first after it (seal 1's, now gone)
+    assert (first.kind, first.seal, first.leaf, first.position) == (
+        REWRITTEN, 2, _leaf(history, history.seals[0]), started)
+    assert "the first bad row is among them" in first.detail
 
 
 def test_a_replaced_seal_is_found(history: History, make_tracker: Any) -> None:

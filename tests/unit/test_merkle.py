@@ -72,6 +72,18 @@ def test_frontier_matches_the_definition_and_round_trips() -> None:
         assert again.root() == frontier.root()
 
 
+def test_frontier_extends_in_bulk_as_it_appends_one_by_one() -> None:
+    leaves = _leaves(300)
+    for first, second in [(0, 300), (1, 299), (3, 64), (64, 100), (37, 200), (255, 45)]:
+        bulk, single = Frontier(), Frontier()
+        bulk.extend(leaves[:first])
+        bulk.extend(iter(leaves[first:first + second]))
+        for leaf in leaves[:first + second]:
+            single.append(leaf)
+        assert (bulk.size, bulk.nodes) == (single.size, single.nodes)
+        assert bulk.root() == _mth(leaves[:first + second])
+
+
 def test_frontier_refuses_nodes_that_do_not_fit_its_size() -> None:
     import pytest
 

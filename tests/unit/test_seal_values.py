@@ -130,3 +130,34 @@ def test_classify_names_the_damage(actual: str, kind: str, index: int) -> None:
     damage = classify(_digests(*rows), recorded, positions, 0, 6, 1)
     assert (damage.kind, damage.leaf) == (kind, index)
     assert damage.position == positions[min(index, len(rows) - 1)]
+
+
+def test_anchors_locate_damage_to_the_row_or_to_the_bracket_they_allow() -> None:
+    from types import SimpleNamespace
+
+    from lineage.application.anchor_check import anchor_damage
+    from lineage.application.damage import REWRITTEN
+
+    leaves = [leaf_hash(b"row %d" % i) for i in range(10)]
+    digests = b"".join(leaf[:8] for leaf in leaves)
+    heads = [TreeHead(1, 4, root(leaves[:4]), ZERO, 1, hashlib.sha256(digests[:32]).digest(), b"", b""),
+             TreeHead(2, 10, root(leaves), ZERO, 2, hashlib.sha256(digests[32:]).digest(), b"", b"")]
+    positions = [100 + 2 * i for i in range(10)]  # ids with gaps
+    stored = [SimpleNamespace(head=heads[0], digests=digests[:32]),
+              SimpleNamespace(head=heads[1], digests=digests[32:])]
+    assert anchor_damage(heads, stored, bytearray(digests), positions,
+                         {4: heads[0].root, 10: heads[1].root}) is None
+
+    changed = [*leaves[:6], leaf_hash(b"changed"), *leaves[7:]]
+    now = bytearray(b"".join(leaf[:8] for leaf in changed))
+    roots = {4: root(changed[:4]), 10: root(changed)}
+    # a stored seal whose digests its anchor vouches for: the row itself, and its kind
+    found = anchor_damage(heads, stored, now, positions, roots)
+    assert found is not None
+    assert (found.kind, found.leaf, found.position, found.seal) == (MODIFIED, 6, 112, 2)
+    # the seals were replaced (their digests are not what the anchors signed): the bracket
+    forged = [SimpleNamespace(head=heads[1], digests=bytes(now[32:]))]
+    found = anchor_damage(heads, forged, now, positions, roots)
+    assert found is not None
+    assert (found.kind, found.leaf, found.position, found.seal) == (REWRITTEN, 4, 108, 2)
+    assert "the first 4 rows are as anchored; rows 4-9 (positions 108-118)" in found.detail
