@@ -4,13 +4,17 @@ Enough of the real protocol for the real ``ServiceClient``, ``TrainingClient``,
 ``SamplingClient`` and ``RestClient`` to run against it with no network and no key:
 session creation, the futures protocol (``retrieve_future`` for training ops, the
 ``retrieve_futures`` queue for sampling), protobuf bodies where the SDK sends or expects them,
-``training_runs`` and their checkpoints. It trains nothing: a ``forward_backward`` answers a
-loss that falls with each ``optim_step`` the run applied; a sample answers fixed tokens.
+``training_runs`` and their checkpoints (training, sampler, external; publish, unpublish, TTL,
+delete), ephemeral sampler weights (``save_weights_and_get_sampling_client``), the deprecated
+``load_state*`` into a live run, ``copy_weights``, ``sessions/search`` (each session's status).
+It trains nothing: a ``forward_backward`` (or ``forward``) answers a loss that falls with each
+``optim_step`` the run applied; a sample answers fixed tokens.
 
 Tests steer it through ``FakeTinkerService``: ``corrupt(run_id)`` sets the run's ``corrupted``
 flag, ``expire``/``delete_checkpoint`` change what ``list_checkpoints`` returns, ``fault`` queues
 hostile HTTP answers (malformed JSON, 5xx, 429 with ``Retry-After``) for a path, ``vanish``
-makes a run answer 404, ``fail_next`` makes the next op of a kind fail as a future.
+makes a run answer 404, ``fail_next`` makes the next op of a kind fail as a future,
+``fail_session`` makes a session's status ``SessionFailed``.
 
     with FakeTinkerServer() as server:   # server.base_url: http://127.0.0.1:PORT
         client = tinker.ServiceClient(base_url=server.base_url, api_key="tml-fake")

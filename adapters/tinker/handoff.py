@@ -118,6 +118,7 @@ class TinkerRecovery:
         old = self.recorder.model_id_of(view.resumed_from)
         if old is None:  # a run this process's clients never recorded: not ours to hand over
             return
+        self.recorder.put((self.recorder.on_superseded, old))  # its in-flight calls: not recorded
         with self._changed:
             self._resumed[old] = Resumed(client, new_run.id, view.start_step, old)
             self._changed.notify_all()

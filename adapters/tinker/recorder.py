@@ -103,6 +103,7 @@ class TinkerRecorder:
         self.errors = 0
         self.first_error: BaseException | None = None
         self.unreadable = 0  # REST calls whose arguments could not be read: not recorded
+        self.late = 0  # calls that completed after their run had ended: not recorded
         self.runs: dict[str, RunState] = {}  # tinker model id -> state
         self.checkpoints: dict[str, UUID] = {}  # tinker path -> artifact id
         self.bound: dict[str, Any] = {}  # tinker path -> run handle a recovery created
@@ -223,7 +224,7 @@ class TinkerRecorder:
         state = self.runs[model_id]
         segment = state.at(seq)
         self._outcome(state, segment.handle, "forward", error)
-        if error is None:
+        if error is None and self._open(segment.handle):
             segment.handle.log_eval(segment.step(applied), {
                 **metrics, "tinker:tokens": float(tokens), "tinker:seconds": seconds},
                 dataset="tinker.forward")
@@ -253,8 +254,8 @@ class TinkerRecorder:
         state = self.runs[model_id]
         new = state.at(seq + 1).handle
         self._outcome(state, new, "load_state", error)
-        old = state.superseded.pop(seq)
-        if old.finished_status is None:
+        old = state.superseded.pop(seq, None)  # None: recording the load itself failed
+        if old is not None and old.finished_status is None:
             old.finish("superseded", superseded_by=new.id,
                        reason="the Tinker training client loaded another state (load_state)").wait()
 
@@ -271,6 +272,8 @@ class TinkerRecorder:
             metrics.update({f"optim:{key}": value for key, value in optim_metrics.items()})
             metrics["tinker:client_seq"] = float(seq)
             segment = state.at(seq)
+            if not self._open(segment.handle):
+                continue
             segment.handle.log_step(segment.step(index), metrics,
                                     tokens=sum(part[1] for part in parts),
                                     durations={"forward_backward": sum(p[2] for p in parts),
@@ -281,7 +284,7 @@ class TinkerRecorder:
         state = self.runs[model_id]
         segment = state.at(seq)
         self._outcome(state, segment.handle, f"save {kind}", error)
-        if error is not None or path is None:
+        if error is not None or path is None or not self._open(segment.handle):
             return
         ref = segment.handle.save_checkpoint(
             path, step=segment.step(contains), includes_optimizer=kind == "training",
@@ -326,6 +329,8 @@ class TinkerRecorder:
         if error is None:
             state.server_failures = 0
             return
+        if not self._open(handle):
+            return
         kind = classify(error)
         handle.record_failure(kind.error_type, f"{op}: {error}"[:8000], signal=kind.signal,
                               retryable=kind.retryable)
@@ -338,6 +343,19 @@ class TinkerRecorder:
                 f"client in a row failed on the Tinker service's side (the last: {op}: "
                 f"{error})"[:8000],
                 signal="tinker.server_failures", retryable=True)
+
+    def on_superseded(self, model_id: str) -> None:
+        """A recovery in this process superseded the run ``model_id`` records into (see
+        ``TinkerRecovery``): what its calls still in flight report is not recorded."""
+        self.runs[model_id].handle.finished_status = "superseded"
+
+    def _open(self, handle: Any) -> bool:
+        """Whether ``handle``'s run takes records; a call that completes after its run ended
+        is counted in ``late`` and not recorded (the domain refuses it)."""
+        if handle.finished_status is None:
+            return True
+        self.late += 1
+        return False
 
     def known_artifact(self, tinker_path: str) -> UUID | None:
         """The artifact of a tinker path lineage has seen, or None."""

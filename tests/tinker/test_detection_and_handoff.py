@@ -70,8 +70,10 @@ def test_the_monitor_hands_the_resumed_client_to_the_training_loop(
         resumed = recovery.wait(client, timeout=120)
         assert resumed.step == 5 and resumed.replaces == client.model_id
         assert recovery.replacement(client) == resumed
+        train(client, 1)  # a step the old client still had in flight: its run has ended
         train(resumed.client, 2)  # the loop goes on from the checkpoint
-        recorder.flush()
+        recorder.flush()  # the late step is not recorded (the domain would refuse it)
+        assert recorder.late == 1  # one step, not recorded
 
     old, new = recorder.run_of(client.model_id), tracker.run(resumed.run_id)
     assert new.resumed_from == old.id and tracker.run(old.id).superseded_by == new.id
