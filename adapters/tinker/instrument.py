@@ -21,7 +21,6 @@ import functools
 import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -97,7 +96,7 @@ class _Calls:
         self.lock = threading.Lock()
         self.optim_steps = 0  # optim_steps submitted so far
         self.forward: list[int] = []  # forward_backward seqs since the last optim_step
-        self.recent: deque[Future[Any]] = deque(maxlen=4096)  # futures of the latest calls
+        self.pending: set[Future[Any]] = set()  # futures of the calls not done yet
 
 
 def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
@@ -168,10 +167,12 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
 
 
 def _track(calls: _Calls, api_future: Any, on_done: Callable[[Future[Any]], None]) -> None:
-    """Attach ``on_done`` and remember the future (a later ``load_state*`` waits for it)."""
+    """Attach ``on_done``; until then (its record queued) the future is pending: a later
+    ``load_state*`` waits for it."""
     future = api_future.future()
-    calls.recent.append(future)
+    calls.pending.add(future)
     future.add_done_callback(on_done)
+    future.add_done_callback(calls.pending.discard)
 
 
 def _forward(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
@@ -250,7 +251,7 @@ def _load(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
     def load(path: str, *args: Any, **kwargs: Any) -> Any:
         with calls.lock:
             seq, applied = next(calls.seq), calls.optim_steps
-            before = [future for future in calls.recent if not future.done()]
+            before = calls.pending.copy()  # one C call: atomic against the SDK's thread
             try:
                 api_future = original(path, *args, **kwargs)
             except BaseException as error:

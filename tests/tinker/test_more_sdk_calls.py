@@ -41,13 +41,17 @@ def test_ephemeral_external_forward_load_state_copy_and_base_model_are_recorded(
     external = client.save_weights_external("export-2").result(timeout=30).path
     state = client.save_state("000002").result(timeout=30).path
     evaluated.result(timeout=30)
-    train(client, 3)
+    train(client, 2)
     copy = service.copy_weights(state, ttl_seconds=7200).result(timeout=30)
     sample(service.create_sampling_client(base_model="Qwen/Qwen3-8B").result(timeout=30))
+    in_flight = [client.forward_backward([datum()], "cross_entropy"),
+                 client.optim_step(types.AdamParams(learning_rate=1e-4))]  # step 5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        client.load_state_with_optimizer(state).result(timeout=30)  # back to step 2
+        loaded = client.load_state_with_optimizer(state)  # back to step 2
     train(client, 2)
+    for future in (*in_flight, loaded):
+        future.result(timeout=30)
     recorder.flush()
 
     old = tracker.run(recorder.run_of(client.model_id).id)  # the newest run of the client
