@@ -2,9 +2,13 @@
 
 The SDK's done-callbacks (on its event-loop thread) and the wrapped methods (on the caller's
 thread) only put plain tuples on ``TinkerRecorder``'s queue. The worker turns them into tracker
-calls, in queue order: runs (started, or resumed from the checkpoint they loaded), steps (one
-``forward_backward``... + ``optim_step``, joined by call order), checkpoints (with the optimizer
-steps they truly contain), inference records, failures. Telemetry never breaks training: a
+calls, in queue order: runs (started, or resumed from the checkpoint they loaded, by a new
+client or a deprecated ``load_state*``), steps (one ``forward_backward``... + ``optim_step``,
+joined by call order), evaluations (``forward``), checkpoints (training, sampler, external,
+ephemeral; with the optimizer steps they truly contain), inference records (against a
+checkpoint or a base model), failures (and a run's death after server-side failures in a
+row). Each call is routed by its number to the run its client recorded into then
+(``RunState.at``). Telemetry never breaks training: a
 record that fails is logged once, counted in ``errors`` and skipped (``strict=True`` keeps the
 first such error and raises it from ``flush``, for tests).
 """

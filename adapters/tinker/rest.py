@@ -11,6 +11,9 @@ reveals lineage:
   the ``expires_at`` it implies);
 - ``copy_weights``: the copy, a checkpoint derived from the source (no run: the service's copy
   run cannot be trained);
+- ``get_training_run``: an answer with ``corrupted: true`` for a run a client of this
+  recorder records is that run's failure (signal ``tinker.corrupted``, as the status source
+  reports it), which the recovery monitor recovers;
 - ``list_checkpoints(run_id)``: a reconciliation: a live checkpoint of that run that the answer
   lacks, or lists with an ``expires_at`` that has passed, becomes ``expired`` (as the status
   source's poll does).
@@ -54,6 +57,9 @@ def instrument_rest(rest_client: Any, recorder: TinkerRecorder) -> None:
         lambda tinker_path, ttl_seconds: (changed, tinker_path, "ttl_set",
                                            {"ttl_seconds": ttl_seconds}))
     rest_client.copy_weights = wrap_copy_weights(rest_client.copy_weights, recorder)
+    rest_client.get_training_run = _after(rest_client.get_training_run, recorder,
+                                          lambda training_run_id, *_, **__: (observed,),
+                                          with_value=True)
     rest_client.list_checkpoints = _after(rest_client.list_checkpoints, recorder,
                                           lambda training_run_id: (listed, training_run_id),
                                           with_value=True)
@@ -121,6 +127,19 @@ def copied(recorder: TinkerRecorder, source_path: str, ttl: int | None, copy_pat
         metadata={"copied_from": source_path, "ttl_seconds": ttl,
                   "registered_by": "lineage tinker instrumentation (copy_weights)"})
     recorder.checkpoints[copy_path] = ref.id
+
+
+def observed(recorder: TinkerRecorder, run: Any) -> None:
+    state = recorder.runs.get(run.training_run_id)
+    if not run.corrupted or state is None or state.handle.finished_status is not None:
+        return
+    if recorder.tracker.run(state.handle.id).corrupted:
+        return  # already recorded (by an earlier call or the monitor)
+    last = run.last_checkpoint.tinker_path if run.last_checkpoint else "none"
+    state.handle.record_failure(
+        "TinkerRunCorrupted", f"get_training_run says training run {run.training_run_id} is "
+        f"corrupted (its last checkpoint: {last})", signal="tinker.corrupted", retryable=True,
+        corrupted=True).wait()
 
 
 def listed(recorder: TinkerRecorder, run_id: str, answer: Any) -> None:

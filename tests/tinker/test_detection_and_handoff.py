@@ -10,8 +10,14 @@ import pytest
 from tinker import types
 
 from lineage import RetryPolicy
-from lineage.adapters.tinker import TinkerRecovery, TinkerRunStatusSource, instrument
+from lineage.adapters.tinker import (
+    TinkerRecorder,
+    TinkerRecovery,
+    TinkerRunStatusSource,
+    instrument,
+)
 from lineage.application.monitor import LocalRunStatusSource
+from lineage.errors import ValidationError
 from tests.tinker.conftest import datum, train
 
 
@@ -55,6 +61,8 @@ def fail(client: Any, server: Any, *ops: str) -> None:
 
 def test_the_monitor_hands_the_resumed_client_to_the_training_loop(
         service: Any, tracker: Any, server: Any) -> None:
+    with pytest.raises(ValidationError, match="server_failures_to_detect"):
+        TinkerRecorder(tracker, server_failures_to_detect=0)
     recorder = instrument(service, tracker, strict=True, server_failures_to_detect=3)
     with TinkerRecovery(tracker, service, recorder, interval_s=0.05, base_url=server.base_url,
                         api_key="tml-fake", retry=RetryPolicy(max_attempts=1)) as recovery:

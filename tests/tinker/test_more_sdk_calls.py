@@ -14,6 +14,7 @@ from tinker import types
 
 from lineage.adapters.tinker import TinkerRunStatusSource, instrument, instrument_rest
 from lineage.application.inference import inference_records
+from lineage.application.monitor import LocalRunStatusSource
 from lineage.application.remote_status import record_remote_change, remote_changes
 from lineage.errors import ValidationError
 from tests.tinker.conftest import datum, train
@@ -106,6 +107,15 @@ def test_rest_publish_ttl_and_list_checkpoints_are_recorded(service: Any, tracke
     assert changes[1].detail["ttl_seconds"] == 7200 and changes[1].detail["expires_at"]
     assert server.service.runs[client.model_id].checkpoints[0].expires_at is not None
     assert artifacts[gone].status == "expired"  # list_checkpoints revealed it
+    run_id = recorder.run_of(client.model_id).id
+    assert not rest.get_training_run(client.model_id).result(timeout=30).corrupted
+    server.service.corrupt(client.model_id)
+    for _ in range(2):  # seen twice, recorded once
+        assert rest.get_training_run(client.model_id).result(timeout=30).corrupted
+        recorder.flush()
+    assert tracker.run(run_id).corrupted and tracker.run(run_id).failures == 1
+    [signal] = LocalRunStatusSource(tracker).poll()  # the monitor would recover it
+    assert signal.run_id == run_id and signal.corrupted
     kinds = [row["kind"] for row in tracker.audit(subject=artifacts[kept].id)]
     assert kinds.count("artifact.remote_state") == 3
     with pytest.raises(ValidationError, match="change"):
