@@ -170,9 +170,14 @@ def _track(calls: _Calls, api_future: Any, on_done: Callable[[Future[Any]], None
     """Attach ``on_done``; until then (its record queued) the future is pending: a later
     ``load_state*`` waits for it."""
     future = api_future.future()
-    calls.pending.add(future)
-    future.add_done_callback(on_done)
-    future.add_done_callback(calls.pending.discard)
+    pending = calls.pending
+    pending.add(future)
+
+    def done(finished: Future[Any]) -> None:
+        on_done(finished)
+        pending.discard(finished)
+
+    future.add_done_callback(done)
 
 
 def _forward(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
