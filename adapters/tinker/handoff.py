@@ -96,13 +96,11 @@ class TinkerRecovery:
         ``timeout`` seconds."""
         self.recorder.flush()  # the failure that stopped the loop is recorded: the monitor sees it
         with self._changed:
-            if not self._changed.wait_for(lambda: self._newest(str(client.model_id)) is not None,
-                                          timeout):
-                raise TimeoutError(f"no recovery of Tinker training client {client.model_id} "
-                                   f"within {timeout}s (see the monitor's errors and actions)")
-            resumed = self._newest(str(client.model_id))
-            assert resumed is not None
-            return resumed
+            resumed = self._changed.wait_for(lambda: self._newest(str(client.model_id)), timeout)
+        if resumed is None:
+            raise TimeoutError(f"no recovery of Tinker training client {client.model_id} "
+                               f"within {timeout}s (see the monitor's errors and actions)")
+        return resumed
 
     def _newest(self, model_id: str) -> Resumed | None:
         found = None
