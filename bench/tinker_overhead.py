@@ -92,9 +92,10 @@ class _Stub:
         future: Future[Any] = Future()
         return type("F", (), {"future": lambda self: future})()
 
-    forward_backward = forward_backward_custom = optim_step = _pending
-    save_state = save_weights_for_sampler = _pending
-    create_sampling_client = _pending
+    forward_backward = forward_backward_custom = forward = optim_step = _pending
+    save_state = save_weights_for_sampler = save_weights_external = _pending
+    load_state = load_state_with_optimizer = _pending
+    create_sampling_client = save_weights_and_get_sampling_client = _pending
 
 
 def wrappers_alone(calls: int, recorder: Any, datum: Any) -> dict[str, dict[str, float]]:

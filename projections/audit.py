@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from lineage.domain import Alias, Artifact, Run
 from lineage.domain.inference import InferenceRecorded
 from lineage.domain.liveness import HeartbeatRecorded
+from lineage.domain.remote_state import RemoteStateChanged
 from lineage.domain.seals import Log
 from lineage.domain.steps import StepsRecorded
 from lineage.projections.bulk import append_rows
@@ -59,6 +60,8 @@ SUMMARIES: dict[type, Callable[[Any], str]] = {  # keyed by event class, like ev
     HeartbeatRecorded: lambda e: f"heartbeat from pid {e.pid} (last step {e.last_step})",
     InferenceRecorded: lambda e: f"{e.operation} served from {e.model_path}: {e.outcome}, "
                                  f"{e.num_samples} sample(s), {e.output_tokens} token(s)",
+    RemoteStateChanged: lambda e: f"{e.change} on the service ({e.uri})"
+                                  + "".join(f", {k}={v}" for k, v in e.detail.items()),
     Artifact.Verified: lambda e: f"verified: {'ok' if e.ok else 'MISMATCH'} {e.detail}",
     Artifact.Retired: lambda e: f"retired: {e.reason}",
     Artifact.Expired: lambda e: f"expired: {e.reason}",
@@ -91,6 +94,8 @@ class AuditProjection:
             aggregate, name, subject = "Run", "Heartbeat", str(e.run_id)
         elif item.type is InferenceRecorded:  # on its own stream: the subject is the artifact
             aggregate, name, subject = "Artifact", "Inference", str(e.artifact_id)
+        elif item.type is RemoteStateChanged:
+            aggregate, name, subject = "Artifact", "RemoteState", str(e.artifact_id)
         kind = SUBJECT.get(aggregate, aggregate.lower())
         return (item.position, str(e.event_id), iso(e.occurred_at), iso(e.timestamp), e.tenant_id,
                 e.actor, e.source, f"{kind}.{_snake(name)}", kind, subject, run_id, summary[:500])

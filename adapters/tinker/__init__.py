@@ -4,10 +4,11 @@ the service, recover through the SDK. Importing this needs the ``tinker`` packag
 
 from __future__ import annotations
 
+from lineage.adapters.tinker.handoff import Resumed, TinkerRecovery
 from lineage.adapters.tinker.instrument import instrument, instrument_rest
 from lineage.adapters.tinker.recorder import TinkerRecorder
 from lineage.adapters.tinker.resume import TinkerResume, TinkerResumeError
 from lineage.adapters.tinker.status_source import TinkerRunStatusSource
 
-__all__ = ["TinkerRecorder", "TinkerResume", "TinkerResumeError", "TinkerRunStatusSource",
-           "instrument", "instrument_rest"]
+__all__ = ["Resumed", "TinkerRecorder", "TinkerRecovery", "TinkerResume", "TinkerResumeError",
+           "TinkerRunStatusSource", "instrument", "instrument_rest"]

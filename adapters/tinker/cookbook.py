@@ -21,8 +21,14 @@ from the last record with a ``state_path``, appending to the same files. So:
   ``batch``/``epoch`` are not a position (#367: ``batch=0``): it is recorded at the segment's
   last step, with ``label_mismatch`` saying so.
 
-Idempotent: ids come from the source, so a second import (or each ``--follow`` pass) records
-only what is new.
+Idempotent: ids come from the source, so a second import records nothing new. Incremental: an
+importer remembers each file's byte offset (``JsonlTail``), so each ``--follow`` pass reads
+only what was appended and records only the new steps and checkpoints.
+
+The log path may be local (a directory, ``file://``) or a cloud uri (``s3://``, ``gs://``,
+``az://``), read through the cookbook's own ``Storage`` (``storage_from_uri``, fsspec with the
+matching backend installed). The cookbook stages a cloud log's appends locally and uploads
+them when it flushes (at checkpoints or the end): an import sees what was uploaded.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid5
+
+from tinker_cookbook.stores.storage import storage_from_uri
 
 from lineage.domain import ids
 from lineage.errors import RunExistsError, ValidationError
@@ -59,29 +67,58 @@ class ImportResult:
     checkpoints: int
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The complete JSON lines of ``path`` (a torn last line, still being written, is left for
-    the next pass); a missing file is empty."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if not text.endswith("\n"):
-        lines = lines[:-1]
-    return [json.loads(line) for line in lines if line.strip()]
+class JsonlTail:
+    """A JSON-lines file of a log directory, read incrementally through the cookbook's own
+    ``Storage`` (local, or ``s3://``/``gs://``/``az://`` through fsspec): ``read()`` reads from
+    the byte offset it reached last time and keeps the complete lines (a torn last line, still
+    being written, waits for the next pass) in ``records``. A file that shrank was rewritten:
+    it is read again from the start."""
+
+    def __init__(self, storage: Any, name: str) -> None:
+        self.storage = storage
+        self.name = name
+        self.offset = 0
+        self.records: list[dict[str, Any]] = []
+
+    def read(self) -> int:
+        """Read what was appended; returns how many records were new."""
+        stat = self.storage.stat(self.name)  # None: not written yet
+        size = 0 if stat is None else stat.size
+        if size < self.offset:
+            self.offset, self.records = 0, []
+        if size == self.offset:
+            return 0
+        data = self.storage.read_range(self.name, self.offset, size - self.offset)
+        complete = data[:data.rfind(b"\n") + 1]
+        new = [json.loads(line) for line in complete.split(b"\n") if line.strip()]
+        self.offset += len(complete)
+        self.records.extend(new)
+        return len(new)
 
 
 def segments_of(log_path: Path) -> list[Segment]:
-    """Split the log directory into segments (see the module docstring)."""
-    segments = _split(read_jsonl(log_path / "metrics.jsonl"))
-    for segment, timed in zip(segments, _split(read_jsonl(log_path / "timing_spans.jsonl")),
+    """Split a local log directory into segments (see the module docstring)."""
+    storage = storage_from_uri(str(log_path))
+    tails = {name: JsonlTail(storage, name) for name in FILES}
+    for tail in tails.values():
+        tail.read()
+    return split_segments(tails)
+
+
+FILES = ("metrics.jsonl", "timing_spans.jsonl", "checkpoints.jsonl")
+
+
+def split_segments(tails: dict[str, JsonlTail]) -> list[Segment]:
+    """The segments (see the module docstring) of the records read so far."""
+    segments = _split(tails["metrics.jsonl"].records)
+    for segment, timed in zip(segments, _split(tails["timing_spans.jsonl"].records),
                               strict=False):
         for record in timed.steps:
             spans = record.get("spans") or []
             segment.timings[record["step"]] = {
                 str(span["name"]): float(span.get("duration") or 0.0) for span in spans}
     runs: list[str] = []
-    for record in read_jsonl(log_path / "checkpoints.jsonl"):
+    for record in tails["checkpoints.jsonl"].records:
         path = record.get("state_path") or record.get("sampler_path") or ""
         run = path.removeprefix("tinker://").split("/")[0]
         if run not in runs:
@@ -114,21 +151,47 @@ class CookbookImporter:
 
     def __init__(self, tracker: Any, log_path: str | Path, *, name: str | None = None) -> None:
         self.tracker = tracker
-        self.log_path = Path(log_path).resolve()
-        if not self.log_path.is_dir():
-            raise ValidationError("log_path", "must be a tinker-cookbook log directory",
-                                  str(log_path))
-        self.name = name or f"cookbook {self.log_path.name}"
-        self.key = f"tinker-cookbook:{self.log_path}"
+        text = str(log_path)
+        remote = "://" in text and not text.startswith("file://")
+        if remote:  # s3://, gs://, az://: through fsspec, as the cookbook writes them
+            self.location, label = text.rstrip("/"), text.rstrip("/").rsplit("/", 1)[-1]
+        else:
+            local = Path(text.removeprefix("file://")).resolve()
+            if not local.is_dir():
+                raise ValidationError("log_path", "must be a tinker-cookbook log directory",
+                                      text)
+            self.location, label = str(local), local.name
+        try:
+            self.storage = storage_from_uri(self.location)
+            found = any(self.storage.exists(file) for file in ("config.json", *FILES))
+        except Exception as error:  # a missing fsspec backend, bad credentials, a bad uri
+            raise ValidationError("log_path", f"cannot be read ({type(error).__name__}: "
+                                              f"{error})", text) from error
+        if remote and not found:
+            raise ValidationError("log_path", "holds no tinker-cookbook log (config.json, "
+                                              "metrics.jsonl, checkpoints.jsonl)", text)
+        self.name = name or f"cookbook {label}"
+        self.key = f"tinker-cookbook:{self.location}"
+        self.tails = {file: JsonlTail(self.storage, file) for file in FILES}
+        self._config_record: dict[str, Any] | None = None
+        self._handles: dict[int, Any] = {}  # segment -> its run's handle
+        self._logged: dict[int, int] = {}  # segment -> step records recorded by this importer
+        self._saved: dict[str, UUID] = {}  # checkpoint uri -> artifact id
 
     def import_once(self) -> ImportResult:
+        """Read what the files gained since the last pass and record what is new."""
+        for tail in self.tails.values():
+            tail.read()
         config = self._config()
-        segments = segments_of(self.log_path)
+        segments = split_segments(self.tails)
         runs: list[UUID] = []
         self._previous_steps: list[dict[str, Any]] = []
         resumed_from: tuple[UUID, UUID, int] | None = None  # run, checkpoint, batch
         for segment in segments:
-            handle = self._run(segment, config, resumed_from, runs[-1] if runs else None)
+            handle = self._handles.get(segment.index)
+            if handle is None:
+                handle = self._run(segment, config, resumed_from, runs[-1] if runs else None)
+                self._handles[segment.index] = handle
             runs.append(handle.id)
             if handle.finished_status is None:
                 self._steps(handle, segment)
@@ -141,13 +204,15 @@ class CookbookImporter:
                             sum(len(s.checkpoints) for s in segments))
 
     def _config(self) -> dict[str, Any]:
-        path = self.log_path / "config.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        """``config.json`` (written once, when the first process starts), read once."""
+        if self._config_record is None and self.storage.exists("config.json"):
+            self._config_record = json.loads(self.storage.read("config.json"))
+        return self._config_record or {}
 
     def _run(self, segment: Segment, config: dict[str, Any],
              resumed_from: tuple[UUID, UUID, int] | None, previous: UUID | None) -> Any:
         key = f"{self.key}#{segment.index}"
-        cookbook: dict[str, Any] = {"log_path": str(self.log_path), "segment": segment.index,
+        cookbook: dict[str, Any] = {"log_path": self.location, "segment": segment.index,
                                     "tinker_run": segment.tinker_run}
         job: dict[str, Any] = {"key": key, "metadata": {"cookbook": cookbook, "config": config}}
         if isinstance(config.get("model_name"), str):
@@ -168,7 +233,10 @@ class CookbookImporter:
             return self.tracker.run_handle(run_id)
 
     def _steps(self, handle: Any, segment: Segment) -> None:
-        for line, record in enumerate(segment.steps):
+        """Log the segment's steps this importer has not logged yet (event ids derived from
+        their line: another importer's pass stores nothing twice)."""
+        done = self._logged.get(segment.index, 0)
+        for line, record in enumerate(segment.steps[done:], start=done):
             step = record["step"]
             metrics = {k: float(v) for k, v in record.items() if k != "step"
                        and isinstance(v, int | float) and not isinstance(v, bool)}
@@ -176,6 +244,7 @@ class CookbookImporter:
             handle.log_step(step, metrics, durations=segment.timings.get(step) or None,
                             tokens=tokens if isinstance(tokens, int) else None,
                             event_id=uuid5(handle.id, f"cookbook-step:{line}"))
+        self._logged[segment.index] = len(segment.steps)
 
     def _checkpoints(self, handle: Any, segment: Segment) -> tuple[UUID, int] | None:
         """Record the segment's checkpoints; returns the last one with a state path (the one
@@ -194,13 +263,17 @@ class CookbookImporter:
 
     def _save(self, handle: Any, uri: str, step: int, metadata: dict[str, Any],
               optimizer: bool, parent: UUID | None) -> UUID:
-        """Record one checkpoint; on a run an earlier import finished, only its id."""
+        """Record one checkpoint (once per importer); on a run an earlier import finished,
+        only its id."""
+        if uri in self._saved:
+            return self._saved[uri]
         if handle.finished_status is not None:
             return ids.artifact_id(self.tracker.tenant_id, uri, None, handle.id, step)
         ref = handle.save_checkpoint(uri, step=step, includes_optimizer=optimizer,
                                      metadata=metadata,
                                      parents=[parent] if parent is not None else None)
-        return UUID(str(ref.id))
+        self._saved[uri] = UUID(str(ref.id))
+        return self._saved[uri]
 
     def _position(self, record: dict[str, Any], segment: Segment) -> tuple[int, dict[str, Any]]:
         batch = record.get("batch")

@@ -4,13 +4,17 @@ Enough of the real protocol for the real ``ServiceClient``, ``TrainingClient``,
 ``SamplingClient`` and ``RestClient`` to run against it with no network and no key:
 session creation, the futures protocol (``retrieve_future`` for training ops, the
 ``retrieve_futures`` queue for sampling), protobuf bodies where the SDK sends or expects them,
-``training_runs`` and their checkpoints. It trains nothing: a ``forward_backward`` answers a
-loss that falls with each ``optim_step`` the run applied; a sample answers fixed tokens.
+``training_runs`` and their checkpoints (training, sampler, external; publish, unpublish, TTL,
+delete), ephemeral sampler weights (``save_weights_and_get_sampling_client``), the deprecated
+``load_state*`` into a live run, ``copy_weights``, ``sessions/search`` (each session's status).
+It trains nothing: a ``forward_backward`` (or ``forward``) answers a loss that falls with each
+``optim_step`` the run applied; a sample answers fixed tokens.
 
 Tests steer it through ``FakeTinkerService``: ``corrupt(run_id)`` sets the run's ``corrupted``
 flag, ``expire``/``delete_checkpoint`` change what ``list_checkpoints`` returns, ``fault`` queues
 hostile HTTP answers (malformed JSON, 5xx, 429 with ``Retry-After``) for a path, ``vanish``
-makes a run answer 404, ``fail_next`` makes the next op of a kind fail as a future.
+makes a run answer 404, ``fail_next`` makes the next op of a kind fail as a future,
+``fail_session`` makes a session's status ``SessionFailed``.
 
     with FakeTinkerServer() as server:   # server.base_url: http://127.0.0.1:PORT
         client = tinker.ServiceClient(base_url=server.base_url, api_key="tml-fake")
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -29,6 +34,8 @@ from urllib.parse import parse_qsl, unquote, urlparse
 from lineage.adapters.tinker.fake_service import FakeTinkerService
 
 API = "/api/v1"
+SEGMENTS = {"save_weights": "weights", "save_weights_for_sampler": "sampler_weights",
+            "save_weights_external": "external_weights"}
 
 
 def route_post(service: FakeTinkerService, path: str, body: Any) -> tuple[int, Any]:
@@ -59,11 +66,19 @@ def route_post(service: FakeTinkerService, path: str, body: Any) -> tuple[int, A
         run.optim_steps += 1
         return 200, service.submit(op, {"type": "optim_step", "metrics": {
             "optim_step": float(run.optim_steps), "grad_norm": 0.5}})
-    if op in ("save_weights", "save_weights_for_sampler"):
-        segment = "weights" if op == "save_weights" else "sampler_weights"
-        path = service.save(body["model_id"], body.get("path") or "unnamed", segment,
+    if op == "save_weights_for_sampler" and not body.get("path"):  # ephemeral weights
+        return 200, service.submit(op, {"sampling_session_id": _ephemeral(service, body),
+                                        "type": op})
+    if op in SEGMENTS:
+        path = service.save(body["model_id"], body.get("path") or "unnamed", SEGMENTS[op],
                             body.get("ttl_seconds"))
         return 200, service.submit(op, {"path": path, "type": op})
+    if op == "copy_weights":
+        return 200, {"tinker_path": service.copy(body["source_path"], body.get("ttl_seconds"))}
+    if op == "sessions/search":
+        wanted = body.get("session_id")
+        return 200, {"sessions": [service.session_summary(session) for session in service.sessions
+                                  if wanted in (None, session)], "next_cursor": None}
     if op == "create_sampling_session":
         session = f"{body['session_id']}:sample:{body.get('sampling_session_seq_id', 0)}"
         model_path = body.get("model_path")
@@ -81,6 +96,15 @@ def route_post(service: FakeTinkerService, path: str, body: Any) -> tuple[int, A
     return 404, {"detail": f"fake tinker: no route POST {path}"}
 
 
+def _ephemeral(service: FakeTinkerService, body: dict[str, Any]) -> str:
+    """``save_weights_and_get_sampling_client``: a sampling session on the run's current
+    weights, with no persistent path."""
+    run = service.runs[body["model_id"]]
+    session = f"{run.run_id.rsplit(':train:', 1)[0]}:sample:{body.get('sampling_session_seq_id', 0)}"
+    service.sampling[session] = {"model_path": None, "done": [], "base_model": run.base_model}
+    return session
+
+
 def _load_weights(service: FakeTinkerService, body: dict[str, Any]) -> dict[str, str]:
     path = body["path"]
     source_id, _, rest = path.removeprefix("tinker://").partition("/")
@@ -93,18 +117,34 @@ def _load_weights(service: FakeTinkerService, body: dict[str, Any]) -> dict[str,
         return service.submit("load_weights", {"error": f"{path} holds no optimizer state",
                                                "category": "user"})
     held = int((found[0].user_metadata or {}).get("optim_steps", 0))
-    run_id = service.create_model(body, source, held if body.get("optimizer") else 0)
+    if "session_id" not in body:  # the deprecated load_state*: into the existing run
+        run_id = body["model_id"]
+        service.runs[run_id].optim_steps = held if body.get("optimizer") else 0
+    else:
+        run_id = service.create_model(body, source, held if body.get("optimizer") else 0)
     return service.submit("load_weights", {"path": path, "model_id": run_id, "type": "load_weights"})
 
 
-def route_delete(service: FakeTinkerService, path: str) -> tuple[int, Any]:
+def route_checkpoint(service: FakeTinkerService, method: str, path: str,
+                     body: Any) -> tuple[int, Any]:
+    """``/training_runs/{run}/checkpoints/{id}[/publish|/ttl]``: DELETE deletes it (or
+    unpublishes), POST publishes, PUT sets its TTL."""
     run_id, _, checkpoint_id = path.removeprefix(API + "/training_runs/").partition(
         "/checkpoints/")
+    checkpoint_id, action = unquote(checkpoint_id), ""
+    if checkpoint_id.endswith(("/publish", "/ttl")):
+        checkpoint_id, _, action = checkpoint_id.rpartition("/")
     run = service.runs.get(unquote(run_id))
-    found = [c for c in run.checkpoints if c.checkpoint_id == unquote(checkpoint_id)] if run else []
+    found = [c for c in run.checkpoints if c.checkpoint_id == checkpoint_id] if run else []
     if run is None or not found:
         return 404, {"detail": f"checkpoint not found: {path}"}
-    run.checkpoints.remove(found[0])
+    if action == "publish":
+        found[0].public = method == "POST"
+    elif action == "ttl":
+        ttl = body.get("ttl_seconds")
+        found[0].expires_at = None if ttl is None else datetime.now(UTC) + timedelta(seconds=ttl)
+    else:
+        run.checkpoints.remove(found[0])
     return 200, None
 
 
@@ -155,8 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, answer = 200, service.forward_backward(raw)
             elif path.endswith("/asample"):
                 status, answer = 200, service.sample(body)
-            elif method == "DELETE":
-                status, answer = route_delete(service, path)
+            elif "/checkpoints/" in path and method != "GET":
+                status, answer = route_checkpoint(service, method, path, body)
             elif method == "GET":
                 query = dict(parse_qsl(urlparse(self.path).query))
                 status, answer = route_get(service, path, query)
@@ -186,6 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._answer("DELETE")
+
+    def do_PUT(self) -> None:
+        self._answer("PUT")
 
 
 class _Server(ThreadingHTTPServer):

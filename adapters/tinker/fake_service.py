@@ -12,21 +12,24 @@ from typing import Any
 
 from tinker.proto import tinker_public_pb2 as pb
 
+KINDS = {"weights": "training", "sampler_weights": "sampler", "external_weights": "external"}
+
 
 @dataclass
 class FakeCheckpoint:
-    checkpoint_id: str  # "weights/000020" or "sampler_weights/000020"
+    checkpoint_id: str  # "weights/000020", "sampler_weights/000020", "external_weights/..."
     tinker_path: str
     time: datetime
     size_bytes: int | None = 1024
     expires_at: datetime | None = None
     user_metadata: dict[str, str] | None = None
+    public: bool = False
 
     def json(self) -> dict[str, Any]:
-        kind = "training" if self.checkpoint_id.startswith("weights/") else "sampler"
+        kind = KINDS[self.checkpoint_id.split("/")[0]]
         return {"checkpoint_id": self.checkpoint_id, "checkpoint_type": kind,
                 "time": self.time.isoformat(), "tinker_path": self.tinker_path,
-                "size_bytes": self.size_bytes, "public": False,
+                "size_bytes": self.size_bytes, "public": self.public,
                 "user_metadata": self.user_metadata,
                 "expires_at": None if self.expires_at is None else self.expires_at.isoformat()}
 
@@ -81,6 +84,7 @@ class FakeTinkerService:
         self.futures: dict[str, tuple[str, Any]] = {}  # request id -> (kind, payload)
         self.faults: deque[Fault] = deque()
         self.failing: dict[str, tuple[str, str]] = {}  # op -> (message, category)
+        self.session_status: dict[str, dict[str, Any]] = {}  # session id -> SessionStatus
         self.requests: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
 
@@ -117,6 +121,19 @@ class FakeTinkerService:
         as a failed future (``RequestFailedError`` in the SDK)."""
         with self.lock:
             self.failing[op] = (message, category)
+
+    def fail_session(self, session_id: str, reason: dict[str, str], category: str = "internal",
+                     message: str = "injected session failure") -> None:
+        """The session's status becomes ``SessionFailed`` (``reason``: e.g. ``{"type":
+        "training_run", "training_run_id": ...}``), as ``sessions/search`` reports it."""
+        with self.lock:
+            self.session_status[session_id] = {"type": "failed", "category": category,
+                                               "reason": reason, "message": message}
+
+    def session_summary(self, session_id: str) -> dict[str, Any]:
+        return {"session_id": session_id, "created_at": datetime.now(UTC).isoformat(),
+                "owner": "fake", "project_id": "fake-project", "checkpoints_count": 0,
+                "status": self.session_status.get(session_id, {"type": "active"})}
 
     def run_ids(self) -> list[str]:
         with self.lock:
@@ -160,6 +177,18 @@ class FakeTinkerService:
             body.get("user_metadata") or None)
         self.runs[run_id].optim_steps = optim_steps
         return run_id
+
+    def copy(self, source_path: str, ttl: int | None) -> str:
+        """``copy_weights``: the checkpoint, copied into a new run (in a new session) that
+        cannot be trained; returns the copy's path."""
+        source = self._checkpoint(source_path)
+        session = f"copy-session-{len(self.sessions) + 1}"
+        self.sessions[session] = 0
+        owner = self.runs[source_path.removeprefix("tinker://").split("/")[0]]
+        run_id = self.create_model({"session_id": session}, owner,
+                                   int((source.user_metadata or {}).get("optim_steps", 0)))
+        segment, _, name = source.checkpoint_id.partition("/")
+        return self.save(run_id, name, segment, ttl)
 
     def save(self, model_id: str, name: str, segment: str, ttl: int | None) -> str:
         run = self.runs[model_id]

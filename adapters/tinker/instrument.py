@@ -2,16 +2,17 @@
 
     recorder = instrument(service_client, tracker, job={"learning": {...}})
 
-Per instance (no class is patched): the ``ServiceClient``'s client-creating methods are wrapped,
-so every ``TrainingClient`` and ``SamplingClient`` they return, and those these create, get their
-public methods wrapped too. A wrapped call numbers itself (the client's call order, which is the
-service's execution order), calls through, and attaches a done-callback to the SDK future that
-only puts a tuple on the recorder's queue (``lineage.adapters.tinker.recorder``). Nothing on the
-caller's thread waits for I/O; nothing the recorder does can raise into the training loop.
+Per instance (no class is patched): the ``ServiceClient``'s client-creating methods (and
+``copy_weights``) are wrapped, so every ``TrainingClient`` and ``SamplingClient`` they return,
+and those these create, get their public methods wrapped too. A wrapped call numbers itself (the
+client's call order, which is the service's execution order), calls through, and attaches a
+done-callback to the SDK future that only puts a tuple on the recorder's queue
+(``lineage.adapters.tinker.recorder``). Nothing on the caller's thread waits for I/O; nothing
+the recorder does can raise into the training loop.
 
-``instrument_rest(rest_client, recorder)`` does the same for a ``RestClient``'s checkpoint
-deletions. Subclassing would not work (the ``ServiceClient`` builds its clients in private methods) nor
-would HTTP hooks (no public hook, protobuf bodies, results by polling).
+``instrument_rest(rest_client, recorder)`` (``lineage.adapters.tinker.rest``) does the same for
+a ``RestClient``. Subclassing would not work (the ``ServiceClient`` builds its clients in
+private methods) nor would HTTP hooks (no public hook, protobuf bodies, results by polling).
 """
 
 from __future__ import annotations
@@ -24,21 +25,26 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from lineage.adapters.tinker.hooks import MARK, on_result, outcome, tokens
 from lineage.adapters.tinker.recorder import TinkerRecorder
+from lineage.adapters.tinker.rest import instrument_rest, wrap_copy_weights
+from lineage.adapters.tinker.sampling import instrument_sampling
 
-_MARK = "_lineage_instrumented"
+__all__ = ["instrument", "instrument_rest", "instrument_training"]
 
 
 def instrument(service_client: Any, tracker: Any, *, job: dict[str, Any] | None = None,
-               name: str | None = None, record_text: bool = False,
-               strict: bool = False, recorder: TinkerRecorder | None = None) -> TinkerRecorder:
+               name: str | None = None, record_text: bool = False, strict: bool = False,
+               server_failures_to_detect: int = 3,
+               recorder: TinkerRecorder | None = None) -> TinkerRecorder:
     """Instrument ``service_client`` (a ``tinker.ServiceClient``); returns the recorder
     (``flush()``, ``run_of(model_id)``, ``errors``). Idempotent per client."""
+    if getattr(service_client, MARK, None) is not None:
+        return getattr(service_client, MARK)
     recorder = recorder or TinkerRecorder(tracker, job=job, name=name, record_text=record_text,
-                                          strict=strict)
-    if getattr(service_client, _MARK, None) is not None:
-        return getattr(service_client, _MARK)
-    setattr(service_client, _MARK, recorder)
+                                          strict=strict,
+                                          server_failures_to_detect=server_failures_to_detect)
+    setattr(service_client, MARK, recorder)
     original = service_client.create_lora_training_client
 
     @functools.wraps(original)
@@ -48,7 +54,7 @@ def instrument(service_client: Any, tracker: Any, *, job: dict[str, Any] | None 
         lora = {"seed": seed, "train_mlp": train_mlp, "train_attn": train_attn,
                 "train_unembed": train_unembed}
         future = original(base_model, rank, seed, train_mlp, train_attn, train_unembed, **more)
-        return _on_result(future, lambda client: instrument_training(
+        return on_result(future, lambda client: instrument_training(
             client, recorder, "fresh", None, lora))
 
     service_client.create_lora_training_client = create_lora_training_client
@@ -60,12 +66,14 @@ def instrument(service_client: Any, tracker: Any, *, job: dict[str, Any] | None 
     create_sampling = service_client.create_sampling_client
 
     @functools.wraps(create_sampling)
-    def create_sampling_client(model_path: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        future = create_sampling(model_path, *args, **kwargs)
-        return _on_result(future, lambda client: instrument_sampling(client, recorder,
-                                                                     model_path, None))
+    def create_sampling_client(model_path: str | None = None, base_model: str | None = None,
+                               *args: Any, **kwargs: Any) -> Any:
+        future = create_sampling(model_path, base_model, *args, **kwargs)
+        return on_result(future, lambda client: instrument_sampling(
+            client, recorder, model_path, None, base_model))
 
     service_client.create_sampling_client = create_sampling_client
+    service_client.copy_weights = wrap_copy_weights(service_client.copy_weights, recorder)
     return recorder
 
 
@@ -74,31 +82,10 @@ def _from_state(original: Callable[..., Any], recorder: TinkerRecorder,
     @functools.wraps(original)
     def create(path: str, *args: Any, **kwargs: Any) -> Any:
         future = original(path, *args, **kwargs)
-        return _on_result(future, lambda client: instrument_training(client, recorder, origin,
-                                                                     path, {}))
+        return on_result(future, lambda client: instrument_training(client, recorder, origin,
+                                                                    path, {}))
 
     return create
-
-
-def _on_result(future: Any, instrument_client: Callable[[Any], None]) -> Any:
-    """Make ``future`` (a client-creating future) instrument its client before anyone gets
-    it: ``result`` and ``result_async`` are wrapped on this instance (the deprecated forwarding
-    methods call ``result`` too). Instrumenting twice is a no-op."""
-    result, result_async = future.result, future.result_async
-
-    def instrumented_result(timeout: float | None = None) -> Any:
-        client = result(timeout)
-        instrument_client(client)
-        return client
-
-    async def instrumented_result_async(timeout: float | None = None) -> Any:
-        client = await result_async(timeout)
-        instrument_client(client)
-        return client
-
-    future.result = instrumented_result
-    future.result_async = instrumented_result_async
-    return future
 
 
 class _Calls:
@@ -109,36 +96,21 @@ class _Calls:
         self.lock = threading.Lock()
         self.optim_steps = 0  # optim_steps submitted so far
         self.forward: list[int] = []  # forward_backward seqs since the last optim_step
-
-
-def _tokens(data: Any) -> int:
-    """The tokens of a batch of datums; 0 when it is not one (the SDK will say why)."""
-    try:
-        return sum(int(datum.model_input.length) for datum in data)
-    except Exception:  # the user's bad input is the SDK's to refuse, not ours
-        return 0
-
-
-def _attach(api_future: Any, on_done: Callable[[Future[Any]], None]) -> None:
-    api_future.future().add_done_callback(on_done)
-
-
-def _outcome(done: Future[Any]) -> tuple[Any, BaseException | None]:
-    error = done.exception()
-    return (None, error) if error is not None else (done.result(), None)
+        self.pending: set[Future[Any]] = set()  # futures of the calls not done yet
 
 
 def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
                         source_path: str | None, lora: dict[str, Any]) -> None:
     """Wrap one ``TrainingClient``'s public methods (see the module docstring)."""
-    if getattr(client, _MARK, None) is not None:
+    if getattr(client, MARK, None) is not None:
         return
-    setattr(client, _MARK, recorder)
+    setattr(client, MARK, recorder)
     info = client.get_info()  # cached by the SDK at creation: no request
     model_id = str(client.model_id)
     optimizer = getattr(info, "optimizer_config", None)
+    base_model = info.model_data.model_name if info.model_data else "unknown"
     recorder.put((recorder.on_run, model_id, {
-        "base_model": info.model_data.model_name if info.model_data else "unknown",
+        "base_model": base_model,
         "tokenizer_id": info.model_data.tokenizer_id if info.model_data else None,
         "lora_rank": info.lora_rank, "lora": {k: v for k, v in lora.items() if v is not None},
         "optimizer": getattr(optimizer, "type", None)}, origin, source_path))
@@ -162,56 +134,87 @@ def instrument_training(client: Any, recorder: TinkerRecorder, origin: str,
         start = clock()
 
         def done(future: Future[Any]) -> None:
-            value, error = _outcome(future)
+            value, error = outcome(future)
             put((recorder.on_optim, model_id, seq, index, forward_seqs,
                  dict(getattr(value, "metrics", None) or {}), clock() - start, error))
 
-        _attach(api_future, done)
+        _track(calls, api_future, done)
         return api_future
 
     client.optim_step = instrumented_optim_step
-    for method in ("forward_backward", "forward_backward_custom"):
+    for method in ("forward_backward", "forward_backward_custom", "forward"):
         setattr(client, method, _forward(getattr(client, method), calls, recorder, model_id,
                                          method))
-    for method, kind in (("save_state", "training"), ("save_weights_for_sampler", "sampler")):
-        setattr(client, method, _save(getattr(client, method), calls, recorder, model_id, kind))
+    for method, kind in (("save_state", "training"), ("save_weights_for_sampler", "sampler"),
+                         ("save_weights_external", "external")):
+        if hasattr(client, method):
+            setattr(client, method, _save(getattr(client, method), calls, recorder, model_id,
+                                          kind))
+    for method, with_optimizer in (("load_state", False), ("load_state_with_optimizer", True)):
+        setattr(client, method, _load(getattr(client, method), calls, recorder, model_id,
+                                      with_optimizer))
+    client.save_weights_and_get_sampling_client = _ephemeral(
+        client.save_weights_and_get_sampling_client, calls, recorder, model_id, base_model)
     create_sampling = client.create_sampling_client
 
     @functools.wraps(create_sampling)
     def create_sampling_client(model_path: str, *args: Any, **kwargs: Any) -> Any:
         future = create_sampling(model_path, *args, **kwargs)
-        return _on_result(future, lambda sampler: instrument_sampling(sampler, recorder,
-                                                                      model_path, model_id))
+        return on_result(future, lambda sampler: instrument_sampling(sampler, recorder,
+                                                                     model_path, model_id))
 
     client.create_sampling_client = create_sampling_client
+
+
+def _track(calls: _Calls, api_future: Any, on_done: Callable[[Future[Any]], None]) -> None:
+    """Attach ``on_done``; until then (its record queued) the future is pending: a later
+    ``load_state*`` waits for it."""
+    future = api_future.future()
+    pending = calls.pending
+    pending.add(future)
+
+    def done(finished: Future[Any]) -> None:
+        on_done(finished)
+        pending.discard(finished)
+
+    future.add_done_callback(done)
 
 
 def _forward(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
              model_id: str, op: str) -> Callable[..., Any]:
     """``forward_backward`` (or the custom-loss one): its metrics and tokens join the next
-    ``optim_step``'s step, by call order."""
+    ``optim_step``'s step, by call order. ``forward`` (no gradients) is an evaluation of the
+    weights after the optimizer steps submitted before it: never a step."""
     clock = time.perf_counter
+    evaluation = op == "forward"
 
     @functools.wraps(original)
     def forward(data: Any, *args: Any, **kwargs: Any) -> Any:
-        tokens = _tokens(data)
+        count = tokens(data)
         with calls.lock:
-            seq = next(calls.seq)
-            calls.forward.append(seq)
+            seq, applied = next(calls.seq), calls.optim_steps
+            if not evaluation:
+                calls.forward.append(seq)
             try:
                 api_future = original(data, *args, **kwargs)
             except BaseException as error:  # refused at call time: no future will come
-                calls.forward.remove(seq)
+                if not evaluation:
+                    calls.forward.remove(seq)
                 recorder.put((recorder.on_failure, model_id, op, error))
                 raise
         start = clock()
 
         def done(future: Future[Any]) -> None:
-            value, error = _outcome(future)
-            recorder.put((recorder.on_forward, model_id, seq, {} if value is None else dict(value.metrics),
-                          tokens, clock() - start, error))
+            value, error = outcome(future)
+            metrics = {} if value is None else dict(value.metrics)
+            if evaluation:
+                recorder.put((recorder.on_evaluated, model_id, seq, applied, metrics, count,
+                              clock() - start, error))
+            else:
+                recorder.put((recorder.on_forward, model_id, seq, metrics, count,
+                              clock() - start, error))
 
-        _attach(api_future, done)
+        _track(calls, api_future, done)
         return api_future
 
     return forward
@@ -231,88 +234,81 @@ def _save(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
                 raise
 
         def done(future: Future[Any]) -> None:
-            value, error = _outcome(future)
+            value, error = outcome(future)
             recorder.put((recorder.on_save, model_id, seq, kind, name, contains,
                           None if value is None else value.path, ttl, error))
 
-        _attach(api_future, done)
+        _track(calls, api_future, done)
         return api_future
 
     return save
 
 
-def instrument_sampling(client: Any, recorder: TinkerRecorder, model_path: str | None,
-                        model_id: str | None) -> None:
-    """Wrap one ``SamplingClient``'s ``sample`` and ``compute_logprobs``: each call becomes an
-    inference record against ``model_path`` (the checkpoint that serves it)."""
-    if getattr(client, _MARK, None) is not None:
-        return
-    setattr(client, _MARK, recorder)
-    sample, compute_logprobs = client.sample, client.compute_logprobs
-    clock = time.perf_counter
-    keep_text = recorder.record_text
+def _load(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder, model_id: str,
+          with_optimizer: bool) -> Callable[..., Any]:
+    """The deprecated ``load_state*``: the client goes on from the checkpoint's state, so from
+    this call on it records into a new run that resumes the client's run from that checkpoint
+    (queued at call time, so calls made after it land there, whenever they complete). Its
+    outcome is recorded once every call submitted before it has been (the old run then ends
+    ``superseded``)."""
 
-    @functools.wraps(sample)
-    def instrumented_sample(prompt: Any, num_samples: int, *args: Any, **kwargs: Any) -> Any:
-        prompt_tokens = prompt.to_ints() if keep_text else prompt.length
-        api_future = sample(prompt, num_samples, *args, **kwargs)
-        start = clock()
+    @functools.wraps(original)
+    def load(path: str, *args: Any, **kwargs: Any) -> Any:
+        with calls.lock:
+            seq, applied = next(calls.seq), calls.optim_steps
+            before = calls.pending.copy()  # one C call: atomic against the SDK's thread
+            try:
+                api_future = original(path, *args, **kwargs)
+            except BaseException as error:
+                recorder.put((recorder.on_failure, model_id, "load_state", error))
+                raise
+            recorder.put((recorder.on_load, model_id, seq, applied, path, with_optimizer))
+        waiting = [len(before) + 1]
+        lock = threading.Lock()
+        future = api_future.future()
 
-        def done(future: Future[Any]) -> None:
-            value, error = _outcome(future)
-            outputs = [] if value is None else [
-                {"stop_reason": s.stop_reason, "count": len(s.tokens),
-                 **({"tokens": list(s.tokens)} if keep_text else {})} for s in value.sequences]
-            recorder.put((recorder.on_sample, model_path, model_id, "sample", prompt_tokens, num_samples,
-                          outputs, clock() - start, error))
+        def one_done(_: Future[Any]) -> None:
+            with lock:
+                waiting[0] -= 1
+                last = waiting[0] == 0
+            if last:  # every earlier call's record is queued before this one
+                recorder.put((recorder.on_loaded, model_id, seq, future.exception()))
 
-        _attach(api_future, done)
+        for earlier in before:
+            earlier.add_done_callback(one_done)
+        _track(calls, api_future, one_done)
         return api_future
 
-    @functools.wraps(compute_logprobs)
-    def instrumented_compute_logprobs(prompt: Any, *args: Any, **kwargs: Any) -> Any:
-        prompt_tokens = prompt.to_ints() if keep_text else prompt.length
-        api_future = compute_logprobs(prompt, *args, **kwargs)
-        start = clock()
-
-        def done(future: Future[Any]) -> None:
-            error = future.exception()
-            recorder.put((recorder.on_sample, model_path, model_id, "compute_logprobs", prompt_tokens, 1,
-                          [], clock() - start, error))
-
-        _attach(api_future, done)
-        return api_future
-
-    client.sample = instrumented_sample
-    client.compute_logprobs = instrumented_compute_logprobs
+    return load
 
 
-def instrument_rest(rest_client: Any, recorder: TinkerRecorder) -> None:
-    """Wrap a ``RestClient``'s checkpoint deletions: a checkpoint deleted through it is
-    recorded as retired by hand, its bytes ``deleted`` (the status source would otherwise find
-    it gone at its next poll and call it expired)."""
-    if getattr(rest_client, _MARK, None) is not None:
-        return
-    setattr(rest_client, _MARK, recorder)
-    delete, delete_path = rest_client.delete_checkpoint, rest_client.delete_checkpoint_from_tinker_path
+def _ephemeral(original: Callable[..., Any], calls: _Calls, recorder: TinkerRecorder,
+               model_id: str, base_model: str) -> Callable[..., Any]:
+    """``save_weights_and_get_sampling_client``: weights saved with no persistent path, bound
+    to the sampling client it returns; recorded as a weights-only checkpoint (its uri names
+    the sampling session) at the optimizer steps submitted before it, and the client's calls
+    as inference against it."""
 
-    def deleted(path: str, api_future: Any) -> Any:
-        def done(future: Future[Any]) -> None:
-            if future.exception() is None:
-                recorder.put((recorder.on_deleted, path))
+    @functools.wraps(original)
+    def save_and_sample(*args: Any, **kwargs: Any) -> Any:
+        with calls.lock:
+            seq, contains = next(calls.seq), calls.optim_steps
+            try:
+                future = original(*args, **kwargs)
+            except BaseException as error:
+                recorder.put((recorder.on_failure, model_id, "save ephemeral", error))
+                raise
+        kind = str(kwargs.get("kind", args[3] if len(args) > 3 else "snapshot"))
 
-        _attach(api_future, done)
-        return api_future
+        def bound(sampler: Any) -> None:
+            if getattr(sampler, MARK, None) is not None:
+                return
+            path = f"tinker://{model_id}/ephemeral/{sampler._sampling_session_id}"
+            recorder.put((recorder.on_save, model_id, seq, f"ephemeral {kind}", None, contains,
+                          path, None, None))
+            instrument_sampling(sampler, recorder, path, model_id, base_model)
 
-    @functools.wraps(delete)
-    def delete_checkpoint(training_run_id: str, checkpoint_id: str) -> Any:
-        return deleted(f"tinker://{training_run_id}/{checkpoint_id}",
-                       delete(training_run_id, checkpoint_id))
+        return on_result(future, bound, lambda error: recorder.put(
+            (recorder.on_save, model_id, seq, "ephemeral", None, contains, None, None, error)))
 
-    @functools.wraps(delete_path)
-    def delete_checkpoint_from_tinker_path(tinker_path: str) -> Any:
-        return deleted(tinker_path, delete_path(tinker_path))
-
-    rest_client.delete_checkpoint = delete_checkpoint
-    rest_client.delete_checkpoint_from_tinker_path = delete_checkpoint_from_tinker_path
-
+    return save_and_sample

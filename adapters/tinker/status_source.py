@@ -9,7 +9,12 @@ Each ``poll``:
   (``tinker.corrupted``, retryable), which the monitor records as a failure and recovers;
 - for every live ``tinker://`` checkpoint in the registry, grouped by the run in its path,
   ``GET /api/v1/training_runs/{id}/checkpoints``: a checkpoint whose ``expires_at`` has passed,
-  or that the list no longer holds, gets ``Artifact.Expired`` with the reason.
+  or that the list no longer holds, gets ``Artifact.Expired`` with the reason;
+- for every watched run whose ``get_training_run`` answered (not corrupted), its session's
+  status (``POST /api/v1/sessions/search``, one per session per poll; ``sessions=False``
+  turns this off): ``SessionFailed`` is a ``RunSignal`` (``tinker.session_failed.<category>``,
+  retryable when the category is ``internal``), whatever failed the session (a request, a
+  training run, a sampling session): a failed session takes no more requests.
 
 It calls the endpoints the SDK's ``RestClient`` calls and parses the answers with the SDK's own
 types, but through an injected ``httpx.Client``: the SDK's client retries up to 10 times (about
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,9 +38,9 @@ import httpx
 from tinker import types
 
 from lineage.adapters.tinker.recorder import checkpoints_on_tinker
+from lineage.adapters.tinker.rest import reconcile
 from lineage.adapters.tinker.resume import LINEAGE_RUN_KEY
 from lineage.application.monitor import PollFailure
-from lineage.application.remote_status import mark_expired
 from lineage.ports import RunSignal
 
 log = logging.getLogger(__name__)
@@ -52,9 +57,10 @@ class TinkerRunStatusSource:
 
     def __init__(self, tracker: Any, *, base_url: str | None = None, api_key: str | None = None,
                  client: httpx.Client | None = None, timeout_s: float = 10.0,
-                 backoff_s: float = 5.0, max_backoff_s: float = 300.0,
+                 backoff_s: float = 5.0, max_backoff_s: float = 300.0, sessions: bool = True,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.tracker = tracker
+        self.sessions = sessions
         if client is None:
             key = api_key or os.environ.get("TINKER_API_KEY")
             if not key:
@@ -76,6 +82,7 @@ class TinkerRunStatusSource:
     def poll(self) -> list[RunSignal]:
         now = self.clock()
         signals: list[RunSignal] = []
+        sessions: dict[str, Any] = {}  # session id -> its status, this poll
         for view in self.tracker.watched_runs():
             if view.corrupted or view.recovering or view.recovery_attempts:
                 continue
@@ -90,8 +97,29 @@ class TinkerRunStatusSource:
                                          f"the Tinker service flagged training run {model_id} "
                                          f"corrupted (its last checkpoint: {last})",
                                          corrupted=True, retryable=True, step=view.last_step))
+            elif run is not None and self.sessions:
+                failed = self._session_failure(model_id.rsplit(":train:", 1)[0], sessions, now)
+                if failed is not None:
+                    signals.append(RunSignal(
+                        view.id, f"tinker.session_failed.{failed.category}", "SessionFailed",
+                        f"the Tinker session of training run {model_id} failed "
+                        f"({failed.category}, {_reason(failed.reason)}): {failed.message}"[:2000],
+                        retryable=failed.category == "internal", step=view.last_step))
         self._check_checkpoints(now)
         return signals
+
+    def _session_failure(self, session_id: str, seen: dict[str, Any], now: datetime) -> Any:
+        """The session's ``SessionFailed`` status, or None (active, finished, unknown, or the
+        search failed: a poll error). One search per session per poll."""
+        if session_id not in seen:
+            found = self._get(f"session:{session_id}", "/api/v1/sessions/search",
+                              types.SessionSearchResponse, now,
+                              body={"session_id": session_id, "limit": 1})
+            summaries = [] if found is None else [s for s in found.sessions
+                                                  if s.session_id == session_id]
+            seen[session_id] = summaries[0].status if summaries else None
+        status = seen[session_id]
+        return status if isinstance(status, types.SessionFailed) else None
 
     def _resumed_model_id(self, view: Any, now: datetime) -> str | None:
         """The Tinker run of a run a recovery created (its tags predate the Tinker run): the
@@ -129,28 +157,16 @@ class TinkerRunStatusSource:
                                 f"/api/v1/training_runs/{model_id}/checkpoints",
                                 types.CheckpointsListResponse, now)
             if listing is not None:
-                self._expire(artifacts, listing.checkpoints, now)
+                reconcile(self.tracker, artifacts, listing.checkpoints, now)
 
-    def _expire(self, artifacts: Iterable[Any], listed: list[types.Checkpoint],
-                now: datetime) -> None:
-        on_service = {checkpoint.tinker_path: checkpoint for checkpoint in listed}
-        for view in artifacts:
-            checkpoint = on_service.get(view.uri)
-            if checkpoint is None:
-                reason = "deleted on the Tinker service: list_checkpoints no longer has it"
-            elif checkpoint.expires_at is not None and _utc(checkpoint.expires_at) <= now:
-                reason = f"expired on the Tinker service at {_utc(checkpoint.expires_at).isoformat()}"
-            else:
-                continue
-            mark_expired(self.tracker, view.id, reason).wait()
-
-    def _get(self, key: str, path: str, model: Any, now: datetime) -> Any:
-        """GET ``path`` parsed as ``model``; None (the failure recorded, a backoff set) when it
-        failed or while an earlier failure's backoff runs."""
+    def _get(self, key: str, path: str, model: Any, now: datetime,
+             body: dict[str, Any] | None = None) -> Any:
+        """GET ``path`` (POST ``body`` when given) parsed as ``model``; None (the failure
+        recorded, a backoff set) when it failed or while an earlier failure's backoff runs."""
         if key in self._not_before and now < self._not_before[key]:
             return None
         try:
-            value = model.model_validate(self._json(path))
+            value = model.model_validate(self._json(path, body))
         except Exception as error:  # every way a poll can fail is recorded; the monitor goes on
             self._record(key, path, error, now)
             return None
@@ -158,9 +174,10 @@ class TinkerRunStatusSource:
         self._not_before.pop(key, None)
         return value
 
-    def _json(self, path: str) -> Any:
-        owned = "/checkpoints" not in path and "?" not in path  # as the SDK asks for one run
-        response = self.client.get(path, params={"access_scope": "owned"} if owned else None)
+    def _json(self, path: str, body: dict[str, Any] | None) -> Any:
+        owned = "/training_runs/" in path and "/checkpoints" not in path  # as the SDK asks
+        response = (self.client.post(path, json=body) if body is not None else
+                    self.client.get(path, params={"access_scope": "owned"} if owned else None))
         response.raise_for_status()  # httpx.HTTPStatusError: recorded with its response
         return response.json()
 
@@ -178,6 +195,12 @@ class TinkerRunStatusSource:
         log.warning("lineage monitor: Tinker poll %s failed: %s", path, error)
 
 
+def _reason(reason: Any) -> str:
+    named = getattr(reason, "training_run_id", None) or getattr(reason, "request_id", None) \
+        or getattr(reason, "sampling_session_id", None)
+    return f"reason {reason.type} {named}"
+
+
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
@@ -187,5 +210,3 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: the doubling backoff applies
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -2,21 +2,22 @@
 
     lineage import tinker-cookbook LOG_PATH [--follow] [--interval S] [--polls N] [--name NAME]
 
-Imports a tinker-cookbook log directory (``lineage.adapters.tinker.cookbook``): one run per
-cookbook process, resumes linked, checkpoints, steps. Importing again changes nothing;
-``--follow`` imports what a live directory appends, every ``--interval`` seconds, until
-interrupted (or ``--polls`` passes). The monitor's ``--source tinker`` lives with ``monitor``.
+Imports a tinker-cookbook log directory, local or a cloud uri
+(``lineage.adapters.tinker.cookbook``): one run per cookbook process, resumes linked,
+checkpoints, steps. Importing again changes nothing; ``--follow`` imports what a live directory
+appends, every ``--interval`` seconds, reading only the bytes appended since the last pass,
+until interrupted (or ``--polls`` passes). The monitor's ``--source tinker`` lives with ``monitor``.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 
 from lineage.api import Tracker
 from lineage.cli.base import Invocation, Seconds, command, group, json_option, print_json_line
+from lineage.errors import ValidationError
 
 
 def register(root: click.Group) -> None:
@@ -31,9 +32,8 @@ def _import(cli: Invocation) -> int:
 
 @command("tinker-cookbook", "import a tinker-cookbook log directory (idempotent)",
          "LOG_PATH: the cookbook's log_path (config.json, metrics.jsonl, checkpoints.jsonl, "
-         "timing_spans.jsonl).")
-@click.argument("log_path", metavar="LOG_PATH",
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+         "timing_spans.jsonl): a directory, or an s3://, gs://, az:// uri (fsspec).")
+@click.argument("log_path", metavar="LOG_PATH")
 @click.option("--follow", is_flag=True, help="keep importing what the directory appends")
 @click.option("--interval", type=Seconds(), default=5.0, metavar="S",
               help="seconds between passes with --follow (default: 5)")
@@ -41,7 +41,7 @@ def _import(cli: Invocation) -> int:
               help="with --follow: stop after N passes")
 @click.option("--name", metavar="NAME", help="the runs' name (default: cookbook DIRNAME)")
 @json_option
-def _cookbook(cli: Invocation, log_path: Path, follow: bool, interval: float,
+def _cookbook(cli: Invocation, log_path: str, follow: bool, interval: float,
               polls: int | None, name: str | None) -> int:
     try:
         from lineage.adapters.tinker.cookbook import CookbookImporter
@@ -49,7 +49,10 @@ def _cookbook(cli: Invocation, log_path: Path, follow: bool, interval: float,
         raise click.UsageError(f"needs the tinker extra: pip install 'lineage[tinker]' "
                                f"({error})") from None
     with Tracker(cli.db) as tracker:
-        importer = CookbookImporter(tracker, log_path, name=name)
+        try:
+            importer = CookbookImporter(tracker, log_path, name=name)
+        except ValidationError as error:  # a usage error: exit 2, like click's own checks
+            raise click.BadParameter(str(error), param_hint="LOG_PATH") from None
         passes = 0
         while True:
             result = importer.import_once()

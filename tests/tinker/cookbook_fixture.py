@@ -74,6 +74,7 @@ async def sl_process(service: Any, log_path: str, n_batches: int,
     await manager.save_final_async(loop_state={"epoch": CONFIG["num_epochs"], "batch": 0,
                                                "elapsed_tokens": elapsed})
     ml_logger.close()
+    ml_logger.store.storage.flush()  # a cloud log path stages appends until flushed
 
 
 def write_cookbook_log(service: Any, log_path: str, n_batches: int = 10,

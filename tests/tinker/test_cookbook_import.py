@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lineage.adapters.tinker.cookbook import import_cookbook_log, segments_of
+from lineage.adapters.tinker.cookbook import CookbookImporter, import_cookbook_log, segments_of
 from lineage.errors import ValidationError
 from tests.tinker.cookbook_fixture import write_cookbook_log
 
@@ -52,20 +52,63 @@ def test_importing_twice_changes_nothing(log_dir: Path, tracker: Any) -> None:
     assert tracker.store.max_position() == position
 
 
-def test_follow_picks_up_what_a_live_directory_appends(service: Any, tmp_path: Path,
-                                                       tracker: Any) -> None:
+class ReadSpy:
+    """A cookbook ``Storage`` that remembers each ``read_range`` (file, offset)."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage, self.reads = storage, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def read_range(self, name: str, offset: int, length: int | None = None) -> bytes:
+        self.reads.append((name, offset))
+        return self.storage.read_range(name, offset, length)
+
+
+def test_follow_reads_only_what_a_live_directory_appends(service: Any, tmp_path: Path,
+                                                        tracker: Any) -> None:
     import asyncio
 
     from tests.tinker.cookbook_fixture import sl_process
 
     path = tmp_path / "live"
     asyncio.run(sl_process(service, str(path), 10, crash_after=5))
-    early = import_cookbook_log(tracker, path)
+    importer = CookbookImporter(tracker, path)
+    spy = ReadSpy(importer.storage)
+    for tail in importer.tails.values():
+        tail.storage = spy
+    early = importer.import_once()
+    tracker.flush()
     assert [s.step for s in tracker.steps(early.runs[0])] == [0, 1, 2, 3]
+    read = importer.tails["metrics.jsonl"].offset
+    assert read == (path / "metrics.jsonl").stat().st_size
+    assert importer.import_once().runs == early.runs  # nothing new: nothing read
+    assert [r for r in spy.reads if r[0] == "metrics.jsonl"] == [("metrics.jsonl", 0)]
     asyncio.run(sl_process(service, str(path), 10))
-    late = import_cookbook_log(tracker, path)
+    late = importer.import_once()
+    tracker.flush()
+    assert [r for r in spy.reads if r[0] == "metrics.jsonl"][-1] == ("metrics.jsonl", read)
     assert late.runs[0] == early.runs[0] and len(late.runs) == 2
     assert [s.step for s in tracker.steps(late.runs[1])] == [3, 4, 5, 6, 7, 8, 9]
+    assert tracker.run(late.runs[0]).job_status == "superseded"
+
+
+def test_a_cloud_log_path_is_read_through_the_cookbooks_storage(service: Any, tmp_path: Path,
+                                                                tracker: Any) -> None:
+    import asyncio
+
+    from tests.tinker.cookbook_fixture import sl_process
+
+    uri = f"memory://bucket-{tmp_path.name}/sl-run"  # fsspec, as s3:// or gs:// would be
+    asyncio.run(sl_process(service, uri, 4))  # the cookbook writes it through fsspec
+    [run_id] = import_cookbook_log(tracker, uri).runs
+    run = tracker.run(run_id)
+    assert [s.step for s in tracker.steps(run_id)] == [0, 1, 2, 3]
+    assert run.job_status == "completed" and run.job["metadata"]["cookbook"]["log_path"] == uri
+    assert import_cookbook_log(tracker, uri).runs == [run_id]  # idempotent there too
+    with pytest.raises(ValidationError, match="log_path"):
+        CookbookImporter(tracker, f"memory://bucket-{tmp_path.name}/nothing-here")
 
 
 def test_a_torn_last_line_waits_and_a_bad_record_is_refused(tmp_path: Path) -> None:
