@@ -94,7 +94,8 @@ def test_trainer_run_is_recorded(tmp_path: Path, make_tracker: Any) -> None:
     run = tracker.runs()[0]
     assert (run.status, run.steps, run.evaluations) == ("completed", 6, 3)
     policy = run.job["checkpoint_policy"]
-    assert (policy["strategy"], policy["save_every"], policy["keep_last"]) == ("steps", 2, 2)
+    assert (policy["strategy"], policy["save_every"], policy.get("keep_last")) == ("steps", 2, None)
+    assert run.job["metadata"]["save_total_limit"] == 2  # the Trainer rotates, not lineage
     assert (policy["best_metric"], policy["best_mode"]) == ("eval_loss", "min")
     assert run.job["model"] == "gpt2" and run.job["learning"]["learning_rate"] == 1e-3
     steps = tracker.steps(run.id)
@@ -145,3 +146,26 @@ def test_job_spec_names_the_peft_adapter(tmp_path: Path) -> None:
     assert spec["checkpoint_policy"]["save_every"] == 10  # a quarter of 40 steps
     assert spec["learning"]["warmup_steps"] == 20 and spec["learning"]["max_steps"] == 40
     assert spec["validation"] == {"strategy": "steps", "every": 2, "metric": "eval_loss"}
+
+
+def test_the_trainer_alone_deletes_its_folders(tmp_path: Path, make_tracker: Any) -> None:
+    """save_total_limit=1 with the best kept: an evaluation between saves (step 9) makes the
+    Trainer keep checkpoint-6 as its best while lineage's own rule would pick checkpoint-8;
+    lineage must not delete files of a folder the Trainer keeps (the Trainer rotates them)."""
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    scores = iter([1.0, 2.0, 3.0, 0.0])  # evaluations at steps 3, 6, 9 (new bests) and 10
+    hf = transformers.Trainer(
+        model=tiny_model(), train_dataset=Tokens(40, 1), eval_dataset=Tokens(8, 2),
+        args=arguments(tmp_path / "out", max_steps=10, save_steps=2, eval_steps=3,
+                       save_total_limit=1, metric_for_best_model="score",
+                       greater_is_better=True),
+        compute_metrics=lambda prediction: {"score": next(scores)},
+        callbacks=[LineageCallback(tracker, strict=True)])
+    hf.train()
+    assert hf.state.best_model_checkpoint == str(tmp_path / "out" / "checkpoint-6")
+    kept = [p.name for p in (tmp_path / "out").glob("checkpoint-*")]
+    assert kept == ["checkpoint-6"]  # with a limit of 1 the Trainer ends with its best alone
+    assert (tmp_path / "out" / "checkpoint-6" / MANIFEST_NAME).is_file()
+    saved = check_folders(tracker, tracker.runs()[0].id)
+    assert [step for step, view in saved.items() if view.status == "live"] == [6]
+    assert all(view.deletion == "already_gone" for step, view in saved.items() if step != 6)
