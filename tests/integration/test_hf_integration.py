@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,9 @@ transformers = pytest.importorskip("transformers")
 from lineage.integrations.files import MANIFEST_NAME  # noqa: E402
 from lineage.integrations.hf import LineageCallback  # noqa: E402
 from lineage.integrations.hf_spec import job_spec  # noqa: E402
+from lineage.application.monitor import LocalRunStatusSource  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Tokens(torch.utils.data.Dataset):  # type: ignore[misc]
@@ -169,3 +175,68 @@ def test_the_trainer_alone_deletes_its_folders(tmp_path: Path, make_tracker: Any
     saved = check_folders(tracker, tracker.runs()[0].id)
     assert [step for step, view in saved.items() if view.status == "live"] == [6]
     assert all(view.deletion == "already_gone" for step, view in saved.items() if step != 6)
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+import lineage, transformers
+from lineage.integrations.hf import LineageCallback
+from tests.integration.test_hf_integration import trainer
+
+tracker = lineage.Tracker({db!r})
+
+class Pause(transformers.TrainerCallback):  # after LineageCallback has logged step 7
+    def on_log(self, args, state, control, **kwargs):
+        if state.global_step == 7:
+            tracker.flush()
+            print("run", callback.run.id, flush=True)
+            time.sleep(600)
+
+callback = LineageCallback(tracker, strict=True)
+trainer({out!r}, [callback, Pause()], max_steps=10).train()
+"""
+
+
+def test_killed_trainer_keeps_its_records_and_resumes(tmp_path: Path, make_tracker: Any) -> None:
+    """A Trainer killed (SIGKILL) at step 7: its steps and checkpoints up to the kill stay as
+    recorded, the monitor's rules see a lost process; resuming from the older checkpoint-4
+    records the resume and retires the killed run's checkpoint-6, whose folder is written
+    again."""
+    out, db = tmp_path / "out", tmp_path / "lineage.db"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT), db=str(db), out=str(out)))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             cwd=tmp_path)
+    try:  # the Trainer prints its logs too: read up to our line
+        lines = iter(child.stdout.readline, "")  # type: ignore[union-attr]
+        run_id = next((line.split()[1] for line in lines if line.startswith("run ")), None)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert run_id, "the child died before step 7"
+
+    tracker = make_tracker(str(db))
+    killed = tracker.run(run_id)
+    assert [s.step for s in tracker.steps(killed.id)] == list(range(1, 8))
+    saved = check_folders(tracker, killed.id)  # live folders equal their manifests
+    assert {step: view.status for step, view in saved.items()} == {
+        2: "retired", 4: "live", 6: "live"}  # save_total_limit=2 removed checkpoint-2
+    source = LocalRunStatusSource(tracker, stale_after_s=30)
+    later = source.last_activity(killed.id) + timedelta(seconds=31)
+    lost = source.signal_for(tracker.run(killed.id), later)
+    assert lost is not None and lost.signal == "heartbeat.lost"  # a crash, by the rules
+
+    callback = LineageCallback(tracker, strict=True)
+    trainer(out, [callback], max_steps=8).train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    resumed = tracker.run(callback_run_id(tracker, killed.id))
+    assert (resumed.resumed_from, resumed.resumed_checkpoint, resumed.status) == (
+        killed.id, saved[4].id, "completed")
+    assert tracker.run(killed.id).status == "superseded"
+    again = tracker.artifact(saved[6].id)  # checkpoint-6 was written again: other bytes
+    assert (again.status, again.deletion) == ("retired", "already_gone")
+    assert sorted(check_folders(tracker, resumed.id)) == [6, 8]
+
+
+def callback_run_id(tracker: Any, other: Any) -> Any:
+    return next(run.id for run in tracker.runs() if run.id != other)
