@@ -17,7 +17,9 @@ What it records (rank 0 only):
   optimizer state). The Trainer alone deletes its folders (``save_total_limit``, recorded in
   the job's metadata, not as the policy's ``keep_last``: lineage's retention would delete files
   in folders the Trainer keeps): each folder it deleted is retired with that reason, its
-  deletion recorded ``already_gone``.
+  deletion recorded ``already_gone``. The files are read once to hash them, straight after
+  the Trainer wrote them (page cache): its writers (``safetensors``, ``torch.save``) hand no
+  bytes to a caller (``bench/hf_checkpoint_hash.py`` measures the read).
 - ``on_evaluate``: an evaluation, recorded right after the checkpoint of the same step, so
   ``metric_for_best_model``/``greater_is_better`` (the policy's ``best_metric``/``best_mode``)
   move the ``best`` alias to the checkpoint the Trainer calls best.

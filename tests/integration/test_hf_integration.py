@@ -19,10 +19,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from lineage.application.monitor import LocalRunStatusSource  # noqa: E402
 from lineage.integrations.files import MANIFEST_NAME  # noqa: E402
 from lineage.integrations.hf import LineageCallback  # noqa: E402
 from lineage.integrations.hf_spec import job_spec  # noqa: E402
-from lineage.application.monitor import LocalRunStatusSource  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
