@@ -15,12 +15,28 @@ is the median over rounds of (tracked / baseline - 1) of the run's time, the who
 included (checkpoints too). The time spent inside lineage calls on the training thread is printed beside
 it. The device is picked here: CUDA when there is one (``--device`` to choose).
 
+Two measures that the machine's load does not swamp sit beside the wall clock:
+
+- process CPU: ``time.process_time`` of each run, every thread of the process (the training
+  thread, the tracker's writer, retention, the save thread), the writer flushed before the run's
+  clock stops; the median over rounds of tracked/baseline - 1, with its spread (min..max, and
+  the quartiles). It counts the writer's work that a spare core hides from the wall clock, so
+  it bounds the wall overhead from above when the machine has a core to spare.
+- ``--callgrind``: the same rounds re-run under valgrind's callgrind, which counts the
+  instructions the process executes in each run (all threads): deterministic whatever the load
+  (``bench/callgrind.py``). Under callgrind a step runs ~50x slower, so the resource sampler runs
+  on a step clock (``--nominal-step-ms`` a step) to sample as often per step as it would at
+  native speed. Instructions are not time (a fsync costs few instructions and much time; a cache
+  miss costs time, not instructions): the figure says how much more work recording adds to the
+  loop; the wall figures say what it costs where the disk waits.
+
 Targets (issue 12): overhead <= 1 % on a CPU, <= 0.5 % on CUDA.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import tempfile
@@ -28,8 +44,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import callgrind
 import torch
-from common import Report, bench_parser, open_tracker, single_store, temp_store
+from common import Report, bench_parser, open_tracker, percentile, single_store, temp_store
 
 from lineage.integrations.resources import ResourceSampler
 from lineage.integrations.torch import save_checkpoint, wait_for_saves
@@ -77,6 +94,7 @@ class Loop:
 def baseline_run(loop: Loop, args: argparse.Namespace, folder: Path) -> dict[str, float]:
     clock, thread = time.perf_counter, time.thread_time
     saving = saving_cpu = 0.0
+    process = time.process_time()
     cpu, start = thread(), clock()
     for step in range(1, args.steps + 1):
         loop.step()
@@ -87,7 +105,7 @@ def baseline_run(loop: Loop, args: argparse.Namespace, folder: Path) -> dict[str
             saving_cpu += thread() - mark_cpu
     _sync(loop.device)
     return {"wall": clock() - start, "cpu": thread() - cpu, "save": saving,
-            "save_cpu": saving_cpu}
+            "save_cpu": saving_cpu, "process": time.process_time() - process}
 
 
 def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any,
@@ -96,8 +114,9 @@ def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any
     run = tracker.start_run(f"overhead-{index}", job={
         "model": "mlp", "checkpoint_policy": {"strategy": "steps", "save_every": args.every,
                                               "keep_last": 3, "format": "safetensors"}})
-    sampler = ResourceSampler(interval_s=args.sample_s)
+    sampler = ResourceSampler(interval_s=args.sample_s, clock=step_clock(args))
     logging = saving = inside_cpu = 0.0
+    process = time.process_time()
     cpu, start = thread(), clock()
     for step in range(1, args.steps + 1):
         loss, norm = loop.step()
@@ -118,7 +137,18 @@ def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any
     saving += clock() - mark
     wall, cpu = clock() - start, thread() - cpu
     run.finish()
-    return {"wall": wall, "cpu": cpu, "log": logging, "save": saving, "inside_cpu": inside_cpu}
+    tracker.flush()  # the writer's and retention's work for this run, all of it
+    return {"wall": wall, "cpu": cpu, "log": logging, "save": saving, "inside_cpu": inside_cpu,
+            "process": time.process_time() - process}
+
+
+def step_clock(args: argparse.Namespace) -> Any:
+    """The sampler's clock: the real one, or under callgrind one that moves
+    ``--nominal-step-ms`` a call (the sampler reads it once a poll, once a step)."""
+    if not args.in_callgrind:
+        return time.monotonic
+    ticks = itertools.count()
+    return lambda: next(ticks) * args.nominal_step_ms / 1000
 
 
 def _sync(device: torch.device) -> None:
@@ -142,17 +172,20 @@ def bench(report: Report, args: argparse.Namespace, url: str) -> None:
         folder = Path(temp)
         tracker = open_tracker(url, args)
         try:
+            callgrind.mark("setup")
             for pair in range(args.pairs + 1):
                 shift = pair % len(VARIANTS)  # who goes first rotates
                 for name in VARIANTS[shift:] + VARIANTS[:shift]:
                     result = (baseline_run(loop, args, folder) if name == "baseline" else
                               tracked_run(loop, args, folder, tracker, pair,
                                           name == "background"))
-                    tracker.flush()  # its commits and retention land between runs
+                    callgrind.mark(name if pair > 0 else "warm-up")
                     if pair > 0:
                         results[name].append(result)
         finally:
             tracker.close()
+    if args.in_callgrind:
+        return
     for name in VARIANTS[1:]:
         report.section(f"{device.type}: {name} saves "
                        + ("(save_checkpoint(background=True))" if name == "background"
@@ -180,6 +213,9 @@ def figures(report: Report, args: argparse.Namespace, device: torch.device,
                   + " ".join(f"{r:+.1f}" for r in wall))
     report.figure("overhead, thread CPU", statistics.median(cpu), "%", fmt="{:,.2f}",
                   note="the training thread's CPU time: blind to other processes' load")
+    process = [100 * (t["process"] / b["process"] - 1) for t, b in pairs]
+    report.figure("overhead, process CPU", statistics.median(process), "%", fmt="{:,.2f}",
+                  target=("<=", target), note="all threads, writer flushed; " + spread(process))
     report.figure("overhead, timed calls", statistics.median(direct), "%", fmt="{:,.2f}",
                   target=("<=", target), note="log_step + sampler + (save_checkpoint - torch.save)")
     inside_cpu = [100 * (t["inside_cpu"] - b["save_cpu"]) / b["cpu"] for t, b in pairs]
@@ -193,11 +229,47 @@ def figures(report: Report, args: argparse.Namespace, device: torch.device,
         b["save"] * 1e3 / saves for b in baselines), "ms each", fmt="{:,.2f}", note="no fsync")
 
 
+def spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    return (f"rounds {ordered[0]:+.2f}..{ordered[-1]:+.2f}, quartiles "
+            f"{percentile(ordered, 25):+.2f}..{percentile(ordered, 75):+.2f}")
+
+
+def instructions(report: Report, args: argparse.Namespace) -> None:
+    """The rounds again under callgrind (this script in a child process): instructions a run
+    executes, tracked against baseline."""
+    why = callgrind.available()
+    if why is not None:
+        report.note(f"callgrind: not measured ({why})")
+        return
+    child = ["--in-callgrind", "--steps", str(args.callgrind_steps), "--every",
+             str(min(args.every, args.callgrind_steps)), "--pairs", str(args.callgrind_rounds),
+             "--hidden", str(args.hidden), "--batch", str(args.batch), "--device", "cpu",
+             "--threads", "1", "--sample-s", str(args.sample_s),
+             "--nominal-step-ms", str(args.nominal_step_ms)]
+    with tempfile.TemporaryDirectory(prefix="lineage_callgrind_") as folder:
+        counts = callgrind.run(Path(__file__), child, Path(folder), timeout_s=3600)
+    steps = args.callgrind_steps
+    report.section(f"cpu under callgrind: instructions, {steps} steps a run, a checkpoint every "
+                   f"{min(args.every, steps)}, {args.callgrind_rounds} round(s)")
+    report.figure("baseline", statistics.median(counts["baseline"]) / steps, "instr/step",
+                  fmt="{:,.0f}", note="rounds: " + " ".join(f"{c / steps:,.0f}"
+                                                            for c in counts["baseline"]))
+    for name in VARIANTS[1:]:
+        ratios = [100 * (t / b - 1) for t, b in zip(counts[name], counts["baseline"],
+                                                    strict=True)]
+        extra = [(t - b) / steps for t, b in zip(counts[name], counts["baseline"], strict=True)]
+        report.figure(f"overhead, instructions ({name})", statistics.median(ratios), "%",
+                      fmt="{:,.2f}", target=("<=", TARGETS["cpu"]),
+                      note=f"+{statistics.median(extra):,.0f} instr/step; rounds "
+                           + " ".join(f"{r:+.3f}" for r in ratios))
+
+
 def main() -> None:
     parser = bench_parser(__doc__, postgres_default=False)
     parser.add_argument("--steps", type=int, default=300, help="steps a run (300)")
-    parser.add_argument("--pairs", type=int, default=4,
-                        help="rounds of baseline, synchronous, background runs (4)")
+    parser.add_argument("--pairs", type=int, default=8,
+                        help="rounds of baseline, synchronous, background runs (8)")
     parser.add_argument("--every", type=int, default=100, help="checkpoint every N steps (100)")
     parser.add_argument("--hidden", type=int, default=256, help="MLP width (256)")
     parser.add_argument("--batch", type=int, default=32, help="batch size (32)")
@@ -207,11 +279,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads on the CPU (1: the training thread has one core, "
                              "the tracker's writer may use the other; 0: torch's default)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions under valgrind's callgrind (minutes)")
+    parser.add_argument("--callgrind-steps", type=int, default=200,
+                        help="steps a run under callgrind (200)")
+    parser.add_argument("--callgrind-rounds", type=int, default=2,
+                        help="rounds under callgrind (2; the counts repeat)")
+    parser.add_argument("--nominal-step-ms", type=float, default=3.0,
+                        help="under callgrind, the sampler's clock moves this much a step (3)")
+    parser.add_argument("--in-callgrind", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     random.seed(0)
+    if args.in_callgrind:  # the child: run the rounds, marking each run; no report
+        child = Report.start("bench/training_overhead.py under callgrind")
+        with temp_store(single_store(args), args, child) as store:
+            bench(child, args, store.url)
+        return
     report = Report.start("bench/training_overhead.py: lineage's cost in a PyTorch loop")
     with temp_store(single_store(args), args, report) as store:
         bench(report, args, store.url)
+    if args.callgrind:
+        instructions(report, args)
     report.finish(args.json)
 
 

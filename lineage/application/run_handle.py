@@ -7,8 +7,10 @@ and returns a ``Pending`` (or an ``ArtifactRef``) that resolves once committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -54,6 +56,7 @@ class RunHandle(RecoveryCommands):
         self._now_ns = recorder.now_ns
         self._last_checkpoint: UUID | None = None  # the next checkpoint derives from it
         self._schedule = None if self.policy is None else CheckpointSchedule(self.policy)
+        self._before_finish: list[Callable[[], Any]] = []  # see finish_after
         heartbeats.watch(self)
         if self.policy is not None and self.policy.keep_last is not None:
             retention.repair_once()  # finish deletions a crash interrupted
@@ -238,17 +241,27 @@ class RunHandle(RecoveryCommands):
 
     def finish(self, status: str = "completed", *, reason: str | None = None,
                superseded_by: Any = None, event_id: Any = None, occurred_at: Any = None) -> Pending:
-        """End the run: completed, failed, cancelled or superseded."""
+        """End the run: completed, failed, cancelled or superseded. Blocks first until the
+        work handed to ``finish_after`` is done."""
         status = validation.choice(status, "status", validation.RUN_STATUSES_FINAL)
         reason = validation.optional_text(reason, "reason", max_length=validation.TEXT_MAX,
                                           multiline=True)
         successor = None if superseded_by is None else as_uuid(
             getattr(superseded_by, "id", superseded_by), "superseded_by")
+        while self._before_finish:
+            with contextlib.suppress(Exception):  # that work reports its failure itself
+                self._before_finish.pop(0)()
         pending = self._command("finish", event_id, occurred_at,
                                 lambda uow: uow.run(self.id).finish(
                                     status, reason, successor, uow.envelope(), uow.timestamp))
         self.finished_status = status
         return pending
+
+    def finish_after(self, wait: Callable[[], Any]) -> None:
+        """Have ``finish`` call ``wait()`` (it blocks until work that records on this run, such
+        as a checkpoint saved on another thread, is done) before the run ends; what ``wait``
+        raises is that work's own failure, reported elsewhere, and does not stop the finish."""
+        self._before_finish.append(wait)
 
     def flush(self, timeout: float | None = None) -> None:
         self.retention.flush(timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -32,6 +33,7 @@ class PendingSave:
         return ref.wait(timeout) if hasattr(ref, "wait") else ref
 
 
+
 class BackgroundSaves:
     """One thread running save jobs in order. Thread-safe; the thread starts on first use."""
 
@@ -39,14 +41,19 @@ class BackgroundSaves:
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue(depth)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending: set[Future[Any]] = set()
+        self._pending: dict[Future[Any], Any] = {}  # -> its owner
+        self._owners: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def submit(self, job: Callable[[], Any]) -> PendingSave:
+    def submit(self, job: Callable[[], Any], owner: Any = None) -> PendingSave:
         """Queue ``job`` (blocks while ``depth`` jobs wait); its value or error goes to the
-        returned PendingSave."""
+        returned PendingSave. ``owner``: a run handle whose ``finish()`` is to wait for its
+        saves (``finish_after``)."""
         future: Future[Any] = Future()
         with self._lock:
-            self._pending.add(future)
+            self._pending[future] = owner
+            if owner is not None and owner not in self._owners:
+                self._owners.add(owner)
+                owner.finish_after(lambda: self.wait(owner=owner))
             if self._thread is None or not self._thread.is_alive():
                 if self._thread is None:  # after the tracker's own exit hook: runs before it
                     atexit.register(self.wait, 300)
@@ -57,17 +64,18 @@ class BackgroundSaves:
         self._jobs.put((job, future))
         return PendingSave(future)
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until every save handed over so far has finished (each may have failed: its
-        own PendingSave says so)."""
+    def wait(self, timeout: float | None = None, owner: Any = None) -> None:
+        """Block until every save handed over so far (of ``owner`` only, when given) has
+        finished (each may have failed: its own PendingSave says so)."""
         with self._lock:
-            pending = list(self._pending)
+            pending = [future for future, of in self._pending.items()
+                       if owner is None or of is owner]
         for future in pending:
             future.exception(timeout)
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
-            self._pending.discard(future)
+            self._pending.pop(future, None)
 
     def _run(self) -> None:
         while True:

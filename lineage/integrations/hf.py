@@ -6,7 +6,7 @@ What it records (rank 0 only):
 
 - ``on_train_begin``: a run whose job spec comes from ``TrainingArguments`` and the model
   (``lineage.integrations.hf_spec``: model, PEFT adapter, learning, checkpoint policy from
-  ``save_strategy``/``save_steps``/``save_total_limit``, validation from ``eval_strategy``). A
+  ``save_strategy``/``save_steps``, validation from ``eval_strategy``). A
   trainer resumed (``train(resume_from_checkpoint=...)``: it starts past step 0) records a new
   run resumed from the registered checkpoint folder it loaded, checked against its manifest.
 - ``on_log``: a step with the logged numbers (loss, grad_norm, learning_rate, epoch) and, once
@@ -14,8 +14,12 @@ What it records (rank 0 only):
 - ``on_save``: the checkpoint folder as one artifact: a manifest written into it
   (``lineage-manifest.json``: each file's path, size and SHA-256), registered as the
   checkpoint (its SHA-256 is the folder's checksum; ``includes_optimizer`` when the folder holds
-  optimizer state). ``save_total_limit`` is the policy's ``keep_last``: the folders the Trainer
-  deletes are retired by that policy, and their deletion recorded (``already_gone``).
+  optimizer state). The Trainer alone deletes its folders (``save_total_limit``, recorded in
+  the job's metadata, not as the policy's ``keep_last``: lineage's retention would delete files
+  in folders the Trainer keeps): each folder it deleted is retired with that reason, its
+  deletion recorded ``already_gone``. The files are read once to hash them, straight after
+  the Trainer wrote them (page cache): its writers (``safetensors``, ``torch.save``) hand no
+  bytes to a caller (``bench/hf_checkpoint_hash.py`` measures the read).
 - ``on_evaluate``: an evaluation, recorded right after the checkpoint of the same step, so
   ``metric_for_best_model``/``greater_is_better`` (the policy's ``best_metric``/``best_mode``)
   move the ``best`` alias to the checkpoint the Trainer calls best.
@@ -101,6 +105,9 @@ class LineageCallback(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is not None:
             self._flush_evaluation()
+            if self._rotation is not None:  # with a limit of 1 the Trainer ends on its best
+                self._guard("on_train_end", self._rotation.retire_missing,
+                            "the Trainer deleted {path} at the end (save_total_limit=1)")
             self._end("completed", None)
 
     def record_exception(self, error: BaseException) -> None:

@@ -22,6 +22,8 @@ def job_spec(args: Any, model: Any, max_steps: int | None) -> dict[str, Any]:
                             "metadata": {"framework": "transformers",
                                          "output_dir": str(args.output_dir),
                                          "seed": args.seed}}
+    if args.save_total_limit and args.save_total_limit > 0:  # the Trainer's own rotation
+        spec["metadata"]["save_total_limit"] = int(args.save_total_limit)
     adapter = adapter_spec(model)
     if adapter is not None:
         spec["adapter"] = adapter
@@ -112,12 +114,14 @@ def best(args: Any) -> dict[str, Any]:
 
 
 def checkpoint_policy(args: Any, max_steps: int | None) -> dict[str, Any] | None:
-    """``save_strategy``/``save_steps``/``save_total_limit`` as a CheckpointPolicy dict."""
+    """``save_strategy``/``save_steps`` as a CheckpointPolicy dict. No ``keep_last``: that is
+    lineage's own retention, which deletes files; the Trainer deletes its folders itself by
+    ``save_total_limit`` (which also keeps its best and goes by folder mtime), and two deleters
+    of one folder disagree (``metadata.save_total_limit`` records it; the callback records the
+    Trainer's deletions as retirements)."""
     strategy = str(text(args.save_strategy))
     common: dict[str, Any] = {"format": "safetensors" if getattr(args, "save_safetensors", True)
                               else "pytorch", **best(args)}
-    if args.save_total_limit and args.save_total_limit > 0:
-        common["keep_last"] = int(args.save_total_limit)
     if strategy == "steps":
         every = steps_of(args.save_steps, max_steps)
         return {"strategy": "steps", "save_every": every, **common} if every else None

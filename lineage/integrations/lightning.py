@@ -16,8 +16,13 @@ What it records (global rank 0 only):
   ``save_weights_only``; its monitor, mode and score in the metadata), then the best-k mapped to
   run-scoped aliases: ``best`` and ``top-1`` ... ``top-k`` in ``best_k_models`` order;
   a file ``ModelCheckpoint`` removed (``save_top_k``) is retired, bytes ``already_gone``;
-- ``resume_from=ckpt_path`` (the path given to ``fit(ckpt_path=...)``): the run is a new run
-  resumed from that registered checkpoint (its SHA-256 must be the registered one);
+- a resume: when ``fit(ckpt_path=...)`` restored a checkpoint (any path Lightning resolves,
+  ``"last"`` included: the logger reads ``trainer.ckpt_path`` when Lightning hands it the
+  module, in ``log_graph``, after the restore), the run is a new run resumed from that
+  registered checkpoint (its SHA-256 must be the registered one; a file never registered, or
+  changed since, is logged and recorded as a new run). ``resume_from=path`` names it
+  explicitly (needed only with ``Trainer(enable_autolog_hparams=False)``, which skips
+  ``log_graph``);
 - ``finalize``: the run finished ``completed``, or ``failed`` with the exception Lightning
   was handling (its type and message recorded as the failure), or ``cancelled`` when a signal
   ended training.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +57,9 @@ class LineageLogger(Logger):
     ``tracker`` (default ``lineage.Tracker()``, closed in ``finalize``), ``name`` (the run's
     name, default ``"lightning"``), ``tags``, ``job`` (more job spec fields, e.g. a
     ``checkpoint_policy``), ``sample_every_s`` (resource sampler interval), ``resume_from``
-    (the ``ckpt_path`` given to ``fit``: the run is recorded as resumed from that registered
-    checkpoint, whose bytes are checked).
+    (the checkpoint ``fit`` resumes from; by default the one Lightning restored,
+    ``trainer.ckpt_path``: the run is recorded as resumed from that registered checkpoint,
+    whose bytes are checked).
     """
 
     def __init__(self, tracker: CheckpointRegistry | None = None, *, name: str = "lightning",
@@ -70,6 +77,7 @@ class LineageLogger(Logger):
         self.run: Any = None
         self.errors = 0
         self.rotation: Rotation | None = None
+        self._trainer: Any = None  # a weak reference, from log_graph
 
     @property
     def name(self) -> str:
@@ -84,6 +92,13 @@ class LineageLogger(Logger):
         values = dict(vars(params) if hasattr(params, "__dict__") and not isinstance(params, dict)
                       else params or {})
         self._hparams.update(json.loads(json.dumps(values, default=str)))
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Lightning hands the module over here once per ``fit``, after it restored the
+        checkpoint it resumes from: keep its trainer, to read ``trainer.ckpt_path``."""
+        trainer = getattr(model, "_trainer", None)
+        self._trainer = None if trainer is None else weakref.ref(trainer)
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -123,18 +138,26 @@ class LineageLogger(Logger):
         """The registered checkpoint at ``resume_from`` with the bytes it has now, or None
         (logged: a file never registered, or changed since, is no resume lineage can vouch
         for)."""
-        if self._resume_from is None:
+        path = self._resume_from or self._restored_path()
+        if path is None:
             return None
-        _, digest = sha256_file(self._resume_from)
-        uri = self._resume_from.as_uri()
+        _, digest = sha256_file(path)
         found = [view for view in self.tracker.artifacts(type="checkpoint",
                                                          checksum=f"sha256:{digest}")
-                 if view.uri == uri]
+                 if view.uri == path.as_uri()]
         if not found:
             log.warning("lineage: %s is not a registered checkpoint with these bytes: "
-                        "recorded as a new run", self._resume_from)
+                        "recorded as a new run", path)
             return None
         return found[-1]
+
+    def _restored_path(self) -> Path | None:
+        """The checkpoint file the trainer restored (``trainer.ckpt_path``), if any."""
+        trainer = None if self._trainer is None else self._trainer()
+        restored = getattr(trainer, "ckpt_path", None)
+        if restored is None or not Path(restored).is_file():  # a remote or hpc path: not ours
+            return None
+        return Path(restored).resolve()
 
     def _job_spec(self) -> dict[str, Any]:
         learning = {key: self._hparams[name] for key, names in (

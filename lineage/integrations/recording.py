@@ -73,6 +73,13 @@ class Rotation:
         self.paths: dict[str, Any] = {}  # path -> artifact id
 
     def add(self, path: Any, artifact_id: Any) -> None:
+        """Track ``artifact_id`` at ``path``. A checkpoint tracked there before (an earlier run's,
+        when training resumed from an older checkpoint and saves the same step again) had its
+        bytes replaced: it is retired, its deletion recorded ``already_gone``."""
+        previous = self.paths.get(str(path))
+        if previous is not None and previous != artifact_id:
+            self.registry.retire_artifact(previous, f"{path} was written again by checkpoint "
+                                                    f"{artifact_id}", bytes_gone=True)
         self.paths[str(path)] = artifact_id
 
     def retire_missing(self, reason: str) -> list[Any]:

@@ -33,7 +33,7 @@ from safetensors.torch import load as load_tensors
 
 from lineage.application.handles import ArtifactRef
 from lineage.application.views import ArtifactView
-from lineage.errors import ChecksumMismatchError, NotFoundError, ValidationError
+from lineage.errors import ChecksumMismatchError, NotFoundError, RunFinishedError, ValidationError
 from lineage.integrations import torch_file
 from lineage.integrations.background_saves import SAVES, PendingSave
 from lineage.integrations.recording import CheckpointRegistry, record_resume
@@ -46,6 +46,9 @@ class CheckpointRecorder(Protocol):
     """What ``save_checkpoint`` records through: a run handle."""
 
     id: UUID
+    finished_status: str | None
+
+    def finish_after(self, wait: Any) -> None: ...
 
     def save_checkpoint(self, path: str | os.PathLike[str], *, step: int, format: str | None = ...,
                         includes_optimizer: bool = ..., metadata: dict[str, Any] | None = ...,
@@ -102,9 +105,10 @@ def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
 
     ``background=True``: the state is copied to the CPU now (a memory copy) and the file is
     written, fsynced, renamed and registered on a background thread, in order; returns a
-    ``PendingSave`` at once (``.wait()`` gives the committed ArtifactRef). Call
-    ``wait_for_saves()`` before finishing the run: a save registered after the run finished
-    is refused (RunFinishedError from its ``wait()``).
+    ``PendingSave`` at once (``.wait()`` gives the committed ArtifactRef). ``run.finish()``
+    waits for the run's pending saves first, so none is lost to the finish. A save whose run
+    was finished anyway (through another handle) is refused with RunFinishedError from its
+    ``wait()`` and leaves no file behind: none is written, or the one written is removed.
     """
     target = _target(path)
     tensors, meta = _capture(model, optimizer, scheduler, step, epoch, extra, rng, run.id)
@@ -120,7 +124,23 @@ def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
     if not background:
         return finish(tensors)
     snapshot = {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}
-    return SAVES.submit(lambda: finish(snapshot))
+    return SAVES.submit(lambda: _unless_finished(run, target, lambda: finish(snapshot)),
+                        owner=run)
+
+
+def _unless_finished(run: CheckpointRecorder, target: Path, save: Any) -> ArtifactRef:
+    """Run ``save`` (write, then register) on the saves' thread unless ``run`` finished
+    meanwhile, and wait for the commit there; a file written but refused by a finished run is
+    removed (no unregistered bytes are left behind)."""
+    if run.finished_status is not None:
+        raise RunFinishedError(run.id, run.finished_status, "checkpoints")
+    try:
+        ref = save()
+        ref.wait()  # committed, or refused by the run's own record
+        return ref
+    except RunFinishedError:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def wait_for_saves(timeout: float | None = None) -> None:

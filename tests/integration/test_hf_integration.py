@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from lineage.application.monitor import LocalRunStatusSource  # noqa: E402
 from lineage.integrations.files import MANIFEST_NAME  # noqa: E402
 from lineage.integrations.hf import LineageCallback  # noqa: E402
 from lineage.integrations.hf_spec import job_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Tokens(torch.utils.data.Dataset):  # type: ignore[misc]
@@ -94,7 +100,8 @@ def test_trainer_run_is_recorded(tmp_path: Path, make_tracker: Any) -> None:
     run = tracker.runs()[0]
     assert (run.status, run.steps, run.evaluations) == ("completed", 6, 3)
     policy = run.job["checkpoint_policy"]
-    assert (policy["strategy"], policy["save_every"], policy["keep_last"]) == ("steps", 2, 2)
+    assert (policy["strategy"], policy["save_every"], policy.get("keep_last")) == ("steps", 2, None)
+    assert run.job["metadata"]["save_total_limit"] == 2  # the Trainer rotates, not lineage
     assert (policy["best_metric"], policy["best_mode"]) == ("eval_loss", "min")
     assert run.job["model"] == "gpt2" and run.job["learning"]["learning_rate"] == 1e-3
     steps = tracker.steps(run.id)
@@ -145,3 +152,91 @@ def test_job_spec_names_the_peft_adapter(tmp_path: Path) -> None:
     assert spec["checkpoint_policy"]["save_every"] == 10  # a quarter of 40 steps
     assert spec["learning"]["warmup_steps"] == 20 and spec["learning"]["max_steps"] == 40
     assert spec["validation"] == {"strategy": "steps", "every": 2, "metric": "eval_loss"}
+
+
+def test_the_trainer_alone_deletes_its_folders(tmp_path: Path, make_tracker: Any) -> None:
+    """save_total_limit=1 with the best kept: an evaluation between saves (step 9) makes the
+    Trainer keep checkpoint-6 as its best while lineage's own rule would pick checkpoint-8;
+    lineage must not delete files of a folder the Trainer keeps (the Trainer rotates them)."""
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    scores = iter([1.0, 2.0, 3.0, 0.0])  # evaluations at steps 3, 6, 9 (new bests) and 10
+    hf = transformers.Trainer(
+        model=tiny_model(), train_dataset=Tokens(40, 1), eval_dataset=Tokens(8, 2),
+        args=arguments(tmp_path / "out", max_steps=10, save_steps=2, eval_steps=3,
+                       save_total_limit=1, metric_for_best_model="score",
+                       greater_is_better=True),
+        compute_metrics=lambda prediction: {"score": next(scores)},
+        callbacks=[LineageCallback(tracker, strict=True)])
+    hf.train()
+    assert hf.state.best_model_checkpoint == str(tmp_path / "out" / "checkpoint-6")
+    kept = [p.name for p in (tmp_path / "out").glob("checkpoint-*")]
+    assert kept == ["checkpoint-6"]  # with a limit of 1 the Trainer ends with its best alone
+    assert (tmp_path / "out" / "checkpoint-6" / MANIFEST_NAME).is_file()
+    saved = check_folders(tracker, tracker.runs()[0].id)
+    assert [step for step, view in saved.items() if view.status == "live"] == [6]
+    assert all(view.deletion == "already_gone" for step, view in saved.items() if step != 6)
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+import lineage, transformers
+from lineage.integrations.hf import LineageCallback
+from tests.integration.test_hf_integration import trainer
+
+tracker = lineage.Tracker({db!r})
+
+class Pause(transformers.TrainerCallback):  # after LineageCallback has logged step 7
+    def on_log(self, args, state, control, **kwargs):
+        if state.global_step == 7:
+            tracker.flush()
+            print("run", callback.run.id, flush=True)
+            time.sleep(600)
+
+callback = LineageCallback(tracker, strict=True)
+trainer({out!r}, [callback, Pause()], max_steps=10).train()
+"""
+
+
+def test_killed_trainer_keeps_its_records_and_resumes(tmp_path: Path, make_tracker: Any) -> None:
+    """A Trainer killed (SIGKILL) at step 7: its steps and checkpoints up to the kill stay as
+    recorded, the monitor's rules see a lost process; resuming from the older checkpoint-4
+    records the resume and retires the killed run's checkpoint-6, whose folder is written
+    again."""
+    out, db = tmp_path / "out", tmp_path / "lineage.db"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT), db=str(db), out=str(out)))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             cwd=tmp_path)
+    try:  # the Trainer prints its logs too: read up to our line
+        lines = iter(child.stdout.readline, "")  # type: ignore[union-attr]
+        run_id = next((line.split()[1] for line in lines if line.startswith("run ")), None)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    assert run_id, "the child died before step 7"
+
+    tracker = make_tracker(str(db))
+    killed = tracker.run(run_id)
+    assert [s.step for s in tracker.steps(killed.id)] == list(range(1, 8))
+    saved = check_folders(tracker, killed.id)  # live folders equal their manifests
+    assert {step: view.status for step, view in saved.items()} == {
+        2: "retired", 4: "live", 6: "live"}  # save_total_limit=2 removed checkpoint-2
+    source = LocalRunStatusSource(tracker, stale_after_s=30)
+    later = source.last_activity(killed.id) + timedelta(seconds=31)
+    lost = source.signal_for(tracker.run(killed.id), later)
+    assert lost is not None and lost.signal == "heartbeat.lost"  # a crash, by the rules
+
+    callback = LineageCallback(tracker, strict=True)
+    trainer(out, [callback], max_steps=8).train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    resumed = tracker.run(callback_run_id(tracker, killed.id))
+    assert (resumed.resumed_from, resumed.resumed_checkpoint, resumed.status) == (
+        killed.id, saved[4].id, "completed")
+    assert tracker.run(killed.id).status == "superseded"
+    again = tracker.artifact(saved[6].id)  # checkpoint-6 was written again: other bytes
+    assert (again.status, again.deletion) == ("retired", "already_gone")
+    assert sorted(check_folders(tracker, resumed.id)) == [6, 8]
+
+
+def callback_run_id(tracker: Any, other: Any) -> Any:
+    return next(run.id for run in tracker.runs() if run.id != other)

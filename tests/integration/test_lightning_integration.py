@@ -104,11 +104,32 @@ def test_fit_resumed_from_a_checkpoint_is_a_resume(tmp_path: Path, make_tracker:
     first = fit(tmp_path, LineageLogger(tracker, strict=True), Tiny(), max_steps=4)
     old = tracker.runs()[0]
     path = first.last_model_path or first.best_model_path
-    fit(tmp_path, LineageLogger(tracker, strict=True, resume_from=path), Tiny(),
-        ckpt_path=path)
+    fit(tmp_path, LineageLogger(tracker, strict=True), Tiny(), ckpt_path=path)  # found itself
     new = next(run for run in tracker.runs() if run.id != old.id)
     ckpt = next(v for v in tracker.artifacts(type="checkpoint", run=old.id)
                 if Path(unquote(urlparse(v.uri).path)) == Path(path).resolve())
     assert (new.resumed_from, new.resumed_checkpoint, new.status) == (old.id, ckpt.id,
                                                                       "completed")
     assert tracker.artifacts(type="checkpoint", run=new.id)[0].parents == [ckpt.id]
+
+
+def test_fit_resumed_from_last_names_the_file_lightning_restored(tmp_path: Path,
+                                                                 make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+
+    def trainer(max_steps: int) -> Any:
+        return pl.Trainer(max_steps=max_steps, val_check_interval=2, limit_val_batches=1,
+                          callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt",
+                                                                  save_last=True)],
+                          logger=LineageLogger(tracker, strict=True), accelerator="cpu",
+                          enable_progress_bar=False, enable_model_summary=False,
+                          num_sanity_val_steps=0, log_every_n_steps=1)
+
+    trainer(2).fit(Tiny(), loader(1), loader(2))
+    old = tracker.runs()[0]
+    last = tracker.artifacts(type="checkpoint", run=old.id)[-1]
+    assert Path(unquote(urlparse(last.uri).path)).name == "last.ckpt"
+    trainer(4).fit(Tiny(), loader(1), loader(2), ckpt_path="last")  # Lightning finds the file
+    new = next(run for run in tracker.runs() if run.id != old.id)
+    assert (new.resumed_from, new.resumed_checkpoint, new.status) == (old.id, last.id,
+                                                                      "completed")

@@ -231,6 +231,31 @@ def test_background_saves_land_in_order_and_report_refusals(tmp_path: Path,
                            background=True)
     with pytest.raises(lineage.RunFinishedError):
         late.wait()
+    assert not (tmp_path / "late.safetensors").exists()  # refused before it was written
+
+
+def test_finish_waits_for_the_runs_background_saves(tmp_path: Path, make_tracker: Any) -> None:
+    tracker = make_tracker("memory://")
+    model, optimizer, scheduler = build()
+    with tracker.start_run("forgot to wait") as run:  # no wait_for_saves before the finish
+        for step in (1, 2, 3):
+            run.log_step(step, {"loss": train_step(model, optimizer, scheduler)})
+            save_checkpoint(run, tmp_path / f"{step}.safetensors", model=model,
+                            optimizer=optimizer, step=step, background=True)
+    saved = tracker.artifacts(type="checkpoint", run=run.id)
+    assert [(v.step, v.checksum) for v in saved] == [
+        (step, sha256(tmp_path / f"{step}.safetensors")) for step in (1, 2, 3)]
+    assert tracker.run(run.id).status == "completed"
+
+    other = tracker.start_run("finished elsewhere")  # ended through a second handle
+    other.log_step(1, {"loss": 1.0})
+    tracker.run_handle(other.id).finish("cancelled").wait()  # `other` has not seen it
+    pending = save_checkpoint(other, tmp_path / "orphan.safetensors", model=model, step=1,
+                              background=True)
+    with pytest.raises(lineage.RunFinishedError):
+        pending.wait()
+    assert not (tmp_path / "orphan.safetensors").exists()  # written, refused, removed
+    assert tracker.artifacts(type="checkpoint", run=other.id) == []
 
 
 def test_resource_sampler_hands_out_one_sample_per_interval() -> None:
