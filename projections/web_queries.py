@@ -17,6 +17,7 @@ from lineage.errors import RunNotFoundError, ValidationError
 from lineage.projections.decoding import loads, numbers
 from lineage.projections.run_queries import run_rows, runs_query, trace_row
 from lineage.projections.tables import artifacts, spans, step_metrics, traces
+from lineage.projections.web_curves import curves
 from lineage.timestamps import iso, normalise
 
 RESOURCE_BLOCKS = 8  # the newest blocks searched for a resource sample (samples are sparse)
@@ -64,7 +65,7 @@ class WebQueries:
     def run_overview(self, run_id: str) -> dict[str, Any]:
         """A run's row, its marks (evaluations, checkpoints, failures, recoveries, in log
         order: ``kind``, ``name``, ``step``, ``metrics``, ``status``; a checkpoint's ``artifact``
-        with its status now), its metric names, its recovery chain (every run sharing its
+        with its status now), its recovery chain (every run sharing its
         root, oldest first) and its latest resource sample (``{"step", "at", "values"}`` or
         None). RunNotFoundError when there is no such run."""
         with self._conn() as conn:
@@ -79,8 +80,15 @@ class WebQueries:
                                                .where(traces.c.root_trace_id == row.root_trace_id)
                                                .order_by(traces.c.started_at, traces.c.id))]
             resources = _latest_resources(conn, run_id)
-        return {"run": run, "marks": marks, "metrics": sorted(run["last_metrics"]),
-                "chain": chain, "resources": resources}
+        return {"run": run, "marks": marks, "chain": chain, "resources": resources}
+
+    def curves(self, run_id: str, buckets: int) -> dict[str, Any]:
+        """Every metric of the run's steps downsampled to at most ``buckets`` buckets
+        (``web_curves``); ValidationError for a ``buckets`` outside 1-10,000."""
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or not 0 < buckets <= 10_000:
+            raise ValidationError("buckets", "must be an integer from 1 to 10000", buckets)
+        with self._conn() as conn:
+            return curves(conn, run_id, buckets)
 
 
 def _tag_condition(tag: str) -> Any:
@@ -120,8 +128,9 @@ def _marks(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     ids = [mark["artifact"] for mark in found if mark["artifact"]]
     states: dict[str, str] = {}
     if ids:
-        states.update(conn.execute(select(artifacts.c.id, artifacts.c.status)
-                                   .where(artifacts.c.id.in_(ids))).tuples().all())
+        for found_id, found_status in conn.execute(select(artifacts.c.id, artifacts.c.status)
+                                                   .where(artifacts.c.id.in_(ids))):
+            states[found_id] = found_status
     for mark in found:
         mark["artifact_status"] = states.get(mark["artifact"])
     return found

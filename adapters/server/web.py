@@ -9,7 +9,8 @@ so a page shows exactly what the token may read, and nothing without one (401).
     GET /                                   redirect to /ui/
     GET /ui/...                             the pages (hash routes: #/runs, #/runs/ID, ...)
     GET /v1/run-table               read    runs newest first, filtered, with the total
-    GET /v1/runs/{id}/overview      read    a run with its marks, metric names, recovery chain
+    GET /v1/runs/{id}/overview      read    a run with its marks, recovery chain, resources
+    GET /v1/runs/{id}/curves        read    every metric of the run, downsampled (buckets)
     GET /v1/ui-settings             read    what the pages are configured with (Jaeger's URL)
 """
 
@@ -27,7 +28,7 @@ from lineage.application.job_status import JOB_STATUSES
 from lineage.errors import ValidationError
 from lineage.projections.web_queries import WebQueries
 
-from .app import require
+from .app import LineageJSON, require
 from .reads import own_run
 from .tokens import Principal
 
@@ -95,6 +96,16 @@ def run_overview(request: Request, run_id: str, who: Principal = READ) -> dict[s
     row = own_run(request.app.state.core, who, run_id)
     found: dict[str, Any] = request.app.state.web.run_overview(row["id"])
     return found
+
+
+@router.get("/runs/{run_id}/curves")
+def run_curves(request: Request, run_id: str, buckets: int = Query(1000, ge=1, le=10_000),
+               who: Principal = READ) -> Any:
+    """Every metric of the run, downsampled on the server: ``{name: [{step_from, step_to,
+    count, min, max, last}...]}``, at most ``buckets`` each (from the step blocks' summaries
+    when the run has many blocks: a 1,000,000-step run costs about what a short one does)."""
+    row = own_run(request.app.state.core, who, run_id)
+    return LineageJSON(request.app.state.web.curves(row["id"], buckets))  # as it is: large
 
 
 @router.get("/ui-settings")

@@ -65,6 +65,7 @@ ROUTES = [
     ("GET", "/v1/aliases/latest", "read", "list"),
     ("GET", "/v1/run-table", "read", "list"),
     ("GET", "/v1/runs/{run}/overview", "read", "object"),
+    ("GET", "/v1/runs/{run}/curves", "read", "object"),
     ("GET", "/v1/ui-settings", "read", "self"),
     ("GET", "/v1/tokens", "admin", "list"),
     ("GET", "/v1/export/status", "admin", "self"),

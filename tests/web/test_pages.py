@@ -148,3 +148,24 @@ def test_audit_page_searches_and_pages(page: Any, site: Site) -> None:
     assert kinds and all("checkpoint" in kind for kind in kinds)
     visit(page, site, "/audit?actor=nobody-at-all", "audit")
     assert "nothing matches" in page.inner_text("#audit")
+
+
+def test_a_large_fan_of_alike_nodes_is_drawn_as_one_group(page: Any, site: Site) -> None:
+    """The graph page's grouping (graph.js ``collapsed``) on a run with 30 checkpoints: one
+    group node with the run's edge; every node again with ``expand=1``."""
+    log_in(page, site, "/audit?kind=nothing-at-all", "audit")
+    ids = [f"00000000-0000-4000-8000-{k:012d}" for k in range(32)]
+    graph = {"root": {"id": ids[0]}, "nodes": [
+        {"id": ids[0], "type": "artifact", "depth": 0, "found": True, "artifact_type": "dataset"},
+        {"id": ids[1], "type": "trace", "depth": 1, "found": True, "label": "run r"},
+        *({"id": i, "type": "artifact", "depth": 2, "found": True, "artifact_type": "checkpoint",
+           "step": k} for k, i in enumerate(ids[2:]))],
+        "edges": [{"id": f"e{k}", "upstream_id": ids[1] if k else ids[0],
+                   "downstream_id": ids[k + 1], "relationship": "produces"} for k in range(31)]}
+    drawn = page.evaluate("graph => import('/ui/js/graph.js').then(g => g.collapsed(graph))", graph)
+    assert drawn["hidden"] == 30 and len(drawn["nodes"]) == 3 and len(drawn["edges"]) == 2
+    group = next(node for node in drawn["nodes"] if node["type"] == "group")
+    assert group["count"] == 30 and group["depth"] == 2 and "30 checkpoints" in group["label"]
+    route = f"/artifacts/{site.demo.dataset.id}?direction=down&depth=1"
+    visit(page, site, route, "artifact")
+    assert page.query_selector("#graph-groups") is None  # a small graph: every node drawn

@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { artifactLink, facts, h, json, number, runLink, status, table, time } from "./dom.js";
 import { checksum } from "./artifacts.js";
-import { drawGraph, nodeHash, nodeLabel } from "./graph.js";
+import { collapsed, drawGraph, loadCytoscape, nodeHash, nodeLabel } from "./graph.js";
 import { hashFor, submitTo } from "./route.js";
 
 const HISTORY = [
@@ -52,17 +52,21 @@ function graphControls(id, params) {
 
 export async function lineageSection(id, params) {
   const { form, direction, depth } = graphControls(id, params);
-  const graph = await api(`/v1/lineage/${id}`, { direction, depth });
+  const [graph] = await Promise.all([api(`/v1/lineage/${id}`, { direction, depth }), loadCytoscape()]);
   const box = h("div", { id: "graph" });
+  const drawn = params.expand ? { ...graph, hidden: 0 } : collapsed(graph);
+  const expand = () => { location.hash = hashFor(`/artifacts/${id}`, { ...params, expand: 1 }); };
+  const note = drawn.hidden ? h("p", { class: "muted", id: "graph-groups" }, `${drawn.hidden} alike nodes drawn as groups; `,
+    h("a", { href: hashFor(`/artifacts/${id}`, { ...params, expand: 1 }) }, "draw every node")) : null;
   const list = h("details", { id: "graph-nodes" }, h("summary", {}, `${graph.nodes.length} node(s), ${graph.edges.length} edge(s)`),
     h("ul", {}, graph.nodes.map((n) => h("li", {}, `${n.depth}: `,
       nodeHash(n) ? h("a", { href: nodeHash(n) }, nodeLabel(n).replace("\n", " ")) : nodeLabel(n)))));
-  return { nodes: [h("h2", {}, "Lineage"), form, box, list], draw: () => drawGraph(box, graph) };
+  return { nodes: [h("h2", {}, "Lineage"), form, note, box, list], draw: () => drawGraph(box, drawn, expand) };
 }
 
 export async function artifactPage(main, [id], params) {
-  const a = await api(`/v1/artifacts/${id}`);
-  const [moves, lineage] = await Promise.all([aliasMoves(a), lineageSection(id, params)]);
+  const found = api(`/v1/artifacts/${id}`);
+  const [a, moves, lineage] = await Promise.all([found, found.then(aliasMoves), lineageSection(id, params)]);
   const pins = Object.entries(a.pins || {}).map(([key, why]) => `${key}: ${why}`).join("; ");
   main.append(
     h("h1", {}, `${a.type} ${a.name || ""} `, status(a.status, a.status_reason)),
@@ -85,7 +89,7 @@ export async function artifactPage(main, [id], params) {
     ]),
     h("h2", {}, "Aliases and their history"), table(ALIAS_MOVES, moves, "no alias points here"),
     h("h2", {}, "History"), table(HISTORY, a.history || [], "no change since registered"),
-    ...lineage.nodes,
+    ...lineage.nodes.filter(Boolean),
     h("h2", {}, "Metadata"), json(a.metadata));
   await lineage.draw();
   return () => { if (window.lineageGraph) { window.lineageGraph.destroy(); window.lineageGraph = null; } };

@@ -83,12 +83,10 @@ function resources(job, sample) {
   ]));
 }
 
-async function charts(run, overview) {
+function charts(run, overview, series) {
   const lost = lostRanges(run);
-  const names = overview.metrics;
-  const series = await Promise.all(names.map((name) =>
-    api(`/v1/runs/${run.id}/metrics/${encodeURIComponent(name)}`, { buckets: BUCKETS })));
-  const boxes = names.map((name, k) => metricChart(name, series[k], overview.marks, lost));
+  const names = Object.keys(series).sort();
+  const boxes = names.map((name) => metricChart(name, series[name], overview.marks, lost));
   const evaluated = new Set(overview.marks.filter((m) => m.kind === "evaluation")
     .flatMap((m) => Object.keys(m.metrics || {})));
   for (const name of [...evaluated].filter((n) => !names.includes(n)).sort()) {
@@ -98,12 +96,13 @@ async function charts(run, overview) {
 }
 
 export async function runPage(main, [runId]) {
-  const [overview, settings] = await Promise.all([
-    api(`/v1/runs/${runId}/overview`), api("/v1/ui-settings")]);
+  const [overview, settings, series] = await Promise.all([
+    api(`/v1/runs/${runId}/overview`), api("/v1/ui-settings"),
+    api(`/v1/runs/${runId}/curves`, { buckets: BUCKETS })]);
   const run = overview.run;
   const job = run.job || {};
   main.append(...[header(run, settings),
-    h("h2", {}, "Metrics"), legend(), await charts(run, overview),
+    h("h2", {}, "Metrics"), legend(), charts(run, overview, series),
     overview.chain.length > 1 || run.lost_steps ? [h("h2", {}, "Recovery chain"), chainView(overview.chain)] : null,
     h("h2", {}, "Evaluations, checkpoints, failures"), table(MARK_COLUMNS, overview.marks, "none"),
     h("h2", {}, "Resources"), resources(job, overview.resources),
