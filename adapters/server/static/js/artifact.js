@@ -55,12 +55,18 @@ export async function lineageSection(id, params) {
   const [graph] = await Promise.all([api(`/v1/lineage/${id}`, { direction, depth }), loadCytoscape()]);
   const box = h("div", { id: "graph" });
   const drawn = params.expand ? { ...graph, hidden: 0 } : collapsed(graph);
-  const expand = () => { location.hash = hashFor(`/artifacts/${id}`, { ...params, expand: 1 }); };
-  const note = drawn.hidden ? h("p", { class: "muted", id: "graph-groups" }, `${drawn.hidden} alike nodes drawn as groups; `,
-    h("a", { href: hashFor(`/artifacts/${id}`, { ...params, expand: 1 }) }, "draw every node")) : null;
-  const list = h("details", { id: "graph-nodes" }, h("summary", {}, `${graph.nodes.length} node(s), ${graph.edges.length} edge(s)`),
-    h("ul", {}, graph.nodes.map((n) => h("li", {}, `${n.depth}: `,
-      nodeHash(n) ? h("a", { href: nodeHash(n) }, nodeLabel(n).replace("\n", " ")) : nodeLabel(n)))));
+  const expanded = hashFor(`/artifacts/${id}`, { ...params, expand: 1 });
+  const expand = () => { location.hash = expanded; };
+  const note = drawn.hidden ? h("p", { class: "muted", id: "graph-groups" },
+    `${drawn.hidden} alike nodes drawn as groups; `, h("a", { href: expanded }, "draw every node")) : null;
+  // the nodes as links too (built when opened: a thousand rows cost more than the graph's data)
+  const items = h("ul");
+  const list = h("details", { id: "graph-nodes" }, h("summary", {}, `${graph.nodes.length} node(s), ${graph.edges.length} edge(s)`), items);
+  list.addEventListener("toggle", () => {
+    if (items.childElementCount) return;
+    items.append(...graph.nodes.map((n) => h("li", {}, `${n.depth}: `,
+      nodeHash(n) ? h("a", { href: nodeHash(n) }, nodeLabel(n).replace("\n", " ")) : nodeLabel(n))));
+  });
   return { nodes: [h("h2", {}, "Lineage"), form, note, box, list], draw: () => drawGraph(box, drawn, expand) };
 }
 

@@ -5,7 +5,7 @@
 import { h } from "./dom.js";
 
 export const BUCKETS = 1000;
-const SIZE = { width: 620, height: 260 };
+const SIZE = { width: 580, height: 240 };
 const COLOURS = { checkpoint: "#2f855a", retired: "#a0aec0", evaluation: "#6b46c1", failure: "#c53030" };
 
 function marksPlugin(marks, name, lost) {

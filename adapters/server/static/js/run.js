@@ -102,8 +102,8 @@ export async function runPage(main, [runId]) {
   const run = overview.run;
   const job = run.job || {};
   main.append(...[header(run, settings),
-    h("h2", {}, "Metrics"), legend(), charts(run, overview, series),
     overview.chain.length > 1 || run.lost_steps ? [h("h2", {}, "Recovery chain"), chainView(overview.chain)] : null,
+    h("h2", {}, "Metrics"), legend(), charts(run, overview, series),
     h("h2", {}, "Evaluations, checkpoints, failures"), table(MARK_COLUMNS, overview.marks, "none"),
     h("h2", {}, "Resources"), resources(job, overview.resources),
     h("h2", {}, "Job spec"), json(job)].flat().filter(Boolean));
