@@ -76,3 +76,19 @@ def test_the_pages_are_served_without_a_token_and_hold_no_data(site: Site) -> No
     assert http.get("/v1/run-table").status_code == 401
     assert http.get(f"/v1/runs/{site.demo.failed_run.id}/overview").status_code == 401
     assert http.get("/ui/../core.py").status_code == 404
+
+
+def test_lineage_serve_takes_the_jaeger_url(tmp_path: Path) -> None:
+    """The real command line: ``lineage serve --jaeger-url`` reaches the pages' settings."""
+    from tests.server.harness import Server
+
+    server = Server(str(tmp_path / "serve.db"), tmp_path / "serve.log",
+                    extra=("--jaeger-url", "https://jaeger.example/ui")).start()
+    try:
+        token = server.token("t", "reader", ("read",))
+        assert server.get("/v1/ui-settings", token).json() == {
+            "jaeger_url": "https://jaeger.example/ui"}
+        assert server.get("/v1/ui-settings", None).status_code == 401
+        assert "js/app.js" in server.get("/ui/", None).text
+    finally:
+        server.stop()
