@@ -46,6 +46,13 @@ class WebSettings:
 
     jaeger_url: str | None = None
 
+    def __post_init__(self) -> None:
+        url = self.jaeger_url
+        if url is not None and (not url.startswith(("http://", "https://")) or any(
+                c.isspace() or c in "\"'<>" for c in url)):
+            raise ValidationError("jaeger_url", "must be an http:// or https:// URL (the base of "
+                                  "a Jaeger UI)", url)
+
 
 class Pages(StaticFiles):
     """The static pages, with a content security policy and no caching of stale code."""
@@ -91,8 +98,8 @@ def run_table(request: Request, status: str | None = Query(None),
 
 @router.get("/runs/{run_id}/overview")
 def run_overview(request: Request, run_id: str, who: Principal = READ) -> dict[str, Any]:
-    """The run, its evaluations, checkpoints, failures and recoveries (``marks``), its metric
-    names and its recovery chain (runs of the same root, oldest first)."""
+    """The run, its evaluations, checkpoints, failures and recoveries (``marks``), its recovery
+    chain (runs of the same root, oldest first) and its latest resource sample."""
     row = own_run(request.app.state.core, who, run_id)
     found: dict[str, Any] = request.app.state.web.run_overview(row["id"])
     return found

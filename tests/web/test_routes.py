@@ -92,3 +92,13 @@ def test_lineage_serve_takes_the_jaeger_url(tmp_path: Path) -> None:
         assert "js/app.js" in server.get("/ui/", None).text
     finally:
         server.stop()
+
+
+def test_a_jaeger_url_that_is_not_http_is_refused() -> None:
+    from lineage.adapters.server.web import WebSettings
+    from lineage.errors import ValidationError
+
+    for bad in ("javascript:alert(1)", "jaeger:16686", "http://x/\"><script>"):
+        with pytest.raises(ValidationError, match="jaeger_url"):
+            WebSettings(jaeger_url=bad)
+    assert WebSettings(jaeger_url="https://j.example/").jaeger_url == "https://j.example/"
