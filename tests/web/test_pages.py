@@ -169,3 +169,28 @@ def test_a_large_fan_of_alike_nodes_is_drawn_as_one_group(page: Any, site: Site)
     route = f"/artifacts/{site.demo.dataset.id}?direction=down&depth=1"
     visit(page, site, route, "artifact")
     assert page.query_selector("#graph-groups") is None  # a small graph: every node drawn
+
+
+def test_the_runs_table_follows_a_running_run(page: Any, site: Site) -> None:
+    """A run still running (another tenant's, on the same store): the table refreshes itself
+    and shows the steps logged after it was opened."""
+    import lineage
+
+    token = site.server.token("live-tenant", "watcher", ("read",))
+    with lineage.Tracker(site.server.database, tenant_id="live-tenant") as tracker:
+        run = tracker.start_run("live-run")
+        run.log_step(1, {"loss": 1.0})
+        tracker.flush()
+        page.goto(site.page_url("/runs?status=running"))
+        ready(page, "login")
+        page.fill("#token", token)
+        page.click("#login-form button[type=submit]")
+        ready(page, "runs")
+        page.wait_for_selector("#live")
+        assert "live-run" in page.inner_text("#runs") and "running" in page.inner_text("#runs")
+        for step in range(2, 43):
+            run.log_step(step, {"loss": 1 / step})
+        tracker.flush()
+        page.wait_for_selector("#runs td.num:has-text('42')")  # refreshed, not reloaded
+        assert page.url.endswith("#/runs?status=running")
+        run.finish()
