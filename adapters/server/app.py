@@ -56,9 +56,9 @@ class NewToken(BaseModel):
     scopes: list[str]
 
 
-def create_app(core: ServerCore, limits: Limits | None = None) -> FastAPI:
+def create_app(core: ServerCore, limits: Limits | None = None, web: Any = None) -> FastAPI:
     """The application over ``core``; closing it (lifespan end: SIGTERM, Ctrl-C) drains the
-    writers and closes the store."""
+    writers and closes the store. ``web``: the pages' ``web.WebSettings`` (default: none set)."""
     limits = limits or Limits()
 
     @asynccontextmanager
@@ -78,6 +78,9 @@ def create_app(core: ServerCore, limits: Limits | None = None) -> FastAPI:
     from .reads import router
 
     app.include_router(router)
+    from .web import WebSettings, add_pages
+
+    add_pages(app, web or WebSettings())
     return app
 
 

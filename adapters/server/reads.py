@@ -16,7 +16,7 @@ from lineage.application.job_status import JOB_STATUSES
 from lineage.application.validation import ARTIFACT_TYPES
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 
-from .app import require
+from .app import LineageJSON, require
 from .tokens import Principal
 
 router = APIRouter(prefix="/v1", tags=["read"])
@@ -136,10 +136,11 @@ def artifact(request: Request, artifact_id: str, who: Principal = READ) -> dict[
 @router.get("/lineage/{node_id}")
 def lineage(request: Request, node_id: str,
             direction: Literal["up", "down", "both"] = "up", depth: int = Query(20, ge=0, le=100),
-            who: Principal = READ) -> dict[str, Any]:
+            who: Principal = READ) -> Any:
     core = _core(request)
-    return dict(core.views.lineage(_own_node(core, who, node_id), direction=direction,
-                                   depth=depth))
+    # encoded as it is: FastAPI's validation of a large graph would cost more than the walk
+    return LineageJSON(dict(core.views.lineage(_own_node(core, who, node_id),
+                                               direction=direction, depth=depth)))
 
 
 @router.get("/audit")

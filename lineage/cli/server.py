@@ -30,23 +30,29 @@ def register(root: click.Group) -> None:
 
 @command("serve", "serve the store over HTTP to remote trackers (needs the server extra)",
          "Health: GET /healthz, readiness: GET /readyz, the API under /v1 (OpenAPI at "
-         "/openapi.json). Ctrl-C or SIGTERM drains every writer before it exits.")
+         "/openapi.json), the web pages at /ui/ (log in with a read token). Ctrl-C or "
+         "SIGTERM drains every writer before it exits.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True)
 @click.option("--max-body-mb", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="largest request body as sent (decompressed: 8 times that)")
 @click.option("--rate", type=click.FloatRange(0.1, 1e6), default=200.0, show_default=True,
               help="requests a second per token (429 with Retry-After past it)")
-def _serve(cli: Invocation, host: str, port: int, max_body_mb: int, rate: float) -> int:
+@click.option("--jaeger-url", envvar="LINEAGE_JAEGER_URL", default=None,
+              help="base URL of a Jaeger UI holding the runs' traces: the run pages link to "
+              "<URL>/trace/<run id> (LINEAGE_JAEGER_URL)")
+def _serve(cli: Invocation, host: str, port: int, max_body_mb: int, rate: float,
+           jaeger_url: str | None) -> int:
     import uvicorn
 
     from lineage.adapters.server.app import create_app
     from lineage.adapters.server.core import ServerCore
     from lineage.adapters.server.limits import Limits, MiB
+    from lineage.adapters.server.web import WebSettings
 
     limits = Limits(body_bytes=max_body_mb * MiB, decoded_bytes=8 * max_body_mb * MiB,
                     rate_per_s=rate, burst=max(1, int(2 * rate)))
-    app = create_app(ServerCore(cli.db), limits)
+    app = create_app(ServerCore(cli.db), limits, WebSettings(jaeger_url))
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
     return 0
 

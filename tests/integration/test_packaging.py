@@ -63,3 +63,13 @@ def test_pip_installed_lineage_imports_in_the_checkout_and_elsewhere(wheel: Path
     in_checkout = subprocess.run([str(python), "-c", IMPORTS], cwd=ROOT, capture_output=True, text=True)
     assert in_checkout.returncode == 0, in_checkout.stderr  # it used to fail on lineage.adapters
     assert in_checkout.stdout.splitlines() == [f"{ROOT}/lineage/__init__.py", f"{ROOT}/adapters/__init__.py"]
+
+
+@pytest.mark.slow
+def test_wheel_holds_the_web_pages_and_their_vendored_libraries(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = ROOT / "adapters" / "server" / "static"
+    expected = {f"lineage/adapters/server/static/{p.relative_to(static)}"
+                for p in static.rglob("*") if p.is_file()}
+    assert "lineage/adapters/server/static/vendor/uPlot.LICENSE" in expected
+    assert expected <= names, sorted(expected - names)

@@ -29,7 +29,7 @@ def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 class InProcessServer:
     """uvicorn serving ``create_app`` on a loopback port from a thread of this process."""
 
-    def __init__(self, database: str, **limits: object) -> None:
+    def __init__(self, database: str, web: object = None, **limits: object) -> None:
         import threading
 
         import uvicorn
@@ -40,7 +40,7 @@ class InProcessServer:
         from tests.server.harness import free_port
 
         self.core = ServerCore(database)
-        self.app = create_app(self.core, Limits(**limits))  # type: ignore[arg-type]
+        self.app = create_app(self.core, Limits(**limits), web)  # type: ignore[arg-type]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = database

@@ -1,0 +1,102 @@
+// An artifact: checksum, status and the reason (retention), verification, its aliases with
+// their history, its own history, and its lineage graph (up, down or both; a depth).
+import { api } from "./api.js";
+import { artifactLink, facts, h, json, number, runLink, status, table, time } from "./dom.js";
+import { checksum } from "./artifacts.js";
+import { collapsed, drawGraph, loadCytoscape, nodeHash, nodeLabel } from "./graph.js";
+import { hashFor, submitTo } from "./route.js";
+
+const HISTORY = [
+  { title: "Position", class: "num", cell: (r) => String(r.position) },
+  { title: "At", cell: (r) => time(r.at) },
+  { title: "Status", cell: (r) => status(r.status, r.reason) },
+];
+
+const ALIAS_MOVES = [
+  { title: "Alias", cell: (r) => (r.scope === "registry" ? r.name : `${r.name}@${r.scope.slice(0, 8)}`) },
+  { title: "Moved", cell: (r) => time(r.moved_at) },
+  { title: "To", cell: (r) => artifactLink(r.artifact_id) },
+  { title: "From", cell: (r) => artifactLink(r.previous_artifact_id) },
+  { title: "By", cell: (r) => r.actor },
+  { title: "Protected", cell: (r) => (r.protected ? "yes" : "") },
+];
+
+function verification(a) {
+  if (a.verified === true) return h("span", { class: "status live" }, "verified");
+  if (a.verified === false) return h("span", { class: "status failed" }, "verification failed");
+  return h("span", { class: "muted" }, "not verified");
+}
+
+async function aliasMoves(a) {
+  const moves = await Promise.all(a.aliases.map(async (label) => {
+    const [name, scope] = label.split("@");
+    const rows = await api(`/v1/aliases/${encodeURIComponent(name)}`);
+    return rows.filter((r) => (scope ? r.scope.startsWith(scope) : r.scope === "registry"));
+  }));
+  return moves.flat().sort((x, y) => x.position - y.position);
+}
+
+function graphControls(id, params) {
+  const direction = params.direction || "up";
+  const depth = params.depth || "5";
+  const form = h("form", { class: "filters", id: "graph-controls" },
+    h("label", {}, "Direction", h("select", { name: "direction" }, ["up", "down", "both"].map((d) =>
+      h("option", { value: d, selected: d === direction }, d)))),
+    h("label", {}, "Depth", h("input", { type: "number", name: "depth", min: 0, max: 100, value: depth })),
+    h("button", { type: "submit" }, "Draw"),
+    h("button", { type: "button", id: "graph-fit", onclick: () => window.lineageGraph && window.lineageGraph.fit(undefined, 30) }, "Fit"),
+    h("span", { class: "muted" }, "drag to pan, wheel to zoom, click a node to open it"));
+  form.addEventListener("submit", (event) => { event.preventDefault(); submitTo(`/artifacts/${id}`, form); });
+  return { form, direction, depth: Number(depth) };
+}
+
+export async function lineageSection(id, params) {
+  const { form, direction, depth } = graphControls(id, params);
+  const [graph] = await Promise.all([api(`/v1/lineage/${id}`, { direction, depth }), loadCytoscape()]);
+  const box = h("div", { id: "graph" });
+  const drawn = params.expand ? { ...graph, hidden: 0 } : collapsed(graph);
+  const expanded = hashFor(`/artifacts/${id}`, { ...params, expand: 1 });
+  const expand = () => { location.hash = expanded; };
+  const note = drawn.hidden ? h("p", { class: "muted", id: "graph-groups" },
+    `${drawn.hidden} alike nodes drawn as groups; `, h("a", { href: expanded }, "draw every node")) : null;
+  // the nodes as links too (built when opened: a thousand rows cost more than the graph's data)
+  const items = h("ul");
+  const list = h("details", { id: "graph-nodes" }, h("summary", {}, `${graph.nodes.length} node(s), ${graph.edges.length} edge(s)`), items);
+  list.addEventListener("toggle", () => {
+    if (items.childElementCount) return;
+    items.append(...graph.nodes.map((n) => h("li", {}, `${n.depth}: `,
+      nodeHash(n) ? h("a", { href: nodeHash(n) }, nodeLabel(n).replace("\n", " ")) : nodeLabel(n))));
+  });
+  return { nodes: [h("h2", {}, "Lineage"), form, note, box, list], draw: () => drawGraph(box, drawn, expand) };
+}
+
+export async function artifactPage(main, [id], params) {
+  const found = api(`/v1/artifacts/${id}`);
+  const [a, moves, lineage] = await Promise.all([found, found.then(aliasMoves), lineageSection(id, params)]);
+  const pins = Object.entries(a.pins || {}).map(([key, why]) => `${key}: ${why}`).join("; ");
+  main.append(
+    h("h1", {}, `${a.type} ${a.name || ""} `, status(a.status, a.status_reason)),
+    facts([
+      ["id", h("code", {}, a.id)],
+      ["uri", h("code", {}, a.uri)],
+      ["checksum", h("code", { id: "checksum" }, checksum(a))],
+      ["size", a.size === null ? "" : `${number(a.size)} bytes`],
+      ["format", a.format || ""],
+      ["run", a.run_id ? [runLink(a.run_id), a.step !== null ? ` at step ${number(a.step)}` : ""] : ""],
+      ["status", [status(a.status), " ", a.status_reason || ""]],
+      ["retention", pins ? `kept: ${pins}` : (a.status === "live" ? "" : a.status_reason || "")],
+      ["verification", verification(a)],
+      ["deletion", a.deletion ? JSON.stringify(a.deletion) : ""],
+      ["aliases", a.aliases.join(", ")],
+      ["parents", (a.parents || []).map((p) => [artifactLink(p), " "])],
+      ["same content", (a.same_content || []).map((p) => [artifactLink(p), " "])],
+      ["registered", `${time(a.registered_at)} by ${a.actor}`],
+      ["in the registry", h("a", { href: hashFor("/artifacts", { as_of: a.registered_at }) }, "as it was when this was registered")],
+    ]),
+    h("h2", {}, "Aliases and their history"), table(ALIAS_MOVES, moves, "no alias points here"),
+    h("h2", {}, "History"), table(HISTORY, a.history || [], "no change since registered"),
+    ...lineage.nodes.filter(Boolean),
+    h("h2", {}, "Metadata"), json(a.metadata));
+  await lineage.draw();
+  return () => { if (window.lineageGraph) { window.lineageGraph.destroy(); window.lineageGraph = null; } };
+}

@@ -1,0 +1,70 @@
+"""The run page's curves (``GET /v1/runs/{id}/curves``): every metric downsampled, from the
+step blocks' summaries alone when the run has many blocks; recomputed here from the full
+history (``/v1/runs/{id}/metrics/{name}``)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import lineage
+from tests.server.conftest import InProcessServer
+
+
+def _check(buckets: list[dict[str, Any]], steps: list[int], given: list[float | None],
+           most: int) -> None:
+    values = [math.nan if v is None else v for v in given]
+    assert 0 < len(buckets) <= most
+    assert sum(b["count"] for b in buckets) == len(values)
+    assert all(a["step_to"] < b["step_from"] for a, b in itertools.pairwise(buckets))
+    numbers = [v for v in values if not math.isnan(v)]
+    assert min(b["min"] for b in buckets if b["min"] is not None) == min(numbers)
+    assert max(b["max"] for b in buckets if b["max"] is not None) == max(numbers)
+    start = 0
+    for bucket in buckets:  # each bucket: exactly the points of its steps
+        inside = values[start:start + bucket["count"]]
+        at = steps[start:start + bucket["count"]]  # a sparse metric's bucket spans its blocks
+        assert bucket["step_from"] <= at[0] and at[-1] <= bucket["step_to"]
+        start += bucket["count"]
+        finite = [v for v in inside if not math.isnan(v)]
+        assert bucket["min"] == (min(finite) if finite else None)
+        assert bucket["max"] == (max(finite) if finite else None)
+        assert bucket["last"] == inside[-1] or math.isnan(inside[-1])
+
+
+def test_curves_from_many_blocks_and_from_few(tmp_path: Path) -> None:
+    database = str(tmp_path / "curves.db")
+    with lineage.Tracker(database, batch_size=7, batch_interval_s=0.001) as tracker:
+        with tracker.start_run("many") as many:
+            for step in range(1, 1401):
+                metrics = {"loss": 1 / step if step % 97 else math.nan}
+                if step % 3 == 0:
+                    metrics["sparse"] = float(step % 11)
+                many.log_step(step, metrics)
+        tracker.flush()
+    with lineage.Tracker(database) as tracker, tracker.start_run("few") as few:
+        for step in range(1, 301):
+            few.log_step(step, {"loss": math.sin(step)})
+    server = InProcessServer(database)
+    try:
+        token = server.token("default", "reader", ("read",))
+        headers = {"Authorization": f"Bearer {token}"}
+        for run, names in ((many, ["loss", "sparse"]), (few, ["loss"])):
+            found = server.http.get(f"/v1/runs/{run.id}/curves", params={"buckets": 50},
+                                    headers=headers).json()
+            assert sorted(found) == names
+            for name in names:
+                full = server.http.get(f"/v1/runs/{run.id}/metrics/{name}",
+                                       headers=headers).json()
+                _check(found[name], full["steps"], full["values"], 50)
+        exact = server.http.get(f"/v1/runs/{few.id}/metrics/loss", params={"buckets": 50},
+                                headers=headers).json()
+        assert server.http.get(f"/v1/runs/{few.id}/curves", params={"buckets": 50},
+                               headers=headers).json()["loss"] == exact  # few blocks: the rule
+        refused = server.http.get(f"/v1/runs/{few.id}/curves", params={"buckets": 0},
+                                  headers=headers)
+        assert refused.status_code == 400 and "buckets" in refused.text
+    finally:
+        server.stop()
