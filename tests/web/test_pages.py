@@ -86,6 +86,9 @@ def test_run_page_draws_curves_marks_chain_and_links_to_jaeger(page: Any, site: 
 def node_position(page: Any, node_id: str) -> tuple[float, float]:
     """Where node ``node_id`` of the drawn graph is in the viewport (scrolled into it)."""
     page.locator("#graph").scroll_into_view_if_needed()
+    # Cytoscape caches where its container is: let it see the scroll before a click
+    page.evaluate("() => { window.lineageGraph.resize(); return new Promise(done => "
+                  "requestAnimationFrame(() => requestAnimationFrame(() => done(null)))); }")
     box = page.query_selector("#graph").bounding_box()
     at = page.evaluate("id => window.lineageGraph.getElementById(id).renderedPosition()", node_id)
     return box["x"] + at["x"], box["y"] + at["y"]
