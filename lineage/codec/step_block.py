@@ -128,7 +128,7 @@ class _Floats(bytes):
     """A float column's values, marked to go after the zlib stream."""
 
 
-def _int64s(*values: int | None) -> bytes:
+def _int64s(*values: int) -> bytes:
     """int64 values, native order like ``array("q").tobytes()`` (the same bytes): ``struct``
     converts each value without ``array``'s per-item argument parsing (the writer's hot loop)."""
     return struct.pack(f"{len(values)}q", *values)
@@ -148,7 +148,7 @@ def _differences(values: Sequence[int]) -> bytes:
 def _with_nones(values: Sequence[int | None]) -> bytes:
     """int64 values, -1 for None."""
     if values.count(None) == 0:
-        return _int64s(*values)
+        return _int64s(*values)  # type: ignore[arg-type]  # no None: counted
     return _int64s(*[-1 if v is None else v for v in values])
 
 
@@ -188,7 +188,7 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
         if kind == KIND_FLOAT:
             parts.append(_Floats(_float64s(*values)))
         elif kind == KIND_INT:
-            parts.append(_int64s(*values))
+            parts.append(_int64s(*values))  # type: ignore[arg-type]  # ints: KIND_INT says so
         else:
             parts.append(b"".join(struct.pack("<q" if type(v) is int else "<d", v) for v in values))
 
