@@ -48,8 +48,10 @@ class Watched(Protocol):
     """What heartbeats look at on a run handle (``RunHandle`` provides it)."""
 
     id: UUID
-    max_step: int | None
     finished_status: str | None
+
+    @property
+    def max_step(self) -> int | None: ...
 
 
 class Heartbeats:

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from lineage.application.commands import as_uuid
 from lineage.application.handles import Pending
-from lineage.application.step_log import QueuedStep
+from lineage.application.step_log import QueuedStep, StepQueue
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.write_batch import Command
 from lineage.application.writer import Writer
@@ -50,6 +50,11 @@ class Recorder(Protocol):
         extra call on the hot path."""
 
     @property
+    def step_queue(self) -> StepQueue:
+        """The same queue for ``log_step`` to append to without a call while it has room
+        (``step_log.StepQueue``); its ``put`` is ``put_step``."""
+
+    @property
     def now_ns(self) -> Callable[[], int]:
         """Epoch nanoseconds for a step's default time. A property, like ``put_step``: the
         system clock's own ``time.time_ns`` when no clock was injected."""
@@ -75,6 +80,11 @@ class WriterRecorder:
     def put_step(self) -> Callable[[QueuedStep], None]:
         return self.writer.put_step
 
+    @property
+    def step_queue(self) -> StepQueue:
+        """The writer's own, or (a writer without one) a queue that always calls ``put_step``."""
+        queue = getattr(self.writer, "step_queue", None)
+        return queue if queue is not None else StepQueue((), 0, self.writer.put_step)
 
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         if occurred_at is None:

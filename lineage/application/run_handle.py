@@ -49,10 +49,10 @@ class RunHandle(RecoveryCommands):
         self.id = run_id
         self.name = name
         self.start_step = start_step
-        self.max_step: int | None = None
+        self._max_step = -1  # the highest step logged: -1 before the first (see max_step)
         self.finished_status: str | None = None
         self.policy = _policy_of(job, run_id)
-        self._put = recorder.put_step
+        self._steps = recorder.step_queue
         self._now_ns = recorder.now_ns
         self._last_checkpoint: UUID | None = None  # the next checkpoint derives from it
         self._schedule = None if self.policy is None else CheckpointSchedule(self.policy)
@@ -92,15 +92,25 @@ class RunHandle(RecoveryCommands):
                 if type(value) is not float:
                     break
             else:
-                self._put((self.id, step, metrics.copy(), epoch, None, None, None,
-                           self._now_ns(), None, None, None))  # step_log.StepRecord's order
-                if self.max_step is None or step > self.max_step:
-                    self.max_step = step
+                record = (self.id, step, metrics.copy(), epoch, None, None, None,
+                          self._now_ns(), None, None, None)  # step_log.StepRecord's order
+                queue = self._steps  # StepQueue: append here while there is room, no call
+                if len(queue.items) < queue.room:
+                    queue.items.append(record)
+                else:
+                    queue.put(record)
+                if step > self._max_step:
+                    self._max_step = step
                 return
         self._log_step_checked(step, metrics, epoch, durations, tokens, resources,
                                occurred_at, event_id)
-        if self.max_step is None or step > self.max_step:
-            self.max_step = step
+        if step > self._max_step:
+            self._max_step = step
+
+    @property
+    def max_step(self) -> int | None:
+        """The highest step this handle logged; None before its first ``log_step``."""
+        return None if self._max_step < 0 else self._max_step
 
     def _log_step_checked(self, step: Any, metrics: Any, epoch: Any, durations: Any,
                           tokens: Any, resources: Any, occurred_at: Any, event_id: Any) -> None:
@@ -124,8 +134,8 @@ class RunHandle(RecoveryCommands):
             moment, raw = normalise(occurred_at)
         if event_id is not None and type(event_id) is not UUID:
             event_id = as_uuid(event_id, "event_id")
-        self._put((self.id, step, metrics, epoch, durations, tokens, resources, ns, moment, raw,
-                   event_id))  # step_log.StepRecord's order
+        self._steps.put((self.id, step, metrics, epoch, durations, tokens, resources, ns, moment,
+                         raw, event_id))  # step_log.StepRecord's order
 
     def should_checkpoint(self, step: int, epoch: int | None = None,
                           metrics: dict[str, float] | None = None, *, final: bool = False) -> bool:

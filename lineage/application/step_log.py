@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import floordiv as _floordiv
+from operator import itemgetter
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.codec.step_block import STEPS_TOPIC, Origin, StepColumns, encode_block, epoch_us
 from lineage.domain.ids import step_stream_id
-from lineage.errors import RunFinishedError, StepGapError
+from lineage.errors import LineageError, RunFinishedError, StepGapError, StoreError
 from lineage.ports import EventStore
 
 
@@ -51,6 +52,21 @@ class StepRecord(NamedTuple):
 # Where the writer reads a queued step's fields (see StepRecord).
 RUN_ID, STEP, EVENT_ID = 0, 1, 10
 QueuedStep = tuple[Any, ...]
+_run_id = itemgetter(RUN_ID)
+
+
+class StepQueue:
+    """A step queue as the training thread sees it, so ``log_step`` queues without a call:
+    while ``len(items) < room`` it appends a validated step to ``items`` itself; otherwise it
+    calls ``put`` (the checked path: it may block for room, or raise a report). The writer
+    sets ``room`` to 0 while something must be said first, so the check stays one compare."""
+
+    __slots__ = ("items", "put", "room")
+
+    def __init__(self, items: Any, room: int, put: Callable[[QueuedStep], None]) -> None:
+        self.items = items
+        self.room = room
+        self.put = put
 
 
 # The most steps one block holds: a commit of more (the writer takes up to ``batch_size`` items)
@@ -149,6 +165,22 @@ class StepBatch:
             self.open.append(cursor)
         cursor.records.append(record)
         cursor.ready = True
+
+    def add_run(self, records: list[QueuedStep]) -> bool:
+        """Add steps that are all of one run (one UUID object, as a handle queues them) to
+        its open block at once, checked once. False, adding nothing, when they are not (or
+        their run is refused: ``add`` says why step by step)."""
+        run_id = records[0][RUN_ID]
+        if list(map(id, map(_run_id, records))).count(id(run_id)) != len(records):
+            return False
+        try:
+            self.add(records[0])
+        except StoreError:
+            raise
+        except LineageError:
+            return False
+        self.cursor.records.extend(records[1:])  # type: ignore[union-attr]  # add set it
+        return True
 
     def refused(self, record: QueuedStep, error: BaseException) -> None:
         """``record`` will not be stored: no later step of its run may be (no holes)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -53,15 +54,22 @@ class WriterStats:
     give_ups: int = 0
 
 
+_event_id = itemgetter(EVENT_ID)
+
+
 def event_id_of(item: Any) -> UUID | None:
     """The event id a queued item carries: a step's (usually None) or a command's."""
     return item[EVENT_ID] if isinstance(item, tuple) else item.event_id
 
 
-def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
+def dedupe(items: list[Any], stats: WriterStats, *, steps_only: bool = False) -> list[Any]:
     """Keep the first of several items with one event id (a retry queued before the first
-    was committed); the others are no-ops, resolved as duplicates."""
-    ids = [item[EVENT_ID] if isinstance(item, tuple) else item.event_id for item in items]
+    was committed); the others are no-ops, resolved as duplicates. ``steps_only``: the
+    items hold no command (the common batch at speed: their ids are read in C)."""
+    if steps_only:
+        ids = list(map(_event_id, items))
+    else:
+        ids = [item[EVENT_ID] if isinstance(item, tuple) else item.event_id for item in items]
     distinct = set(ids)
     distinct.discard(None)
     if len(distinct) == len(ids) - ids.count(None):
@@ -84,29 +92,49 @@ def dedupe(items: list[Any], stats: WriterStats) -> list[Any]:
 def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any) -> dict[int, BaseException]:
     """Turn queued items into ``uow``'s events (``uow.stored``, ``uow.hex_ids``); returns the
     items the domain refuses, by index. A StoreError (reading failed) propagates: the whole
-    batch waits for the store."""
+    batch waits for the store.
+
+    Items are steps (tuples, see step_log.StepRecord) and commands. The steps between two
+    commands go in together when they are all of one run (the common batch: found in C), else
+    one by one."""
     rejected: dict[int, BaseException] = {}
-    add_step = step_batch.add
-    for index, item in enumerate(items):
-        if isinstance(item, tuple):  # a step (see step_log.StepRecord)
-            try:
-                add_step(item)
-            except StoreError:
-                raise  # reading the run failed: the whole batch waits for the store
-            except LineageError as error:
-                rejected[index] = error
-                step_batch.refused(item, error)  # no later step of its run is stored
-            continue
-        step_batch.after_command()
+    kinds = list(map(type, items))
+    start, end = 0, len(items)
+    while start < end:
         try:
-            item.result = uow.apply(item.handler, item.envelope)
-        except StoreError:
-            raise
-        except Exception as error:  # a refused or broken command fails alone
-            rejected[index] = error
+            stop = kinds.index(Command, start)
+        except ValueError:
+            stop = end
+        if stop > start and not step_batch.add_run(items[start:stop]):
+            _add_steps(step_batch, items, start, stop, rejected)
+        if stop < end:
+            command = items[stop]
+            step_batch.after_command()
+            try:
+                command.result = uow.apply(command.handler, command.envelope)
+            except StoreError:
+                raise
+            except Exception as error:  # a refused or broken command fails alone
+                rejected[stop] = error
+        start = stop + 1
     step_batch.close()
     uow.stored = merge_steps(uow, mapper, step_batch.blocks)
     return rejected
+
+
+def _add_steps(step_batch: StepBatch, items: list[Any], start: int, stop: int,
+               rejected: dict[int, BaseException]) -> None:
+    """Add ``items[start:stop]`` (steps) one by one; a refused step is set aside by index."""
+    add_step = step_batch.add
+    for index in range(start, stop):
+        item = items[index]
+        try:
+            add_step(item)
+        except StoreError:
+            raise  # reading the run failed: the whole batch waits for the store
+        except LineageError as error:
+            rejected[index] = error
+            step_batch.refused(item, error)  # no later step of its run is stored
 
 
 def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> list[Any]:

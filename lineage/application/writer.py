@@ -44,7 +44,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import RUN_ID, QueuedStep, StepLog
+from lineage.application.step_log import RUN_ID, QueuedStep, StepLog, StepQueue
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.application.write_batch import (
     Command,
@@ -84,10 +84,11 @@ class Writer:
                              None if id_source is uuid4 else id_source, self.losses.gaps)
         self._outage = Outage(retry_for_s)
         self._given_up = False  # set by a give-up in the current batch
-        # put_step's one check: the queue length against ``_room``, which is max_queue, or 0
-        # while a report is due or a run has a gap (so the slow path says it first).
-        self._room = max_queue
         self._queue: deque[Any] = deque()
+        # put_step's one check (also made by log_step itself, through ``step_queue``): the
+        # queue length against ``room``, which is max_queue, or 0 while a report is due or a
+        # run has a gap (so the slow path says it first).
+        self.step_queue = StepQueue(self._queue, max_queue, self.put_step)
         self._wake = threading.Event()
         self._space = threading.Condition()
         self._urgent = False
@@ -97,7 +98,7 @@ class Writer:
         # A read-only store refuses every write in the caller's thread, at once.
         self._read_only = bool(getattr(store, "read_only", False))
         if self._read_only:
-            self._room = 0
+            self.step_queue.room = 0
         self._thread = threading.Thread(target=self._run, name="lineage-writer", daemon=True)
         self._thread.start()
 
@@ -108,7 +109,7 @@ class Writer:
         the writer gives up. Raises, without queuing the step: the loss report (WriterError)
         once after a give-up; StepGapError when earlier steps of its run were not committed;
         ReadOnlyStoreError at once when the store was opened read-only."""
-        if len(self._queue) >= self._room:
+        if len(self._queue) >= self.step_queue.room:
             self._before_put(record[RUN_ID])
         self._queue.append(record)
 
@@ -118,7 +119,7 @@ class Writer:
         training code). Blocks while the queue is full, at most until a give-up."""
         if self._closing:
             raise WriterError([RuntimeError("the tracker is closed")], 1)
-        if len(self._queue) >= self._room:
+        if len(self._queue) >= self.step_queue.room:
             self._before_put(None, report=not background)
         self._queue.append(command)
         self._wake.set()
@@ -185,8 +186,8 @@ class Writer:
     def _update_room(self) -> None:
         losses = self.losses
         with losses.lock:
-            self._room = (0 if losses.report_due or losses.gaps or self._read_only
-                          else self.max_queue)
+            self.step_queue.room = (0 if losses.report_due or losses.gaps or self._read_only
+                                    else self.max_queue)
 
     def seen(self, future: Future[Any]) -> None:
         """The caller has the outcome of ``future`` (its handle was waited on): a refusal of
@@ -229,10 +230,10 @@ class Writer:
                 self._update_room()
 
     def _commit(self, batch: list[Any]) -> None:
-        flushes = [item for item in batch if type(item) is Flush] if Flush in set(
-            map(type, batch)) else []  # the common check in C
+        kinds = set(map(type, batch))  # the common checks in C
+        flushes = [item for item in batch if type(item) is Flush] if Flush in kinds else []
         pending = dedupe([item for item in batch if type(item) is not Flush] if flushes else batch,
-                         self.stats)
+                         self.stats, steps_only=Command not in kinds)
         self._given_up = False
         if pending and not self._commit_items(pending, final=False):
             # Another writer kept winning on some aggregate: commit the items one by one, so
@@ -319,9 +320,10 @@ class Writer:
         self.stats.committed_events += count
         self.stats.committed_batches += 1
         if not rejected:  # the common case: only commands have someone to tell
-            for item in pending:
-                if type(item) is Command:
-                    item.future.set_result(getattr(item, "result", None))
+            if Command in set(map(type, pending)):  # (a batch of steps only: checked in C)
+                for item in pending:
+                    if type(item) is Command:
+                        item.future.set_result(getattr(item, "result", None))
             return
         for index, item in enumerate(pending):
             error = rejected.get(index)

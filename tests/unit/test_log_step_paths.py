@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lineage.application.step_log import StepRecord
+from lineage.application.step_log import StepQueue, StepRecord
 from lineage.errors import RunFinishedError, ValidationError
 from lineage.testing import memory_tracker
 
@@ -22,7 +22,7 @@ def captured() -> Iterator[tuple[Any, list[tuple[Any, ...]]]]:
     try:
         run = tracker.start_run("paths")
         queued: list[tuple[Any, ...]] = []
-        run._put = queued.append
+        run._steps = StepQueue(queued, 1 << 62, queued.append)
         yield run, queued
     finally:
         tracker.close()
