@@ -14,6 +14,7 @@ import threading
 from typing import Any
 from uuid import UUID
 
+from lineage.application.read_api import ReadAPI
 from lineage.application.tracker import TrackerService
 from lineage.bootstrap import (
     build,
@@ -47,6 +48,17 @@ class NoBytesStorage:
         raise ValueError(f"the server does not delete artifact bytes ({uri})")
 
 
+class StoreReads(ReadAPI):
+    """The queries of the read API that read the store itself (a run's steps and history)
+    and the quarantine: what is committed, with no writer of its own to flush."""
+
+    def __init__(self, store: Any, mapper: Any, views: Any) -> None:
+        self.store, self.mapper, self.views = store, mapper, views
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+
 class ServerCore:
     """What the routes use. Thread-safe; ``close`` drains every session's writer."""
 
@@ -59,6 +71,7 @@ class ServerCore:
         self.engine = self.store.database.engine()
         self.views = read_models_on(self.engine, self.store, self.mapper)
         self.tokens = TokenStore(self.engine)
+        self.reads = StoreReads(self.store, self.mapper, self.views)
         self.exporter = start_otlp_export(self.store, self.engine, export_otlp)
         self._overrides = settings
         self._sessions: dict[tuple[str, str], BatchApplier] = {}

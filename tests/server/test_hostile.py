@@ -38,6 +38,14 @@ def row(step: Any = 1, metrics: Any = None, **changes: Any) -> list[Any]:
     return values
 
 
+def columns(**changes: Any) -> dict[str, Any]:
+    """A step item of columns (lineage.remote.columns), with ``changes``."""
+    item = {"t": "b", "run": RUN, "ids": uuid.uuid4().hex, "steps": [1, 2],
+            "ns": [1_700_000_000_000_000_000] * 2, "epochs": None, "names": ["loss"],
+            "values": [[0.5, 0.25]]}
+    return {**item, **changes}
+
+
 def nested_metadata(depth: int) -> bytes:
     """A register_artifact call whose metadata is ``depth`` objects deep (JSON text: too deep
     for json.dumps to write)."""
@@ -87,6 +95,15 @@ CASES: dict[str, tuple[bytes, dict[str, str]]] = {
     "declared location not a file uri": (body([call(
         "register_artifact", "s3://b/k", type="model", loc={"http://169.254.169.254/": [1,
                                                               "sha256:" + "0" * 64]})]), {}),
+    "step columns of different lengths": (body([columns(ns=[1])]), {}),
+    "step column holding a bool": (body([columns(steps=[1, True])]), {}),
+    "step column beyond 64 bits": (body([columns(steps=[1, 2**64])]), {}),
+    "metric column holding text": (body([columns(values=[[0.5, "0.25"]])]), {}),
+    "metric column with an object": (body([columns(values=[[0.5, {"$gt": 1}]])]), {}),
+    "metric name with NUL": (body([columns(names=["lo\x00ss"])]), {}),
+    "metric names repeated": (body([columns(names=["loss", "loss"],
+                                            values=[[0.5, 0.5], [0.5, 0.5]])]), {}),
+    "step time zero in columns": (body([columns(ns=[0, 1])]), {}),
     "retry flag not a bool": (b'{"retry": "yes", "items": []}', {}),
     "cloud metadata uri": (body([call("register_artifact",
                                       "http://169.254.169.254/latest/meta-data/iam/",
