@@ -39,6 +39,7 @@ from lineage.errors import (
     ValidationError,
     WriterError,
 )
+from lineage.remote.blocks import BlockAppender, block_ids, fits, open_for_steps
 from lineage.remote.columns import StepColumns, put_columns
 from lineage.remote.wire import HEARTBEAT, VERIFY, Call, Steps, error_data
 
@@ -90,6 +91,9 @@ class BatchApplier:
         self.tenant = recorder.origin.tenant_id
         self._handles: dict[UUID, RunHandle] = {}
         self._lock = threading.Lock()
+        origin = recorder.origin
+        self.blocks = BlockAppender(service.store, (origin.source, origin.tenant_id,
+                                                    origin.actor), self._open_for_steps)
 
     def apply(self, items: list[Steps | Call | StepColumns],
               retry: bool = False) -> dict[str, Any]:
@@ -99,16 +103,15 @@ class BatchApplier:
         A ``retry`` batch may hold events already stored: those are left out first."""
         ids = [item.event_id.hex for item in items if isinstance(item, Call)]
         if retry:
-            ids += [row.event_id.hex for item in items if isinstance(item, Steps)
-                    for row in item.rows]
-            ids += [hex_id for item in items if isinstance(item, StepColumns)
-                    for hex_id in item.event_hex()]
+            ids += [hex_id for item in items for hex_id in _resent_ids(item)]
         known = self._known(ids)
         if retry:
             items = [_unsent(item, known) for item in items]
         outcomes: list[Any] = []
         for item in items:
-            if isinstance(item, Steps):
+            if item is None:
+                outcomes.append(DUPLICATE)
+            elif isinstance(item, Steps):
                 outcomes.append(self._guard(self._steps, item))
             elif isinstance(item, StepColumns):
                 outcomes.append(self._guard(self._columns, item))
@@ -116,6 +119,9 @@ class BatchApplier:
                 outcomes.append(DUPLICATE)
             else:
                 outcomes.append(self._guard(self._call, item))
+        for outcome in outcomes:
+            if isinstance(outcome, StoreError):
+                raise outcome  # the whole batch again later: stored items are then left out
         results = [_result(outcome) for outcome in outcomes]
         errors: list[dict[str, Any]] = []
         try:
@@ -155,8 +161,22 @@ class BatchApplier:
                      tokens=row.tokens, resources=row.resources, occurred_at=row.occurred_at,
                      event_id=row.event_id)
 
-    def _columns(self, item: StepColumns) -> None:
-        put_columns(self._handle(item.run), item, self.recorder.put_step)
+    def _columns(self, item: StepColumns) -> Any:
+        handle = self._handle(item.run)
+        if fits(item):
+            return None if self.blocks.append(handle, item) else DUPLICATE
+        put_columns(handle, item, self.recorder.put_step)  # ids wrap: each step its own id
+        return None
+
+    def _open_for_steps(self, run_id: UUID) -> None:
+        """Wait until what this session queued is committed, and refuse steps of a finished
+        run or of one with a gap (``blocks.open_for_steps`` on the writer)."""
+        gaps = self.service.writer.losses.gaps
+        pending = self.recorder.submit(f"steps of run {run_id}",
+                                       lambda uow: open_for_steps(uow, run_id, gaps),
+                                       self.recorder.envelope())
+        self.service.writer.expedite()
+        pending.wait()
 
     def _call(self, call: Call) -> Any:
         self._check_owners(call.args, call.kwargs)
@@ -227,11 +247,24 @@ class BatchApplier:
                     raise missing(text)
 
 
+def _resent_ids(item: Any) -> list[str]:
+    """The ids that tell which of a resent step item's steps are stored: each row's, a block
+    item's first block's (its blocks are stored in one append, or none is)."""
+    if isinstance(item, Steps):
+        return [row.event_id.hex for row in item.rows]
+    if isinstance(item, StepColumns):
+        return block_ids(item)[:1] if fits(item) else item.event_hex()
+    return []
+
+
 def _unsent(item: Any, known: set[str]) -> Any:
-    """A resent step item less the steps the store holds (a call is checked when applied)."""
+    """A resent step item less the steps the store holds (None: all of them); a call is
+    checked when applied."""
     if isinstance(item, Steps):
         return Steps(item.run, [row for row in item.rows if row.event_id.hex not in known])
     if isinstance(item, StepColumns):
+        if fits(item):  # stored whole or not at all
+            return None if block_ids(item)[0] in known else item
         return item.without(known)
     return item
 

@@ -1,24 +1,32 @@
 """Step items as columns: the wire form of the common step (DESIGN §8).
 
-Most steps a training loop logs are a step number, the same float metrics as the step before,
-maybe an epoch, and the time ``log_step`` took. A remote tracker sends a run of such steps as
-one item of columns, not one row per step:
+Most steps a training loop logs are a step number, the same metrics as the step before, maybe
+an epoch, and the time ``log_step`` took. A remote tracker sends a run of such steps as one item
+of binary columns (base64 of little-endian 8-byte values, so a JSON body holds them), not one
+row per step:
 
-    {"t": "b", "run": RUN_ID, "ids": FIRST_EVENT_ID, "steps": [...], "ns": [...],
-     "epochs": [...] or null, "names": [name, ...], "values": [[values of name 0], ...]}
+    {"t": "b", "run": RUN_ID, "ids": FIRST_EVENT_ID, "count": N, "steps": int64 x N,
+     "ns": int64 x N (epoch ns), "epochs": int64 x N (-1: none) or null,
+     "names": [name, ...], "kinds": "dq..." (per name: d float64, q int64),
+     "values": [column of name 0, ...]}
 
 Step ``i`` has the event id ``ids`` + ``i`` (as a row item's steps do), so a resend is the same
 events. Steps with anything else (durations, tokens, resources, a time or an event id the
-caller gave, metric names that change) go as rows (``wire.step_rows``).
+caller gave, metric names that change, a column mixing ints and floats) go as rows
+(``wire.step_rows``). Neither side turns a number into text: that was most of the cost.
 
-The server checks each column as a whole (``decode_columns``: types, ranges and lengths, each
-metric name once, the same rules ``log_step`` applies) and puts the steps on the session's
-writer queue as ``log_step`` would (``put_columns``), without a Python call per step: this is
-the server's hot path. A bad column refuses the whole item, naming the field.
+The server checks each column as a whole (``decode_columns``: lengths, ranges, each metric name
+once: what ``log_step`` checks; any 8 bytes are a float64 or an int64, so the values need no
+check of their own) and puts the steps on the session's writer queue as ``log_step`` would
+(``put_columns``), without a Python call per step: this is the server's hot path. A bad column
+refuses the whole item, naming the field.
 """
 
 from __future__ import annotations
 
+import sys
+from array import array
+from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -29,10 +37,10 @@ from lineage.application import validation
 from lineage.errors import RunFinishedError, ValidationError
 
 ID_SPACE = 1 << 128
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_INT, _FLOAT, _NONE = int, float, type(None)
-_NUMBERS = frozenset((_INT, _FLOAT))
+_KIND = {frozenset((float,)): "d", frozenset((int,)): "q"}  # a column of one kind or rows
+_BIG_ENDIAN = sys.byteorder == "big"
 _uuid_new = UUID.__new__
+_UNKNOWN = SafeUUID.unknown  # an enum member looked up once (each lookup is a property call)
 _set = object.__setattr__
 
 
@@ -80,18 +88,27 @@ def column_item(run_id: UUID, records: Sequence[tuple[Any, ...]],
     for column in (durations, tokens, resources, at, raws, event_ids):
         if column.count(None) != count:
             return None
-    first = metrics[0]
-    names = list(first)
+    names = list(metrics[0])
     if set(map(len, metrics)) != {len(names)}:
         return None
     try:
         values = [list(map(itemgetter(name), metrics)) for name in names]
-    except KeyError:
+        kinds = "".join(_KIND[frozenset(map(type, column))] for column in values)
+        packed = [_pack(kind, column) for kind, column in zip(kinds, values, strict=True)]
+        epoch_column = None if epochs.count(None) == count else _pack(
+            "q", [-1 if epoch is None else epoch for epoch in epochs])
+        return {"t": "b", "run": str(run_id), "ids": f"{first_id % ID_SPACE:032x}",
+                "count": count, "steps": _pack("q", steps), "ns": _pack("q", ns),
+                "epochs": epoch_column, "names": names, "kinds": kinds, "values": packed}
+    except (KeyError, OverflowError):  # a name missing, mixed kinds, an int past 64 bits
         return None
-    return {"t": "b", "run": str(run_id), "ids": f"{first_id % ID_SPACE:032x}",
-            "steps": list(steps), "ns": list(ns),
-            "epochs": None if epochs.count(None) == count else list(epochs),
-            "names": names, "values": values}
+
+
+def _pack(code: str, values: Sequence[Any]) -> str:
+    data = array(code, values)
+    if _BIG_ENDIAN:
+        data.byteswap()
+    return b64encode(data.tobytes()).decode("ascii")
 
 
 # -- the server's side ---------------------------------------------------------------------------
@@ -100,54 +117,51 @@ def column_item(run_id: UUID, records: Sequence[tuple[Any, ...]],
 def decode_columns(item: dict[str, Any], where: str, run: UUID, first_id: int,
                    max_rows: int) -> StepColumns:
     """A column item, every value checked (ValidationError names the item and field)."""
-    steps, ns, epochs = item.get("steps"), item.get("ns"), item.get("epochs")
-    names, values = item.get("names"), item.get("values")
-    if not isinstance(steps, list) or len(steps) > max_rows:
-        raise ValidationError(f"{where}.steps", f"must be a list of at most {max_rows} steps",
-                              type(steps).__name__)
-    count = len(steps)
-    _ints(steps, f"{where}.steps", count, 0)
-    _ints(ns, f"{where}.ns", count, 1)
-    if epochs is not None:
-        _ints(epochs, f"{where}.epochs", count, 0, nones=True)
-    if not isinstance(names, list) or len(names) > validation.METRICS_MAX or len(
-            set(map(str, names))) != len(names) or not all(type(n) is str for n in names):
+    count = item.get("count")
+    if type(count) is not int or not 0 < count <= max_rows:
+        raise ValidationError(f"{where}.count", f"must be a number of steps from 1 to "
+                              f"{max_rows}", count)
+    steps = _unpack(item.get("steps"), "q", count, f"{where}.steps")
+    ns = _unpack(item.get("ns"), "q", count, f"{where}.ns")
+    if min(steps) < 0:
+        raise ValidationError(f"{where}.steps", "must hold non-negative integers")
+    if min(ns) < 1:
+        raise ValidationError(f"{where}.ns", "must hold epoch nanoseconds (a step needs a time)")
+    epochs: list[int | None] | None = None
+    if item.get("epochs") is not None:
+        found = _unpack(item.get("epochs"), "q", count, f"{where}.epochs")
+        if min(found) < -1:
+            raise ValidationError(f"{where}.epochs", "must hold non-negative integers (-1: none)")
+        epochs = [None if epoch == -1 else epoch for epoch in found] if -1 in found else found
+    names, kinds, values = item.get("names"), item.get("kinds"), item.get("values")
+    if not isinstance(names, list) or len(names) > validation.METRICS_MAX or not all(
+            type(n) is str for n in names) or len(set(names)) != len(names):
         raise ValidationError(f"{where}.names", f"must be a list of at most "
                               f"{validation.METRICS_MAX} distinct metric names", names)
     validation.metrics(dict.fromkeys(names, 0.0), f"{where}.metrics")  # each name's rule
+    if not isinstance(kinds, str) or len(kinds) != len(names) or set(kinds) - {"d", "q"}:
+        raise ValidationError(f"{where}.kinds", "must give each name's kind: d (float64) or q "
+                              "(int64)", kinds)
     if not isinstance(values, list) or len(values) != len(names):
-        raise ValidationError(f"{where}.values", "must hold one list of values per name")
-    for name, column in zip(names, values, strict=True):
-        _numbers(column, f"{where}.metrics[{name!r}]", count)
-    return StepColumns(run, first_id, steps, ns, epochs, names, values)  # type: ignore[arg-type]
+        raise ValidationError(f"{where}.values", "must hold one column of values per name")
+    columns = [_unpack(column, kind, count, f"{where}.metrics[{name!r}]")
+               for name, kind, column in zip(names, kinds, values, strict=True)]
+    return StepColumns(run, first_id, steps, ns, epochs, names, columns)
 
 
-def _ints(column: Any, field: str, count: int, low: int, *, nones: bool = False) -> None:
-    if not isinstance(column, list) or len(column) != count:
-        raise ValidationError(field, f"must be a list of {count} values")
-    kinds = set(map(type, column))
-    if nones:
-        kinds.discard(_NONE)
-        column = [value for value in column if value is not None]
-    if kinds - {_INT}:
-        raise ValidationError(field, "must hold non-negative integers",
-                              sorted(kind.__name__ for kind in kinds))
-    if column and (min(column) < low or max(column) > INT64_MAX):
-        raise ValidationError(field, f"must hold integers from {low} to {INT64_MAX}")
-
-
-def _numbers(column: Any, field: str, count: int) -> None:
-    if not isinstance(column, list) or len(column) != count:
-        raise ValidationError(field, f"must be a list of {count} numbers")
-    kinds = set(map(type, column))
-    if not kinds <= _NUMBERS:
-        raise ValidationError(field, "must hold numbers",
-                              sorted(kind.__name__ for kind in kinds))
-    if _INT in kinds:
-        ints = [value for value in column if type(value) is int]
-        if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
-            raise ValidationError(field, "must fit in a 64-bit integer (what every store "
-                                  "holds); pass a float for a larger value")
+def _unpack(text: Any, code: str, count: int, field: str) -> list[Any]:
+    """``count`` 8-byte values (int64 ``q``, float64 ``d``: every bit pattern is a number)."""
+    if not isinstance(text, str) or len(text) != 4 * -(-8 * count // 3):
+        raise ValidationError(field, f"must be base64 of {count} little-endian 8-byte values")
+    try:
+        raw = b64decode(text, validate=True)
+    except ValueError:  # binascii.Error
+        raise ValidationError(field, "is not valid base64") from None
+    data = array(code)
+    data.frombytes(raw)
+    if _BIG_ENDIAN:
+        data.byteswap()
+    return data.tolist()
 
 
 def put_columns(run: Any, item: StepColumns, put: Callable[[tuple[Any, ...]], None]) -> None:
@@ -181,6 +195,6 @@ def uuids(first: int, count: int) -> list[UUID]:
     for number in range(first, first + count):
         made = _uuid_new(UUID)
         _set(made, "int", number % ID_SPACE)
-        _set(made, "is_safe", SafeUUID.unknown)
+        _set(made, "is_safe", _UNKNOWN)
         found.append(made)
     return found
