@@ -81,9 +81,14 @@ class BlockAppender:
     def append(self, run: Any, item: StepColumns) -> bool:
         """Store ``item``'s steps on ``run`` (a RunHandle) in one append; False when they
         were stored before (a resend). StoreError when the store cannot take them."""
-        if run.finished_status is not None:
-            raise RunFinishedError(run.id, run.finished_status, "steps")
-        self.check(run.id)
+        try:
+            if run.finished_status is not None:
+                raise RunFinishedError(run.id, run.finished_status, "steps")
+            self.check(run.id)
+        except (RunFinishedError, StepGapError):
+            if self.store.known_event_ids(block_ids(item)[:1]):
+                return False  # a resend of steps stored before the run finished
+            raise
         stream = step_stream_id(run.id)
         for _ in range(CONFLICT_RETRIES):
             version = self._version(stream)
