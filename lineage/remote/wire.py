@@ -152,9 +152,12 @@ def decode_batch(data: Any) -> tuple[list[Steps | Call | StepColumns], bool]:
 
 
 def step_count(item: dict[str, Any]) -> int:
-    """How many steps an item holds (0 for a call)."""
-    steps = item.get("rows") if item.get("t") == "s" else item.get("steps")
-    return len(steps) if isinstance(steps, list) else 0
+    """How many steps an item says it holds (0 for a call or a malformed item)."""
+    if item.get("t") == "b":
+        count = item.get("count")
+        return count if type(count) is int and count > 0 else 0
+    rows = item.get("rows") if item.get("t") == "s" else None
+    return len(rows) if isinstance(rows, list) else 0
 
 
 def _item(item: Any, where: str) -> Steps | Call | StepColumns:

@@ -106,3 +106,35 @@ def test_column_items_on_postgresql_are_stored_once(postgres_url: str, tmp_path:
         tracker.close()
     finally:
         server.stop()
+
+
+def test_rows_and_columns_of_one_run_interleave_in_order(shared_server: InProcessServer,
+                                                         tmp_path: Path) -> None:
+    """Steps with durations go as rows (through the session's writer), the others as columns
+    (appended straight): both append to one step stream, in the order logged."""
+    tracker = lineage.Tracker(shared_server.url, token=shared_server.token("mixed"),
+                              spool=tmp_path / "spool")
+    try:
+        run = tracker.start_run("mixed")
+        for step in range(1, 301):
+            extra = {"durations": {"forward": 0.1}} if step % 50 == 0 else {}
+            run.log_step(step, {"loss": 1 / step}, **extra)
+            if step % 25 == 0:
+                tracker.flush()  # each kind in its own batch, one after the other
+        stored = tracker.steps(run.id)
+    finally:
+        tracker.close()
+    assert [s.step for s in stored] == list(range(1, 301))
+    assert [s.step for s in stored if s.durations] == list(range(50, 301, 50))
+
+
+def test_the_spool_counts_the_steps_of_a_column_item(tmp_path: Path) -> None:
+    from lineage.adapters.spool import SqliteSpool
+
+    run_id = uuid.uuid4()
+    spool = SqliteSpool.new(tmp_path, server="http://127.0.0.1:1", tenant="a")
+    try:
+        spool.append([column_item(run_id, records(run_id, range(1, 5001)), 1)])
+        assert [steps for _, _, steps, _ in spool.head(10, 20_000)] == [5000]
+    finally:
+        spool.close(remove_if_empty=False)
