@@ -107,7 +107,7 @@ class BlockAppender:
                 run.max_step = highest
             return True
         raise StoreError(f"steps of run {run.id}: the step stream kept changing under "
-                         f"{CONFLICT_RETRIES} appends", "conflicts")
+                         f"{CONFLICT_RETRIES} appends; send them again")
 
     def _version(self, stream: UUID) -> int:
         found = self.versions.get(stream)
