@@ -5,9 +5,11 @@ through the same application methods a local tracker calls, for one tenant and a
 takes the event id and time the client gave (so a retried item is the same event, and the writer
 and the store drop it as a duplicate) and whose step clock reads the client's step times. The
 actor and tenant are the session's, from the token: nothing in an item can set them.
-``BatchApplier`` runs the items in order: calls on the tracker service or a run handle, step
-rows through the run handle's ``log_step``, step columns checked as columns and queued on the
-writer as ``log_step`` queues them (``lineage.remote.columns``); refusals are answered per item.
+``BatchApplier`` runs the items in order: calls on the tracker service or a run handle (and the
+two calls only a remote tracker sends: a heartbeat, a verification it hashed), step rows
+through the run handle's ``log_step``, step columns checked as columns and stored as blocks in
+one append (``lineage.remote.columns``, ``lineage.remote.blocks``); refusals are answered per
+item.
 """
 
 from __future__ import annotations
