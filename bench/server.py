@@ -11,6 +11,12 @@ the figure that must not change: ``log_step``'s caller cost (percentiles of per-
 Several clients (processes, one token each): the aggregate rate, and the p50/p99 of a batch's
 round trip (send -> acknowledged, as each client's shipper timed it).
 
+``--rounds N`` repeats the one-client pair (remote, then local) N times and reports medians and
+the median ratio: the machine is shared, so single figures are noisy. CPU per step (the client
+process, the server process from /proc, the local tracker's process) is less sensitive to load
+than wall time and is printed too. ``--spool-sync NORMAL`` runs the remote tracker's spool with
+``synchronous=NORMAL`` instead of FULL (the cost of fsyncing each spool append).
+
 Beside MLflow: ``log_batch`` through MLflow's own tracking server (``mlflow server`` on SQLite)
 when MLflow is importable (``--mlflow-python`` names an interpreter that has it), else the
 line says it was not run.
@@ -22,6 +28,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,22 +61,37 @@ def log_loop(run: Any, steps: int) -> list[int]:
     return times
 
 
-def timed_run(tracker: Any, name: str, steps: int) -> dict[str, Any]:
-    """Log ``steps`` steps on a new run of ``tracker``: per-call times, and the seconds from
-    the first call to ``flush()`` returning (everything committed)."""
+def timed_run(tracker: Any, name: str, steps: int, server_pid: int | None = None) -> dict[str, Any]:
+    """Log ``steps`` steps on a new run of ``tracker``: per-call times, the seconds from the
+    first call to ``flush()`` returning (everything committed), and the CPU seconds this
+    process (and the server's, when given) spent meanwhile."""
     run = tracker.start_run(name)
+    tracker.flush()
+    cpu, server_cpu = time.process_time(), process_cpu(server_pid)
     started = time.perf_counter()
     times = log_loop(run, steps)
     tracker.flush()
     elapsed = time.perf_counter() - started
+    cpu, server_cpu = time.process_time() - cpu, process_cpu(server_pid) - server_cpu
     run.finish()
     sends = list(getattr(tracker.writer, "send_seconds", ()))
     tracker.close()
-    return {"elapsed": elapsed, "times": times, "sends": sends}
+    return {"elapsed": elapsed, "times": times, "sends": sends, "cpu": cpu,
+            "server_cpu": server_cpu}
 
 
-def one_client(url: str, token: str, steps: int, spool: str) -> dict[str, Any]:
-    return timed_run(lineage.Tracker(url, token=token, spool=spool), "bench-remote", steps)
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` (0 when None)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_client(url: str, token: str, steps: int, spool: str,
+               server_pid: int | None = None) -> dict[str, Any]:
+    return timed_run(lineage.Tracker(url, token=token, spool=spool), "bench-remote", steps,
+                     server_pid)
 
 
 def _client_process(args: tuple[str, str, int, str]) -> dict[str, Any]:
@@ -78,16 +100,42 @@ def _client_process(args: tuple[str, str, int, str]) -> dict[str, Any]:
     return result
 
 
-def local_baseline(folder: Path, steps: int) -> tuple[list[int], float]:
-    tracker = lineage.Tracker(str(folder / "local.db"), export_otlp=False)
-    result = timed_run(tracker, "bench-local", steps)
-    return result["times"], result["elapsed"]
+def local_baseline(folder: Path, steps: int) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return timed_run(lineage.Tracker(str(folder / "local.db"), export_otlp=False),
+                     "bench-local", steps)
 
 
 def report_calls(label: str, times: list[int]) -> None:
     us = [t / 1000 for t in times]
     print(f"  log_step caller cost, {label:<22} p50 {percentile(us, 50):6.2f} us   "
           f"p99 {percentile(us, 99):7.2f} us   mean {sum(us) / len(us):6.2f} us")
+
+
+def one_client_rounds(server: Any, token: str, args: Any, folder: Path) -> list[float]:
+    """The one-client figures over ``args.rounds`` rounds (remote, then local, each round)."""
+    pid = server.process.pid if server.process is not None else None
+    remote, local = [], []
+    for number in range(args.rounds):
+        remote.append(one_client(server.url, token, args.steps, str(folder / "spool"), pid))
+        local.append(local_baseline(folder / f"local-{number}", args.steps))
+        print(f"  round {number + 1}: remote {args.steps / remote[-1]['elapsed']:>9,.0f} steps/s,"
+              f" local {args.steps / local[-1]['elapsed']:>9,.0f} steps/s, ratio "
+              f"{local[-1]['elapsed'] / remote[-1]['elapsed']:.3f}", flush=True)
+    middle = statistics.median
+    print(f"  end to end (committed on the server)   "
+          f"{middle(args.steps / r['elapsed'] for r in remote):>10,.0f} steps/s (median)")
+    print(f"  baseline: local tracker on SQLite      "
+          f"{middle(args.steps / r['elapsed'] for r in local):>10,.0f} steps/s (median)")
+    print(f"  ratio remote / local (median of rounds) "
+          f"{middle(lo['elapsed'] / re['elapsed'] for re, lo in zip(remote, local, strict=True)):.3f}")
+    us = 1e6 / args.steps
+    print(f"  CPU per step: remote client {middle(r['cpu'] for r in remote) * us:5.1f} us + "
+          f"server {middle(r['server_cpu'] for r in remote) * us:5.1f} us; local tracker "
+          f"{middle(r['cpu'] for r in local) * us:5.1f} us (medians)")
+    report_calls("remote tracker", [t for r in remote for t in r["times"]])
+    report_calls("local tracker (baseline)", [t for r in local for t in r["times"]])
+    return [s for r in remote for s in r["sends"]]
 
 
 def mlflow_line(python: str | None, folder: Path, steps: int) -> str:
@@ -104,8 +152,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300_000)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--postgres", help="PostgreSQL URL for the server's store (else SQLite)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--spool-sync", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--mlflow-python", default=os.environ.get("MLFLOW_PYTHON"))
     args = parser.parse_args()
+    if args.spool_sync != "FULL":  # the bench's own switch (a tracker always spools FULL)
+        from lineage.adapters import spool
+
+        spool.SqliteSpool.new.__func__.__kwdefaults__["synchronous"] = args.spool_sync
     folder = Path(tempfile.mkdtemp(prefix="lineage-bench-server-"))
     schema = f"lineage_bench_{os.getpid()}"
     database = (_schema(args.postgres, schema, create=True) if args.postgres
@@ -116,15 +170,7 @@ def main() -> None:
     try:
         tokens = [server.token(f"bench{n}", f"client{n}") for n in range(args.clients)]
         if args.clients == 1:
-            result = one_client(server.url, tokens[0], args.steps, str(folder / "spool"))
-            local_times, local_elapsed = local_baseline(folder, args.steps)
-            print(f"  end to end (committed on the server)   {args.steps / result['elapsed']:>10,.0f}"
-                  f" steps/s   ({result['elapsed']:.2f} s)")
-            print(f"  baseline: local tracker on SQLite      {args.steps / local_elapsed:>10,.0f}"
-                  f" steps/s   ({local_elapsed:.2f} s)")
-            report_calls("remote tracker", result["times"])
-            report_calls("local tracker (baseline)", local_times)
-            sends = result["sends"]
+            sends = one_client_rounds(server, tokens[0], args, folder)
         else:
             share = args.steps // args.clients
             jobs = [(server.url, token, share, str(folder / f"spool{n}"))

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlparse
 from uuid import UUID, uuid4
 
-from lineage.application.heartbeat import Heartbeats
 from lineage.application.tracker import TrackerParts
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
@@ -23,13 +22,12 @@ from lineage.errors import ConfigurationError, ValidationError
 from lineage.remote.shipper import Shipper
 from lineage.remote.tracker import (
     RemoteEndpoint,
+    RemoteHeartbeats,
     RemoteReadModels,
     RemoteTracker,
     ServerSideRetention,
     SpoolRecorder,
 )
-
-NO_HEARTBEATS_S = 1e9
 
 
 def spool_dir(url: str, given: str | os.PathLike[str] | None = None) -> Path:
@@ -97,7 +95,7 @@ def remote_tracker(url: str, *, token: str | None = None,
         settings=resolved, store=RemoteEndpoint(url), mapper=make_mapper(),  # type: ignore[arg-type]
         read_models=RemoteReadModels(client), storage=open_artifact_storage(),  # type: ignore[arg-type]
         recorder=recorder, retention=ServerSideRetention(recorder),  # type: ignore[arg-type]
-        heartbeats=Heartbeats(recorder, NO_HEARTBEATS_S), exporter=None))
+        heartbeats=RemoteHeartbeats(recorder, resolved.heartbeat_interval_s), exporter=None))
 
 
 def sync(url: str, *, token: str | None = None,

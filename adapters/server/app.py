@@ -30,7 +30,7 @@ from lineage.version import __version__
 
 from .core import ServerCore
 from .limits import Limits, RateLimiter, read_body, too_many
-from .tokens import Principal
+from .tokens import Principal, expiry
 
 AUTH_CACHE_S = 2.0  # a revoked token is refused at most this long after
 
@@ -54,6 +54,7 @@ BATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
 class NewToken(BaseModel):
     actor: str
     scopes: list[str]
+    expires: str | None = None  # a duration (12h, 30d) or an ISO time with a zone; None: never
 
 
 def create_app(core: ServerCore, limits: Limits | None = None, web: Any = None) -> FastAPI:
@@ -72,7 +73,9 @@ def create_app(core: ServerCore, limits: Limits | None = None, web: Any = None) 
     app.state.core = core
     app.state.limits = limits
     app.state.rate = RateLimiter(limits.rate_per_s, limits.burst)
+    app.state.failed_auth = RateLimiter(limits.failed_auth_per_s, limits.failed_auth_burst)
     app.state.auth_cache = {}
+    app.state.known_good = set()  # token texts that authenticated once (see ``require``)
     _errors(app)
     _routes(app, core, limits)
     from .reads import router
@@ -86,18 +89,31 @@ def create_app(core: ServerCore, limits: Limits | None = None, web: Any = None) 
 
 def require(scope: str) -> Callable[[Request], Principal]:
     """A dependency: the request's principal, holding ``scope`` (401 without a valid token,
-    403 without the scope, 429 past the token's rate)."""
+    403 without the scope, 429 past the token's rate).
+
+    Before any token is looked up: a client address whose requests failed authentication
+    faster than ``Limits.failed_auth_per_s`` (past a burst) gets 429 with Retry-After, so a
+    client guessing tokens is throttled; only a token that authenticated once
+    before still passes on from that address to be checked as always (a guesser on a shared
+    address does not lock out a client already working)."""
 
     def principal(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         kind, _, text = header.partition(" ")
+        address = request.client.host if request.client is not None else "unknown"
+        failed: RateLimiter = request.app.state.failed_auth
+        wait = failed.waiting(address)
+        if wait and text.strip() not in request.app.state.known_good:
+            raise too_many(wait, "failed authentications from this address")
         if kind.lower() != "bearer" or not text.strip():
+            failed.retry_after(address)
             raise HTTPException(401, "a bearer token is needed (Authorization: Bearer lnt....)",
                                 headers={"WWW-Authenticate": "Bearer"})
         found = _authenticate(request, text.strip())
         if found is None:
-            raise HTTPException(401, "the token is not valid (unknown, revoked or malformed)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            failed.retry_after(address)
+            raise HTTPException(401, "the token is not valid (unknown, revoked, expired or "
+                                "malformed)", headers={"WWW-Authenticate": "Bearer"})
         wait = request.app.state.rate.retry_after(found.token_id)
         if wait:
             raise too_many(wait)
@@ -113,11 +129,16 @@ def _authenticate(request: Request, text: str) -> Principal | None:
     now = time.monotonic()
     hit = cache.get(text)
     if hit is not None and now - hit[0] < AUTH_CACHE_S:
-        return hit[1]
+        return None if hit[1] is None or hit[1].expired() else hit[1]
     found = request.app.state.core.tokens.authenticate(text)
     if len(cache) > 10_000:
         cache.clear()
     cache[text] = (now, found)
+    if found is not None:
+        known: set[str] = request.app.state.known_good
+        if len(known) > 10_000:
+            known.clear()
+        known.add(text)
     return found
 
 
@@ -161,7 +182,8 @@ def _routes(app: FastAPI, core: ServerCore, limits: Limits) -> None:
 
     @app.post("/v1/tokens", tags=["tokens"], status_code=201)
     def create_token(new: NewToken, who: Principal = Depends(require("admin"))) -> dict[str, str]:
-        return {"token": core.tokens.create(who.tenant_id, new.actor, new.scopes)}
+        return {"token": core.tokens.create(who.tenant_id, new.actor, new.scopes,
+                                            expiry(new.expires))}
 
     @app.delete("/v1/tokens/{token_id}", tags=["tokens"])
     def revoke_token(token_id: str, who: Principal = Depends(require("admin"))) -> dict[str, Any]:

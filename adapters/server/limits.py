@@ -1,8 +1,10 @@
-"""Request limits of the server: body size (compressed and decompressed) and a rate per token.
+"""Request limits of the server: body size (compressed and decompressed), a rate per token and
+a rate of failed authentications per client address.
 
-Both answer before anything is decoded or stored: 413 for a body too big (a gzip bomb stops at
+All answer before anything is decoded or stored: 413 for a body too big (a gzip bomb stops at
 the decoded limit, not after), 429 with ``Retry-After`` (whole seconds) when a token sends
-faster than its rate.
+faster than its rate, or when an address failed authentication faster than its rate (checked
+before any token is looked up: a client guessing tokens is throttled).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ class Limits:
     decoded_bytes: int = 128 * MiB  # after decompression
     rate_per_s: float = 200.0  # requests per token per second, on average
     burst: int = 400  # requests a token may send at once
+    failed_auth_per_s: float = 2.0  # requests failing authentication per client address
+    failed_auth_burst: int = 60  # ... that may fail at once before the address waits
 
 
 class RateLimiter:
-    """A token bucket per bearer token. Thread-safe."""
+    """A token bucket per key (a bearer token's id, a client address). Thread-safe."""
 
     def __init__(self, rate_per_s: float, burst: int) -> None:
         self.rate = rate_per_s
@@ -39,6 +43,8 @@ class RateLimiter:
         """0 when a request may go now (and counts it), else the seconds to wait."""
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > 100_000 and key not in self._buckets:
+                self._buckets.clear()  # bounded memory: forgetting only forgives
             level, since = self._buckets.get(key, (float(self.burst), now))
             level = min(float(self.burst), level + (now - since) * self.rate)
             if level >= 1:
@@ -48,8 +54,20 @@ class RateLimiter:
             return (1 - level) / self.rate
 
 
-def too_many(wait_s: float) -> HTTPException:
-    return HTTPException(429, "too many requests for this token; retry later",
+    def waiting(self, key: str) -> float:
+        """The seconds ``key`` must wait before its next request may go (0: it may go);
+        counts nothing."""
+        now = time.monotonic()
+        with self._lock:
+            found = self._buckets.get(key)
+            if found is None:
+                return 0.0
+            level = min(float(self.burst), found[0] + (now - found[1]) * self.rate)
+            return 0.0 if level >= 1 else (1 - level) / self.rate
+
+
+def too_many(wait_s: float, what: str = "requests for this token") -> HTTPException:
+    return HTTPException(429, f"too many {what}; retry later",
                          headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
 
 

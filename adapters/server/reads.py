@@ -2,27 +2,42 @@
 models (caught up first, as every query). Lists are paged (``limit``/``offset``, the audit by
 ``after``); a run or artifact of another tenant is not found (404), as one that does not exist.
 The answers are the read models' rows; a remote tracker turns them into the same ``RunView``
-and ``ArtifactView`` a local one returns.
+and ``ArtifactView`` a local one returns. A run's steps and history are stored events
+(``lineage.remote.wire.event_data``), read from the store itself as ``Tracker.steps`` and
+``Tracker.run_history`` do, paged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from lineage.application.job_status import JOB_STATUSES
+from lineage.application.recovery_select import lost_steps
 from lineage.application.validation import ARTIFACT_TYPES
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
+from lineage.remote.wire import event_data
 
 from .app import LineageJSON, require
 from .tokens import Principal
 
 router = APIRouter(prefix="/v1", tags=["read"])
 READ = Depends(require("read"))
-Limit = Query(100, ge=1, le=1000)
-Offset = Query(0, ge=0, le=2**62)
+# One Query object per parameter: FastAPI names a shared one after its first use (the audit's
+# ``after``, declared with the object ``offset`` had used, was read from ``?offset=``).
+def _limit() -> Any:
+    return Query(100, ge=1, le=1000)
+
+
+def _offset() -> Any:
+    return Query(0, ge=0, le=2**62)
+
+
+def _event_limit() -> Any:
+    return Query(1000, ge=1, le=10_000)
 
 
 def _core(request: Request) -> Any:
@@ -60,7 +75,7 @@ def _own_node(core: Any, who: Principal, node_id: str) -> str:
 
 @router.get("/runs")
 def runs(request: Request, status: str | None = None, job_status: str | None = None,
-         watched: bool = False, limit: int = Limit, offset: int = Offset,
+         watched: bool = False, limit: int = _limit(), offset: int = _offset(),
          who: Principal = READ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = _core(request).views.runs(
         status=_one_of(status, "status", JOB_STATUSES),
@@ -114,7 +129,7 @@ def ids(request: Request, prefix: str = Query(..., max_length=36, pattern="^[0-9
 def artifacts(request: Request, type: str | None = None, run: str | None = None,
               alias: str | None = None, checksum: str | None = None, since: str | None = None,
               until: str | None = None, as_of: str | None = None, status: str | None = None,
-              limit: int = Limit, offset: int = Offset, who: Principal = READ) -> list[Any]:
+              limit: int = _limit(), offset: int = _offset(), who: Principal = READ) -> list[Any]:
     when: Any = as_of
     if as_of is not None and as_of.startswith("@") and as_of[1:].isdigit():
         when = int(as_of[1:])  # a log position, as `lineage artifacts --as-of @N`
@@ -146,7 +161,7 @@ def lineage(request: Request, node_id: str,
 @router.get("/audit")
 def audit(request: Request, subject: str | None = None, actor: str | None = None,
           kind: str | None = None, since: str | None = None, until: str | None = None,
-          steps: bool = False, after: int = Offset, limit: int = Limit,
+          steps: bool = False, after: int = _offset(), limit: int = _limit(),
           who: Principal = READ) -> list[dict[str, Any]]:
     core = _core(request)
     rows = core.views.audit(subject=None if subject is None else _id(subject, "subject"),
@@ -161,3 +176,61 @@ def alias_history(request: Request, name: str, scope: str | None = None,
     core = _core(request)
     rows = core.views.alias_history(name, scope=scope)
     return [row for row in rows if core.owner("artifact", row["artifact_id"]) == who.tenant_id]
+
+
+@router.get("/runs/{run_id}/steps")
+def steps(request: Request, run_id: str, after: int = _offset(), limit: int = _event_limit(),
+          last: bool = False, who: Principal = READ) -> list[dict[str, Any]]:
+    """Step events of the run after stream position ``after`` (with ``last``: its final
+    ``limit``), in the order logged."""
+    core = _core(request)
+    own_run(core, who, run_id)
+    found = core.reads.steps(_id(run_id, "run"), after=after, limit=limit, last=last)
+    return [event_data(0, event, core.mapper) for event in found]
+
+
+@router.get("/runs/{run_id}/history")
+def history(request: Request, run_id: str, steps: int | None = Query(None, ge=0, le=2**62),
+            offset: int = _offset(), limit: int = _event_limit(),
+            who: Principal = READ) -> list[dict[str, Any]]:
+    """The run's own events and its first and last ``steps`` step events (all when not
+    given), in log order, with their log positions: ``limit`` of them from ``offset``."""
+    core = _core(request)
+    own_run(core, who, run_id)
+    pairs = core.reads.run_history(_id(run_id, "run"), steps=steps)[offset:offset + limit]
+    return [event_data(position, event, core.mapper) for position, event in pairs]
+
+
+@router.get("/runs/{run_id}/lost-steps")
+def lost(request: Request, run_id: str, after_step: int = Query(..., ge=0, le=2**63 - 1),
+         who: Principal = READ) -> dict[str, int] | None:
+    """The steps the run logged after ``after_step`` (first, last, count), or null: what a
+    recovery from a checkpoint at ``after_step`` loses."""
+    core = _core(request)
+    own_run(core, who, run_id)
+    found = lost_steps(core.reads, UUID(_id(run_id, "run")), after_step)
+    return None if found is None else dataclasses.asdict(found)
+
+
+@router.get("/quarantine")
+def quarantine(request: Request, read_model: str | None = Query(None, max_length=64),
+               offset: int = _offset(), limit: int = _limit(),
+               who: Principal = READ) -> list[dict[str, Any]]:
+    """Events the read models quarantined, of this tenant's runs and artifacts (rows of
+    streams the server cannot tie to the tenant are left out: ``lineage project status`` on
+    the server shows them all)."""
+    core = _core(request)
+    rows = [row for row in core.reads.quarantined(read_model)
+            if _tenant_of(core, str(row["originator_id"])) == who.tenant_id]
+    return rows[offset:offset + limit]
+
+
+def _tenant_of(core: Any, stream: str) -> str | None:
+    for kind in ("run", "artifact"):
+        try:
+            tenant = core.owner(kind, stream)
+        except Exception:  # its first event does not decode: no tenant can be told, hidden
+            return None
+        if tenant is not None:
+            return str(tenant)
+    return None

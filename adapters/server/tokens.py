@@ -6,6 +6,10 @@ and only the SHA-256 of the secret (32 random bytes, so a fast hash is enough: n
 brute-force) is stored. The actor every event written with a token carries is the token's own
 ``actor``, never one a client sends. Scopes: ``read`` (queries), ``write`` (batches of commands),
 ``admin`` (the tenant's tokens); each route asks for one.
+
+A token may expire (``expires_at``, UTC): from then on it is refused like a revoked one, and
+``list`` shows it ``expired``. Without one it lives until revoked. Tables made before expiry
+existed gain the column on open.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, Engine, String, Table, Text, select, update
+from sqlalchemy import Column, Engine, String, Table, Text, inspect, select, text, update
 from sqlalchemy import MetaData as _MetaData
 
 from lineage.adapters.database import schema_change
@@ -39,7 +43,10 @@ tokens = Table(
     Column("secret_sha256", String(64), nullable=False),
     Column("created_at", String(32), nullable=False),
     Column("revoked_at", String(32)),
+    Column("expires_at", String(32)),  # None: never
 )
+DURATION = re.compile(r"^([1-9][0-9]{0,6})([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class Principal:
     tenant_id: str
     actor: str
     scopes: frozenset[str]
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -63,6 +74,28 @@ def tenant_of_token(text: str) -> str:
         raise ValidationError("token", "is not a lineage token (lnt.<tenant>.<id>.<secret>, "
                               "from `lineage tokens create`)")
     return parts[1]
+
+
+def expiry(text: str | None, now: datetime | None = None) -> datetime | None:
+    """When a token given ``--expires TEXT`` expires: a duration from ``now`` (``90m``,
+    ``12h``, ``30d``, ``2w``) or an ISO time with a zone; None for None. ValidationError
+    naming ``expires`` for anything else, or a time already past."""
+    if text is None:
+        return None
+    now = now or datetime.now(UTC)
+    found = DURATION.match(text.strip()) if isinstance(text, str) else None
+    if found is not None:
+        return now + timedelta(seconds=int(found[1]) * _UNIT_S[found[2]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValidationError("expires", "must be a duration (90m, 12h, 30d, 2w) or an ISO time "
+                              "with a zone (2027-01-31T00:00:00+00:00)", text)
+    if moment <= now:
+        raise ValidationError("expires", "is already past", text)
+    return moment.astimezone(UTC)
 
 
 def check_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
@@ -79,9 +112,13 @@ class TokenStore:
         self.engine = engine
         with schema_change(engine) as conn:
             metadata.create_all(conn)
+            if "expires_at" not in {c["name"] for c in inspect(conn).get_columns(tokens.name)}:
+                conn.execute(text("ALTER TABLE lineage_tokens ADD COLUMN expires_at VARCHAR(32)"))
 
-    def create(self, tenant_id: str, actor: str, scopes: list[str] | tuple[str, ...]) -> str:
-        """A new token's full text (shown once; only its hash is kept)."""
+    def create(self, tenant_id: str, actor: str, scopes: list[str] | tuple[str, ...],
+               expires_at: datetime | None = None) -> str:
+        """A new token's full text (shown once; only its hash is kept); refused once
+        ``expires_at`` (an aware time) has come, when given."""
         if not isinstance(tenant_id, str) or not TENANT_RULE.match(tenant_id):
             raise ValidationError("tenant", "must be 1-64 letters, digits, '-' or '_', starting "
                                   "with a letter or digit", tenant_id)
@@ -92,18 +129,23 @@ class TokenStore:
         with self.engine.begin() as conn:
             conn.execute(tokens.insert().values(
                 id=token_id, tenant_id=tenant_id, actor=actor, scopes=",".join(chosen),
-                secret_sha256=_digest(secret), created_at=_now()))
+                secret_sha256=_digest(secret), created_at=_now(),
+                expires_at=None if expires_at is None else _iso(expires_at)))
         return f"{PREFIX}.{tenant_id}.{token_id}.{secret}"
 
     def list(self, tenant_id: str | None = None) -> list[dict[str, object]]:
-        """Tokens (never their secrets), oldest first; a tenant's only when given."""
+        """Tokens (never their secrets), oldest first; a tenant's only when given. ``state``
+        is ``live``, ``revoked`` or ``expired``."""
         query = select(tokens.c.id, tokens.c.tenant_id, tokens.c.actor, tokens.c.scopes,
-                       tokens.c.created_at, tokens.c.revoked_at).order_by(tokens.c.created_at)
+                       tokens.c.created_at, tokens.c.revoked_at,
+                       tokens.c.expires_at).order_by(tokens.c.created_at)
         if tenant_id is not None:
             query = query.where(tokens.c.tenant_id == tenant_id)
+        now = _now()
         with self.engine.connect() as conn:
-            return [{**row._asdict(), "scopes": row.scopes.split(",")}
-                    for row in conn.execute(query)]
+            return [{**row._asdict(), "scopes": row.scopes.split(","), "state": "revoked"
+                     if row.revoked_at else "expired" if row.expires_at and row.expires_at <= now
+                     else "live"} for row in conn.execute(query)]
 
     def revoke(self, token_id: str, *, tenant_id: str | None = None) -> bool:
         """Revoke a token (of ``tenant_id`` only, when given); False when there is no such
@@ -116,7 +158,7 @@ class TokenStore:
 
     def authenticate(self, text: str) -> Principal | None:
         """The principal of a live token; None for anything else (malformed, unknown, revoked,
-        wrong secret, another tenant's id), in constant time for the secret."""
+        wrong secret, another tenant's id, expired), in constant time for the secret."""
         parts = text.split(".") if isinstance(text, str) and len(text) <= 256 else []
         if len(parts) != 4 or parts[0] != PREFIX or not _ID_RULE.match(parts[2]):
             return None
@@ -126,7 +168,10 @@ class TokenStore:
             return None
         if not hmac.compare_digest(row.secret_sha256, _digest(parts[3])):
             return None
-        return Principal(row.id, row.tenant_id, row.actor, frozenset(row.scopes.split(",")))
+        expires = None if row.expires_at is None else datetime.fromisoformat(row.expires_at)
+        found = Principal(row.id, row.tenant_id, row.actor, frozenset(row.scopes.split(",")),
+                          expires)
+        return None if found.expired() else found
 
 
 def _digest(secret: str) -> str:
@@ -134,4 +179,9 @@ def _digest(secret: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    """UTC ISO with microseconds: such texts compare as their times do."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

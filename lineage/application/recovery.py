@@ -217,7 +217,7 @@ class RecoveryExecutor:
             if not isinstance(error, Exception):
                 raise
             return attempt
-        lost = lost_steps(self.host, handle.id, checkpoint.step or 0)
+        lost = self._lost_steps(handle.id, checkpoint.step or 0)
         handle.complete_recovery(new_run, checkpoint, lost=lost, checkpoint_step=checkpoint.step
                                  or 0, attempt=number).wait()
         plan.attempts.append(Attempt(number, checkpoint.id, new_run.id))
@@ -225,6 +225,11 @@ class RecoveryExecutor:
                             f"checkpoint step {checkpoint.step}", new_run=new_run,
                             checkpoint=checkpoint, optimizer_restored=choice.optimizer_restored,
                             lost_steps=lost)
+
+    def _lost_steps(self, run_id: UUID, after_step: int) -> Any:
+        """The steps ``run_id`` logged after ``after_step`` (LostSteps, or None), from the
+        store's step stream."""
+        return lost_steps(self.host, run_id, after_step)
 
     def _end_abandoned(self, run_id: UUID, attempt: int) -> None:
         """End failed the runs the dead executor of ``attempt`` started and never handed to a

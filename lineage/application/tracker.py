@@ -70,6 +70,8 @@ class TrackerService(ReadAPI):
     is also flushed at interpreter exit.
     """
 
+    recovery_executor = RecoveryExecutor  # a remote tracker's records verifications as calls
+
     def __init__(self, parts: TrackerParts) -> None:
         self.settings = parts.settings
         self.store = parts.store
@@ -342,7 +344,7 @@ class TrackerService(ReadAPI):
         lease = self.settings.recovery_lease_s if lease_s is None else lease_s
         if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
             raise ValidationError("lease_s", "must be a positive number of seconds", lease_s)
-        executor = RecoveryExecutor(self, sleep=sleep, lease_s=float(lease))
+        executor = self.recovery_executor(self, sleep=sleep, lease_s=float(lease))
         return executor.recover(run, strategy=strategy, restore_optimizer=restore_optimizer,
                                 allow_weights_only=allow_weights_only, retry=retry,
                                 resume=resume, name=name, tags=tags)

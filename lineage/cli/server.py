@@ -1,7 +1,8 @@
 """``lineage serve``, ``lineage tokens ...`` and ``lineage sync``: the server and its clients.
 
     lineage serve [--host H] [--port P] [--max-body-mb N] [--rate R]
-    lineage tokens create --tenant T --actor A [--scope read|write|admin ...] [--json]
+    lineage tokens create --tenant T --actor A [--scope read|write|admin ...] [--expires 30d]
+                          [--json]
     lineage tokens list [--tenant T] [--json]
     lineage tokens revoke ID
     lineage sync [--url URL] [--token TOKEN] [--spool-dir DIR] [--json]
@@ -41,8 +42,11 @@ def register(root: click.Group) -> None:
 @click.option("--jaeger-url", envvar="LINEAGE_JAEGER_URL", default=None,
               help="base URL of a Jaeger UI holding the runs' traces: the run pages link to "
               "<URL>/trace/<run id> (LINEAGE_JAEGER_URL)")
+@click.option("--failed-auth-rate", type=click.FloatRange(0.01, 1e6), default=2.0,
+              show_default=True, help="requests failing authentication a second per client "
+              "address, after a burst of 30 times that (429 before any token lookup past it)")
 def _serve(cli: Invocation, host: str, port: int, max_body_mb: int, rate: float,
-           jaeger_url: str | None) -> int:
+           jaeger_url: str | None, failed_auth_rate: float) -> int:
     import uvicorn
 
     from lineage.adapters.server.app import create_app
@@ -51,7 +55,9 @@ def _serve(cli: Invocation, host: str, port: int, max_body_mb: int, rate: float,
     from lineage.adapters.server.web import WebSettings
 
     limits = Limits(body_bytes=max_body_mb * MiB, decoded_bytes=8 * max_body_mb * MiB,
-                    rate_per_s=rate, burst=max(1, int(2 * rate)))
+                    rate_per_s=rate, burst=max(1, int(2 * rate)),
+                    failed_auth_per_s=failed_auth_rate,
+                    failed_auth_burst=max(1, int(30 * failed_auth_rate)))
     app = create_app(ServerCore(cli.db), limits, WebSettings(jaeger_url))
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
     return 0
@@ -81,11 +87,18 @@ def _default_db() -> str:
 @click.option("--actor", required=True, help="who the events written with it are by")
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(["read", "write", "admin"]),
               default=("read", "write"), show_default=True)
+@click.option("--expires", default=None, help="refused after this: a duration (90m, 12h, 30d, "
+              "2w) or an ISO time with a zone; default never")
 @json_option
-def _create(cli: Invocation, tenant: str, actor: str, scopes: tuple[str, ...]) -> int:
-    token = _token_store(cli).create(tenant, actor, list(scopes))
+def _create(cli: Invocation, tenant: str, actor: str, scopes: tuple[str, ...],
+            expires: str | None) -> int:
+    from lineage.adapters.server.tokens import expiry
+
+    when = expiry(expires)
+    token = _token_store(cli).create(tenant, actor, list(scopes), when)
     if cli.json:
-        print_json({"token": token, "tenant": tenant, "actor": actor, "scopes": list(scopes)})
+        print_json({"token": token, "tenant": tenant, "actor": actor, "scopes": list(scopes),
+                    "expires_at": None if when is None else when.isoformat()})
     else:
         click.echo(token)
     return 0
@@ -99,10 +112,17 @@ def _list(cli: Invocation, tenant: str | None) -> int:
     if cli.json:
         print_json(rows)
     for row in [] if cli.json else rows:
-        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "live"
         click.echo(f"{row['id']}  {row['tenant_id']}  {row['actor']}  "
-                   f"{','.join(row['scopes'])}  {state}")
+                   f"{','.join(row['scopes'])}  {_state(row)}")
     return 0
+
+
+def _state(row: dict[str, Any]) -> str:
+    if row["state"] == "revoked":
+        return f"revoked {row['revoked_at']}"
+    if row["expires_at"] is None:
+        return "live"
+    return f"{'live until' if row['state'] == 'live' else 'expired'} {row['expires_at']}"
 
 
 @command("revoke", "revoke a token by its id (the third part of the token)")

@@ -25,6 +25,7 @@ from uuid import UUID
 from lineage.application.write_batch import WriterStats
 from lineage.errors import LineageError, WriterError
 from lineage.remote import wire
+from lineage.remote.columns import column_item
 
 log = logging.getLogger(__name__)
 ITEM_STEPS = 5000  # the most steps one spooled item holds
@@ -197,7 +198,8 @@ class Shipper:
         for run, records in by_run.items():
             for start in range(0, len(records), ITEM_STEPS):
                 chunk = records[start:start + ITEM_STEPS]
-                items.append(wire.step_rows(run, chunk, self._id_base + self._next_id))
+                first = self._id_base + self._next_id
+                items.append(column_item(run, chunk, first) or wire.step_rows(run, chunk, first))
                 self._next_id += len(chunk)
 
     def _send(self) -> bool:

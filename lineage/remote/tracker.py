@@ -7,7 +7,10 @@ local recorder queues the command for the writer, this one queues the *call* (it
 arguments, the event id and time of its envelope, the locations of the local files it names,
 hashed here once) for the shipper (``lineage.remote.shipper``); the server runs the same
 method with them. ``log_step`` is the run handle's own, its queue the shipper's deque.
-Queries read the server's REST API (``RemoteReadModels``) after a flush.
+Queries read the server's REST API (``RemoteReadModels``) after a flush; ``steps``,
+``run_events`` and ``run_history`` read its event routes page by page and rebuild the same
+domain events with this tracker's mapper. Heartbeats of idle runs are calls too
+(``RemoteHeartbeats``), so the server's monitor sees a remote run alive.
 
 What a ``wait()`` means here: committed on the server or, while it is unreachable, kept in
 the durable spool (sent later; nothing is lost).
@@ -15,6 +18,7 @@ the durable spool (sent later; nothing is lost).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,13 +26,19 @@ from typing import Any
 from uuid import UUID
 
 from lineage.application.artifacts import declared_locations, locate
+from lineage.application.commands import id_of
 from lineage.application.handles import Pending
+from lineage.application.heartbeat import Heartbeats
 from lineage.application.metric_history import MetricHistory
 from lineage.application.recording import WriterRecorder
+from lineage.application.recovery import RecoveryExecutor
 from lineage.application.run_handle import RunHandle
 from lineage.application.tracker import TrackerService
+from lineage.application.views import LostSteps
 from lineage.errors import LineageError
 from lineage.remote import wire
+
+EVENT_PAGE = 1000  # events a read request of a remote tracker asks for
 
 
 class SpooledPending(Pending):
@@ -138,19 +148,77 @@ for _op in wire.RUN_OPS:
     setattr(RemoteRunHandle, _op, _remote(_op, getattr(RunHandle, _op)))
 
 
+class RemoteHeartbeats(Heartbeats):
+    """Heartbeats of this process's idle remote runs, sent as calls (``wire.HEARTBEAT``)."""
+
+    def _send(self, run_id: UUID, last_step: int) -> int:
+        recorder: Any = self._recorder
+        with recorder.calling(wire.HEARTBEAT, run_id, (os.getpid(), last_step), {}, []):
+            return super()._send(run_id, last_step)
+
+
+class RemoteRecoveryExecutor(RecoveryExecutor):
+    """Recovery through the server: a checkpoint is hashed here (the server never opens a
+    file) and the verification is sent as a call (``wire.VERIFY``)."""
+
+    def _record_verification(self, artifact_id: UUID,
+                             verified: tuple[bool, str | None, str]) -> None:
+        recorder: Any = self.host.recorder
+        with recorder.calling(wire.VERIFY, None, (artifact_id, *verified), {}, []):
+            super()._record_verification(artifact_id, verified)
+
+    def _lost_steps(self, run_id: UUID, after_step: int) -> LostSteps | None:
+        """Found by the server, which reads the run's step stream."""
+        host: Any = self.host
+        found = host.views.get(f"/v1/runs/{run_id}/lost-steps", after_step=after_step)
+        return None if found is None else LostSteps(**found)
+
+
 class RemoteTracker(TrackerService):
-    """A ``TrackerService`` on a spool recorder and the server's read API. ``steps``,
-    ``run_events`` and ``run_history`` (which read the event store itself) are not available."""
+    """A ``TrackerService`` on a spool recorder and the server's read API."""
+
+    recovery_executor = RemoteRecoveryExecutor
 
     def _handle(self, run_id: UUID, name: str, start_step: int,
                 job: dict[str, Any] | None) -> RunHandle:
         return RemoteRunHandle(self.recorder, run_id, name, heartbeats=self.heartbeats,
                                retention=self.retention, start_step=start_step, job=job)
 
-    def steps(self, *args: Any, **kwargs: Any) -> Any:
-        raise LineageError("steps() reads the event store: not available through the server")
+    def steps(self, run: Any, *, after: int = 0, limit: int | None = None,
+              last: bool = False) -> list[Any]:
+        """As ``Tracker.steps``, read from the server ``EVENT_PAGE`` steps a request."""
+        self.flush()
+        path = f"/v1/runs/{id_of(run, 'run')}/steps"
+        if last and limit is not None:
+            return self._events(path, after=after, limit=limit, last=True)
+        found: list[Any] = []
+        while limit is None or len(found) < limit:
+            size = EVENT_PAGE if limit is None else min(EVENT_PAGE, limit - len(found))
+            page = self._events(path, after=after, limit=size)
+            found += page
+            if len(page) < size:
+                break
+            after = page[-1].originator_version  # a step's place in its run's step stream
+        return found
 
-    run_events = run_history = steps
+    def run_history(self, run: Any, *, steps: int | None = None) -> list[tuple[int, Any]]:
+        """As ``Tracker.run_history``, read from the server page by page."""
+        self.flush()
+        path = f"/v1/runs/{id_of(run, 'run')}/history"
+        found: list[tuple[int, Any]] = []
+        while True:
+            page = self.views.get(path, steps=steps, offset=len(found),  # type: ignore[attr-defined]
+                                        limit=EVENT_PAGE)
+            found += [wire.event_from(data, self.mapper) for data in page]
+            if len(page) < EVENT_PAGE:
+                return found
+
+    def run_events(self, run: Any, *, steps: bool = True) -> list[Any]:
+        return [event for _, event in self.run_history(run, steps=None if steps else 0)]
+
+    def _events(self, path: str, **params: Any) -> list[Any]:
+        page = self.views.get(path, **params)  # type: ignore[attr-defined]
+        return [wire.event_from(data, self.mapper)[1] for data in page]
 
     @property
     def spool_path(self) -> Any:
@@ -261,8 +329,15 @@ class RemoteReadModels:
         return list(self.get(f"/v1/runs/{run_id}/metrics/{name}", buckets=buckets))
 
     def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
-        raise LineageError("quarantined events are the server's: run `lineage project status` "
-                           "there")
+        """The events the server's read models quarantined, of this tenant's runs and
+        artifacts (an admin token's)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.get("/v1/quarantine", read_model=read_model, offset=len(found),
+                            limit=EVENT_PAGE)
+            found += page
+            if len(page) < EVENT_PAGE:
+                return found
 
     def close(self) -> None:
         return None

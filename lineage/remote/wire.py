@@ -1,6 +1,7 @@
 """The wire form of what a remote tracker sends (DESIGN §8): items of a batch, as JSON.
 
-A batch is ``{"items": [...]}``, each item one of
+A batch is ``{"items": [...]}``, each item one of a step item of columns (the common step:
+``lineage.remote.columns``) or
 
     {"t": "s", "run": RUN_ID, "ids": FIRST_EVENT_ID,
      "rows": [[step, metrics, epoch, durations, tokens, resources, occurred_ns, occurred_at
@@ -27,14 +28,25 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
+
 from lineage.application import validation
 from lineage.application.artifacts import Location
 from lineage.errors import ValidationError
+from lineage.remote.columns import StepColumns, decode_columns
 
 TRACKER_OPS = ("start_run", "register_artifact", "move_alias", "resume_run")
 RUN_OPS = ("log_eval", "save_checkpoint", "use_input", "record_failure", "finish",
            "begin_recovery", "renew_recovery_lease", "select_recovery_checkpoint",
            "reject_recovery_checkpoint", "complete_recovery", "fail_recovery", "exhaust_recovery")
+# A remote run's heartbeat (``args``: the client's pid, the run's last step): the server
+# appends it as the local heartbeat thread would (lineage.application.heartbeat).
+HEARTBEAT = "heartbeat"
+HANDLE_OPS = (*RUN_OPS, HEARTBEAT)
+# A checkpoint a remote recovery hashed on the client (``args``: artifact id, ok, the digest
+# observed, detail): the server records the verification; it never opens the file itself.
+VERIFY = "record_verification"
+SERVICE_OPS = (*TRACKER_OPS, VERIFY)
 # Never taken from the wire: the envelope's id and time come from the item, waiting is the
 # server's business.
 RESERVED = frozenset({"event_id", "occurred_at", "wait", "self"})
@@ -121,7 +133,7 @@ def call_item(op: str, run: UUID | None, args: tuple[Any, ...], kwargs: dict[str
 # -- the server's side ---------------------------------------------------------------------------
 
 
-def decode_batch(data: Any) -> tuple[list[Steps | Call], bool]:
+def decode_batch(data: Any) -> tuple[list[Steps | Call | StepColumns], bool]:
     """The items of a decoded JSON batch, their shape checked (ValidationError names the item
     and the field), and whether the client sends it again (``"retry": true``: the server then
     leaves out the events it already holds); nothing is applied here."""
@@ -132,17 +144,29 @@ def decode_batch(data: Any) -> tuple[list[Steps | Call], bool]:
     items = data["items"]
     if len(items) > MAX_ITEMS:
         raise ValidationError("items", f"at most {MAX_ITEMS} items a batch, got {len(items)}")
-    rows = sum(len(i.get("rows", ())) for i in items if isinstance(i, dict)
-               and isinstance(i.get("rows"), list))
+    rows = sum(step_count(i) for i in items if isinstance(i, dict))
     if rows > MAX_ROWS:
         raise ValidationError("items", f"at most {MAX_ROWS} steps a batch, got {rows}")
     return ([_item(item, f"items[{index}]") for index, item in enumerate(items)],
             bool(data.get("retry", False)))
 
 
-def _item(item: Any, where: str) -> Steps | Call:
-    if not isinstance(item, dict) or item.get("t") not in ("s", "c"):
-        raise ValidationError(f"{where}.t", 'must be "s" (steps) or "c" (a call)', item)
+def step_count(item: dict[str, Any]) -> int:
+    """How many steps an item says it holds (0 for a call or a malformed item)."""
+    if item.get("t") == "b":
+        count = item.get("count")
+        return count if type(count) is int and count > 0 else 0
+    rows = item.get("rows") if item.get("t") == "s" else None
+    return len(rows) if isinstance(rows, list) else 0
+
+
+def _item(item: Any, where: str) -> Steps | Call | StepColumns:
+    if not isinstance(item, dict) or item.get("t") not in ("s", "b", "c"):
+        raise ValidationError(f"{where}.t", 'must be "s" (step rows), "b" (step columns) or '
+                              '"c" (a call)', item)
+    if item["t"] == "b":
+        return decode_columns(item, where, _uuid(item.get("run"), f"{where}.run"),
+                              _uuid(item.get("ids"), f"{where}.ids").int, MAX_ROWS)
     if item["t"] == "s":
         rows = item.get("rows")
         if not isinstance(rows, list):
@@ -151,12 +175,12 @@ def _item(item: Any, where: str) -> Steps | Call:
         return Steps(_uuid(item.get("run"), f"{where}.run"),
                      [_row(row, f"{where}.rows[{n}]", first + n) for n, row in enumerate(rows)])
     op = item.get("op")
-    if op not in TRACKER_OPS + RUN_OPS:
+    if op not in SERVICE_OPS + HANDLE_OPS:
         raise ValidationError(f"{where}.op", f"unknown operation {op!r}", op)
     run = item.get("run")
-    if (op in RUN_OPS) != (run is not None):
-        raise ValidationError(f"{where}.run", f"{op} needs {'a run id' if op in RUN_OPS else 'none'}",
-                              run)
+    if (op in HANDLE_OPS) != (run is not None):
+        raise ValidationError(f"{where}.run",
+                              f"{op} needs {'a run id' if op in HANDLE_OPS else 'none'}", run)
     args, kwargs = item.get("args", []), item.get("kwargs", {})
     if not isinstance(args, list) or len(args) > MAX_ARGS:
         raise ValidationError(f"{where}.args", f"must be a list of at most {MAX_ARGS} values", args)
@@ -214,6 +238,22 @@ def _uuid(value: Any, field: str) -> UUID:
         except ValueError:
             pass
     raise ValidationError(field, "must be a UUID (text)", value)
+
+
+def event_data(position: int, event: Any, mapper: Any) -> dict[str, Any]:
+    """A stored event as the read API answers it: its log position and the stored form the
+    mapper gives it (topic, stream, version and the JSON state), so a client's mapper rebuilds
+    the same domain event."""
+    stored = mapper.to_stored_event(event)
+    return {"position": position, "topic": stored.topic, "stream": stored.originator_id.hex,
+            "version": stored.originator_version, "state": stored.state.decode()}
+
+
+def event_from(data: dict[str, Any], mapper: Any) -> tuple[int, Any]:
+    """(position, domain event) from ``event_data``'s form."""
+    stored = StoredEvent(UUID(data["stream"]), int(data["version"]), str(data["topic"]),
+                         str(data["state"]).encode())
+    return int(data["position"]), mapper.to_domain_event(stored)
 
 
 def error_data(error: BaseException) -> dict[str, Any]:

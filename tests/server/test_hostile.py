@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import json
 import socket
 import threading
 import uuid
+from array import array
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +38,19 @@ def row(step: Any = 1, metrics: Any = None, **changes: Any) -> list[Any]:
     for index, value in changes.items():
         values[int(index[1:])] = value
     return values
+
+
+def columns(**changes: Any) -> dict[str, Any]:
+    """A step item of binary columns (lineage.remote.columns), with ``changes``."""
+    item = {"t": "b", "run": RUN, "ids": uuid.uuid4().hex, "count": 2,
+            "steps": packed("q", [1, 2]), "ns": packed("q", [1_700_000_000_000_000_000] * 2),
+            "epochs": None, "names": ["loss"], "kinds": "d",
+            "values": [packed("d", [0.5, 0.25])]}
+    return {**item, **changes}
+
+
+def packed(code: str, values: list[Any]) -> str:
+    return base64.b64encode(array(code, values).tobytes()).decode()
 
 
 def nested_metadata(depth: int) -> bytes:
@@ -87,6 +102,18 @@ CASES: dict[str, tuple[bytes, dict[str, str]]] = {
     "declared location not a file uri": (body([call(
         "register_artifact", "s3://b/k", type="model", loc={"http://169.254.169.254/": [1,
                                                               "sha256:" + "0" * 64]})]), {}),
+    "step columns of different lengths": (body([columns(ns=packed("q", [1]))]), {}),
+    "step column not base64": (body([columns(steps="!!!!" * 4)]), {}),
+    "step count not a number": (body([columns(count=True)]), {}),
+    "step count past the limit": (body([columns(count=10**9)]), {}),
+    "negative step in columns": (body([columns(steps=packed("q", [1, -5]))]), {}),
+    "metric column of text": (body([columns(values=["0.25"])]), {}),
+    "metric kind unknown": (body([columns(kinds="s")]), {}),
+    "metric name with NUL": (body([columns(names=["lo\x00ss"])]), {}),
+    "metric names repeated": (body([columns(names=["loss", "loss"], kinds="dd",
+                                            values=[packed("d", [0.5, 0.5])] * 2)]), {}),
+    "step time zero in columns": (body([columns(ns=packed("q", [0, 1]))]), {}),
+    "epoch below -1 in columns": (body([columns(epochs=packed("q", [-2, 1]))]), {}),
     "retry flag not a bool": (b'{"retry": "yes", "items": []}', {}),
     "cloud metadata uri": (body([call("register_artifact",
                                       "http://169.254.169.254/latest/meta-data/iam/",
