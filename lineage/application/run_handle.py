@@ -112,6 +112,10 @@ class RunHandle(RecoveryCommands):
         """The highest step this handle logged; None before its first ``log_step``."""
         return None if self._max_step < 0 else self._max_step
 
+    @max_step.setter
+    def max_step(self, step: int | None) -> None:  # steps appended past log_step (the server's)
+        self._max_step = -1 if step is None else step
+
     def _log_step_checked(self, step: Any, metrics: Any, epoch: Any, durations: Any,
                           tokens: Any, resources: Any, occurred_at: Any, event_id: Any) -> None:
         """``log_step`` with every argument checked and converted one by one."""
