@@ -8,10 +8,17 @@ A benchmark runs itself under ``valgrind --tool=callgrind --dump-before=getsid``
 the tracker's writer and the save thread too) and starts again from zero, so each dump file is
 one segment. Nothing else in Python or torch calls ``getsid``; ``parse`` checks that the dumps
 match the marks. Under callgrind a program runs 20-100 times slower: keep segments short.
+
+Imports (torch, SQLAlchemy) would take most of that time, so the program starts with
+instrumentation off (``--instr-atstart=no``, valgrind's plain JIT: several times faster) and
+the first ``mark`` switches it on with callgrind's client request
+``CALLGRIND_START_INSTRUMENTATION``, through a tiny C helper compiled here (needs a C compiler
+and valgrind's headers; without them everything is instrumented from the start).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -32,9 +39,13 @@ def available() -> str | None:
 def run(script: Path, args: list[str], folder: Path, timeout_s: float) -> dict[str, list[int]]:
     """Run ``python script *args`` under callgrind, its dumps in ``folder``; returns the
     instruction counts of each label, in the order marked (a label marked twice has two)."""
+    helper = _compile_helper(folder)
     command = ["valgrind", "--tool=callgrind", f"--dump-before={MARKER_FUNCTION}",
-               f"--callgrind-out-file={folder}/cg.%p", sys.executable, str(script), *args]
-    env = {**os.environ, "LINEAGE_CALLGRIND_DIR": str(folder)}
+               f"--callgrind-out-file={folder}/cg.%p",
+               *(["--instr-atstart=no"] if helper else []),
+               sys.executable, str(script), *args]
+    env = {**os.environ, "LINEAGE_CALLGRIND_DIR": str(folder),
+           "LINEAGE_CALLGRIND_HELPER": helper or ""}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s,
                           check=False)
     if done.returncode != 0:
@@ -49,8 +60,25 @@ def mark(label: str) -> None:
         return
     labels = Path(folder) / _LABELS
     seen = json.loads(labels.read_text()) if labels.exists() else []
+    helper = os.environ.get("LINEAGE_CALLGRIND_HELPER")
+    if not seen and helper:  # the first mark: instrument from here on
+        ctypes.CDLL(helper).lineage_start_instrumentation()
     labels.write_text(json.dumps([*seen, label]))
     os.getsid(0)  # callgrind dumps here
+
+
+def _compile_helper(folder: Path) -> str | None:
+    """A shared library whose one function starts callgrind's instrumentation, or None."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not Path("/usr/include/valgrind/callgrind.h").exists():
+        return None
+    source, library = folder / "start.c", folder / "start.so"
+    source.write_text("#include <valgrind/callgrind.h>\n"
+                      "void lineage_start_instrumentation(void) "
+                      "{ CALLGRIND_START_INSTRUMENTATION; }\n")
+    done = subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(source)],
+                          capture_output=True, check=False)
+    return str(library) if done.returncode == 0 else None
 
 
 def parse(folder: Path) -> dict[str, list[int]]:
