@@ -137,17 +137,23 @@ def test_a_truncated_tail_is_found_by_an_anchor_when_positions_were_reset_too(
     assert (first.kind, first.seal, first.leaf) == (ROLLED_BACK, 3, _leaf(history, cut))
 
 
-def test_a_history_rechained_without_the_key_is_found(history: History, make_tracker: Any,
-                                                      tmp_path: Path) -> None:
-    # the attacker changes run b, removes every seal and seals again with a key of their own
+def rechain_with_another_key(history: History, make_tracker: Any, folder: Path) -> int:
+    """The attacker changes run b, removes every seal and seals again with a key of their own;
+    returns the position of the row changed."""
     started = history.run_rows(2)[0]
     history.tamper.modify(started, b"run-b", b"run-x")
     for seal in history.seals:
         history.tamper.delete(seal)
-    forged = tmp_path / "forged.pem"
+    forged = folder / "forged.pem"
     generate_key(forged)
     tracker = make_tracker(history.url, export_otlp=False)
     assert open_sealer(tracker.store, key=str(forged)).seal() is not None
+    return started
+
+
+def test_a_history_rechained_without_the_key_is_found(history: History, make_tracker: Any,
+                                                      tmp_path: Path) -> None:
+    rechain_with_another_key(history, make_tracker, tmp_path)
     assert history.verify(make_tracker, public_key=None).ok  # self-consistent, untrusted key
     first = history.verify(make_tracker).problems[0]
     assert first.kind == BAD_SEAL and "another key" in first.detail and first.seal == 1
@@ -157,14 +163,7 @@ def test_anchors_say_where_a_rechained_history_parts_from_them(history: History,
                                                                make_tracker: Any,
                                                                tmp_path: Path) -> None:
     """No trusted key, the seals replaced: the anchors alone bracket the first bad row."""
-    started = history.run_rows(2)[0]
-    history.tamper.modify(started, b"run-b", b"run-x")
-    for seal in history.seals:
-        history.tamper.delete(seal)
-    forged = tmp_path / "forged.pem"
-    generate_key(forged)
-    tracker = make_tracker(history.url, export_otlp=False)
-    assert open_sealer(tracker.store, key=str(forged)).seal() is not None
+    started = rechain_with_another_key(history, make_tracker, tmp_path)
     first = history.verify(make_tracker, public_key=None, anchors=[history.anchor]).problems[0]
     # anchor 1 still matches: the first bad row is the first after it (seal 1's, now gone)
     assert (first.kind, first.seal, first.leaf, first.position) == (

@@ -4,7 +4,7 @@ import { api } from "./api.js";
 import { artifactLink, facts, h, json, number, runLink, status, table, time } from "./dom.js";
 import { checksum } from "./artifacts.js";
 import { collapsed, drawGraph, loadCytoscape, nodeHash, nodeLabel } from "./graph.js";
-import { hashFor, submitTo } from "./route.js";
+import { hashFor, submitsTo } from "./route.js";
 
 const HISTORY = [
   { title: "Position", class: "num", cell: (r) => String(r.position) },
@@ -46,7 +46,7 @@ function graphControls(id, params) {
     h("button", { type: "submit" }, "Draw"),
     h("button", { type: "button", id: "graph-fit", onclick: () => window.lineageGraph && window.lineageGraph.fit(undefined, 30) }, "Fit"),
     h("span", { class: "muted" }, "drag to pan, wheel to zoom, click a node to open it"));
-  form.addEventListener("submit", (event) => { event.preventDefault(); submitTo(`/artifacts/${id}`, form); });
+  submitsTo(`/artifacts/${id}`, form);
   return { form, direction, depth: Number(depth) };
 }
 

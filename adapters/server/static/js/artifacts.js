@@ -2,7 +2,7 @@
 // was then: what was registered by then, with the status and aliases it had then).
 import { api } from "./api.js";
 import { artifactLink, h, number, runLink, status, table, time } from "./dom.js";
-import { hashFor, submitTo, toLocal } from "./route.js";
+import { hashFor, submitsTo, toLocal } from "./route.js";
 
 const TYPES = ["checkpoint", "model", "dataset", "log"];
 const STATES = ["live", "retired", "expired"];
@@ -43,8 +43,7 @@ function filters(params) {
 
 export async function artifactsPage(main, _match, params) {
   const offset = Number(params.offset || 0);
-  const form = filters(params);
-  form.addEventListener("submit", (event) => { event.preventDefault(); submitTo("/artifacts", form); });
+  const form = submitsTo("/artifacts", filters(params));
   const rows = await api("/v1/artifacts", { type: params.type, status: params.status,
     alias: params.alias, run: params.run, checksum: params.checksum, since: params.since,
     until: params.until, as_of: params.as_of, limit: PAGE, offset });

@@ -2,7 +2,7 @@
 // position (the next page starts after the last row shown).
 import { api } from "./api.js";
 import { artifactLink, h, runLink, table, time } from "./dom.js";
-import { hashFor, submitTo, toLocal } from "./route.js";
+import { hashFor, submitsTo, toLocal } from "./route.js";
 
 const PAGE = 100;
 
@@ -34,8 +34,7 @@ function filters(params) {
 
 export async function auditPage(main, _match, params) {
   const after = Number(params.after || 0);
-  const form = filters(params);
-  form.addEventListener("submit", (event) => { event.preventDefault(); submitTo("/audit", form); });
+  const form = submitsTo("/audit", filters(params));
   const rows = await api("/v1/audit", { subject: params.subject, actor: params.actor,
     kind: params.kind, since: params.since, until: params.until, steps: params.steps,
     after, limit: PAGE });

@@ -17,14 +17,18 @@ export function hashFor(path, params = {}) {
 
 export function go(path, params) { location.hash = hashFor(path, params); }
 
-// A filters form: its named inputs become the page's URL parameters.
-export function submitTo(path, form, extra = {}) {
-  const params = { ...extra };
-  for (const field of form.elements) {
-    if (!field.name || (field.type === "checkbox" && !field.checked)) continue;
-    params[field.name] = field.type === "datetime-local" ? toIso(field.value) : field.value;
-  }
-  go(path, params);
+// A filters form: on submit, its named inputs become the URL parameters of `path`. Returns it.
+export function submitsTo(path, form) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = {};
+    for (const field of form.elements) {
+      if (!field.name || (field.type === "checkbox" && !field.checked)) continue;
+      params[field.name] = field.type === "datetime-local" ? toIso(field.value) : field.value;
+    }
+    go(path, params);
+  });
+  return form;
 }
 
 // datetime-local inputs hold local time; URLs hold UTC ISO 8601.

@@ -2,7 +2,7 @@
 // URL; while a run on the page is running, the table is fetched again every few seconds.
 import { api } from "./api.js";
 import { duration, h, metrics, number, runLink, status, table, tags, time } from "./dom.js";
-import { hashFor, submitTo, toLocal } from "./route.js";
+import { hashFor, submitsTo, toLocal } from "./route.js";
 
 export const JOB_STATUSES = ["pending", "running", "completed", "failed", "corrupted",
   "superseded", "cancelled"];
@@ -34,8 +34,7 @@ export async function runsPage(main, _match, params) {
   const offset = Number(params.offset || 0);
   const query = { status: params.status, name: params.name, tag: params.tag,
     since: params.since, until: params.until, limit: PAGE, offset };
-  const form = filters(params);
-  form.addEventListener("submit", (event) => { event.preventDefault(); submitTo("/runs", form); });
+  const form = submitsTo("/runs", filters(params));
   const slot = h("div", { id: "runs" });
   main.append(h("h1", {}, "Runs"), form, slot);
   let timer = null;
