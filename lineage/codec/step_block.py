@@ -135,12 +135,25 @@ class _Floats(bytes):
 def _int64s(*values: int) -> bytes:
     """int64 values, native order like ``array("q").tobytes()`` (the same bytes): ``struct``
     converts each value without ``array``'s per-item argument parsing (the writer's hot loop)."""
-    return struct.pack(f"{len(values)}q", *values)
+    try:
+        return struct.pack(f"{len(values)}q", *values)
+    except struct.error as error:
+        raise _as_array_error(error) from None
 
 
 def _float64s(*values: float) -> bytes:
     """float64 values, native order like ``array("d").tobytes()`` (see ``_int64s``)."""
-    return struct.pack(f"{len(values)}d", *values)
+    try:
+        return struct.pack(f"{len(values)}d", *values)
+    except struct.error as error:
+        raise _as_array_error(error) from None
+
+
+def _as_array_error(error: struct.error) -> Exception:
+    """The error ``array`` raised for the same value: OverflowError out of range, else
+    TypeError (a read model's quarantine reason names it)."""
+    text = str(error)
+    return OverflowError(text) if "out of range" in text else TypeError(text)
 
 
 def _differences(values: Sequence[int]) -> bytes:
