@@ -96,12 +96,12 @@ def _parts(conn: Connection, run_id: str, name: str) -> list[_Part]:
         found = loads(summary).get(name)
         if found:
             count, low, high, last = found
-            parts.append(_Part(seq_from, count, _number(low), _number(high), _number(last),
-                               count == seq_to - seq_from + 1))
+            parts.append(_Part(seq_from, count, summary_number(low), summary_number(high),
+                               summary_number(last), count == seq_to - seq_from + 1))
     return parts
 
 
-def _number(value: Any) -> Any:
+def summary_number(value: Any) -> Any:
     """A summary's number (strict JSON writes NaN and the infinities as strings)."""
     return _NON_FINITE[value] if value.__class__ is str else value
 
@@ -171,7 +171,7 @@ def _bucket(parts: list[_Part], starts: list[int], reader: _Reader, first: int,
     blocks an edge cuts by their values."""
     head = bisect_right(starts, first) - 1
     tail = bisect_right(starts, end - 1) - 1
-    stats = _Stats()
+    stats = BucketStats()
     for at in range(head, tail + 1):
         part = parts[at]
         low, high = max(first - starts[at], 0), min(end - starts[at], part.points)
@@ -190,7 +190,7 @@ def _values(points: _Points) -> Sequence[float]:
     return points.values
 
 
-class _Stats:
+class BucketStats:
     """Count, least and greatest non-NaN value (the first of equals), and last value."""
 
     def __init__(self) -> None:

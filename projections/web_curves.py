@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from lineage.projections.decoding import loads
-from lineage.projections.metric_buckets import _number, _Stats, metric_buckets
+from lineage.projections.metric_buckets import BucketStats, metric_buckets, summary_number
 from lineage.projections.tables import step_metrics
 
 BLOCKS_PER_BUCKET_SHARE = 4  # summaries alone once there are buckets/4 blocks or more
@@ -54,9 +54,9 @@ def _grouped(parts: list[tuple[int, int, list[Any]]], buckets: int) -> list[dict
     edges = [k * len(parts) // count for k in range(count + 1)]
     found = []
     for first, end in pairwise(edges):
-        stats = _Stats()
+        stats = BucketStats()
         for _, _, (points, low, high, last) in parts[first:end]:
-            stats.add(points, _number(low), _number(high), _number(last))
+            stats.add(points, summary_number(low), summary_number(high), summary_number(last))
         found.append({"step_from": parts[first][0], "step_to": parts[end - 1][1],
                       "count": stats.count, "min": stats.low, "max": stats.high,
                       "last": stats.last})
