@@ -5,9 +5,10 @@ On each durable store (a SQLite file, a fresh PostgreSQL schema) the legacy stor
 interruption. The original is migrated by a child process that is SIGKILLed (no atexit, no
 rollback but the database's own) at several points: right after a group committed, a few
 milliseconds later (often inside the next group's transaction), and while the read models are
-rebuilt. After each kill a fresh tracker reads every step back equal (its read models rebuilt,
-since the migration marked them stale). Then the migration is run to the end, and the log, the
-event-id index and the read models equal the uninterrupted clone's.
+rebuilt. The store is sealed before (issue 14). After each kill a fresh tracker reads every step
+back equal (its read models rebuilt, since the migration marked them stale) and the seal still
+verifies. Then the migration is run to the end, and the log, the event-id index and the read
+models equal the uninterrupted clone's, and the seal verifies.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import text
 
 import lineage
 from lineage.adapters.database import Database
+from lineage.adapters.signing import generate_key
 from lineage.codec.step_block import STEPS_TOPIC
 from lineage.codec.steps import STEP_TOPIC
 from tests.conftest import POSTGRES_ENV
@@ -121,8 +123,11 @@ def kill_migration(url: str, folder: Path, lines: int | str, delay: float) -> li
 def test_a_killed_migration_resumes_to_the_same_store(durable_url: str, tmp_path: Path) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
+    key = tmp_path / "seal.pem"
+    public = generate_key(key)
     with lineage.Tracker(durable_url) as tracker:
         runs = legacy_scenario(tracker, tmp_path)["runs"]
+        sealed = tracker.seal(key=key).size
         before = snapshot(tracker, runs)
         rows = [row for row in log_rows(tracker) if row[3] not in STEP_TOPICS]
     with clone(durable_url, tmp_path) as copy:
@@ -136,6 +141,8 @@ def test_a_killed_migration_resumes_to_the_same_store(durable_url: str, tmp_path
             seen = kill_migration(durable_url, tmp_path, lines, delay * rng.uniform(0.5, 1.5))
             with lineage.Tracker(durable_url) as tracker:  # nothing lost, read models rebuilt
                 assert snapshot(tracker, runs) == before, (seed, lines, seen[-3:])
+                verified = tracker.verify(public_key=public)
+                assert verified.ok and verified.sealed == sealed, (seed, lines, verified.problems)
                 log = log_rows(tracker)
                 assert [row for row in log if row[3] not in STEP_TOPICS] == rows
                 left.append(sum(1 for row in log if row[3] == STEP_TOPIC))
@@ -148,3 +155,4 @@ def test_a_killed_migration_resumes_to_the_same_store(durable_url: str, tmp_path
             tracker.views.runner.catch_up()
             assert dump(tracker.views.engine) == expected_views, seed
             assert snapshot(tracker, runs) == before
+            assert tracker.verify(public_key=public).ok
