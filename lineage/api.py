@@ -110,14 +110,3 @@ class Tracker(TrackerService):
                 sealing.close(final=True)
         super().close(timeout)
 
-    def verify_artifacts(self) -> list[Any]:
-        """Re-hash every live local artifact against its registered checksum and record the
-        outcome (``Artifact.Verified``: verified, mismatch or missing); returns the
-        ``ArtifactCheck`` list."""
-        from lineage.application.artifact_check import check_artifacts
-
-        listed, offset = [], 0
-        while page := self.artifacts(limit=500, offset=offset):
-            listed.extend(page)
-            offset += len(page)
-        return check_artifacts(listed, self.storage, self.recorder)

@@ -9,9 +9,10 @@ deleted on purpose) are left out: they are not read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from lineage.application.handles import Pending
 from lineage.application.recording import Recorder
@@ -35,10 +36,13 @@ class ArtifactCheck:
                 "detail": self.detail}
 
 
+Record = Callable[[UUID, tuple[bool, str | None, str]], Pending]  # (artifact, (ok, observed, detail))
+
+
 def check_artifacts(artifacts: Iterable[ArtifactView], storage: ArtifactStorage,
-                    recorder: Recorder) -> list[ArtifactCheck]:
-    """Check every local, live artifact of ``artifacts`` and record the outcomes (waiting
-    until they are committed). Returns the outcomes in the order given."""
+                    record: Record) -> list[ArtifactCheck]:
+    """Check every local, live artifact of ``artifacts`` and record the outcomes through
+    ``record`` (waiting until they are committed). Returns the outcomes in the order given."""
     checks: list[ArtifactCheck] = []
     pending: list[Pending] = []
     for artifact in artifacts:
@@ -47,15 +51,20 @@ def check_artifacts(artifacts: Iterable[ArtifactView], storage: ArtifactStorage,
         ok, observed, detail = check_bytes(artifact, storage)
         outcome = VERIFIED if ok else (MISSING if observed is None else MISMATCH)
         checks.append(ArtifactCheck(str(artifact.id), artifact.uri, outcome, detail))
-        pending.append(_record(recorder, artifact, ok, observed, detail))
+        pending.append(record(artifact.id, (ok, observed, detail)))
     for each in pending:
         each.wait()
     return checks
 
 
-def _record(recorder: Recorder, artifact: ArtifactView, ok: bool, observed: str | None,
-            detail: str) -> Pending:
-    def verify(uow: UnitOfWork) -> None:
-        uow.artifact(artifact.id).verify(ok, observed, detail, uow.envelope(), uow.timestamp)
+def recorded_by(recorder: Recorder) -> Record:
+    """``Record`` as one ``Artifact.Verified`` command through ``recorder``."""
+    def record(artifact_id: UUID, verified: tuple[bool, str | None, str]) -> Pending:
+        ok, observed, detail = verified
 
-    return recorder.submit(f"verify {artifact.id}", verify, recorder.envelope())
+        def verify(uow: UnitOfWork) -> None:
+            uow.artifact(artifact_id).verify(ok, observed, detail, uow.envelope(), uow.timestamp)
+
+        return recorder.submit(f"verify {artifact_id}", verify, recorder.envelope())
+
+    return record

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from lineage.application import recovery_select, validation
+from lineage.application.artifact_check import recorded_by
 from lineage.application.commands import id_of
 from lineage.application.policies import RetryPolicy
 from lineage.application.recovery_lease import LeaseKeeper, new_holder, now_of
 from lineage.application.recovery_result import Attempt, RecoveryResult, Rejection, refusal
 from lineage.application.recovery_select import lost_steps
 from lineage.application.run_handle import RunHandle
-from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import ArtifactView, RunView
 from lineage.domain.recovery_rules import DEFAULT_RECOVERY_LEASE_S
 from lineage.errors import InvariantError, LineageError, ValidationError
@@ -293,12 +293,7 @@ class RecoveryExecutor:
                                           attempt=plan.number).wait()
 
     def _record_verification(self, artifact_id: UUID, verified: tuple[bool, str | None, str]) -> None:
-        ok, observed, detail = verified
-
-        def verify(uow: UnitOfWork) -> None:
-            uow.artifact(artifact_id).verify(ok, observed, detail, uow.envelope(), uow.timestamp)
-
-        self.host.recorder.submit(f"verify {artifact_id}", verify, self.host.recorder.envelope()).wait()
+        recorded_by(self.host.recorder)(artifact_id, verified).wait()
 
     def _failed_attempt(self, handle: RunHandle, plan: _Plan, new_run: RunHandle, number: int,
                         checkpoint: ArtifactView, error: BaseException,

@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper
 
 from lineage.application import validation
+from lineage.application.artifact_check import ArtifactCheck, Record, check_artifacts, recorded_by
 from lineage.application.artifacts import locate
 from lineage.application.commands import as_uuid, id_of, move_alias_in, register_in
 from lineage.application.handles import ArtifactRef, Pending
@@ -232,6 +233,19 @@ class TrackerService(ReadAPI):
                                       uow.envelope(), uow.timestamp)
 
         return self.submit(f"retire {artifact_id}", retire, self.envelope(event_id))
+
+    def verify_artifacts(self) -> list[ArtifactCheck]:
+        """Re-hash every live local artifact against its registered checksum and record the
+        outcome (``Artifact.Verified``: verified, mismatch or missing); returns the
+        ``ArtifactCheck`` list. A remote tracker hashes here and sends the outcomes."""
+        listed, offset = [], 0
+        while page := self.artifacts(limit=500, offset=offset):
+            listed.extend(page)
+            offset += len(page)
+        return check_artifacts(listed, self.storage, self._verification())
+
+    def _verification(self) -> Record:
+        return recorded_by(self.recorder)
 
     # -- runs ----------------------------------------------------------------------------------
 

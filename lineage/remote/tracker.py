@@ -25,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 from uuid import UUID
 
+from lineage.application.artifact_check import Record, recorded_by
 from lineage.application.artifacts import declared_locations, locate
 from lineage.application.commands import id_of
 from lineage.application.handles import Pending
@@ -183,6 +184,18 @@ class RemoteTracker(TrackerService):
                 job: dict[str, Any] | None) -> RunHandle:
         return RemoteRunHandle(self.recorder, run_id, name, heartbeats=self.heartbeats,
                                retention=self.retention, start_step=start_step, job=job)
+
+    def _verification(self) -> Record:
+        """Files are hashed here (the server never opens one); each outcome is sent as a call
+        (``wire.VERIFY``), as the recovery's checks are."""
+        local = recorded_by(self.recorder)
+        recorder: Any = self.recorder
+
+        def record(artifact_id: UUID, verified: tuple[bool, str | None, str]) -> Pending:
+            with recorder.calling(wire.VERIFY, None, (artifact_id, *verified), {}, []):
+                return local(artifact_id, verified)
+
+        return record
 
     def steps(self, run: Any, *, after: int = 0, limit: int | None = None,
               last: bool = False) -> list[Any]:

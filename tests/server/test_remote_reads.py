@@ -133,3 +133,19 @@ def test_recover_through_the_server_resumes_from_the_latest_checkpoint(
     kinds = [type(e).__name__ for e in remote.run_events(run.id, steps=False)]
     assert kinds[-5:] == ["RecoveryStarted", "RecoveryCheckpointSelected", "StepsLost",
                           "RecoveryCompleted", "Finished"]
+
+
+def test_verify_artifacts_hashes_here_and_records_the_outcomes_through_the_server(
+        remote: Any, tmp_path: Path) -> None:
+    paths = [tmp_path / name for name in ("good.bin", "changed.bin", "gone.bin")]
+    for path in paths:
+        path.write_bytes(path.name.encode() * 100)
+    refs = [remote.register_artifact(path, type="dataset") for path in paths]
+    for ref in refs:
+        ref.wait()
+    paths[1].write_bytes(b"other bytes")
+    paths[2].unlink()
+    outcomes = {check.artifact_id: check.outcome for check in remote.verify_artifacts()}
+    assert [outcomes[str(ref.id)] for ref in refs] == ["verified", "mismatch", "missing"]
+    remote.flush()
+    assert [remote.artifact(ref.id).last_verified_ok for ref in refs] == [True, False, False]
