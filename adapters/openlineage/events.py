@@ -100,14 +100,15 @@ class OpenLineageBuilder(Dispatcher):
         self.namespace = namespace
         self._handlers = self.topics()
         self._previous: OrderedDict[UUID, UUID | None] = OrderedDict()  # run -> run it resumed
+        self._parents: OrderedDict[UUID, dict[str, Any] | None] = OrderedDict()  # run -> facet
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[dict[str, Any]]]:
         """For each stored event, the OpenLineage events it makes (often none)."""
         return [self._handlers[s.topic](s) if s.topic in self._handlers else [] for s in events]
 
     def _history(self, run_id: UUID, upto: int) -> list[Any]:
-        return [self.mapper.to_domain_event(s) for s in self.store.read_stream(run_id)
-                if s.originator_version <= upto]
+        return [self.mapper.to_domain_event(s)  # versions run 1, 2, ...: the first ``upto``
+                for s in self.store.read_stream(run_id, limit=upto)]
 
     def _registered(self, artifact_id: UUID) -> Any:
         first = self.store.read_stream(artifact_id, limit=1)
@@ -128,7 +129,13 @@ class OpenLineageBuilder(Dispatcher):
                 "inputs": list(inputs), "outputs": list(outputs)}
 
     def _parent(self, run_id: UUID) -> dict[str, Any] | None:
-        """The ``parent`` facet of a resumed run (module doc), else None."""
+        """The ``parent`` facet of a resumed run (module doc), else None (cached: the chain of
+        a started run never changes)."""
+        if run_id not in self._parents:
+            remember(self._parents, run_id, self._parent_chain(run_id))
+        return self._parents[run_id]
+
+    def _parent_chain(self, run_id: UUID) -> dict[str, Any] | None:
         chain: list[tuple[UUID, str]] = []  # (run, job name), from the parent to the root
         current = self._resumed(run_id)
         while current is not None and current != run_id and len(chain) < 1000:
@@ -187,14 +194,14 @@ class OpenLineageBuilder(Dispatcher):
     @handles(Run.InputUsed)
     def _input(self, stored: StoredEvent) -> list[dict[str, Any]]:
         event: Any = self.mapper.to_domain_event(stored)
-        history = self._history(event.originator_id, stored.originator_version)
+        history = self._history(event.originator_id, 1)  # _event reads only its start
         return [self._event("RUNNING", event.occurred_at, history, inputs=[
             self._artifact(event.artifact_id, event.uri, role=event.role)])]
 
     @handles(Run.CheckpointSaved)
     def _checkpoint(self, stored: StoredEvent) -> list[dict[str, Any]]:
         event: Any = self.mapper.to_domain_event(stored)
-        history = self._history(event.originator_id, stored.originator_version)
+        history = self._history(event.originator_id, 1)  # _event reads only its start
         return [self._event("RUNNING", event.occurred_at, history, outputs=[
             self._artifact(event.artifact_id, event.uri, lifecycle="CREATE")])]
 

@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from lineage.application import validation
+from lineage.application.artifact_check import recorded_by
 from lineage.application.artifacts import declared_locations
 from lineage.application.commands import as_uuid
 from lineage.application.handles import ArtifactRef, Pending
@@ -30,7 +31,6 @@ from lineage.application.heartbeat import heartbeat_in
 from lineage.application.recording import WriterRecorder
 from lineage.application.run_handle import RunHandle
 from lineage.application.tracker import TrackerService
-from lineage.application.unit_of_work import UnitOfWork
 from lineage.application.views import LostSteps
 from lineage.errors import (
     ArtifactNotFoundError,
@@ -222,11 +222,7 @@ class BatchApplier:
         if observed is not None:
             observed = validation.text(observed, "observed", max_length=256)
         detail = validation.text(detail, "detail", max_length=1024)
-
-        def verify(uow: UnitOfWork) -> None:
-            uow.artifact(artifact_id).verify(ok, observed, detail, uow.envelope(), uow.timestamp)
-
-        return self.recorder.submit(f"verify {artifact_id}", verify, self.recorder.envelope())
+        return recorded_by(self.recorder)(artifact_id, (ok, observed, detail))
 
     def _handle(self, run_id: UUID) -> RunHandle:
         with self._lock:

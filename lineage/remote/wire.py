@@ -33,7 +33,7 @@ from eventsourcing.persistence import StoredEvent
 from lineage.application import validation
 from lineage.application.artifacts import Location
 from lineage.errors import ValidationError
-from lineage.remote.columns import StepColumns, decode_columns
+from lineage.remote.columns import ID_SPACE, StepColumns, decode_columns
 
 TRACKER_OPS = ("start_run", "register_artifact", "move_alias", "resume_run")
 RUN_OPS = ("log_eval", "save_checkpoint", "use_input", "record_failure", "finish",
@@ -53,7 +53,6 @@ RESERVED = frozenset({"event_id", "occurred_at", "wait", "self"})
 MAX_ITEMS = 10_000
 MAX_ROWS = 100_000
 MAX_ARGS = 16
-ID_SPACE = 1 << 128
 
 
 class StepRow(NamedTuple):

@@ -62,8 +62,8 @@ class SpanAssembly:
 
     def _history(self, run_id: UUID, upto: int) -> list[Any]:
         """The run's aggregate events up to and including version ``upto``."""
-        return [self.mapper.to_domain_event(s) for s in self.store.read_stream(run_id)
-                if s.originator_version <= upto]
+        return [self.mapper.to_domain_event(s)  # versions run 1, 2, ...: the first ``upto``
+                for s in self.store.read_stream(run_id, limit=upto)]
 
     def _run_started(self, run_id: UUID) -> bool:
         """Whether ``run_id`` names a started run (a link to anything else would dangle)."""
