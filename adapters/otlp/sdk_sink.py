@@ -27,6 +27,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
+from lineage.adapters.otlp.wire import IS_REMOTE
 from lineage.errors import CollectorUnavailableError
 
 from .transport import ExportResult
@@ -34,7 +35,6 @@ from .transport import ExportResult
 _KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT, 4: SpanKind.PRODUCER,
           5: SpanKind.CONSUMER}
 _CODES = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
-IS_REMOTE = 0x200
 
 
 class SdkExporterTransport:

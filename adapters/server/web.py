@@ -29,7 +29,7 @@ from lineage.errors import ValidationError
 from lineage.projections.web_queries import WebQueries
 
 from .app import LineageJSON, require
-from .reads import own_run
+from .reads import _offset, _one_of, own_run
 from .tokens import Principal
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -85,14 +85,12 @@ def run_table(request: Request, status: str | None = Query(None),
               name: str | None = Query(None, max_length=200),
               tag: str | None = Query(None, max_length=200), since: str | None = None,
               until: str | None = None, limit: int = Query(50, ge=1, le=1000),
-              offset: int = Query(0, ge=0, le=2**62), who: Principal = READ) -> dict[str, Any]:
+              offset: int = _offset(), who: Principal = READ) -> dict[str, Any]:
     """The token's tenant's runs, newest first: ``name`` a part of the name, ``tag`` key or
     key=value, ``since``/``until`` bound the start time; ``total`` counts every match."""
-    if status is not None and status not in JOB_STATUSES:
-        raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}", status)
     found: dict[str, Any] = request.app.state.web.run_table(
-        tenant=who.tenant_id, status=status, name=name or None, tag=tag or None,
-        since=since or None, until=until or None, limit=limit, offset=offset)
+        tenant=who.tenant_id, status=_one_of(status, "status", JOB_STATUSES), name=name or None,
+        tag=tag or None, since=since or None, until=until or None, limit=limit, offset=offset)
     return found
 
 

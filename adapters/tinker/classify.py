@@ -26,11 +26,15 @@ class Classified(NamedTuple):
     signal: str
 
 
+REQUEST_FAILED = "request.tinker.failed."  # + the SDK's error category
+SERVER_FAILED = f"{REQUEST_FAILED}server"
+
+
 def classify(error: BaseException) -> Classified:
     name = type(error).__name__
     if isinstance(error, tinker.RequestFailedError):
         category = str(getattr(error, "category", "unknown")).lower().rsplit(".", 1)[-1]
-        return Classified(name, category != "user", f"request.tinker.failed.{category}")
+        return Classified(name, category != "user", f"{REQUEST_FAILED}{category}")
     if isinstance(error, tinker.APIConnectionError):
         return Classified(name, True, "request.tinker.connection")
     if isinstance(error, tinker.APIStatusError):

@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from lineage.adapters.tinker.classify import classify
+from lineage.adapters.tinker.classify import SERVER_FAILED, classify
 from lineage.application.inference import record_inference
 from lineage.errors import ValidationError
 
 log = logging.getLogger(__name__)
-SERVER_FAILED = "request.tinker.failed.server"
 
 
 @dataclass

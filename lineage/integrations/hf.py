@@ -70,7 +70,6 @@ class LineageCallback(TrainerCallback):
         self.sampler = ResourceSampler(sample_every_s)
         self.run: Any = None
         self.errors = 0
-        self._step = 0
         self._evaluation: tuple[int, dict[str, float]] | None = None
         self._previous_hook: Any = None
         self._rotation: Rotation | None = None  # the folders save_total_limit may delete
@@ -123,7 +122,6 @@ class LineageCallback(TrainerCallback):
             self.tracker = lineage.Tracker()
         job = hf_spec.job_spec(args, model, state.max_steps or None)
         name = self.name or args.run_name or Path(args.output_dir).name
-        self._step = state.global_step
         resumed = self._resumed_from(args, state) if state.global_step > 0 else None
         if resumed is not None:
             view, differences = resumed
@@ -179,7 +177,6 @@ class LineageCallback(TrainerCallback):
         self.run.log_step(state.global_step, metrics,
                           epoch=None if epoch is None else int(epoch),
                           resources=self.sampler.poll())
-        self._step = state.global_step
 
     def _save(self, args: Any, state: Any) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"

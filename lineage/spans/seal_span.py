@@ -18,7 +18,7 @@ def seal_span(head: TreeHead) -> SpanRecord:
     ``.public_key`` (hex) and ``.anchor`` (the whole anchor line, ``TreeHead.anchor_line``)."""
     at = head.sealed_at_us * 1000
     return SpanRecord(
-        trace_id=SEAL_STREAM.bytes, span_id=hashlib.sha256(head.root).digest()[:8] or b"\x01",
+        trace_id=SEAL_STREAM.bytes, span_id=hashlib.sha256(head.root).digest()[:8],
         parent_span_id=b"", name=SEAL_SPAN, start_ns=at, end_ns=at,
         attributes=(("lineage.seal.number", head.number), ("lineage.seal.size", head.size),
                     ("lineage.seal.root", head.root.hex()),

@@ -1,7 +1,7 @@
 // The router: one page per hash route; no token -> the login page.
 import { Refused, api, clearToken, token } from "./api.js";
 import { h } from "./dom.js";
-import { current, go, hashFor } from "./route.js";
+import { current, go } from "./route.js";
 import { loginPage } from "./login.js";
 import { runsPage } from "./runs.js";
 import { runPage } from "./run.js";
@@ -69,6 +69,5 @@ async function who() {
 }
 
 window.addEventListener("hashchange", () => { render(); who(); });
-window.lineageHash = hashFor;
 render();
 who();
