@@ -1,7 +1,7 @@
 """The web pages of ``lineage serve`` and the read routes only they need.
 
-The pages are static files (``static/``: HTML, our ES modules, and uPlot and Cytoscape from
-the npm registry under ``static/vendor/`` with their licences) served at ``/ui/``; they hold no
+The pages are static files (``static/``: HTML, our ES modules, and uPlot from the npm registry
+under ``static/vendor/`` with its licence) served at ``/ui/``; they hold no
 data and need no token. Everything they show comes from the REST API with the bearer token the
 user gave on the login page (kept in the tab's ``sessionStorage``, sent as ``Authorization``),
 so a page shows exactly what the token may read, and nothing without one (401).
