@@ -13,8 +13,8 @@ time from the navigation's start to that mark (``performance.now()`` then), firs
 fresh tab: HTML, scripts and the API calls) and the median of ``--repeat`` (5) more fresh
 tabs, and where the time goes (medians, from the page's own performance marks and resource
 timings): the HTML and scripts (DOMContentLoaded), the page's slowest API call, and for the
-graph its fetch and its painting. The run page asks the server for 500 buckets per metric
-(about the chart's width in pixels; min, max and last of consecutive points by the one rule
+graph its fetch and its painting. The run page asks the server for 250 buckets per metric
+(a bucket every two pixels of a chart; min, max and last of consecutive points by the one rule
 of ``projections/metric_buckets.py``), so what the browser draws does not grow with the run.
 The graph page draws every node: 1,000 nodes and 999 edges laid out on the server
 (``/v1/lineage/{id}/layout``, ``projections/web_graph.py``) and painted on a canvas.
