@@ -74,7 +74,7 @@ export class LineageGraph {
     if (paint) this.draw();
   }
 
-  destroy() { this.observer.disconnect(); this.canvas.replaceWith(); }
+  destroy() { this.observer.disconnect(); }
 
   toScreen(node) {
     return { x: this.view.x + this.view.zoom * node.x, y: this.view.y + this.view.zoom * node.y };
