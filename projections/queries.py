@@ -64,6 +64,11 @@ class ReadModels:
         """Release the database connections (the tracker calls this when it closes)."""
         self.engine.dispose()
 
+    def connect(self) -> Connection:
+        """A connection to the read models, caught up first as every query is: for queries
+        kept beside these (the web pages', ``web_queries``)."""
+        return self._conn()
+
     def _conn(self) -> Connection:
         if self.auto_catch_up:
             self.runner.catch_up()

@@ -67,6 +67,8 @@ ROUTES = [
     ("GET", "/v1/runs/{run}/overview", "read", "object"),
     ("GET", "/v1/runs/{run}/curves", "read", "object"),
     ("GET", "/v1/ui-settings", "read", "self"),
+    ("GET", "/v1/lineage/{artifact}/layout", "read", "object"),
+    ("GET", "/v1/artifacts/{artifact}/alias-history", "read", "object"),
     ("GET", "/v1/runs/{run}/steps", "read", "object"),
     ("GET", "/v1/runs/{run}/history", "read", "object"),
     ("GET", "/v1/runs/{run}/lost-steps?after_step=0", "read", "object"),

@@ -5,8 +5,11 @@ page shows data without a token. Screenshots go to tests/artifacts/web/."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
+
+import pytest
 
 from tests.web.conftest import JAEGER, Site, shoot
 
@@ -79,6 +82,7 @@ def test_run_page_draws_curves_marks_chain_and_links_to_jaeger(page: Any, site: 
     assert "Job spec" in page.inner_text("main") and "checkpoint" in page.inner_text("main")
     shoot(page, "run")
     page.click(f"#chain a[href='#/runs/{site.demo.resumed_run.id}']")
+    page.wait_for_selector(f"main code:has-text('{site.demo.resumed_run.id}')")  # the new page
     ready(page, "run")
     assert str(site.demo.resumed_run.id) in page.inner_text("main")
 
@@ -86,12 +90,13 @@ def test_run_page_draws_curves_marks_chain_and_links_to_jaeger(page: Any, site: 
 def node_position(page: Any, node_id: str) -> tuple[float, float]:
     """Where node ``node_id`` of the drawn graph is in the viewport (scrolled into it)."""
     page.locator("#graph").scroll_into_view_if_needed()
-    # Cytoscape caches where its container is: let it see the scroll before a click
-    page.evaluate("() => { window.lineageGraph.resize(); return new Promise(done => "
-                  "requestAnimationFrame(() => requestAnimationFrame(() => done(null)))); }")
     box = page.query_selector("#graph").bounding_box()
-    at = page.evaluate("id => window.lineageGraph.getElementById(id).renderedPosition()", node_id)
+    at = page.evaluate("id => window.lineageGraph.renderedPosition(id)", node_id)
     return box["x"] + at["x"], box["y"] + at["y"]
+
+
+def next_frame(page: Any) -> None:
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => done(null)))")
 
 
 def test_lineage_graph_leads_from_a_checkpoint_to_its_run_and_dataset(page: Any, site: Site) -> None:
@@ -99,7 +104,7 @@ def test_lineage_graph_leads_from_a_checkpoint_to_its_run_and_dataset(page: Any,
     route = f"/artifacts/{checkpoint.id}?direction=up&depth=3"
     log_in(page, site, route, "artifact")
     assert page.inner_text("#checksum").startswith("sha256:")
-    ids = page.evaluate("window.lineageGraph.nodes().map(n => n.id())")
+    ids = page.evaluate("window.lineageGraph.ids()")
     resumed, dataset = str(site.demo.resumed_run.id), str(site.demo.dataset.id)
     assert resumed in ids and dataset in ids
     shoot(page, "artifact-lineage")
@@ -112,9 +117,23 @@ def test_lineage_graph_leads_from_a_checkpoint_to_its_run_and_dataset(page: Any,
     page.wait_for_url(f"**#/artifacts/{dataset}")
     ready(page, "artifact")
     assert "dataset" in page.inner_text("h1")
-    # zoom and pan work on the drawn graph (the calls return nothing: Cytoscape's core is huge)
-    page.evaluate("() => { window.lineageGraph.zoom(2); window.lineageGraph.panBy({x: 40, y: 9}); }")
-    assert page.evaluate("() => [window.lineageGraph.zoom(), window.lineageGraph.pan().y]")[0] == 2
+    # the wheel zooms around the pointer (the node under it stays put), a drag pans, and
+    # neither is a click
+    x, y = node_position(page, str(site.demo.dataset.id))
+    zoomed = page.evaluate("window.lineageGraph.zoom()")
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, -400)
+    next_frame(page)
+    assert page.evaluate("window.lineageGraph.zoom()") > zoomed * 1.5
+    assert node_position(page, str(site.demo.dataset.id)) == pytest.approx((x, y), abs=1)
+    before = page.evaluate("window.lineageGraph.pan()")
+    page.mouse.move(x + 5, y + 60)
+    page.mouse.down()
+    page.mouse.move(x + 65, y + 80, steps=4)
+    page.mouse.up()
+    after = page.evaluate("window.lineageGraph.pan()")
+    assert (after["x"] - before["x"], after["y"] - before["y"]) == pytest.approx((60, 20), abs=1)
+    assert page.url.endswith(f"#/artifacts/{dataset}")
 
 
 def test_as_of_brings_a_retired_checkpoint_back(page: Any, site: Site) -> None:
@@ -153,25 +172,18 @@ def test_audit_page_searches_and_pages(page: Any, site: Site) -> None:
     assert "nothing matches" in page.inner_text("#audit")
 
 
-def test_a_large_fan_of_alike_nodes_is_drawn_as_one_group(page: Any, site: Site) -> None:
-    """The graph page's grouping (graph.js ``collapsed``) on a run with 30 checkpoints: one
-    group node with the run's edge; every node again with ``expand=1``."""
-    log_in(page, site, "/audit?kind=nothing-at-all", "audit")
-    ids = [f"00000000-0000-4000-8000-{k:012d}" for k in range(32)]
-    graph = {"root": {"id": ids[0]}, "nodes": [
-        {"id": ids[0], "type": "artifact", "depth": 0, "found": True, "artifact_type": "dataset"},
-        {"id": ids[1], "type": "trace", "depth": 1, "found": True, "label": "run r"},
-        *({"id": i, "type": "artifact", "depth": 2, "found": True, "artifact_type": "checkpoint",
-           "step": k} for k, i in enumerate(ids[2:]))],
-        "edges": [{"id": f"e{k}", "upstream_id": ids[1] if k else ids[0],
-                   "downstream_id": ids[k + 1], "relationship": "produces"} for k in range(31)]}
-    drawn = page.evaluate("graph => import('/ui/js/graph.js').then(g => g.collapsed(graph))", graph)
-    assert drawn["hidden"] == 30 and len(drawn["nodes"]) == 3 and len(drawn["edges"]) == 2
-    group = next(node for node in drawn["nodes"] if node["type"] == "group")
-    assert group["count"] == 30 and group["depth"] == 2 and "30 checkpoints" in group["label"]
-    route = f"/artifacts/{site.demo.dataset.id}?direction=down&depth=1"
-    visit(page, site, route, "artifact")
-    assert page.query_selector("#graph-groups") is None  # a small graph: every node drawn
+def test_an_artifact_page_shows_every_alias_that_pointed_at_it(page: Any, site: Site) -> None:
+    """The demo's ``best`` alias moved on from an early checkpoint: its page still lists it,
+    with when it moved away and to where."""
+    moves = site.server.http.get("/v1/aliases/best", headers={
+        "Authorization": f"Bearer {site.read_token}"}).json()
+    left, then = next((move, after) for move, after in itertools.pairwise(moves)
+                      if move["alias_id"] == after["alias_id"])  # a move, and the next one
+    log_in(page, site, f"/artifacts/{left['artifact_id']}", "artifact")
+    text = page.inner_text("main")
+    assert "best" in text and "still here" not in text
+    assert page.locator(f"main table a[href='#/artifacts/{then['artifact_id']}']").count() >= 1
+    shoot(page, "artifact-aliases")
 
 
 def test_the_runs_table_follows_a_running_run(page: Any, site: Site) -> None:

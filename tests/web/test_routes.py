@@ -4,6 +4,7 @@ themselves are served, over HTTP on the demo's data (no browser)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -68,6 +69,8 @@ def test_the_pages_are_served_without_a_token_and_hold_no_data(site: Site) -> No
     assert home.status_code in (302, 307) and home.headers["location"] == "/ui/"
     index = http.get("/ui/")
     assert index.status_code == 200 and "js/app.js" in index.text
+    for module in sorted((STATIC / "js").glob("*.js")):  # generated: every module preloaded
+        assert f'<link rel="modulepreload" href="js/{module.name}">' in index.text
     assert "default-src 'self'" in index.headers["content-security-policy"]
     for path in sorted(STATIC.rglob("*.js")):
         served = http.get(f"/ui/{path.relative_to(STATIC)}")
@@ -102,3 +105,49 @@ def test_a_jaeger_url_that_is_not_http_is_refused() -> None:
         with pytest.raises(ValidationError, match="jaeger_url"):
             WebSettings(jaeger_url=bad)
     assert WebSettings(jaeger_url="https://j.example/").jaeger_url == "https://j.example/"
+
+
+def test_lineage_layout_places_every_walked_node_once(site: Site) -> None:
+    dataset = str(site.demo.dataset.id)
+    walk = get(site, f"/v1/lineage/{dataset}", direction="down", depth=3).json()
+    layout = get(site, f"/v1/lineage/{dataset}/layout", direction="down", depth=3).json()
+    ids = [node["id"] for node in layout["nodes"]]
+    assert sorted(ids) == sorted(node["id"] for node in walk["nodes"])
+    assert ids[layout["root"]] == dataset
+    assert sorted((ids[up], ids[down], why) for up, down, why in layout["edges"]) == sorted(
+        (e["upstream_id"], e["downstream_id"], e["relationship"]) for e in walk["edges"])
+    assert len({(node["x"], node["y"]) for node in layout["nodes"]}) == len(ids)
+    for a in layout["nodes"]:  # deeper layers to the right
+        assert all(a["x"] < b["x"] for b in layout["nodes"] if b["depth"] > a["depth"])
+    runs = {str(site.demo.failed_run.id), str(site.demo.resumed_run.id)}
+    assert {node["href"] for node in layout["nodes"] if node["kind"] == "run"} == {
+        f"#/runs/{run}" for run in runs}
+    assert get(site, f"/v1/lineage/{dataset}/layout", direction="down", depth=3).json() == layout
+    assert get(site, f"/v1/lineage/{dataset}/layout", direction="sideways").status_code == 400
+    other = site.server.token("another-tenant", "reader", ("read",))
+    refused = site.server.http.get(f"/v1/lineage/{dataset}/layout",
+                                   headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 404
+
+
+def test_alias_history_of_an_artifact_pairs_every_move_to_and_from_it(site: Site) -> None:
+    """Recomputed from the alias's whole history (``/v1/aliases/best``): each time ``best``
+    came to an artifact is one period, closed by the next move (None while it is still there)."""
+    moves = get(site, "/v1/aliases/best").json()  # one alias per run (scope)
+    expected: dict[str, list[tuple[Any, ...]]] = {}
+    for alias in {move["alias_id"] for move in moves}:
+        own = [move for move in moves if move["alias_id"] == alias]
+        for move, after in zip(own, [*own[1:], None], strict=True):
+            expected.setdefault(move["artifact_id"], []).append(
+                (move["moved_at"], move["previous_artifact_id"], after and after["moved_at"],
+                 after and after["artifact_id"]))
+    assert any(period[3] for periods in expected.values() for period in periods)  # moved on
+    for artifact, periods in expected.items():
+        found = get(site, f"/v1/artifacts/{artifact}/alias-history").json()
+        assert [(p["pointed_at"], p["previous_artifact_id"], p["moved_away_at"], p["moved_to"])
+                for p in found if p["name"] == "best"] == periods
+    other = site.server.token("another-tenant", "reader", ("read",))
+    refused = site.server.http.get(f"/v1/artifacts/{moves[0]['artifact_id']}/alias-history",
+                                   headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 404
+    assert get(site, "/v1/artifacts/not-a-uuid/alias-history").status_code == 400

@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { artifactLink, facts, h, json, number, runLink, status, table, time } from "./dom.js";
 import { checksum } from "./artifacts.js";
-import { collapsed, drawGraph, loadCytoscape, nodeHash, nodeLabel } from "./graph.js";
+import { drawGraph } from "./graph.js";
 import { hashFor, submitsTo } from "./route.js";
 
 const HISTORY = [
@@ -12,12 +12,15 @@ const HISTORY = [
   { title: "Status", cell: (r) => status(r.status, r.reason) },
 ];
 
-const ALIAS_MOVES = [
+// every alias that ever pointed here: when it came, from where, and when it moved away, to where
+const ALIAS_PERIODS = [
   { title: "Alias", cell: (r) => (r.scope === "registry" ? r.name : `${r.name}@${r.scope.slice(0, 8)}`) },
-  { title: "Moved", cell: (r) => time(r.moved_at) },
-  { title: "To", cell: (r) => artifactLink(r.artifact_id) },
+  { title: "Pointed here", cell: (r) => time(r.pointed_at) },
   { title: "From", cell: (r) => artifactLink(r.previous_artifact_id) },
   { title: "By", cell: (r) => r.actor },
+  { title: "Moved away", cell: (r) => (r.moved_away_at ? time(r.moved_away_at) : h("span", { class: "status live" }, "still here")) },
+  { title: "To", cell: (r) => artifactLink(r.moved_to) },
+  { title: "By", cell: (r) => r.moved_away_by || "" },
   { title: "Protected", cell: (r) => (r.protected ? "yes" : "") },
 ];
 
@@ -25,15 +28,6 @@ function verification(a) {
   if (a.verified === true) return h("span", { class: "status live" }, "verified");
   if (a.verified === false) return h("span", { class: "status failed" }, "verification failed");
   return h("span", { class: "muted" }, "not verified");
-}
-
-async function aliasMoves(a) {
-  const moves = await Promise.all(a.aliases.map(async (label) => {
-    const [name, scope] = label.split("@");
-    const rows = await api(`/v1/aliases/${encodeURIComponent(name)}`);
-    return rows.filter((r) => (scope ? r.scope.startsWith(scope) : r.scope === "registry"));
-  }));
-  return moves.flat().sort((x, y) => x.position - y.position);
 }
 
 function graphControls(id, params) {
@@ -44,7 +38,7 @@ function graphControls(id, params) {
       h("option", { value: d, selected: d === direction }, d)))),
     h("label", {}, "Depth", h("input", { type: "number", name: "depth", min: 0, max: 100, value: depth })),
     h("button", { type: "submit" }, "Draw"),
-    h("button", { type: "button", id: "graph-fit", onclick: () => window.lineageGraph && window.lineageGraph.fit(undefined, 30) }, "Fit"),
+    h("button", { type: "button", id: "graph-fit", onclick: () => window.lineageGraph && window.lineageGraph.fit() }, "Fit"),
     h("span", { class: "muted" }, "drag to pan, wheel to zoom, click a node to open it"));
   submitsTo(`/artifacts/${id}`, form);
   return { form, direction, depth: Number(depth) };
@@ -52,27 +46,23 @@ function graphControls(id, params) {
 
 export async function lineageSection(id, params) {
   const { form, direction, depth } = graphControls(id, params);
-  const [graph] = await Promise.all([api(`/v1/lineage/${id}`, { direction, depth }), loadCytoscape()]);
-  const box = h("div", { id: "graph" });
-  const drawn = params.expand ? { ...graph, hidden: 0 } : collapsed(graph);
-  const expanded = hashFor(`/artifacts/${id}`, { ...params, expand: 1 });
-  const expand = () => { location.hash = expanded; };
-  const note = drawn.hidden ? h("p", { class: "muted", id: "graph-groups" },
-    `${drawn.hidden} alike nodes drawn as groups; `, h("a", { href: expanded }, "draw every node")) : null;
-  // the nodes as links too (built when opened: a thousand rows cost more than the graph's data)
+  const layout = await api(`/v1/lineage/${id}/layout`, { direction, depth });
+  performance.mark("graph:fetched");
+  const canvas = h("canvas", { id: "graph", role: "img",
+    "aria-label": `lineage graph: ${layout.nodes.length} nodes; the list below links each one` });
+  // the nodes as links too (built when opened: a thousand rows cost more than the graph)
   const items = h("ul");
-  const list = h("details", { id: "graph-nodes" }, h("summary", {}, `${graph.nodes.length} node(s), ${graph.edges.length} edge(s)`), items);
+  const list = h("details", { id: "graph-nodes" }, h("summary", {}, `${layout.nodes.length} node(s), ${layout.edges.length} edge(s)`), items);
   list.addEventListener("toggle", () => {
     if (items.childElementCount) return;
-    items.append(...graph.nodes.map((n) => h("li", {}, `${n.depth}: `,
-      nodeHash(n) ? h("a", { href: nodeHash(n) }, nodeLabel(n).replace("\n", " ")) : nodeLabel(n))));
+    items.append(...layout.nodes.map((n) => h("li", {}, `${n.depth}: `, n.href ? h("a", { href: n.href }, n.label) : n.label)));
   });
-  return { nodes: [h("h2", {}, "Lineage"), form, note, box, list], draw: () => drawGraph(box, drawn, expand) };
+  return { nodes: [h("h2", {}, "Lineage"), form, canvas, list], draw: () => drawGraph(canvas, layout) };
 }
 
 export async function artifactPage(main, [id], params) {
-  const found = api(`/v1/artifacts/${id}`);
-  const [a, moves, lineage] = await Promise.all([found, found.then(aliasMoves), lineageSection(id, params)]);
+  const [a, periods, lineage] = await Promise.all([api(`/v1/artifacts/${id}`),
+    api(`/v1/artifacts/${id}/alias-history`), lineageSection(id, params)]);
   const pins = Object.entries(a.pins || {}).map(([key, why]) => `${key}: ${why}`).join("; ");
   main.append(
     h("h1", {}, `${a.type} ${a.name || ""} `, status(a.status, a.status_reason)),
@@ -93,10 +83,11 @@ export async function artifactPage(main, [id], params) {
       ["registered", `${time(a.registered_at)} by ${a.actor}`],
       ["in the registry", h("a", { href: hashFor("/artifacts", { as_of: a.registered_at }) }, "as it was when this was registered")],
     ]),
-    h("h2", {}, "Aliases and their history"), table(ALIAS_MOVES, moves, "no alias points here"),
+    h("h2", {}, "Aliases and their history"), table(ALIAS_PERIODS, periods, "no alias ever pointed here"),
     h("h2", {}, "History"), table(HISTORY, a.history || [], "no change since registered"),
-    ...lineage.nodes.filter(Boolean),
+    ...lineage.nodes,
     h("h2", {}, "Metadata"), json(a.metadata));
   await lineage.draw();
+  performance.mark("graph:drawn");
   return () => { if (window.lineageGraph) { window.lineageGraph.destroy(); window.lineageGraph = null; } };
 }

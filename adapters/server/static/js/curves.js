@@ -4,7 +4,7 @@
 // ticks otherwise), failures (red) and the lost steps of a recovery (shaded).
 import { h } from "./dom.js";
 
-export const BUCKETS = 1000;
+export const BUCKETS = 250; // a bucket every two pixels of a chart's plot (about 500 wide)
 const SIZE = { width: 580, height: 240 };
 const COLOURS = { checkpoint: "#2f855a", retired: "#a0aec0", evaluation: "#6b46c1", failure: "#c53030" };
 

@@ -1,142 +1,236 @@
-// The lineage graph (Cytoscape, loaded on first use): nodes in columns by their distance from
-// the artifact or run in the middle (upstream to the left), pan and zoom, a click opens the
-// node's page. Positions are computed here (a preset layout): linear in the node count.
-const LABELLED = 150; // nodes nearest the root labelled at once; the others on hover
-const GROUP_MIN = 25; // alike nodes (same distance, kind and neighbours) drawn as one group
-let loading = null;
+// The lineage graph, painted on a canvas from the server's layout (GET /v1/lineage/{id}/layout:
+// positions are computed there, projections/web_graph.py), so the page does no layout and no
+// per-node bookkeeping: a thousand nodes and edges paint in a few milliseconds. Drag to pan,
+// wheel to zoom around the pointer, click a node to open its page; labels are painted once
+// zoomed in far enough to read them, and the node under the pointer always shows its label.
+const RADIUS = 9; // layout units
+const PADDING = { x: 110, y: 30 }; // CSS pixels around the fitted graph: room for labels
+const MIN_ZOOM = 0.02;
+const MAX_ZOOM = 4;
+const LABEL_ZOOM = 0.6; // labels painted from this zoom on
+const COLOURS = { run: "#3182ce", span: "#63b3ed", checkpoint: "#2f855a", dataset: "#dd6b20",
+  model: "#319795" };
+const OTHER = "#718096";
+const EDGE = "#a0aec0";
+const FADED = new Set(["retired", "expired"]);
+const SQUARE = new Set(["run", "span"]);
 
-// Fetch and run Cytoscape's script (once); call early so it loads while the graph is fetched.
-export function loadCytoscape() {
-  if (window.cytoscape) return Promise.resolve();
-  loading = loading || new Promise((resolve, reject) => {
-    const script = document.createElement("script");
-    script.src = "vendor/cytoscape.min.js";
-    script.onload = resolve;
-    script.onerror = () => reject(new Error("could not load vendor/cytoscape.min.js"));
-    document.head.append(script);
-  });
-  return loading;
-}
-
-// Where a node's page is: runs for runs (a span's run for a span), artifacts otherwise.
-export function nodeHash(node) {
-  if (node.type === "trace" || node.type === "run") return `#/runs/${node.id}`;
-  if (node.type === "span") return node.trace_id ? `#/runs/${node.trace_id}` : null;
-  return `#/artifacts/${node.id}`;
-}
-
-export function nodeLabel(node) {
-  if (node.type === "group") return node.label;
-  if (!node.found) return `${node.type} ${node.id.slice(0, 8)} (not found)`;
-  if (node.artifact_type) {
-    const tail = (node.uri || "").split("/").filter(Boolean).pop() || node.uri || "";
-    return `${node.artifact_type}${node.step !== null && node.step !== undefined ? ` @${node.step}` : ""}\n${tail}`;
+export class LineageGraph {
+  // ``layout``: the server's answer; ``canvas``: where to paint (sized by CSS).
+  constructor(canvas, layout) {
+    this.canvas = canvas;
+    this.layout = layout;
+    this.ctx = canvas.getContext("2d");
+    this.view = { zoom: 1, x: 0, y: 0 };
+    this.hovered = -1;
+    this.queued = false;
+    this.listen();
+    this.resize(false);
+    this.fit();
   }
-  return node.label || node.id.slice(0, 8);
-}
 
-function kind(node) {
-  if (node.type === "group") return "group";
-  if (node.artifact_type) return node.artifact_type;
-  return node.type === "trace" ? "run" : node.type;
-}
+  ids() { return this.layout.nodes.map((n) => n.id); }
 
-const STYLE = [
-  { selector: "node", style: { label: "data(label)", "text-wrap": "wrap", "text-max-width": 180,
-    "font-size": 10, "text-valign": "bottom", "text-margin-y": 3, "min-zoomed-font-size": 7,
-    width: 22, height: 22, "background-color": "#718096" } },
-  { selector: "node[kind = 'run']", style: { shape: "round-rectangle", "background-color": "#3182ce" } },
-  { selector: "node[kind = 'span']", style: { shape: "round-rectangle", "background-color": "#63b3ed" } },
-  { selector: "node[kind = 'checkpoint']", style: { shape: "ellipse", "background-color": "#2f855a" } },
-  { selector: "node[kind = 'dataset']", style: { shape: "barrel", "background-color": "#dd6b20" } },
-  { selector: "node[kind = 'model']", style: { shape: "diamond", "background-color": "#319795" } },
-  { selector: "node[status = 'retired'], node[status = 'expired']", style: { "background-opacity": 0.35 } },
-  { selector: "node[kind = 'group']", style: { shape: "round-rectangle", width: 44, height: 30,
-    "background-color": "#a0aec0", "border-width": 2, "border-color": "#4a5568" } },
-  { selector: "node[?root]", style: { "border-width": 3, "border-color": "#1a202c" } },
-  { selector: "edge", style: { width: 1.2, "line-color": "#a0aec0", "target-arrow-color": "#a0aec0",
-    "target-arrow-shape": "triangle", "curve-style": "straight", "arrow-scale": 0.8 } },
-];
+  zoom(level) {
+    if (level === undefined) return this.view.zoom;
+    this.zoomAround(level, this.size.width / 2, this.size.height / 2);
+    return this.view.zoom;
+  }
 
-// ``graph`` with each large set of alike nodes (same distance, kind and neighbours: e.g. the
-// thousand checkpoints of one run) replaced by one group node; ``hidden``: how many.
-export function collapsed(graph) {
-  const neighbours = new Map();
-  const meet = (a, b) => { if (!neighbours.has(a)) neighbours.set(a, []); neighbours.get(a).push(b); };
-  for (const edge of graph.edges) { meet(edge.upstream_id, edge.downstream_id); meet(edge.downstream_id, edge.upstream_id); }
-  const alike = new Map();
-  for (const node of graph.nodes) {
-    if (node.id === graph.root.id) continue;
-    const key = `${node.depth}|${kind(node)}|${(neighbours.get(node.id) || []).sort().join(",")}`;
-    if (!alike.has(key)) alike.set(key, []);
-    alike.get(key).push(node);
-  }
-  const into = new Map();
-  const groups = [];
-  for (const members of alike.values()) {
-    if (members.length < GROUP_MIN) continue;
-    const id = `group-${groups.length}`;
-    for (const member of members) into.set(member.id, id);
-    groups.push({ id, type: "group", found: true, depth: members[0].depth, count: members.length,
-      label: `${members.length} ${kind(members[0])}s (click to expand)` });
-  }
-  if (!groups.length) return { ...graph, hidden: 0 };
-  const edges = new Map();
-  for (const edge of graph.edges) {
-    const up = into.get(edge.upstream_id) || edge.upstream_id;
-    const down = into.get(edge.downstream_id) || edge.downstream_id;
-    if (!edges.has(`${up}>${down}`)) edges.set(`${up}>${down}`, { ...edge, id: `${up}>${down}`, upstream_id: up, downstream_id: down });
-  }
-  return { ...graph, nodes: [...graph.nodes.filter((n) => !into.has(n.id)), ...groups],
-    edges: [...edges.values()], hidden: into.size };
-}
+  pan() { return { x: this.view.x, y: this.view.y }; }
 
-function elements(graph) {
-  const near = new Set([...graph.nodes].sort((a, b) => Math.abs(a.depth) - Math.abs(b.depth))
-    .slice(0, LABELLED).map((n) => n.id));
-  const columns = new Map();
-  for (const node of graph.nodes) {
-    if (!columns.has(node.depth)) columns.set(node.depth, []);
-    columns.get(node.depth).push(node);
+  panBy({ x = 0, y = 0 }) {
+    this.view.x += x;
+    this.view.y += y;
+    this.redraw();
   }
-  const found = [];
-  for (const [depth, column] of columns) {
-    column.sort((a, b) => kind(a).localeCompare(kind(b)) || (a.step ?? 0) - (b.step ?? 0) || a.id.localeCompare(b.id));
-    column.forEach((node, k) => found.push({ group: "nodes",
-      data: { id: node.id, label: near.has(node.id) ? nodeLabel(node) : "", full: nodeLabel(node),
-        kind: kind(node), status: node.status || "",
-        root: node.id === graph.root.id, hash: nodeHash(node) },
-      position: { x: depth * 280, y: (k - (column.length - 1) / 2) * 56 } }));
+
+  // Where node ``id`` is painted, in CSS pixels from the canvas's top left corner.
+  renderedPosition(id) {
+    const node = this.layout.nodes.find((n) => n.id === id);
+    return node ? this.toScreen(node) : null;
   }
-  const ids = new Set(graph.nodes.map((n) => n.id));
-  for (const edge of graph.edges) {
-    if (ids.has(edge.upstream_id) && ids.has(edge.downstream_id)) {
-      found.push({ group: "edges", data: { id: edge.id, source: edge.upstream_id,
-        target: edge.downstream_id, relationship: edge.relationship } });
+
+  fit() {
+    const { nodes } = this.layout;
+    const xs = nodes.map((n) => n.x);
+    const ys = nodes.map((n) => n.y);
+    const [left, right] = [Math.min(...xs) - RADIUS, Math.max(...xs) + RADIUS];
+    const [top, bottom] = [Math.min(...ys) - RADIUS, Math.max(...ys) + RADIUS];
+    const { width, height } = this.size;
+    const zoom = clamp(Math.min((width - 2 * PADDING.x) / (right - left),
+      (height - 2 * PADDING.y) / (bottom - top + 16), 2));
+    this.view = { zoom, x: width / 2 - zoom * (left + right) / 2, y: height / 2 - zoom * (top + bottom) / 2 };
+    this.redraw();
+  }
+
+  // Read the canvas's size again (after the page's layout changed) and paint.
+  resize(paint = true) {
+    const box = this.canvas.getBoundingClientRect();
+    this.size = { width: Math.max(box.width, 1), height: Math.max(box.height, 1) };
+    this.ratio = window.devicePixelRatio || 1;
+    this.canvas.width = Math.round(this.size.width * this.ratio);
+    this.canvas.height = Math.round(this.size.height * this.ratio);
+    if (paint) this.draw();
+  }
+
+  destroy() { this.observer.disconnect(); }
+
+  toScreen(node) {
+    return { x: this.view.x + this.view.zoom * node.x, y: this.view.y + this.view.zoom * node.y };
+  }
+
+  // The index of the node painted at (x, y) in CSS pixels, or -1.
+  nodeAt(x, y) {
+    const reach = Math.max(RADIUS * this.view.zoom, 4) + 2;
+    let best = -1;
+    let nearest = reach * reach;
+    this.layout.nodes.forEach((node, k) => {
+      const at = this.toScreen(node);
+      const distance = (at.x - x) ** 2 + (at.y - y) ** 2;
+      if (distance <= nearest) { nearest = distance; best = k; }
+    });
+    return best;
+  }
+
+  zoomAround(level, x, y) {
+    const zoom = clamp(level);
+    const { view } = this;
+    view.x = x - (x - view.x) * (zoom / view.zoom);
+    view.y = y - (y - view.y) * (zoom / view.zoom);
+    view.zoom = zoom;
+    this.redraw();
+  }
+
+  redraw() {
+    if (this.queued) return;
+    this.queued = true;
+    requestAnimationFrame(() => { this.queued = false; this.draw(); });
+  }
+
+  draw() {
+    const { ctx, view, ratio, layout } = this;
+    const { nodes, edges } = layout;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, this.size.width, this.size.height);
+    ctx.setTransform(ratio * view.zoom, 0, 0, ratio * view.zoom, ratio * view.x, ratio * view.y);
+    ctx.beginPath(); // every edge in one path: one stroke
+    for (const [up, down] of edges) {
+      ctx.moveTo(nodes[up].x, nodes[up].y);
+      ctx.lineTo(nodes[down].x, nodes[down].y);
     }
+    ctx.lineWidth = 1.2 / view.zoom;
+    ctx.strokeStyle = EDGE;
+    ctx.stroke();
+    if (view.zoom * RADIUS >= 4) this.arrows();
+    for (const faded of [false, true]) { // one path per colour and shape
+      ctx.globalAlpha = faded ? 0.35 : 1;
+      const paths = new Map();
+      for (const node of nodes) {
+        if (FADED.has(node.status) !== faded) continue;
+        const key = `${COLOURS[node.kind] || OTHER}|${SQUARE.has(node.kind)}`;
+        if (!paths.has(key)) paths.set(key, new Path2D());
+        const path = paths.get(key);
+        if (SQUARE.has(node.kind)) path.rect(node.x - RADIUS, node.y - RADIUS, 2 * RADIUS, 2 * RADIUS);
+        else { path.moveTo(node.x + RADIUS, node.y); path.arc(node.x, node.y, RADIUS, 0, 2 * Math.PI); }
+      }
+      for (const [key, path] of paths) { ctx.fillStyle = key.split("|")[0]; ctx.fill(path); }
+    }
+    ctx.globalAlpha = 1;
+    const root = nodes[layout.root];
+    ctx.lineWidth = 3 / view.zoom;
+    ctx.strokeStyle = "#1a202c";
+    ctx.strokeRect(root.x - RADIUS - 2, root.y - RADIUS - 2, 2 * RADIUS + 4, 2 * RADIUS + 4);
+    this.labels();
   }
-  return found;
+
+  arrows() {
+    const { ctx } = this;
+    const { nodes, edges } = this.layout;
+    const size = 4;
+    ctx.beginPath();
+    for (const [up, down] of edges) {
+      const from = nodes[up];
+      const to = nodes[down];
+      const length = Math.hypot(to.x - from.x, to.y - from.y) || 1;
+      const [ux, uy] = [(to.x - from.x) / length, (to.y - from.y) / length];
+      const [tx, ty] = [to.x - ux * RADIUS, to.y - uy * RADIUS];
+      ctx.moveTo(tx, ty);
+      ctx.lineTo(tx - ux * size * 2 - uy * size, ty - uy * size * 2 + ux * size);
+      ctx.lineTo(tx - ux * size * 2 + uy * size, ty - uy * size * 2 - ux * size);
+      ctx.closePath();
+    }
+    ctx.fillStyle = EDGE;
+    ctx.fill();
+  }
+
+  // Labels in screen space (crisp at any zoom): every visible node's once zoomed in; the
+  // hovered node's always.
+  labels() {
+    const { ctx, ratio, size } = this;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    const below = RADIUS * this.view.zoom + 3;
+    const paint = (node, strong) => {
+      const at = this.toScreen(node);
+      if (at.x < -200 || at.x > size.width + 200 || at.y < -20 || at.y > size.height + 20) return;
+      ctx.fillStyle = strong ? "#1a202c" : "#4a5568";
+      ctx.fillText(node.label, at.x, at.y + below);
+    };
+    if (this.view.zoom >= LABEL_ZOOM) this.layout.nodes.forEach((node) => paint(node, false));
+    if (this.hovered >= 0) paint(this.layout.nodes[this.hovered], true);
+  }
+
+  listen() {
+    const { canvas } = this;
+    let pressed = null;
+    canvas.addEventListener("pointerdown", (event) => {
+      pressed = { x: event.offsetX, y: event.offsetY, moved: false };
+      canvas.setPointerCapture(event.pointerId);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (pressed) {
+        const [dx, dy] = [event.offsetX - pressed.x, event.offsetY - pressed.y];
+        if (pressed.moved || Math.abs(dx) + Math.abs(dy) > 3) {
+          pressed = { x: event.offsetX, y: event.offsetY, moved: true };
+          this.panBy({ x: dx, y: dy });
+        }
+        return;
+      }
+      const hovered = this.nodeAt(event.offsetX, event.offsetY);
+      if (hovered !== this.hovered) {
+        this.hovered = hovered;
+        canvas.style.cursor = hovered >= 0 && this.layout.nodes[hovered].href ? "pointer" : "grab";
+        canvas.title = hovered >= 0 ? this.layout.nodes[hovered].label : "";
+        this.redraw();
+      }
+    });
+    canvas.addEventListener("pointerup", (event) => {
+      const click = pressed && !pressed.moved;
+      pressed = null;
+      if (!click) return;
+      const k = this.nodeAt(event.offsetX, event.offsetY);
+      if (k >= 0 && this.layout.nodes[k].href) location.hash = this.layout.nodes[k].href;
+    });
+    canvas.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      this.zoomAround(this.view.zoom * Math.exp(-event.deltaY * 0.0015), event.offsetX, event.offsetY);
+    }, { passive: false });
+    this.observer = new ResizeObserver(() => this.resize());
+    this.observer.observe(canvas);
+  }
 }
 
-// Draw ``graph`` (a /v1/lineage answer, maybe ``collapsed``) in ``container``; a click on a
-// group calls ``expand``. Returns the Cytoscape instance (also window.lineageGraph, for tests
-// and the console).
-export async function drawGraph(container, graph, expand = () => {}) {
-  await loadCytoscape();
-  const many = graph.nodes.length > 300;
-  // many nodes: straight lines without arrow heads (Cytoscape's cheapest edges), unwrapped text
-  const style = many ? [...STYLE, { selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } },
-    { selector: "node", style: { "text-wrap": "none" } }] : STYLE;
-  const cy = window.cytoscape({ container, elements: elements(graph), style,
-    layout: { name: "preset", fit: true, padding: 30 }, minZoom: 0.02, maxZoom: 4,
-    wheelSensitivity: 0.3, textureOnViewport: many, hideEdgesOnViewport: many,
-    pixelRatio: many ? 1 : "auto", boxSelectionEnabled: false, autoungrabify: true });
-  cy.on("mouseover", "node", (event) => event.target.data("label", event.target.data("full")));
-  cy.on("tap", "node", (event) => {
-    if (event.target.data("kind") === "group") expand();
-    const hash = event.target.data("hash");
-    if (hash) location.hash = hash;
-  });
-  window.lineageGraph = cy;
-  return cy;
+function clamp(zoom) { return Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, zoom)); }
+
+// Paint ``layout`` in ``canvas``; resolves once the first frame with it is painted. Returns
+// the LineageGraph (also window.lineageGraph, for tests and the console).
+export async function drawGraph(canvas, layout) {
+  const graph = new LineageGraph(canvas, layout);
+  graph.draw();
+  window.lineageGraph = graph;
+  await new Promise((done) => requestAnimationFrame(() => done()));
+  return graph;
 }
