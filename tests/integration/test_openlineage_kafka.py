@@ -153,3 +153,21 @@ def test_a_refused_event_stops_the_export_right_after_the_acknowledged_ones(
     runner, error, head = export(url)
     assert error is None and runner.position == head
     assert canonical(decoded(kafka.read(TOPIC, len(expected)))) == canonical(expected)
+
+
+def test_a_tracker_exports_to_kafka_in_the_background(
+        tmp_path: Path, make_tracker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+        kafka: MockKafka, validate: Callable[[dict[str, Any]], None]) -> None:  # noqa: F811
+    """The background exporter (``LINEAGE_OPENLINEAGE_EXPORT=on``: the client's own
+    configuration) delivers through Kafka while training, and ``close`` waits for it."""
+    to_kafka(monkeypatch, kafka.bootstrap)
+    monkeypatch.setenv("LINEAGE_OPENLINEAGE_EXPORT", "on")
+    tracker = make_tracker(str(tmp_path / "train.db"), export_otlp=False)
+    with tracker.start_run("in-the-background") as run:
+        run.log_step(1, {"loss": 1.0})
+    tracker.close()
+    events = decoded(kafka.read(TOPIC, 2))
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert {e["run"]["runId"] for e in events} == {str(run.id)}
+    for event in events:
+        validate(event)
