@@ -40,7 +40,8 @@ def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapp
         except ImportError as error:  # a transport's own package (Kafka: confluent-kafka)
             raise ConfigurationError(
                 f"the OpenLineage client's configured transport needs a package that is not "
-                f"installed ({error}); install it (Kafka: pip install 'openlineage-python[kafka]')"
+                f"installed ({error}); install it (Kafka: pip install 'lineage[kafka]', or "
+                "'openlineage-python[kafka]')"
                 " or set OPENLINEAGE_URL for HTTP") from None
         endpoint = f"{getattr(transport, 'kind', 'openlineage')} transport (client configuration)"
         if getattr(transport, "kind", None) == "kafka":  # acknowledged delivery (kafka.py)
