@@ -7,7 +7,7 @@ The client's own ``KafkaTransport.emit`` reports a failed delivery only by loggi
 ``on_delivery`` callback), so an exporter could not tell that the broker never took an event.
 ``AcknowledgedKafka.emit_all`` produces a page's events, then flushes for at most ``timeout_s``
 and returns how many of them, from the first, the broker acknowledged (a delivery report without
-error), with the first failure (a delivery error, or "not acknowledged in time"). The runner
+error), with why the next one was not (a delivery error, or "not acknowledged in time"). The runner
 moves its position only past notifications whose events were all acknowledged, so a rerun sends
 the rest again: at least once, duplicates possible (an event the broker wrote but whose
 acknowledgement did not arrive in time is sent again). After a failure, what is still queued is
@@ -26,10 +26,6 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 PURGE_WAIT_S = 1.0
-
-
-class DeliveryFailed(Exception):
-    """The broker did not acknowledge a message (its delivery report's error, or a timeout)."""
 
 
 def message_key(event: dict[str, Any]) -> str:
@@ -59,9 +55,9 @@ class AcknowledgedKafka:
     def endpoint(self) -> str:
         return f"Kafka topic {self.topic!r} at {self.servers}"
 
-    def emit_all(self, events: list[dict[str, Any]]) -> tuple[int, Exception | None]:
+    def emit_all(self, events: list[dict[str, Any]]) -> tuple[int, str | None]:
         """Produce ``events``, flush, and return (how many from the first were acknowledged,
-        the first failure or None). Blocks at most ~``timeout_s`` (+ a purge's second)."""
+        why the next was not, or None). Blocks at most ~``timeout_s`` (+ a purge's second)."""
         acked: list[bool | None] = [None] * len(events)  # None: no delivery report yet
         errors: dict[int, str] = {}
 
@@ -88,7 +84,7 @@ class AcknowledgedKafka:
             reason = (f"{left} of {len(events)} event(s) not acknowledged by the broker within "
                       f"{self.timeout_s:g} s (is it reachable?)")
         self._purge()
-        return delivered, DeliveryFailed(reason)
+        return delivered, reason
 
     def _produce(self, event: dict[str, Any], on_delivery: Any) -> None:
         value = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()

@@ -76,11 +76,11 @@ class OpenLineageRunner(LogFollower):
         self.stats.events += delivered
         self.advance(done)
         if error is not None:
-            raise ExportError(self.endpoint, f"{type(error).__name__}: {error}")
+            raise ExportError(self.endpoint, error)
         return len(notes)
 
-    def _emit_all(self, events: list[dict[str, Any]]) -> tuple[int, Exception | None]:
-        """(How many of ``events``, from the first, were delivered; the failure or None). A
+    def _emit_all(self, events: list[dict[str, Any]]) -> tuple[int, str | None]:
+        """(How many of ``events``, from the first, were delivered; why not more, or None). A
         transport that acknowledges a batch (``kafka.AcknowledgedKafka``) has ``emit_all``; any
         other delivered an event when its ``emit`` returned."""
         emit_all = getattr(self.transport, "emit_all", None)
@@ -90,7 +90,7 @@ class OpenLineageRunner(LogFollower):
             try:
                 self.transport.emit(event)
             except Exception as error:  # any transport's failure: stop here, retry from here
-                return index, error
+                return index, f"{type(error).__name__}: {error}"
         return len(events), None
 
     def _record_unreadable(self) -> None:
