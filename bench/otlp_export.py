@@ -112,8 +112,9 @@ def record_steps(url: str, count: int) -> Any:
 
 
 def ours_from_store(tracker: Any, receiver: Receiver, batch: int,
-                    steps_per_span: int) -> tuple[float, dict[str, int]]:
-    """(seconds, runner stats) of the whole exporter from position 0."""
+                    steps_per_span: int) -> tuple[float, dict[str, Any]]:
+    """(seconds, runner stats and ``cpu_s``, this process's CPU seconds: all its threads) of
+    the whole exporter from position 0."""
     from lineage.bootstrap import open_positions, otlp_runner, otlp_transport
     from lineage.config.otlp import OtlpSettings
 
@@ -122,17 +123,18 @@ def ours_from_store(tracker: Any, receiver: Receiver, batch: int,
     runner = otlp_runner(tracker.store, open_positions(tracker.store.location), settings,
                          otlp_transport(settings), name=f"bench-{steps_per_span}", start=0)
     before = receiver.received()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     runner.export_to_head()
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     runner.transport.close()
     receiver.wait_for(before + runner.stats.spans)
     stats = runner.stats
     return elapsed, {"spans": receiver.received() - before, "requests": stats.requests,
-                     "bytes": stats.bytes}
+                     "bytes": stats.bytes, "cpu_s": cpu}
 
 
-def sdk_pipeline(count: int, receiver: Receiver, batch: int) -> tuple[float, int]:
+def sdk_pipeline(count: int, receiver: Receiver, batch: int) -> tuple[float, int, float]:
+    """(spans/s, spans dropped, CPU seconds of this process: the processor's thread too)."""
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -146,7 +148,7 @@ def sdk_pipeline(count: int, receiver: Receiver, batch: int) -> tuple[float, int
     tracer = provider.get_tracer("bench")
     before = receiver.received()
     base = time.time_ns()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     root = tracer.start_span("train run", start_time=base)
     context = trace.set_span_in_context(root)
     for step in range(1, count + 1):
@@ -158,11 +160,11 @@ def sdk_pipeline(count: int, receiver: Receiver, batch: int) -> tuple[float, int
         span.end(end_time=base + step * 1000 + 500)
     root.end()
     processor.force_flush(timeout_millis=600_000)
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     receiver.wait_for(before + count + 1)
     provider.shutdown()
     received = receiver.received() - before
-    return received / elapsed, count + 1 - received
+    return received / elapsed, count + 1 - received, cpu
 
 
 def main() -> None:
@@ -189,17 +191,24 @@ def main() -> None:
                                f"{stats['bytes']:,} bytes, {elapsed:.2f} s")
             report.section("ours, one span per step")
             elapsed, stats = ours_from_store(tracker, receiver, args.batch, 1)
-            ours = stats["spans"] / elapsed
+            ours, ours_cpu = stats["spans"] / elapsed, stats["cpu_s"] / stats["spans"]
             report.figure("from the store", ours, "spans/s", fmt="{:,.0f}",
                           note=f"{stats['spans']:,} spans in {stats['requests']:,} request(s), "
                                f"{elapsed:.2f} s")
+            report.figure("CPU per span", ours_cpu * 1e6, "us", fmt="{:.1f}",
+                          note="this process, all threads (the receiver's not counted)")
             tracker.close()
         report.section("OpenTelemetry SDK (BatchSpanProcessor + OTLP/HTTP exporter)")
-        sdk, dropped = sdk_pipeline(args.sdk_spans, receiver, args.batch)
+        sdk, dropped, sdk_cpu = sdk_pipeline(args.sdk_spans, receiver, args.batch)
+        sdk_cpu /= args.sdk_spans + 1
         report.figure("create + batch + export", sdk, "spans/s", fmt="{:,.0f}",
                       note=f"{args.sdk_spans:,} spans, {dropped} dropped")
+        report.figure("CPU per span", sdk_cpu * 1e6, "us", fmt="{:.1f}",
+                      note="this process, all threads (the receiver's not counted)")
         report.section("ratio at one span per step")
         report.figure("ours / SDK", ours / sdk, "x", fmt="{:.2f}", target=(">=", RATIO_TARGET))
+        report.figure("ours / SDK, by CPU per span", sdk_cpu / ours_cpu, "x", fmt="{:.2f}",
+                      note="steadier under load than the wall-clock ratio (not the target)")
     finally:
         receiver.stop()
     report.finish(args.json)

@@ -18,7 +18,8 @@ def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapp
                        dry_run: Any = None, retry: dict[str, Any] | None = None) -> OpenLineageRunner:
     """A runner emitting through HTTP to ``settings.url`` when set, else the transport the
     ``openlineage-python`` client configures from its environment; ``dry_run`` (a text stream)
-    prints JSON lines and tracks nothing; ``retry`` overrides the HTTP transport's retries
+    prints JSON lines and tracks nothing; Kafka goes through ``kafka.AcknowledgedKafka``
+    (acknowledged, ``settings.timeout_s`` per page); ``retry`` overrides the HTTP transport's retries
     (urllib3 ``Retry`` fields). Raises ConfigurationError when the client's configured
     transport cannot be built for want of a package."""
     if dry_run is not None:
@@ -39,9 +40,15 @@ def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapp
         except ImportError as error:  # a transport's own package (Kafka: confluent-kafka)
             raise ConfigurationError(
                 f"the OpenLineage client's configured transport needs a package that is not "
-                f"installed ({error}); install it (Kafka: pip install 'openlineage-python[kafka]')"
+                f"installed ({error}); install it (Kafka: pip install 'lineage[kafka]', or "
+                "'openlineage-python[kafka]')"
                 " or set OPENLINEAGE_URL for HTTP") from None
         endpoint = f"{getattr(transport, 'kind', 'openlineage')} transport (client configuration)"
+        if getattr(transport, "kind", None) == "kafka":  # acknowledged delivery (kafka.py)
+            from .kafka import AcknowledgedKafka
+
+            transport = AcknowledgedKafka(transport, timeout_s=settings.timeout_s)
+            endpoint = transport.endpoint
     builder = OpenLineageBuilder(store, mapper, settings.namespace)
     return OpenLineageRunner(store, positions, builder, transport, endpoint=endpoint, name=name,
                              track=dry_run is None, start=start)

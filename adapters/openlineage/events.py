@@ -33,7 +33,7 @@ that makes the event (its own time is ``eventTime``), so a re-export gives ident
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -101,14 +101,26 @@ class OpenLineageBuilder(Dispatcher):
         self._handlers = self.topics()
         self._previous: OrderedDict[UUID, UUID | None] = OrderedDict()  # run -> run it resumed
         self._parents: OrderedDict[UUID, dict[str, Any] | None] = OrderedDict()  # run -> facet
+        # (stream, version, error) of the events ``_history`` passed over, for the runner
+        self.unreadable: deque[tuple[UUID, int, Exception]] = deque(maxlen=1000)
 
     def build(self, events: Sequence[StoredEvent]) -> list[list[dict[str, Any]]]:
         """For each stored event, the OpenLineage events it makes (often none)."""
         return [self._handlers[s.topic](s) if s.topic in self._handlers else [] for s in events]
 
     def _history(self, run_id: UUID, upto: int) -> list[Any]:
-        return [self.mapper.to_domain_event(s)  # versions run 1, 2, ...: the first ``upto``
-                for s in self.store.read_stream(run_id, limit=upto)]
+        """The run's first ``upto`` events (versions 1, 2, ...), less any that does not decode
+        (noted in ``unreadable``, so that one poisoned event does not take its run's later
+        events with it)."""
+        history = []
+        for stored in self.store.read_stream(run_id, limit=upto):
+            try:
+                history.append(self.mapper.to_domain_event(stored))
+            except Exception as error:  # a poisoned event: passed over and recorded (see above)
+                if stored.originator_version == 1:
+                    raise  # no start, no job to name: the event cannot be built
+                self.unreadable.append((run_id, stored.originator_version, error))
+        return history
 
     def _registered(self, artifact_id: UUID) -> Any:
         first = self.store.read_stream(artifact_id, limit=1)

@@ -4,13 +4,15 @@ each stored event's OpenLineage events (``events.OpenLineageBuilder``) through a
 ``Transport`` with ``emit``), at least once.
 
 The position (name ``openlineage`` by default, in the same ``lineage_positions`` table as the
-OTLP exporter's) moves past a notification only after all its events were emitted; a failing
+OTLP exporter's) moves past a notification only after all its events were delivered (``emit``
+returned, or, for Kafka, the broker acknowledged them: ``kafka.AcknowledgedKafka``); a failing
 transport stops the export with ``ExportError`` and the position at the last notification
 fully delivered, so the next run re-emits from there (the same events: they are a function of
 the stored ones). An event it cannot turn into OpenLineage events (a payload that does not
-decode) is skipped and recorded, as the OTLP exporter does: the position, the page reads and
-the skipping are the log follower's (``lineage.adapters.log_follower``). With ``track=False``
-(a dry run) the position is not written. Threading: one runner per thread.
+decode) is skipped and recorded, as the OTLP exporter does, and so is one that a run's later
+event passes over in its history (``OpenLineageBuilder.unreadable``): the position, the page
+reads and the skipping are the log follower's (``lineage.adapters.log_follower``). With
+``track=False`` (a dry run) the position is not written. Threading: one runner per thread.
 """
 
 from __future__ import annotations
@@ -60,24 +62,47 @@ class OpenLineageRunner(LogFollower):
         the head). Raises ExportError (module doc) with the position after the last
         notification fully delivered."""
         notes = self.read_page()
-        done = self.position
-        try:
-            built = self.build_each(self.builder.build, notes, [n.id for n in notes], list)
-            for note, events in zip(notes, built, strict=True):
-                for event in events:
-                    self._emit(event)
-                done = note.id
-                self.stats.notifications += 1
-        finally:
-            self.advance(done)
+        built = self.build_each(self.builder.build, notes, [n.id for n in notes], list)
+        self._record_unreadable()
+        events = [event for made in built for event in made]
+        delivered, error = self._emit_all(events)
+        done, covered = self.position, 0
+        for note, made in zip(notes, built, strict=True):
+            if covered + len(made) > delivered:
+                break
+            covered += len(made)
+            done = note.id
+            self.stats.notifications += 1
+        self.stats.events += delivered
+        self.advance(done)
+        if error is not None:
+            raise ExportError(self.endpoint, error)
         return len(notes)
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        try:
-            self.transport.emit(event)
-        except Exception as error:  # any transport's failure: stop here, retry from here later
-            raise ExportError(self.endpoint, f"{type(error).__name__}: {error}") from None
-        self.stats.events += 1
+    def _emit_all(self, events: list[dict[str, Any]]) -> tuple[int, str | None]:
+        """(How many of ``events``, from the first, were delivered; why not more, or None). A
+        transport that acknowledges a batch (``kafka.AcknowledgedKafka``) has ``emit_all``; any
+        other delivered an event when its ``emit`` returned."""
+        emit_all = getattr(self.transport, "emit_all", None)
+        if emit_all is not None:
+            return emit_all(events)
+        for index, event in enumerate(events):
+            try:
+                self.transport.emit(event)
+            except Exception as error:  # any transport's failure: stop here, retry from here
+                return index, f"{type(error).__name__}: {error}"
+        return len(events), None
+
+    def _record_unreadable(self) -> None:
+        """Record as skipped the events of a run's own stream that its later events' builds
+        passed over (``OpenLineageBuilder.unreadable``), unless already recorded."""
+        recorded = {position for position, _ in self.skipped}
+        while self.builder.unreadable:
+            stream, version, error = self.builder.unreadable.popleft()
+            position = self.store.positions(stream, [version]).get(version)
+            if position is not None and position not in recorded:
+                self.skip(position, error)
+                recorded.add(position)
 
 
 class JsonLinesTransport:

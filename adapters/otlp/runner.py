@@ -3,8 +3,9 @@
 ``OtlpExportRunner.export_page`` reads the page of notifications after its tracked position,
 builds their spans (``lineage.spans.builder``), packs them into requests (at most
 ``batch_spans`` spans and ``batch_bytes`` bytes each, a notification's spans together), sends
-each request through the transport, and only after the transport returned advances the tracked
-position to the last notification whose spans have all been delivered. So:
+each request through the transport (on a sender thread, while the next request is built:
+``send_all``; one request in flight), and only after the transport returned advances the
+tracked position to the last notification whose spans have all been delivered. So:
 
 - a collector that is down or answers 503 delays the export (the transport retries; when its
   budget runs out the error reaches the caller with the position unchanged), nothing is lost;
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -41,7 +43,7 @@ from lineage.spans.builder import SpanBuilder
 from lineage.spans.model import SpanRecord
 
 from .encoder import OtlpEncoder, entry_size
-from .transport import OtlpTransport
+from .transport import ExportResult, OtlpTransport
 
 DEFAULT_NAME = "otlp"
 FIXED_CHUNK = 4  # notifications built at a time with a fixed step grouping (``_items``)
@@ -90,8 +92,7 @@ class OtlpExportRunner(LogFollower):
         notes = self.read_page()
         if not notes:
             return 0
-        for request in self.pack(self._items(notes), self.position):
-            self.send(request, cancel)
+        self.send_all(self.pack(self._items(notes), self.position), cancel)
         self.advance(notes[-1].id)
         self.stats.notifications += len(notes)
         return len(notes)
@@ -123,8 +124,7 @@ class OtlpExportRunner(LogFollower):
 
     def _send_built(self, events: Sequence[StoredEvent], cancel: threading.Event | None) -> None:
         built = self._build(events, [0] * len(events))
-        for request in self.pack([(0, spans) for spans in built], 0):
-            self.send(request, cancel, advance=False)
+        self.send_all(self.pack([(0, spans) for spans in built], 0), cancel, advance=False)
 
     def pack(self, items: Iterable[tuple[int, list[SpanRecord]]], position: int) -> Iterator[Request]:
         """Requests for ``(notification id, spans)`` items in order. A request's position is
@@ -133,12 +133,12 @@ class OtlpExportRunner(LogFollower):
         size, done = 0, position
         for note_id, spans in items:
             for encoded in self._encoded(note_id, spans):
-                if pending and (len(pending) >= self.batch_spans
-                                or size + entry_size(encoded) > self.room):
+                entry = entry_size(encoded)
+                if pending and (len(pending) >= self.batch_spans or size + entry > self.room):
                     yield Request(self.encoder.request(pending), len(pending), done)
                     pending, size = [], 0
                 pending.append(encoded)
-                size += entry_size(encoded)
+                size += entry
             done = note_id
         if pending:
             yield Request(self.encoder.request(pending), len(pending), done)
@@ -157,9 +157,34 @@ class OtlpExportRunner(LogFollower):
                 self.skip(position, error, f"{record.name!r} span")
         return encoded
 
-    def send(self, request: Request, cancel: threading.Event | None = None,
-             advance: bool = True) -> None:
-        result = self.transport.export(request.payload, cancel)
+    def send_all(self, requests: Iterator[Request], cancel: threading.Event | None = None,
+                 advance: bool = True) -> None:
+        """Send ``requests`` in order, one at a time, building and encoding the next one while
+        the previous is on the wire (the transport runs on a sender thread; its socket waits
+        release the GIL). Each request is confirmed (and the position advanced) before the
+        next is sent, so a failure raises with the position after the last delivered one and
+        sends nothing after it."""
+        with ThreadPoolExecutor(1, thread_name_prefix=f"lineage-{self.name}-send") as sender:
+            in_flight: tuple[Request, Future[ExportResult]] | None = None
+            try:
+                for request in requests:  # (pack encodes it while ``in_flight`` is sent)
+                    if in_flight is not None:
+                        self._confirm(*in_flight, advance)
+                    in_flight = (request, sender.submit(self.transport.export, request.payload,
+                                                        cancel))
+            except BaseException:
+                if in_flight is not None and in_flight[1].exception() is None:
+                    self._confirm(*in_flight, advance)  # it went out: count it, then raise
+                raise
+            if in_flight is not None:
+                self._confirm(*in_flight, advance)
+
+    def _confirm(self, request: Request, sent: Future[ExportResult], advance: bool) -> None:
+        """Wait for ``request``'s delivery; raise its failure, or count it and advance."""
+        self.record(request, sent.result(), advance)
+
+    def record(self, request: Request, result: ExportResult, advance: bool = True) -> None:
+        """Count a delivered request; move the position past it when ``advance``."""
         self.stats.requests += 1
         self.stats.spans += request.spans
         self.stats.bytes += len(request.payload)

@@ -79,7 +79,20 @@ _PAIRS_KEPT = 65_536
 
 
 def _key_value(key: str, value: object) -> bytes:
-    memo = (key, type(value), value)
+    """A serialised ``KeyValue`` (its length prefix first). Floats and non-negative ints, the
+    values that change step after step, are framed straight from a per-key head; anything else
+    is memoised whole."""
+    kind = type(value)
+    if kind is float:
+        head = _FLOAT_HEADS.get(key)
+        if head is None:
+            head = _float_head(key)
+        return head + _DOUBLE(value)
+    if kind is int and 0 <= value < _INT64:  # type: ignore[operator]
+        data = varint(value)  # type: ignore[arg-type]
+        key_field = _key_field(key)
+        return varint(len(key_field) + 3 + len(data)) + key_field + _INT_TAGS[len(data)] + data
+    memo = (key, kind, value)
     found = _PAIRS.get(memo)
     if found is not None:
         return found
@@ -89,14 +102,31 @@ def _key_value(key: str, value: object) -> bytes:
     return found
 
 
-def _encode_key_value(key: str, value: object) -> bytes:
+# value field 2 (tag 0x12), its length, AnyValue's int_value tag (0x18), by the varint's length
+_INT_TAGS = [b"\x12" + bytes([1 + n]) + b"\x18" for n in range(11)]
+_FLOAT_HEADS: dict[str, bytes] = {}  # key -> a float KeyValue's bytes before its 8 value bytes
+
+
+def _float_head(key: str) -> bytes:
+    key_field = _key_field(key)
+    head = varint(len(key_field) + 11) + key_field + b"\x12\x09\x21"
+    if len(_FLOAT_HEADS) < 4096:
+        _FLOAT_HEADS[key] = head
+    return head
+
+
+def _key_field(key: str) -> bytes:
     head = _KEYS.get(key)
     if head is None:
         head = _text(1, key) if key else b""
         if len(_KEYS) < 4096:
             _KEYS[key] = head
+    return head
+
+
+def _encode_key_value(key: str, value: object) -> bytes:
     data = _any_value(value)
-    encoded = head + b"\x12" + varint(len(data)) + data
+    encoded = _key_field(key) + b"\x12" + varint(len(data)) + data
     return varint(len(encoded)) + encoded
 
 

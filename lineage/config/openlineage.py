@@ -27,7 +27,8 @@ SETTINGS = (
                           ("OPENLINEAGE_NAMESPACE", str.strip)),
             "lineage", "the jobs' namespace", str.strip),
     Setting("timeout_s", (("LINEAGE_OPENLINEAGE_TIMEOUT_S", number(float, 0.001)),), 5.0,
-            "the per-request timeout of the HTTP transport, in seconds", number(float, 0.001)),
+            "the per-request timeout of the HTTP transport; how long Kafka may take to acknowledge a "
+            "page of events, in seconds", number(float, 0.001)),
     Setting("poll_s", (("LINEAGE_OPENLINEAGE_POLL_S", number(float, 0.01)),), 0.5,
             "how often --follow looks for new events, in seconds", number(float, 0.01)),
 )

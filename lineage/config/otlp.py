@@ -110,15 +110,22 @@ def parse_attributes(text: str) -> dict[str, str]:
     return pairs
 
 
+WARNED: set[tuple[str, str]] = set()  # (variable, value) discarded with a warning already
+
+
 def discarding(variable: str, parser: Any, empty: Any) -> Any:
     """``parser`` for a standard variable that the specification says to discard when it is
     malformed rather than fail (``OTEL_RESOURCE_ATTRIBUTES``: "the entire environment variable
     value SHOULD be discarded and an error SHOULD be reported"): the whole value is dropped
-    (``empty()``) and a warning names the variable and what is wrong."""
+    (``empty()``) and a warning names the variable and what is wrong, once per process for
+    each value (settings load often: every tracker, every export)."""
     def parse_or_discard(text: str) -> Any:
         try:
             return parser(text)
         except ValueError as error:
+            if (variable, text) in WARNED:
+                return empty()
+            WARNED.add((variable, text))
             log.warning("%s=%r is malformed (%s) and is ignored, as the OpenTelemetry "
                         "specification says: no attribute of it is used", variable, text, error)
             return empty()

@@ -63,16 +63,18 @@ class StepSpans(SpanAssembly):
         # block's int64 / float64 columns, within OTLP's types as they are.
         plain = (len(block.metric_names) <= limits.max_attributes - 7 and all(
             len(name) + 15 <= limits.max_value_length for name in block.metric_names))
+        keys = [(name, "lineage.metric." + name) for name in sorted(block.metric_names)]
         spans = []
         for i in range(block.count):
-            version, step = block.seq_from + i, block.steps[i]
-            pairs = [("lineage.run.id", run_text), ("lineage.step", step),
-                     ("lineage.epoch", block.epoch(i)), ("lineage.step.first", step),
-                     ("lineage.step.count", 1), ("lineage.stream.version.first", version),
-                     ("lineage.tokens", block.token_count(i)),
-                     *prefixed("lineage.metric.", block.metrics(i))]
-            if plain:
-                values, dropped = tuple(pair for pair in pairs if pair[1] is not None), 0
+            version, step, metrics = block.seq_from + i, block.steps[i], block.metrics(i)
+            pairs: list[tuple[str, Any]] = [
+                ("lineage.run.id", run_text), ("lineage.step", step),
+                ("lineage.epoch", block.epoch(i)), ("lineage.step.first", step),
+                ("lineage.step.count", 1), ("lineage.stream.version.first", version),
+                ("lineage.tokens", block.token_count(i)),
+                *[(key, metrics[name]) for name, key in keys if name in metrics]]
+            if plain:  # (prefixed's pairs, with its key order, without sorting each step's)
+                values, dropped = tuple([pair for pair in pairs if pair[1] is not None]), 0
             else:
                 values, dropped = attributes(pairs, limits)
             at = block.occurred_us[i] * 1000

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from jsonschema import Draft202012Validator, ValidationError
@@ -275,3 +276,46 @@ def test_a_poisoned_event_is_skipped_and_recorded_and_the_export_goes_on(
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["position"] == runner.position
     assert [row["position"] for row in summary["skipped"]] == [placed["garbage"]]
+
+
+def test_a_poisoned_event_in_a_runs_own_stream_leaves_its_later_events_going_out(
+        tmp_path: Path, make_tracker: Callable[..., Any], marquez: Marquez,
+        validate: Callable[[dict[str, Any]], None]) -> None:
+    """Undecodable events inside a run's stream (a checkpoint, which makes an event of its
+    own, and lost steps, which make none) are each recorded as skipped once, at their own
+    positions, and the run's COMPLETE still goes out, with what could be read."""
+    from eventsourcing.persistence import StoredEvent
+
+    from lineage.codec.dispatch import topic_of
+    from lineage.domain import Run
+    from tests.integration.test_quarantine import _copy
+
+    url = str(tmp_path / "lineage.db")
+    tracker = make_tracker(url, export_otlp=False)
+    run = tracker.start_run("poisoned-inside")
+    run.save_checkpoint("tinker://inside/weights/step-10", step=10)
+    with tracker.start_run("donor") as donor:
+        pass
+    tracker.close()
+    runner = open_openlineage_exporter(url, OpenLineageSettings.load({}, url=marquez.url),
+                                       retry={"total": 0})
+    try:
+        store = runner.store
+        version = store.read_stream(run.id, desc=True, limit=1)[0].originator_version
+        [finished] = [s for s in store.read_stream(donor.id) if s.topic == topic_of(Run.Finished)]
+        poison = [StoredEvent(run.id, version + 1, topic_of(Run.CheckpointSaved), b"\x00no"),
+                  StoredEvent(run.id, version + 2, topic_of(Run.StepsLost), b"\x00no"),
+                  _copy(finished, originator_id=run.id, version=version + 3)]
+        store.append(poison, [str(uuid4()) for _ in poison])
+        placed = store.positions(run.id, [version + 1, version + 2])
+        runner.export_to_head()
+        assert runner.position == store.max_position()
+        assert sorted(dict(runner.skipped)) == sorted(placed.values())
+        assert runner.stats.skipped == 2
+    finally:
+        runner.store.close()
+    mine = [e for e in marquez.bodies if e["run"]["runId"] == str(run.id)]
+    assert [e["eventType"] for e in mine] == ["START", "RUNNING", "COMPLETE"]
+    assert [o["name"] for o in mine[-1]["outputs"]] == ["weights/step-10"]
+    for event in mine:
+        validate(event)

@@ -1,9 +1,9 @@
 """The OpenLineage exporter through the ``openlineage-python`` client's own transports, as its
 configuration (``OPENLINEAGE__TRANSPORT__*``, no ``OPENLINEAGE_URL``) names them: the file
 transport writes every event to a real file and the console transport logs every event, each
-the same events as the dry run, each valid against the bundled schema; Kafka is tested for its
-configuration path only (no broker here): without ``confluent-kafka`` the export says what to
-install instead of failing obscurely, and a tracker trains on with a warning."""
+the same events as the dry run, each valid against the bundled schema; without
+``confluent-kafka`` a Kafka export says what to install instead of failing obscurely, and a
+tracker trains on with a warning (delivery through Kafka: ``test_openlineage_kafka``)."""
 
 from __future__ import annotations
 

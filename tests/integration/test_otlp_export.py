@@ -139,3 +139,32 @@ def test_requests_stay_within_the_span_and_byte_limits(receiver: Receiver,
     make_runner(batch_spans=3, batch_bytes=65_536).export_to_head()
     sizes = [len(r.resource_spans[0].scope_spans[0].spans) for r in receiver.requests()]
     assert sizes == [3, 3, 3, 2] and all(len(raw) <= 65_536 for raw in receiver.raw)
+
+
+def test_the_next_request_is_built_while_the_previous_is_on_the_wire(
+        receiver: Receiver, make_runner: Callable[..., Any]) -> None:
+    """One request in flight at a time, each confirmed before the next goes, and the next one
+    encoded meanwhile (``OtlpExportRunner.send_all``)."""
+    runner = make_runner(batch_spans=5)
+    log: list[str] = []
+    export, encode = runner.transport.export, runner.encoder.encode_span
+
+    def exporting(payload: bytes, cancel: Any = None) -> Any:
+        log.append("send")
+        try:
+            return export(payload, cancel)
+        finally:
+            log.append("sent")
+
+    def encoding(record: Any, max_size: int | None = None) -> bytes:
+        log.append("encode")
+        return encode(record, max_size)  # type: ignore[no-any-return]
+
+    runner.transport.export, runner.encoder.encode_span = exporting, encoding
+    receiver.delay_next(0.5)  # type: ignore[attr-defined]
+    runner.export_to_head()
+    sends = [i for i, entry in enumerate(log) if entry == "send"]
+    sents = [i for i, entry in enumerate(log) if entry == "sent"]
+    assert len(sends) == len(sents) == 3 and len(receiver.spans()) == SCENARIO_SPANS
+    assert all(sent < send for sent, send in zip(sents, sends[1:], strict=False))
+    assert "encode" in log[sends[0]:sents[0]]  # the second request, built during the first

@@ -202,13 +202,19 @@ def test_resource_attributes_merge_as_the_sdk_specification_says(
     "novalue", "k=v,novalue", "=v,k=v", "k=v,bad=%FF%FE", "service.name=a,,%C3=x,oops",
 ])
 def test_a_malformed_otel_resource_attributes_is_discarded_whole_with_a_warning(
-        malformed: str, caplog: pytest.LogCaptureFixture) -> None:
+        malformed: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK specification: "the entire environment variable value SHOULD be discarded and
     an error SHOULD be reported": start-up goes on, no pair of it is used, a warning says why.
-    Ours (LINEAGE_RESOURCE_ATTRIBUTES) still fails at start-up naming the variable."""
+    Ours (LINEAGE_RESOURCE_ATTRIBUTES) still fails at start-up naming the variable. The
+    warning is given once per process for a value, however often settings load."""
+    from lineage.config import otlp
+
+    monkeypatch.setattr(otlp, "WARNED", set())  # as in a fresh process
     with caplog.at_level(logging.WARNING, logger="lineage.otlp"):
-        settings = OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": malformed,
-                                      "OTEL_SERVICE_NAME": "svc"})
+        for _ in range(3):
+            settings = OtlpSettings.load({"OTEL_RESOURCE_ATTRIBUTES": malformed,
+                                          "OTEL_SERVICE_NAME": "svc"})
     assert settings.resource_attributes == {} and settings.resource == {"service.name": "svc"}
     [warning] = [r.getMessage() for r in caplog.records if r.name == "lineage.otlp"]
     assert warning.startswith("OTEL_RESOURCE_ATTRIBUTES=") and "is ignored" in warning
