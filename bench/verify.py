@@ -30,8 +30,8 @@ from eventsourcing.persistence import StoredEvent
 from ingest import ingest
 
 from lineage.adapters.signing import generate_key
+from lineage.application.log_scan import PAGE, scan
 from lineage.application.sealing import BackgroundSealer
-from lineage.application.verification import PAGE, scan
 from lineage.bootstrap import open_store
 from lineage.bootstrap_proof import open_sealer, open_verifier
 from lineage.proof.canonical import stream_text

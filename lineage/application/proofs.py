@@ -12,7 +12,8 @@ import json
 from typing import Any
 from uuid import UUID
 
-from lineage.application.verification import Verifier, VerifyReport, scan
+from lineage.application.log_scan import scan
+from lineage.application.verification import Verifier, VerifyReport
 from lineage.codec.step_block import STEPS_TOPIC
 from lineage.codec.step_decode import StepBlock, decode_block
 from lineage.errors import ProofError, ValidationError
