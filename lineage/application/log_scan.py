@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lineage.ports import EventStore
-from lineage.proof.canonical import LeafHasher, Row
+from lineage.proof.canonical import LeafHasher, Row, leaf_digests
 from lineage.proof.merkle import Frontier
 
 PAGE = 5_000
@@ -84,7 +84,7 @@ def _add_pages(result: Scan, pages: Iterator[Sequence[Row]], hasher: LeafHasher,
         if visit is not None:
             _visit(visit, len(positions), page, ids)
         positions.extend(ids)
-        digests += memoryview(b"".join(hashed)).cast("Q")[::4].tobytes()  # first 8 bytes of each
+        digests += leaf_digests(hashed)
         if leaves is not None:
             leaves.extend(hashed)
         if sizes is not None:
