@@ -7,7 +7,8 @@ position (its tree starts at leaf 0, so it builds it as it goes and hands back t
 edge), while this one reads and hashes the rest; the rest's leaves then go onto that edge. The
 tree, the roots and the digests are those of the one-process pass (a test compares them); only
 the wall time differs (each process reads, decodes and hashes its own rows: on two cores close
-to half the time). Below ``FirstRows.min_rows`` rows, the helper costs more than it saves.
+to half the time). The helper says when it pays (``FirstRows.wanted``): not for a short log,
+whose rows take less time than starting a process, nor on a machine with no core to spare.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ class Scan:
 
 
 class FirstRows(Protocol):
-    """Scans the first rows of the log somewhere else (another process) meanwhile; used for
-    logs of ``min_rows`` rows (positions) or more."""
+    """Scans the first rows of the log somewhere else (another process) meanwhile."""
 
-    min_rows: int
+    def wanted(self, rows: int) -> bool:
+        """Whether scanning elsewhere pays now for a log of ``rows`` positions."""
 
     def start(self, end: int, sizes: frozenset[int]) -> Callable[[], Scan | None]:
         """Start ``scan(store, sizes, end=end)`` of the same store elsewhere; the callable
@@ -59,7 +60,7 @@ def scan(store: EventStore, sizes: set[int], *, keep_leaves: bool = False,
     given. ``first_rows``: scan the first part of a long log there, at the same time."""
     hasher = hasher or LeafHasher()
     last = store.max_position() if first_rows is not None and end is None else 0
-    if first_rows is None or keep_leaves or visit is not None or last < first_rows.min_rows:
+    if first_rows is None or keep_leaves or visit is not None or not first_rows.wanted(last):
         result = Scan(leaves=[] if keep_leaves else None)
         if 0 in sizes:
             result.roots[0] = result.frontier.root()

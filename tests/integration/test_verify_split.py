@@ -25,6 +25,8 @@ def _pair(history: History, tracker: Any) -> tuple[Verifier, Verifier]:
     two = open_verifier(tracker.store, public_key=history.public)
     assert isinstance(two.first_rows, ProcessFirstRows)
     one.first_rows, two.first_rows.min_rows = None, 1
+    two.first_rows.load = lambda: 0.0  # a machine with a core free
+    assert two.first_rows.wanted(1)
     return one, two
 
 
@@ -75,8 +77,16 @@ def test_a_failed_second_process_leaves_the_scan_whole(tmp_path: Path, make_trac
             run.log_eval(step, {"acc": 0.5})
     tracker.flush()
     missing = ProcessFirstRows(partial(scan_first_rows, f"sqlite:///{tmp_path}/none.db"),
-                               min_rows=1)
+                               min_rows=1, load=lambda: 0.0)
     with caplog.at_level("INFO", logger="lineage.verify"):
         split = scan(tracker.store, {3, 40}, first_rows=missing)
     assert "second process failed" in caplog.text and "no lineage database" in caplog.text
     _same(scan(tracker.store, {3, 40}), split)
+
+
+def test_the_second_process_is_wanted_for_long_logs_with_a_core_free() -> None:
+    job = partial(scan_first_rows, "memory://")
+    free = ProcessFirstRows(job, min_rows=400_000, load=lambda: 0.9, cores=2)
+    assert free.wanted(400_000) and not free.wanted(399_999)
+    busy = ProcessFirstRows(job, min_rows=400_000, load=lambda: 1.6, cores=2)
+    assert not busy.wanted(10_000_000)
