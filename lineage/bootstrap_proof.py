@@ -58,7 +58,7 @@ def _first_rows(store: EventStore) -> Any:
 
     database = store.database
     if database.kind == SQLITE:
-        url = f"sqlite:///{database.path}" + ("?mode=ro" if database.read_only else "")
+        url = f"sqlite:///{database.path}?mode=ro" if database.read_only else str(database.path)
     elif database.kind == POSTGRES:
         url = database.url.update_query_dict({"schema": database.schema}).render_as_string(
             hide_password=False)
