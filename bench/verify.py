@@ -102,12 +102,14 @@ def verify(url: str, public: bytes, *, one_process: bool = False) -> tuple[float
 
 def compare_verify(url: str, public: bytes, rounds: int) -> dict[str, float]:
     """Median wall seconds and CPU seconds (this process and its children) of verify with and
-    without the second process, alternated ``rounds`` times; ``used``: the rounds in which
+    without the second process, alternated ``rounds`` times (first one way, then the other);
+    ``used``: the rounds in which
     the second process was used."""
     times: dict[str, list[float]] = {}
     used = 0
-    for _ in range(rounds):
-        for name, one in (("two", False), ("one", True)):
+    ways = [("two", False), ("one", True)]
+    for round_ in range(rounds):  # each way first in every other round: no bias from order
+        for name, one in ways if round_ % 2 == 0 else ways[::-1]:
             cpu = _cpu()
             seconds, report = verify(url, public, one_process=one)
             assert report.ok, report.problems
