@@ -108,6 +108,7 @@ def compare_verify(url: str, public: bytes, rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {}
     used = 0
     ways = [("two", False), ("one", True)]
+    verify(url, public, one_process=True)  # warm-up (imports, page cache), not counted
     for round_ in range(rounds):  # each way first in every other round: no bias from order
         for name, one in ways if round_ % 2 == 0 else ways[::-1]:
             cpu = _cpu()
