@@ -9,13 +9,16 @@ every ``--seal-every-s`` (1 s): their rates beside (1), the cost to the writer;
 (4) ``Verifier.verify`` (``lineage verify``: recompute the tree, check every seal and its
 signature) of a log of ``--verify-steps`` events (1,000,000 by default) in step blocks, target
 >= 200,000 events/s; (5) the worst case, a log of ``--rows`` small events one row each (what
-registrations, checkpoints and evaluations are): rows/s for sealing and for verify.
+registrations, checkpoints and evaluations are; 1,000,000 by default): rows/s for sealing and
+for verify, and verify both ways in the same run, alternated ``--rounds`` times: as ``lineage
+verify`` does it (a second process scans the first rows of a long log) and in one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,8 +33,8 @@ from eventsourcing.persistence import StoredEvent
 from ingest import ingest
 
 from lineage.adapters.signing import generate_key
+from lineage.application.log_scan import PAGE, scan
 from lineage.application.sealing import BackgroundSealer
-from lineage.application.verification import PAGE, scan
 from lineage.bootstrap import open_store
 from lineage.bootstrap_proof import open_sealer, open_verifier
 from lineage.proof.canonical import stream_text
@@ -79,14 +82,47 @@ def ingest_beside_a_sealer_process(url: str, args: argparse.Namespace, key: str)
         child.wait(10)
 
 
-def verify(url: str, public: bytes) -> tuple[float, Any]:
+def verify(url: str, public: bytes, *, one_process: bool = False) -> tuple[float, Any]:
+    """Seconds of ``lineage verify`` (``one_process``: without the second process) and its
+    report, with ``split`` set: whether the second process was used."""
     store = open_store(url)
     try:
         start = time.perf_counter()
-        report = open_verifier(store, public_key=public).verify()
-        return time.perf_counter() - start, report
+        verifier = open_verifier(store, public_key=public)
+        if one_process:
+            verifier.first_rows = None
+        helper = verifier.first_rows
+        report = verifier.verify()
+        seconds = time.perf_counter() - start
+        report.split = helper is not None and helper.wanted(store.max_position())
+        return seconds, report
     finally:
         store.close()
+
+
+def compare_verify(url: str, public: bytes, rounds: int) -> dict[str, float]:
+    """Median wall seconds and CPU seconds (this process and its children) of verify with and
+    without the second process, alternated ``rounds`` times (first one way, then the other);
+    ``used``: the rounds in which
+    the second process was used."""
+    times: dict[str, list[float]] = {}
+    used = 0
+    ways = [("two", False), ("one", True)]
+    verify(url, public, one_process=True)  # warm-up (imports, page cache), not counted
+    for round_ in range(rounds):  # each way first in every other round: no bias from order
+        for name, one in ways if round_ % 2 == 0 else ways[::-1]:
+            cpu = _cpu()
+            seconds, report = verify(url, public, one_process=one)
+            assert report.ok, report.problems
+            times.setdefault(name, []).append(seconds)
+            used += report.split and not one
+            times.setdefault(name + " cpu", []).append(_cpu() - cpu)
+    return {**{name: statistics.median(values) for name, values in times.items()}, "used": used}
+
+
+def _cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def log_pass_before(store: Any) -> int:
@@ -157,10 +193,16 @@ def run_store(report: Report, kind: str, args: argparse.Namespace, key: str, pub
         small_rows(store.url, args.rows)
         seconds, rows = seal_all(store.url, key)
         report.figure("sealing rows", rows / seconds, "rows/s", fmt="{:,.0f}")
-        seconds, result = verify(store.url, public)
-        report.figure("verify rows", result.rows / seconds, "rows/s", fmt="{:,.0f}",
-                      target=(">=", VERIFY_TARGET), note=f"ok={result.ok}")
-        passes = compare_log_passes(store.url)
+        both = compare_verify(store.url, public, args.rounds)
+        report.figure("verify rows", args.rows / both["two"], "rows/s", fmt="{:,.0f}",
+                      target=(">=", VERIFY_TARGET), note=f"median of {args.rounds}; CPU "
+                      f"{args.rows / both['two cpu']:,.0f} rows/s, both processes; second "
+                      f"process used in {both['used']:.0f} of "
+                      f"{args.rounds} rounds (not when the load average leaves no core free)")
+        report.figure("verify rows, one process", args.rows / both["one"], "rows/s",
+                      fmt="{:,.0f}", note=f"CPU {args.rows / both['one cpu']:,.0f} rows/s")
+        report.figure("verify two processes / one", both["one"] / both["two"], "", fmt="{:.2f}")
+        passes = compare_log_passes(store.url, args.rounds)
         for name in ("before", "now"):
             report.figure(f"log pass, {name}", args.rows / passes[name], "rows/s", fmt="{:,.0f}",
                           note=f"CPU {args.rows / passes[name + ' cpu']:,.0f} rows/s")
@@ -201,9 +243,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300_000, help="steps to ingest (300,000)")
     parser.add_argument("--verify-steps", type=int, default=1_000_000,
                         help="events in the log verified (1,000,000)")
-    parser.add_argument("--rows", type=int, default=100_000, help="one-row events (100,000)")
+    parser.add_argument("--rows", type=int, default=1_000_000,
+                        help="one-row events (1,000,000)")
     parser.add_argument("--rows-only", action="store_true",
-                        help="only the one-row section (verify rows/s before and after read_rows)")
+                        help="only the one-row section (verify rows/s, one and two processes)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternated rounds of each way of verifying (3; medians)")
     parser.add_argument("--seal-every-s", type=float, default=1.0,
                         help="how often the sealer beside the ingest seals (1 s)")
     args = parser.parse_args()

@@ -3,9 +3,10 @@ from settings over a store (see ``lineage.application.sealing`` and ``verificati
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from lineage.bootstrap import Origin, Settings, make_mapper, open_positions
+from lineage.bootstrap import Origin, Settings, make_mapper, open_positions, open_store
 from lineage.ports import EventStore
 
 
@@ -36,7 +37,8 @@ def open_verifier(store: EventStore, *, public_key: Any = None) -> Any:
     against the trusted ``public_key`` (hex, raw bytes or a key file, or a list of them: a key
     and the one it was rotated to; else ``LINEAGE_SEAL_PUBLIC_KEY``, keys separated by commas;
     else the key each seal names, which is not trusted), truncation checked against the
-    positions the followers tracked in the store's database."""
+    positions the followers tracked in the store's database. A long log in a database file or
+    server is scanned by two processes (``lineage.adapters.process_scan``)."""
     from lineage.adapters.signing import check_signature, load_public_key
     from lineage.application.verification import Verifier
     from lineage.config.sealing import SealSettings
@@ -46,7 +48,36 @@ def open_verifier(store: EventStore, *, public_key: Any = None) -> Any:
         given = [given] if isinstance(given, bytes) else [key for key in given.split(",") if key.strip()]
     trusted = [key if isinstance(key, bytes) else load_public_key(key) for key in given or ()]
     return Verifier(store, make_mapper(), check_signature, trusted=trusted,
-                    tracked=_tracked_positions(store))
+                    tracked=_tracked_positions(store), first_rows=_first_rows(store))
+
+
+def _first_rows(store: EventStore) -> Any:
+    """A second process scanning the first rows of ``store`` (None for an in-memory store)."""
+    from lineage.adapters.database import POSTGRES, SQLITE
+    from lineage.adapters.process_scan import ProcessFirstRows
+
+    database = store.database
+    if database.kind == SQLITE:
+        url = f"sqlite:///{database.path}?mode=ro" if database.read_only else str(database.path)
+    elif database.kind == POSTGRES:
+        url = database.url.update_query_dict({"schema": database.schema}).render_as_string(
+            hide_password=False)
+    else:
+        return None
+    return ProcessFirstRows(partial(scan_first_rows, url))
+
+
+def scan_first_rows(url: str, end: int, sizes: frozenset[int]) -> Any:
+    """The scan of the rows up to position ``end`` of the store at ``url`` (run in the second
+    process: its own connection, and the mapper the settings make, as ``open_verifier``'s)."""
+    from lineage.application.log_scan import scan
+    from lineage.proof.canonical import LeafHasher, mapped_legacy
+
+    store = open_store(url, create=False)
+    try:
+        return scan(store, set(sizes), hasher=LeafHasher(mapped_legacy(make_mapper())), end=end)
+    finally:
+        store.close()
 
 
 def _tracked_positions(store: EventStore) -> dict[str, int]:

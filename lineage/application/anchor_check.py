@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from lineage.application.damage import REWRITTEN, Damage, classify, first_difference
+from lineage.application.damage import REWRITTEN, Damage, damage_at, first_difference
 from lineage.proof.canonical import DIGEST_BYTES
 from lineage.proof.seals import TreeHead
 
@@ -35,12 +35,11 @@ def anchor_damage(anchored: Sequence[TreeHead], seals: Sequence[Any], digests: b
             good = head.size
             continue
         recorded = _authentic(ordered, seals, good, head.size, digests)
-        found = classify(digests, recorded, positions, good, head.size, head.number)
-        stored = len(digests) // DIGEST_BYTES
-        covered = len(recorded) // DIGEST_BYTES
-        if first_difference(digests, recorded, good, min(covered, stored)) is not None:
-            return found
-        return _bracket(head, good, positions)
+        covered = min(len(recorded), len(digests)) // DIGEST_BYTES
+        index = first_difference(digests, recorded, good, covered)
+        if index is None:
+            return _bracket(head, good, positions)
+        return damage_at(digests, recorded, positions, index, head.number)
     return None
 
 

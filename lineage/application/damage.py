@@ -66,12 +66,18 @@ def classify(actual: bytearray, recorded: bytearray, positions: Sequence[int], s
     ``positions`` the stored rows' notification ids."""
     stored = len(actual) // DIGEST_BYTES
     index = first_difference(actual, recorded, start, min(end, stored))
-    if index is None:
-        if stored < end:
-            return Damage(TRUNCATED, stored, positions[-1] if positions else None, seal,
-                          f"the log ends after {stored} rows; seal {seal} covers {end}")
-        return Damage(MODIFIED, start, _at(positions, start), seal,
-                      "the rows match the seal's digests but not its root")
+    if index is not None:
+        return damage_at(actual, recorded, positions, index, seal)
+    if stored < end:
+        return Damage(TRUNCATED, stored, positions[-1] if positions else None, seal,
+                      f"the log ends after {stored} rows; seal {seal} covers {end}")
+    return Damage(MODIFIED, start, _at(positions, start), seal,
+                  "the rows match the seal's digests but not its root")
+
+
+def damage_at(actual: bytearray, recorded: bytearray, positions: Sequence[int], index: int,
+              seal: int | None) -> Damage:
+    """The kind of damage at leaf ``index``, the first whose digests differ."""
     a0, a1 = _digest(actual, index), _digest(actual, index + 1)
     r0, r1 = _digest(recorded, index), _digest(recorded, index + 1)
     where = _at(positions, index)

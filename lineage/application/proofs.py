@@ -12,7 +12,8 @@ import json
 from typing import Any
 from uuid import UUID
 
-from lineage.application.verification import Verifier, VerifyReport, scan
+from lineage.application.log_scan import scan
+from lineage.application.verification import Verifier, VerifyReport
 from lineage.codec.step_block import STEPS_TOPIC
 from lineage.codec.step_decode import StepBlock, decode_block
 from lineage.errors import ProofError, ValidationError
@@ -42,7 +43,9 @@ def inclusion(verifier: Verifier, target: str) -> dict[str, Any]:
         raise ProofError(f"no stored event {target}")
     index, row, step = found[0]
     data = hasher.canonical(row)
-    # a block lineage migrate wrote is a leaf per step: the step's own; @N of it: its first
+    if step is None and len(data) != 1:
+        raise ProofError(_many_leaves(target, row, len(data)))
+    # a block lineage migrate wrote is a leaf per step: the step's own
     own = step is not None and is_migrated(row[4]) and step < len(data)
     if own:
         index += step or 0
@@ -129,6 +132,15 @@ def step_index(block: StepBlock, wanted: UUID) -> int | None:
     if wanted_high == high and index < block.count and index not in block.ids:
         return index
     return None
+
+
+def _many_leaves(target: str, row: Row, leaves: int) -> str:
+    """Why ``target`` (a position) has no one proof: its row is a block ``lineage migrate``
+    wrote, a leaf per step."""
+    first = decode_block(state_bytes(row[4])).decoded(0).event_id if leaves else None
+    return (f"position {row[0]} ({target}) holds a block of {leaves} steps that lineage migrate "
+            "wrote, each a leaf of its own: prove one step by its event id"
+            + (f" (the first: lineage verify --event {first})" if first else ""))
 
 
 def _step_note(row: Row, step: int, own: bool) -> dict[str, Any]:

@@ -34,13 +34,13 @@ from lineage.codec.dispatch import topic_of
 from lineage.domain.envelope import Origin
 from lineage.domain.seals import SEAL_STREAM, Log
 from lineage.ports import EventStore, VersionConflictError
-from lineage.proof.canonical import DIGEST_BYTES, LeafHasher, mapped_legacy
+from lineage.proof.canonical import LeafHasher, leaf_digests, mapped_legacy
 from lineage.proof.merkle import Frontier
 from lineage.proof.seals import ZERO, TreeHead
 
 SEAL_TOPIC = topic_of(Log.Sealed)
 PAGE = 2_000
-MAX_LEAVES = 200_000  # rows per seal at most: its digests stay under 2 MB
+MAX_LEAVES = 200_000  # leaves per seal at most (but a row is never split): digests under 2 MB
 log = logging.getLogger("lineage.sealing")
 
 
@@ -101,10 +101,12 @@ class Sealer:
     def __init__(self, store: EventStore, mapper: Mapper, signer: Signer, *, origin: Origin,
                  every_events: int = 10_000, every_s: float = 60.0,
                  anchors: Sequence[Anchor] = (), clock: Callable[[], float] = time.time,
-                 new_id: Callable[[], UUID] = uuid4) -> None:
+                 new_id: Callable[[], UUID] = uuid4, max_leaves: int = MAX_LEAVES) -> None:
         self.store, self.mapper, self.signer = store, mapper, signer
         self.origin, self.every_events, self.every_s = origin, every_events, every_s
         self.anchors, self.clock, self.new_id = list(anchors), clock, new_id
+        self.max_leaves = max_leaves
+        self.hasher = LeafHasher(mapped_legacy(mapper))  # its stream and topic caches last
         self.sealed = 0  # seals this sealer wrote
 
     def due(self, point: SealPoint | None = None) -> bool:
@@ -114,24 +116,26 @@ class Sealer:
         return waiting >= self.every_events or (
             waiting > 0 and self.clock() - point.sealed_at >= self.every_s)
 
-    def seal(self) -> TreeHead | None:
-        """Seal everything stored so far now (in seals of at most ``MAX_LEAVES`` rows);
-        returns the last head written, None when only seals (or nothing) wait. Raises
-        StoreError when the store fails (nothing half-written: a seal is one append)."""
+    def seal(self, point: SealPoint | None = None) -> TreeHead | None:
+        """Seal everything stored so far now (in seals of at most ``max_leaves`` leaves);
+        returns the last head written, None when only seals (or nothing) wait. ``point``: the
+        last seal, when the caller has just read it. Raises StoreError when the store fails
+        (nothing half-written: a seal is one append)."""
         written = None
         while True:
-            head = self._seal_once()
-            if head is None:
+            done = self._seal_once(point)
+            if done is None:
                 return written
-            written = head
+            written, point = done
 
     def seal_if_due(self) -> TreeHead | None:
         point = last_seal(self.store, self.mapper)
-        return self.seal() if self.due(point) else None
+        return self.seal(point) if self.due(point) else None
 
-    def _seal_once(self) -> TreeHead | None:
+    def _seal_once(self, point: SealPoint | None) -> tuple[TreeHead, SealPoint] | None:
+        """One seal after ``point`` (read when None), and where it leaves the tree."""
         for _ in range(10):  # a version conflict: another sealer took the number; reload
-            point = last_seal(self.store, self.mapper)
+            point = point or last_seal(self.store, self.mapper)
             frontier = Frontier(point.size, point.nodes)
             digests, position, news = self._read_after(point.position, frontier)
             if not news:
@@ -139,29 +143,39 @@ class Sealer:
             try:
                 head = self._append(point, frontier, digests, position)
             except VersionConflictError:
+                point = None
                 continue
             self.sealed += 1
             for anchor in self.anchors:
                 anchor.publish(head)
-            return head
+            return head, SealPoint(head.number, head.size, position, head.hash(),
+                                   tuple(frontier.nodes), head.sealed_at_us / 1e6)
         raise VersionConflictError()
 
     def _read_after(self, position: int, frontier: Frontier) -> tuple[bytes, int, bool]:
-        """Add the rows after ``position`` (about ``MAX_LEAVES`` leaves at most: the last page
-        may pass it by one migrated block) to ``frontier``, a page at a time (only a page of
-        rows is held): their leaf digests, the last row's position, and whether any of them is
-        not a seal."""
-        digests, news, added = bytearray(), False, 0
-        hasher = LeafHasher(mapped_legacy(self.mapper))
-        while added < MAX_LEAVES:
-            page = self.store.read_rows(position + 1, min(PAGE, MAX_LEAVES - added))
+        """Add the rows after ``position`` to ``frontier``, a page at a time (only a page of
+        rows is held), up to ``max_leaves`` leaves: a seal ends at a row, so it stops before
+        the row whose leaves (a block ``lineage migrate`` wrote is a leaf per step) would pass
+        the limit; a single row of more leaves than that is sealed alone. Returns their leaf
+        digests, the last row's position, and whether any of them is not a seal."""
+        digests, news, added, limit = bytearray(), False, 0, self.max_leaves
+        while added < limit:
+            page = self.store.read_rows(position + 1, min(PAGE, limit - added))
             if not page:
                 break
-            leaves, _ = hasher.leaves(page)
+            leaves, ids = self.hasher.leaves(page)
+            full = added + len(leaves) > limit
+            if full:
+                keep = whole_rows(ids, limit - added) or (0 if added else ids.count(ids[0]))
+                if not keep:
+                    break
+                leaves, page = leaves[:keep], [row for row in page if row[0] <= ids[keep - 1]]
             frontier.extend(leaves)
-            digests += b"".join([leaf[:DIGEST_BYTES] for leaf in leaves])
+            digests += leaf_digests(leaves)
             news = news or any(row[3] != SEAL_TOPIC for row in page)
             position, added = page[-1][0], added + len(leaves)
+            if full:
+                break
         return bytes(digests), position, news
 
     def _append(self, point: SealPoint, frontier: Frontier, digests: bytes,
@@ -184,6 +198,15 @@ class Sealer:
             public_key=head.public_key.hex(), signature=head.signature.hex())
         self.store.append([self.mapper.to_stored_event(event)], [event_id.hex])
         return head
+
+
+def whole_rows(ids: Sequence[int], room: int) -> int:
+    """How many of the first leaves make whole rows within ``room`` leaves (``ids``: the row
+    of each leaf, more than ``room`` of them); 0 when the first row alone has more."""
+    keep = room
+    while keep > 0 and ids[keep] == ids[keep - 1]:
+        keep -= 1
+    return keep
 
 
 class BackgroundSealer:

@@ -14,9 +14,8 @@ its rows part from the anchored ones (``lineage.application.anchor_check``).
 
 from __future__ import annotations
 
-from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,13 +30,12 @@ from lineage.application.damage import (
     Damage,
     classify,
 )
+from lineage.application.log_scan import FirstRows, Scan, pages, scan
 from lineage.application.sealing import SEAL_TOPIC
 from lineage.ports import EventStore
-from lineage.proof.canonical import DIGEST_BYTES, LeafHasher, Row, mapped_legacy
-from lineage.proof.merkle import Frontier
+from lineage.proof.canonical import DIGEST_BYTES, LeafHasher, mapped_legacy
 from lineage.proof.seals import ZERO, TreeHead
 
-PAGE = 5_000
 SignatureCheck = Callable[[bytes, bytes, bytes], bool]  # (public key, message, signature)
 
 
@@ -77,87 +75,6 @@ class _Seal:
     good: bool = True
 
 
-@dataclass
-class Scan:
-    """The log as one pass saw it: leaf digests, notification ids, roots at asked sizes, and
-    (when kept) every leaf hash."""
-
-    digests: bytearray = field(default_factory=bytearray)
-    positions: array = field(default_factory=lambda: array("q"))
-    roots: dict[int, bytes] = field(default_factory=dict)
-    leaves: list[bytes] | None = None
-
-
-def scan(store: EventStore, sizes: set[int], *, keep_leaves: bool = False,
-         visit: Callable[[int, Row], None] | None = None,
-         hasher: LeafHasher | None = None) -> Scan:
-    """Read the whole log once (``EventStore.read_rows``: plain tuples, no events built): the
-    root at each of ``sizes`` (those it reaches), digests and positions of every leaf;
-    ``visit(leaf index, row)`` for each row (its first leaf) when given."""
-    result = Scan(leaves=[] if keep_leaves else None)
-    frontier = Frontier()
-    if 0 in sizes:
-        result.roots[0] = frontier.root()
-    hasher = hasher or LeafHasher()
-    digests, positions, leaves = result.digests, result.positions, result.leaves
-    for page in row_pages(store):
-        hashed, ids = hasher.leaves(page)
-        if visit is not None:
-            _visit(visit, frontier.size, page, ids)
-        positions.extend(ids)
-        digests += b"".join([leaf[:DIGEST_BYTES] for leaf in hashed])
-        if leaves is not None:
-            leaves.extend(hashed)
-        if not sizes.isdisjoint(range(frontier.size + 1, frontier.size + len(hashed) + 1)):
-            _add_checking(frontier, hashed, sizes, result.roots)
-        else:
-            frontier.extend(hashed)
-    return result
-
-
-def _add_checking(frontier: Frontier, hashed: list[bytes], sizes: set[int],
-                  roots: dict[int, bytes]) -> None:
-    """``frontier.extend(hashed)``, keeping the root at each of ``sizes`` it passes."""
-    start, at = frontier.size, 0
-    for size in sorted(size for size in sizes if start < size <= start + len(hashed)):
-        frontier.extend(hashed[at:size - start])
-        at = size - start
-        roots[size] = frontier.root()
-    frontier.extend(hashed[at:])
-
-
-def _visit(visit: Callable[[int, Row], None], first: int, page: Sequence[Row],
-           ids: Sequence[int]) -> None:
-    """``visit`` each row of ``page`` with the index of its first leaf (``ids``: the row id
-    of each leaf, starting at leaf ``first``)."""
-    rows = iter(page)
-    last = None
-    for offset, row_id in enumerate(ids):
-        if row_id != last:
-            visit(first + offset, next(rows))
-            last = row_id
-
-
-def row_pages(store: EventStore, size: int = PAGE) -> Iterator[Sequence[Row]]:
-    position = 0
-    while True:
-        page = store.read_rows(position + 1, size)
-        if not page:
-            return
-        yield page
-        position = page[-1][0]
-
-
-def pages(store: EventStore, topics: Sequence[str] = (), size: int = PAGE) -> Iterator[Sequence[Any]]:
-    position = 0
-    while True:
-        page = store.read_log(position + 1, size, topics)
-        if not page:
-            return
-        yield page
-        position = page[-1].id
-
-
 def _located(damage: Damage, positions: Sequence[int]) -> Damage:
     """``damage`` with its leaf index found from its position when it had none."""
     if damage.leaf is not None or damage.position is None:
@@ -169,12 +86,15 @@ def _located(damage: Damage, positions: Sequence[int]) -> Damage:
 
 class Verifier:
     """Checks one store's log; see the module doc. ``tracked``: the positions followers
-    recorded (``lineage_positions``), evidence of rows that were there."""
+    recorded (``lineage_positions``), evidence of rows that were there; ``first_rows``: where
+    the first part of a long log is scanned meanwhile (``log_scan.scan``)."""
 
     def __init__(self, store: EventStore, mapper: Mapper, check_signature: SignatureCheck, *,
-                 trusted: Collection[bytes] = (), tracked: Mapping[str, int] | None = None) -> None:
+                 trusted: Collection[bytes] = (), tracked: Mapping[str, int] | None = None,
+                 first_rows: FirstRows | None = None) -> None:
         self.store, self.mapper, self.check = store, mapper, check_signature
         self.trusted, self.tracked = frozenset(trusted), dict(tracked or {})
+        self.first_rows = first_rows
 
     def hasher(self) -> LeafHasher:
         return LeafHasher(mapped_legacy(self.mapper))
@@ -224,7 +144,7 @@ class Verifier:
         good = [seal for seal in seals if seal.good]
         anchored = [head for head in anchors if self._anchor_ok(head, report)]
         sizes = {seal.head.size for seal in good} | {head.size for head in anchored}
-        log = scan(self.store, sizes, hasher=self.hasher())
+        log = scan(self.store, sizes, hasher=self.hasher(), first_rows=self.first_rows)
         report.rows = len(log.positions)
         recorded = bytearray()
         for seal in seals:

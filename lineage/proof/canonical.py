@@ -51,6 +51,12 @@ _SPECIAL = frozenset((STEP_TOPIC, STEPS_TOPIC))  # rows whose leaves are not the
 LegacyDecoder = Callable[[Row], DecodedStep | None]
 
 
+def leaf_digests(leaves: list[bytes]) -> bytes:
+    """The first ``DIGEST_BYTES`` (8) of each leaf hash (32 bytes), joined: what a seal
+    keeps of its leaves to say where damage is (sliced in C, 8 bytes as one machine word)."""
+    return memoryview(b"".join(leaves)).cast("Q")[::4].tobytes()
+
+
 def stream_text(originator_id: Any) -> str:
     """A stream id as the canonical encoding holds it: 32 lowercase hex digits for a UUID
     (SQLite stores the hex, PostgreSQL a uuid), else its text."""

@@ -59,19 +59,13 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
     leaves whose root is ``root`` (RFC 9162 section 2.1.3.2)."""
     if index < 0 or index >= size:
         return False
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn, sn = fn >> 1, sn >> 1
-        else:
-            r = node_hash(r, p)
-        fn, sn = fn >> 1, sn >> 1
-    return sn == 0 and r == root
+    sides = path_sides(index, size - 1, len(proof))
+    if sides is None:
+        return False
+    r = leaf
+    for p, left in zip(proof, sides, strict=True):
+        r = node_hash(p, r) if left else node_hash(r, p)
+    return r == root
 
 
 def verify_consistency(first_size: int, second_size: int, first_root: bytes, second_root: bytes,
@@ -93,19 +87,33 @@ def verify_consistency(first_size: int, second_size: int, first_root: bytes, sec
     fn, sn = first_size - 1, second_size - 1
     while fn & 1:
         fn, sn = fn >> 1, sn >> 1
+    sides = path_sides(fn, sn, len(path) - 1)
+    if sides is None:
+        return False
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
+    for c, left in zip(path[1:], sides, strict=True):
+        if left:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            if not fn & 1:
-                while not fn & 1 and fn != 0:
-                    fn, sn = fn >> 1, sn >> 1
         else:
             sr = node_hash(sr, c)
+    return fr == first_root and sr == second_root
+
+
+def path_sides(fn: int, sn: int, count: int) -> list[bool] | None:
+    """RFC 9162's walk up a path of ``count`` nodes from node ``fn`` of a level whose last
+    node is ``sn``: for each path node, whether it is on the left of the hash so far. None
+    when the path is too long or too short for the tree (the proof fails)."""
+    sides = []
+    for _ in range(count):
+        if sn == 0:
+            return None
+        left = bool(fn & 1) or fn == sn
+        sides.append(left)
+        if left:
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
         fn, sn = fn >> 1, sn >> 1
-    return sn == 0 and fr == first_root and sr == second_root
+    return sides if sn == 0 else None
 
 
 # -- the proof documents ``lineage verify --event / --from --to`` print (JSON) -------------------

@@ -11,17 +11,22 @@ changing a migrated block is still found, at the step it changed.
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
+
+import pytest
 
 import lineage
 from lineage.adapters.signing import generate_key
 from lineage.application.damage import MODIFIED
+from lineage.application.log_scan import scan
 from lineage.application.proofs import inclusion
-from lineage.application.verification import scan
-from lineage.bootstrap_proof import open_verifier
+from lineage.application.verification import VerifyReport
+from lineage.bootstrap_proof import open_sealer, open_verifier
 from lineage.codec.step_block import STEPS_TOPIC
 from lineage.codec.step_decode import decode_block
 from lineage.codec.steps import STEP_TOPIC
+from lineage.errors import ProofError
 from lineage.proof.canonical import is_migrated
 from lineage.proof.verifier import check_inclusion
 from tests.integration.test_migrate import T0, legacy_scenario, migrate
@@ -99,3 +104,42 @@ def _float_bytes(value: float) -> bytes:
     import struct
 
     return struct.pack("<d", value)
+
+
+def test_seals_keep_their_leaf_limit_over_migrated_blocks(tmp_path: Path) -> None:
+    """Sealing a migrated store (a leaf per step) with a limit of 25 leaves a seal: a seal
+    ends at a row, before the row that would pass the limit; a block of more steps than the
+    limit is sealed alone. The sealer reads the last seal once, then follows its own. ``@N``
+    of a migrated block names no one leaf: the error says to name a step."""
+    url, key = str(tmp_path / "lineage.db"), tmp_path / "seal.pem"
+    public = generate_key(key)
+    with lineage.Tracker(url, export_otlp=False) as tracker:
+        legacy_scenario(tracker, tmp_path)
+    migrate(url, vacuum=False)
+    with lineage.Tracker(url, export_otlp=False) as tracker:
+        store, reads = tracker.store, []
+        read_stream = store.read_stream
+        store.read_stream = lambda *args, **kwargs: reads.append(args) or read_stream(*args, **kwargs)
+        sealer = open_sealer(store, key=str(key))
+        sealer.max_leaves = 25
+        assert sealer.seal_if_due() is not None
+        assert len(reads) == 1  # the last seal, read once for many seals
+        verifier = open_verifier(store, public_key=public)
+        assert verifier.verify().ok
+        positions = list(scan(store, set()).positions)
+        seals = verifier.seals(VerifyReport())
+        sizes = [0, *[seal.head.size for seal in seals]]
+        alone = 0
+        for start, end in pairwise(sizes):
+            rows = len(set(positions[start:end]))
+            assert end - start <= 25 or rows == 1, (start, end, rows)
+            alone += end - start > 25
+        assert alone >= 1 and len(seals) > alone + 3
+
+        tamper = Tamper(url)
+        blocks = [row for row in tamper.rows() if row.topic == STEPS_TOPIC
+                  and is_migrated(bytes(row.state)) and decode_block(bytes(row.state)).count > 1]
+        tamper.close()
+        first_step = decode_block(bytes(blocks[0].state)).decoded(0).event_id
+        with pytest.raises(ProofError, match=f"prove one step by its event id.*{first_step}"):
+            inclusion(verifier, f"@{blocks[0].id}")
