@@ -73,7 +73,7 @@ def breakdown(report: Report, url: str, args: argparse.Namespace, label: str) ->
         for b in range(batches):
             batch = records(run.id, b * size, size, series)
             start = time.perf_counter_ns()
-            uow, rejected = writer._build(batch)
+            uow, rejected = writer._build(batch, True)
             built = time.perf_counter_ns()
             writer.store.append(uow.stored, uow.hex_ids)
             build_ns += built - start

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from itertools import repeat
+from operator import countOf, itemgetter
 from operator import floordiv as _floordiv
-from operator import itemgetter
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -167,11 +167,12 @@ class StepBatch:
         cursor.ready = True
 
     def add_run(self, records: list[QueuedStep]) -> bool:
-        """Add steps that are all of one run (one UUID object, as a handle queues them) to
+        """Add steps that are all of one run (as a handle queues them) to
         its open block at once, checked once. False, adding nothing, when they are not (or
         their run is refused: ``add`` says why step by step)."""
         run_id = records[0][RUN_ID]
-        if list(map(id, map(_run_id, records))).count(id(run_id)) != len(records):
+        # Counted in C; a handle's steps share one UUID object, so each compare is by identity.
+        if countOf(map(_run_id, records), run_id) != len(records):
             return False
         try:
             self.add(records[0])

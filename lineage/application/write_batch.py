@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -68,6 +69,8 @@ def dedupe(items: list[Any], stats: WriterStats, *, steps_only: bool = False) ->
     items hold no command (the common batch at speed: their ids are read in C)."""
     if steps_only:
         ids = list(map(_event_id, items))
+        if ids.count(None) == len(ids):
+            return items  # the common batch: steps without caller-given ids
     else:
         ids = [item[EVENT_ID] if isinstance(item, tuple) else item.event_id for item in items]
     distinct = set(ids)
@@ -89,20 +92,22 @@ def dedupe(items: list[Any], stats: WriterStats, *, steps_only: bool = False) ->
     return kept
 
 
-def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any) -> dict[int, BaseException]:
+def build(uow: UnitOfWork, step_batch: StepBatch, items: list[Any], mapper: Any, *,
+          steps_only: bool = False) -> dict[int, BaseException]:
     """Turn queued items into ``uow``'s events (``uow.stored``, ``uow.hex_ids``); returns the
     items the domain refuses, by index. A StoreError (reading failed) propagates: the whole
     batch waits for the store.
 
-    Items are steps (tuples, see step_log.StepRecord) and commands. The steps between two
-    commands go in together when they are all of one run (the common batch: found in C), else
-    one by one."""
+    Items are steps (tuples, see step_log.StepRecord) and commands (none when ``steps_only``:
+    the common batch at speed, not searched for them). The steps between two commands go in
+    together when they are all of one run (the common batch: found in C), else one by one."""
     rejected: dict[int, BaseException] = {}
-    kinds = list(map(type, items))
+    # Where the commands are: True marks one (``index(True)`` compares by identity, in C).
+    marks = [] if steps_only else list(map(is_, map(type, items), repeat(Command)))
     start, end = 0, len(items)
     while start < end:
         try:
-            stop = kinds.index(Command, start)
+            stop = marks.index(True, start)
         except ValueError:
             stop = end
         if stop > start and not step_batch.add_run(items[start:stop]):

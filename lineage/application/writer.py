@@ -232,24 +232,28 @@ class Writer:
     def _commit(self, batch: list[Any]) -> None:
         kinds = set(map(type, batch))  # the common checks in C
         flushes = [item for item in batch if type(item) is Flush] if Flush in kinds else []
+        steps_only = Command not in kinds
         pending = dedupe([item for item in batch if type(item) is not Flush] if flushes else batch,
-                         self.stats, steps_only=Command not in kinds)
+                         self.stats, steps_only=steps_only)
         self._given_up = False
-        if pending and not self._commit_items(pending, final=False):
+        if pending and not self._commit_items(pending, final=False, steps_only=steps_only):
             # Another writer kept winning on some aggregate: commit the items one by one, so
             # only those that really cannot be applied fail.
             for index, item in enumerate(pending):
-                self._commit_items([item], final=True, rest=pending[index + 1:])
+                self._commit_items([item], final=True, rest=pending[index + 1:],
+                                   steps_only=type(item) is not Command)
                 if self._given_up:  # the rest went with it, in order
                     break
         for marker in flushes:
             marker.future.set_result(None)
             self._flushes_pending -= 1
 
-    def _commit_items(self, pending: list[Any], *, final: bool, rest: list[Any] | None = None) -> bool:
-        """Append ``pending`` in one transaction. Returns False when version conflicts
-        persisted for ``retry_for_s`` and ``final`` is not set (nothing resolved); otherwise
-        every item is resolved: committed, refused alone, or failed by a give-up.
+    def _commit_items(self, pending: list[Any], *, final: bool, rest: list[Any] | None = None,
+                      steps_only: bool = False) -> bool:
+        """Append ``pending`` in one transaction (``steps_only``: it holds no command). Returns
+        False when version conflicts persisted for ``retry_for_s`` and ``final`` is not set
+        (nothing resolved); otherwise every item is resolved: committed, refused alone, or
+        failed by a give-up.
 
         Conflicts rebuild the batch against fresh state, with jittered backoff. A store error
         retries the same events (a retry after a lost commit answer is then a duplicate, not a
@@ -265,7 +269,7 @@ class Writer:
             attempts += 1
             try:
                 if uow is None:
-                    uow, rejected = self._build(pending)
+                    uow, rejected = self._build(pending, steps_only)
                 self.store.append(uow.stored, uow.hex_ids)
             except DuplicateEventError as duplicate:
                 self._forget()
@@ -295,7 +299,7 @@ class Writer:
             break
         self._outage.over()
         if uow is not None and pending:
-            self._succeed(pending, rejected, len(uow.hex_ids))
+            self._succeed(pending, rejected, len(uow.hex_ids), steps_only)
         return True
 
     def _wait_out(self, error: StoreError, *, rebuild: bool) -> bool:
@@ -309,18 +313,19 @@ class Writer:
         self._forget()
         return False
 
-    def _build(self, items: list[Any]) -> tuple[UnitOfWork, dict[int, BaseException]]:
+    def _build(self, items: list[Any], steps_only: bool) -> tuple[UnitOfWork, dict[int, BaseException]]:
         """Turn queued items into events; items the domain refuses are set aside by index."""
         now = self.clock()
         uow = UnitOfWork(self.store, self.mapper, self._cache, now)
         step_batch = self.steps.batch(uow, now)
-        return uow, build(uow, step_batch, items, self.mapper)
+        return uow, build(uow, step_batch, items, self.mapper, steps_only=steps_only)
 
-    def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int) -> None:
+    def _succeed(self, pending: list[Any], rejected: dict[int, BaseException], count: int,
+                 steps_only: bool) -> None:
         self.stats.committed_events += count
         self.stats.committed_batches += 1
         if not rejected:  # the common case: only commands have someone to tell
-            if Command in set(map(type, pending)):  # (a batch of steps only: checked in C)
+            if not steps_only:
                 for item in pending:
                     if type(item) is Command:
                         item.future.set_result(getattr(item, "result", None))

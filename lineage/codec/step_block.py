@@ -48,7 +48,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter, sub
+from operator import countOf, itemgetter, sub
 from typing import NamedTuple
 from uuid import UUID
 
@@ -97,8 +97,8 @@ def encode_block(run_id: UUID, seq_from: int, block_id: bytes, origin: Origin,
     count = len(columns.steps)
     texts = [origin.source.encode(), origin.tenant_id.encode(), origin.actor.encode()]
     # Sequence.count and map() keep the per-step work in C: the writer encodes every step.
-    flags = (EPOCHS if columns.epochs.count(None) != count else 0) | (
-        TOKENS if columns.tokens.count(None) != count else 0) | (MIGRATED if migrated else 0)
+    flags = (EPOCHS if _any_given(columns.epochs) else 0) | (
+        TOKENS if _any_given(columns.tokens) else 0) | (MIGRATED if migrated else 0)
     parts = [HEADER.pack(count, seq_from, flags, origin.recorded_us, run_id.bytes, block_id,
                           *map(len, texts)), *texts,
              _differences(columns.steps), _differences(columns.occurred_us)]
@@ -162,11 +162,18 @@ def _differences(values: Sequence[int]) -> bytes:
     return _int64s(values[0], *map(sub, values[1:], values[:-1]))
 
 
+def _any_given(values: Sequence[object]) -> bool:
+    """Whether any value is not None; the first one decides the common columns (all given or
+    none: ``count`` compares an int with None the slow way, and None with None by identity)."""
+    return bool(values) and (values[0] is not None or values.count(None) != len(values))
+
+
 def _with_nones(values: Sequence[int | None]) -> bytes:
     """int64 values, -1 for None."""
-    if values.count(None) == 0:
-        return _int64s(*values)  # type: ignore[arg-type]  # no None: counted
-    return _int64s(*[-1 if v is None else v for v in values])
+    try:
+        return struct.pack(f"{len(values)}q", *values)  # the common column: no None
+    except struct.error:
+        return _int64s(*[-1 if v is None else v for v in values])  # also says what was wrong
 
 
 def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
@@ -190,7 +197,9 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
             values = [d[name] for d in dicts if name in d]
             if len(values) == len(dicts):
                 mask = None  # every step has this one, though not every name
-        types = set(map(type, values))
+        # One type in the common column: counted by identity, without building a set.
+        types = ({float} if countOf(map(type, values), float) == len(values)
+                 else set(map(type, values)))
         if types <= _JUST_FLOAT:
             kind, kinds = KIND_FLOAT, None
         elif types <= _JUST_INT:
@@ -216,7 +225,7 @@ def _same_keys(dicts: Sequence[dict[str, float]]) -> dict[str, list[float]] | No
     if not dicts:
         return {}
     first = dicts[0]
-    if set(map(len, dicts)) != {len(first)}:
+    if countOf(map(len, dicts), len(first)) != len(dicts):
         return None
     try:
         return {name: list(map(itemgetter(name), dicts)) for name in first}
