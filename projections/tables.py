@@ -10,7 +10,7 @@ without a migration.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -45,11 +45,16 @@ def _required(name: str, type_: Any, **options: Any) -> Column[Any]:
     return Column(name, type_, nullable=False, **options)
 
 
-def _table(name: str, *columns: Column[Any], position: bool = True) -> Table:
-    """A read-model table; with ``position`` (most), its last column is the notification id of
-    the event that wrote the row."""
-    last = (_required("position", BigInteger),) if position else ()
-    return Table(name, metadata, *columns, *last)
+def _table(name: str, *items: Column[Any] | Index,
+           position: Literal["last", "key", "given"] = "last") -> Table:
+    """A read-model table: its columns, then its indexes, and a ``position`` column (the
+    notification id of the event that wrote the row): ``last`` (most tables), ``key`` (first,
+    the primary key: a history, one row per event) or ``given`` (among the columns)."""
+    key = (Column("position", BigInteger, primary_key=True),) if position == "key" else ()
+    last = (_required("position", BigInteger),) if position == "last" else ()
+    columns = [item for item in items if isinstance(item, Column)]
+    indexes = [item for item in items if isinstance(item, Index)]
+    return Table(name, metadata, *key, *columns, *last, *indexes)
 
 
 traces = _table("lineage_traces",
@@ -85,9 +90,9 @@ traces = _table("lineage_traces",
     Column("superseded_by", ID),
     _required("job", Text),
     _required("tags", Text),
+    Index("lineage_traces_status", "job_status"),
+    Index("lineage_traces_started", "started_at"),
 )
-Index("lineage_traces_status", traces.c.job_status)
-Index("lineage_traces_started", traces.c.started_at)
 
 spans = _table("lineage_spans",
     Column("id", ID, primary_key=True),
@@ -104,8 +109,8 @@ spans = _table("lineage_spans",
     _required("metrics", Text),
     Column("error_type", Text),
     Column("error_message", Text),
+    Index("lineage_spans_trace", "trace_id", "started_at"),
 )
-Index("lineage_spans_trace", spans.c.trace_id, spans.c.started_at)
 
 artifacts = _table("lineage_artifacts",
     Column("id", ID, primary_key=True),
@@ -128,23 +133,22 @@ artifacts = _table("lineage_artifacts",
     _required("metadata", Text),
     _required("registered_at", TIME),
     _required("actor", Text),
+    Index("lineage_artifacts_type", "type", "registered_at"),
+    Index("lineage_artifacts_run", "run_id"),
+    Index("lineage_artifacts_checksum", "checksum"),
+    Index("lineage_artifacts_position", "position"),
 )
-Index("lineage_artifacts_type", artifacts.c.type, artifacts.c.registered_at)
-Index("lineage_artifacts_run", artifacts.c.run_id)
-Index("lineage_artifacts_checksum", artifacts.c.checksum)
-Index("lineage_artifacts_position", artifacts.c.position)
 
 # Every change of an artifact, for the registry as of a past position.
 artifact_history = _table("lineage_artifact_history",
-    Column("position", BigInteger, primary_key=True),
     _required("artifact_id", ID),
     _required("status", String(16)),
     Column("reason", Text),
     _required("at", TIME),
     _required("state", Text),  # JSON: status, status_reason, verified, pins, deletion
-    position=False,
+    Index("lineage_artifact_history_artifact", "artifact_id", "position"),
+    position="key",
 )
-Index("lineage_artifact_history_artifact", artifact_history.c.artifact_id, artifact_history.c.position)
 
 # One row per alias (a name in a scope); artifact_id is where it points now.
 aliases = _table("lineage_aliases",
@@ -154,12 +158,11 @@ aliases = _table("lineage_aliases",
     Column("artifact_id", ID),
     _required("protected", Boolean),
     Column("moved_at", TIME),
+    Index("lineage_aliases_name", "scope", "name", unique=True),
+    Index("lineage_aliases_artifact", "artifact_id"),
 )
-Index("lineage_aliases_name", aliases.c.scope, aliases.c.name, unique=True)
-Index("lineage_aliases_artifact", aliases.c.artifact_id)
 
 alias_history = _table("lineage_alias_history",
-    Column("position", BigInteger, primary_key=True),
     _required("alias_id", ID),
     _required("scope", Text),
     _required("name", Text),
@@ -168,9 +171,9 @@ alias_history = _table("lineage_alias_history",
     _required("protected", Boolean),
     _required("moved_at", TIME),
     _required("actor", Text),
-    position=False,
+    Index("lineage_alias_history_name", "scope", "name", "position"),
+    position="key",
 )
-Index("lineage_alias_history_name", alias_history.c.scope, alias_history.c.name, alias_history.c.position)
 
 # Provenance edges, LineageIR style (source -> target with a relationship), plus the direction
 # of flow (upstream -> downstream) so one recursive query walks every relationship.
@@ -187,13 +190,12 @@ edges = _table("lineage_edges",
     _required("downstream_id", ID),
     _required("downstream_type", String(16)),
     _required("metadata", Text),
+    Index("lineage_edges_down", "downstream_id", "upstream_id"),
+    Index("lineage_edges_up", "upstream_id", "downstream_id"),
+    Index("lineage_edges_trace", "trace_id"),
 )
-Index("lineage_edges_down", edges.c.downstream_id, edges.c.upstream_id)
-Index("lineage_edges_up", edges.c.upstream_id, edges.c.downstream_id)
-Index("lineage_edges_trace", edges.c.trace_id)
 
 audit = _table("lineage_audit",
-    Column("position", BigInteger, primary_key=True),
     _required("event_id", ID),
     _required("occurred_at", TIME),
     _required("recorded_at", TIME),
@@ -205,14 +207,14 @@ audit = _table("lineage_audit",
     _required("subject_id", ID),
     Column("run_id", ID),
     _required("summary", Text),
-    position=False,
+    Index("lineage_audit_subject", "subject_id", "position"),
+    Index("lineage_audit_recorded", "recorded_at"),
+    position="key",
 )
-Index("lineage_audit_subject", audit.c.subject_id, audit.c.position)
 # Only rows whose subject is not the run itself (an artifact a run produced): a step's row is
 # found by its subject, and a partial index is one B-tree fewer per step.
 Index("lineage_audit_run", audit.c.run_id, audit.c.position,
       sqlite_where=audit.c.subject_type != "run", postgresql_where=audit.c.subject_type != "run")
-Index("lineage_audit_recorded", audit.c.recorded_at)
 
 # A run's steps, one row per stored step block (``lineage.codec.step_block``): ``data`` is the
 # block as stored (every step's metrics, times, ids), the other columns say which steps it holds
@@ -227,8 +229,8 @@ step_metrics = _table("lineage_step_metrics",
     _required("occurred_to", TIME),
     _required("summary", Text),  # JSON: name -> [count, min, max, last]
     _required("data", LargeBinary),
+    Index("lineage_step_metrics_position", "position"),
 )
-Index("lineage_step_metrics_position", step_metrics.c.position)
 
 # Events a read model could not apply (``lineage.projections.quarantine``): skipped by that read
 # model, kept here with the reason, cleared and re-derived by a rebuild. ``quarantined_at`` is
@@ -242,5 +244,5 @@ quarantine = _table("lineage_quarantine",
     _required("originator_version", BigInteger),
     _required("reason", Text),  # exception class: message
     _required("quarantined_at", TIME),
-    position=False,
+    position="given",
 )
