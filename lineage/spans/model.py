@@ -27,6 +27,7 @@ INTERNAL = "internal"
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = "unset", "ok", "error"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64 = 2**63
+OTEL_DEFAULT_LIMIT = 128  # OpenTelemetry's default bound on attributes, events and links
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +35,11 @@ class SpanLimits:
     """Bounds on one span (OpenTelemetry's defaults, except the value length, which the SDK
     leaves unlimited: long values are cut so a span, and so a batch, stays small)."""
 
-    max_attributes: int = 128
-    max_events: int = 128
-    max_links: int = 128
-    max_event_attributes: int = 128
-    max_link_attributes: int = 128
+    max_attributes: int = OTEL_DEFAULT_LIMIT
+    max_events: int = OTEL_DEFAULT_LIMIT
+    max_links: int = OTEL_DEFAULT_LIMIT
+    max_event_attributes: int = OTEL_DEFAULT_LIMIT
+    max_link_attributes: int = OTEL_DEFAULT_LIMIT
     max_value_length: int = 2048
 
 
