@@ -111,7 +111,7 @@ def test_run_history_matches_the_full_event_list(spied: tuple[Any, SpyStore], tm
 def test_a_page_of_the_history_is_that_slice_of_the_whole(spied: tuple[Any, SpyStore]) -> None:
     """Pages found from positions alone (``lineage.application.run_history``): every window,
     across blocks and the run's own events between them, is the slice of the whole history."""
-    tracker, spy = spied
+    tracker, _ = spied
     run = tracker.start_run("paged")
     for block in range(4):  # four blocks of 5 steps, an evaluation after each
         for step in range(block * 5, block * 5 + 5):

@@ -79,3 +79,16 @@ def test_a_tracker_refuses_an_explicit_out_of_range_setting_before_opening_anyth
     with pytest.raises(ConfigurationError, match="queue_size"):
         lineage.Tracker(f"sqlite:///{path}", queue_size=-1)
     assert not os.path.exists(path)
+
+
+def test_remote_settings_come_from_the_same_loader() -> None:
+    """The remote tracker's url, token and spool folder: explicit > LINEAGE_* > default."""
+    from lineage.config.remote import RemoteSettings
+
+    environ = {"LINEAGE_URL": " https://x.example ", "LINEAGE_TOKEN": "lnt.env", "LINEAGE_SPOOL_DIR": " "}
+    loaded = RemoteSettings.load(environ, token="lnt.arg")
+    assert (loaded.url, loaded.token) == ("https://x.example", "lnt.arg")
+    assert loaded.spool_dir.endswith("/.cache/lineage/spool")  # a blank variable is not set
+    assert RemoteSettings.load({}).url is None and RemoteSettings.load({}).token == ""
+    with pytest.raises(ConfigurationError, match="unknown"):
+        RemoteSettings.load({}, tokn="x")
