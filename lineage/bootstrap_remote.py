@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 from lineage.application.tracker import TrackerParts
 from lineage.codec.mapper import make_mapper
 from lineage.config import Settings
-from lineage.config.remote import RemoteSettings
+from lineage.config.remote import remote_setting
 from lineage.domain.envelope import Origin
 from lineage.errors import ConfigurationError, ValidationError
 from lineage.remote.shipper import Shipper
@@ -34,7 +34,7 @@ from lineage.remote.tracker import (
 def spool_dir(url: str, given: str | os.PathLike[str] | None = None) -> Path:
     """Where the spools of trackers of ``url`` live: ``given``, else ``LINEAGE_SPOOL_DIR``,
     else ``~/.cache/lineage/spool``; one folder per server."""
-    base = Path(RemoteSettings.load(spool_dir=None if given is None else os.fspath(given)).spool_dir)
+    base = Path(remote_setting("spool_dir", None if given is None else os.fspath(given)))
     return base / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
@@ -54,7 +54,7 @@ def server_url(url: str) -> str:
 
 
 def token_from(token: str | None) -> str:
-    found = token or RemoteSettings.load().token
+    found = token or remote_setting("token")
     if not found:
         raise ConfigurationError("a remote tracker needs a token: pass token=... or set "
                                  "LINEAGE_TOKEN (from `lineage tokens create` on the server)")

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lineage.config.loader import Setting, resolve
+from lineage.config.loader import Setting, resolve_one
 
 
 def _text(name: str, env: str, default: Any, meaning: str) -> Setting:
@@ -26,14 +25,9 @@ REMOTE_SETTINGS = (
 )
 
 
-@dataclass(frozen=True)
-class RemoteSettings:
-    url: str | None
-    token: str
-    spool_dir: str
+_BY_NAME = {setting.name: setting for setting in REMOTE_SETTINGS}
 
-    @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> RemoteSettings:
-        """Resolve every remote setting: explicit (not None) > environment > default."""
-        values, _ = resolve(REMOTE_SETTINGS, explicit, os.environ if environ is None else environ)
-        return cls(**values)
+
+def remote_setting(name: str, given: Any = None, environ: Mapping[str, str] | None = None) -> Any:
+    """One remote setting: ``given`` (not None) > its ``LINEAGE_*`` variable > its default."""
+    return resolve_one(_BY_NAME[name], {name: given}, os.environ if environ is None else environ)[0]

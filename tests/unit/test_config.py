@@ -83,12 +83,11 @@ def test_a_tracker_refuses_an_explicit_out_of_range_setting_before_opening_anyth
 
 def test_remote_settings_come_from_the_same_loader() -> None:
     """The remote tracker's url, token and spool folder: explicit > LINEAGE_* > default."""
-    from lineage.config.remote import RemoteSettings
+    from lineage.config.remote import remote_setting
 
     environ = {"LINEAGE_URL": " https://x.example ", "LINEAGE_TOKEN": "lnt.env", "LINEAGE_SPOOL_DIR": " "}
-    loaded = RemoteSettings.load(environ, token="lnt.arg")
-    assert (loaded.url, loaded.token) == ("https://x.example", "lnt.arg")
-    assert loaded.spool_dir.endswith("/.cache/lineage/spool")  # a blank variable is not set
-    assert RemoteSettings.load({}).url is None and RemoteSettings.load({}).token == ""
-    with pytest.raises(ConfigurationError, match="unknown"):
-        RemoteSettings.load({}, tokn="x")
+    assert remote_setting("url", None, environ) == "https://x.example"
+    assert remote_setting("token", "lnt.arg", environ) == "lnt.arg"
+    assert remote_setting("token", None, environ) == "lnt.env"
+    assert remote_setting("spool_dir", None, environ).endswith("/.cache/lineage/spool")  # blank: unset
+    assert remote_setting("url", None, {}) is None and remote_setting("token", None, {}) == ""
