@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 AttributeValue = str | bool | int | float
 Attributes = tuple[tuple[str, AttributeValue], ...]
@@ -46,9 +46,10 @@ class SpanLimits:
 DEFAULT_LIMITS = SpanLimits()
 
 
-@dataclass(frozen=True, slots=True)
-class SpanEvent:
-    """A point in time on a span (``exception``, ``input used``)."""
+class SpanEvent(NamedTuple):
+    """A point in time on a span (``exception``, ``input used``). Events and links are named
+    tuples: a long run's step spans make one per step, and a tuple is built several times
+    faster than a frozen dataclass."""
 
     name: str
     time_ns: int
@@ -56,8 +57,7 @@ class SpanEvent:
     dropped_attributes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class SpanLink:
+class SpanLink(NamedTuple):
     """A pointer to a span in this or another trace (a resumed run's origin, a parent
     checkpoint)."""
 
