@@ -155,6 +155,8 @@ class RecoveryMonitor:
                                           datetime.now(UTC), type(error).__name__, str(error)))
                 log.warning("lineage monitor: polling %s failed: %s", errors[-1].source, error)
                 continue
+            # a source that handles its own failures (per run, with backoff) reports them here
+            errors.extend(getattr(source, "drain_errors", list)())
             actions.extend(self.act(signal) for signal in signals)
         self.actions.extend(actions)
         self.errors.extend(errors)
