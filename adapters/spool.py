@@ -76,14 +76,13 @@ class SqliteSpool:
         about ``max_steps`` steps."""
         found: list[tuple[int, str, int, str]] = []
         steps = 0
-        with self._lock:
-            rows = self._db.execute("SELECT seq, body, steps, item_id FROM items ORDER BY seq "
-                                    "LIMIT ?", (max_items,)).fetchall()
-        for seq, body, count, item_id in rows:
-            if found and steps + count > max_steps:
-                break
-            found.append((seq, body, count, item_id))
-            steps += count
+        with self._lock:  # rows are read one by one: none past the step budget is fetched
+            for seq, body, count, item_id in self._db.execute(
+                    "SELECT seq, body, steps, item_id FROM items ORDER BY seq LIMIT ?", (max_items,)):
+                if found and steps + count > max_steps:
+                    break
+                found.append((seq, body, count, item_id))
+                steps += count
         return found
 
     def delete_through(self, seq: int) -> None:

@@ -160,9 +160,24 @@ def read_models(url: str, store: Any, mapper: Any = None) -> Iterator[Any]:
         views.close()
 
 
-def bench_parser(doc: str, *, postgres_default: bool | None) -> argparse.ArgumentParser:
+def add_options(parser: argparse.ArgumentParser | Any, **options: tuple[Any, str]) -> None:
+    """Adds ``--some-name`` options from ``some_name=(default, help)``: the value has the
+    default's type and the help ends with the default; a ``False`` default makes a flag."""
+    for name, (default, text) in options.items():
+        flag = "--" + name.replace("_", "-")
+        if default is False:
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            shown = f"{default:,}" if isinstance(default, int | float) else default
+            parser.add_argument(flag, type=type(default), default=default,
+                                help=f"{text} ({shown})")
+
+
+def bench_parser(doc: str, *, postgres_default: bool | None, steps: int | None = None,
+                 steps_help: str = "steps") -> argparse.ArgumentParser:
     """The command line of a benchmark on temp stores, described by the first paragraph of its
-    module docstring ``doc``; the benchmark adds its own options.
+    module docstring ``doc``; ``steps``: the default of its ``--steps`` option (with
+    ``steps_help``); the benchmark adds its own options (``add_options``).
 
     The store and Tracker options come in their own group. ``postgres_default`` None is a
     two-store benchmark (``stores_wanted``): PostgreSQL when reachable, and ``--no-sqlite`` to
@@ -170,6 +185,8 @@ def bench_parser(doc: str, *, postgres_default: bool | None) -> argparse.Argumen
     """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="also print a JSON dump at the end")
+    if steps is not None:
+        add_options(parser, steps=(steps, steps_help))
     group = parser.add_argument_group("stores and tracker")
     if postgres_default is None:
         group.add_argument("--no-sqlite", action="store_true", help="skip SQLite")

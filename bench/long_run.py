@@ -37,6 +37,7 @@ from typing import Any
 from common import (
     Report,
     Store,
+    add_options,
     add_writer_profile_option,
     bench_parser,
     disk_usage,
@@ -283,16 +284,11 @@ EVENT_TABLES = ("stored_events", "lineage_event_ids")
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, postgres_default=False)
-    parser.add_argument("--steps", type=int, default=1_000_000, help="steps (1,000,000)")
-    parser.add_argument("--block", type=int, default=None,
-                        help="steps per timed block (a tenth of --steps)")
-    parser.add_argument("--no-reads", action="store_true",
-                        help="ingest only: no catch-up, trace or metric history")
-    parser.add_argument("--timeout", type=float, default=900.0,
-                        help="seconds each read process may take (900)")
-    parser.add_argument("--memory-cap-mb", type=int, default=4096,
-                        help="address-space cap of each read process, MB (4096)")
+    parser = bench_parser(__doc__, postgres_default=False, steps=1_000_000)
+    add_options(parser, block=(0, "steps per timed block; 0: a tenth of --steps"),
+                no_reads=(False, "ingest only: no catch-up, trace or metric history"),
+                timeout=(900.0, "seconds each read process may take"),
+                memory_cap_mb=(4096, "address-space cap of each read process, MB"))
     add_writer_profile_option(parser)
     args = parser.parse_args()
     args.block = args.block or max(args.steps // 10, 1)

@@ -21,7 +21,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, Report, bench_parser, metric_series, open_tracker, stores_wanted, temp_store
+from common import (
+    ROOT,
+    Report,
+    add_options,
+    bench_parser,
+    metric_series,
+    open_tracker,
+    stores_wanted,
+    temp_store,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -96,11 +105,9 @@ def measure(report: Report, url: str, args: Any) -> None:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, postgres_default=None)
-    parser.add_argument("--steps", type=int, default=200_000, help="legacy steps (200,000)")
-    parser.add_argument("--runs", type=int, default=4, help="runs logged side by side (4)")
-    parser.add_argument("--batch", type=int, default=1_000,
-                        help="steps per legacy append, as the old writer's batch (1,000)")
+    parser = bench_parser(__doc__, postgres_default=None, steps=200_000, steps_help="legacy steps")
+    add_options(parser, runs=(4, "runs logged side by side"),
+                batch=(1_000, "steps per legacy append, as the old writer's batch"))
     args = parser.parse_args()
     report = Report.start("bench/migrate.py: lineage migrate on a one-row-per-step store")
     for kind in stores_wanted(args, report):

@@ -41,6 +41,7 @@ from typing import Any
 
 from common import (
     Report,
+    add_options,
     bench_parser,
     metric_series,
     open_tracker,
@@ -305,17 +306,13 @@ def measure(report: Report, kind: str, url: str, args: argparse.Namespace) -> No
 def main() -> None:
     from lineage.projections.batching import BATCH, BATCH_STEPS
 
-    parser = bench_parser(__doc__, postgres_default=None)
-    parser.add_argument("--events", type=int, default=200_000, help="events to record (~200,000)")
-    parser.add_argument("--runs", type=int, default=20, help="runs logged side by side (20)")
-    parser.add_argument("--one-run", action="store_true",
-                        help="one run of --steps steps instead of the mix")
-    parser.add_argument("--steps", type=int, default=1_000_000,
-                        help="steps of the --one-run run (1,000,000)")
-    parser.add_argument("--projection-batch", type=int, default=BATCH,
-                        help=f"ProjectionRunner batch_size ({BATCH:,}, the default)")
-    parser.add_argument("--projection-steps", type=int, default=BATCH_STEPS,
-                        help=f"ProjectionRunner batch_steps ({BATCH_STEPS:,}, the default)")
+    parser = bench_parser(__doc__, postgres_default=None, steps=1_000_000,
+                          steps_help="steps of the --one-run run")
+    add_options(parser, events=(200_000, "events to record, roughly"),
+                runs=(20, "runs logged side by side"),
+                one_run=(False, "one run of --steps steps instead of the mix"),
+                projection_batch=(BATCH, "ProjectionRunner batch_size, its default"),
+                projection_steps=(BATCH_STEPS, "ProjectionRunner batch_steps, its default"))
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="cProfile a rebuild (default: only when a target is missed)")
     parser.add_argument("--top", type=int, default=25, help="profile lines to print (25)")

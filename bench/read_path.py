@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Report, bench_parser, open_tracker, single_store, temp_store
+from common import Report, add_options, bench_parser, open_tracker, single_store, temp_store
 
 QUERY_TARGET_MS = 300.0
 
@@ -116,14 +116,12 @@ def catch_up(report: Report, tracker: Any, steps_label: str) -> None:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__ or "", postgres_default=False)
-    parser.add_argument("--runs", type=int, default=1000, help="short runs (default 1000)")
-    parser.add_argument("--steps", type=int, default=100_000,
-                        help="steps of the long run first (default 100,000)")
-    parser.add_argument("--more", type=int, default=900_000,
-                        help="steps added to the long run before the second measurement "
-                             "(default 900,000: 1,000,000 in all)")
-    parser.add_argument("--repeat", type=int, default=5, help="calls per figure (median)")
+    parser = bench_parser(__doc__ or "", postgres_default=False, steps=100_000,
+                          steps_help="steps of the long run first")
+    add_options(parser, runs=(1000, "short runs"),
+                more=(900_000, "steps added to the long run before the second measurement "
+                               "(with the default --steps: 1,000,000 in all)"),
+                repeat=(5, "calls per figure (median)"))
     args = parser.parse_args()
     report = Report.start("read path: runs and monitor poll vs steps")
     with temp_store(single_store(args), args, report, "record") as store, \

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import add_options
+
 import lineage
 
 HERE = Path(__file__).resolve().parent
@@ -149,10 +151,9 @@ def mlflow_line(python: str | None, folder: Path, steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300_000)
-    parser.add_argument("--clients", type=int, default=1)
+    add_options(parser, steps=(300_000, "steps a client logs"),
+                clients=(1, "clients logging at once"), rounds=(1, "rounds"))
     parser.add_argument("--postgres", help="PostgreSQL URL for the server's store (else SQLite)")
-    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--spool-sync", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--mlflow-python", default=os.environ.get("MLFLOW_PYTHON"))
     args = parser.parse_args()

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import Report, metric_series, open_tracker, read_models, sqlite_store
+from common import Report, add_options, metric_series, open_tracker, read_models, sqlite_store
 
 WALL_TARGET_S = 10.0  # --json, caught up (10,000,000 steps)
 RSS_TARGET_MB = 300.0
@@ -148,8 +148,7 @@ def measure(report: Report, path: str, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1_000_000,
-                        help="steps in the run (1,000,000)")
+    add_options(parser, steps=(1_000_000, "steps in the run"))
     parser.add_argument("--dir", default=None, help="where to create the temp SQLite directory")
     parser.add_argument("--keep", action="store_true", help="keep the SQLite files")
     parser.add_argument("--json", action="store_true", help="also print a JSON dump at the end")

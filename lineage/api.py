@@ -20,6 +20,7 @@ from uuid import UUID
 from lineage.application.tracker import TrackerService
 from lineage.bootstrap import build
 from lineage.bootstrap_proof import anchors_from, open_sealer, open_verifier
+from lineage.config.remote import remote_setting
 from lineage.ports import ArtifactStorage, EventStore
 
 
@@ -41,7 +42,7 @@ class Tracker(TrackerService):
         """``http(s)://`` (the argument, else ``LINEAGE_URL``): a remote tracker of
         ``lineage serve`` (``lineage.bootstrap_remote``), with ``token=`` or LINEAGE_TOKEN."""
         url = database_url if database_url is not None or options.get("store") is not None \
-            else os.environ.get("LINEAGE_URL", "").strip() or None
+            else remote_setting("url")
         if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
             from lineage.bootstrap_remote import remote_tracker  # only then: no cost for others
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Connection
 
@@ -21,55 +22,76 @@ from lineage.timestamps import iso
 SUBJECT = {"Run": "run", "Artifact": "artifact", "Alias": "alias"}
 
 
-def _short(value: Any) -> str:
-    return str(value)[:8]
-
-
 def _metrics(values: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in list(values.items())[:4])
 
 
-SUMMARIES: dict[type, Callable[[Any], str]] = {  # keyed by event class, like every dispatch
-    Run.Started: lambda e: f"started run {e.name!r} at step {e.start_step}",
-    Run.InputUsed: lambda e: f"used {e.role} {_short(e.artifact_id)} ({e.uri})",
-    Run.EvaluationRecorded: lambda e: f"evaluation at step {e.step}: {_metrics(e.metrics)}",
-    Run.CheckpointSaved: lambda e: f"saved checkpoint {_short(e.artifact_id)} at step {e.step}",
-    Run.FailureDetected: lambda e: f"failure {e.error_type} ({e.signal})"
-                                     + (", corrupted" if e.corrupted else ""),
-    Run.RecoveryStarted: lambda e: f"recovery attempt {e.attempt} started ({e.strategy}) by "
-                                     f"{e.holder or '?'}",
-    Run.RecoveryLeaseRenewed: lambda e: f"recovery attempt {e.attempt} lease renewed until "
-                                          f"{iso(e.lease_until)} ({e.holder})",
-    Run.RecoveryCheckpointSelected: lambda e: f"recovery selected checkpoint "
-                                                f"{_short(e.checkpoint_id)} (step {e.step}): {e.reason}",
-    Run.RecoveryCompleted: lambda e: f"recovered as run {_short(e.new_run_id)}",
-    Run.RecoveryFailed: lambda e: f"recovery attempt {e.attempt} failed: {e.error_type}",
-    Run.RecoveryExhausted: lambda e: f"recovery exhausted after {e.attempts} attempt(s)",
-    Run.ResumedFrom: lambda e: f"resumed from run {_short(e.previous_run_id)} at step {e.step}",
-    Run.Finished: lambda e: f"finished: {e.status}" + (f" ({e.reason})" if e.reason else ""),
-    Run.RecoveryCheckpointRejected: lambda e: f"recovery rejected checkpoint "
-                                                f"{_short(e.checkpoint_id)}: {e.reason}",
-    Run.StepsLost: lambda e: f"steps {e.first_step}-{e.last_step} lost ({e.count}), redone by "
-                               f"run {_short(e.new_run_id)}",
-    Run.BestCheckpointChanged: lambda e: f"best checkpoint is now {_short(e.artifact_id)} "
-                                           f"({e.metric}={e.value:.4g} at step {e.eval_step})",
-    Artifact.Registered: lambda e: f"registered {e.type} {e.uri}",
-    Artifact.Pinned: lambda e: f"pinned ({e.key}): {e.reason}",
-    Artifact.Unpinned: lambda e: f"unpinned ({e.key})",
-    Artifact.DeletionRecorded: lambda e: f"bytes {e.outcome}: {e.detail}",
-    HeartbeatRecorded: lambda e: f"heartbeat from pid {e.pid} (last step {e.last_step})",
-    InferenceRecorded: lambda e: f"{e.operation} served from {e.model_path}: {e.outcome}, "
-                                 f"{e.num_samples} sample(s), {e.output_tokens} token(s)",
-    RemoteStateChanged: lambda e: f"{e.change} on the service ({e.uri})"
-                                  + "".join(f", {k}={v}" for k, v in e.detail.items()),
-    Artifact.Verified: lambda e: f"verified: {'ok' if e.ok else 'MISMATCH'} {e.detail}",
-    Artifact.Retired: lambda e: f"retired: {e.reason}",
-    Artifact.Expired: lambda e: f"expired: {e.reason}",
-    Alias.Created: lambda e: f"alias {e.name!r} created in {e.scope}",
-    Alias.Moved: lambda e: f"alias moved to {_short(e.artifact_id)}",
-    Log.Sealed: lambda e: f"seal {e.originator_version}: tree of {e.size} rows, root "
-                          f"{e.root[:16]}..., key {e.public_key[:16]}...",
+# One template per event class (keyed by class, like every dispatch; an event without one is
+# summarised by its name). Placeholders name the event's fields (ids as text, so ``:.8`` shows
+# the first 8 characters); the few in ``WORKED_OUT`` are computed from them.
+SUMMARIES: dict[type, str] = {
+    Run.Started: "started run {name!r} at step {start_step}",
+    Run.InputUsed: "used {role} {artifact_id:.8} ({uri})",
+    Run.EvaluationRecorded: "evaluation at step {step}: {metrics_shown}",
+    Run.CheckpointSaved: "saved checkpoint {artifact_id:.8} at step {step}",
+    Run.FailureDetected: "failure {error_type} ({signal}){corrupted_shown}",
+    Run.RecoveryStarted: "recovery attempt {attempt} started ({strategy}) by {holder_shown}",
+    Run.RecoveryLeaseRenewed:
+        "recovery attempt {attempt} lease renewed until {lease_until_shown} ({holder})",
+    Run.RecoveryCheckpointSelected:
+        "recovery selected checkpoint {checkpoint_id:.8} (step {step}): {reason}",
+    Run.RecoveryCompleted: "recovered as run {new_run_id:.8}",
+    Run.RecoveryFailed: "recovery attempt {attempt} failed: {error_type}",
+    Run.RecoveryExhausted: "recovery exhausted after {attempts} attempt(s)",
+    Run.ResumedFrom: "resumed from run {previous_run_id:.8} at step {step}",
+    Run.Finished: "finished: {status}{reason_shown}",
+    Run.RecoveryCheckpointRejected: "recovery rejected checkpoint {checkpoint_id:.8}: {reason}",
+    Run.StepsLost: "steps {first_step}-{last_step} lost ({count}), redone by run {new_run_id:.8}",
+    Run.BestCheckpointChanged:
+        "best checkpoint is now {artifact_id:.8} ({metric}={value:.4g} at step {eval_step})",
+    Artifact.Registered: "registered {type} {uri}",
+    Artifact.Pinned: "pinned ({key}): {reason}",
+    Artifact.Unpinned: "unpinned ({key})",
+    Artifact.DeletionRecorded: "bytes {outcome}: {detail}",
+    HeartbeatRecorded: "heartbeat from pid {pid} (last step {last_step})",
+    InferenceRecorded: "{operation} served from {model_path}: {outcome}, {num_samples} "
+                       "sample(s), {output_tokens} token(s)",
+    RemoteStateChanged: "{change} on the service ({uri}){detail_shown}",
+    Artifact.Verified: "verified: {ok_shown} {detail}",
+    Artifact.Retired: "retired: {reason}",
+    Artifact.Expired: "expired: {reason}",
+    Alias.Created: "alias {name!r} created in {scope}",
+    Alias.Moved: "alias moved to {artifact_id:.8}",
+    Log.Sealed: "seal {originator_version}: tree of {size} rows, root {root:.16}..., "
+                "key {public_key:.16}...",
 }
+WORKED_OUT: dict[str, Callable[[Any], object]] = {
+    "metrics_shown": lambda e: _metrics(e.metrics),  # the first four
+    "corrupted_shown": lambda e: ", corrupted" if e.corrupted else "",
+    "holder_shown": lambda e: e.holder or "?",
+    "lease_until_shown": lambda e: iso(e.lease_until),
+    "reason_shown": lambda e: f" ({e.reason})" if e.reason else "",
+    "detail_shown": lambda e: "".join(f", {k}={v}" for k, v in e.detail.items()),
+    "ok_shown": lambda e: "ok" if e.ok else "MISMATCH",
+}
+
+
+class _Fields:
+    """An event's fields as a template reads them."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def __getitem__(self, key: str) -> object:
+        worked_out = WORKED_OUT.get(key)
+        value = worked_out(self.event) if worked_out else getattr(self.event, key)
+        return str(value) if isinstance(value, UUID) else value
+
+
+def summary_of(event: Any, name: str) -> str:
+    """The audit summary of ``event`` (``name``: its class's name, for events without one)."""
+    template = SUMMARIES.get(type(event))
+    return name if template is None else template.format_map(_Fields(event))
 
 
 class AuditProjection:
@@ -87,7 +109,7 @@ class AuditProjection:
     def _row(self, item: Item) -> tuple[Any, ...]:
         e = item.event
         aggregate, _, name = item.kind.partition(".")
-        summary = SUMMARIES.get(item.type, lambda _: name)(e)
+        summary = summary_of(e, name)
         subject = str(e.originator_id)
         run_id = subject if aggregate == "Run" else (str(e.run_id) if getattr(e, "run_id", None) else None)
         if item.type is HeartbeatRecorded:  # on its own stream: the subject is the run

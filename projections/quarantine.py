@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import Mapper, Notification
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, tuple_
 
 from lineage.errors import StoreError
 from lineage.projections.decoding import Item, Projection, decode
@@ -157,12 +157,18 @@ def counts(conn: Connection) -> dict[str, int]:
     return {name: count for name, count in conn.execute(query)}
 
 
-def listed(conn: Connection, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+def listed(conn: Connection, names: Sequence[str] = (), after: tuple[str, int] | None = None,
+           limit: int | None = None) -> list[dict[str, Any]]:
     """The quarantined events (of read models ``names``; all when empty), by read model and
-    position, as dicts of the table's columns."""
+    position, as dicts of the table's columns: ``limit`` of them (all when None) after the
+    (read model, position) ``after`` (a page: its key, not an offset)."""
     query = select(quarantine).order_by(quarantine.c.read_model, quarantine.c.position)
     if names:
         query = query.where(quarantine.c.read_model.in_(list(names)))
+    if after is not None:
+        query = query.where(tuple_(quarantine.c.read_model, quarantine.c.position) > after)
+    if limit is not None:
+        query = query.limit(limit)
     return [dict(row._mapping) for row in conn.execute(query)]
 
 

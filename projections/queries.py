@@ -123,15 +123,17 @@ class ReadModels:
         with self._conn() as conn:
             return ids_with_prefix(conn, prefix, kind, limit, tenant)
 
-    def quarantined(self, read_model: str | None = None) -> list[dict[str, Any]]:
+    def quarantined(self, read_model: str | None = None, *, after: tuple[str, int] | None = None,
+                    limit: int | None = None) -> list[dict[str, Any]]:
         """Events read models skipped because applying them failed, after a catch-up
-        (``ProjectionRunner.quarantined``); ValidationError for an unknown ``read_model``."""
+        (``ProjectionRunner.quarantined``, a page of them with ``after``/``limit``);
+        ValidationError for an unknown ``read_model``."""
         known = [projection.name for projection in self.runner.projections]
         if read_model is not None and read_model not in known:
             raise ValidationError("read_model", f"must be one of {', '.join(known)}", read_model)
         if self.auto_catch_up:
             self.runner.catch_up()
-        return self.runner.quarantined([read_model] if read_model else ())
+        return self.runner.quarantined([read_model] if read_model else (), after, limit)
 
     def metric_history(self, run_id: str, name: str) -> MetricHistory:
         """Every point of metric ``name`` in the order logged (``MetricHistory``: compact

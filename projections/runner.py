@@ -90,13 +90,14 @@ class ProjectionRunner:
             return [Status(p.name, read_position(conn, p.name), head, counts.get(p.name, 0))
                     for p in self.projections]
 
-    def quarantined(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def quarantined(self, names: Sequence[str] = (), after: tuple[str, int] | None = None,
+                    limit: int | None = None) -> list[dict[str, Any]]:
         """The events the read models (``names``; all when empty) skipped because applying
         them failed, by read model and position: dicts with read_model, position, event_id,
-        topic, originator_id, originator_version, reason, quarantined_at. As of now: no
-        catch-up first."""
+        topic, originator_id, originator_version, reason, quarantined_at (a page:
+        ``quarantine.listed``). As of now: no catch-up first."""
         with self.engine.connect() as conn:
-            return quarantine.listed(conn, names)
+            return quarantine.listed(conn, names, after, limit)
 
     def catch_up(self, progress: Progress | None = None, *, wait_s: float = 10.0) -> int:
         """Project everything stored so far; returns how many notifications were applied.

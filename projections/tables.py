@@ -10,6 +10,8 @@ without a migration.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -38,71 +40,83 @@ SCHEMA_VERSION = 11
 ID = String(36)
 TIME = String(32)
 
-traces = Table(
-    "lineage_traces", metadata,
+
+def _required(name: str, type_: Any, **options: Any) -> Column[Any]:
+    return Column(name, type_, nullable=False, **options)
+
+
+def _table(name: str, *items: Column[Any] | Index,
+           position: Literal["last", "key", "given"] = "last") -> Table:
+    """A read-model table: its columns, then its indexes, and a ``position`` column (the
+    notification id of the event that wrote the row): ``last`` (most tables), ``key`` (first,
+    the primary key: a history, one row per event) or ``given`` (among the columns)."""
+    key = (Column("position", BigInteger, primary_key=True),) if position == "key" else ()
+    last = (_required("position", BigInteger),) if position == "last" else ()
+    columns = [item for item in items if isinstance(item, Column)]
+    indexes = [item for item in items if isinstance(item, Index)]
+    return Table(name, metadata, *key, *columns, *last, *indexes)
+
+
+traces = _table("lineage_traces",
     Column("id", ID, primary_key=True),  # = the run id
-    Column("root_trace_id", ID, nullable=False),
+    _required("root_trace_id", ID),
     Column("parent_trace_id", ID),  # the run this one resumed from
-    Column("name", Text, nullable=False),
-    Column("tenant_id", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # running|completed|failed|cancelled|superseded
-    Column("job_status", String(16), nullable=False),  # lineage.application.job_status: + pending|corrupted
+    _required("name", Text),
+    _required("tenant_id", Text),
+    _required("status", String(16)),  # running|completed|failed|cancelled|superseded
+    _required("job_status", String(16)),  # lineage.application.job_status: + pending|corrupted
     Column("status_reason", Text),  # why the job status is what it is
     Column("finished_reason", Text),
     Column("last_failure", Text),
-    Column("recovery", Text, nullable=False),  # JSON: recovering, attempts, exhausted, last_error;
+    _required("recovery", Text),  # JSON: recovering, attempts, exhausted, last_error;
     # while recovering, also holder and lease_until (lineage.application.recovery_lease)
     Column("lost_steps", Text),  # JSON: steps logged after the checkpoint a recovery used
     Column("best_checkpoint_id", ID),
     Column("best", Text),  # JSON: metric, mode, value, eval_step, checkpoint_step
     Column("last_heartbeat_at", TIME),
     Column("last_activity_at", TIME),  # the latest recorded time of any of its events
-    Column("failure_retryable", Boolean, nullable=False),  # the last failure says retry may help
+    _required("failure_retryable", Boolean),  # the last failure says retry may help
     Column("resumed_checkpoint_id", ID),  # the checkpoint it resumed from
-    Column("started_at", TIME, nullable=False),
+    _required("started_at", TIME),
     Column("finished_at", TIME),
-    Column("start_step", BigInteger, nullable=False),
-    Column("steps", BigInteger, nullable=False),  # step events logged
+    _required("start_step", BigInteger),
+    _required("steps", BigInteger),  # step events logged
     Column("last_step", BigInteger),
-    Column("last_metrics", Text, nullable=False),
-    Column("checkpoints", Integer, nullable=False),
-    Column("evaluations", Integer, nullable=False),
-    Column("failures", Integer, nullable=False),
-    Column("corrupted", Boolean, nullable=False),
+    _required("last_metrics", Text),
+    _required("checkpoints", Integer),
+    _required("evaluations", Integer),
+    _required("failures", Integer),
+    _required("corrupted", Boolean),
     Column("superseded_by", ID),
-    Column("job", Text, nullable=False),
-    Column("tags", Text, nullable=False),
-    Column("position", BigInteger, nullable=False),
+    _required("job", Text),
+    _required("tags", Text),
+    Index("lineage_traces_status", "job_status"),
+    Index("lineage_traces_started", "started_at"),
 )
-Index("lineage_traces_status", traces.c.job_status)
-Index("lineage_traces_started", traces.c.started_at)
 
-spans = Table(
-    "lineage_spans", metadata,
+spans = _table("lineage_spans",
     Column("id", ID, primary_key=True),
-    Column("trace_id", ID, nullable=False),
+    _required("trace_id", ID),
     Column("parent_span_id", ID),
-    Column("kind", String(16), nullable=False),  # run|steps|checkpoint|evaluation|failure|recovery
-    Column("name", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # ok|error|running
-    Column("started_at", TIME, nullable=False),
+    _required("kind", String(16)),  # run|steps|checkpoint|evaluation|failure|recovery
+    _required("name", Text),
+    _required("status", String(16)),  # ok|error|running
+    _required("started_at", TIME),
     Column("finished_at", TIME),
     Column("step_from", BigInteger),
     Column("step_to", BigInteger),
-    Column("attributes", Text, nullable=False),
-    Column("metrics", Text, nullable=False),
+    _required("attributes", Text),
+    _required("metrics", Text),
     Column("error_type", Text),
     Column("error_message", Text),
-    Column("position", BigInteger, nullable=False),
+    Index("lineage_spans_trace", "trace_id", "started_at"),
 )
-Index("lineage_spans_trace", spans.c.trace_id, spans.c.started_at)
 
-artifacts = Table(
-    "lineage_artifacts", metadata,
+artifacts = _table("lineage_artifacts",
     Column("id", ID, primary_key=True),
-    Column("tenant_id", Text, nullable=False),
-    Column("type", String(16), nullable=False),
-    Column("uri", Text, nullable=False),
+    _required("tenant_id", Text),
+    _required("type", String(16)),
+    _required("uri", Text),
     Column("name", Text),
     Column("size", BigInteger),
     Column("checksum_algorithm", String(16)),
@@ -111,132 +125,124 @@ artifacts = Table(
     Column("run_id", ID),
     Column("step", BigInteger),
     Column("includes_optimizer", Boolean),
-    Column("status", String(16), nullable=False),  # live|retired|expired
+    _required("status", String(16)),  # live|retired|expired
     Column("status_reason", Text),
     Column("verified", Boolean),
-    Column("pins", Text, nullable=False),  # JSON: why retention must keep it (key -> reason)
+    _required("pins", Text),  # JSON: why retention must keep it (key -> reason)
     Column("deletion", Text),  # outcome of deleting its bytes after retirement
-    Column("metadata", Text, nullable=False),
-    Column("registered_at", TIME, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("position", BigInteger, nullable=False),
+    _required("metadata", Text),
+    _required("registered_at", TIME),
+    _required("actor", Text),
+    Index("lineage_artifacts_type", "type", "registered_at"),
+    Index("lineage_artifacts_run", "run_id"),
+    Index("lineage_artifacts_checksum", "checksum"),
+    Index("lineage_artifacts_position", "position"),
 )
-Index("lineage_artifacts_type", artifacts.c.type, artifacts.c.registered_at)
-Index("lineage_artifacts_run", artifacts.c.run_id)
-Index("lineage_artifacts_checksum", artifacts.c.checksum)
-Index("lineage_artifacts_position", artifacts.c.position)
 
-artifact_history = Table(  # every change of an artifact, for the registry as of a past position
-    "lineage_artifact_history", metadata,
-    Column("position", BigInteger, primary_key=True),
-    Column("artifact_id", ID, nullable=False),
-    Column("status", String(16), nullable=False),
+# Every change of an artifact, for the registry as of a past position.
+artifact_history = _table("lineage_artifact_history",
+    _required("artifact_id", ID),
+    _required("status", String(16)),
     Column("reason", Text),
-    Column("at", TIME, nullable=False),
-    Column("state", Text, nullable=False),  # JSON: status, status_reason, verified, pins, deletion
+    _required("at", TIME),
+    _required("state", Text),  # JSON: status, status_reason, verified, pins, deletion
+    Index("lineage_artifact_history_artifact", "artifact_id", "position"),
+    position="key",
 )
-Index("lineage_artifact_history_artifact", artifact_history.c.artifact_id, artifact_history.c.position)
 
-aliases = Table(  # one row per alias (a name in a scope); artifact_id is where it points now
-    "lineage_aliases", metadata,
+# One row per alias (a name in a scope); artifact_id is where it points now.
+aliases = _table("lineage_aliases",
     Column("alias_id", ID, primary_key=True),
-    Column("scope", Text, nullable=False),
-    Column("name", Text, nullable=False),
+    _required("scope", Text),
+    _required("name", Text),
     Column("artifact_id", ID),
-    Column("protected", Boolean, nullable=False),
+    _required("protected", Boolean),
     Column("moved_at", TIME),
-    Column("position", BigInteger, nullable=False),
+    Index("lineage_aliases_name", "scope", "name", unique=True),
+    Index("lineage_aliases_artifact", "artifact_id"),
 )
-Index("lineage_aliases_name", aliases.c.scope, aliases.c.name, unique=True)
-Index("lineage_aliases_artifact", aliases.c.artifact_id)
 
-alias_history = Table(
-    "lineage_alias_history", metadata,
-    Column("position", BigInteger, primary_key=True),
-    Column("alias_id", ID, nullable=False),
-    Column("scope", Text, nullable=False),
-    Column("name", Text, nullable=False),
-    Column("artifact_id", ID, nullable=False),
+alias_history = _table("lineage_alias_history",
+    _required("alias_id", ID),
+    _required("scope", Text),
+    _required("name", Text),
+    _required("artifact_id", ID),
     Column("previous_artifact_id", ID),
-    Column("protected", Boolean, nullable=False),
-    Column("moved_at", TIME, nullable=False),
-    Column("actor", Text, nullable=False),
+    _required("protected", Boolean),
+    _required("moved_at", TIME),
+    _required("actor", Text),
+    Index("lineage_alias_history_name", "scope", "name", "position"),
+    position="key",
 )
-Index("lineage_alias_history_name", alias_history.c.scope, alias_history.c.name, alias_history.c.position)
 
 # Provenance edges, LineageIR style (source -> target with a relationship), plus the direction
 # of flow (upstream -> downstream) so one recursive query walks every relationship.
-edges = Table(
-    "lineage_edges", metadata,
+edges = _table("lineage_edges",
     Column("id", ID, primary_key=True),
     Column("trace_id", ID),
-    Column("source_type", String(16), nullable=False),  # trace|span|artifact
-    Column("source_id", ID, nullable=False),
-    Column("target_type", String(16), nullable=False),
-    Column("target_id", ID, nullable=False),
-    Column("relationship", String(16), nullable=False),  # derived_from|produces|consumes|...
-    Column("upstream_id", ID, nullable=False),
-    Column("upstream_type", String(16), nullable=False),
-    Column("downstream_id", ID, nullable=False),
-    Column("downstream_type", String(16), nullable=False),
-    Column("metadata", Text, nullable=False),
-    Column("position", BigInteger, nullable=False),
+    _required("source_type", String(16)),  # trace|span|artifact
+    _required("source_id", ID),
+    _required("target_type", String(16)),
+    _required("target_id", ID),
+    _required("relationship", String(16)),  # derived_from|produces|consumes|...
+    _required("upstream_id", ID),
+    _required("upstream_type", String(16)),
+    _required("downstream_id", ID),
+    _required("downstream_type", String(16)),
+    _required("metadata", Text),
+    Index("lineage_edges_down", "downstream_id", "upstream_id"),
+    Index("lineage_edges_up", "upstream_id", "downstream_id"),
+    Index("lineage_edges_trace", "trace_id"),
 )
-Index("lineage_edges_down", edges.c.downstream_id, edges.c.upstream_id)
-Index("lineage_edges_up", edges.c.upstream_id, edges.c.downstream_id)
-Index("lineage_edges_trace", edges.c.trace_id)
 
-audit = Table(
-    "lineage_audit", metadata,
-    Column("position", BigInteger, primary_key=True),
-    Column("event_id", ID, nullable=False),
-    Column("occurred_at", TIME, nullable=False),
-    Column("recorded_at", TIME, nullable=False),
-    Column("tenant_id", Text, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("source", Text, nullable=False),
-    Column("kind", String(64), nullable=False),  # e.g. run.checkpoint_saved
-    Column("subject_type", String(16), nullable=False),  # run|artifact|alias
-    Column("subject_id", ID, nullable=False),
+audit = _table("lineage_audit",
+    _required("event_id", ID),
+    _required("occurred_at", TIME),
+    _required("recorded_at", TIME),
+    _required("tenant_id", Text),
+    _required("actor", Text),
+    _required("source", Text),
+    _required("kind", String(64)),  # e.g. run.checkpoint_saved
+    _required("subject_type", String(16)),  # run|artifact|alias
+    _required("subject_id", ID),
     Column("run_id", ID),
-    Column("summary", Text, nullable=False),
+    _required("summary", Text),
+    Index("lineage_audit_subject", "subject_id", "position"),
+    Index("lineage_audit_recorded", "recorded_at"),
+    position="key",
 )
-Index("lineage_audit_subject", audit.c.subject_id, audit.c.position)
 # Only rows whose subject is not the run itself (an artifact a run produced): a step's row is
 # found by its subject, and a partial index is one B-tree fewer per step.
 Index("lineage_audit_run", audit.c.run_id, audit.c.position,
       sqlite_where=audit.c.subject_type != "run", postgresql_where=audit.c.subject_type != "run")
-Index("lineage_audit_recorded", audit.c.recorded_at)
 
 # A run's steps, one row per stored step block (``lineage.codec.step_block``): ``data`` is the
 # block as stored (every step's metrics, times, ids), the other columns say which steps it holds
 # without decoding it. Queries decode ``data`` (``StepMetricsView``); plain SQL sees the ranges.
-step_metrics = Table(
-    "lineage_step_metrics", metadata,
+step_metrics = _table("lineage_step_metrics",
     Column("run_id", ID, primary_key=True),
     Column("seq_from", BigInteger, primary_key=True),  # stream versions (steps may repeat)
-    Column("seq_to", BigInteger, nullable=False),
-    Column("step_min", BigInteger, nullable=False),  # the lowest and highest step numbers
-    Column("step_max", BigInteger, nullable=False),
-    Column("occurred_from", TIME, nullable=False),
-    Column("occurred_to", TIME, nullable=False),
-    Column("summary", Text, nullable=False),  # JSON: name -> [count, min, max, last]
-    Column("data", LargeBinary, nullable=False),
-    Column("position", BigInteger, nullable=False),
+    _required("seq_to", BigInteger),
+    _required("step_min", BigInteger),  # the lowest and highest step numbers
+    _required("step_max", BigInteger),
+    _required("occurred_from", TIME),
+    _required("occurred_to", TIME),
+    _required("summary", Text),  # JSON: name -> [count, min, max, last]
+    _required("data", LargeBinary),
+    Index("lineage_step_metrics_position", "position"),
 )
-Index("lineage_step_metrics_position", step_metrics.c.position)
 
 # Events a read model could not apply (``lineage.projections.quarantine``): skipped by that read
 # model, kept here with the reason, cleared and re-derived by a rebuild. ``quarantined_at`` is
 # the only column a rebuild does not reproduce.
-quarantine = Table(
-    "lineage_quarantine", metadata,
+quarantine = _table("lineage_quarantine",
     Column("read_model", String(64), primary_key=True),
     Column("position", BigInteger, primary_key=True),
     Column("event_id", ID),  # None when the event did not decode
-    Column("topic", Text, nullable=False),
-    Column("originator_id", Text, nullable=False),
-    Column("originator_version", BigInteger, nullable=False),
-    Column("reason", Text, nullable=False),  # exception class: message
-    Column("quarantined_at", TIME, nullable=False),
+    _required("topic", Text),
+    _required("originator_id", Text),
+    _required("originator_version", BigInteger),
+    _required("reason", Text),  # exception class: message
+    _required("quarantined_at", TIME),
+    position="given",
 )

@@ -243,7 +243,8 @@ class TraceProjection(Dispatching):
         run_id = str(e.originator_id)
         at = iso(e.occurred_at)
         values: dict[str, Any] = {"status": e.status, "finished_reason": e.reason, "finished_at": at}
-        first = conn.execute(select(traces.c.finished_at).where(traces.c.id == run_id)).scalar()
+        first, started = conn.execute(select(traces.c.finished_at, traces.c.started_at)
+                                      .where(traces.c.id == run_id)).one()
         if e.superseded_by:
             values["superseded_by"] = str(e.superseded_by)
         conn.execute(update(traces).where(traces.c.id == run_id).values(**values))
@@ -255,10 +256,8 @@ class TraceProjection(Dispatching):
         if first is None:  # the first Finished: ``finish run``, as the OTLP export has it
             span_id = identity.lineage_span_id(UUID(run_id), identity.finish_span_id(UUID(run_id)))
             _span(conn, span_id, run_id, run_span_id(run_id), "finish", "finish run", status, e,
-                  position, finished=True, attributes={"status": e.status, "reason": e.reason})
-            conn.execute(update(spans).where(spans.c.id == span_id).values(
-                started_at=select(traces.c.started_at).where(traces.c.id == run_id)
-                .scalar_subquery()))
+                  position, finished=True, attributes={"status": e.status, "reason": e.reason},
+                  started_at=started)  # the span covers the whole run
 
     @handles(HeartbeatRecorded)
     def _HeartbeatRecorded(self, conn: Connection, position: int, e: HeartbeatRecorded) -> None:
@@ -269,12 +268,15 @@ class TraceProjection(Dispatching):
 def _span(conn: Connection, span_id: str, trace_id: str, parent: str | None, kind: str, name: str,
           status: str, e: Any, position: int, *, step: int | None = None,
           metrics: dict[str, float] | None = None, attributes: dict[str, Any] | None = None,
-          finished: bool = False, error: tuple[str, str] | None = None) -> None:
+          finished: bool = False, error: tuple[str, str] | None = None,
+          started_at: str | None = None) -> None:
+    """Insert a span at the event's time (``started_at``: from then, to the event)."""
     at = iso(e.occurred_at)
     attributes = {**(attributes or {}), "event_id": str(e.event_id)}
     conn.execute(spans.insert().values(
         id=span_id, trace_id=trace_id, parent_span_id=parent, kind=kind, name=name, status=status,
-        started_at=at, finished_at=at if finished else None, step_from=step, step_to=step,
+        started_at=started_at or at, finished_at=at if finished else None, step_from=step,
+        step_to=step,
         attributes=dumps(attributes), metrics=dumps(metrics or {}),
         error_type=error[0] if error else None, error_message=error[1] if error else None,
         position=position))

@@ -174,7 +174,27 @@ def _response(body: bytes) -> ExportResult:
     return ExportResult(partial.rejected_spans, partial.error_message)
 
 
-class OtlpHttpTransport:
+class _RetriedTransport:
+    """What both transports share: ``export`` prepares the payload once (``_prepare``) and
+    retries one ``_attempt`` within the retry window (``with_retries``), so every try sends the
+    same bytes."""
+
+    def __init__(self, endpoint: str, retry: RetryWindow) -> None:
+        self.endpoint = endpoint
+        self.retry = retry
+
+    def export(self, payload: bytes, cancel: threading.Event | None = None) -> ExportResult:
+        body = self._prepare(payload)
+        return with_retries(lambda: self._attempt(body), self.endpoint, self.retry, cancel)
+
+    def _prepare(self, payload: bytes) -> bytes:
+        return payload
+
+    def _attempt(self, body: bytes) -> ExportResult:
+        raise NotImplementedError
+
+
+class OtlpHttpTransport(_RetriedTransport):
     """OTLP/HTTP with protobuf bodies: ``POST endpoint`` (the full ``.../v1/traces`` URL).
 
     ``client`` is injected (tests pass one with an ``httpx.MockTransport`` or point it at a
@@ -185,8 +205,7 @@ class OtlpHttpTransport:
                  timeout_s: float = 10.0, retry: RetryWindow = RetryWindow(),
                  client: httpx.Client | None = None, compression: str = NO_COMPRESSION,
                  tls: TlsFiles = TlsFiles()) -> None:
-        self.endpoint = endpoint
-        self.retry = retry
+        super().__init__(endpoint, retry)
         self.timeout = httpx.Timeout(timeout_s)
         self.compression = compression
         self.headers = {"user-agent": USER_AGENT, **(headers or {}),
@@ -196,9 +215,8 @@ class OtlpHttpTransport:
         self._owns_client = client is None
         self.client = client if client is not None else httpx.Client(verify=tls.ssl_context())
 
-    def export(self, payload: bytes, cancel: threading.Event | None = None) -> ExportResult:
-        body = gzip.compress(payload, mtime=0) if self.compression == GZIP else payload
-        return with_retries(lambda: self._attempt(body), self.endpoint, self.retry, cancel)
+    def _prepare(self, payload: bytes) -> bytes:
+        return gzip.compress(payload, mtime=0) if self.compression == GZIP else payload
 
     def _attempt(self, body: bytes) -> ExportResult:
         try:
@@ -232,7 +250,7 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-class OtlpGrpcTransport:
+class OtlpGrpcTransport(_RetriedTransport):
     """OTLP/gRPC: the ``TraceService/Export`` RPC that ``TraceServiceStub.Export`` calls, with
     the request passed through already encoded (so a retry sends the same bytes).
 
@@ -244,8 +262,7 @@ class OtlpGrpcTransport:
                  timeout_s: float = 10.0, retry: RetryWindow = RetryWindow(),
                  channel: grpc.Channel | None = None, compression: str = NO_COMPRESSION,
                  tls: TlsFiles = TlsFiles()) -> None:
-        self.endpoint = endpoint
-        self.retry = retry
+        super().__init__(endpoint, retry)
         self.timeout_s = timeout_s
         self.compression = grpc.Compression.Gzip if compression == GZIP else None
         self.metadata = tuple((key.lower(), value) for key, value in (headers or {}).items())
@@ -254,9 +271,6 @@ class OtlpGrpcTransport:
         self._call = self.channel.unary_unary(
             EXPORT_METHOD, request_serializer=bytes,
             response_deserializer=ExportTraceServiceResponse.FromString)
-
-    def export(self, payload: bytes, cancel: threading.Event | None = None) -> ExportResult:
-        return with_retries(lambda: self._attempt(payload), self.endpoint, self.retry, cancel)
 
     def _attempt(self, payload: bytes) -> ExportResult:
         try:

@@ -104,9 +104,10 @@ class ServerCore:
             raise TypeError("build() did not use the recorder type given")
         return BatchApplier(TrackerService(parts), recorder, self.owner)
 
-    def owner(self, kind: str, node_id: str) -> str | None:
-        """The tenant of the run or artifact ``node_id`` (None: there is none), from the first
-        event of its stream: what is committed, whatever the read models have caught up."""
+    def owner(self, node_id: str) -> tuple[str, str] | None:
+        """What ``node_id`` is (``run``, else ``artifact``: any other stream) and its tenant
+        (None: no such stream), from the first event of its stream: what is committed,
+        whatever the read models have caught up. Raises when that event does not decode."""
         try:
             first = self.store.read_stream(UUID(node_id), limit=1)
         except ValueError:
@@ -114,10 +115,8 @@ class ServerCore:
         if not first:
             return None
         event = self.mapper.to_domain_event(first[0])
-        found = type(event).__qualname__
-        if (kind == "run") != found.startswith("Run."):
-            return None
-        return str(getattr(event, "tenant_id", ""))
+        kind = "run" if type(event).__qualname__.startswith("Run.") else "artifact"
+        return kind, str(getattr(event, "tenant_id", ""))
 
     def export_status(self) -> list[dict[str, Any]]:
         """Each exporter's position, the head and the lag (``lineage export status``)."""

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from lineage.application.job_status import JOB_STATUSES
 from lineage.application.recovery_select import lost_steps
+from lineage.application.run_history import run_history
 from lineage.application.validation import ARTIFACT_TYPES
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.remote.wire import event_data
@@ -66,10 +67,8 @@ def own_run(core: Any, who: Principal, run_id: str) -> dict[str, Any]:
 
 def _own_node(core: Any, who: Principal, node_id: str) -> str:
     node = _id(node_id, "id")
-    for kind in ("run", "artifact"):
-        tenant = core.owner(kind, node)
-        if tenant == who.tenant_id:
-            return node
+    if _tenant(core, node) == who.tenant_id:
+        return node
     raise ArtifactNotFoundError(node_id)
 
 
@@ -175,7 +174,7 @@ def alias_history(request: Request, name: str, scope: str | None = None,
                   who: Principal = READ) -> list[dict[str, Any]]:
     core = _core(request)
     rows = core.views.alias_history(name, scope=scope)
-    return [row for row in rows if core.owner("artifact", row["artifact_id"]) == who.tenant_id]
+    return [row for row in rows if _tenant(core, row["artifact_id"]) == who.tenant_id]
 
 
 @router.get("/runs/{run_id}/steps")
@@ -197,7 +196,9 @@ def history(request: Request, run_id: str, steps: int | None = Query(None, ge=0,
     given), in log order, with their log positions: ``limit`` of them from ``offset``."""
     core = _core(request)
     own_run(core, who, run_id)
-    pairs = core.reads.run_history(_id(run_id, "run"), steps=steps)[offset:offset + limit]
+    reads = core.reads
+    pairs = run_history(reads.store, reads.blocks, reads.mapper, UUID(_id(run_id, "run")), steps,
+                        offset, limit)
     return [event_data(position, event, core.mapper) for position, event in pairs]
 
 
@@ -214,23 +215,36 @@ def lost(request: Request, run_id: str, after_step: int = Query(..., ge=0, le=2*
 
 @router.get("/quarantine")
 def quarantine(request: Request, read_model: str | None = Query(None, max_length=64),
-               offset: int = _offset(), limit: int = _limit(),
+               after_model: str | None = Query(None, max_length=64),
+               after_position: int = _offset(), limit: int = _limit(),
                who: Principal = READ) -> list[dict[str, Any]]:
     """Events the read models quarantined, of this tenant's runs and artifacts (rows of
     streams the server cannot tie to the tenant are left out: ``lineage project status`` on
-    the server shows them all)."""
+    the server shows them all), by read model and position: ``limit`` of them after the row
+    (``after_model``, ``after_position``) that ended the page before (keyed, not counted)."""
     core = _core(request)
-    rows = [row for row in core.reads.quarantined(read_model)
-            if _tenant_of(core, str(row["originator_id"])) == who.tenant_id]
-    return rows[offset:offset + limit]
+    after = None if after_model is None else (after_model, after_position)
+    found: list[dict[str, Any]] = []
+    while len(found) < limit:
+        rows = core.views.quarantined(read_model, after=after, limit=limit)
+        found += [row for row in rows
+                  if _tenant_of(core, str(row["originator_id"])) == who.tenant_id]
+        if len(rows) < limit:
+            break
+        after = (rows[-1]["read_model"], rows[-1]["position"])
+    return found[:limit]
+
+
+def _tenant(core: Any, stream: str) -> str | None:
+    """The tenant of a run's or an artifact's stream (None: no such stream)."""
+    found = core.owner(stream)
+    return None if found is None else str(found[1])
 
 
 def _tenant_of(core: Any, stream: str) -> str | None:
-    for kind in ("run", "artifact"):
-        try:
-            tenant = core.owner(kind, stream)
-        except Exception:  # its first event does not decode: no tenant can be told, hidden
-            return None
-        if tenant is not None:
-            return str(tenant)
-    return None
+    """``_tenant``, or None when the stream's first event does not decode (no tenant can be
+    told: hidden)."""
+    try:
+        return _tenant(core, stream)
+    except Exception:
+        return None

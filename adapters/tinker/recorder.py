@@ -361,21 +361,22 @@ class TinkerRecorder:
         return False
 
     def known_artifact(self, tinker_path: str) -> UUID | None:
-        """The artifact of a tinker path lineage has seen, or None."""
-        return self.checkpoints.get(tinker_path) or next(
-            (view.id for view in checkpoints_on_tinker(self.tracker) if view.uri == tinker_path),
-            None)
+        """The artifact of a tinker path lineage has seen (one this recorder saw saved, else
+        the newest in the registry, remembered), or None."""
+        known = self.checkpoints.get(tinker_path)
+        if known is None:
+            known = next((view.id for view in checkpoints_on_tinker(self.tracker)
+                          if view.uri == tinker_path), None)
+            if known is not None:
+                self.checkpoints[tinker_path] = known
+        return known
 
     def artifact_for(self, tinker_path: str) -> UUID:
-        """The artifact of a tinker path: one this recorder saw saved, one in the registry, or
-        registered now (a checkpoint saved by another process or before lineage)."""
-        known = self.checkpoints.get(tinker_path)
+        """The artifact of a tinker path (``known_artifact``), or one registered now (a
+        checkpoint saved by another process or before lineage)."""
+        known = self.known_artifact(tinker_path)
         if known is not None:
             return known
-        for view in checkpoints_on_tinker(self.tracker):
-            if view.uri == tinker_path:
-                self.checkpoints[tinker_path] = view.id
-                return view.id
         ref = self.tracker.register_artifact(
             tinker_path, type="checkpoint", includes_optimizer="/weights/" in tinker_path,
             metadata={"registered_by": "lineage tinker instrumentation"})

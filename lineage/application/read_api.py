@@ -14,9 +14,7 @@ retention's repair of deletions a crash interrupted).
 
 from __future__ import annotations
 
-import heapq
 import re
-from bisect import bisect_left
 from typing import Any, overload
 from uuid import UUID
 
@@ -26,9 +24,9 @@ from lineage.application import validation
 from lineage.application.commands import id_of
 from lineage.application.job_status import JOB_STATUSES
 from lineage.application.metric_history import MetricHistory
+from lineage.application.run_history import run_history
 from lineage.application.views import ArtifactView, RunView, artifact_view, run_view
 from lineage.codec.step_read import BlockCodec, read_last_steps, read_steps
-from lineage.codec.steps import DecodedStep
 from lineage.domain import StepRecorded, ids
 from lineage.errors import ArtifactNotFoundError, RunNotFoundError, ValidationError
 from lineage.ports import EventStore, ReadModelsPort
@@ -144,35 +142,9 @@ class ReadAPI:
     def run_history(self, run: Any, *, steps: int | None = None) -> list[tuple[int, Any]]:
         """(log position, event) pairs of the run's own events and of its first and last
         ``steps`` step events (all of them when None), in log order; a step's position is its
-        block's. Reads the run's stream and the two ends of its step stream: the cost does not
-        grow with the number of steps."""
-        run_id = id_of(run, "run")
-        own = list(self.store.read_stream(run_id))
-        if not own:
-            raise RunNotFoundError(run_id)
-        stream = ids.step_stream_id(run_id)
-        if steps == 0:
-            chosen = []
-        elif steps is None:
-            chosen = read_steps(self.store, self.blocks, stream)
-        else:
-            head = read_steps(self.store, self.blocks, stream, 1, steps)
-            after = head[-1].seq if head else 0
-            chosen = head + [s for s in read_last_steps(self.store, self.blocks, stream, steps)
-                             if s.seq > after]
-        where = self.store.positions(run_id, [e.originator_version for e in own])
-        mine = [(where[e.originator_version], self.mapper.to_domain_event(e)) for e in own]
-        return list(heapq.merge(mine, self._placed(stream, chosen), key=lambda pair: pair[0]))
-
-    def _placed(self, stream: UUID, chosen: list[DecodedStep]) -> list[tuple[int, Any]]:
-        """Each step with its block's log position (the block: the first stored version at or
-        after the step's)."""
-        if not chosen:
-            return []
-        where = self.store.positions(stream)
-        versions = sorted(where)
-        return [(where[versions[bisect_left(versions, step.seq)]], step.as_event(stream))
-                for step in chosen]
+        block's. Reads the run's stream and the chosen steps of its step stream
+        (``lineage.application.run_history``)."""
+        return run_history(self.store, self.blocks, self.mapper, id_of(run, "run"), steps)
 
     # -- artifacts -----------------------------------------------------------------------------
 

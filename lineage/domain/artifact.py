@@ -52,9 +52,6 @@ class Artifact(Aggregate):
         observed_checksum: str | None
         detail: str
 
-        def apply(self, artifact: Artifact) -> None:
-            artifact.last_verified_ok = self.ok
-
     class Retired(Event):
         reason: str
         policy: str | None
@@ -110,7 +107,6 @@ class Artifact(Aggregate):
         self.metadata = metadata
         self.tenant_id = tenant_id
         self.status = "live"
-        self.last_verified_ok: bool | None = None
         self.pins: dict[str, str] = {}
         self.deletion: str | None = None
 

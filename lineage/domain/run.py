@@ -3,6 +3,8 @@
 Low-rate facts only (start, inputs, checkpoints, evaluations, failures, recoveries, finish);
 steps go to the run's step log (``lineage.domain.steps``) and are never replayed into a Run.
 
+The aggregate holds only what its commands check and its job status reads (replay is for
+deciding a command); what a run shows is in the read models (``lineage.projections.traces``).
 Every command method takes the envelope and the record time (``timestamp``) from the caller,
 checks its invariants first, then triggers exactly one event. The recovery commands are in
 ``lineage.domain.run_recovery`` (a base class of Run), the rules of recovery attempts and their
@@ -57,9 +59,6 @@ class Run(RecoveryCommands, Aggregate):
         dataset: str | None
         split: str | None
 
-        def apply(self, run: Run) -> None:
-            run.evaluations += 1
-
     class CheckpointSaved(Event):
         artifact_id: UUID
         uri: str
@@ -83,7 +82,6 @@ class Run(RecoveryCommands, Aggregate):
             run.corrupted = run.corrupted or self.corrupted
             run.last_failure = (f"{self.error_type}: {self.message}" if self.message
                                 else self.error_type)
-            run.failure_retryable = self.retryable
 
     class RecoveryStarted(Event):
         """Attempt ``attempt`` began; ``holder`` (the executor) holds it until ``lease_until``
@@ -190,7 +188,6 @@ class Run(RecoveryCommands, Aggregate):
 
         def apply(self, run: Run) -> None:
             run.resumed_from = self.previous_run_id
-            run.resumed_checkpoint = self.checkpoint_id
 
     class Finished(Event):
         status: str
@@ -199,22 +196,16 @@ class Run(RecoveryCommands, Aggregate):
 
         def apply(self, run: Run) -> None:
             run.status = self.status
-            run.finished_at = self.occurred_at
             run.finished_reason = self.reason
 
     def __init__(self, name: str, job: dict[str, Any], tags: dict[str, str], start_step: int,
                  tenant_id: str, occurred_at: datetime) -> None:
-        self.name = name
-        self.job = job
-        self.tags = tags
+        """From ``Started``: its facts are in the read models; the commands check the start
+        step."""
         self.start_step = start_step
-        self.tenant_id = tenant_id
-        self.started_at = occurred_at
-        self.finished_at: datetime | None = None
         self.status = "running"
         self.inputs: list[UUID] = []
         self.checkpoints: list[tuple[UUID, int]] = []
-        self.evaluations = 0
         self.failures = 0
         self.corrupted = False
         self.recovering = False
@@ -223,15 +214,13 @@ class Run(RecoveryCommands, Aggregate):
         self.lease_until: datetime | None = None
         self.resumed_from: UUID | None = None
         self.superseded_by: UUID | None = None
-        self.resumed_checkpoint: UUID | None = None
         self.finished_reason: str | None = None
         self.last_failure: str | None = None
-        self.failure_retryable = False
         self.last_recovery_error: str | None = None
         self.recovery_exhausted = False
+        self.lost_steps: tuple[int, int, int] | None = None
         self.best_checkpoint: UUID | None = None
         self.best_value: float | None = None
-        self.lost_steps: tuple[int, int, int] | None = None
 
     @classmethod
     def start(cls, run_id: UUID, name: str, job: dict[str, Any], tags: dict[str, str],

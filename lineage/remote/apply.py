@@ -47,7 +47,7 @@ from lineage.remote.wire import HEARTBEAT, VERIFY, Call, Steps, error_data
 
 log = logging.getLogger(__name__)
 DUPLICATE = object()
-Owner = Callable[[str, str], str | None]  # (kind "run"|"artifact", id) -> its tenant, or None
+Owner = Callable[[str], tuple[str, str] | None]  # id -> (kind "run"|"artifact", its tenant)
 
 
 class ForcedRecorder(WriterRecorder):
@@ -228,7 +228,7 @@ class BatchApplier:
         with self._lock:
             handle = self._handles.get(run_id)
         if handle is None:
-            if self.owner("run", str(run_id)) != self.tenant:
+            if self.owner(str(run_id)) != ("run", self.tenant):
                 raise RunNotFoundError(run_id)
             handle = self.service.run_handle(run_id)
             with self._lock:
@@ -239,10 +239,9 @@ class BatchApplier:
         """Every id an item names that exists must be this tenant's: another tenant's runs and
         artifacts are not found, as in queries."""
         for text in _id_texts(values):
-            for kind, missing in (("run", RunNotFoundError), ("artifact", ArtifactNotFoundError)):
-                tenant = self.owner(kind, text)
-                if tenant is not None and tenant != self.tenant:
-                    raise missing(text)
+            found = self.owner(text)
+            if found is not None and found[1] != self.tenant:
+                raise (RunNotFoundError if found[0] == "run" else ArtifactNotFoundError)(text)
 
 
 def _resent_ids(item: Any) -> list[str]:

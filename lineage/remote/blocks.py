@@ -33,7 +33,7 @@ from lineage.codec.step_block import StepColumns as BlockColumns
 from lineage.domain.ids import step_stream_id
 from lineage.errors import RunFinishedError, StepGapError, StoreError
 from lineage.ports import DuplicateEventError, EventStore, VersionConflictError
-from lineage.remote.columns import ID_SPACE, StepColumns
+from lineage.remote.columns import ID_SPACE, StepColumns, refuse_if_finished, taken
 
 CONFLICT_RETRIES = 20  # another writer appended to the run's step stream meanwhile
 _LOW = 0xFFFF_FFFF
@@ -82,8 +82,7 @@ class BlockAppender:
         """Store ``item``'s steps on ``run`` (a RunHandle) in one append; False when they
         were stored before (a resend). StoreError when the store cannot take them."""
         try:
-            if run.finished_status is not None:
-                raise RunFinishedError(run.id, run.finished_status, "steps")
+            refuse_if_finished(run)
             self.check(run.id)
         except (RunFinishedError, StepGapError):
             if self.store.known_event_ids(block_ids(item)[:1]):
@@ -102,9 +101,7 @@ class BlockAppender:
                 self.versions.pop(stream, None)
                 continue
             self.versions[stream] = version + len(item.steps)
-            highest = max(item.steps)
-            if run.max_step is None or highest > run.max_step:
-                run.max_step = highest
+            taken(run, item)
             return True
         raise StoreError(f"steps of run {run.id}: the step stream kept changing under "
                          f"{CONFLICT_RETRIES} appends; send them again")
@@ -120,11 +117,7 @@ class BlockAppender:
                 item: StepColumns) -> list[Any]:  # StoredStep: a StoredEvent look-alike
         count = len(item.steps)
         origin = Origin(time.time_ns() // 1000, *self.origin)
-        if item.names:  # one dict a step, built in C: the codec takes the metrics so
-            metrics: list[dict[str, float]] = list(map(dict, map(
-                zip, repeat(item.names), zip(*item.values, strict=True))))
-        else:
-            metrics = [{} for _ in range(count)]
+        metrics = item.metric_dicts()  # the codec takes the metrics so
         occurred_us = list(map(floordiv, item.ns, repeat(1000, count)))
         epochs = item.epochs if item.epochs is not None else [None] * count
         nones = [None] * count

@@ -60,6 +60,12 @@ class StepColumns(NamedTuple):
             return [event_id.hex for event_id in self.ids]
         return [f"{(self.first_id + i) % ID_SPACE:032x}" for i in range(len(self.steps))]
 
+    def metric_dicts(self) -> list[dict[str, float]]:
+        """One metrics dict a step (lengths were checked), built in C."""
+        if not self.names:
+            return [{} for _ in self.steps]
+        return list(map(dict, map(zip, repeat(self.names), zip(*self.values, strict=True))))
+
     def without(self, known: set[str]) -> StepColumns:
         """The steps whose event ids are not in ``known`` (hex)."""
         keep = [i for i, event_id in enumerate(self.event_hex()) if event_id not in known]
@@ -167,22 +173,28 @@ def _unpack(text: Any, code: str, count: int, field: str) -> list[Any]:
 def put_columns(run: Any, item: StepColumns, put: Callable[[tuple[Any, ...]], None]) -> None:
     """Queue ``item``'s steps on the writer as ``run.log_step`` would (``run`` a RunHandle:
     RunFinishedError once finished; its ``max_step`` moves on), with the item's event ids."""
-    if run.finished_status is not None:
-        raise RunFinishedError(run.id, run.finished_status, "steps")
+    refuse_if_finished(run)
     count = len(item.steps)
     if not count:
         return
-    if item.names:  # lengths were checked: one dict a step, built in C
-        dicts = list(map(dict, map(zip, repeat(item.names), zip(*item.values, strict=True))))
-    else:
-        dicts = [{} for _ in range(count)]
     nothing = repeat(None, count)
-    records = zip(repeat(run.id, count), item.steps, dicts,
+    records = zip(repeat(run.id, count), item.steps, item.metric_dicts(),
                   nothing if item.epochs is None else item.epochs, repeat(None), repeat(None),
                   repeat(None), item.ns, repeat(None), repeat(None),
                   uuids(item.first_id, count) if item.ids is None else item.ids)
     for record in records:
         put(record)
+    taken(run, item)
+
+
+def refuse_if_finished(run: Any) -> None:
+    """RunFinishedError once ``run`` (a RunHandle) is finished, as ``log_step`` raises."""
+    if run.finished_status is not None:
+        raise RunFinishedError(run.id, run.finished_status, "steps")
+
+
+def taken(run: Any, item: StepColumns) -> None:
+    """``item``'s steps were taken: the run's ``max_step`` moves on, as ``log_step``'s does."""
     highest = max(item.steps)
     if run.max_step is None or highest > run.max_step:
         run.max_step = highest

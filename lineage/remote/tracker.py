@@ -345,12 +345,13 @@ class RemoteReadModels:
         """The events the server's read models quarantined, of this tenant's runs and
         artifacts (an admin token's)."""
         found: list[dict[str, Any]] = []
+        after: dict[str, Any] = {}  # the key of the row that ended the page before
         while True:
-            page = self.get("/v1/quarantine", read_model=read_model, offset=len(found),
-                            limit=EVENT_PAGE)
+            page = self.get("/v1/quarantine", read_model=read_model, limit=EVENT_PAGE, **after)
             found += page
             if len(page) < EVENT_PAGE:
                 return found
+            after = {"after_model": page[-1]["read_model"], "after_position": page[-1]["position"]}
 
     def close(self) -> None:
         return None

@@ -18,6 +18,7 @@ import pytest
 import lineage
 from lineage import LocalRunStatusSource
 from lineage.adapters.memory import MemoryEventStore
+from lineage.application.run_history import run_history
 from lineage.bootstrap import open_store
 from lineage.domain import ids
 from lineage.errors import RunNotFoundError, ValidationError
@@ -105,6 +106,28 @@ def test_run_history_matches_the_full_event_list(spied: tuple[Any, SpyStore], tm
     full = tracker.run_events(run.id)
     assert [e for _, e in tracker.run_history(run.id, steps=100)] == full
     assert [e for _, e in tracker.run_history(run.id)] == full
+
+
+def test_a_page_of_the_history_is_that_slice_of_the_whole(spied: tuple[Any, SpyStore]) -> None:
+    """Pages found from positions alone (``lineage.application.run_history``): every window,
+    across blocks and the run's own events between them, is the slice of the whole history."""
+    tracker, _ = spied
+    run = tracker.start_run("paged")
+    for block in range(4):  # four blocks of 5 steps, an evaluation after each
+        for step in range(block * 5, block * 5 + 5):
+            run.log_step(step, {"loss": 1.0})
+        tracker.flush()
+        run.log_eval(block * 5 + 4, {"val_loss": 0.5})
+    run.finish()
+    tracker.flush()
+    store, codec, mapper = tracker.store, tracker.blocks, tracker.mapper  # the ReadAPI
+    for steps in (None, 0, 3, 8, 30):
+        whole = tracker.run_history(run.id, steps=steps)
+        for offset in range(len(whole) + 1):
+            for limit in (1, 4, 7):
+                page = run_history(store, codec, mapper, run.id, steps, offset, limit)
+                assert [(p, e.originator_version, type(e)) for p, e in page] == [
+                    (p, e.originator_version, type(e)) for p, e in whole[offset:offset + limit]]
 
 
 def test_resolve_accepts_prefixes_with_or_without_dashes(make_tracker: Any) -> None:

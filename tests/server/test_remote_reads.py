@@ -69,8 +69,10 @@ def test_steps_history_and_events_read_back_as_the_local_tracker_reads_them(
 
 
 def test_another_tenant_reads_no_steps_history_or_quarantine(
-        remote: Any, shared_server: InProcessServer, tmp_path: Path) -> None:
+        remote: Any, shared_server: InProcessServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A poisoned event in the tenant's run is in its quarantine list, not another's."""
+    monkeypatch.setattr(remote_tracker, "EVENT_PAGE", 2)  # pages keyed by (read model, position)
     run = remote.start_run("poisoned")
     run.log_step(1, {"loss": 0.5})
     remote.flush()

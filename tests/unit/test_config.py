@@ -79,3 +79,15 @@ def test_a_tracker_refuses_an_explicit_out_of_range_setting_before_opening_anyth
     with pytest.raises(ConfigurationError, match="queue_size"):
         lineage.Tracker(f"sqlite:///{path}", queue_size=-1)
     assert not os.path.exists(path)
+
+
+def test_remote_settings_come_from_the_same_loader() -> None:
+    """The remote tracker's url, token and spool folder: explicit > LINEAGE_* > default."""
+    from lineage.config.remote import remote_setting
+
+    environ = {"LINEAGE_URL": " https://x.example ", "LINEAGE_TOKEN": "lnt.env", "LINEAGE_SPOOL_DIR": " "}
+    assert remote_setting("url", None, environ) == "https://x.example"
+    assert remote_setting("token", "lnt.arg", environ) == "lnt.arg"
+    assert remote_setting("token", None, environ) == "lnt.env"
+    assert remote_setting("spool_dir", None, environ).endswith("/.cache/lineage/spool")  # blank: unset
+    assert remote_setting("url", None, {}) is None and remote_setting("token", None, {}) == ""
