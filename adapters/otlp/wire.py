@@ -115,13 +115,19 @@ def _float_head(key: str) -> bytes:
     return head
 
 
+def _text_once(cache: dict[str, bytes], limit: int, number: int, text: str) -> bytes:
+    """``text`` as string field ``number`` (nothing when empty), encoded once and kept in
+    ``cache`` while it holds fewer than ``limit`` entries."""
+    found = cache.get(text)
+    if found is None:
+        found = _text(number, text) if text else b""
+        if len(cache) < limit:
+            cache[text] = found
+    return found
+
+
 def _key_field(key: str) -> bytes:
-    head = _KEYS.get(key)
-    if head is None:
-        head = _text(1, key) if key else b""
-        if len(_KEYS) < 4096:
-            _KEYS[key] = head
-    return head
+    return _text_once(_KEYS, 4096, 1, key)
 
 
 def _encode_key_value(key: str, value: object) -> bytes:
@@ -143,12 +149,7 @@ _NAMES: dict[str, bytes] = {}  # span names, encoded once (bounded)
 
 
 def _name(name: str) -> bytes:
-    found = _NAMES.get(name)
-    if found is None:
-        found = _text(5, name) if name else b""
-        if len(_NAMES) < 256:
-            _NAMES[name] = found
-    return found
+    return _text_once(_NAMES, 256, 5, name)
 
 
 def _id(tag: bytes, value: bytes) -> bytes:
