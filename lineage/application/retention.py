@@ -152,7 +152,7 @@ class ByteHolders:
             page = self.store.read_log(start, PAGE, [_REGISTERED])
             for notification in page:
                 if notification.id <= head:
-                    event = self.mapper.to_domain_event(notification)
+                    event: Any = self.mapper.to_domain_event(notification)
                     if event.checksum_algorithm and event.checksum:
                         key = (event.uri, event.checksum_algorithm, event.checksum)
                         self._by_bytes.setdefault(key, set()).add(event.originator_id)
@@ -162,9 +162,7 @@ class ByteHolders:
         self._next = max(self._next, head + 1)
 
     def _live(self, artifact_id: UUID) -> bool:
-        artifact: Any = None
-        for stored in self.store.read_stream(artifact_id):
-            artifact = self.mapper.to_domain_event(stored).mutate(artifact)
+        artifact = _replayed(self.store, self.mapper, artifact_id)
         return isinstance(artifact, Artifact) and artifact.live
 
 
@@ -190,6 +188,15 @@ def _read_topics(store: EventStore, mapper: Mapper, topics: list[str]) -> Iterat
         start = page[-1].id + 1
 
 
+def _replayed(store: EventStore, mapper: Mapper, artifact_id: UUID) -> Any:
+    """The artifact as its stream says now (None when it has no events)."""
+    artifact: Any = None
+    for stored in store.read_stream(artifact_id):
+        replayed: Any = mapper.to_domain_event(stored)
+        artifact = replayed.mutate(artifact)
+    return artifact
+
+
 def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) -> Iterator[Retirement]:
     """Artifacts of this tenant retired on this machine whose bytes were not dealt with.
 
@@ -203,10 +210,7 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
     for artifact_id, host in retired_on.items():
         if host != here:
             continue
-        artifact: Any = None
-        for stored in store.read_stream(artifact_id):
-            replayed: Any = mapper.to_domain_event(stored)
-            artifact = replayed.mutate(artifact)
+        artifact = _replayed(store, mapper, artifact_id)
         if (isinstance(artifact, Artifact) and artifact.needs_deletion
                 and artifact.tenant_id == recorder.origin.tenant_id):
             yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
