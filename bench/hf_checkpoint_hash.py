@@ -111,7 +111,7 @@ def bench(report: Report, args: Any, url: str) -> None:
                   fmt="{:,.1f}", note=f"on the saves thread; {size / 1e6 / background_s:,.0f} "
                                       "MB/s read and hashed")
     report.figure("training thread / Trainer save", 100 * (ours_s + waited_s) / trainer_s, "%",
-                  fmt="{:,.1f}", note="per checkpoint: on_save + waits; rounds "
+                  fmt="{:,.1f}", note="per checkpoint: on_save + waits; on_save alone, rounds "
                        + " ".join(f"{100 * o / t:.0f}" for o, t in
                                   zip(callback.on_save_s, saves, strict=True)))
 
