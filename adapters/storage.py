@@ -1,7 +1,8 @@
 """ArtifactStorage adapters: the local filesystem (``file://``) and an in-memory fake.
 
 Both refuse to delete bytes that no longer hash to what was registered (a path reused for a
-newer checkpoint keeps the newer one) and treat a missing file as ``already_gone``: deletion is
+newer checkpoint keeps the newer one; a file this process wrote and hashed while writing,
+unchanged since, is not read again) and treat a missing file as ``already_gone``: deletion is
 idempotent, so a repair after a crash can simply try again.
 """
 
@@ -12,6 +13,7 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from lineage.application.artifacts import vouched_sha256
 from lineage.ports import Deletion
 
 CHUNK = 1024 * 1024
@@ -53,7 +55,7 @@ class LocalArtifactStorage:
                 return Deletion("already_gone", f"{path} was already gone")
             if expected is not None:
                 algorithm, digest = expected
-                actual = self.digest(uri, algorithm)
+                actual = self._current_digest(path, uri, algorithm)
                 if actual != digest:
                     return Deletion("content_changed", f"{path} now holds other bytes "
                                                        f"({algorithm}:{(actual or '')[:12]}...); kept")
@@ -63,6 +65,12 @@ class LocalArtifactStorage:
         except OSError as error:
             return Deletion("failed", f"could not delete {path}: {error}")
         return Deletion("deleted", f"deleted {path}")
+
+    def _current_digest(self, path: Path, uri: str, algorithm: str) -> str | None:
+        """The file's digest: the one this process computed while writing it when the file is
+        unchanged since (``vouched_sha256``: the trust registering it relies on), else read."""
+        vouched = vouched_sha256(path) if algorithm == "sha256" else None
+        return vouched[1] if vouched is not None else self.digest(uri, algorithm)
 
 
 class MemoryArtifactStorage:

@@ -38,7 +38,9 @@ Targets (issue 12): overhead <= 1 % on a CPU, <= 0.5 % on CUDA.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import os
 import random
 import statistics
 import tempfile
@@ -50,10 +52,13 @@ import callgrind
 import torch
 from common import Report, bench_parser, open_tracker, percentile, single_store, temp_store
 
+from lineage.config import Settings
 from lineage.integrations.resources import ResourceSampler
-from lineage.integrations.torch import save_checkpoint, wait_for_saves
+from lineage.integrations.torch import save_checkpoint, wait_for_saves, write_checkpoint
 
 TARGETS = {"cpu": 1.0, "cuda": 0.5}
+CALIBRATION_STEPS = 10  # steps timed under callgrind to scale the writer's batch interval
+HASH_CALIBRATION = 1 << 20  # bytes hashed under callgrind, to count SHA-256 per byte
 VARIANTS = ["baseline", "sync", "background"]
 
 
@@ -163,12 +168,32 @@ def step_clock(args: argparse.Namespace) -> Any:
     return lambda: next(ticks) * args.nominal_step_ms / 1000
 
 
+def writer_settings(args: argparse.Namespace, loop: Loop) -> argparse.Namespace:
+    """The tracker's settings. Under callgrind with ``--writer-clock scaled`` the writer's
+    ``batch_interval_s`` (the default, or ``--batch-interval``) is multiplied by how much
+    slower a step runs here than ``--nominal-step-ms`` (timed over a few steps now), so the
+    writer commits as many steps at a time as at native speed; ``native`` keeps it as set (a
+    commit about every step under callgrind: per-commit work overcounted)."""
+    if not args.in_callgrind or args.writer_clock == "native":
+        return args
+    loop.step()
+    start = time.perf_counter()
+    for _ in range(CALIBRATION_STEPS):
+        loop.step()
+    slowdown = (time.perf_counter() - start) * 1000 / CALIBRATION_STEPS / args.nominal_step_ms
+    interval = (args.batch_interval or Settings.load().batch_interval_s) * max(1.0, slowdown)
+    print(f"callgrind: a step {slowdown:.0f}x slower than {args.nominal_step_ms} ms: "
+          f"batch_interval_s {interval:.3f}", flush=True)
+    return argparse.Namespace(**{**vars(args), "batch_interval": interval})
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def bench(report: Report, args: argparse.Namespace, url: str) -> None:
+def bench(report: Report, args: argparse.Namespace, url: str) -> dict[str, list[dict[str, float]]]:
+    """Run the rounds; report the figures (not under callgrind); returns each run's results."""
     device = pick_device(args.device)
     if args.threads and device.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -182,9 +207,12 @@ def bench(report: Report, args: argparse.Namespace, url: str) -> None:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="lineage_bench_ckpt_") as temp:
         folder = Path(temp)
-        tracker = open_tracker(url, args)
+        callgrind.mark("setup")
+        if args.in_callgrind:
+            hashlib.sha256(bytes(HASH_CALIBRATION)).hexdigest()
+            callgrind.mark("sha256 calibration")
+        tracker = open_tracker(url, writer_settings(args, loop))
         try:
-            callgrind.mark("setup")
             for pair in range(args.pairs + 1):
                 shift = pair % len(VARIANTS)  # who goes first rotates
                 for name in VARIANTS[shift:] + VARIANTS[:shift]:
@@ -197,12 +225,13 @@ def bench(report: Report, args: argparse.Namespace, url: str) -> None:
         finally:
             tracker.close()
     if args.in_callgrind:
-        return
+        return results
     for name in VARIANTS[1:]:
         report.section(f"{device.type}: {name} saves "
                        + ("(save_checkpoint(background=True))" if name == "background"
                           else "(save_checkpoint, synchronous: fsync on the training thread)"))
         figures(report, args, device, results["baseline"], results[name])
+    return results
 
 
 def figures(report: Report, args: argparse.Namespace, device: torch.device,
@@ -247,38 +276,91 @@ def spread(values: list[float]) -> str:
             f"{percentile(ordered, 25):+.2f}..{percentile(ordered, 75):+.2f}")
 
 
-def instructions(report: Report, args: argparse.Namespace) -> None:
-    """The rounds again under callgrind (this script in a child process): instructions a run
-    executes, tracked against baseline."""
+def instructions(report: Report, args: argparse.Namespace, native: dict[str, Any]) -> None:
+    """The rounds again under callgrind (this script in a child process, once per
+    ``--writer-clock``): instructions a run executes, tracked against baseline. ``native``:
+    the fastest native baseline step (ms, when they ran) and the checkpoint's size (bytes)."""
     why = callgrind.available()
     if why is not None:
         report.note(f"callgrind: not measured ({why})")
         return
-    child = ["--in-callgrind", "--steps", str(args.callgrind_steps), "--every",
-             str(min(args.every, args.callgrind_steps)), "--pairs", str(args.callgrind_rounds),
-             "--hidden", str(args.hidden), "--batch", str(args.batch), "--device", "cpu",
-             "--threads", "1", "--sample-s", str(args.sample_s),
-             "--nominal-step-ms", str(args.nominal_step_ms)]
-    with tempfile.TemporaryDirectory(prefix="lineage_callgrind_") as folder:
-        counts = callgrind.run(Path(__file__), child, Path(folder), timeout_s=3600)
+    nominal = args.nominal_step_ms or native.get("step_ms") or 3.0
+    for clock in (["scaled", "native"] if args.writer_clock == "both" else [args.writer_clock]):
+        child = ["--in-callgrind", "--steps", str(args.callgrind_steps), "--every",
+                 str(min(args.every, args.callgrind_steps)), "--pairs",
+                 str(args.callgrind_rounds), "--hidden", str(args.hidden), "--batch",
+                 str(args.batch), "--device", "cpu", "--threads", "1", "--sample-s",
+                 str(args.sample_s), "--nominal-step-ms", f"{nominal:.4f}", "--writer-clock",
+                 clock, *(["--batch-interval", str(args.batch_interval)]
+                          if args.batch_interval else [])]
+        with tempfile.TemporaryDirectory(prefix="lineage_callgrind_") as folder:
+            counts = callgrind.run(Path(__file__), child, Path(folder), timeout_s=3600)
+        instruction_figures(report, args, counts, clock, nominal, native)
+
+
+def instruction_figures(report: Report, args: argparse.Namespace, counts: dict[str, list[int]],
+                        clock: str, nominal: float, native: dict[str, Any]) -> None:
     steps = args.callgrind_steps
+    every = min(args.every, steps)
+    writer = (f"writer batch interval scaled to a {nominal:.2f} ms step" if clock == "scaled"
+              else "writer batch interval as set (under callgrind: a commit about every step)")
     report.section(f"cpu under callgrind: instructions, {steps} steps a run, a checkpoint every "
-                   f"{min(args.every, steps)}, {args.callgrind_rounds} round(s)")
+                   f"{every}, {args.callgrind_rounds} round(s); {writer}")
     report.figure("baseline", statistics.median(counts["baseline"]) / steps, "instr/step",
                   fmt="{:,.0f}", note="rounds: " + " ".join(f"{c / steps:,.0f}"
                                                             for c in counts["baseline"]))
+    per_byte = counts["sha256 calibration"][0] / HASH_CALIBRATION
+    hashing = per_byte * native.get("ckpt_bytes", 0) * (steps // every)
     for name in VARIANTS[1:]:
-        ratios = [100 * (t / b - 1) for t, b in zip(counts[name], counts["baseline"],
-                                                    strict=True)]
-        extra = [(t - b) / steps for t, b in zip(counts[name], counts["baseline"], strict=True)]
+        pairs = list(zip(counts[name], counts["baseline"], strict=True))
+        ratios = [100 * (t / b - 1) for t, b in pairs]
         report.figure(f"overhead, instructions ({name})", statistics.median(ratios), "%",
                       fmt="{:,.2f}", target=("<=", TARGETS["cpu"]),
-                      note=f"+{statistics.median(extra):,.0f} instr/step; the loop, writer "
-                           "flushed; rounds " + " ".join(f"{r:+.3f}" for r in ratios))
+                      note=f"+{statistics.median((t - b) / steps for t, b in pairs):,.0f} "
+                           "instr/step; the loop, writer flushed; rounds "
+                           + " ".join(f"{r:+.3f}" for r in ratios))
+        if hashing:
+            report.figure(f"  of which SHA-256 ({name})",
+                          statistics.median(100 * hashing / b for _, b in pairs), "%",
+                          fmt="{:,.2f}", note=f"{per_byte:.1f} instr/byte under valgrind (no "
+                          "SHA extensions there) x the checkpoint's bytes, once a save")
         fixed = [o + c for o, c in zip(counts[f"{name} open"], counts[f"{name} close"],
                                        strict=True)]
         report.figure(f"start_run + finish ({name})", statistics.median(fixed) / 1e6,
                       "M instr a run", fmt="{:,.1f}", note="once a run, outside the loop")
+
+
+def native_hashing(report: Report, native: dict[str, Any]) -> None:
+    """What SHA-256 of one checkpoint costs natively, beside the step time."""
+    size = int(native.get("ckpt_bytes", 0))
+    if not size:
+        return
+    data = bytes(size)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        hashlib.sha256(data).hexdigest()
+        times.append(time.perf_counter() - start)
+    hash_ms = min(times) * 1000
+    report.figure("SHA-256 of a checkpoint (native)", hash_ms, "ms", fmt="{:,.2f}",
+                  note=f"{size / 1e6:.2f} MB at {size / 1e6 / hash_ms:,.2f} GB/s, "
+                       f"{hash_ms / native['step_ms']:.2f} of the fastest baseline step "
+                       f"({native['step_ms']:.3f} ms)")
+
+
+def checkpoint_bytes(args: argparse.Namespace) -> int:
+    """The size of one tracked checkpoint of this loop (written once, to a temporary folder)."""
+    loop = Loop(args, torch.device("cpu"))
+    loop.step()  # the optimizer's state exists from the first step on
+    with tempfile.TemporaryDirectory(prefix="lineage_bench_size_") as folder:
+        return write_checkpoint(Path(folder) / "size.safetensors", model=loop.model,
+                                optimizer=loop.optimizer, scheduler=loop.scheduler, step=1).size
+
+
+def load_note(report: Report, when: str) -> None:
+    one, five, fifteen = os.getloadavg()
+    report.note(f"load average {when}: {one:.2f} {five:.2f} {fifteen:.2f} "
+                f"({os.cpu_count()} CPUs)")
 
 
 def main() -> None:
@@ -301,8 +383,13 @@ def main() -> None:
                         help="steps a run under callgrind (200)")
     parser.add_argument("--callgrind-rounds", type=int, default=2,
                         help="rounds under callgrind (2; the counts repeat)")
-    parser.add_argument("--nominal-step-ms", type=float, default=3.0,
-                        help="under callgrind, the sampler's clock moves this much a step (3)")
+    parser.add_argument("--nominal-step-ms", type=float, default=None,
+                        help="under callgrind, the step time the sampler's clock and the "
+                             "writer's batching follow (default: the fastest native baseline "
+                             "step, 3 when no native rounds ran; give it under load)")
+    parser.add_argument("--writer-clock", choices=["scaled", "native", "both"], default="both",
+                        help="under callgrind, the writer's batch interval scaled to the "
+                             "nominal step, as set, or both, one child each (both)")
     parser.add_argument("--in-callgrind", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     random.seed(0)
@@ -312,10 +399,18 @@ def main() -> None:
             bench(child, args, store.url)
         return
     report = Report.start("bench/training_overhead.py: lineage's cost in a PyTorch loop")
-    with temp_store(single_store(args), args, report) as store:
-        bench(report, args, store.url)
+    load_note(report, "at the start")
+    native: dict[str, Any] = {"ckpt_bytes": checkpoint_bytes(args)}
+    if args.pairs > 0:
+        with temp_store(single_store(args), args, report) as store:
+            results = bench(report, args, store.url)
+        # the least disturbed baseline run: the machine's load only ever slows a step down
+        native["step_ms"] = min(r["wall"] * 1000 / args.steps for r in results["baseline"])
+        native_hashing(report, native)
+    load_note(report, "after the native rounds")
     if args.callgrind:
-        instructions(report, args)
+        instructions(report, args, native)
+        load_note(report, "after callgrind")
     report.finish(args.json)
 
 

@@ -20,8 +20,8 @@ from uuid import UUID, uuid4
 from lineage.application.heartbeat import Heartbeats
 from lineage.application.recording import WriterRecorder, utc_now
 from lineage.application.retention import (
+    ByteHolders,
     RetentionWorker,
-    live_holders,
     overfull_runs,
     unfinished_deletions,
 )
@@ -85,7 +85,7 @@ def build(database_url: str | None = None, *, store: EventStore | None = None,
         read_models=read_models, storage=storage, recorder=recorder,
         retention=RetentionWorker(recorder, storage,
                                   partial(unfinished_deletions, recorder, store, mapper),
-                                  partial(live_holders, read_models),
+                                  ByteHolders(store, mapper),
                                   partial(overfull_runs, recorder, store, mapper)),
         heartbeats=Heartbeats(recorder, resolved.heartbeat_interval_s),
         exporter=exports(start_otlp_export(store, engine, export_otlp),

@@ -95,12 +95,19 @@ def vouch_sha256(path: str | os.PathLike[str], digest: str) -> None:
             _written.popitem(last=False)
 
 
-def _sha256_of(path: Path) -> tuple[int, str]:
-    """(size, hex digest), from what the writer vouched for when the file is unchanged."""
+def vouched_sha256(path: Path) -> tuple[int, str] | None:
+    """(size, hex digest) of ``path`` as this process wrote it (``vouch_sha256``), while the
+    file is unchanged since (same inode, size, mtime and ctime); None otherwise (then only
+    reading it tells). Raises OSError when the file cannot be stat'ed."""
     key = _stat_key(path)
     with _written_lock:
         digest = _written.get(key)
-    return (key[3], digest) if digest is not None else sha256_file(path)
+    return None if digest is None else (key[3], digest)
+
+
+def _sha256_of(path: Path) -> tuple[int, str]:
+    """(size, hex digest), from what the writer vouched for when the file is unchanged."""
+    return vouched_sha256(path) or sha256_file(path)
 
 
 def hash_file(path: Path, algorithm: str) -> str:

@@ -48,16 +48,16 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Mapper
 
     from lineage.application.recording import Recorder
-    from lineage.ports import ArtifactStorage, EventStore, ReadModelsPort
+    from lineage.ports import ArtifactStorage, EventStore
 
 log = logging.getLogger(__name__)
 
 RETIRED_TOPIC = topic_of(Artifact.Retired)
 # What overfull_runs reads: policies, saves, and what left the live set.
 _STARTED, _SAVED = topic_of(Run.Started), topic_of(Run.CheckpointSaved)
+_REGISTERED = topic_of(Artifact.Registered)
 _GONE = (RETIRED_TOPIC, topic_of(Artifact.Expired))
 PAGE = 1000
-MAX_PAGE = 10_000  # the read models' largest page
 IDLE_EXIT_S = 30.0  # the worker thread ends after this long with nothing to do (restarts on use)
 
 
@@ -121,15 +121,49 @@ def expected_bytes(artifact: Any) -> tuple[str, str] | None:
     return None
 
 
-def live_holders(views: ReadModelsPort, retirement: Retirement) -> list[str]:
-    """Ids of the live artifacts that record ``retirement``'s bytes at its uri (the read
-    models, caught up first). Its bytes must stay while one does."""
-    if retirement.expected is None:
-        return []
-    algorithm, digest = retirement.expected
-    rows = views.artifacts(checksum=f"{algorithm}:{digest}", status="live", limit=MAX_PAGE)
-    return [row["id"] for row in rows
-            if row["uri"] == retirement.uri and row["id"] != str(retirement.artifact_id)]
+class ByteHolders:
+    """Which live artifacts record a retirement's bytes at its uri (its bytes must stay while
+    one does), from the event store alone: no read model is read or caught up.
+
+    Every ``Artifact.Registered`` event is indexed once by (uri, algorithm, digest): the log is
+    read from the start on the first question, and from where the last one stopped after that
+    (one ranged read of one topic); each candidate's state comes from its own stream (a
+    retirement or expiry since it was registered counts). Not thread-safe: the retention
+    worker's one thread asks."""
+
+    def __init__(self, store: EventStore, mapper: Mapper) -> None:
+        self.store, self.mapper = store, mapper
+        self._by_bytes: dict[tuple[str, str, str], set[UUID]] = {}
+        self._next = 1  # the first log position not indexed yet
+
+    def __call__(self, retirement: Retirement) -> list[str]:
+        if retirement.expected is None:
+            return []
+        self._index_new()
+        candidates = self._by_bytes.get((retirement.uri, *retirement.expected), set())
+        return [str(artifact_id) for artifact_id in sorted(candidates)
+                if artifact_id != retirement.artifact_id and self._live(artifact_id)]
+
+    def _index_new(self) -> None:
+        """Index the registrations stored since the last call, up to the log's head now."""
+        head = self.store.max_position()
+        start = self._next
+        while start <= head:
+            page = self.store.read_log(start, PAGE, [_REGISTERED])
+            for notification in page:
+                if notification.id <= head:
+                    event: Any = self.mapper.to_domain_event(notification)
+                    if event.checksum_algorithm and event.checksum:
+                        key = (event.uri, event.checksum_algorithm, event.checksum)
+                        self._by_bytes.setdefault(key, set()).add(event.originator_id)
+            if len(page) < PAGE:
+                break
+            start = page[-1].id + 1
+        self._next = max(self._next, head + 1)
+
+    def _live(self, artifact_id: UUID) -> bool:
+        artifact = _replayed(self.store, self.mapper, artifact_id)
+        return isinstance(artifact, Artifact) and artifact.live
 
 
 def record_deletion_in(uow: UnitOfWork, artifact_id: UUID, deletion: Deletion) -> None:
@@ -154,6 +188,15 @@ def _read_topics(store: EventStore, mapper: Mapper, topics: list[str]) -> Iterat
         start = page[-1].id + 1
 
 
+def _replayed(store: EventStore, mapper: Mapper, artifact_id: UUID) -> Any:
+    """The artifact as its stream says now (None when it has no events)."""
+    artifact: Any = None
+    for stored in store.read_stream(artifact_id):
+        replayed: Any = mapper.to_domain_event(stored)
+        artifact = replayed.mutate(artifact)
+    return artifact
+
+
 def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) -> Iterator[Retirement]:
     """Artifacts of this tenant retired on this machine whose bytes were not dealt with.
 
@@ -167,10 +210,7 @@ def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) 
     for artifact_id, host in retired_on.items():
         if host != here:
             continue
-        artifact: Any = None
-        for stored in store.read_stream(artifact_id):
-            replayed: Any = mapper.to_domain_event(stored)
-            artifact = replayed.mutate(artifact)
+        artifact = _replayed(store, mapper, artifact_id)
         if (isinstance(artifact, Artifact) and artifact.needs_deletion
                 and artifact.tenant_id == recorder.origin.tenant_id):
             yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
@@ -227,7 +267,7 @@ class RetentionWorker:
                  overfull: Callable[[], Iterable[tuple[UUID, CheckpointPolicy]]] = tuple) -> None:
         """``unfinished`` finds the retirements whose deletion a crash interrupted
         (``unfinished_deletions`` on the tracker's store), ``holders`` the live artifacts that
-        still hold a retirement's bytes (``live_holders`` on the tracker's read models), and
+        still hold a retirement's bytes (``ByteHolders`` on the tracker's store), and
         ``overfull`` the runs a crash left with more live checkpoints than their policy keeps
         (``overfull_runs`` on the tracker's store); all wired by the composition root."""
         self.recorder = recorder

@@ -19,8 +19,8 @@ from typing import Any
 
 class PendingSave:
     """A save handed to the background thread. ``wait()`` blocks until the file is durable
-    and its registration committed, and returns the ``ArtifactRef``; it raises what failed
-    (the target is then left as it was)."""
+    and its registration committed (the job waits for the commit before it is done), and
+    returns the ``ArtifactRef``; it raises what failed (the target is then left as it was)."""
 
     def __init__(self, future: Future[Any]) -> None:
         self._future = future
@@ -29,16 +29,14 @@ class PendingSave:
         return self._future.done()
 
     def wait(self, timeout: float | None = None) -> Any:
-        ref = self._future.result(timeout)
-        return ref.wait(timeout) if hasattr(ref, "wait") else ref
-
+        return self._future.result(timeout)
 
 
 class BackgroundSaves:
     """One thread running save jobs in order. Thread-safe; the thread starts on first use."""
 
     def __init__(self, depth: int = 2) -> None:
-        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue(depth)
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue(depth)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pending: dict[Future[Any], Any] = {}  # -> its owner
@@ -79,10 +77,7 @@ class BackgroundSaves:
 
     def _run(self) -> None:
         while True:
-            item = self._jobs.get()
-            if item is None:
-                return
-            job, future = item
+            job, future = self._jobs.get()
             try:
                 future.set_result(job())
             except BaseException as error:  # handed to the caller through the future

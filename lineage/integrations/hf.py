@@ -14,12 +14,18 @@ What it records (rank 0 only):
 - ``on_save``: the checkpoint folder as one artifact: a manifest written into it
   (``lineage-manifest.json``: each file's path, size and SHA-256), registered as the
   checkpoint (its SHA-256 is the folder's checksum; ``includes_optimizer`` when the folder holds
-  optimizer state). The Trainer alone deletes its folders (``save_total_limit``, recorded in
+  optimizer state). The hashing, the manifest and the registration run on the background
+  saves thread (``lineage.integrations.background_saves``), off the training thread; the
+  callback waits for them before the Trainer can touch older folders again (before its next
+  save, an evaluation, an epoch's end, the end of training) and ``run.finish()`` waits for them
+  too, so every folder is registered with the checksum of the bytes the Trainer wrote.
+  The Trainer alone deletes its folders (``save_total_limit``, recorded in
   the job's metadata, not as the policy's ``keep_last``: lineage's retention would delete files
   in folders the Trainer keeps): each folder it deleted is retired with that reason, its
   deletion recorded ``already_gone``. The files are read once to hash them, straight after
   the Trainer wrote them (page cache): its writers (``safetensors``, ``torch.save``) hand no
-  bytes to a caller (``bench/hf_checkpoint_hash.py`` measures the read).
+  bytes to a caller (``bench/hf_checkpoint_hash.py`` measures the read and what ``on_save``
+  costs the training thread).
 - ``on_evaluate``: an evaluation, recorded right after the checkpoint of the same step, so
   ``metric_for_best_model``/``greater_is_better`` (the policy's ``best_metric``/``best_mode``)
   move the ``best`` alias to the checkpoint the Trainer calls best.
@@ -33,7 +39,6 @@ Telemetry never breaks training: a hook that fails logs once and training goes o
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -42,10 +47,16 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lineage.application.artifacts import sha256_file
 from lineage.integrations import hf_spec
+from lineage.integrations.background_saves import SAVES, PendingSave
 from lineage.integrations.files import MANIFEST_NAME, manifest_differences, write_manifest
-from lineage.integrations.recording import CheckpointRegistry, Rotation, record_resume
+from lineage.integrations.recording import (
+    CheckpointRegistry,
+    GuardedHooks,
+    Rotation,
+    record_resume,
+    registered_checkpoint,
+)
 from lineage.integrations.resources import ResourceSampler
 
 log = logging.getLogger(__name__)
@@ -53,7 +64,7 @@ __all__ = ["LineageCallback"]
 _OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer.safetensors")
 
 
-class LineageCallback(TrainerCallback):
+class LineageCallback(GuardedHooks, TrainerCallback):
     """Records a ``Trainer``'s training as a lineage run (see the module docstring).
 
     ``tracker``: where to record (default: ``lineage.Tracker()``, closed at the end of
@@ -73,6 +84,7 @@ class LineageCallback(TrainerCallback):
         self._evaluation: tuple[int, dict[str, float]] | None = None
         self._previous_hook: Any = None
         self._rotation: Rotation | None = None  # the folders save_total_limit may delete
+        self._saving: PendingSave | None = None  # the folder being hashed and registered
 
     # -- TrainerCallback hooks ---------------------------------------------------------------
 
@@ -89,17 +101,23 @@ class LineageCallback(TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None,
                     **kwargs: Any) -> None:
         if self.run is not None:
-            self._flush_evaluation()
+            self._flush_evaluation()  # waits for the save in flight: a save may follow
             self._evaluation = (state.global_step, hf_spec.numbers(metrics))
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is not None:
             self._guard("on_save", self._save, args, state)
-            self._flush_evaluation()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._evaluation is not None:
             self._flush_evaluation()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_save:  # the Trainer saves next, and may delete older folders
+            self._settle()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._settle()  # an epoch's end may save
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.run is not None:
@@ -112,6 +130,7 @@ class LineageCallback(TrainerCallback):
     def record_exception(self, error: BaseException) -> None:
         """Record ``error`` as the run's failure and end it (``cancelled`` for Ctrl-C)."""
         if self.run is not None:
+            self._settle()
             self._end("cancelled" if isinstance(error, KeyboardInterrupt) else "failed", error)
 
     # -- what the hooks do -------------------------------------------------------------------
@@ -145,16 +164,13 @@ class LineageCallback(TrainerCallback):
             log.warning("lineage: resumed from %s, which no LineageCallback registered: "
                         "recorded as a new run", folder)
             return None
-        _, digest = sha256_file(manifest)
-        found = [view for view in self.tracker.artifacts(type="checkpoint",
-                                                         checksum=f"sha256:{digest}")
-                 if view.uri == manifest.resolve().as_uri()]
-        if not found:
+        view = registered_checkpoint(self.tracker, manifest)
+        if view is None:
             return None
         differences = manifest_differences(folder)
         if differences:
             log.warning("lineage: %s differs from its manifest: %s", folder, differences)
-        return found[-1], differences
+        return view, differences
 
     def _live_folders(self, run_id: Any) -> dict[str, Any]:
         """The live checkpoint folders of ``run_id`` and of the runs it resumed from."""
@@ -170,8 +186,11 @@ class LineageCallback(TrainerCallback):
         return folders
 
     def _log(self, state: Any, logs: dict[str, Any]) -> None:
-        if any(key.startswith("eval_") for key in logs) or "train_runtime" in logs:
-            return  # evaluations come through on_evaluate; the end summary is no step
+        if "train_runtime" in logs:  # the end summary, no step: the Trainer may delete
+            self._settle()           # folders next (save_total_limit=1)
+            return
+        if any(key.startswith("eval_") for key in logs):
+            return  # evaluations come through on_evaluate
         metrics = hf_spec.numbers(logs)
         epoch = metrics.get("epoch")
         self.run.log_step(state.global_step, metrics,
@@ -179,26 +198,49 @@ class LineageCallback(TrainerCallback):
                           resources=self.sampler.poll())
 
     def _save(self, args: Any, state: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        """On the training thread: the step the checkpoint follows, then the folder handed to
+        the saves thread with the evaluation of its step (recorded after it, for ``best``)."""
+        folder = (Path(args.output_dir) / f"checkpoint-{state.global_step}").resolve()
         if not folder.is_dir():
             log.warning("lineage: the Trainer saved no folder at %s; nothing registered", folder)
             return
+        run, step = self.run, state.global_step
+        if run.max_step is None or run.max_step < step:
+            run.log_step(step, {})  # a checkpoint follows a step of its run
+        evaluation, self._evaluation = self._evaluation, None
+        limit = args.save_total_limit
+        self._settle()
+        self._saving = SAVES.submit(lambda: self._register(run, folder, step, limit, evaluation),
+                                    owner=run)
+
+    def _register(self, run: Any, folder: Path, step: int, limit: Any,
+                  evaluation: tuple[int, dict[str, float]] | None) -> Any:
+        """On the saves thread: hash the folder into its manifest, register it, retire the
+        folders the Trainer deleted, record the evaluation of its step; waits for the commit."""
         path, digest, files = write_manifest(folder)
         names = {Path(entry["path"]).name for entry in files}
-        if self.run.max_step is None or self.run.max_step < state.global_step:
-            self.run.log_step(state.global_step, {})  # a checkpoint follows a step of its run
-        ref = self.run.save_checkpoint(
-            path, step=state.global_step, checksum=f"sha256:{digest}",
+        ref = run.save_checkpoint(
+            path, step=step, checksum=f"sha256:{digest}",
             format="safetensors" if any(n.endswith(".safetensors") for n in names) else "pytorch",
             includes_optimizer=bool(names.intersection(_OPTIMIZER_FILES)),
-            metadata={"framework": "transformers", "directory": str(folder.resolve()),
+            metadata={"framework": "transformers", "directory": str(folder),
                       "files": len(files), "bytes": sum(entry["size"] for entry in files)})
         if self._rotation is not None:
-            self._rotation.add(folder.resolve(), ref.id)
+            self._rotation.add(folder, ref.id)
             self._rotation.retire_missing("the Trainer deleted {path} (save_total_limit="
-                                          f"{args.save_total_limit})")
+                                          f"{limit})")
+        if evaluation is not None:
+            run.log_eval(*evaluation)
+        return ref.wait()
+
+    def _settle(self) -> None:
+        """Wait for the folder in flight on the saves thread (its failure is a hook's)."""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            self._guard("on_save", saving.wait)
 
     def _flush_evaluation(self) -> None:
+        self._settle()  # the checkpoint of that step first, so ``best`` can move to it
         if self._evaluation is not None and self.run is not None:
             step, metrics = self._evaluation
             self._evaluation = None
@@ -209,11 +251,7 @@ class LineageCallback(TrainerCallback):
         if sys.excepthook == self._excepthook:
             sys.excepthook = self._previous_hook
         try:
-            if error is not None and status == "failed":
-                run.record_failure(type(error).__name__, str(error)[:8192], step=run.max_step)
-            run.finish(status, reason=None if error is None
-                       else f"{type(error).__name__}: {error}"[:8192])
-            self.tracker.flush()
+            self._end_run(self.tracker, run, status, error)
         except Exception as failure:  # telemetry never breaks training (STYLE 9)
             self._failed("on_train_end", failure)
         finally:
@@ -226,18 +264,3 @@ class LineageCallback(TrainerCallback):
         previous = self._previous_hook or sys.__excepthook__
         self.record_exception(error)
         previous(kind, error, trace)
-
-    def _guard(self, hook: str, action: Any, *args: Any) -> Any:
-        try:
-            return action(*args)
-        except Exception as error:  # telemetry never breaks training (STYLE 9)
-            self._failed(hook, error)
-            return None
-
-    def _failed(self, hook: str, error: Exception) -> None:
-        self.errors += 1
-        if self.strict:
-            raise error
-        if self.errors == 1:
-            log.warning("lineage: %s failed; training goes on (%s)", hook,
-                        json.dumps(repr(error))[:500])

@@ -42,16 +42,21 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lineage.application.artifacts import sha256_file
 from lineage.integrations.hf_spec import numbers
-from lineage.integrations.recording import CheckpointRegistry, Rotation, record_resume
+from lineage.integrations.recording import (
+    CheckpointRegistry,
+    GuardedHooks,
+    Rotation,
+    record_resume,
+    registered_checkpoint,
+)
 from lineage.integrations.resources import ResourceSampler
 
 log = logging.getLogger(__name__)
 __all__ = ["LineageLogger"]
 
 
-class LineageLogger(Logger):
+class LineageLogger(GuardedHooks, Logger):
     """Records a Lightning ``Trainer``'s training as a lineage run (see the module docstring).
 
     ``tracker`` (default ``lineage.Tracker()``, closed in ``finalize``), ``name`` (the run's
@@ -141,15 +146,11 @@ class LineageLogger(Logger):
         path = self._resume_from or self._restored_path()
         if path is None:
             return None
-        _, digest = sha256_file(path)
-        found = [view for view in self.tracker.artifacts(type="checkpoint",
-                                                         checksum=f"sha256:{digest}")
-                 if view.uri == path.as_uri()]
-        if not found:
+        found = registered_checkpoint(self.tracker, path)
+        if found is None:
             log.warning("lineage: %s is not a registered checkpoint with these bytes: "
                         "recorded as a new run", path)
-            return None
-        return found[-1]
+        return found
 
     def _restored_path(self) -> Path | None:
         """The checkpoint file the trainer restored (``trainer.ckpt_path``), if any."""
@@ -222,21 +223,7 @@ class LineageLogger(Logger):
         if self.rotation is not None:
             self.rotation.retire_missing("ModelCheckpoint removed {path}")
         if status == "failed":
-            kind = type(error).__name__ if error is not None else "TrainingFailed"
-            run.record_failure(kind, "" if error is None else str(error)[:8192],
-                               step=run.max_step)
-            run.finish("failed", reason=f"{kind}: {error}"[:8192])
+            self._end_run(self.tracker, run, "failed", error)
         else:
-            run.finish("completed" if status == "success" else "cancelled",
-                       reason=None if status == "success" else f"lightning: {status}")
-        self.tracker.flush()
-
-    def _guard(self, hook: str, action: Any, *args: Any) -> None:
-        try:
-            action(*args)
-        except Exception as error:  # telemetry never breaks training (STYLE 9)
-            self.errors += 1
-            if self.strict:
-                raise
-            if self.errors == 1:
-                log.warning("lineage: %s failed; training goes on (%r)", hook, error)
+            self._end_run(self.tracker, run, "completed" if status == "success" else "cancelled",
+                          reason=None if status == "success" else f"lightning: {status}")

@@ -2,15 +2,23 @@
 
 ``CheckpointRegistry`` is the narrow port an integration needs to look checkpoints up and
 record a resume; ``lineage.Tracker`` is one. ``record_resume`` is the one way every integration
-records "training goes on from this checkpoint".
+records "training goes on from this checkpoint", ``registered_checkpoint`` the one way a file
+on disk is matched to its registration, ``GuardedHooks`` the one way a framework hook keeps a
+telemetry failure out of training and ends its run.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import Any, Protocol
 
+from lineage.application.artifacts import sha256_file
 from lineage.application.views import ArtifactView
 from lineage.domain.run import FINAL_STATUSES
+
+log = logging.getLogger("lineage.integrations")
 
 
 class CheckpointRegistry(Protocol):
@@ -61,6 +69,60 @@ def record_resume(registry: CheckpointRegistry, checkpoint: ArtifactView, *,
         registry.run_handle(checkpoint.run_id).finish(
             "superseded", reason=f"resumed as {new_run.id}", superseded_by=new_run.id).wait()
     return new_run
+
+
+def registered_checkpoint(registry: CheckpointRegistry, path: Path, *, digest: str | None = None,
+                          run: Any = None) -> ArtifactView | None:
+    """The newest checkpoint registered at ``path`` (resolved) with the bytes it holds now
+    (``digest``: their SHA-256 hex when already known, else the file is hashed), of ``run``
+    when given; None when there is none."""
+    path = path.resolve()
+    if digest is None:
+        _, digest = sha256_file(path)
+    found = [view for view in registry.artifacts(type="checkpoint", run=run,
+                                                 checksum=f"sha256:{digest}")
+             if view.uri == path.as_uri()]
+    return found[-1] if found else None
+
+
+class GuardedHooks:
+    """What a framework callback shares: telemetry never breaks training (STYLE 9) and one way
+    to end its run. ``_guard`` runs a hook's work, logs the first failure and counts them all
+    in ``errors`` (``strict`` re-raises, for tests); ``_end_run`` records the end."""
+
+    strict: bool = False
+    errors: int = 0
+
+    def _guard(self, hook: str, action: Any, *args: Any) -> Any:
+        try:
+            return action(*args)
+        except Exception as error:  # telemetry never breaks training (STYLE 9)
+            self._failed(hook, error)
+            return None
+
+    def _failed(self, hook: str, error: Exception) -> None:
+        self.errors += 1
+        if self.strict:
+            raise error
+        if self.errors == 1:
+            log.warning("lineage: %s failed; training goes on (%s)", hook,
+                        json.dumps(repr(error))[:500])
+
+    @staticmethod
+    def _end_run(tracker: Any, run: Any, status: str, error: BaseException | None = None,
+                 reason: str | None = None) -> None:
+        """Finish ``run`` with ``status``; ``failed`` records the failure first (``error``'s
+        type and message, ``TrainingFailed`` without one); the reason defaults to the error.
+        Then waits until the tracker committed it."""
+        if error is not None and reason is None:
+            reason = f"{type(error).__name__}: {error}"
+        if status == "failed":
+            kind = "TrainingFailed" if error is None else type(error).__name__
+            run.record_failure(kind, "" if error is None else str(error)[:8192],
+                               step=run.max_step)
+            reason = reason or kind
+        run.finish(status, reason=None if reason is None else reason[:8192])
+        tracker.flush()
 
 
 class Rotation:

@@ -36,7 +36,11 @@ from lineage.application.views import ArtifactView
 from lineage.errors import ChecksumMismatchError, NotFoundError, RunFinishedError, ValidationError
 from lineage.integrations import torch_file
 from lineage.integrations.background_saves import SAVES, PendingSave
-from lineage.integrations.recording import CheckpointRegistry, record_resume
+from lineage.integrations.recording import (
+    CheckpointRegistry,
+    record_resume,
+    registered_checkpoint,
+)
 
 __all__ = ["Loaded", "PendingSave", "Written", "load_checkpoint", "save_checkpoint", "wait_for_saves",
            "write_checkpoint"]
@@ -255,12 +259,10 @@ def _registered_file(registry: CheckpointRegistry, path: Path, meta: Mapping[str
     if run_id is None:
         raise NotFoundError(f"{path} was not written by save_checkpoint on a run (no run id in "
                             "it): pass registry=None to load it unchecked")
-    uri = path.as_uri()
-    same = [view for view in registry.artifacts(type="checkpoint", run=run_id,
-                                                checksum=f"sha256:{digest}") if view.uri == uri]
-    if same:
-        return same[-1]
-    offset, found = 0, None
+    same = registered_checkpoint(registry, path, digest=digest, run=run_id)
+    if same is not None:
+        return same
+    uri, offset, found = path.as_uri(), 0, None
     while page := registry.artifacts(type="checkpoint", run=run_id, limit=1000, offset=offset):
         found = next((view for view in reversed(page) if view.uri == uri), found)
         offset += len(page)

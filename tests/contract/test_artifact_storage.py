@@ -96,3 +96,24 @@ def test_local_storage_reports_a_failed_delete_as_an_outcome(tmp_path: Path) -> 
 
     assert deletion.outcome == "failed" and "could not delete" in deletion.detail
     assert folder.exists()
+
+
+def test_local_storage_trusts_the_digest_its_writer_vouched_for_and_reads_changed_files(
+        tmp_path: Path) -> None:
+    """A file this process wrote and hashed while writing (``write_atomic``) is deleted without
+    being read again while it is unchanged; rewritten, it is read, and kept when its bytes
+    differ from the expected ones."""
+    from lineage.integrations.files import write_atomic
+
+    class Unreadable(LocalArtifactStorage):
+        def digest(self, uri: str, algorithm: str = "sha256") -> str | None:
+            raise AssertionError(f"read {uri} again")
+
+    path = tmp_path / "ckpt.bin"
+    _, digest = write_atomic(path, [b"weights"])
+    assert Unreadable().delete(path.as_uri(), ("sha256", digest)).outcome == "deleted"
+
+    _, digest = write_atomic(path, [b"weights"])
+    path.write_bytes(b"other weights")  # rewritten in place: the vouched digest no longer holds
+    deletion = LocalArtifactStorage().delete(path.as_uri(), ("sha256", digest))
+    assert deletion.outcome == "content_changed" and path.read_bytes() == b"other weights"

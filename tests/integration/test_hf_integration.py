@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from lineage.application.monitor import LocalRunStatusSource  # noqa: E402
+from lineage.integrations.background_saves import SAVES  # noqa: E402
 from lineage.integrations.files import MANIFEST_NAME  # noqa: E402
 from lineage.integrations.hf import LineageCallback  # noqa: E402
 from lineage.integrations.hf_spec import job_spec  # noqa: E402
@@ -177,10 +179,38 @@ def test_the_trainer_alone_deletes_its_folders(tmp_path: Path, make_tracker: Any
     assert all(view.deletion == "already_gone" for step, view in saved.items() if step != 6)
 
 
+class HeldSaves(transformers.TrainerCallback):  # type: ignore[misc]
+    """Holds the saves thread until the first ``on_save`` that follows LineageCallback's has
+    seen the folder still without its manifest: hashing is not done on the training thread."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.unhashed_at_save: list[bool] = []
+        SAVES.submit(lambda: self.release.wait(60))
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.unhashed_at_save.append(not (folder / MANIFEST_NAME).exists())
+        self.release.set()
+
+
+def test_checkpoint_folders_are_hashed_off_the_training_thread(tmp_path: Path,
+                                                               make_tracker: Any) -> None:
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    held = HeldSaves()
+    trainer(tmp_path / "out", [LineageCallback(tracker, strict=True), held]).train()
+    assert held.unhashed_at_save[0]  # on_save returned before the folder was hashed
+    run = tracker.runs()[0]
+    saved = check_folders(tracker, run.id)  # yet each is registered with its manifest's digest
+    assert sorted(saved) == [2, 4, 6] and run.status == "completed"
+    assert tracker.run(run.id).best_checkpoint in {view.id for view in saved.values()}
+
+
 CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
 import lineage, transformers
+from lineage.integrations.background_saves import SAVES
 from lineage.integrations.hf import LineageCallback
 from tests.integration.test_hf_integration import trainer
 
@@ -189,6 +219,7 @@ tracker = lineage.Tracker({db!r})
 class Pause(transformers.TrainerCallback):  # after LineageCallback has logged step 7
     def on_log(self, args, state, control, **kwargs):
         if state.global_step == 7:
+            SAVES.wait()  # checkpoint-6 is hashed and registered on the saves thread
             tracker.flush()
             print("run", callback.run.id, flush=True)
             time.sleep(600)
