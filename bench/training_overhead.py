@@ -50,7 +50,7 @@ from typing import Any
 
 import callgrind
 import torch
-from common import Report, bench_parser, open_tracker, percentile, single_store, temp_store
+from common import Report, add_options, bench_parser, open_tracker, percentile, single_store, temp_store
 
 from lineage.config import Settings
 from lineage.integrations.resources import ResourceSampler
@@ -364,15 +364,11 @@ def load_note(report: Report, when: str) -> None:
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, postgres_default=False)
-    parser.add_argument("--steps", type=int, default=300, help="steps a run (300)")
-    parser.add_argument("--pairs", type=int, default=8,
-                        help="rounds of baseline, synchronous, background runs (8)")
-    parser.add_argument("--every", type=int, default=100, help="checkpoint every N steps (100)")
-    parser.add_argument("--hidden", type=int, default=256, help="MLP width (256)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size (32)")
-    parser.add_argument("--sample-s", type=float, default=1.0,
-                        help="resource sampler interval in seconds (1)")
+    parser = bench_parser(__doc__, postgres_default=False, steps=300, steps_help="steps a run")
+    add_options(parser, pairs=(8, "rounds of baseline, synchronous, background runs"),
+                every=(100, "checkpoint every N steps"), hidden=(256, "MLP width"),
+                batch=(32, "batch size"),
+                sample_s=(1.0, "resource sampler interval in seconds"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads on the CPU (1: the training thread has one core, "

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import Report, bench_parser, stores_wanted, temp_store
+from common import Report, add_options, bench_parser, stores_wanted, temp_store
 from eventsourcing.persistence import StoredEvent
 from ingest import ingest
 
@@ -239,18 +239,14 @@ def run_ingest_and_blocks(report: Report, kind: str, args: argparse.Namespace, k
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, postgres_default=None)
-    parser.add_argument("--steps", type=int, default=300_000, help="steps to ingest (300,000)")
-    parser.add_argument("--verify-steps", type=int, default=1_000_000,
-                        help="events in the log verified (1,000,000)")
-    parser.add_argument("--rows", type=int, default=1_000_000,
-                        help="one-row events (1,000,000)")
-    parser.add_argument("--rows-only", action="store_true",
-                        help="only the one-row section (verify rows/s, one and two processes)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternated rounds of each way of verifying (3; medians)")
-    parser.add_argument("--seal-every-s", type=float, default=1.0,
-                        help="how often the sealer beside the ingest seals (1 s)")
+    parser = bench_parser(__doc__, postgres_default=None, steps=300_000,
+                          steps_help="steps to ingest")
+    add_options(parser, verify_steps=(1_000_000, "events in the log verified"),
+                rows=(1_000_000, "one-row events"),
+                rows_only=(False, "only the one-row section (verify rows/s, one and two "
+                                  "processes)"),
+                rounds=(3, "alternated rounds of each way of verifying (medians)"),
+                seal_every_s=(1.0, "how often the sealer beside the ingest seals, in seconds"))
     args = parser.parse_args()
     report = Report.start("bench/verify.py: sealing and verify throughput")
     with tempfile.TemporaryDirectory() as folder:

@@ -42,14 +42,9 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lineage.integrations import recording
 from lineage.integrations.hf_spec import numbers
-from lineage.integrations.recording import (
-    CheckpointRegistry,
-    GuardedHooks,
-    Rotation,
-    record_resume,
-    registered_checkpoint,
-)
+from lineage.integrations.recording import CheckpointRegistry, GuardedHooks, Rotation
 from lineage.integrations.resources import ResourceSampler
 
 log = logging.getLogger(__name__)
@@ -130,7 +125,7 @@ class LineageLogger(GuardedHooks, Logger):
                 self.tracker = lineage.Tracker()
             resumed = self._resumed_checkpoint()
             if resumed is not None:
-                self.run = record_resume(self.tracker, resumed, name=self._name,
+                self.run = recording.record_resume(self.tracker, resumed, name=self._name,
                                          job=self._job_spec(), tags=self._tags,
                                          optimizer_restored=bool(resumed.includes_optimizer))
             if self.run is None:
@@ -146,7 +141,7 @@ class LineageLogger(GuardedHooks, Logger):
         path = self._resume_from or self._restored_path()
         if path is None:
             return None
-        found = registered_checkpoint(self.tracker, path)
+        found = recording.registered_checkpoint(self.tracker, path)
         if found is None:
             log.warning("lineage: %s is not a registered checkpoint with these bytes: "
                         "recorded as a new run", path)
