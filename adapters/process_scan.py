@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from lineage.application.log_scan import Scan
+from lineage.application.log_scan import Scan, Waiter
 
 log = logging.getLogger("lineage.verify")
 Job = Callable[[int, frozenset[int]], Scan]
@@ -31,47 +31,76 @@ Job = Callable[[int, frozenset[int]], Scan]
 class ProcessFirstRows:
     """Runs ``job`` in a new process per ``start``. Thread-safe.
 
-    ``wanted``: for logs of ``min_rows`` positions or more (a process costs about 0.3 s of CPU
-    to start, the time of ~150,000 rows), while the load average (``load``: the last minute's)
-    leaves a core free; on a busy machine a second process only adds its start-up and the
-    wait for the slower of the two (measured: 0.87-0.93 of the one-process rate at load 11)."""
+    ``wanted``: for logs of ``min_rows`` to ``max_rows`` positions (a process costs about 0.3 s
+    of CPU to start, the time of ~150,000 rows; the rows after the first part keep their leaf
+    hashes until the first part's tree is known, ~65 bytes each, so a longer log is scanned in
+    one process), while the load average (``load``: the last minute's) leaves a core free; on a
+    busy machine a second process only adds its start-up and the wait for the slower of the
+    two (measured: 0.87-0.93 of the one-process rate at load 11). Where no load average or
+    core count can be had, one process. The second process gets ``timeout_s`` to answer."""
 
-    def __init__(self, job: Job, *, min_rows: int = 400_000,
-                 load: Callable[[], float] = lambda: os.getloadavg()[0],
-                 cores: int | None = None) -> None:
-        self.job, self.min_rows, self.load = job, min_rows, load
-        self.cores = cores or len(os.sched_getaffinity(0))
+    def __init__(self, job: Job, *, min_rows: int = 400_000, max_rows: int = 4_000_000,
+                 load: Callable[[], float] | None = None, cores: int | None = None,
+                 timeout_s: float = 600.0) -> None:
+        self.job, self.min_rows, self.max_rows = job, min_rows, max_rows
+        self.load = load or (lambda: os.getloadavg()[0])
+        self.cores = cores or _cores()
+        self.timeout_s = timeout_s
 
     def wanted(self, rows: int) -> bool:
-        return rows >= self.min_rows and self.load() < self.cores - 0.5
+        if not self.min_rows <= rows <= self.max_rows:
+            return False
+        try:
+            return self.load() < self.cores - 0.5
+        except OSError:  # no load average here
+            return False
 
-    def start(self, end: int, sizes: frozenset[int]) -> Callable[[], Scan | None]:
+    def start(self, end: int, sizes: frozenset[int]) -> Waiter:
+        # -P: the current folder is not put on the path of a process whose answer is trusted
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
         try:
-            child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            child = subprocess.Popen([sys.executable, "-P", "-m", __name__],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
         except OSError as error:  # no process to be had: the caller scans those rows
             log.info("lineage verify: one process only (%s)", error)
-            return lambda: None
+            return lambda abandon=False: None
         answer: list[tuple[bytes, bytes]] = []
         request = pickle.dumps((self.job, end, sizes))
-        talk = threading.Thread(target=lambda: answer.append(child.communicate(request)),
-                                name="lineage-verify-child", daemon=True)
-        talk.start()  # the pipes wait in the kernel, without the GIL, while this process scans
 
-        def wait() -> Scan | None:
-            talk.join()
-            out, err = answer[0] if answer else (b"", b"no answer")
-            if child.returncode == 0:
+        def talk() -> None:
+            try:
+                answer.append(child.communicate(request, timeout=self.timeout_s))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+
+        talking = threading.Thread(target=talk, name="lineage-verify-child", daemon=True)
+        talking.start()  # the pipes wait in the kernel, without the GIL, while this process scans
+
+        def wait(abandon: bool = False) -> Scan | None:
+            if abandon:
+                child.kill()
+            talking.join()
+            out, err = answer[0] if answer else (b"", b"no answer in time")
+            if child.returncode == 0 and not abandon:
                 try:
                     return pickle.loads(out)  # our own child's answer
                 except Exception as error:
                     err = f"{type(error).__name__}: {error}".encode()
+            last = (err.decode(errors="replace").strip().splitlines() or [str(child.returncode)])
             log.info("lineage verify: the second process failed (%s); scanning its rows here",
-                     err.decode(errors="replace").strip().splitlines()[-1:] or child.returncode)
+                     last[-1])
             return None
 
         return wait
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _main() -> None:

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,11 @@ class SqliteSpool:
         about ``max_steps`` steps."""
         found: list[tuple[int, str, int, str]] = []
         steps = 0
-        with self._lock:  # rows are read one by one: none past the step budget is fetched
-            for seq, body, count, item_id in self._db.execute(
-                    "SELECT seq, body, steps, item_id FROM items ORDER BY seq LIMIT ?", (max_items,)):
+        # rows are read one by one, so none past the step budget is fetched
+        with self._lock, closing(self._db.execute(
+                "SELECT seq, body, steps, item_id FROM items ORDER BY seq LIMIT ?",
+                (max_items,))) as rows:
+            for seq, body, count, item_id in rows:
                 if found and steps + count > max_steps:
                     break
                 found.append((seq, body, count, item_id))

@@ -58,7 +58,8 @@ def _first_rows(store: EventStore) -> Any:
 
     database = store.database
     if database.kind == SQLITE:
-        url = f"sqlite:///{database.path}?mode=ro" if database.read_only else str(database.path)
+        url = str(database.path)  # a bare path: no URL quoting; a file it cannot write opens
+        # read-only there too, and the scan only reads
     elif database.kind == POSTGRES:
         url = database.url.update_query_dict({"schema": database.schema}).render_as_string(
             hide_password=False)

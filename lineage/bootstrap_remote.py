@@ -34,7 +34,7 @@ from lineage.remote.tracker import (
 def spool_dir(url: str, given: str | os.PathLike[str] | None = None) -> Path:
     """Where the spools of trackers of ``url`` live: ``given``, else ``LINEAGE_SPOOL_DIR``,
     else ``~/.cache/lineage/spool``; one folder per server."""
-    base = Path(remote_setting("spool_dir", None if given is None else os.fspath(given)))
+    base = Path(remote_setting("spool_dir", os.fspath(given) if given else None))
     return base / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 

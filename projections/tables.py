@@ -35,7 +35,9 @@ metadata = MetaData()
 # 10: step spans grouped in levels past 10,000 steps; finish run, best and retention spans; a
 #     superseded run's span is an error, as in the OTLP export.
 # 11: a seal's audit row says what it seals (tree size, root, key).
-SCHEMA_VERSION = 11
+# 12: alias history indexed by the artifact an alias came to and the one it left (a web
+#     artifact page reads both).
+SCHEMA_VERSION = 12
 
 ID = String(36)
 TIME = String(32)
@@ -172,6 +174,8 @@ alias_history = _table("lineage_alias_history",
     _required("moved_at", TIME),
     _required("actor", Text),
     Index("lineage_alias_history_name", "scope", "name", "position"),
+    Index("lineage_alias_history_to", "artifact_id", "position"),
+    Index("lineage_alias_history_from", "previous_artifact_id", "position"),
     position="key",
 )
 

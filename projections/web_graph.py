@@ -7,8 +7,9 @@ more than ``ROWS`` nodes wraps into columns of ``ROWS`` rows, so a run's thousan
 make a block beside their run, not a line a hundred screens tall. The same walk always gives
 the same positions (a test pins them), so a pasted link shows the same picture.
 
-The answer is compact (a thousand nodes in about 150 KB, where the walk's JSON is 660 KB):
-``{"root": index, "nodes": [{"id", "kind", "label", "status", "href", "x", "y", "depth"}...],
+The answer is compact (a thousand nodes in about 220 KB, where the walk's JSON is 660 KB):
+``{"root": index, "direction", "depth",
+"nodes": [{"id", "kind", "label", "status", "href", "x", "y", "depth"}...],
 "edges": [[upstream index, downstream index, relationship]...], "width", "height"}``; ``href``
 is the node's page (``#/runs/ID`` or ``#/artifacts/ID``; None for a node not found or a span
 without its run), ``x``/``y`` in layout units (the page scales them to fit).

@@ -15,7 +15,9 @@ purged, so the producer starts the next attempt empty.
 
 Messages are keyed as the client keys run events (``run:{namespace}/{job}``, the root job of a
 resume chain when the ``parent`` facet names one, or the configured ``messageKey``), so a run's
-events land in one partition, in order. Threading: one ``emit_all`` at a time (the runner's).
+events land in one partition (in order unless the producer retries a batch: set
+``enable.idempotence`` in the transport's config for strict order). Threading: one
+``emit_all`` at a time (the runner's).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class AcknowledgedKafka:
 
     def emit_all(self, events: list[dict[str, Any]]) -> tuple[int, str | None]:
         """Produce ``events``, flush, and return (how many from the first were acknowledged,
-        why the next was not, or None). Blocks at most ~``timeout_s`` (+ a purge's second)."""
+        why the next was not, or None). Blocks about ``timeout_s`` for the flush, plus as
+        much for each event met with a full local queue, plus a purge's second."""
         acked: list[bool | None] = [None] * len(events)  # None: no delivery report yet
         errors: dict[int, str] = {}
 
@@ -71,7 +74,8 @@ class AcknowledgedKafka:
         for index, event in enumerate(events):
             try:
                 self._produce(event, report(index))
-            except (BufferError, KafkaException) as error:  # refused before it left: stop here
+            except Exception as error:  # refused before it left (full queue, broker error,
+                # an event that cannot be encoded or keyed): stop here, purge what went
                 errors[index] = f"{type(error).__name__}: {error}"
                 break
         left = self.producer.flush(self.timeout_s)  # the reports of what was produced

@@ -1,6 +1,7 @@
 """The REST read API: what ``lineage.Tracker`` answers, for the token's tenant, from the read
-models (caught up first, as every query). Lists are paged (``limit``/``offset``, the audit by
-``after``); a run or artifact of another tenant is not found (404), as one that does not exist.
+models (caught up first, as every query). Lists are paged (``limit``/``offset``; the audit by
+``after``, the quarantine by ``after_model``/``after_position``); a run or artifact of another
+tenant is not found (404), as one that does not exist.
 The answers are the read models' rows; a remote tracker turns them into the same ``RunView``
 and ``ArtifactView`` a local one returns. A run's steps and history are stored events
 (``lineage.remote.wire.event_data``), read from the store itself as ``Tracker.steps`` and
@@ -217,6 +218,9 @@ def lost(request: Request, run_id: str, after_step: int = Query(..., ge=0, le=2*
 def quarantine(request: Request, read_model: str | None = Query(None, max_length=64),
                after_model: str | None = Query(None, max_length=64),
                after_position: int = _offset(), limit: int = _limit(),
+               offset: int = Query(0, ge=0, le=0, description="gone: page with after_model "
+                                   "and after_position (an old client's offset is refused, "
+                                   "not ignored)"),
                who: Principal = READ) -> list[dict[str, Any]]:
     """Events the read models quarantined, of this tenant's runs and artifacts (rows of
     streams the server cannot tie to the tenant are left out: ``lineage project status`` on

@@ -65,7 +65,7 @@ class Pages(StaticFiles):
         self.index = index()
 
     async def get_response(self, path: str, scope: Any) -> Response:
-        if path in (".", "index.html"):
+        if path in (".", "index.html") and scope["method"] in ("GET", "HEAD"):
             return _secured(Response(self.index, media_type="text/html"))
         return await super().get_response(path, scope)
 

@@ -38,13 +38,19 @@ class Scan:
     frontier: Frontier = field(default_factory=Frontier)
 
 
+class Waiter(Protocol):
+    """Waits for the scan started elsewhere (None: not to be had); ``abandon``: stop it."""
+
+    def __call__(self, *, abandon: bool = False) -> Scan | None: ...
+
+
 class FirstRows(Protocol):
     """Scans the first rows of the log somewhere else (another process) meanwhile."""
 
     def wanted(self, rows: int) -> bool:
         """Whether scanning elsewhere pays now for a log of ``rows`` positions."""
 
-    def start(self, end: int, sizes: frozenset[int]) -> Callable[[], Scan | None]:
+    def start(self, end: int, sizes: frozenset[int]) -> Waiter:
         """Start ``scan(store, sizes, end=end)`` of the same store elsewhere; the callable
         waits for its ``Scan``: None when it could not be had there (the process did not
         start, or failed), and ``scan`` scans those rows itself (so a store error is raised
@@ -59,7 +65,7 @@ def scan(store: EventStore, sizes: set[int], *, keep_leaves: bool = False,
     positions of every leaf; ``visit(leaf index, row)`` for each row (its first leaf) when
     given. ``first_rows``: scan the first part of a long log there, at the same time."""
     hasher = hasher or LeafHasher()
-    last = store.max_position() if first_rows is not None and end is None else 0
+    last = 0 if first_rows is None else end if end is not None else store.max_position()
     if first_rows is None or keep_leaves or visit is not None or not first_rows.wanted(last):
         result = Scan(leaves=[] if keep_leaves else None)
         if 0 in sizes:
@@ -69,7 +75,11 @@ def scan(store: EventStore, sizes: set[int], *, keep_leaves: bool = False,
     middle = int(last * FIRST_SHARE)
     wait = first_rows.start(middle, frozenset(sizes))
     rest = Scan(leaves=[])
-    _add_pages(rest, row_pages(store, middle, None), hasher, None, None)
+    try:
+        _add_pages(rest, row_pages(store, middle, end), hasher, None, None)
+    except BaseException:
+        wait(abandon=True)  # the other process stops too
+        raise
     first = wait() or scan(store, sizes, hasher=hasher, end=middle)
     return _joined(first, rest, sizes)
 

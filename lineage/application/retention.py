@@ -128,19 +128,21 @@ class ByteHolders:
     Every ``Artifact.Registered`` event is indexed once by (uri, algorithm, digest): the log is
     read from the start on the first question, and from where the last one stopped after that
     (one ranged read of one topic); each candidate's state comes from its own stream (a
-    retirement or expiry since it was registered counts). Not thread-safe: the retention
-    worker's one thread asks."""
+    retirement or expiry since it was registered counts). Thread-safe: the retention worker
+    asks, and so does ``repair_retention`` on its caller's thread."""
 
     def __init__(self, store: EventStore, mapper: Mapper) -> None:
         self.store, self.mapper = store, mapper
         self._by_bytes: dict[tuple[str, str, str], set[UUID]] = {}
         self._next = 1  # the first log position not indexed yet
+        self._lock = threading.Lock()
 
     def __call__(self, retirement: Retirement) -> list[str]:
         if retirement.expected is None:
             return []
-        self._index_new()
-        candidates = self._by_bytes.get((retirement.uri, *retirement.expected), set())
+        with self._lock:
+            self._index_new()
+            candidates = set(self._by_bytes.get((retirement.uri, *retirement.expected), ()))
         return [str(artifact_id) for artifact_id in sorted(candidates)
                 if artifact_id != retirement.artifact_id and self._live(artifact_id)]
 

@@ -216,21 +216,25 @@ class LineageCallback(GuardedHooks, TrainerCallback):
     def _register(self, run: Any, folder: Path, step: int, limit: Any,
                   evaluation: tuple[int, dict[str, float]] | None) -> Any:
         """On the saves thread: hash the folder into its manifest, register it, retire the
-        folders the Trainer deleted, record the evaluation of its step; waits for the commit."""
-        path, digest, files = write_manifest(folder)
-        names = {Path(entry["path"]).name for entry in files}
-        ref = run.save_checkpoint(
-            path, step=step, checksum=f"sha256:{digest}",
-            format="safetensors" if any(n.endswith(".safetensors") for n in names) else "pytorch",
-            includes_optimizer=bool(names.intersection(_OPTIMIZER_FILES)),
-            metadata={"framework": "transformers", "directory": str(folder),
-                      "files": len(files), "bytes": sum(entry["size"] for entry in files)})
-        if self._rotation is not None:
-            self._rotation.add(folder, ref.id)
-            self._rotation.retire_missing("the Trainer deleted {path} (save_total_limit="
-                                          f"{limit})")
-        if evaluation is not None:
-            run.log_eval(*evaluation)
+        folders the Trainer deleted, record the evaluation of its step (also when the folder
+        could not be registered); waits for the commit."""
+        try:
+            path, digest, files = write_manifest(folder)
+            names = {Path(entry["path"]).name for entry in files}
+            ref = run.save_checkpoint(
+                path, step=step, checksum=f"sha256:{digest}",
+                format="safetensors" if any(n.endswith(".safetensors") for n in names)
+                else "pytorch",
+                includes_optimizer=bool(names.intersection(_OPTIMIZER_FILES)),
+                metadata={"framework": "transformers", "directory": str(folder),
+                          "files": len(files), "bytes": sum(entry["size"] for entry in files)})
+            if self._rotation is not None:
+                self._rotation.add(folder, ref.id)
+                self._rotation.retire_missing("the Trainer deleted {path} (save_total_limit="
+                                              f"{limit})")
+        finally:
+            if evaluation is not None:
+                run.log_eval(*evaluation)
         return ref.wait()
 
     def _settle(self) -> None:

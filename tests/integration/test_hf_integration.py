@@ -271,3 +271,19 @@ def test_killed_trainer_keeps_its_records_and_resumes(tmp_path: Path, make_track
 
 def callback_run_id(tracker: Any, other: Any) -> Any:
     return next(run.id for run in tracker.runs() if run.id != other)
+
+
+def test_an_evaluation_is_recorded_when_its_checkpoint_cannot_be(tmp_path: Path,
+                                                                  make_tracker: Any) -> None:
+    """The saves thread registers a folder, then the evaluation of its step: a folder that
+    cannot be read (gone before it was hashed) fails the registration, not the evaluation."""
+    tracker = make_tracker(str(tmp_path / "lineage.db"))
+    callback = LineageCallback(tracker, strict=True)
+    run = tracker.start_run("hf")
+    run.log_step(3, {"loss": 1.0})
+    with pytest.raises(OSError):
+        callback._register(run, tmp_path / "checkpoint-3", 3, None, (3, {"eval_loss": 0.5}))
+    run.finish()
+    tracker.flush()
+    recorded = tracker.run(run.id)
+    assert (recorded.evaluations, recorded.checkpoints) == (1, [])

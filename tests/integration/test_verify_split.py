@@ -6,6 +6,7 @@ fails the scan is still whole and right."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,36 @@ def test_the_second_process_is_wanted_for_long_logs_with_a_core_free() -> None:
     assert free.wanted(400_000) and not free.wanted(399_999)
     busy = ProcessFirstRows(job, min_rows=400_000, load=lambda: 1.6, cores=2)
     assert not busy.wanted(10_000_000)
+
+
+def _hangs(end: int, sizes: frozenset[int]) -> Any:
+    """A second process's job that never answers in time (run in the child)."""
+    time.sleep(60)
+
+
+def test_a_second_process_that_hangs_is_killed_and_its_rows_scanned_here(
+        tmp_path: Path, make_tracker: Any, caplog: pytest.LogCaptureFixture) -> None:
+    tracker = make_tracker(str(tmp_path / "lineage.db"), export_otlp=False)
+    with tracker.start_run("r") as run:
+        for step in range(50):
+            run.log_eval(step, {"acc": 0.5})
+    tracker.flush()
+    hung = ProcessFirstRows(_hangs, min_rows=1, load=lambda: 0.0, timeout_s=1.0)
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger="lineage.verify"):
+        split = scan(tracker.store, {3, 40}, first_rows=hung)
+    assert time.monotonic() - started < 30  # not the child's 60 s
+    assert "second process failed" in caplog.text and "no answer in time" in caplog.text
+    _same(scan(tracker.store, {3, 40}), split)
+    abandoned = hung.start(10, frozenset())  # the caller failed: the child is stopped at once
+    started = time.monotonic()
+    assert abandoned(abandon=True) is None and time.monotonic() - started < 30
+
+
+def test_no_load_average_means_one_process() -> None:
+    def no_load() -> float:
+        raise OSError("no load average here")
+    assert not ProcessFirstRows(partial(scan_first_rows, "memory://"), min_rows=1,
+                                load=no_load).wanted(10)
+    assert not ProcessFirstRows(partial(scan_first_rows, "memory://"), min_rows=1,
+                                load=lambda: 0.0).wanted(4_000_001)  # too long to hold

@@ -83,6 +83,10 @@ def test_another_tenant_reads_no_steps_history_or_quarantine(
     rows = remote.quarantined()  # one row per read model that skipped it
     assert rows and {(r["originator_id"], r["originator_version"]) for r in rows} == {
         (str(run.id), version)}
+    paged_by_offset = shared_server.http.get(  # an older client's paging: refused, not ignored
+        "/v1/quarantine", params={"offset": 2},
+        headers={"Authorization": f"Bearer {shared_server.token('someone-else')}"})
+    assert paged_by_offset.status_code == 400 and "offset" in paged_by_offset.text
     other = lineage.Tracker(shared_server.url, token=shared_server.token("someone-else"),
                             spool=tmp_path / "other")
     try:

@@ -79,6 +79,8 @@ def test_the_pages_are_served_without_a_token_and_hold_no_data(site: Site) -> No
     assert http.get("/v1/run-table").status_code == 401
     assert http.get(f"/v1/runs/{site.demo.failed_run.id}/overview").status_code == 401
     assert http.get("/ui/../core.py").status_code == 404
+    assert http.post("/ui/").status_code == 405 and http.put("/ui/index.html").status_code == 405
+    assert http.head("/ui/").status_code == 200
 
 
 def test_lineage_serve_takes_the_jaeger_url(tmp_path: Path) -> None:

@@ -64,14 +64,17 @@ export class LineageGraph {
     this.redraw();
   }
 
-  // Read the canvas's size again (after the page's layout changed) and paint.
+  // Read the canvas's size again (after the page's layout changed) and paint; fitted again
+  // when the canvas had no size before (laid out while hidden).
   resize(paint = true) {
     const box = this.canvas.getBoundingClientRect();
+    const unsized = this.size && this.size.width <= 1 && this.size.height <= 1;
     this.size = { width: Math.max(box.width, 1), height: Math.max(box.height, 1) };
     this.ratio = window.devicePixelRatio || 1;
     this.canvas.width = Math.round(this.size.width * this.ratio);
     this.canvas.height = Math.round(this.size.height * this.ratio);
-    if (paint) this.draw();
+    if (unsized && this.size.width > 1) this.fit();
+    else if (paint) this.draw();
   }
 
   destroy() { this.observer.disconnect(); }
