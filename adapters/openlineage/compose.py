@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from eventsourcing.persistence import Mapper
@@ -11,6 +12,8 @@ from lineage.ports import EventStore, PositionStore
 
 from .events import OpenLineageBuilder
 from .runner import JsonLinesTransport, OpenLineageRunner
+
+log = logging.getLogger(__name__)
 
 
 def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapper,
@@ -49,6 +52,11 @@ def openlineage_runner(store: EventStore, positions: PositionStore, mapper: Mapp
 
             transport = AcknowledgedKafka(transport, timeout_s=settings.timeout_s)
             endpoint = transport.endpoint
+        elif any(getattr(inner, "kind", None) == "kafka"
+                 for inner in getattr(transport, "transports", ())):
+            log.warning("lineage: a Kafka transport inside the OpenLineage client's composite "
+                        "transport is not acknowledged (the composite only logs what fails): "
+                        "configure Kafka as the transport itself for at-least-once delivery")
     builder = OpenLineageBuilder(store, mapper, settings.namespace)
     return OpenLineageRunner(store, positions, builder, transport, endpoint=endpoint, name=name,
                              track=dry_run is None, start=start)

@@ -171,3 +171,21 @@ def test_a_tracker_exports_to_kafka_in_the_background(
     assert {e["run"]["runId"] for e in events} == {str(run.id)}
     for event in events:
         validate(event)
+
+
+def test_kafka_inside_a_composite_transport_is_warned_of(
+        tmp_path: Path, make_tracker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The composite transport only logs what fails: no acknowledgement can be had through
+    it, and the exporter says so rather than promise at least once."""
+    client_configured(monkeypatch, type="composite", transports__first__type="kafka",
+                      transports__first__topic=TOPIC, transports__second__type="console",
+                      transports__first__config=json.dumps(
+                          {"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": 0}))
+    with caplog.at_level("WARNING", logger="lineage.adapters.openlineage.compose"):
+        runner = exporter(recorded(tmp_path, make_tracker))
+    try:
+        assert "composite transport is not acknowledged" in caplog.text
+        assert not hasattr(runner.transport, "emit_all")
+    finally:
+        runner.store.close()
