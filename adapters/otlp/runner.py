@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -164,21 +164,34 @@ class OtlpExportRunner(LogFollower):
         release the GIL). Each request is confirmed (and the position advanced) before the
         next is sent, so a failure raises with the position after the last delivered one and
         sends nothing after it."""
-        with ThreadPoolExecutor(1, thread_name_prefix=f"lineage-{self.name}-send") as sender:
-            in_flight: tuple[Request, Future[ExportResult]] | None = None
+        in_flight: tuple[Request, Future[ExportResult]] | None = None
+        try:
+            for request in requests:  # (pack encodes it while ``in_flight`` is sent)
+                if in_flight is not None:
+                    sent, in_flight = in_flight, None
+                    self._confirm(*sent, advance)
+                in_flight = (request, self._send_aside(request, cancel))
+        except Exception:
+            if in_flight is not None and in_flight[1].exception() is None:
+                self._confirm(*in_flight, advance)  # it went out: count it, then raise
+            raise
+        if in_flight is not None:
+            self._confirm(*in_flight, advance)
+
+    def _send_aside(self, request: Request, cancel: threading.Event | None) -> Future[ExportResult]:
+        """``request`` exported on a daemon thread of its own: a process that exits (or a
+        Ctrl-C) while a collector is down never waits for the transport's retries (an
+        interrupt leaves the request unconfirmed: sent again next time)."""
+        sent: Future[ExportResult] = Future()
+
+        def export() -> None:
             try:
-                for request in requests:  # (pack encodes it while ``in_flight`` is sent)
-                    if in_flight is not None:
-                        sent, in_flight = in_flight, None  # confirmed (or raised) once
-                        self._confirm(*sent, advance)
-                    in_flight = (request, sender.submit(self.transport.export, request.payload,
-                                                        cancel))
-            except BaseException:
-                if in_flight is not None and in_flight[1].exception() is None:
-                    self._confirm(*in_flight, advance)  # it went out: count it, then raise
-                raise
-            if in_flight is not None:
-                self._confirm(*in_flight, advance)
+                sent.set_result(self.transport.export(request.payload, cancel))
+            except BaseException as error:
+                sent.set_exception(error)
+
+        threading.Thread(target=export, name=f"lineage-{self.name}-send", daemon=True).start()
+        return sent
 
     def _confirm(self, request: Request, sent: Future[ExportResult], advance: bool) -> None:
         """Wait for ``request``'s delivery; raise its failure, or count it and advance."""

@@ -110,13 +110,20 @@ def test_bad_configuration_and_an_unreachable_collector_are_clear_errors(
     assert run(capsys, "--db", url, "export", "status")[1].startswith("nothing exported yet")
 
 
+def _ctrl_c_default() -> None:
+    """In the child: Ctrl-C as a terminal gives it, also when this suite runs as a background
+    job (whose children inherit SIGINT ignored, and Python then installs no handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_follow_keeps_exporting_until_interrupted(db: tuple[str, Any], receiver: HttpReceiver,
                                                   tmp_path: Path) -> None:
     url, _ = db
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.base, "LINEAGE_OTLP_POLL_S": "0.05"}
     follower = subprocess.Popen([str(Path(sys.executable).with_name("lineage")), "--db", url,
                                  "export", "otlp", "--follow"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_ctrl_c_default)
     try:
         receiver.wait_for_spans(9)
         time.sleep(0.2)  # let it go idle (poll) before it is interrupted
