@@ -100,17 +100,18 @@ class LogFollower:
         """The notifications after the position (at most ``page_size``; empty at the head)."""
         return self.store.read_log(self.position + 1, self.page_size)
 
-    def build_each(self, build: Callable[[Sequence[Any]], list[Built]], events: Sequence[Any],
-                   positions: Sequence[int], empty: Callable[[], Built]) -> list[Built]:
-        """``build(events)``; when that fails, event by event, ``empty()`` for (and a skip
-        recorded at the position of) each event that fails alone."""
+    def build_each(self, build: Callable[[Sequence[Any]], list[list[Built]]],
+                   events: Sequence[Any], positions: Sequence[int]) -> list[list[Built]]:
+        """``build(events)`` (a list of what each event makes); when that fails, event by
+        event, an empty list for (and a skip recorded at the position of) each event that
+        fails alone."""
         try:
             return build(events)
         except StoreError:
             raise
         except Exception:  # an event we cannot read must not stop the export: find it
             pass
-        built: list[Built] = []
+        built: list[list[Built]] = []
         for event, position in zip(events, positions, strict=True):
             try:
                 built.extend(build([event]))
@@ -118,7 +119,7 @@ class LogFollower:
                 raise
             except Exception as error:  # skipped and recorded, see the module doc
                 self.skip(position, error)
-                built.append(empty())
+                built.append([])
         return built
 
     def skip(self, position: int, error: Exception, detail: str = "") -> None:

@@ -72,11 +72,11 @@ def scan_first_rows(url: str, end: int, sizes: frozenset[int]) -> Any:
     """The scan of the rows up to position ``end`` of the store at ``url`` (run in the second
     process: its own connection, and the mapper the settings make, as ``open_verifier``'s)."""
     from lineage.application.log_scan import scan
-    from lineage.proof.canonical import LeafHasher, mapped_legacy
+    from lineage.proof.canonical import LeafHasher
 
     store = open_store(url, create=False)
     try:
-        return scan(store, set(sizes), hasher=LeafHasher(mapped_legacy(make_mapper())), end=end)
+        return scan(store, set(sizes), hasher=LeafHasher.for_mapper(make_mapper()), end=end)
     finally:
         store.close()
 

@@ -62,7 +62,9 @@ class OpenLineageRunner(LogFollower):
         the head). Raises ExportError (module doc) with the position after the last
         notification fully delivered."""
         notes = self.read_page()
-        built = self.build_each(self.builder.build, notes, [n.id for n in notes], list)
+        if not notes:  # at the head: nothing to build, emit or flush
+            return 0
+        built = self.build_each(self.builder.build, notes, [n.id for n in notes])
         self._record_unreadable()
         events = [event for made in built for event in made]
         delivered, error = self._emit_all(events)

@@ -145,7 +145,7 @@ class OtlpExportRunner(LogFollower):
 
     def _build(self, events: Sequence[Any], positions: list[int]) -> list[list[SpanRecord]]:
         """The spans of each event, skipping those that fail alone (module doc)."""
-        return self.build_each(self.builder.build, events, positions, list)
+        return self.build_each(self.builder.build, events, positions)
 
     def _encoded(self, position: int, spans: list[SpanRecord]) -> list[bytes]:
         """An event's spans encoded, but for those that cannot be (skipped)."""
@@ -194,11 +194,9 @@ class OtlpExportRunner(LogFollower):
         return sent
 
     def _confirm(self, request: Request, sent: Future[ExportResult], advance: bool) -> None:
-        """Wait for ``request``'s delivery; raise its failure, or count it and advance."""
-        self.record(request, sent.result(), advance)
-
-    def record(self, request: Request, result: ExportResult, advance: bool = True) -> None:
-        """Count a delivered request; move the position past it when ``advance``."""
+        """Wait for ``request``'s delivery; raise its failure, or count it and move the
+        position past it when ``advance``."""
+        result = sent.result()
         self.stats.requests += 1
         self.stats.spans += request.spans
         self.stats.bytes += len(request.payload)

@@ -82,9 +82,9 @@ class WriterRecorder:
 
     @property
     def step_queue(self) -> StepQueue:
-        """The writer's own, or (a writer without one) a queue that always calls ``put_step``."""
-        queue = getattr(self.writer, "step_queue", None)
-        return queue if queue is not None else StepQueue((), 0, self.writer.put_step)
+        """The writer's own (the local writer's, or a remote shipper's)."""
+        queue: StepQueue = self.writer.step_queue
+        return queue
 
     def envelope(self, event_id: Any = None, occurred_at: Any = None) -> Envelope:
         if occurred_at is None:

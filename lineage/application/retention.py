@@ -149,18 +149,10 @@ class ByteHolders:
     def _index_new(self) -> None:
         """Index the registrations stored since the last call, up to the log's head now."""
         head = self.store.max_position()
-        start = self._next
-        while start <= head:
-            page = self.store.read_log(start, PAGE, [_REGISTERED])
-            for notification in page:
-                if notification.id <= head:
-                    event: Any = self.mapper.to_domain_event(notification)
-                    if event.checksum_algorithm and event.checksum:
-                        key = (event.uri, event.checksum_algorithm, event.checksum)
-                        self._by_bytes.setdefault(key, set()).add(event.originator_id)
-            if len(page) < PAGE:
-                break
-            start = page[-1].id + 1
+        for event in _read_topics(self.store, self.mapper, [_REGISTERED], self._next, head):
+            if event.checksum_algorithm and event.checksum:
+                key = (event.uri, event.checksum_algorithm, event.checksum)
+                self._by_bytes.setdefault(key, set()).add(event.originator_id)
         self._next = max(self._next, head + 1)
 
     def _live(self, artifact_id: UUID) -> bool:
@@ -178,12 +170,15 @@ def host_of(source: str) -> str:
     return source.split("/", 1)[0]
 
 
-def _read_topics(store: EventStore, mapper: Mapper, topics: list[str]) -> Iterator[Any]:
-    """Every stored event with one of ``topics``, in log order, decoded (paged)."""
-    start = 1
-    while True:
+def _read_topics(store: EventStore, mapper: Mapper, topics: list[str], start: int = 1,
+                 end: int | None = None) -> Iterator[Any]:
+    """Every stored event with one of ``topics`` from log position ``start`` (up to ``end``
+    when given), in log order, decoded (paged)."""
+    while end is None or start <= end:
         page = store.read_log(start, PAGE, topics)
         for notification in page:
+            if end is not None and notification.id > end:
+                return
             yield mapper.to_domain_event(notification)
         if len(page) < PAGE:
             return

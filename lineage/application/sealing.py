@@ -34,7 +34,7 @@ from lineage.codec.dispatch import topic_of
 from lineage.domain.envelope import Origin
 from lineage.domain.seals import SEAL_STREAM, Log
 from lineage.ports import EventStore, VersionConflictError
-from lineage.proof.canonical import LeafHasher, leaf_digests, mapped_legacy
+from lineage.proof.canonical import LeafHasher, leaf_digests
 from lineage.proof.merkle import Frontier
 from lineage.proof.seals import ZERO, TreeHead
 
@@ -106,7 +106,7 @@ class Sealer:
         self.origin, self.every_events, self.every_s = origin, every_events, every_s
         self.anchors, self.clock, self.new_id = list(anchors), clock, new_id
         self.max_leaves = max_leaves
-        self.hasher = LeafHasher(mapped_legacy(mapper))  # its stream and topic caches last
+        self.hasher = LeafHasher.for_mapper(mapper)  # its stream and topic caches last
         self.sealed = 0  # seals this sealer wrote
 
     def due(self, point: SealPoint | None = None) -> bool:

@@ -33,7 +33,7 @@ from lineage.application.damage import (
 from lineage.application.log_scan import FirstRows, Scan, pages, scan
 from lineage.application.sealing import SEAL_TOPIC
 from lineage.ports import EventStore
-from lineage.proof.canonical import DIGEST_BYTES, LeafHasher, mapped_legacy
+from lineage.proof.canonical import DIGEST_BYTES, LeafHasher
 from lineage.proof.seals import ZERO, TreeHead
 
 SignatureCheck = Callable[[bytes, bytes, bytes], bool]  # (public key, message, signature)
@@ -97,7 +97,7 @@ class Verifier:
         self.first_rows = first_rows
 
     def hasher(self) -> LeafHasher:
-        return LeafHasher(mapped_legacy(self.mapper))
+        return LeafHasher.for_mapper(self.mapper)
 
     def seals(self, report: VerifyReport) -> list[_Seal]:
         """Every stored seal in log order, each checked on its own (problems into ``report``)."""

@@ -129,6 +129,12 @@ class LeafHasher:
         self._streams: dict[Any, bytes] = {}
         self._topics: dict[str, bytes] = {}
 
+    @classmethod
+    def for_mapper(cls, mapper: Mapper) -> LeafHasher:
+        """The hasher for a store read through ``mapper`` (its cipher and compressor decode
+        legacy step rows): what sealing, verify and proofs use."""
+        return cls(mapped_legacy(mapper))
+
     def leaves(self, rows: Sequence[Row]) -> tuple[list[bytes], list[int]]:
         """The leaf hashes of ``rows`` in order, and the notification id each leaf is in (a
         migrated block gives one leaf per step, all at the block's id)."""

@@ -14,6 +14,7 @@ and ``transport`` (``lineage.adapters.http_client.HttpxTrackerClient``: send).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from lineage.application.step_log import StepQueue
 from lineage.application.write_batch import WriterStats
 from lineage.errors import LineageError, WriterError
 from lineage.remote import wire
@@ -53,6 +55,8 @@ class Shipper:
         self.transport = transport
         self.queue: deque[Any] = deque()
         self.put_step = self.queue.append
+        # never full (the spool takes what comes): log_step appends itself, without a call
+        self.step_queue = StepQueue(self.queue, sys.maxsize, self.put_step)
         self.stats = WriterStats()
         self.offline_since: float | None = None
         self.send_seconds: deque[float] = deque(maxlen=100_000)  # each acknowledged batch's

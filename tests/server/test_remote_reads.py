@@ -155,3 +155,16 @@ def test_verify_artifacts_hashes_here_and_records_the_outcomes_through_the_serve
     assert [outcomes[str(ref.id)] for ref in refs] == ["verified", "mismatch", "missing"]
     remote.flush()
     assert [remote.artifact(ref.id).last_verified_ok for ref in refs] == [True, False, False]
+
+
+def test_a_remote_run_queues_steps_on_the_shippers_queue_without_a_call(remote: Any) -> None:
+    """The shipper's queue never fills (its spool takes what comes), so ``log_step`` appends
+    to it itself, as to the local writer's queue while that has room."""
+    run = remote.start_run("queued")
+    queue = run._steps
+    assert queue is remote.writer.step_queue and queue.items is remote.writer.queue
+    assert len(queue.items) < queue.room
+    for step in range(1, 4):
+        run.log_step(step, {"loss": 1.0 / step})
+    remote.flush()
+    assert [s.step for s in remote.steps(run.id)] == [1, 2, 3]

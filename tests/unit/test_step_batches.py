@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 
 import lineage
-from lineage.application.recording import WriterRecorder
-from lineage.application.step_log import StepQueue
 from lineage.testing import memory_tracker
 
 
@@ -57,17 +55,3 @@ def test_every_step_of_a_refused_run_in_one_batch_is_counted_lost() -> None:
         assert tracker.steps(run.id) == []
     finally:
         tracker.close()
-
-
-def test_a_writer_without_a_step_queue_gets_every_step_through_put_step() -> None:
-    class Plain:
-        def __init__(self) -> None:
-            self.queued: list[tuple[Any, ...]] = []
-            self.put_step = self.queued.append
-
-    writer = Plain()
-    recorder = WriterRecorder(writer, None, clock=None, new_id=lambda: None)  # type: ignore[arg-type]
-    queue = recorder.step_queue
-    assert isinstance(queue, StepQueue) and len(queue.items) >= queue.room
-    queue.put(("record",))
-    assert writer.queued == [("record",)]

@@ -4,35 +4,21 @@ full history (``/v1/runs/{id}/metrics/{name}``)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import lineage
+from tests.integration.test_metric_buckets import reference, same
 from tests.server.conftest import InProcessServer
 
 
 def _check(buckets: list[dict[str, Any]], steps: list[int], given: list[float | None],
            most: int) -> None:
+    """``buckets`` are the rule's, recomputed from every point of the full history."""
     values = [math.nan if v is None else v for v in given]
-    assert 0 < len(buckets) <= most
-    assert sum(b["count"] for b in buckets) == len(values)
-    assert all(a["step_to"] < b["step_from"] for a, b in itertools.pairwise(buckets))
-    numbers = [v for v in values if not math.isnan(v)]
-    assert min(b["min"] for b in buckets if b["min"] is not None) == min(numbers)
-    assert max(b["max"] for b in buckets if b["max"] is not None) == max(numbers)
-    start = 0
-    for bucket in buckets:  # each bucket: exactly the points of its steps
-        inside = values[start:start + bucket["count"]]
-        at = steps[start:start + bucket["count"]]  # a sparse metric's bucket spans its blocks
-        assert bucket["step_from"] <= at[0] and at[-1] <= bucket["step_to"]
-        start += bucket["count"]
-        finite = [v for v in inside if not math.isnan(v)]
-        assert bucket["min"] == (min(finite) if finite else None)
-        assert bucket["max"] == (max(finite) if finite else None)
-        assert bucket["last"] == inside[-1] or math.isnan(inside[-1])
+    assert same(buckets, reference(list(zip(steps, values, strict=True)), most))
 
 
 def test_curves_from_many_blocks_and_from_few(tmp_path: Path) -> None:

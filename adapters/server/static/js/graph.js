@@ -68,9 +68,13 @@ export class LineageGraph {
   // when the canvas had no size before (laid out while hidden).
   resize(paint = true) {
     const box = this.canvas.getBoundingClientRect();
+    const size = { width: Math.max(box.width, 1), height: Math.max(box.height, 1) };
+    const ratio = window.devicePixelRatio || 1;
+    if (this.size && size.width === this.size.width && size.height === this.size.height
+        && ratio === this.ratio) return; // the observer's first call: nothing changed
     const unsized = this.size && this.size.width <= 1 && this.size.height <= 1;
-    this.size = { width: Math.max(box.width, 1), height: Math.max(box.height, 1) };
-    this.ratio = window.devicePixelRatio || 1;
+    this.size = size;
+    this.ratio = ratio;
     this.canvas.width = Math.round(this.size.width * this.ratio);
     this.canvas.height = Math.round(this.size.height * this.ratio);
     if (unsized && this.size.width > 1) this.fit();
@@ -231,8 +235,7 @@ function clamp(zoom) { return Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, zoom)); }
 // Paint ``layout`` in ``canvas``; resolves once the first frame with it is painted. Returns
 // the LineageGraph (also window.lineageGraph, for tests and the console).
 export async function drawGraph(canvas, layout) {
-  const graph = new LineageGraph(canvas, layout);
-  graph.draw();
+  const graph = new LineageGraph(canvas, layout); // fitted: its first frame is queued
   window.lineageGraph = graph;
   await new Promise((done) => requestAnimationFrame(() => done()));
   return graph;
