@@ -24,7 +24,10 @@ def log_in(page: Any, site: Site, route: str, name: str) -> None:
 
 
 def ready(page: Any, name: str) -> None:
-    page.wait_for_selector(f"body[data-page='{name}'][data-ready='1']")
+    """Page ``name`` drawn for the URL the browser is at now (not the page before a click)."""
+    page.wait_for_function(
+        "name => document.body.dataset.page === name && document.body.dataset.ready === '1' "
+        "&& document.body.dataset.drawn === location.hash", arg=name)
 
 
 def visit(page: Any, site: Site, route: str, name: str) -> None:
