@@ -18,6 +18,7 @@ minus what the training thread's ``log_step`` takes from the writer for the GIL)
 from __future__ import annotations
 
 import argparse
+import struct
 import time
 import uuid
 from typing import Any
@@ -33,11 +34,14 @@ from common import (
 
 
 def records(run_id: uuid.UUID, first: int, count: int, series: list[dict[str, float]]) -> list:
+    """Steps as ``log_step`` queues the common one: the run's key, the floats packed beside
+    one names tuple."""
     from lineage.application.step_log import StepRecord
 
-    now = time.time_ns()
-    return [StepRecord(run_id, step, series[step % len(series)], step // 100_000, None, None,
-                       None, now + step * 1000, None, None, None)
+    now, key, names = time.time_ns(), run_id.int, tuple(series[0])
+    pack = struct.Struct(f"{len(names)}d").pack
+    return [StepRecord(key, step, names, pack(*series[step % len(series)].values()),
+                       step // 100_000, None, None, None, now + step * 1000, None, None, None)
             for step in range(first, first + count)]
 
 
@@ -55,7 +59,7 @@ def time_split(sample: list[Any], batches: int) -> tuple[int, int, int]:
         start = time.perf_counter_ns()
         transposed = columns(sample)
         middle = time.perf_counter_ns()
-        size = len(encode_block(sample[0].run_id, 1, block_id, origin, transposed))
+        size = len(encode_block(uuid.UUID(int=sample[0].run_key), 1, block_id, origin, transposed))
         columns_ns += middle - start
         encode_ns += time.perf_counter_ns() - middle
     return columns_ns, encode_ns, size

@@ -48,7 +48,14 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from lineage.codec.step_block import STEPS_TOPIC, Origin, StepColumns, columns_of, encode_block
+from lineage.codec.step_block import (
+    STEPS_TOPIC,
+    Origin,
+    StepColumns,
+    columns_of,
+    encode_block,
+    metric_rows,
+)
 from lineage.codec.step_decode import StepBlock, decode_block
 from lineage.codec.step_read import BlockCodec
 from lineage.codec.steps import STEP_TOPIC, DecodedStep
@@ -215,6 +222,7 @@ def _reads_back(block: StepBlock, seq_from: int, run_id: UUID, origin: Origin,
     their type (NaN equal to NaN), metric order aside (a block gives a step's metrics in the
     block's column order)."""
     count = len(columns.steps)
+    metrics = metric_rows(columns)
     return (block.count == count and block.seq_from == seq_from and block.run_id == run_id
             and (block.recorded_us, block.source, block.tenant_id, block.actor) == tuple(origin)
             and block.steps == list(columns.steps)
@@ -223,7 +231,7 @@ def _reads_back(block: StepBlock, seq_from: int, run_id: UUID, origin: Origin,
             and (block.tokens or [None] * count) == list(columns.tokens)
             and block.raws == {i: raw for i, raw in enumerate(columns.raws) if raw is not None}
             and block.ids == columns.ids
-            and all(_same(block.metrics(i), columns.metrics[i]) for i in range(count))
+            and all(_same(block.metrics(i), metrics[i]) for i in range(count))
             and all(_same(block.durations(i), columns.durations[i]) for i in range(count))
             and all(_same(block.resources(i), columns.resources[i]) for i in range(count)))
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 from collections.abc import Callable
+from operator import countOf, itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -35,6 +37,7 @@ _check_metrics = validation.metrics
 INT64_MAX = validation.INT64_MAX
 METRICS_MAX = validation.METRICS_MAX
 _KNOWN_NAMES = validation.KNOWN_METRIC_NAMES  # names ``validation.metrics`` has accepted
+SHAPES_KEPT = 64  # sets of metric names a handle keeps ready (a loop alternating between a few)
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +50,9 @@ class RunHandle(RecoveryCommands):
         self.recorder = recorder
         self.retention = retention
         self.id = run_id
+        self._key = run_id.int  # the queued steps' run (step_log.StepRecord.run_key)
+        self._shape = _shape(())  # how the last metrics were queued packed (see log_step)
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}  # each set of names seen, kept once
         self.name = name
         self.start_step = start_step
         self._max_step = -1  # the highest step logged: -1 before the first (see max_step)
@@ -81,31 +87,60 @@ class RunHandle(RecoveryCommands):
         ``tokens`` and ``resources`` are optional. Raises ValidationError for bad input and
         RunFinishedError after the run finished, before anything is queued.
         """
-        # The common call (step, a dict of floats with names seen before, maybe an epoch) is
-        # checked inline: the same rules as the full path, at a fraction of its cost.
+        # The common call (step, a dict of floats with the names of the previous call, maybe
+        # an epoch) is checked inline: the same rules as the full path, at a fraction of its
+        # cost; its values are queued packed (step_log.StepRecord says why).
         if (type(metrics) is dict and type(step) is int and 0 <= step <= INT64_MAX
                 and self.finished_status is None and durations is None and tokens is None
                 and resources is None and occurred_at is None and event_id is None
-                and (epoch is None or (type(epoch) is int and 0 <= epoch <= INT64_MAX))
-                and len(metrics) <= METRICS_MAX and _KNOWN_NAMES.issuperset(metrics)):
-            for value in metrics.values():
-                if type(value) is not float:
-                    break
-            else:
-                record = (self.id, step, metrics.copy(), epoch, None, None, None,
-                          self._now_ns(), None, None, None)  # step_log.StepRecord's order
-                queue = self._steps  # StepQueue: append here while there is room, no call
-                if len(queue.items) < queue.room:
-                    queue.items.append(record)
+                and (epoch is None or (type(epoch) is int and 0 <= epoch <= INT64_MAX))):
+            # The names of the previous call: as many, each there (so no other), their
+            # values taken in their order by one C call.
+            count, names, take, pack = self._shape
+            try:
+                values = take(metrics) if len(metrics) == count else None
+            except KeyError:
+                values = None
+            if values is None and (shape := self._shape_of(metrics)) is not None:
+                count, names, take, pack = shape
+                values = take(metrics)
+            if values is not None:  # None: names not accepted yet, for the checked path
+                for value in values:
+                    if type(value) is not float:
+                        break
                 else:
-                    queue.put(record)
-                if step > self._max_step:
-                    self._max_step = step
-                return
+                    record = (self._key, step, names, pack(*values), epoch, None, None, None,
+                              self._now_ns(), None, None, None)  # StepRecord's order
+                    queue = self._steps  # StepQueue: append here while there is room, no call
+                    if len(queue.items) < queue.room:
+                        queue.items.append(record)
+                    else:
+                        queue.put(record)
+                    if step > self._max_step:
+                        self._max_step = step
+                    return
         self._log_step_checked(step, metrics, epoch, durations, tokens, resources,
                                occurred_at, event_id)
         if step > self._max_step:
             self._max_step = step
+
+    def _shape_of(self, metrics: dict[str, Any]) -> _Shape | None:
+        """How ``log_step`` queues metrics with ``metrics``' names, when it may queue them
+        packed (at most METRICS_MAX names, each accepted before), remembered for the next
+        call; else None: the checked path says what is wrong, or accepts the new names."""
+        names = tuple(metrics)
+        shape = self._shapes.get(names)
+        if shape is None:
+            # Names accepted before, and plain ``str`` (a ``str`` subclass equal to a known
+            # name would keep every queued step in the collector's reach).
+            if (len(names) > METRICS_MAX or not _KNOWN_NAMES.issuperset(names)
+                    or countOf(map(type, names), str) != len(names)):
+                return None
+            shape = _shape(names)
+            if len(self._shapes) < SHAPES_KEPT:
+                self._shapes[names] = shape
+        self._shape = shape
+        return shape
 
     @property
     def max_step(self) -> int | None:
@@ -138,8 +173,8 @@ class RunHandle(RecoveryCommands):
             moment, raw = normalise(occurred_at)
         if event_id is not None and type(event_id) is not UUID:
             event_id = as_uuid(event_id, "event_id")
-        self._steps.put((self.id, step, metrics, epoch, durations, tokens, resources, ns, moment,
-                         raw, event_id))  # step_log.StepRecord's order
+        self._steps.put((self._key, step, None, metrics, epoch, durations, tokens, resources, ns,
+                         moment, raw, event_id))  # step_log.StepRecord's order
 
     def should_checkpoint(self, step: int, epoch: int | None = None,
                           metrics: dict[str, float] | None = None, *, final: bool = False) -> bool:
@@ -321,6 +356,23 @@ class RunHandle(RecoveryCommands):
     def _require_open(self, what: str) -> None:
         if self.finished_status is not None:
             raise RunFinishedError(self.id, self.finished_status, what)
+
+
+# log_step's packed metrics: how many names, the names, what takes their values from a dict
+# (a tuple, in the names' order; KeyError when one is missing), and what packs those values
+# as float64 (native order: ``array("d")``'s bytes).
+_Shape = tuple[int, tuple[str, ...], Callable[[dict[str, Any]], tuple[Any, ...]],
+               Callable[..., bytes]]
+
+
+def _shape(names: tuple[str, ...]) -> _Shape:
+    count = len(names)
+    take: Callable[[dict[str, Any]], tuple[Any, ...]]
+    if count > 1:
+        take = itemgetter(*names)
+    else:  # itemgetter of one name gives the bare value, of none is an error
+        take = (lambda metrics: (metrics[names[0]],)) if names else (lambda metrics: ())
+    return count, names, take, struct.Struct(f"{count}d").pack
 
 
 def _policy_of(job: dict[str, Any] | None, run_id: UUID) -> CheckpointPolicy | None:

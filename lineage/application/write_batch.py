@@ -16,7 +16,7 @@ from operator import is_, itemgetter
 from typing import Any
 from uuid import UUID
 
-from lineage.application.step_log import EVENT_ID, RUN_ID, StepBatch, merge_steps
+from lineage.application.step_log import EVENT_ID, StepBatch, merge_steps, run_id_of
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.domain.envelope import Envelope
 from lineage.errors import LineageError, StoreError
@@ -160,5 +160,5 @@ def drop_duplicates(pending: list[Any], known: set[str], stats: WriterStats) -> 
 def first_subject(items: list[Any]) -> Any:
     """What a conflict error names: the first item's run id (a step) or label (a command)."""
     for item in items:
-        return item[RUN_ID] if isinstance(item, tuple) else item.label
+        return run_id_of(item) if isinstance(item, tuple) else item.label
     return None

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from typing import Any
 from uuid import UUID
 
+from lineage.application.step_log import STEP, run_id_of
 from lineage.errors import ReadOnlyStoreError, StepGapError, StoreError, WriterError
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class Losses:
         count = 0
         with self.lock:
             for record in records:
-                self.gaps.setdefault(record[0], (record[1], reason))  # run id, step
+                self.gaps.setdefault(run_id_of(record), (record[STEP], reason))
                 count += 1
             if count:
                 self._lost += count

@@ -44,7 +44,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import Mapper
 
-from lineage.application.step_log import RUN_ID, QueuedStep, StepLog, StepQueue
+from lineage.application.step_log import QueuedStep, StepLog, StepQueue, run_id_of
 from lineage.application.unit_of_work import AggregateCache, UnitOfWork
 from lineage.application.write_batch import (
     Command,
@@ -110,7 +110,7 @@ class Writer:
         once after a give-up; StepGapError when earlier steps of its run were not committed;
         ReadOnlyStoreError at once when the store was opened read-only."""
         if len(self._queue) >= self.step_queue.room:
-            self._before_put(record[RUN_ID])
+            self._before_put(run_id_of(record))
         self._queue.append(record)
 
     def submit(self, command: Command, *, background: bool = False) -> Future[Any]:

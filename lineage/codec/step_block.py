@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from array import array
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import countOf, itemgetter, sub
@@ -69,6 +70,15 @@ OPTIONAL_NONE, OPTIONAL_ALL, OPTIONAL_SOME = 0, 1, 2  # an optional field (durat
 _JUST_FLOAT, _JUST_INT = frozenset((float,)), frozenset((int,))
 
 
+class PackedFloats(NamedTuple):
+    """Metrics of steps that all have the same names, all floats: ``data`` holds each step's
+    values (float64, native order) in ``names`` order, step after step (what ``log_step``
+    queues for the common step, joined)."""
+
+    names: tuple[str, ...]
+    data: bytes
+
+
 class StepColumns(NamedTuple):
     """What the encoder takes: one list per field, one item per step (the writer's records
     transposed, or a legacy block's steps)."""
@@ -78,7 +88,7 @@ class StepColumns(NamedTuple):
     raws: Sequence[str | None]
     epochs: Sequence[int | None]
     tokens: Sequence[int | None]
-    metrics: Sequence[dict[str, float]]
+    metrics: Sequence[dict[str, float]] | PackedFloats
     durations: Sequence[dict[str, float] | None]
     resources: Sequence[dict[str, float] | None]
     ids: dict[int, bytes]  # index -> 16-byte id, for ids not derived from the block id
@@ -171,15 +181,18 @@ def _any_given(values: Sequence[object]) -> bool:
 def _with_nones(values: Sequence[int | None]) -> bytes:
     """int64 values, -1 for None."""
     try:
-        return struct.pack(f"{len(values)}q", *values)  # the common column: no None
-    except struct.error:
-        return _int64s(*[-1 if v is None else v for v in values])  # also says what was wrong
+        return _int64s(*values)  # type: ignore[arg-type]  # the common column: no None
+    except TypeError:  # a None (or not an int: the second call says so)
+        return _int64s(*[-1 if v is None else v for v in values])
 
 
-def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
+def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]] | PackedFloats) -> None:
     """A column set: ``<H`` number of names; per name ``<H`` length + UTF-8, ``<BB`` kind
     and presence, the presence bytes (one per step) when not every step has it, the kind bytes
     (one per present value, 1 = int) when mixed, then the present values (8 bytes each)."""
+    if isinstance(dicts, PackedFloats):
+        _put_packed(parts, dicts)
+        return
     same = _same_keys(dicts)
     names: dict[str, None] = {}
     for d in (dicts[:1] if same is not None else dicts):
@@ -217,6 +230,30 @@ def _put_columns(parts: list[bytes], dicts: Sequence[dict[str, float]]) -> None:
             parts.append(_int64s(*values))  # type: ignore[arg-type]  # ints: KIND_INT says so
         else:
             parts.append(b"".join(struct.pack("<q" if type(v) is int else "<d", v) for v in values))
+
+
+def metric_rows(columns: StepColumns) -> Sequence[dict[str, float]]:
+    """``columns.metrics`` as one dict a step, packed or not."""
+    metrics = columns.metrics
+    if not isinstance(metrics, PackedFloats):
+        return metrics
+    grid, width = array("d", metrics.data), len(metrics.names)
+    return [dict(zip(metrics.names, grid[i * width:(i + 1) * width], strict=True))
+            for i in range(len(columns.steps))]
+
+
+def _put_packed(parts: list[bytes], packed: PackedFloats) -> None:
+    """``_put_columns`` of packed floats: the same bytes as of their dicts; each column is a
+    strided slice of the steps' values, taken in C."""
+    names = packed.names
+    parts.append(struct.pack("<H", len(names)))
+    grid = array("d", packed.data)
+    for index, name in enumerate(names):
+        encoded = name.encode()
+        parts.append(struct.pack("<H", len(encoded)))
+        parts.append(encoded)
+        parts.append(struct.pack("<BB", KIND_FLOAT, PRESENT_ALL))
+        parts.append(_Floats(grid[index::len(names)].tobytes()))
 
 
 def _same_keys(dicts: Sequence[dict[str, float]]) -> dict[str, list[float]] | None:

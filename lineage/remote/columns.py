@@ -29,11 +29,12 @@ from array import array
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from operator import itemgetter
+from operator import countOf, itemgetter
 from typing import Any, NamedTuple
 from uuid import UUID, SafeUUID
 
 from lineage.application import validation
+from lineage.application.step_log import metrics_of
 from lineage.errors import RunFinishedError, ValidationError
 
 ID_SPACE = 1 << 128
@@ -88,25 +89,42 @@ def column_item(run_id: UUID, records: Sequence[tuple[Any, ...]],
                 first_id: int) -> dict[str, Any] | None:
     """The column item of queued steps (``StepRecord`` order) when every one of them is the
     common step (see the module); None when one is not."""
-    (_, steps, metrics, epochs, durations, tokens, resources, ns, at, raws,
+    (_, steps, shapes, packed, epochs, durations, tokens, resources, ns, at, raws,
      event_ids) = zip(*records, strict=True)
     count = len(records)
     for column in (durations, tokens, resources, at, raws, event_ids):
         if column.count(None) != count:
             return None
-    names = list(metrics[0])
-    if set(map(len, metrics)) != {len(names)}:
+    found = _metric_columns(records, shapes, packed)
+    if found is None:
         return None
+    names, values = found
     try:
-        values = [list(map(itemgetter(name), metrics)) for name in names]
         kinds = "".join(_KIND[frozenset(map(type, column))] for column in values)
-        packed = [_pack(kind, column) for kind, column in zip(kinds, values, strict=True)]
+        columns = [_pack(kind, column) for kind, column in zip(kinds, values, strict=True)]
         epoch_column = None if epochs.count(None) == count else _pack(
             "q", [-1 if epoch is None else epoch for epoch in epochs])
         return {"t": "b", "run": str(run_id), "ids": f"{first_id % ID_SPACE:032x}",
                 "count": count, "steps": _pack("q", steps), "ns": _pack("q", ns),
-                "epochs": epoch_column, "names": names, "kinds": kinds, "values": packed}
-    except (KeyError, OverflowError):  # a name missing, mixed kinds, an int past 64 bits
+                "epochs": epoch_column, "names": names, "kinds": kinds, "values": columns}
+    except (KeyError, OverflowError):  # mixed kinds, an int past 64 bits
+        return None
+
+
+def _metric_columns(records: Sequence[tuple[Any, ...]], shapes: tuple[Any, ...],
+                    packed: tuple[Any, ...]) -> tuple[list[str], list[Any]] | None:
+    """Each metric name and its column of values; None when the steps' names differ."""
+    shape = shapes[0]
+    if shape is not None and countOf(shapes, shape) == len(records):  # log_step's packed floats
+        grid = array("d", b"".join(packed))
+        return list(shape), [grid[index::len(shape)] for index in range(len(shape))]
+    metrics = list(map(metrics_of, records))
+    names = list(metrics[0])
+    if set(map(len, metrics)) != {len(names)}:
+        return None
+    try:
+        return names, [list(map(itemgetter(name), metrics)) for name in names]
+    except KeyError:  # a name missing
         return None
 
 
@@ -178,7 +196,7 @@ def put_columns(run: Any, item: StepColumns, put: Callable[[tuple[Any, ...]], No
     if not count:
         return
     nothing = repeat(None, count)
-    records = zip(repeat(run.id, count), item.steps, item.metric_dicts(),
+    records = zip(repeat(run.id.int, count), item.steps, repeat(None), item.metric_dicts(),
                   nothing if item.epochs is None else item.epochs, repeat(None), repeat(None),
                   repeat(None), item.ns, repeat(None), repeat(None),
                   uuids(item.first_id, count) if item.ids is None else item.ids)

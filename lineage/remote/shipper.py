@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from lineage.application.step_log import StepQueue
+from lineage.application.step_log import RUN_KEY, StepQueue
 from lineage.application.write_batch import WriterStats
 from lineage.errors import LineageError, WriterError
 from lineage.remote import wire
@@ -196,10 +196,11 @@ class Shipper:
     def _close_steps(self, steps: list[tuple[Any, ...]], items: list[dict[str, Any]]) -> None:
         """Step items of ``steps`` (per run, in order, at most ITEM_STEPS each), their event
         ids numbered on from this spool's base."""
-        by_run: dict[UUID, list[tuple[Any, ...]]] = {}
+        by_run: dict[int, list[tuple[Any, ...]]] = {}
         for record in steps:
-            by_run.setdefault(record[0], []).append(record)
-        for run, records in by_run.items():
+            by_run.setdefault(record[RUN_KEY], []).append(record)
+        for key, records in by_run.items():
+            run = UUID(int=key)
             for start in range(0, len(records), ITEM_STEPS):
                 chunk = records[start:start + ITEM_STEPS]
                 first = self._id_base + self._next_id

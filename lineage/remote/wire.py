@@ -32,6 +32,7 @@ from eventsourcing.persistence import StoredEvent
 
 from lineage.application import validation
 from lineage.application.artifacts import Location
+from lineage.application.step_log import metrics_of
 from lineage.errors import ValidationError
 from lineage.remote.columns import ID_SPACE, StepColumns, decode_columns
 
@@ -113,10 +114,9 @@ def plain(value: Any) -> Any:
 def step_rows(run_id: UUID, records: Iterable[tuple[Any, ...]], first_id: int) -> dict[str, Any]:
     """A step item from queued steps (``StepRecord`` order); ids from ``first_id`` on."""
     return {"t": "s", "run": str(run_id), "ids": f"{first_id % ID_SPACE:032x}", "rows": [
-        [r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if r[8] is None else r[8].isoformat()]
-        if r[10] is None else
-        [r[1], r[2], r[3], r[4], r[5], r[6], r[7], None if r[8] is None else r[8].isoformat(),
-         r[10].hex] for r in records]}
+        [r[1], metrics_of(r), r[4], r[5], r[6], r[7], r[8],
+         None if r[9] is None else r[9].isoformat(), *(() if r[11] is None else (r[11].hex,))]
+        for r in records]}
 
 
 def call_item(op: str, run: UUID | None, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,34 +17,57 @@ import pytest
 import lineage
 from lineage.remote.blocks import fits
 from lineage.remote.columns import StepColumns, column_item, decode_columns
-from lineage.remote.wire import call_item
+from lineage.remote.wire import call_item, step_rows
 from tests.server.conftest import InProcessServer
 
 NS = 1_700_000_000_000_000_000
 
 
 def records(run_id: uuid.UUID, steps: range, **metrics_of: Any) -> list[tuple[Any, ...]]:
-    """Queued steps (StepRecord order), as log_step queues the common step."""
-    return [(run_id, step, {"loss": step / 10, "tokens_seen": step * 512}, step // 10 or None,
-             None, None, None, NS + step, None, None, None) for step in steps]
+    """Queued steps (StepRecord order), as log_step queues a step with an int metric."""
+    return [(run_id.int, step, None, {"loss": step / 10, "tokens_seen": step * 512},
+             step // 10 or None, None, None, None, NS + step, None, None, None)
+            for step in steps]
+
+
+def packed(run_id: uuid.UUID, steps: range) -> list[tuple[Any, ...]]:
+    """Queued steps as log_step queues the common one: floats packed beside one names tuple."""
+    names = ("loss", "lr")
+    return [(run_id.int, step, names, struct.pack("2d", step / 10, 1e-4), None, None, None,
+             None, NS + step, None, None, None) for step in steps]
 
 
 def test_columns_round_trip_floats_ints_nan_and_epochs_and_leave_the_rest_to_rows() -> None:
     run_id = uuid.uuid4()
     queued = records(run_id, range(1, 13))
-    queued[3] = (*queued[3][:2], {"loss": math.nan, "tokens_seen": 2**62}, *queued[3][3:])
+    queued[3] = (*queued[3][:3], {"loss": math.nan, "tokens_seen": 2**62}, *queued[3][4:])
     item = column_item(run_id, queued, 7)
     assert item is not None and item["kinds"] == "dq"
     decoded = decode_columns(json.loads(json.dumps(item)), "items[0]", run_id, 7, 100)
     assert decoded.steps == list(range(1, 13)) and decoded.ns == [NS + s for s in range(1, 13)]
     assert decoded.epochs == [None] * 9 + [1, 1, 1]
     assert math.isnan(decoded.values[0][3]) and decoded.values[1][3] == 2**62
-    mixed = [(*queued[0][:2], {"loss": 1}, *queued[0][3:]), queued[1]]  # int then float
+    mixed = [(*queued[0][:3], {"loss": 1}, *queued[0][4:]), queued[1]]  # int then float
     assert column_item(run_id, mixed, 7) is None
-    timed = [(*queued[0][:8], datetime.now(UTC), "raw", None)]
+    timed = [(*queued[0][:9], datetime.now(UTC), "raw", None)]
     assert column_item(run_id, timed, 7) is None
-    renamed = [queued[0], (*queued[1][:2], {"other": 1.0, "tokens_seen": 1}, *queued[1][3:])]
+    renamed = [queued[0], (*queued[1][:3], {"other": 1.0, "tokens_seen": 1}, *queued[1][4:])]
     assert column_item(run_id, renamed, 7) is None
+
+
+def test_packed_steps_go_as_float_columns_and_as_rows_beside_a_dict() -> None:
+    run_id = uuid.uuid4()
+    queued = packed(run_id, range(1, 6))
+    item = column_item(run_id, queued, 7)
+    assert item is not None and item["kinds"] == "dd" and item["names"] == ["loss", "lr"]
+    decoded = decode_columns(json.loads(json.dumps(item)), "items[0]", run_id, 7, 100)
+    assert decoded.values == [[s / 10 for s in range(1, 6)], [1e-4] * 5]
+    beside = [*queued, (*queued[0][:2], None, {"loss": 0.5}, *queued[0][4:])]
+    mixed = column_item(run_id, beside, 7)
+    assert mixed is None  # the names differ: rows
+    rows = step_rows(run_id, beside, 7)["rows"]
+    assert [row[1] for row in rows] == [{"loss": s / 10, "lr": 1e-4} for s in range(1, 6)] + [
+        {"loss": 0.5}]
 
 
 def test_ids_that_would_wrap_inside_a_block_go_through_the_writer() -> None:

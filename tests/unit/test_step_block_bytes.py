@@ -10,14 +10,15 @@ transposition gives the encoder the same bytes as a hand-built ``StepColumns``.
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
 
-from lineage.application.step_log import StepRecord, columns
-from lineage.codec.step_block import Origin, StepColumns, encode_block
+from lineage.application.step_log import StepRecord, columns, metrics_of
+from lineage.codec.step_block import Origin, PackedFloats, StepColumns, encode_block, metric_rows
 from lineage.codec.step_decode import decode_block, split
 
 RUN = UUID("12345678-1234-4234-8234-123456789abc")
@@ -98,7 +99,7 @@ def test_block_body_is_pinned(name: str) -> None:
 
 def _record(i: int, **fields: object) -> StepRecord:
     base: dict[str, object] = {
-        "run_id": RUN, "step": 10 + i, "metrics": _floats(i), "epoch": i // 3,
+        "run_key": RUN.int, "step": 10 + i, "names": None, "metrics": _floats(i), "epoch": i // 3,
         "durations": None, "tokens": None, "resources": None,
         "occurred_ns": (T0 + 1370 * i) * 1000 + 999, "occurred_at": None,
         "occurred_at_raw": None, "event_id": None}
@@ -110,6 +111,24 @@ def test_columns_of_plain_records_encode_like_the_shape() -> None:
     records = [_record(i) for i in range(N)]
     state = encode_block(RUN, 41, BLOCK, ORIGIN, columns(records))
     assert _digest(state) == EXPECTED["floats"]
+
+
+def test_packed_records_encode_like_their_dicts() -> None:
+    """``log_step`` queues the common step's floats packed, beside the handle's names tuple:
+    the block is the same bytes as of the dicts, and a batch mixing both forms falls back to
+    dicts (the same bytes again)."""
+    names = tuple(_floats(0))
+    packed = [_record(i, names=names, metrics=struct.pack("3d", *_floats(i).values()))
+              for i in range(N)]
+    shape = columns(packed)
+    assert isinstance(shape.metrics, PackedFloats)
+    assert _digest(encode_block(RUN, 41, BLOCK, ORIGIN, shape)) == EXPECTED["floats"]
+    mixed = [*packed[:3], *(_record(i) for i in range(3, N))]
+    assert _digest(encode_block(RUN, 41, BLOCK, ORIGIN, columns(mixed))) == EXPECTED["floats"]
+    assert [metrics_of(record) for record in packed] == [_floats(i) for i in range(N)]
+    assert metric_rows(shape) == [_floats(i) for i in range(N)]
+    empty = columns([_record(i, names=(), metrics=b"") for i in range(N)])
+    assert metric_rows(empty) == [{}] * N
 
 
 def test_columns_keep_given_times_raws_and_ids() -> None:
