@@ -79,11 +79,12 @@ class BackgroundExporter:
         if self.strict and self.first_error is None and self.runner.skipped:
             position, reason = self.runner.skipped[0]
             raise ExportError(self.runner.endpoint,
-                              f"skipped the event at position {position}: {reason}")
+                              f"skipped the event at position {position}: {reason}",
+                              self.runner.what)
         if self.strict and self.first_error is not None:
             error = self.first_error
             raise error if isinstance(error, ExportError) else ExportError(
-                self.runner.endpoint, repr(error))
+                self.runner.endpoint, repr(error), self.runner.what)
 
     def _drain(self) -> None:
         target = self.runner.head()

@@ -213,13 +213,14 @@ class ProjectionBusyError(LineageError):
 
 
 class ExportError(LineageError):
-    """Spans could not be delivered; ``endpoint`` names the collector. The exporter's tracked
-    position is not advanced past them, so a later export sends them again."""
+    """Spans (or OpenLineage events) could not be delivered; ``endpoint`` names the collector,
+    ``what`` the export. The exporter's tracked position is not advanced past them, so a later
+    export sends them again."""
 
-    def __init__(self, endpoint: str, reason: str) -> None:
+    def __init__(self, endpoint: str, reason: str, what: str = "OTLP export") -> None:
         self.endpoint = endpoint
         self.reason = reason
-        super().__init__(f"OTLP export to {endpoint} failed: {reason}")
+        super().__init__(f"{what} to {endpoint} failed: {reason}")
 
 
 class CollectorUnavailableError(ExportError):

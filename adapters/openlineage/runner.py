@@ -78,7 +78,7 @@ class OpenLineageRunner(LogFollower):
         self.stats.events += delivered
         self.advance(done)
         if error is not None:
-            raise ExportError(self.endpoint, error)
+            raise ExportError(self.endpoint, error, self.what)
         return len(notes)
 
     def _emit_all(self, events: list[dict[str, Any]]) -> tuple[int, str | None]:
