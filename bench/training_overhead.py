@@ -1,26 +1,38 @@
 """What recording costs a real PyTorch training loop: the same loop with and without the
 tracker, in one process, runs alternating, overhead as a share of the step time.
 
-Each run trains a small MLP (``--hidden``, ``--batch``: steps of a few ms on a CPU) for
-``--steps`` steps. The baseline does what a loop without lineage does: the step, ``loss.item()``
-and a checkpoint every ``--every`` steps with ``torch.save`` (weights, optimizer, scheduler,
-RNG). The tracked run adds ``run.log_step`` every step (loss, lr, grad_norm, epoch; resources
-from a ``ResourceSampler`` once per ``--sample-s``) and saves its checkpoints with
+Each run trains a small MLP (``--hidden`` 256, ``--batch`` 256: steps of about 2 ms on one CPU
+core) for ``--steps`` steps. The baseline does what a loop without lineage does: the step,
+``loss.item()`` and a checkpoint every ``--every`` steps with ``torch.save`` (weights,
+optimizer, scheduler, RNG), deleting the files beyond the newest ``--keep-last`` by hand. The
+tracked run adds ``run.log_step`` every step (loss, lr, grad_norm, epoch; resources from a
+``ResourceSampler`` once per ``--sample-s``) and saves its checkpoints with
 ``lineage.integrations.torch.save_checkpoint`` (one safetensors file, fsynced, hashed while
-written, registered; retention ``keep_last=3``) on a SQLite store, in two variants: the
-synchronous save (the fsyncs on the training thread) and ``background=True`` (a CPU copy on
-the training thread, the rest on a background thread). Runs rotate baseline, synchronous,
-background (``--pairs`` rounds, after one warm-up round; who goes first rotates); the overhead
-is the median over rounds of (tracked / baseline - 1) of the run's time, the whole loop
-included (checkpoints too). The time spent inside lineage calls on the training thread is printed beside
-it. The device is picked here: CUDA when there is one (``--device`` to choose).
+written, registered; retention ``keep_last`` retires and deletes the older ones, as in a long
+run) on a SQLite store, in two kinds: the synchronous save (the fsyncs on the training thread)
+and ``background=True`` (a CPU copy on the training thread, the rest on a background thread);
+each kind on its own store. ``--intervals 0.05,0.25`` replaces the two kinds by background
+saves under each writer batch interval, side by side.
+
+A save falls in the middle of each ``--every`` steps (steps 50, 150, 250 of 300): one save per
+interval as a loop saving at steps 100, 200, 300 does, but the last one is not left for the
+clock to wait on at the end of the run, where it would be as synchronous as the synchronous
+kind: a long run waits for its last save once. Every save is still waited for before the clock
+stops, so the figure stays conservative. Both kinds of run read the same clocks at the same
+places. Runs alternate (``--pairs`` rounds, after one warm-up round, in orders where each kind
+follows each other kind equally often: ``balanced_orders``); the
+overhead is the median over rounds of (tracked / baseline - 1) of the run's time, the whole
+loop included (checkpoints too), with the rounds' quartiles and a bootstrap 90 % interval of
+that median (``overhead_figures``): on a shared machine single rounds swing by tens of percent.
+The time spent inside lineage calls on the training thread is printed beside it. The device is
+picked here: CUDA when there is one (``--device`` to choose).
 
 Two measures that the machine's load does not swamp sit beside the wall clock:
 
 - process CPU: ``time.process_time`` of each run, every thread of the process (the training
-  thread, the tracker's writer, retention, the save thread), the writer flushed before the run's
-  clock stops; the median over rounds of tracked/baseline - 1, with its spread (min..max, and
-  the quartiles). It counts the writer's work that a spare core hides from the wall clock, so
+  thread, the tracker's writer, retention, the save thread), the writer and retention settled
+  after the run's wall clock stops; the median over rounds of tracked/baseline - 1, with its
+  spread. It counts the writer's work that a spare core hides from the wall clock, so
   it bounds the wall overhead from above when the machine has a core to spare.
 - ``--callgrind``: the same rounds re-run under valgrind's callgrind, which counts the
   instructions the process executes in each run's loop (all threads, the writer flushed before
@@ -38,19 +50,22 @@ Targets (issue 12): overhead <= 1 % on a CPU, <= 0.5 % on CUDA.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import os
 import random
-import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import callgrind
 import torch
-from common import Report, add_options, bench_parser, open_tracker, percentile, single_store, temp_store
+from common import Report, add_options, bench_parser, open_tracker, single_store, temp_store
+from overhead_figures import figures
+from training_instructions import HASH_CALIBRATION, instructions
 
 from lineage.config import Settings
 from lineage.integrations.resources import ResourceSampler
@@ -58,8 +73,6 @@ from lineage.integrations.torch import save_checkpoint, wait_for_saves, write_ch
 
 TARGETS = {"cpu": 1.0, "cuda": 0.5}
 CALIBRATION_STEPS = 10  # steps timed under callgrind to scale the writer's batch interval
-HASH_CALIBRATION = 1 << 20  # bytes hashed under callgrind, to count SHA-256 per byte
-VARIANTS = ["baseline", "sync", "background"]
 
 
 def pick_device(wanted: str | None) -> torch.device:
@@ -98,63 +111,84 @@ class Loop:
                     "step": step}, path)
 
 
-def baseline_run(loop: Loop, args: argparse.Namespace, folder: Path,
-                 label: str) -> dict[str, float]:
+def timed_loop(loop: Loop, args: argparse.Namespace, log: Any, save: Any, wait: Any,
+               settle: Any) -> dict[str, float]:
+    """One run of ``--steps`` steps, the same clock reads for every kind of run: ``log(step,
+    loss, grad_norm)`` after each step, ``save(step)`` in the middle of each ``--every`` steps
+    (one save per interval, the last one well before the end), ``wait()`` for the saves before
+    the clock stops (inside the run's time), ``settle()`` after it (outside the wall time,
+    inside the process CPU time)."""
     clock, thread = time.perf_counter, time.thread_time
-    saving = saving_cpu = 0.0
-    callgrind.mark(f"{label} open")
-    process = time.process_time()
-    cpu, start = thread(), clock()
-    for step in range(1, args.steps + 1):
-        loop.step()
-        if step % args.every == 0:
-            mark, mark_cpu = clock(), thread()
-            loop.plain_save(folder / f"plain-{step}.pt", step)
-            saving += clock() - mark
-            saving_cpu += thread() - mark_cpu
-    _sync(loop.device)
-    result = {"wall": clock() - start, "cpu": thread() - cpu, "save": saving,
-              "save_cpu": saving_cpu, "process": time.process_time() - process}
-    callgrind.mark(label)
-    callgrind.mark(f"{label} close")
-    return result
-
-
-def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any,
-                index: int, background: bool, label: str) -> dict[str, float]:
-    clock, thread = time.perf_counter, time.thread_time
-    run = tracker.start_run(f"overhead-{index}", job={
-        "model": "mlp", "checkpoint_policy": {"strategy": "steps", "save_every": args.every,
-                                              "keep_last": 3, "format": "safetensors"}})
-    sampler = ResourceSampler(interval_s=args.sample_s, clock=step_clock(args))
     logging = saving = inside_cpu = 0.0
-    callgrind.mark(f"{label} open")  # start_run: once a run, not once a step
+    middle = args.every // 2
     process = time.process_time()
     cpu, start = thread(), clock()
     for step in range(1, args.steps + 1):
         loss, norm = loop.step()
         mark, mark_cpu = clock(), thread()
-        run.log_step(step, {"loss": loss, "lr": loop.scheduler.get_last_lr()[0],
-                            "grad_norm": norm}, epoch=step // 1000, resources=sampler.poll())
+        log(step, loss, norm)
         logged = clock()
         logging += logged - mark
-        if step % args.every == 0:
-            save_checkpoint(run, folder / f"step-{index}-{step}.safetensors", model=loop.model,
-                            optimizer=loop.optimizer, scheduler=loop.scheduler, step=step,
-                            background=background)
+        if step % args.every == middle:
+            save(step)
             saving += clock() - logged
         inside_cpu += thread() - mark_cpu
     _sync(loop.device)
     mark = clock()
-    wait_for_saves()  # the last background save, before the run finishes
+    wait()
     saving += clock() - mark
     wall, cpu = clock() - start, thread() - cpu
-    tracker.flush()  # the writer's and retention's work for the steps and saves
+    settle()
+    return {"wall": wall, "cpu": cpu, "log": logging, "save": saving, "inside_cpu": inside_cpu,
+            "process": time.process_time() - process}
+
+
+def baseline_run(loop: Loop, args: argparse.Namespace, folder: Path,
+                 label: str) -> dict[str, float]:
+    """The loop without lineage: ``torch.save``, and the files beyond ``--keep-last`` deleted
+    by hand (what the tracked run's retention does)."""
+    kept: list[Path] = []
+
+    def save(step: int) -> None:
+        kept.append(folder / f"plain-{step}.pt")
+        loop.plain_save(kept[-1], step)
+        while len(kept) > args.keep_last:
+            kept.pop(0).unlink()
+
+    callgrind.mark(f"{label} open")
+    result = timed_loop(loop, args, _nothing, save, _nothing, _nothing)
+    callgrind.mark(label)
+    callgrind.mark(f"{label} close")
+    return result
+
+
+def _nothing(*_: Any) -> None:
+    return None
+
+
+def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any,
+                index: int, background: bool, label: str) -> dict[str, float]:
+    run = tracker.start_run(f"overhead-{index}", job={
+        "model": "mlp", "checkpoint_policy": {"strategy": "steps", "save_every": args.every,
+                                              "keep_last": args.keep_last,
+                                              "format": "safetensors"}})
+    sampler = ResourceSampler(interval_s=args.sample_s, clock=step_clock(args))
+
+    def log(step: int, loss: float, norm: float) -> None:
+        run.log_step(step, {"loss": loss, "lr": loop.scheduler.get_last_lr()[0],
+                            "grad_norm": norm}, epoch=step // 1000, resources=sampler.poll())
+
+    def save(step: int) -> None:
+        save_checkpoint(run, folder / f"step-{index}-{step}.safetensors", model=loop.model,
+                        optimizer=loop.optimizer, scheduler=loop.scheduler, step=step,
+                        background=background)
+
+    callgrind.mark(f"{label} open")  # start_run: once a run, not once a step
+    # wait: the last background save; settle: the writer's and retention's work for the run
+    result = timed_loop(loop, args, log, save, wait_for_saves, tracker.flush)
     callgrind.mark(label)
     run.finish()
     tracker.flush()
-    result = {"wall": wall, "cpu": cpu, "log": logging, "save": saving,
-              "inside_cpu": inside_cpu, "process": time.process_time() - process}
     callgrind.mark(f"{label} close")  # finish: once a run
     return result
 
@@ -192,8 +226,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(report: Report, args: argparse.Namespace, url: str) -> dict[str, list[dict[str, float]]]:
-    """Run the rounds; report the figures (not under callgrind); returns each run's results."""
+def kinds(args: argparse.Namespace) -> list[tuple[str, bool, float | None]]:
+    """The tracked kinds of run: (name, background saves, the writer's batch interval: None for
+    the default or ``--batch-interval``); with ``--intervals``, background saves at each."""
+    if args.intervals:
+        return [(f"background, batch_interval_s {i:g}", True, i) for i in args.intervals]
+    return [("sync", False, None), ("background", True, None)]
+
+
+def bench(report: Report, args: argparse.Namespace,
+          urls: list[str]) -> dict[str, list[dict[str, float]]]:
+    """Run the rounds, each tracked kind on its own store (``urls``: one a kind); report the
+    figures (not under callgrind); returns each run's results."""
     device = pick_device(args.device)
     if args.threads and device.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -203,131 +247,43 @@ def bench(report: Report, args: argparse.Namespace, url: str) -> dict[str, list[
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     report.note(f"device {device} ({name}); torch {torch.__version__}, "
                 f"{torch.get_num_threads()} threads; {args.steps} steps a run, a checkpoint "
-                f"every {args.every}, {args.pairs} rounds after 1 warm-up round")
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="lineage_bench_ckpt_") as temp:
+                f"every {args.every} (mid-interval), keep_last {args.keep_last}; {args.pairs} "
+                "rounds after 1 warm-up round")
+    tracked = kinds(args)
+    names = ["baseline", *(kind[0] for kind in tracked)]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="lineage_bench_ckpt_") as temp, \
+            contextlib.ExitStack() as trackers:
         folder = Path(temp)
         callgrind.mark("setup")
         if args.in_callgrind:
             hashlib.sha256(bytes(HASH_CALIBRATION)).hexdigest()
             callgrind.mark("sha256 calibration")
-        tracker = open_tracker(url, writer_settings(args, loop))
-        try:
-            for pair in range(args.pairs + 1):
-                shift = pair % len(VARIANTS)  # who goes first rotates
-                for name in VARIANTS[shift:] + VARIANTS[:shift]:
-                    label = name if pair > 0 else "warm-up"
-                    result = (baseline_run(loop, args, folder, label) if name == "baseline" else
-                              tracked_run(loop, args, folder, tracker, pair,
-                                          name == "background", label))
-                    if pair > 0:
-                        results[name].append(result)
-        finally:
-            tracker.close()
+        settings = writer_settings(args, loop)
+        opened = {name: trackers.enter_context(open_tracker(url, settings if interval is None
+                                                             else argparse.Namespace(**{
+                                                                 **vars(args),
+                                                                 "batch_interval": interval})))
+                  for (name, _, interval), url in zip(tracked, urls, strict=True)}
+        background = {name: saves for name, saves, _ in tracked}
+        orders = balanced_orders(names)
+        for pair in range(args.pairs + 1):
+            for name in orders[pair % len(orders)]:
+                label = name if pair > 0 else "warm-up"
+                result = (baseline_run(loop, args, folder, label) if name == "baseline" else
+                          tracked_run(loop, args, folder, opened[name], pair, background[name],
+                                      label))
+                if pair > 0:
+                    results[name].append(result)
     if args.in_callgrind:
         return results
-    for name in VARIANTS[1:]:
-        report.section(f"{device.type}: {name} saves "
-                       + ("(save_checkpoint(background=True))" if name == "background"
-                          else "(save_checkpoint, synchronous: fsync on the training thread)"))
-        figures(report, args, device, results["baseline"], results[name])
+    for name, saves, _ in tracked:
+        report.section(f"{device.type}: {name} saves " + (
+            "(save_checkpoint(background=True))" if saves
+            else "(save_checkpoint, synchronous: fsync on the training thread)"))
+        figures(report, args.steps, max(1, args.steps // args.every),
+                TARGETS.get(device.type, 1.0), results["baseline"], results[name])
     return results
-
-
-def figures(report: Report, args: argparse.Namespace, device: torch.device,
-            baselines: list[dict[str, float]], tracked: list[dict[str, float]]) -> None:
-    per_step = 1000 / args.steps
-    saves = max(1, args.steps // args.every)
-    target = TARGETS.get(device.type, 1.0)
-    pairs = list(zip(tracked, baselines, strict=True))
-    wall = [100 * (t["wall"] / b["wall"] - 1) for t, b in pairs]
-    cpu = [100 * (t["cpu"] / b["cpu"] - 1) for t, b in pairs]
-    # the training thread's extra time: log_step and the sampler, and what a checkpoint costs
-    # beyond the baseline's own torch.save (the baseline saves too)
-    direct = [100 * (t["log"] + t["save"] - b["save"]) / b["wall"] for t, b in pairs]
-    report.figure("baseline step (median)",
-                  statistics.median(b["wall"] * per_step for b in baselines), "ms", fmt="{:,.3f}")
-    report.figure("tracked step (median)",
-                  statistics.median(t["wall"] * per_step for t in tracked), "ms", fmt="{:,.3f}")
-    report.figure("overhead, wall (median)", statistics.median(wall), "%", fmt="{:,.2f}",
-                  target=("<=", target), note="tracked/baseline - 1 of whole runs, rounds: "
-                  + " ".join(f"{r:+.1f}" for r in wall))
-    report.figure("overhead, thread CPU", statistics.median(cpu), "%", fmt="{:,.2f}",
-                  note="the training thread's CPU time: blind to other processes' load")
-    process = [100 * (t["process"] / b["process"] - 1) for t, b in pairs]
-    report.figure("overhead, process CPU", statistics.median(process), "%", fmt="{:,.2f}",
-                  target=("<=", target), note="all threads, writer flushed; " + spread(process))
-    report.figure("overhead, timed calls", statistics.median(direct), "%", fmt="{:,.2f}",
-                  target=("<=", target), note="log_step + sampler + (save_checkpoint - torch.save)")
-    inside_cpu = [100 * (t["inside_cpu"] - b["save_cpu"]) / b["cpu"] for t, b in pairs]
-    report.figure("overhead, CPU in calls", statistics.median(inside_cpu), "%", fmt="{:,.2f}",
-                  note="the same calls' CPU time on the training thread, over the baseline's")
-    report.figure("log_step + sampler", statistics.median(
-        t["log"] * 1e6 / args.steps for t in tracked), "us/step", fmt="{:,.2f}")
-    report.figure("save_checkpoint", statistics.median(t["save"] * 1e3 / saves for t in tracked),
-                  "ms each", fmt="{:,.2f}", note="on the training thread")
-    report.figure("torch.save (baseline)", statistics.median(
-        b["save"] * 1e3 / saves for b in baselines), "ms each", fmt="{:,.2f}", note="no fsync")
-
-
-def spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    return (f"rounds {ordered[0]:+.2f}..{ordered[-1]:+.2f}, quartiles "
-            f"{percentile(ordered, 25):+.2f}..{percentile(ordered, 75):+.2f}")
-
-
-def instructions(report: Report, args: argparse.Namespace, native: dict[str, Any]) -> None:
-    """The rounds again under callgrind (this script in a child process, once per
-    ``--writer-clock``): instructions a run executes, tracked against baseline. ``native``:
-    the fastest native baseline step (ms, when they ran) and the checkpoint's size (bytes)."""
-    why = callgrind.available()
-    if why is not None:
-        report.note(f"callgrind: not measured ({why})")
-        return
-    nominal = args.nominal_step_ms or native.get("step_ms") or 3.0
-    for clock in (["scaled", "native"] if args.writer_clock == "both" else [args.writer_clock]):
-        child = ["--in-callgrind", "--steps", str(args.callgrind_steps), "--every",
-                 str(min(args.every, args.callgrind_steps)), "--pairs",
-                 str(args.callgrind_rounds), "--hidden", str(args.hidden), "--batch",
-                 str(args.batch), "--device", "cpu", "--threads", "1", "--sample-s",
-                 str(args.sample_s), "--nominal-step-ms", f"{nominal:.4f}", "--writer-clock",
-                 clock, *(["--batch-interval", str(args.batch_interval)]
-                          if args.batch_interval else [])]
-        with tempfile.TemporaryDirectory(prefix="lineage_callgrind_") as folder:
-            counts = callgrind.run(Path(__file__), child, Path(folder), timeout_s=3600)
-        instruction_figures(report, args, counts, clock, nominal, native)
-
-
-def instruction_figures(report: Report, args: argparse.Namespace, counts: dict[str, list[int]],
-                        clock: str, nominal: float, native: dict[str, Any]) -> None:
-    steps = args.callgrind_steps
-    every = min(args.every, steps)
-    writer = (f"writer batch interval scaled to a {nominal:.2f} ms step" if clock == "scaled"
-              else "writer batch interval as set (under callgrind: a commit about every step)")
-    report.section(f"cpu under callgrind: instructions, {steps} steps a run, a checkpoint every "
-                   f"{every}, {args.callgrind_rounds} round(s); {writer}")
-    report.figure("baseline", statistics.median(counts["baseline"]) / steps, "instr/step",
-                  fmt="{:,.0f}", note="rounds: " + " ".join(f"{c / steps:,.0f}"
-                                                            for c in counts["baseline"]))
-    per_byte = counts["sha256 calibration"][0] / HASH_CALIBRATION
-    hashing = per_byte * native.get("ckpt_bytes", 0) * (steps // every)
-    for name in VARIANTS[1:]:
-        pairs = list(zip(counts[name], counts["baseline"], strict=True))
-        ratios = [100 * (t / b - 1) for t, b in pairs]
-        report.figure(f"overhead, instructions ({name})", statistics.median(ratios), "%",
-                      fmt="{:,.2f}", target=("<=", TARGETS["cpu"]),
-                      note=f"+{statistics.median((t - b) / steps for t, b in pairs):,.0f} "
-                           "instr/step; the loop, writer flushed; rounds "
-                           + " ".join(f"{r:+.3f}" for r in ratios))
-        if hashing:
-            report.figure(f"  of which SHA-256 ({name})",
-                          statistics.median(100 * hashing / b for _, b in pairs), "%",
-                          fmt="{:,.2f}", note=f"{per_byte:.1f} instr/byte under valgrind (no "
-                          "SHA extensions there) x the checkpoint's bytes, once a save")
-        fixed = [o + c for o, c in zip(counts[f"{name} open"], counts[f"{name} close"],
-                                       strict=True)]
-        report.figure(f"start_run + finish ({name})", statistics.median(fixed) / 1e6,
-                      "M instr a run", fmt="{:,.1f}", note="once a run, outside the loop")
 
 
 def native_hashing(report: Report, native: dict[str, Any]) -> None:
@@ -348,6 +304,25 @@ def native_hashing(report: Report, native: dict[str, Any]) -> None:
                        f"({native['step_ms']:.3f} ms)")
 
 
+def balanced_orders(names: list[str]) -> list[list[str]]:
+    """Run orders for successive rounds in which each kind follows each other kind equally
+    often (a Williams design: what a run leaves behind, dirty pages or a busy thread, does not
+    fall on one kind more than another): ``n`` orders for an even number of kinds, ``2n`` for
+    an odd one."""
+    n = len(names)
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2 for k in range(1, n)]
+    orders = [[names[(i + shift) % n] for i in first] for shift in range(n)]
+    return orders + ([order[::-1] for order in orders] if n % 2 else [])
+
+
+@contextlib.contextmanager
+def temp_stores(args: argparse.Namespace, report: Report) -> Iterator[list[str]]:
+    """One fresh store for each tracked kind of run (``kinds``)."""
+    with contextlib.ExitStack() as stores:
+        yield [stores.enter_context(temp_store(single_store(args), args, report)).url
+               for _ in kinds(args)]
+
+
 def checkpoint_bytes(args: argparse.Namespace) -> int:
     """The size of one tracked checkpoint of this loop (written once, to a temporary folder)."""
     loop = Loop(args, torch.device("cpu"))
@@ -365,10 +340,14 @@ def load_note(report: Report, when: str) -> None:
 
 def main() -> None:
     parser = bench_parser(__doc__, postgres_default=False, steps=300, steps_help="steps a run")
-    add_options(parser, pairs=(8, "rounds of baseline, synchronous, background runs"),
+    add_options(parser, pairs=(24, "rounds of baseline, synchronous, background runs"),
                 every=(100, "checkpoint every N steps"), hidden=(256, "MLP width"),
-                batch=(32, "batch size"),
+                batch=(256, "batch size"), keep_last=(1, "checkpoints kept (retention)"),
                 sample_s=(1.0, "resource sampler interval in seconds"))
+    parser.add_argument("--intervals", type=lambda text: [float(x) for x in text.split(",")],
+                        default=None, help="writer batch intervals in seconds, comma-separated "
+                        "(0.05,0.25): background saves at each, side by side, instead of the "
+                        "synchronous and background kinds")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads on the CPU (1: the training thread has one core, "
@@ -391,21 +370,21 @@ def main() -> None:
     random.seed(0)
     if args.in_callgrind:  # the child: run the rounds, marking each run; no report
         child = Report.start("bench/training_overhead.py under callgrind")
-        with temp_store(single_store(args), args, child) as store:
-            bench(child, args, store.url)
+        with temp_stores(args, child) as urls:
+            bench(child, args, urls)
         return
     report = Report.start("bench/training_overhead.py: lineage's cost in a PyTorch loop")
     load_note(report, "at the start")
     native: dict[str, Any] = {"ckpt_bytes": checkpoint_bytes(args)}
     if args.pairs > 0:
-        with temp_store(single_store(args), args, report) as store:
-            results = bench(report, args, store.url)
+        with temp_stores(args, report) as urls:
+            results = bench(report, args, urls)
         # the least disturbed baseline run: the machine's load only ever slows a step down
         native["step_ms"] = min(r["wall"] * 1000 / args.steps for r in results["baseline"])
         native_hashing(report, native)
     load_note(report, "after the native rounds")
     if args.callgrind:
-        instructions(report, args, native)
+        instructions(report, args, native, Path(__file__), TARGETS["cpu"])
         load_note(report, "after callgrind")
     report.finish(args.json)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -79,3 +80,13 @@ class JobQueue:
                 with self._cond:
                     self._unfinished -= 1
                     self._cond.notify_all()
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The ``time.monotonic()`` at which ``timeout`` seconds from now end (None: never)."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline), never below 0."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -23,19 +23,23 @@ keeps (``overfull_runs``) and applies the policy to them, as step 2 would have, 
 checkpoints stay. Applying a policy that is already met writes nothing, so repair is idempotent.
 
 Steps 2 and 3 run on ``RetentionWorker``'s thread, never on the training thread, and never
-raise into it: failures are logged and kept in ``errors``.
+raise into it: failures are logged and kept in ``errors``. After a save nothing there waits
+for a commit: each write (the retirement, a deletion's outcome) is committed with the writer's
+next batch, and its commit queues the next stage, so retention adds no commit of its own to a
+training loop (``flush`` and ``close`` ask for the commits now).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
-from lineage.application.background import JobQueue
+from lineage.application.background import JobQueue, deadline_after, seconds_left
 from lineage.application.handles import Pending
 from lineage.application.policies import CheckpointPolicy
 from lineage.application.unit_of_work import UnitOfWork
@@ -275,8 +279,9 @@ class RetentionWorker:
         self.deletions: list[tuple[UUID, Deletion]] = []
         self._jobs = JobQueue("lineage-retention", label="lineage retention",
                               idle_exit_s=IDLE_EXIT_S, log=log)
-        self._repair_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._repair_queued = False
+        self._in_flight: set[Pending] = set()  # writes whose commit will queue the next stage
 
     @property
     def errors(self) -> list[BaseException]:
@@ -284,26 +289,30 @@ class RetentionWorker:
         return self._jobs.errors
 
     def after_save(self, pending: Pending, run_id: UUID, policy: CheckpointPolicy) -> None:
-        """Apply ``policy`` to the run once the save behind ``pending`` is committed."""
+        """Apply ``policy`` to the run once the save behind ``pending`` is committed (its
+        stages committed with the writer's batches: nothing waits)."""
         def job() -> None:
-            self.apply(run_id, policy)
+            self.apply(run_id, policy, later=True)
 
         pending.on_done(lambda error: None if error is not None else self._jobs.put(job))
 
     def repair_once(self) -> None:
         """Queue one repair pass for this tracker (later calls do nothing)."""
-        with self._repair_lock:
+        with self._lock:
             if self._repair_queued:
                 return
             self._repair_queued = True
         self._jobs.put(self.repair)
 
-    def apply(self, run_id: UUID, policy: CheckpointPolicy) -> list[tuple[UUID, Deletion]]:
+    def apply(self, run_id: UUID, policy: CheckpointPolicy, *,
+              later: bool = False) -> list[tuple[UUID, Deletion]]:
         """Retire what ``policy`` does not keep of ``run_id``'s checkpoints, then delete;
-        returns what each deletion did."""
-        retired: list[Retirement] = self._submit(
-            f"retention for run {run_id}", lambda uow: retire_outside_policy(uow, run_id, policy))
-        return [(retirement.artifact_id, self.delete(retirement)) for retirement in retired]
+        returns what each deletion did. ``later``: return at once (empty), the deletions done
+        here once the retirement is committed with the writer's next batch."""
+        retirement = self._submit(f"retention for run {run_id}",
+                                  lambda uow: retire_outside_policy(uow, run_id, policy))
+        return self._then(retirement, lambda retired: [
+            (r.artifact_id, self.delete(r, later=later)) for r in retired], later) or []
 
     def repair(self) -> list[tuple[UUID, Deletion]]:
         """Repair what a crash left undone: apply the policy of runs holding more live
@@ -313,7 +322,9 @@ class RetentionWorker:
                 for outcome in self.apply(run_id, policy)]
         return done + [(r.artifact_id, self.delete(r)) for r in self._unfinished()]
 
-    def delete(self, retirement: Retirement) -> Deletion:
+    def delete(self, retirement: Retirement, *, later: bool = False) -> Deletion:
+        """Delete the bytes (unless a live artifact holds them) and record the outcome
+        (``later``: committed with the writer's next batch, not waited for)."""
         try:
             holders = self._holders(retirement)
             deletion = (Deletion("in_use", f"{retirement.uri} kept: live artifact(s) "
@@ -321,25 +332,69 @@ class RetentionWorker:
                         if holders else self.storage.delete(retirement.uri, retirement.expected))
         except Exception as error:  # a broken adapter or query: still an outcome, retried
             deletion = Deletion("failed", f"{type(error).__name__}: {error}")
-        self._submit(f"deletion of {retirement.artifact_id}",
-                     lambda uow: record_deletion_in(uow, retirement.artifact_id, deletion))
-        self.deletions.append((retirement.artifact_id, deletion))
+        recorded = self._submit(f"deletion of {retirement.artifact_id}",
+                                lambda uow: record_deletion_in(uow, retirement.artifact_id, deletion))
+        self._then(recorded, lambda _: self.deletions.append((retirement.artifact_id, deletion)),
+                   later)
         return deletion
+
+    def _then(self, pending: Pending, stage: Callable[[Any], Any], later: bool) -> Any:
+        """``stage(what the write returned)`` once ``pending`` is committed: now (waiting, the
+        writer asked to commit at once), or ``later`` as a job queued by its commit (a refusal
+        is then that job's failure)."""
+        if not later:
+            return stage(pending.wait())
+        with self._lock:
+            self._in_flight.add(pending)
+
+        def committed(_: BaseException | None) -> None:  # on the writer thread: queue, no more
+            try:
+                self._jobs.put(lambda: stage(pending.wait()))  # done: no wait; raises a refusal
+            finally:  # queued (or not: a closed queue) before it stops counting as in flight
+                with self._lock:
+                    self._in_flight.discard(pending)
+
+        pending.on_done(committed)
+        return None
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued job is done; False when ``timeout`` passed first."""
         return self._jobs.drain(timeout)
 
     def close(self, timeout: float | None = None) -> None:
+        """Finish what is queued and in flight (its writes committed now), then stop."""
+        self._settle(timeout)
         self._jobs.close(timeout)
 
-    def _submit(self, label: str, handler: Callable[[UnitOfWork], Any]) -> Any:
-        return self.recorder.submit(label, handler, self.recorder.envelope(),
-                                    background=True).wait()
+    def _submit(self, label: str, handler: Callable[[UnitOfWork], Any]) -> Pending:
+        return self.recorder.submit(label, handler, self.recorder.envelope(), background=True)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait for the writer, then the retention its committed saves set off, then the
-        writer again (what that retention wrote); WriterError on losses."""
+        """Wait for the writer, then the retention its committed saves set off (its writes
+        committed now, stage after stage), then the writer again; WriterError on losses."""
         self.recorder.flush(timeout)
-        self.drain(timeout)
+        self._settle(timeout)
         self.recorder.flush(timeout)
+
+    def _settle(self, timeout: float | None) -> None:
+        """Drain the jobs until none is queued and no write of theirs awaits its commit; a
+        write in flight is waited for (the writer asked to commit it now; its refusal is left
+        to its stage's job), which queues its next stage. Returns when ``timeout`` (one
+        deadline for all the waits) has passed."""
+        deadline = deadline_after(timeout)
+        while self.drain(seconds_left(deadline)):
+            with self._lock:
+                waiting = list(self._in_flight)
+            if not waiting:
+                return
+            for pending in waiting:
+                try:
+                    pending.wait(seconds_left(deadline))
+                except TimeoutError:
+                    return
+                except Exception:  # a refusal: the stage's job raises it
+                    pass
+            if seconds_left(deadline) == 0:
+                return
+            # A commit wakes its waiters before its callbacks queue the next stage: let them.
+            time.sleep(0.001)

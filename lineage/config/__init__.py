@@ -66,8 +66,10 @@ SETTINGS = (
     _setting("batch_size", "LINEAGE_BATCH_SIZE", lambda: 5000, _positive_int,
              "most items (steps, commands) the writer commits in one transaction; a run's "
              "steps in one transaction are stored as one block"),
-    _setting("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", lambda: 0.05, _positive_float,
-             "longest the writer waits to fill a batch, in seconds"),
+    _setting("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", lambda: 0.25, _positive_float,
+             "longest the writer waits to fill a batch, in seconds: how stale another process's "
+             "view of a run may be, and what a crash may lose of what nobody waited for "
+             "(flush, wait and finish commit at once)"),
     _setting("retry_for_s", "LINEAGE_RETRY_FOR_S", lambda: 30.0, _positive_float,
              "how long the store may fail without a break before the writer gives up on what is "
              "queued and the next call reports the loss (also bounds a caller's wait)"),

@@ -48,7 +48,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from lineage.integrations import hf_spec
-from lineage.integrations.background_saves import SAVES, PendingSave
+from lineage.integrations.background_saves import SAVES, PendingSave, committed
 from lineage.integrations.files import MANIFEST_NAME, manifest_differences, write_manifest
 from lineage.integrations.recording import (
     CheckpointRegistry,
@@ -217,7 +217,7 @@ class LineageCallback(GuardedHooks, TrainerCallback):
                   evaluation: tuple[int, dict[str, float]] | None) -> Any:
         """On the saves thread: hash the folder into its manifest, register it, retire the
         folders the Trainer deleted, record the evaluation of its step (also when the folder
-        could not be registered); waits for the commit."""
+        could not be registered); done once the writer commits the registration."""
         try:
             path, digest, files = write_manifest(folder)
             names = {Path(entry["path"]).name for entry in files}
@@ -235,7 +235,7 @@ class LineageCallback(GuardedHooks, TrainerCallback):
         finally:
             if evaluation is not None:
                 run.log_eval(*evaluation)
-        return ref.wait()
+        return committed(ref)
 
     def _settle(self) -> None:
         """Wait for the folder in flight on the saves thread (its failure is a hook's)."""

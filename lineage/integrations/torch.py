@@ -35,7 +35,7 @@ from lineage.application.handles import ArtifactRef
 from lineage.application.views import ArtifactView
 from lineage.errors import ChecksumMismatchError, NotFoundError, RunFinishedError, ValidationError
 from lineage.integrations import torch_file
-from lineage.integrations.background_saves import SAVES, PendingSave
+from lineage.integrations.background_saves import SAVES, Handed, PendingSave, committed
 from lineage.integrations.recording import (
     CheckpointRegistry,
     record_resume,
@@ -109,7 +109,8 @@ def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
 
     ``background=True``: the state is copied to the CPU now (a memory copy) and the file is
     written, fsynced, renamed and registered on a background thread, in order; returns a
-    ``PendingSave`` at once (``.wait()`` gives the committed ArtifactRef). ``run.finish()``
+    ``PendingSave`` at once (``.wait()`` gives the committed ArtifactRef; the registration is
+    committed with the writer's next batch, or at once when waited for). ``run.finish()``
     waits for the run's pending saves first, so none is lost to the finish. A save whose run
     was finished anyway (through another handle) is refused with RunFinishedError from its
     ``wait()`` and leaves no file behind: none is written, or the one written is removed.
@@ -132,19 +133,35 @@ def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
                         owner=run)
 
 
-def _unless_finished(run: CheckpointRecorder, target: Path, save: Any) -> ArtifactRef:
-    """Run ``save`` (write, then register) on the saves' thread unless ``run`` finished
-    meanwhile, and wait for the commit there; a file written but refused by a finished run is
-    removed (no unregistered bytes are left behind)."""
+def _unless_finished(run: CheckpointRecorder, target: Path, save: Any) -> Handed:
+    """Run ``save`` (write, then queue the registration) on the saves' thread unless ``run``
+    finished meanwhile. The registration is not waited for here: the writer commits it with its
+    next batch (no commit of its own) while this thread moves on; the save is done then. A file
+    written but refused by a finished run is removed (no unregistered bytes are left behind)."""
     if run.finished_status is not None:
         raise RunFinishedError(run.id, run.finished_status, "checkpoints")
     try:
         ref = save()
-        ref.wait()  # committed, or refused by the run's own record
-        return ref
     except RunFinishedError:
         target.unlink(missing_ok=True)
         raise
+    written = _identity(target)  # the file this save wrote (a later save may replace it)
+
+    def remove(error: BaseException) -> None:  # on the writer thread, when the run refused it
+        if isinstance(error, RunFinishedError) and written is not None \
+                and _identity(target) == written:
+            target.unlink(missing_ok=True)
+
+    return committed(ref, remove)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file is at ``path`` (device, inode, modification time), None when none is."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino, found.st_mtime_ns
 
 
 def wait_for_saves(timeout: float | None = None) -> None:

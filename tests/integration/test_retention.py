@@ -7,6 +7,7 @@ committed saves set off (retire events, deletions, their outcomes).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -344,3 +345,33 @@ def test_closing_right_after_a_save_still_applies_retention(
     with lineage.Tracker(sqlite_url) as reopened:
         assert states(reopened, refs) == ["retired", "live", "live"]
         assert reopened.artifact(refs[0].id).deletion == "deleted"
+
+
+def test_retention_after_a_save_commits_with_the_writers_batches_and_flush_settles_it(
+        durable_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
+    tracker = make_tracker(durable_url, batch_interval_s=3600)  # commits only when asked
+    run = tracker.start_run("patient", job={"checkpoint_policy": KEEP_2})
+    refs = [save(run, tmp_path, step) for step in (10, 20)]
+    tracker.flush()
+    refs.append(save(run, tmp_path, 30))
+    refs[-1].wait()  # committed: retention retires step 10, its write queued, not waited for
+    commits = tracker.writer.stats.committed_batches
+    deadline = time.monotonic() + 60
+    while tracker.writer.queued == 0:
+        assert time.monotonic() < deadline, "retention never queued its retirement"
+        time.sleep(0.01)
+    assert tracker.writer.stats.committed_batches == commits  # no commit of its own
+    first = Path(refs[0].uri.removeprefix("file://"))
+    assert first.exists()  # not deleted before its retirement commits
+    tracker.flush()  # commits the retirement, then the deletion's outcome: stage after stage
+    assert states(tracker, refs) == ["retired", "live", "live"]
+    assert not first.exists() and tracker.artifact(refs[0].id).deletion == "deleted"
+
+    refs.append(save(run, tmp_path, 40))
+    refs[-1].wait()
+    tracker.close()  # settles the retention the last save set off before it stops
+    reopened = make_tracker(durable_url)
+    assert states(reopened, refs) == ["retired", "retired", "live", "live"]
+    assert reopened.artifact(refs[1].id).deletion == "deleted"
+    assert not Path(refs[1].uri.removeprefix("file://")).exists()
+    assert tracker.retention.errors == []

@@ -5,9 +5,11 @@ compared with the files on disk and with a run that was never interrupted."""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +260,42 @@ def test_finish_waits_for_the_runs_background_saves(tmp_path: Path, make_tracker
     assert tracker.artifacts(type="checkpoint", run=other.id) == []
 
 
+def until(condition: Any, what: str) -> None:
+    """Wait for ``condition()`` (a state another thread reaches), failing after a minute."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+def test_background_saves_ride_the_writers_batches(tmp_path: Path, make_tracker: Any) -> None:
+    tracker = make_tracker("memory://", batch_interval_s=3600)  # commits only when asked
+    model, optimizer, scheduler = build()
+    run = tracker.start_run("batched")
+    for step in (1, 2, 3, 4):
+        run.log_step(step, {"loss": train_step(model, optimizer, scheduler)})
+    first = save_checkpoint(run, tmp_path / "0.safetensors", model=model, step=0,
+                            background=True)
+    first.wait()  # a wait asks the writer for a commit now (and leaves it to its pace after)
+    commits = tracker.writer.stats.committed_batches
+    paths = [tmp_path / f"{step}.safetensors" for step in (1, 2, 3)]
+    pending = [save_checkpoint(run, path, model=model, optimizer=optimizer, step=step,
+                               background=True) for step, path in enumerate(paths, 1)]
+    # the saves thread wrote all three and queued their registrations without waiting for one
+    until(lambda: tracker.writer.queued == 3, "three registrations queued")
+    assert all(path.exists() for path in paths) and not any(p.done() for p in pending)
+    assert tracker.writer.stats.committed_batches == commits  # no commit of their own
+    assert pending[0].wait().checksum == sha256(paths[0])
+    assert all(p.done() for p in pending)  # the same batch
+    assert tracker.writer.stats.committed_batches == commits + 1
+    late = save_checkpoint(run, tmp_path / "4.safetensors", model=model, step=4,
+                           background=True)
+    run.finish().wait()  # the finish waits for the save, asking for its commit
+    assert late.done() and late.wait().step == 4
+    assert [v.step for v in tracker.artifacts(type="checkpoint", run=run.id)] == [0, 1, 2, 3, 4]
+
+
 def test_resource_sampler_hands_out_one_sample_per_interval() -> None:
     now, cpu = [100.0], [5.0]
     sampler = ResourceSampler(interval_s=10, clock=lambda: now[0], cpu_seconds=lambda: cpu[0])
@@ -269,3 +307,44 @@ def test_resource_sampler_hands_out_one_sample_per_interval() -> None:
     assert sampler.poll() is None and sampler.samples == 1
     with pytest.raises(lineage.ValidationError, match="interval_s"):
         ResourceSampler(interval_s=-1)
+
+
+def test_a_refused_background_save_resolves_even_when_its_file_cannot_be_removed(
+        tmp_path: Path, make_tracker: Any, monkeypatch: Any) -> None:
+    """The clean-up after a refusal runs on the writer thread: when it fails, the save still
+    ends with the refusal (no wait hangs) and the failure is only logged."""
+    tracker = make_tracker("memory://")
+    model, _, _ = build()
+    other = tracker.start_run("finished elsewhere")
+    tracker.run_handle(other.id).finish("cancelled").wait()  # `other` has not seen it
+    target = tmp_path / "stuck.safetensors"
+    unlink = Path.unlink
+
+    def refuse(path: Path, missing_ok: bool = False) -> None:
+        if path == target:
+            raise PermissionError(13, "read-only", str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    pending = save_checkpoint(other, target, model=model, step=1, background=True)
+    with pytest.raises(lineage.RunFinishedError):
+        pending.wait(timeout=60)
+    wait_for_saves(timeout=60)
+    assert target.exists()  # it could not be removed: said in the log, not hung
+
+
+def test_a_refused_background_save_leaves_a_newer_file_at_its_path(tmp_path: Path,
+                                                                   make_tracker: Any) -> None:
+    tracker = make_tracker("memory://", batch_interval_s=3600)  # commits only when asked
+    model, _, _ = build()
+    other = tracker.start_run("finished elsewhere")
+    tracker.run_handle(other.id).finish("cancelled").wait()
+    target = tmp_path / "shared.safetensors"
+    pending = save_checkpoint(other, target, model=model, step=1, background=True)
+    assert pending._ran.wait(60)  # written, its registration queued (and its file noted)
+    newer = tmp_path / "newer.tmp"
+    newer.write_bytes(b"another save's bytes")
+    os.replace(newer, target)  # what a later save to the same path does
+    with pytest.raises(lineage.RunFinishedError):
+        pending.wait(timeout=60)
+    assert target.read_bytes() == b"another save's bytes"
