@@ -19,12 +19,8 @@ from uuid import UUID, uuid4
 
 from lineage.application.heartbeat import Heartbeats
 from lineage.application.recording import WriterRecorder, utc_now
-from lineage.application.retention import (
-    ByteHolders,
-    RetentionWorker,
-    overfull_runs,
-    unfinished_deletions,
-)
+from lineage.application.retention import RetentionWorker
+from lineage.application.retention_reads import ByteHolders, overfull_runs, unfinished_deletions
 from lineage.application.tracker import TrackerParts
 from lineage.application.writer import Writer
 from lineage.bootstrap_exports import (

@@ -34,7 +34,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
@@ -44,25 +45,18 @@ from lineage.application.handles import Pending
 from lineage.application.policies import CheckpointPolicy
 from lineage.application.unit_of_work import UnitOfWork
 from lineage.codec.dispatch import topic_of
-from lineage.domain import Artifact, Run
-from lineage.errors import ValidationError
+from lineage.domain import Artifact
 from lineage.ports import Deletion
 
 if TYPE_CHECKING:
-    from eventsourcing.persistence import Mapper
-
     from lineage.application.recording import Recorder
-    from lineage.ports import ArtifactStorage, EventStore
+    from lineage.ports import ArtifactStorage
 
 log = logging.getLogger(__name__)
 
 RETIRED_TOPIC = topic_of(Artifact.Retired)
-# What overfull_runs reads: policies, saves, and what left the live set.
-_STARTED, _SAVED = topic_of(Run.Started), topic_of(Run.CheckpointSaved)
-_REGISTERED = topic_of(Artifact.Registered)
-_GONE = (RETIRED_TOPIC, topic_of(Artifact.Expired))
-PAGE = 1000
 IDLE_EXIT_S = 30.0  # the worker thread ends after this long with nothing to do (restarts on use)
+RUNS_REMEMBERED = 256  # runs whose checkpoints retention keeps track of (CheckpointWatch)
 
 
 @dataclass(frozen=True)
@@ -98,19 +92,31 @@ def plan_retention(policy: CheckpointPolicy, held: list[Held]) -> list[tuple[UUI
     return [(c.artifact_id, reason) for c in live if c.artifact_id not in newest and not c.pins]
 
 
-def retire_outside_policy(uow: UnitOfWork, run_id: UUID, policy: CheckpointPolicy) -> list[Retirement]:
+def retire_outside_policy(uow: UnitOfWork, run_id: UUID, policy: CheckpointPolicy,
+                          known: RunCheckpoints | None = None) -> list[Retirement]:
     """Command handler (writer thread): retire the run's checkpoints the policy does not keep.
 
     Only checkpoints this run produced are considered (a store written when artifact ids were
     content-addressed may list another run's artifact among this run's checkpoints: that
-    run's to retire).
+    run's to retire). ``known`` (``CheckpointWatch.of(run_id)``): what earlier calls learnt of
+    the run's checkpoints, brought up to date here.
     """
     run = uow.run(run_id)
+    known = RunCheckpoints() if known is None else known
+    fresh = [(artifact_id, (step, order)) for order, (artifact_id, step)
+             in enumerate(run.checkpoints[known.taken:], known.taken)]
+    if uow.is_stored(run_id):  # every checkpoint of the run is stored: take them in
+        known.open.update(fresh)
+        known.taken, fresh = len(run.checkpoints), []
     held = []
-    for order, (artifact_id, step) in enumerate(run.checkpoints):
+    for artifact_id, (step, order) in [*known.open.items(), *fresh]:
         artifact = uow.find_artifact(artifact_id)
-        if artifact is not None and artifact.run_id == run_id:
-            held.append(Held(artifact_id, step, order, artifact.live, tuple(artifact.pins)))
+        if artifact is None:
+            continue
+        if artifact.live and artifact.run_id == run_id:
+            held.append(Held(artifact_id, step, order, True, tuple(artifact.pins)))
+        elif artifact_id in known.open and uow.is_stored(artifact_id):  # gone for good
+            del known.open[artifact_id]
     retired = []
     for artifact_id, reason in plan_retention(policy, held):
         artifact = uow.artifact(artifact_id)
@@ -125,132 +131,41 @@ def expected_bytes(artifact: Any) -> tuple[str, str] | None:
     return None
 
 
-class ByteHolders:
-    """Which live artifacts record a retirement's bytes at its uri (its bytes must stay while
-    one does), from the event store alone: no read model is read or caught up.
-
-    Every ``Artifact.Registered`` event is indexed once by (uri, algorithm, digest): the log is
-    read from the start on the first question, and from where the last one stopped after that
-    (one ranged read of one topic); each candidate's state comes from its own stream (a
-    retirement or expiry since it was registered counts). Thread-safe: the retention worker
-    asks, and so does ``repair_retention`` on its caller's thread."""
-
-    def __init__(self, store: EventStore, mapper: Mapper) -> None:
-        self.store, self.mapper = store, mapper
-        self._by_bytes: dict[tuple[str, str, str], set[UUID]] = {}
-        self._next = 1  # the first log position not indexed yet
-        self._lock = threading.Lock()
-
-    def __call__(self, retirement: Retirement) -> list[str]:
-        if retirement.expected is None:
-            return []
-        with self._lock:
-            self._index_new()
-            candidates = set(self._by_bytes.get((retirement.uri, *retirement.expected), ()))
-        return [str(artifact_id) for artifact_id in sorted(candidates)
-                if artifact_id != retirement.artifact_id and self._live(artifact_id)]
-
-    def _index_new(self) -> None:
-        """Index the registrations stored since the last call, up to the log's head now."""
-        head = self.store.max_position()
-        for event in _read_topics(self.store, self.mapper, [_REGISTERED], self._next, head):
-            if event.checksum_algorithm and event.checksum:
-                key = (event.uri, event.checksum_algorithm, event.checksum)
-                self._by_bytes.setdefault(key, set()).add(event.originator_id)
-        self._next = max(self._next, head + 1)
-
-    def _live(self, artifact_id: UUID) -> bool:
-        artifact = _replayed(self.store, self.mapper, artifact_id)
-        return isinstance(artifact, Artifact) and artifact.live
-
-
 def record_deletion_in(uow: UnitOfWork, artifact_id: UUID, deletion: Deletion) -> None:
     uow.artifact(artifact_id).record_deletion(deletion.outcome, deletion.detail[:8192],
                                               uow.envelope(), uow.timestamp)
 
 
-def host_of(source: str) -> str:
-    """The machine part of an envelope's ``source`` (``host/program``)."""
-    return source.split("/", 1)[0]
+class RunCheckpoints:
+    """What retention knows of one run's checkpoints: it has taken in the first ``taken`` (in
+    save order, all stored) and must still look at ``open`` of them (artifact id -> (step,
+    save order)): those not retired, expired or another run's as stored (an artifact never
+    comes back to life). Only what is stored is learnt (``UnitOfWork.is_stored``), so a batch
+    that fails leaves nothing wrong here."""
+
+    __slots__ = ("open", "taken")
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.open: dict[UUID, tuple[int, int]] = {}
 
 
-def _read_topics(store: EventStore, mapper: Mapper, topics: list[str], start: int = 1,
-                 end: int | None = None) -> Iterator[Any]:
-    """Every stored event with one of ``topics`` from log position ``start`` (up to ``end``
-    when given), in log order, decoded (paged)."""
-    while end is None or start <= end:
-        page = store.read_log(start, PAGE, topics)
-        for notification in page:
-            if end is not None and notification.id > end:
-                return
-            yield mapper.to_domain_event(notification)
-        if len(page) < PAGE:
-            return
-        start = page[-1].id + 1
+class CheckpointWatch:
+    """``RunCheckpoints`` of the last ``RUNS_REMEMBERED`` runs asked for, so a run's retention
+    reads its live checkpoints, not every checkpoint the run ever saved (each save of a run
+    that saved thousands would otherwise cost more than the last); a run forgotten is looked at
+    whole once more. Used by command handlers alone: on the writer thread, one at a time."""
 
+    def __init__(self, limit: int = RUNS_REMEMBERED) -> None:
+        self.limit = limit
+        self._runs: OrderedDict[UUID, RunCheckpoints] = OrderedDict()
 
-def _replayed(store: EventStore, mapper: Mapper, artifact_id: UUID) -> Any:
-    """The artifact as its stream says now (None when it has no events)."""
-    artifact: Any = None
-    for stored in store.read_stream(artifact_id):
-        replayed: Any = mapper.to_domain_event(stored)
-        artifact = replayed.mutate(artifact)
-    return artifact
-
-
-def unfinished_deletions(recorder: Recorder, store: EventStore, mapper: Mapper) -> Iterator[Retirement]:
-    """Artifacts of this tenant retired on this machine whose bytes were not dealt with.
-
-    Local paths only mean something on the machine that wrote them, so an artifact retired
-    from another host is left for that host's repair.
-    """
-    here = host_of(recorder.origin.source)
-    retired_on: dict[UUID, str] = {}
-    for event in _read_topics(store, mapper, [RETIRED_TOPIC]):
-        retired_on[event.originator_id] = host_of(event.source)
-    for artifact_id, host in retired_on.items():
-        if host != here:
-            continue
-        artifact = _replayed(store, mapper, artifact_id)
-        if (isinstance(artifact, Artifact) and artifact.needs_deletion
-                and artifact.tenant_id == recorder.origin.tenant_id):
-            yield Retirement(artifact_id, artifact.uri, expected_bytes(artifact))
-
-
-def overfull_runs(recorder: Recorder, store: EventStore,
-                  mapper: Mapper) -> Iterator[tuple[UUID, CheckpointPolicy]]:
-    """Runs of this tenant with a ``keep_last`` policy that hold more live checkpoints saved on
-    this machine than it keeps (pinned ones count: applying the policy then retires nothing),
-    with their policy. Only this machine's saves: their bytes are deleted here. One pass over
-    the log's starts, saves, retirements and expiries."""
-    here, tenant = host_of(recorder.origin.source), recorder.origin.tenant_id
-    policies: dict[UUID, CheckpointPolicy] = {}
-    saved: dict[UUID, set[UUID]] = {}
-    gone: set[UUID] = set()
-    for event in _read_topics(store, mapper, [_STARTED, _SAVED, *_GONE]):
-        if isinstance(event, Run.Started):
-            policy = _keep_last_policy(event.job)
-            if policy is not None and event.tenant_id == tenant:
-                policies[event.originator_id] = policy
-        elif isinstance(event, Run.CheckpointSaved):
-            if host_of(event.source) == here:
-                saved.setdefault(event.originator_id, set()).add(event.artifact_id)
-        else:
-            gone.add(event.originator_id)
-    for run_id, policy in policies.items():
-        if len(saved.get(run_id, set()) - gone) > (policy.keep_last or 0):
-            yield run_id, policy
-
-
-def _keep_last_policy(job: dict[str, Any]) -> CheckpointPolicy | None:
-    data = (job or {}).get("checkpoint_policy")
-    if data is None:
-        return None
-    try:
-        policy = CheckpointPolicy.from_dict(data, "job.checkpoint_policy")
-    except ValidationError:  # stored before policies were checked: the run keeps everything
-        return None
-    return policy if policy.keep_last is not None else None
+    def of(self, run_id: UUID) -> RunCheckpoints:
+        known = self._runs.pop(run_id, None)
+        self._runs[run_id] = known = RunCheckpoints() if known is None else known
+        while len(self._runs) > self.limit:
+            self._runs.popitem(last=False)
+        return known
 
 
 class RetentionWorker:
@@ -270,7 +185,8 @@ class RetentionWorker:
         (``unfinished_deletions`` on the tracker's store), ``holders`` the live artifacts that
         still hold a retirement's bytes (``ByteHolders`` on the tracker's store), and
         ``overfull`` the runs a crash left with more live checkpoints than their policy keeps
-        (``overfull_runs`` on the tracker's store); all wired by the composition root."""
+        (``overfull_runs`` on the tracker's store); all wired by the composition root from
+        lineage.application.retention_reads."""
         self.recorder = recorder
         self.storage = storage
         self._unfinished = unfinished
@@ -282,6 +198,7 @@ class RetentionWorker:
         self._lock = threading.Lock()
         self._repair_queued = False
         self._in_flight: set[Pending] = set()  # writes whose commit will queue the next stage
+        self._watch = CheckpointWatch()
 
     @property
     def errors(self) -> list[BaseException]:
@@ -310,7 +227,8 @@ class RetentionWorker:
         returns what each deletion did. ``later``: return at once (empty), the deletions done
         here once the retirement is committed with the writer's next batch."""
         retirement = self._submit(f"retention for run {run_id}",
-                                  lambda uow: retire_outside_policy(uow, run_id, policy))
+                                  lambda uow: retire_outside_policy(
+                                      uow, run_id, policy, self._watch.of(run_id)))
         return self._then(retirement, lambda retired: [
             (r.artifact_id, self.delete(r, later=later)) for r in retired], later) or []
 

@@ -103,6 +103,13 @@ class UnitOfWork:
     def find_run(self, run_id: UUID) -> Run | None:
         return self._get(run_id, Run)
 
+    def is_stored(self, aggregate_id: UUID) -> bool:
+        """Whether the aggregate as loaded here is all stored: no event of this batch, nor one
+        the running command has not handed in yet, changes it (False when not loaded)."""
+        aggregate = self.cache.get(aggregate_id)
+        return (aggregate is not None and not aggregate.pending_events
+                and aggregate_id not in self._batch_events)
+
     def exists(self, aggregate_id: UUID) -> bool:
         """Whether any aggregate (of any kind) has this id."""
         return self.cache.get(aggregate_id) is not None or bool(

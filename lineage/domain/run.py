@@ -68,6 +68,7 @@ class Run(RecoveryCommands, Aggregate):
 
         def apply(self, run: Run) -> None:
             run.checkpoints.append((self.artifact_id, self.step))
+            run.checkpoint_ids.add(self.artifact_id)
 
     class FailureDetected(Event):
         signal: str
@@ -206,6 +207,7 @@ class Run(RecoveryCommands, Aggregate):
         self.status = "running"
         self.inputs: list[UUID] = []
         self.checkpoints: list[tuple[UUID, int]] = []
+        self.checkpoint_ids: set[UUID] = set()  # those of checkpoints, asked about once a save
         self.failures = 0
         self.corrupted = False
         self.recovering = False
@@ -262,7 +264,7 @@ class Run(RecoveryCommands, Aggregate):
             raise InvariantError(
                 f"checkpoint step {step} is before run {self.id} started (step {self.start_step})"
             )
-        if any(existing == artifact_id for existing, _ in self.checkpoints):
+        if artifact_id in self.checkpoint_ids:
             return
         self.trigger_event(self.CheckpointSaved, artifact_id=artifact_id, uri=uri, step=step,
                            format=format, includes_optimizer=includes_optimizer,

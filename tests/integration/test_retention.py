@@ -18,7 +18,7 @@ import lineage
 from lineage.adapters.storage import LocalArtifactStorage
 from lineage.application.handles import ArtifactRef
 from lineage.application.policies import CheckpointPolicy
-from lineage.application.retention import retire_outside_policy
+from lineage.application.retention import RunCheckpoints, retire_outside_policy
 from lineage.domain import Artifact
 from lineage.errors import ValidationError
 
@@ -167,6 +167,55 @@ def test_a_path_reused_for_a_newer_checkpoint_keeps_the_newer_bytes(
     assert tracker.artifact(first.id).deletion == "content_changed"
     assert tracker.artifact(second.id).status == "live"
     assert (tmp_path / "latest.bin").read_bytes() == b"v2"
+
+
+def test_retention_looks_again_only_at_the_live_checkpoints_once_the_rest_is_stored(
+        sqlite_url: str, make_tracker: Callable[..., Any], tmp_path: Path) -> None:
+    """A long run's retention reads its live checkpoints, not every one it saved: those stored
+    as retired are let go (RunCheckpoints) and never loaded again; the pinned best is looked
+    at each time; what is not stored yet (the same command) is looked at but not learnt."""
+    keep_1 = CheckpointPolicy(strategy="steps", save_every=10, keep_last=1,
+                              best_metric="val_loss", best_mode="min")
+    tracker = make_tracker(sqlite_url)
+    run = tracker.start_run("sft", job={"checkpoint_policy": keep_1.to_dict() | {
+        "keep_last": None}})  # retention driven by hand below
+    refs = [save(run, tmp_path, step) for step in (10, 20, 30, 40, 50, 60)]
+    assert run.log_eval(10, {"val_loss": 0.1}).wait() == refs[0].id  # the best: pinned
+    known = RunCheckpoints()
+
+    def retire(times: int = 1, before: Any = None) -> tuple[list[Any], set[Any]]:
+        looked: set[Any] = set()
+
+        def handler(uow: Any) -> list[Any]:
+            if before is not None:
+                before(uow)
+            find = uow.find_artifact
+            uow.find_artifact = lambda artifact_id: looked.add(artifact_id) or find(artifact_id)
+            return [r.artifact_id for _ in range(times)
+                    for r in retire_outside_policy(uow, run.id, keep_1, known)]
+
+        return tracker.submit("retire", handler, tracker.envelope()).wait(), looked
+
+    ids = [ref.id for ref in refs]
+    retired, looked = retire(times=2)  # twice in one command: nothing stored before its end
+    assert retired == ids[1:5] and looked == set(ids)
+    assert known.taken == 6 and set(known.open) == set(ids)
+    assert retire() == ([], set(ids))  # stored now: the four retired ones are let go
+    assert set(known.open) == {ids[0], ids[5]}
+    assert retire() == ([], {ids[0], ids[5]})  # the pinned best and the newest, nothing else
+
+    refs.append(save(run, tmp_path, 70))
+    refs[-1].wait()
+
+    def evaluate(uow: Any) -> None:  # the run changes in this command: not all stored
+        uow.run(run.id).record_evaluation(70, {"val_loss": 0.9}, None, None, uow.envelope(),
+                                          uow.timestamp)
+
+    assert retire(before=evaluate) == ([ids[5]], {ids[0], ids[5], refs[6].id})
+    assert known.taken == 6  # the new checkpoint looked at, not taken in
+    assert retire() == ([], {ids[0], ids[5], refs[6].id}) and known.taken == 7
+    assert retire() == ([], {ids[0], refs[6].id})
+    assert states(tracker, refs) == ["live", *["retired"] * 5, "live"]
 
 
 def test_a_crash_between_retire_and_delete_is_repaired_on_the_next_start(

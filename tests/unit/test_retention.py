@@ -11,7 +11,7 @@ import pytest
 
 from lineage.application.job_status import job_status
 from lineage.application.policies import CheckpointPolicy
-from lineage.application.retention import Held, plan_retention
+from lineage.application.retention import CheckpointWatch, Held, plan_retention
 from lineage.domain import Artifact, Run
 from lineage.domain.envelope import Envelope
 from lineage.errors import InvariantError
@@ -61,6 +61,17 @@ def checkpoint() -> Artifact:
     artifact = Artifact.register(uuid4(), fields, envelope(), NOW)
     artifact.collect_events()
     return artifact
+
+
+def test_the_watch_keeps_the_checkpoints_of_the_runs_asked_for_last() -> None:
+    watch = CheckpointWatch(limit=2)
+    first, second, third = uuid4(), uuid4(), uuid4()
+    watch.of(first).taken = 1
+    watch.of(second).taken = 2
+    assert watch.of(first).taken == 1  # asked for again: now the most recent
+    watch.of(third)  # a third run: the one asked for longest ago is forgotten
+    assert watch.of(second).taken == 0
+    assert watch.of(first).taken == 0  # pushed out in turn by second: taken in anew
 
 
 def test_a_pinned_artifact_refuses_retirement_by_policy_but_not_by_hand() -> None:
