@@ -12,7 +12,7 @@ The raw value is kept as a string next to the normalised one so nothing the call
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lineage.errors import ValidationError
@@ -26,9 +26,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_from_ns(ns: int) -> datetime:
-    """UTC datetime, truncated to microseconds, from integer epoch nanoseconds."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest // 1000)
+    """UTC datetime, truncated to microseconds, from integer epoch nanoseconds; OverflowError
+    past what a datetime holds (arithmetic, not the C library's ``gmtime``, which fails with an
+    OSError on some platforms)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def normalise(value: Any, field: str = "occurred_at") -> tuple[datetime, str | None]:

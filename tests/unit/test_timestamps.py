@@ -49,5 +49,19 @@ def test_unparsable_times_name_the_field(bad: object) -> None:
     assert error.value.field == "occurred_at"
 
 
+@pytest.mark.parametrize("huge", [6.77680361916768e+25, 67768036191676803141599232, 10**40,
+                                  253_402_300_800_000_000_000])
+def test_epoch_numbers_past_year_9999_are_out_of_range(huge: float) -> None:
+    with pytest.raises(ValidationError, match="out of range") as error:
+        normalise(huge, "occurred_at")
+    assert error.value.field == "occurred_at"
+
+
+def test_the_last_microsecond_a_datetime_holds_is_accepted() -> None:
+    last = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert normalise(253_402_300_799_999_999_999)[0] == last
+    assert normalise(0)[0] == datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def test_iso_is_utc_with_microseconds() -> None:
     assert iso(EXPECTED.replace(microsecond=0)) == "2026-11-20T12:00:00.000000+00:00"
