@@ -132,17 +132,21 @@ class BackgroundSaves:
         self._jobs: queue.Queue[tuple[Callable[[], Any], PendingSave]] = queue.Queue(depth)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending: dict[Future[Any], tuple[PendingSave, Any]] = {}  # -> (save, its owner)
+        # future -> (its save, the save's owner, what it is: for the warning when it fails)
+        self._pending: dict[Future[Any], tuple[PendingSave, Any, str]] = {}
         self._owners: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def submit(self, job: Callable[[], Any], owner: Any = None) -> PendingSave:
+    def submit(self, job: Callable[[], Any], owner: Any = None,
+               what: str = "a checkpoint save") -> PendingSave:
         """Queue ``job`` (blocks while ``depth`` jobs wait); its value or error (or, when it
         returns ``Handed``, its handed-on stage's) goes to the returned PendingSave. ``owner``:
-        a run handle whose ``finish()`` is to wait for its saves (``finish_after``)."""
+        a run handle whose ``finish()`` is to wait for its saves (``finish_after``). A save
+        that fails is also logged as a warning naming ``what``, so one nobody waits for is not
+        lost in silence."""
         future: Future[Any] = Future()
         save = PendingSave(future)
         with self._lock:
-            self._pending[future] = (save, owner)
+            self._pending[future] = (save, owner, what)
             if owner is not None and owner not in self._owners:
                 self._owners.add(owner)
                 owner.finish_after(lambda: self.wait(owner=owner))
@@ -160,7 +164,7 @@ class BackgroundSaves:
         """Block until every save handed over so far (of ``owner`` only, when given) has
         finished (each may have failed: its own PendingSave says so)."""
         with self._lock:
-            pending = [save for save, of in self._pending.values()
+            pending = [save for save, of, _ in self._pending.values()
                        if owner is None or of is owner]
         for save in pending:
             deadline = deadline_after(timeout)
@@ -169,7 +173,10 @@ class BackgroundSaves:
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
-            self._pending.pop(future, None)
+            _, _, what = self._pending.pop(future, (None, None, "a checkpoint save"))
+        error = future.exception()
+        if error is not None:
+            log.warning("lineage: %s failed: %s: %s", what, type(error).__name__, error)
 
     def _run(self) -> None:
         while True:

@@ -211,7 +211,7 @@ class LineageCallback(GuardedHooks, TrainerCallback):
         limit = args.save_total_limit
         self._settle()
         self._saving = SAVES.submit(lambda: self._register(run, folder, step, limit, evaluation),
-                                    owner=run)
+                                    owner=run, what=f"registering checkpoint folder {folder}")
 
     def _register(self, run: Any, folder: Path, step: int, limit: Any,
                   evaluation: tuple[int, dict[str, float]] | None) -> Any:

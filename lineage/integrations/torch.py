@@ -130,7 +130,7 @@ def save_checkpoint(run: CheckpointRecorder, path: str | os.PathLike[str], *,
         return finish(tensors)
     snapshot = {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}
     return SAVES.submit(lambda: _unless_finished(run, target, lambda: finish(snapshot)),
-                        owner=run)
+                        owner=run, what=f"the checkpoint save to {target} (step {step})")
 
 
 def _unless_finished(run: CheckpointRecorder, target: Path, save: Any) -> Handed:

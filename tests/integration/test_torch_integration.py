@@ -213,8 +213,8 @@ def test_a_failed_write_leaves_the_old_file_and_records_nothing(tmp_path: Path,
     assert tracker.artifacts(type="checkpoint") == []
 
 
-def test_background_saves_land_in_order_and_report_refusals(tmp_path: Path,
-                                                            make_tracker: Any) -> None:
+def test_background_saves_land_in_order_and_report_refusals(
+        tmp_path: Path, make_tracker: Any, caplog: pytest.LogCaptureFixture) -> None:
     tracker = make_tracker("memory://")
     model, optimizer, scheduler = build()
     run = tracker.start_run("background")
@@ -234,6 +234,9 @@ def test_background_saves_land_in_order_and_report_refusals(tmp_path: Path,
     with pytest.raises(lineage.RunFinishedError):
         late.wait()
     assert not (tmp_path / "late.safetensors").exists()  # refused before it was written
+    # logged too, for a loop that never waits for its saves
+    until(lambda: any("late.safetensors (step 3) failed: RunFinishedError" in r.getMessage()
+                      and r.levelname == "WARNING" for r in caplog.records), "a warning")
 
 
 def test_finish_waits_for_the_runs_background_saves(tmp_path: Path, make_tracker: Any) -> None:
