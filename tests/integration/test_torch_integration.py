@@ -263,6 +263,25 @@ def test_finish_waits_for_the_runs_background_saves(tmp_path: Path, make_tracker
     assert tracker.artifacts(type="checkpoint", run=other.id) == []
 
 
+def test_a_save_the_closed_tracker_cannot_register_keeps_its_file_and_is_logged(
+        tmp_path: Path, make_tracker: Any, caplog: pytest.LogCaptureFixture) -> None:
+    tracker = make_tracker("memory://")
+    model, optimizer, scheduler = build()
+    run = tracker.start_run("closed under it")
+    run.log_step(1, {"loss": train_step(model, optimizer, scheduler)})
+    tracker.close()
+    pending = save_checkpoint(run, tmp_path / "kept.safetensors", model=model, step=1,
+                              background=True)
+    with pytest.raises(lineage.LineageError) as refused:
+        pending.wait()
+    assert not isinstance(refused.value, lineage.RunFinishedError)
+    written = tmp_path / "kept.safetensors"
+    assert written.exists()  # the user's checkpoint: durable, only not recorded
+    assert load_file(str(written))  # a whole safetensors file
+    until(lambda: any("kept.safetensors (step 1) failed" in r.getMessage()
+                      for r in caplog.records), "a warning")
+
+
 def until(condition: Any, what: str) -> None:
     """Wait for ``condition()`` (a state another thread reaches), failing after a minute."""
     deadline = time.monotonic() + 60
