@@ -31,7 +31,6 @@ _GONE = (RETIRED_TOPIC, topic_of(Artifact.Expired))
 PAGE = 1000
 
 
-
 class ByteHolders:
     """Which live artifacts record a retirement's bytes at its uri (its bytes must stay while
     one does), from the event store alone: no read model is read or caught up.

@@ -207,7 +207,7 @@ class Run(RecoveryCommands, Aggregate):
         self.status = "running"
         self.inputs: list[UUID] = []
         self.checkpoints: list[tuple[UUID, int]] = []
-        self.checkpoint_ids: set[UUID] = set()  # those of checkpoints, asked about once a save
+        self.checkpoint_ids: set[UUID] = set()  # checkpoints' ids: a save's repeat check
         self.failures = 0
         self.corrupted = False
         self.recovering = False

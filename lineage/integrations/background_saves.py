@@ -28,6 +28,8 @@ from lineage.application.background import deadline_after, seconds_left
 
 log = logging.getLogger(__name__)
 
+A_SAVE = "a checkpoint save"  # what a failed save is called in its warning, unless named
+
 
 @dataclass(frozen=True)
 class Handed:
@@ -137,7 +139,7 @@ class BackgroundSaves:
         self._owners: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def submit(self, job: Callable[[], Any], owner: Any = None,
-               what: str = "a checkpoint save") -> PendingSave:
+               what: str = A_SAVE) -> PendingSave:
         """Queue ``job`` (blocks while ``depth`` jobs wait); its value or error (or, when it
         returns ``Handed``, its handed-on stage's) goes to the returned PendingSave. ``owner``:
         a run handle whose ``finish()`` is to wait for its saves (``finish_after``). A save
@@ -173,7 +175,7 @@ class BackgroundSaves:
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
-            _, _, what = self._pending.pop(future, (None, None, "a checkpoint save"))
+            _, _, what = self._pending.pop(future, (None, None, A_SAVE))
         error = future.exception()
         if error is not None:
             log.warning("lineage: %s failed: %s: %s", what, type(error).__name__, error)
