@@ -92,6 +92,7 @@ class Writer:
         self._wake = threading.Event()
         self._space = threading.Condition()
         self._urgent = False
+        self._idle = False  # the writer waits with nothing queued: a command wakes it
         self._flushes_pending = 0
         self._closing = False
         self._cache = AggregateCache()
@@ -122,7 +123,8 @@ class Writer:
         if len(self._queue) >= self.step_queue.room:
             self._before_put(None, report=not background)
         self._queue.append(command)
-        self._wake.set()
+        if self._idle or len(self._queue) >= self.batch_size:
+            self._wake.set()  # else the batch being filled takes it by its deadline: no wake-up
         return command.future
 
     def _refuse_read_only(self) -> None:
@@ -208,7 +210,10 @@ class Writer:
             if not queue:
                 if self._closing:
                     return
-                self._wake.wait(self.batch_interval_s)
+                self._idle = True
+                if not queue:  # looked at after saying so: a command queued before is seen
+                    self._wake.wait(self.batch_interval_s)
+                self._idle = False
                 self._wake.clear()
                 continue
             deadline = time.monotonic() + self.batch_interval_s
