@@ -370,3 +370,71 @@ def test_a_refused_background_save_leaves_a_newer_file_at_its_path(tmp_path: Pat
     with pytest.raises(lineage.RunFinishedError):
         pending.wait(timeout=60)
     assert target.read_bytes() == b"another save's bytes"
+
+
+# A save the disk refuses half-way: the kernel's file-size limit (RLIMIT_FSIZE, set in a child
+# process so nothing else here is limited) fails the write with EFBIG once the file passes
+# 64 KiB, as a full disk fails it with ENOSPC: the same OSError from the same write.
+FULL_DISK = """
+import json, logging, os, resource, signal, sys
+sys.path.insert(0, {root!r})
+import torch
+import lineage
+from lineage.integrations.torch import save_checkpoint
+from training import build
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+folder, path = {folder!r}, {folder!r} + "/ckpt.safetensors"
+tracker = lineage.Tracker("memory://")
+small, optimizer, scheduler = build()  # a few KiB
+large = torch.nn.Linear(256, 256)      # 257 KiB of weights
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+outcomes = []
+with tracker.start_run("disk fills") as run:
+    run.log_step(1, {{"loss": 1.0}})
+    first = save_checkpoint(run, path, model=small, optimizer=optimizer, step=1)
+    kept = open(path, "rb").read()
+    for step, background in ((2, False), (3, True)):
+        run.log_step(step, {{"loss": 1.0}})
+        try:
+            pending = save_checkpoint(run, path, model=large, step=step, background=background)
+            if background:
+                pending.wait(60)
+            outcomes.append("saved")
+        except OSError as error:
+            outcomes.append(f"{{type(error).__name__}} errno {{error.errno}}")
+        outcomes.append(open(path, "rb").read() == kept)
+    run.log_step(4, {{"loss": 1.0}})  # the loop goes on: a save that fits is recorded
+    after = save_checkpoint(run, folder + "/after.safetensors", model=small, step=4)
+tracker.flush()
+print(json.dumps({{"outcomes": outcomes, "files": sorted(os.listdir(folder)),
+                  "steps": [v.step for v in tracker.artifacts(type="checkpoint", run=run.id)],
+                  "checksums": [first.checksum, after.checksum],
+                  "status": tracker.run(run.id).status}}))
+"""
+
+
+def test_a_save_the_disk_cannot_hold_keeps_the_old_checkpoint_and_records_nothing(
+        tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "training.py").write_text(TRAINING)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK.format(root=str(ROOT), folder=str(folder))],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True,
+        text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    found = json.loads(child.stdout)
+    efbig = f"OSError errno {__import__('errno').EFBIG}"
+    # each refused save raised the kernel's error, and the old file stayed whole at the path
+    assert found["outcomes"] == [efbig, True, efbig, True]
+    assert found["files"] == ["after.safetensors", "ckpt.safetensors"]  # no temporary file
+    assert found["steps"] == [1, 4]  # nothing registered for the refused saves
+    assert found["checksums"] == [sha256(folder / "ckpt.safetensors"),
+                                  sha256(folder / "after.safetensors")]
+    assert found["status"] == "completed"
+    # the background save's failure was logged too, naming its file and step
+    assert "ckpt.safetensors (step 3) failed: OSError" in child.stderr
