@@ -65,6 +65,7 @@ import callgrind
 import torch
 from common import Report, add_options, bench_parser, open_tracker, single_store, temp_store
 from overhead_figures import figures
+from thread_cpu import report_threads, spent, thread_cpu
 from training_instructions import HASH_CALIBRATION, instructions
 
 from lineage.config import Settings
@@ -184,8 +185,11 @@ def tracked_run(loop: Loop, args: argparse.Namespace, folder: Path, tracker: Any
                         background=background)
 
     callgrind.mark(f"{label} open")  # start_run: once a run, not once a step
+    threads, commits = thread_cpu(), tracker.writer.stats.committed_batches
     # wait: the last background save; settle: the writer's and retention's work for the run
     result = timed_loop(loop, args, log, save, wait_for_saves, tracker.flush)
+    result.update(spent(threads, thread_cpu()),
+                  commits=tracker.writer.stats.committed_batches - commits)
     callgrind.mark(label)
     run.finish()
     tracker.flush()
@@ -281,8 +285,10 @@ def bench(report: Report, args: argparse.Namespace,
         report.section(f"{device.type}: {name} saves " + (
             "(save_checkpoint(background=True))" if saves
             else "(save_checkpoint, synchronous: fsync on the training thread)"))
-        figures(report, args.steps, max(1, args.steps // args.every),
-                TARGETS.get(device.type, 1.0), results["baseline"], results[name])
+        saves = max(1, args.steps // args.every)
+        figures(report, args.steps, saves, TARGETS.get(device.type, 1.0), results["baseline"],
+                results[name])
+        report_threads(report, results[name], saves)
     return results
 
 

@@ -34,6 +34,36 @@ def test_the_bench_runs_both_kinds_of_save_and_prints_each_figure_with_its_sprea
         assert f"-- cpu: {kind}" in out
     walls = [line for line in out.splitlines() if line.startswith("overhead, wall")]
     assert len(walls) == 2 and all("median 90 % CI" in line for line in walls)
+    # where each kind's process CPU went: the tracker's threads, per save and per commit
+    writers = [line for line in out.splitlines() if line.startswith("CPU of lineage-writer")]
+    assert len(writers) == 2 and all("ms a commit" in line for line in writers)
+    assert "CPU of lineage-checkpoint-saves" in out  # the background kind's saves thread
+
+
+def test_a_threads_cpu_is_counted_under_its_name() -> None:
+    import threading
+    import time
+
+    from thread_cpu import spent, thread_cpu
+
+    burnt, done = threading.Event(), threading.Event()
+
+    def burn() -> None:
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end:
+            pass
+        burnt.set()
+        done.wait(60)  # alive while read: a thread that ended has no /proc entry
+
+    before = thread_cpu()
+    worker = threading.Thread(target=burn, name="lineage-burner")
+    worker.start()
+    assert burnt.wait(60)
+    during = thread_cpu()
+    done.set()
+    worker.join()
+    assert spent(before, during)["thread:lineage-burner"] >= 0.04
+    assert before["MainThread"] > 0
 
 
 def test_the_bench_compares_writer_batch_intervals_side_by_side() -> None:
