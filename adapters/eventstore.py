@@ -116,6 +116,11 @@ class _SQLiteRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {EVENT_IDS_TABLE} VALUES (?)",
             [(event_id,) for event_id in kwargs.get("event_ids", ())],
         )
+        for stream, version in kwargs.get("expect", ()):  # under the write lock: no race
+            c.execute(f"SELECT MAX(originator_version) FROM {self.events_table_name} "
+                      "WHERE originator_id=?", (stream.hex,))
+            if (c.fetchone()[0] or 0) != version:  # rolled back; append says VersionConflict
+                raise IntegrityError(f"stream {stream} moved past version {version}")
         # The writer holds the database's write lock, and the highest rowid never goes down
         # (only ``lineage migrate`` deletes rows, and it stores their replacement at the last
         # rowid it deleted), so the new rowids (notification ids) are the last
@@ -177,14 +182,15 @@ class _RecorderEventStore:
     # What the recorders and their drivers raise (the PostgreSQL store adds psycopg's).
     library_errors: tuple[type[BaseException], ...] = (PersistenceError, sqlite3.Error, OSError)
 
-    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str],
+               expect: Sequence[tuple[UUID, int]] = ()) -> None:
         if not events:
             return
         if self.read_only:
             raise ReadOnlyStoreError(self.location, self.read_only_reason)
         try:
             with self._in_flight():
-                self.recorder.insert_events(events, event_ids=event_ids)
+                self.recorder.insert_events(events, event_ids=event_ids, expect=expect)
         except IntegrityError:
             known = self.known_event_ids(event_ids) | repeated(event_ids)
             if known:

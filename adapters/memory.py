@@ -27,7 +27,8 @@ class MemoryEventStore:
     def location(self) -> str:
         return "memory://"
 
-    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str],
+               expect: Sequence[tuple[UUID, int]] = ()) -> None:
         with self._lock:
             known = self._event_ids.intersection(event_ids) | repeated(event_ids)
             if known:
@@ -35,7 +36,8 @@ class MemoryEventStore:
             keys = [(e.originator_id, e.originator_version) for e in events]
             if len(set(keys)) != len(keys) or any(
                 version in self._streams.get(stream, {}) for stream, version in keys
-            ):
+            ) or any(max(self._streams.get(stream, {0: None})) != version
+                     for stream, version in expect):
                 raise VersionConflictError()
             for given in events:
                 event = StoredEvent(given.originator_id, given.originator_version, given.topic,

@@ -24,6 +24,8 @@ from lineage.adapters.database import POSTGRES, Database
 from lineage.adapters.eventstore import EVENT_IDS_TABLE, _RecorderEventStore
 from lineage.errors import ReadOnlyStoreError, StoreError
 
+MOVED_STREAM = UUID("6c696e65-6167-4500-8000-6d6f76656421")  # inserted twice: _refuse_moved
+
 
 def _fewer_attempts(method: Any) -> Any:
     """``method`` without the library's retry (10 attempts, each waiting up to the pool's
@@ -56,6 +58,15 @@ class _PostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::uuid[], %b::int8[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(Identifier(datastore.schema), Identifier(self.events_table_name))
+        # ``append(expect=)``: PostgreSQL has no plain statement that raises, so a stream that
+        # moved past its expected version makes this insert one key twice: the transaction
+        # fails as a version conflict does (a unique violation), and nothing is stored.
+        self._refuse_moved = SQL(
+            "INSERT INTO {0} (event_id) SELECT %s::uuid FROM generate_series(1, 2) "
+            "WHERE EXISTS (SELECT 1 FROM unnest(%s::uuid[], %s::int8[]) AS e(stream, version) "
+            "WHERE (SELECT coalesce(max(originator_version), 0) FROM {1}.{2} "
+            "WHERE originator_id = e.stream) <> e.version)"
+        ).format(table, Identifier(datastore.schema), Identifier(self.events_table_name))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         event_ids = kwargs.get("event_ids", ())
@@ -64,8 +75,12 @@ class _PostgresRecorder(PostgresApplicationRecorder):
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
-        self._lock_table(curs)
+        self._lock_table(curs)  # every writer waits here: the check below cannot race
         self._notify_channel(curs)
+        expect = kwargs.get("expect", ())
+        if expect:
+            curs.execute(self._refuse_moved, (MOVED_STREAM, [stream for stream, _ in expect],
+                                              [version for _, version in expect]))
         curs.execute(self._insert_columns, (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],

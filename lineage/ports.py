@@ -47,13 +47,19 @@ class EventStore(Protocol):
     events and their ids are stored in one transaction, or none are.
     """
 
-    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str]) -> None:
+    def append(self, events: Sequence[StoredEvent], event_ids: Sequence[str],
+               expect: Sequence[tuple[UUID, int]] = ()) -> None:
         """Store ``events`` durably, with ``event_ids`` (32 lowercase hex digits each): the ids
         held unique from now on (each event's id; for a step block, the block's id and the
         step ids its caller chose). ``events`` may be any objects with StoredEvent's attributes.
+        ``expect``: (stream, version) pairs of streams ``events`` do not append to, each of
+        which must still end at that version (0: no event) when they are stored, checked in
+        the same transaction (the writer's steps for a run it has cached: another writer may
+        have finished the run since).
 
         Raises DuplicateEventError when any id is already stored, VersionConflictError when a
-        (stream, version) is taken, lineage.errors.StoreError when the store fails.
+        (stream, version) is taken or an expected stream moved on (nothing stored),
+        lineage.errors.StoreError when the store fails.
         """
 
     def known_event_ids(self, event_ids: Iterable[str]) -> set[str]:

@@ -258,8 +258,10 @@ class StepBatch:
         gap = self.log.gaps.get(run_id)
         if gap is not None:  # refused without reading the store (which may be down)
             return _Cursor(key, run_id, None, step_stream_id(run_id), 0, gap)
-        # Once per run per batch: another writer may have finished the run since we cached it.
-        run = self.uow.fresh_run(run_id)
+        # Another writer may have finished the run since we cached it: the append checks it
+        # (once per run per batch, in its own transaction) rather than a read here.
+        run = self.uow.run(run_id)
+        self.uow.expect_unchanged(run)
         stream = self.log.streams.get(run_id)
         if stream is None:
             stream = self.log.streams[run_id] = step_stream_id(run_id)

@@ -69,6 +69,7 @@ class UnitOfWork:
         self._envelope: Envelope | None = None
         self._issued: dict[UUID, int] = {}
         self._logged: list[Any] = []
+        self._expected: dict[UUID, int] = {}  # see expect_unchanged
 
     # -- used by command handlers ------------------------------------------------------------
 
@@ -77,6 +78,22 @@ class UnitOfWork:
         if run is None:
             raise RunNotFoundError(run_id)
         return run
+
+    def expect_unchanged(self, run: Run) -> None:
+        """What this batch adds for ``run`` without an event of its own (its steps) assumes
+        the run is as loaded here: the append checks, in its transaction, that the run's
+        stream still ends at that version (``expectations``), and fails the batch as a
+        conflict when another writer moved it on (finished the run, say); the batch is then
+        built again against the run as stored. A run with events in the batch needs no check:
+        those events take versions another writer would have taken first."""
+        if self.is_stored(run.id):
+            self._expected.setdefault(run.id, run.version)
+
+    def expectations(self) -> list[tuple[UUID, int]]:
+        """For ``EventStore.append(expect=)``: the runs ``expect_unchanged`` named that the
+        batch, as built, adds no event to."""
+        return [(run_id, version) for run_id, version in self._expected.items()
+                if run_id not in self._batch_events]
 
     def fresh_run(self, run_id: UUID) -> Run:
         """``run``, reloaded first when the store holds events the cached copy lacks (another

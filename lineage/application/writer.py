@@ -275,7 +275,7 @@ class Writer:
             try:
                 if uow is None:
                     uow, rejected = self._build(pending, steps_only)
-                self.store.append(uow.stored, uow.hex_ids)
+                self.store.append(uow.stored, uow.hex_ids, uow.expectations())
             except DuplicateEventError as duplicate:
                 self._forget()
                 if unanswered and uow is not None and duplicate.event_ids.issuperset(uow.hex_ids):

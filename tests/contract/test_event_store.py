@@ -196,6 +196,26 @@ def test_a_batch_with_a_taken_version_stores_nothing(filled: EventStore) -> None
     assert log_keys(filled) == [*before, (STREAM_B, 3), (STREAM_A, 4)]
 
 
+
+STREAM_C = uuid5(NS, "stream-c")  # never written
+
+
+def test_a_batch_whose_expected_stream_moved_on_stores_nothing(filled: EventStore) -> None:
+    before = log_keys(filled)
+    batch, ids = [ev(STREAM_B, 3)], [event_id(20)]
+    for expect in ([(STREAM_A, 2)], [(STREAM_A, 3), (STREAM_C, 1)], [(STREAM_A, 4)]):
+        with pytest.raises(VersionConflictError):
+            filled.append(batch, ids, expect)
+        assert log_keys(filled) == before  # neither the events nor their ids
+        assert filled.known_event_ids(ids) == set()
+    # As expected (an unwritten stream ends at 0): stored, ids and all.
+    filled.append(batch, ids, [(STREAM_A, 3), (STREAM_C, 0)])
+    assert log_keys(filled) == [*before, (STREAM_B, 3)]
+    assert filled.known_event_ids(ids) == set(ids)
+    # The check runs beside the other ones: a stored id is still a duplicate.
+    with pytest.raises(DuplicateEventError):
+        filled.append([ev(STREAM_B, 4)], ids, [(STREAM_A, 3)])
+
 def test_a_batch_repeating_a_version_stores_nothing(store: EventStore) -> None:
     with pytest.raises(VersionConflictError):
         store.append([ev(STREAM_A, 1), ev(STREAM_A, 1, "t:again")], [event_id(1), event_id(2)])

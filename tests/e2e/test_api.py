@@ -139,10 +139,10 @@ def test_the_store_failing_is_reported_not_silent(make_tracker: Callable[..., An
     class Broken(MemoryEventStore):
         fail = False
 
-        def append(self, events: Any, event_ids: Any) -> None:
+        def append(self, events: Any, event_ids: Any, expect: Any = ()) -> None:
             if self.fail:
                 raise StoreError("disk full")
-            super().append(events, event_ids)
+            super().append(events, event_ids, expect)
 
     store = Broken()
     tracker = lineage.Tracker(store=store, retry_for_s=0.2)

@@ -69,12 +69,12 @@ class FlakyStore(MemoryEventStore):
         self.crash_with: BaseException | None = None
         self.faults = 0
 
-    def append(self, events: Any, event_ids: Any) -> None:
+    def append(self, events: Any, event_ids: Any, expect: Any = ()) -> None:
         if self.crash_with is not None:
             error, self.crash_with = self.crash_with, None
             raise error
         self._maybe_fail()
-        super().append(events, event_ids)
+        super().append(events, event_ids, expect)
         if self.commit_then_fail is not None:
             error, self.commit_then_fail = self.commit_then_fail, None
             self.faults += 1

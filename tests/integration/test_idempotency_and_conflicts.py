@@ -241,12 +241,12 @@ class LosesRaces:
         self.store, self.rival, self.contended, self.remaining = store, rival, contended, times
         self.rival_events = 0
 
-    def append(self, events: Any, event_ids: Any) -> None:
+    def append(self, events: Any, event_ids: Any, expect: Any = ()) -> None:
         if self.remaining and any(e.originator_id == self.contended for e in events):
             self.remaining -= 1
             self.rival_events += 1
             self.rival.record_failure("Rival", f"rival-{self.rival_events}").wait(30)
-        self.store.append(events, event_ids)
+        self.store.append(events, event_ids, expect)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
