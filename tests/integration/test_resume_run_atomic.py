@@ -23,8 +23,8 @@ def test_the_resumed_run_and_its_link_commit_in_one_transaction(
     commits: list[list[str]] = []
     append = store.append
 
-    def recording(events: Sequence[Any], event_ids: Sequence[str]) -> None:
-        append(events, event_ids)
+    def recording(events: Sequence[Any], event_ids: Sequence[str], expect: Any = ()) -> None:
+        append(events, event_ids, expect)
         commits.append([event.topic.rsplit(".", 1)[-1] for event in events])
 
     store.append = recording  # watch the transactions: one append is one commit
