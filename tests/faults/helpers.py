@@ -170,3 +170,10 @@ def train_while_mending(tracker: Any, run: Any, logged: list[int], mend: Callabl
         step += 1
         time.sleep(pause_s)  # a training step
     thread.join()
+
+
+def children_stderr(folder: Any, pattern: str = "*.err", tail: int = 1500) -> dict[str, str]:
+    """What child processes wrote to their stderr files in ``folder`` (a Path), by file name:
+    the last ``tail`` characters of each one that is not empty, for a failure message."""
+    return {path.name: path.read_text()[-tail:] for path in sorted(folder.glob(pattern))
+            if path.read_text().strip()}

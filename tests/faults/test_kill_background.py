@@ -36,7 +36,7 @@ import pytest
 import lineage
 from lineage import LocalRunStatusSource, RecoveryMonitor
 from lineage.domain import Run
-from tests.faults.helpers import KILL_FIGURES
+from tests.faults.helpers import KILL_FIGURES, children_stderr
 from tests.integration.test_read_models import dump
 
 pytestmark = pytest.mark.slow
@@ -245,8 +245,7 @@ def test_sigkilled_retention_and_recovery_leave_nothing_stuck_after_a_restart(
         figures["after restart"] = repair_and_check(durable_url)
         check_figures(figures)
     except AssertionError as error:
-        stderr = {p.name: p.read_text()[-1500:] for p in sorted(tmp_path.glob("*.err"))
-                  if p.read_text().strip()}
-        raise AssertionError(f"{store}, seed {seed}; children's stderr: {stderr}") from error
+        raise AssertionError(f"{store}, seed {seed}; children's stderr: "
+                             f"{children_stderr(tmp_path)}") from error
     KILL_FIGURES.append((store, seed, figures))
     print(f"\nfault injection on {store} (seed {seed}): {figures}")

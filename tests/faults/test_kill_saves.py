@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 
 import lineage
 from lineage.integrations.torch import load_checkpoint
+from tests.faults.helpers import children_stderr
 from tests.faults.test_kill_background import child, kill_after
 
 pytestmark = pytest.mark.slow
@@ -120,8 +121,7 @@ def test_sigkilled_background_saves_keep_the_record_true_to_the_disk(tmp_path: P
             assert loaded.step == newest.step and loaded.optimizer_restored
             assert tracker.run(loaded.run.id).resumed_from == newest.run_id
     except AssertionError as error:
-        stderr = {p.name: p.read_text()[-1500:] for p in sorted(tmp_path.glob("*.err"))
-                  if p.read_text().strip()}
+        stderr = children_stderr(tmp_path)
         raise AssertionError(f"seed {seed}; children's stderr: {stderr}") from error
     print(f"\nkilled background saves (seed {seed}): {CYCLES} kills, at most "
           f"{left['unregistered_files']} unregistered and {left['temporary_files']} temporary "

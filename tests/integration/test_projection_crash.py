@@ -32,6 +32,7 @@ from sqlalchemy import select
 import lineage
 from lineage.codec.step_read import BlockCodec
 from lineage.projections.tables import audit
+from tests.faults.helpers import children_stderr
 from tests.integration.test_quarantine import dump, expected_quarantine, inject_poison
 from tests.integration.test_read_models import record_corruption_scenario
 
@@ -183,8 +184,7 @@ def crash_and_check(url: str, tmp_path: Path, make_tracker: Callable[..., Any], 
         stuck = sum(status.lag > 0 for status in tracker.views.runner.status())
         check(tracker, placed)
     except AssertionError as error:
-        errors = {p.name: p.read_text()[-2000:] for p in sorted(tmp_path.glob("worker-*.err"))
-                  if p.read_text().strip()}
+        errors = children_stderr(tmp_path, "worker-*.err", tail=2000)
         raise AssertionError(f"seed {seed}; worker stderr: {errors}") from error
     print(f"\nprojection crash ({tracker.views.engine.dialect.name}, poison={poison}): "
           f"{KILLS + 1} worker cycles, {faults} killed mid-way, "
