@@ -36,7 +36,7 @@ class MemoryEventStore:
             keys = [(e.originator_id, e.originator_version) for e in events]
             if len(set(keys)) != len(keys) or any(
                 version in self._streams.get(stream, {}) for stream, version in keys
-            ) or any(max(self._streams.get(stream, {0: None})) != version
+            ) or any(max(self._streams.get(stream, ()), default=0) != version
                      for stream, version in expect):
                 raise VersionConflictError()
             for given in events:

@@ -12,6 +12,7 @@ from common import Report
 
 TASKS = Path("/proc/self/task")
 PREFIX = "thread:"  # a run's result key for a thread's CPU seconds
+PER_SAVE = ("lineage-checkpoint-saves", "lineage-retention")  # their work comes with each save
 
 
 def thread_cpu() -> dict[str, float]:
@@ -42,5 +43,6 @@ def report_threads(report: Report, tracked: list[dict[str, float]], saves: int) 
         ms = statistics.median(run.get(key, 0.0) * 1000 for run in tracked)
         name = key.removeprefix(PREFIX)
         per = (f"{ms / commits:.2f} ms a commit, {commits:.0f} commits a run"
-               if name == "lineage-writer" and commits else f"{ms / saves:.2f} ms a save")
+               if name == "lineage-writer" and commits else f"{ms / saves:.2f} ms a save"
+               if name in PER_SAVE else "")
         report.figure(f"CPU of {name}", ms, "ms a run", fmt="{:,.2f}", note=per)

@@ -4,7 +4,9 @@ compared with the files on disk and with a run that was never interrupted."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -417,8 +419,6 @@ print(json.dumps({{"outcomes": outcomes, "files": sorted(os.listdir(folder)),
 
 def test_a_save_the_disk_cannot_hold_keeps_the_old_checkpoint_and_records_nothing(
         tmp_path: Path) -> None:
-    import json
-
     (tmp_path / "training.py").write_text(TRAINING)
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -428,7 +428,7 @@ def test_a_save_the_disk_cannot_hold_keeps_the_old_checkpoint_and_records_nothin
         text=True, timeout=300)
     assert child.returncode == 0, child.stderr
     found = json.loads(child.stdout)
-    efbig = f"OSError errno {__import__('errno').EFBIG}"
+    efbig = f"OSError errno {errno.EFBIG}"
     # each refused save raised the kernel's error, and the old file stayed whole at the path
     assert found["outcomes"] == [efbig, True, efbig, True]
     assert found["files"] == ["after.safetensors", "ckpt.safetensors"]  # no temporary file
