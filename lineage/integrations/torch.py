@@ -29,7 +29,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import torch
-from safetensors.torch import load as load_tensors
 
 from lineage.application.handles import ArtifactRef
 from lineage.application.views import ArtifactView
@@ -206,8 +205,10 @@ def load_checkpoint(registry: CheckpointRegistry | None, source: Any, model: tor
     ``scheduler``, the RNGs) and record the resume.
 
     ``source``: a path, or a registered checkpoint (id, ``ArtifactRef``, ``ArtifactView``).
-    With a ``registry`` (the tracker), the file's SHA-256 (computed in the one read) must equal
-    the registered one, else ChecksumMismatchError before the model is touched; a path must be
+    With a ``registry`` (the tracker), the file's SHA-256 (computed in the one read, which
+    fills the tensors directly: peak memory is the tensors, not the file's bytes as well) must
+    equal the registered one, else ChecksumMismatchError before the model is touched; a file
+    that is not a safetensors file is a ValidationError saying what is wrong; a path must be
     a registered checkpoint of the run that wrote it (NotFoundError otherwise). Then, with
     ``into`` (a run handle), the checkpoint becomes that run's input and its next checkpoint
     derives from it; else, when ``resume``, a new run (``name``, default the old run's) is
@@ -220,14 +221,17 @@ def load_checkpoint(registry: CheckpointRegistry | None, source: Any, model: tor
                               str(source))
     view = _registered(registry, source) if registry is not None and not _is_path(source) else None
     path = _local_path(view.uri) if view is not None else Path(os.fspath(source)).expanduser().resolve()
-    data, digest = torch_file.read(path)
-    meta = torch_file.metadata_of(data)
-    if registry is not None and view is None:
+    contents = torch_file.read(path)
+    digest, meta, tensors = contents.digest, contents.metadata, contents.tensors
+    if registry is not None and view is None and (contents.problem is None or meta):
+        # a file cut short after its header still names its run: reported as changed below
         view = _registered_file(registry, path, meta, digest)
     if view is not None and view.checksum != digest:
         raise ChecksumMismatchError("checkpoint", f"{view.checksum_algorithm}:{view.checksum}",
                                     f"sha256:{digest}", path.as_uri())
-    tensors = load_tensors(data)
+    if contents.problem is not None:
+        raise ValidationError("source", f"{path} is not a safetensors file: {contents.problem}",
+                              str(path))
     state = torch_file.unflatten(json.loads(meta.get("lineage.state", "{}")), tensors)
     device_tensors = {k: v.to(map_location) for k, v in torch_file.weights_of(tensors).items()}
     model.load_state_dict(device_tensors, strict=strict)

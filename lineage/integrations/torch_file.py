@@ -8,15 +8,20 @@ safetensors reader opens the file; ``weights_of`` gives the model's part alone.
 
 ``write`` streams the tensors one at a time (one on the CPU at a time: a GPU model is not copied
 whole) through ``files.write_atomic``: hashed as written, fsynced, renamed over the target.
-Needs torch.
+``read`` reads any safetensors file in one pass, each tensor's bytes straight into a new tensor,
+hashed as read. Needs torch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
+import os
 import struct
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,9 @@ for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
                      ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
     if hasattr(torch, _name):
         _DTYPES[getattr(torch, _name)] = _code
+_CODES = {code: dtype for dtype, code in _DTYPES.items()}
+HEADER_MAX = 100_000_000  # the longest header safetensors' own reader accepts
+READ_CHUNK = 8 << 20  # bytes read, then hashed while still in the CPU's caches
 
 
 _PLAIN = {int, float, str, bool, type(None)}
@@ -102,15 +110,129 @@ def write(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
     return write_atomic(path, chunks())
 
 
-def read(path: Path) -> tuple[bytes, str]:
-    """The file's bytes and their SHA-256, in one read."""
-    data = path.read_bytes()
-    return data, hashlib.sha256(data).hexdigest()
+@dataclass
+class Contents:
+    """What ``read`` found in a file: its tensors and metadata, the SHA-256 of all its bytes,
+    and ``problem``: None, or why the bytes are not a safetensors file (the rest of the file
+    was still hashed, so its checksum can be compared first)."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    digest: str
+    problem: str | None = None
 
 
-def metadata_of(data: bytes) -> dict[str, str]:
-    (length,) = struct.unpack("<Q", data[:8])
-    return dict(json.loads(data[8:8 + length]).get("__metadata__") or {})
+def read(path: Path) -> Contents:
+    """The file's tensors and metadata and the SHA-256 of its bytes, in one pass: each
+    tensor's bytes are read straight into the tensor and hashed there, so the file's bytes
+    are never held beside the tensors (peak memory: the tensors)."""
+    digest = hashlib.sha256()
+    contents = Contents({}, {}, "")
+    with path.open("rb", buffering=0) as handle:
+        try:
+            entries, end_of_data = _read_header(handle, digest, contents)
+            _read_tensors(handle, entries, end_of_data, digest, contents.tensors)
+        except _NotSafetensors as error:
+            contents.problem, contents.tensors = str(error), {}
+        _hash_rest(handle, digest)
+    contents.digest = digest.hexdigest()
+    return contents
+
+
+class _NotSafetensors(Exception):
+    pass
+
+
+_Entry = tuple[str, torch.dtype, list[int], int, int]  # name, dtype, shape, begin, end
+
+
+def _read_header(handle: io.FileIO, digest: Any, contents: Contents) -> tuple[list[_Entry], int]:
+    """Read the header, put its metadata in ``contents``; returns its tensors' entries in the
+    order of their bytes, and where the data ends (from the data's start)."""
+    size = os.fstat(handle.fileno()).st_size
+    (length,) = struct.unpack("<Q", _read_exactly(handle, 8, digest))
+    if length > min(HEADER_MAX, size - 8):
+        raise _NotSafetensors(f"its header length {length} does not fit a {size}-byte file")
+    try:
+        header = json.loads(_read_exactly(handle, length, digest))
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError
+        raise _NotSafetensors(f"its header is not JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise _NotSafetensors("its header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(value, str) for value in metadata.values()):
+        raise _NotSafetensors("its __metadata__ is not an object of strings")
+    contents.metadata = metadata
+    entries = sorted(map(_entry, header.items()), key=lambda entry: (entry[3], entry[4]))
+    return entries, size - 8 - length
+
+
+def _entry(item: tuple[str, Any]) -> _Entry:
+    name, spec = item
+    try:
+        dtype, shape, (begin, end) = _CODES[spec["dtype"]], spec["shape"], spec["data_offsets"]
+    except (KeyError, TypeError, ValueError):
+        raise _NotSafetensors(f"tensor {name!r} has no dtype torch reads, shape and "
+                              "data_offsets") from None
+    if (type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape)
+            or not (type(begin) is int and type(end) is int and 0 <= begin <= end)):
+        raise _NotSafetensors(f"tensor {name!r} has a bad shape or data_offsets")
+    if math.prod(shape) * dtype.itemsize != end - begin:
+        raise _NotSafetensors(f"tensor {name!r}: {end - begin} bytes for shape {shape}")
+    return name, dtype, shape, begin, end
+
+
+def _read_tensors(handle: io.FileIO, entries: list[_Entry], end_of_data: int, digest: Any,
+                  tensors: dict[str, torch.Tensor]) -> None:
+    """Read each tensor's bytes straight into a new tensor in ``tensors``."""
+    position = 0
+    for name, dtype, shape, begin, end in entries:
+        if begin < position or end > end_of_data:
+            raise _NotSafetensors(f"tensor {name!r} overlaps another or runs past the file")
+        _skip(handle, begin - position, digest)  # bytes between tensors, if any
+        tensor = torch.empty(shape, dtype=dtype)
+        _read_into(handle, memoryview(tensor.reshape(-1).view(torch.uint8).numpy()), digest)
+        tensors[name] = tensor
+        position = end
+
+
+def _read_into(handle: io.FileIO, buffer: memoryview, digest: Any) -> None:
+    """Fill ``buffer`` from ``handle`` and hash it, a chunk at a time (hashed while the chunk
+    is still in the CPU's caches); at the file's end, hash what came and raise."""
+    done = 0
+    while done < len(buffer):
+        chunk = buffer[done:done + READ_CHUNK]
+        got = 0
+        while got < len(chunk):
+            count = handle.readinto(chunk[got:])
+            if not count:
+                digest.update(chunk[:got])
+                raise _NotSafetensors("it ends early")
+            got += count
+        digest.update(chunk)
+        done += got
+
+
+def _read_exactly(handle: io.FileIO, count: int, digest: Any) -> bytes:
+    buffer = bytearray(count)
+    _read_into(handle, memoryview(buffer), digest)
+    return bytes(buffer)
+
+
+def _skip(handle: io.FileIO, count: int, digest: Any) -> None:
+    """Read and hash ``count`` bytes that belong to no tensor."""
+    while count:
+        chunk = handle.read(min(count, READ_CHUNK))
+        if not chunk:
+            raise _NotSafetensors("it ends early")
+        digest.update(chunk)
+        count -= len(chunk)
+
+
+def _hash_rest(handle: io.FileIO, digest: Any) -> None:
+    while chunk := handle.read(READ_CHUNK):
+        digest.update(chunk)
 
 
 def weights_of(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
