@@ -1,12 +1,22 @@
 """Files the integrations write: atomically (temporary file, fsync, rename, folder fsync) and
-hashed while written; checkpoint folders described by a manifest."""
+hashed while written; checkpoint folders described by a manifest.
+
+A write killed half-way leaves its temporary file (``.NAME.HOST-PID.XXXXXXXX.tmp``: this
+machine's mark, then the writing process's id). The first write of a process into a folder
+removes those whose process is gone on this machine (``sweep_temporary_files``); another
+machine's, a live process's and anything else are left alone.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import socket
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +25,13 @@ from lineage.application.artifacts import sha256_file, vouch_sha256
 
 MANIFEST_NAME = "lineage-manifest.json"
 MANIFEST_FORMAT = "lineage-manifest/1"
+
+log = logging.getLogger(__name__)
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,7})\.[A-Za-z0-9_]+\.tmp$")
+_swept: set[Path] = set()  # folders this process has swept
+_swept_lock = threading.Lock()
 
 
 def write_atomic(path: Path, chunks: Iterable[bytes | memoryview]) -> tuple[int, str]:
@@ -26,7 +43,9 @@ def write_atomic(path: Path, chunks: Iterable[bytes | memoryview]) -> tuple[int,
     removed."""
     digest = hashlib.sha256()
     size = 0
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep_once(path.parent)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
+                                dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
@@ -42,6 +61,53 @@ def write_atomic(path: Path, chunks: Iterable[bytes | memoryview]) -> tuple[int,
     fsync_folder(path.parent)
     vouch_sha256(path, digest.hexdigest())
     return size, digest.hexdigest()
+
+
+def sweep_temporary_files(folder: Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` that ``write_atomic`` calls killed half-way
+    left: those of this machine whose process is gone. Returns the paths removed."""
+    removed: list[Path] = []
+    if os.name != "posix":  # os.kill(pid, 0) asks about a process only on POSIX
+        return removed
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMPORARY.match(entry.name)
+        if found is None or found["host"] != _HOST or _alive(int(found["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            log.warning("lineage: cannot remove the temporary file %s a killed write left: %s",
+                        entry.path, error)
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        log.info("lineage: removed %d temporary file(s) killed writes left in %s: %s",
+                 len(removed), folder, ", ".join(p.name for p in removed))
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    with _swept_lock:
+        if folder in _swept:
+            return
+        _swept.add(folder)
+    sweep_temporary_files(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, as another user's process
+        return True
+    return True
 
 
 def fsync_folder(folder: Path) -> None:

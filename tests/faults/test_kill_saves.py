@@ -8,8 +8,10 @@ there, whole, with the registered SHA-256 (a registration is committed only afte
 durable); every checkpoint retention deleted is gone; no file at a checkpoint's path is torn.
 A kill may leave what it cannot avoid leaving, counted and allowed: a durable file whose
 registration never committed (the user's checkpoint, unrecorded) and the hidden temporary file
-of a write it cut short (``.NAME.XXXX.tmp`` beside the target). At the end, a restart repairs
-retention, and the newest live checkpoint loads (its checksum verified) into a fresh model.
+of a write it cut short (``.NAME.HOST-PID.XXXX.tmp`` beside the target), which the next process's
+first write into the folder removes. At the end, a restart repairs retention, the newest live
+checkpoint loads (its checksum verified) into a fresh model, and a write leaves no temporary
+file of the dead children behind.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 import lineage
-from lineage.integrations.torch import load_checkpoint
+from lineage.integrations.torch import load_checkpoint, write_checkpoint
 from tests.faults.helpers import children_stderr
 from tests.faults.test_kill_background import child, kill_after
 
@@ -120,6 +122,8 @@ def test_sigkilled_background_saves_keep_the_record_true_to_the_disk(tmp_path: P
             loaded = load_checkpoint(tracker, newest.id, model, optimizer=optimizer)
             assert loaded.step == newest.step and loaded.optimizer_restored
             assert tracker.run(loaded.run.id).resumed_from == newest.run_id
+            write_checkpoint(folder / "after.safetensors", model=model)  # sweeps the folder
+            assert not list(folder.glob(".*.tmp")), "a killed child's temporary file is left"
     except AssertionError as error:
         stderr = children_stderr(tmp_path)
         raise AssertionError(f"seed {seed}; children's stderr: {stderr}") from error
