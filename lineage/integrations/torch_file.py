@@ -132,15 +132,11 @@ def read(path: Path) -> Contents:
         try:
             entries, end_of_data = _read_header(handle, digest, contents)
             _read_tensors(handle, entries, end_of_data, digest, contents.tensors)
-        except _NotSafetensors as error:
-            contents.problem, contents.tensors = str(error), {}
+        except ValidationError as error:  # the reading below says what does not fit
+            contents.problem, contents.tensors = error.rule, {}
         _hash_rest(handle, digest)
     contents.digest = digest.hexdigest()
     return contents
-
-
-class _NotSafetensors(Exception):
-    pass
 
 
 _Entry = tuple[str, torch.dtype, list[int], int, int]  # name, dtype, shape, begin, end
@@ -152,20 +148,24 @@ def _read_header(handle: io.FileIO, digest: Any, contents: Contents) -> tuple[li
     size = os.fstat(handle.fileno()).st_size
     (length,) = struct.unpack("<Q", _read_exactly(handle, 8, digest))
     if length > min(HEADER_MAX, size - 8):
-        raise _NotSafetensors(f"its header length {length} does not fit a {size}-byte file")
+        raise _unreadable(f"its header length {length} does not fit a {size}-byte file")
     try:
         header = json.loads(_read_exactly(handle, length, digest))
     except ValueError as error:  # UnicodeDecodeError and JSONDecodeError
-        raise _NotSafetensors(f"its header is not JSON ({error})") from None
+        raise _unreadable(f"its header is not JSON ({error})") from None
     if not isinstance(header, dict):
-        raise _NotSafetensors("its header is not a JSON object")
+        raise _unreadable("its header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(
             isinstance(value, str) for value in metadata.values()):
-        raise _NotSafetensors("its __metadata__ is not an object of strings")
+        raise _unreadable("its __metadata__ is not an object of strings")
     contents.metadata = metadata
     entries = sorted(map(_entry, header.items()), key=lambda entry: (entry[3], entry[4]))
     return entries, size - 8 - length
+
+
+def _unreadable(problem: str) -> ValidationError:
+    return ValidationError("source", problem)
 
 
 def _entry(item: tuple[str, Any]) -> _Entry:
@@ -173,13 +173,13 @@ def _entry(item: tuple[str, Any]) -> _Entry:
     try:
         dtype, shape, (begin, end) = _CODES[spec["dtype"]], spec["shape"], spec["data_offsets"]
     except (KeyError, TypeError, ValueError):
-        raise _NotSafetensors(f"tensor {name!r} has no dtype torch reads, shape and "
+        raise _unreadable(f"tensor {name!r} has no dtype torch reads, shape and "
                               "data_offsets") from None
     if (type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape)
             or not (type(begin) is int and type(end) is int and 0 <= begin <= end)):
-        raise _NotSafetensors(f"tensor {name!r} has a bad shape or data_offsets")
+        raise _unreadable(f"tensor {name!r} has a bad shape or data_offsets")
     if math.prod(shape) * dtype.itemsize != end - begin:
-        raise _NotSafetensors(f"tensor {name!r}: {end - begin} bytes for shape {shape}")
+        raise _unreadable(f"tensor {name!r}: {end - begin} bytes for shape {shape}")
     return name, dtype, shape, begin, end
 
 
@@ -189,7 +189,7 @@ def _read_tensors(handle: io.FileIO, entries: list[_Entry], end_of_data: int, di
     position = 0
     for name, dtype, shape, begin, end in entries:
         if begin < position or end > end_of_data:
-            raise _NotSafetensors(f"tensor {name!r} overlaps another or runs past the file")
+            raise _unreadable(f"tensor {name!r} overlaps another or runs past the file")
         _skip(handle, begin - position, digest)  # bytes between tensors, if any
         tensor = torch.empty(shape, dtype=dtype)
         _read_into(handle, memoryview(tensor.reshape(-1).view(torch.uint8).numpy()), digest)
@@ -208,7 +208,7 @@ def _read_into(handle: io.FileIO, buffer: memoryview, digest: Any) -> None:
             count = handle.readinto(chunk[got:])
             if not count:
                 digest.update(chunk[:got])
-                raise _NotSafetensors("it ends early")
+                raise _unreadable("it ends early")
             got += count
         digest.update(chunk)
         done += got
@@ -225,7 +225,7 @@ def _skip(handle: io.FileIO, count: int, digest: Any) -> None:
     while count:
         chunk = handle.read(min(count, READ_CHUNK))
         if not chunk:
-            raise _NotSafetensors("it ends early")
+            raise _unreadable("it ends early")
         digest.update(chunk)
         count -= len(chunk)
 

@@ -154,3 +154,13 @@ def test_loading_holds_the_tensors_not_the_file_as_well(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     grew = int(done.stdout.split()[-1])
     assert grew < 1.25 * size, f"a load of a {size}-byte file grew the peak by {grew} bytes"
+
+
+def test_the_load_bench_runs_both_ways_side_by_side() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "checkpoint_load.py"),
+                           "--width", "256", "--layers", "1", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    for line in ("load_checkpoint: peak growth", "baseline: peak growth",
+                 "load_checkpoint: time", "peak growth, new / baseline", "time, new / baseline"):
+        assert line in done.stdout, done.stdout
