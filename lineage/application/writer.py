@@ -67,7 +67,7 @@ class Writer:
     def __init__(self, store: EventStore, mapper: Mapper, *, origin: Origin,
                  clock: Callable[[], datetime],
                  id_source: Callable[[], UUID] = uuid4, max_queue: int = 20_000,
-                 batch_size: int = 5000, batch_interval_s: float = 0.25,
+                 batch_size: int = 5000, batch_interval_s: float = 1.0,
                  retry_for_s: float = 30.0) -> None:
         """``retry_for_s``: how long the store may fail without a break before the writer
         gives up on what is queued (the bound on any caller's wait, see the module doc)."""

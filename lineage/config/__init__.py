@@ -66,7 +66,7 @@ SETTINGS = (
     _setting("batch_size", "LINEAGE_BATCH_SIZE", lambda: 5000, _positive_int,
              "most items (steps, commands) the writer commits in one transaction; a run's "
              "steps in one transaction are stored as one block"),
-    _setting("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", lambda: 0.25, _positive_float,
+    _setting("batch_interval_s", "LINEAGE_BATCH_INTERVAL_S", lambda: 1.0, _positive_float,
              "longest the writer waits to fill a batch, in seconds: how stale another process's "
              "view of a run may be, and what a crash may lose of what nobody waited for "
              "(flush, wait and finish commit at once)"),
