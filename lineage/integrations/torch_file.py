@@ -132,7 +132,7 @@ def read(path: Path) -> Contents:
         try:
             entries, end_of_data = _read_header(handle, digest, contents)
             _read_tensors(handle, entries, end_of_data, digest, contents.tensors)
-        except ValidationError as error:  # the reading below says what does not fit
+        except ValidationError as error:  # what does not fit, as _read_header/_tensors say
             contents.problem, contents.tensors = error.rule, {}
         _hash_rest(handle, digest)
     contents.digest = digest.hexdigest()
@@ -174,7 +174,7 @@ def _entry(item: tuple[str, Any]) -> _Entry:
         dtype, shape, (begin, end) = _CODES[spec["dtype"]], spec["shape"], spec["data_offsets"]
     except (KeyError, TypeError, ValueError):
         raise _unreadable(f"tensor {name!r} has no dtype torch reads, shape and "
-                              "data_offsets") from None
+                          "data_offsets") from None
     if (type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape)
             or not (type(begin) is int and type(end) is int and 0 <= begin <= end)):
         raise _unreadable(f"tensor {name!r} has a bad shape or data_offsets")
