@@ -25,6 +25,7 @@ NAME_MAX = 256  # run, metric, artifact and job names, tag keys, error types
 ALIAS_MAX = 128  # alias names and scopes, recovery strategies
 SHORT_MAX = 64  # formats, signals, splits
 TAG_VALUE_MAX = 4096
+_TAG_INT_LIMIT = 10 ** TAG_VALUE_MAX  # a tag's int at or past this has too many digits
 TEXT_MAX = 8192  # messages and reasons: free text, may span lines
 URI_MAX = 4096  # artifact paths and uris
 METRICS_MAX = 1024  # names in one metrics (or durations, resources) mapping
@@ -231,11 +232,16 @@ def tags(value: Any, field: str = "tags") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, tag in value.items():
         text(key, f"{field} key")
+        where = f"{field}[{shown(key)}]"
         if tag is None:
             tag = ""
+        elif isinstance(tag, int) and not isinstance(tag, bool) and abs(tag) >= _TAG_INT_LIMIT:
+            # str() of an int past 4,300 digits raises; past TAG_VALUE_MAX it cannot be kept
+            raise ValidationError(where, f"must be at most {TAG_VALUE_MAX} characters, got a "
+                                         f"number of more than {TAG_VALUE_MAX} digits")
         elif isinstance(tag, bool | int | float) and not isinstance(tag, str):
             tag = str(tag)
-        out[key] = text(tag, f"{field}[{shown(key)}]", max_length=TAG_VALUE_MAX, allow_empty=True)
+        out[key] = text(tag, where, max_length=TAG_VALUE_MAX, allow_empty=True)
     return out
 
 
