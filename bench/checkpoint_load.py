@@ -15,6 +15,7 @@ growth as a multiple of the file's size, and the ratio new / baseline. Needs tor
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from common import ROOT, Report, add_options, bench_parser
 
 CHILD = """
-import hashlib, json, resource, sys, time
+import hashlib, json, resource, struct, sys, time
 sys.path.insert(0, {root!r})
 import torch
 from lineage.integrations import torch_file
@@ -41,7 +42,7 @@ def baseline(path, model, optimizer):  # the read load_checkpoint made before 20
     from safetensors.torch import load
     data = path.read_bytes()
     hashlib.sha256(data).hexdigest()
-    (length,) = __import__("struct").unpack("<Q", data[:8])
+    (length,) = struct.unpack("<Q", data[:8])
     meta = json.loads(data[8:8 + length])["__metadata__"]
     tensors = load(data)
     state = torch_file.unflatten(json.loads(meta["lineage.state"]), tensors)
@@ -65,21 +66,21 @@ print(grew, took)
 WAYS = ("load_checkpoint", "baseline")
 
 
-def one_load(args: object, path: Path, way: str) -> tuple[int, float]:
-    code = CHILD.format(root=str(ROOT), width=args.width, layers=args.layers,  # type: ignore[attr-defined]
-                        path=str(path), way=way)
+def one_load(args: argparse.Namespace, path: Path, way: str) -> tuple[int, float]:
+    code = CHILD.format(root=str(ROOT), width=args.width, layers=args.layers, path=str(path),
+                        way=way)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     grew, took = done.stdout.split()
     return int(grew), float(took)
 
 
-def bench(report: Report, args: object, folder: Path) -> None:
+def bench(report: Report, args: argparse.Namespace, folder: Path) -> None:
     import torch
 
     from lineage.integrations.torch import write_checkpoint
 
-    width, layers = args.width, args.layers  # type: ignore[attr-defined]
+    width, layers = args.width, args.layers
     model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)])
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.zeros(1, width)).sum().backward()
@@ -91,7 +92,7 @@ def bench(report: Report, args: object, folder: Path) -> None:
                    "+ AdamW state)")
     results: dict[str, list[tuple[int, float]]] = {way: [] for way in WAYS}
     one_load(args, path, "load_checkpoint")  # warm-up: the file into the page cache
-    for round_ in range(args.rounds):  # type: ignore[attr-defined]
+    for round_ in range(args.rounds):
         for way in WAYS if round_ % 2 == 0 else reversed(WAYS):
             results[way].append(one_load(args, path, way))
     medians = {}

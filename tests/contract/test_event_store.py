@@ -196,7 +196,6 @@ def test_a_batch_with_a_taken_version_stores_nothing(filled: EventStore) -> None
     assert log_keys(filled) == [*before, (STREAM_B, 3), (STREAM_A, 4)]
 
 
-
 STREAM_C = uuid5(NS, "stream-c")  # never written
 
 
@@ -215,6 +214,7 @@ def test_a_batch_whose_expected_stream_moved_on_stores_nothing(filled: EventStor
     # The check runs beside the other ones: a stored id is still a duplicate.
     with pytest.raises(DuplicateEventError):
         filled.append([ev(STREAM_B, 4)], ids, [(STREAM_A, 3)])
+
 
 def test_a_batch_repeating_a_version_stores_nothing(store: EventStore) -> None:
     with pytest.raises(VersionConflictError):

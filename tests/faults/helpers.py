@@ -175,5 +175,5 @@ def train_while_mending(tracker: Any, run: Any, logged: list[int], mend: Callabl
 def children_stderr(folder: Any, pattern: str = "*.err", tail: int = 1500) -> dict[str, str]:
     """What child processes wrote to their stderr files in ``folder`` (a Path), by file name:
     the last ``tail`` characters of each one that is not empty, for a failure message."""
-    return {path.name: path.read_text()[-tail:] for path in sorted(folder.glob(pattern))
-            if path.read_text().strip()}
+    texts = {path.name: path.read_text() for path in sorted(folder.glob(pattern))}
+    return {name: text[-tail:] for name, text in texts.items() if text.strip()}
