@@ -63,3 +63,23 @@ def test_a_write_in_flight_carries_its_machine_and_process(tmp_path: Path) -> No
 
 def test_a_folder_that_cannot_be_listed_is_left_alone(tmp_path: Path) -> None:
     assert sweep_temporary_files(tmp_path / "missing") == []
+
+
+def test_a_file_that_cannot_be_removed_is_logged_and_the_write_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A read-only or foreign folder (as root, permissions never refuse: the refusal is made
+    here): the sweep warns and the write itself still happens."""
+    stale = tmp_path / f".ckpt.safetensors.{files._HOST}-{dead_pid()}.abcdefgh.tmp"
+    stale.write_bytes(b"half")
+    unlink = os.unlink
+
+    def refuse(path: str, *args: object, **kwargs: object) -> None:
+        if str(path) == str(stale):
+            raise PermissionError(13, "Permission denied", str(path))
+        unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    with caplog.at_level(logging.WARNING, logger="lineage.integrations.files"):
+        write_atomic(tmp_path / "target", [b"bytes"])
+    assert stale.exists() and "cannot remove the temporary file" in caplog.text
+    assert (tmp_path / "target").read_bytes() == b"bytes"
